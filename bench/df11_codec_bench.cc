@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+// CPU DF11 codec benchmarks on a 64 M-weight unit drawn from N(0, 0.02) in BF16: encode and
+// decode throughput (weights/s) on 1 and 2 threads beside memcpy of the same BF16 bytes (the
+// roofline), with bits/weight against the field-split floor (8 + exponent entropy) as counters.
+//   df11_codec_bench [--weights N] [--save-input FILE.bf16] [google benchmark flags]
+// --save-input writes the unit's raw little-endian BF16 for scripts/reference/bench_reference_encoder.py.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common/bf16.h"
+#include "kernels/common/parallel_for.h"
+#include "kernels/dfloat11/df11_decode.h"
+#include "kernels/dfloat11/df11_encode.h"
+
+namespace df11 {
+namespace {
+
+int64_t g_weights = int64_t{64} << 20;
+
+const std::vector<uint16_t>& Weights() {
+  static const std::vector<uint16_t> words = [] {
+    std::vector<uint16_t> w(g_weights);
+    // Fixed seed per 1 M chunk, filled in parallel: the same data on every run.
+    const int64_t chunk = int64_t{1} << 20;
+    ParallelFor((g_weights + chunk - 1) / chunk, DefaultThreadCount(), 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        std::mt19937_64 rng(1234 + c);
+        std::normal_distribution<float> dist(0.0f, 0.02f);
+        for (int64_t i = c * chunk; i < std::min(g_weights, (c + 1) * chunk); ++i) {
+          w[i] = FloatToBf16(dist(rng));
+        }
+      }
+    });
+    return w;
+  }();
+  return words;
+}
+
+const Df11EncodedUnit& Unit() {
+  static const Df11EncodedUnit unit = [] {
+    Df11EncodedUnit u;
+    std::string err;
+    std::span<const uint16_t> one(Weights());
+    if (!Df11EncodeRef(std::span<const std::span<const uint16_t>>(&one, 1), DefaultThreadCount(),
+                       &u, &err)) {
+      std::fprintf(stderr, "encode failed: %s\n", err.c_str());
+      std::abort();
+    }
+    return u;
+  }();
+  return unit;
+}
+
+void SizeCounters(benchmark::State& state) {
+  const Df11EncodedUnit& u = Unit();
+  const double n = static_cast<double>(u.n_elements);
+  const double stored = static_cast<double>(u.luts.size() + u.encoded_exponent.size() +
+                                            u.sign_mantissa.size() + u.output_positions.size() +
+                                            u.gaps.size());
+  state.counters["bits_per_weight"] = 8.0 * stored / n;
+  state.counters["floor_bits"] = 8.0 + HistogramEntropy(u.histogram);
+  state.counters["exponent_bits"] = 8.0 * u.encoded_exponent.size() / n;
+  state.counters["gap_bits"] = 8.0 * u.gaps.size() / n;
+}
+
+void BM_Memcpy(benchmark::State& state) {
+  const auto& w = Weights();
+  std::vector<uint16_t> dst(w.size());
+  for (auto _ : state) {
+    std::memcpy(dst.data(), w.data(), w.size() * 2);
+    benchmark::DoNotOptimize(dst.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()) * 2);
+}
+
+void BM_Encode(benchmark::State& state) {
+  const auto& w = Weights();
+  std::span<const uint16_t> one(w);
+  const int threads = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    Df11EncodedUnit u;
+    std::string err;
+    if (!Df11EncodeRef(std::span<const std::span<const uint16_t>>(&one, 1), threads, &u, &err)) {
+      state.SkipWithError(err.c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(u.encoded_exponent.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+  SizeCounters(state);
+}
+
+void BM_Decode(benchmark::State& state) {
+  const Df11EncodedUnit& u = Unit();
+  const Df11UnitView v = u.View();
+  Df11CpuTables tables;
+  BuildDf11CpuTables(v, &tables);
+  std::vector<uint16_t> out(u.n_elements);
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t blocks = Df11PositionBlocks(v);
+  for (auto _ : state) {
+    ParallelFor(blocks, threads, 64, [&](int64_t b0, int64_t b1) {
+      const int64_t lo = Df11OutputPosition(v, b0), hi = Df11OutputPosition(v, b1);
+      std::string err = Df11DecodeRangeRef(v, tables, lo, hi, out.data() + lo);
+      if (!err.empty()) std::abort();
+    });
+    benchmark::DoNotOptimize(out.data());
+  }
+  if (out != Weights()) state.SkipWithError("decode mismatch");
+  state.SetItemsProcessed(state.iterations() * u.n_elements);
+  state.SetBytesProcessed(state.iterations() * u.n_elements * 2);
+  SizeCounters(state);
+}
+
+BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Encode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Decode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace df11
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest = {argv[0]};
+  std::string save;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--weights" && i + 1 < argc) {
+      df11::g_weights = std::stoll(argv[++i]);
+    } else if (a == "--save-input" && i + 1 < argc) {
+      save = argv[++i];
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (!save.empty()) {
+    const auto& w = df11::Weights();
+    FILE* f = std::fopen(save.c_str(), "wb");
+    if (f == nullptr || std::fwrite(w.data(), 2, w.size(), f) != w.size()) return 1;
+    std::fclose(f);
+    std::printf("wrote %zu weights to %s\n", w.size(), save.c_str());
+    return 0;
+  }
+  int n = static_cast<int>(rest.size());
+  benchmark::Initialize(&n, rest.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

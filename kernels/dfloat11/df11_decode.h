@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// DF11 decoding. Df11ValidateUnit checks every stored field of an untrusted unit that can be
+// checked without decoding (sizes, table pointers, code lengths, positions); the decoders then
+// check the rest while decoding (each window's gap against the stream, each block's element
+// count, the stream's end) and report a message instead of reading out of bounds.
+// Df11DecodeRangeRef is the single-threaded CPU oracle; callers split blocks across threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "kernels/dfloat11/df11_layout.h"
+
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace df11 {
+
+// Returns "" when the unit's fields are consistent, else what is wrong.
+std::string Df11ValidateUnit(const Df11UnitView& unit);
+
+// A direct lookup table over the next 12 stream bits for the CPU decoder, derived from the
+// stored tables: entry = symbol | (code length << 8), or 0 where the 12 bits do not determine
+// the result (longer codes), which falls back to walking the stored tables.
+struct Df11CpuTables {
+  static constexpr int kBits = 12;
+  std::array<uint16_t, 1 << kBits> fast{};
+  // The same index decoding as many whole codes as fit in 12 bits (at most 4): bytes 0-3 the
+  // symbols, byte 4 their number (0: use `fast` or the stored tables), byte 5 their total bits.
+  std::array<uint64_t, 1 << kBits> multi{};
+};
+
+// Requires a unit that passed Df11ValidateUnit.
+void BuildDf11CpuTables(const Df11UnitView& unit, Df11CpuTables* tables);
+
+// Decodes elements [begin, end) into out[0, end - begin) as BF16 bit patterns. Requires a
+// validated unit and 0 <= begin <= end <= n_elements. Returns "" or what is wrong with the stream.
+std::string Df11DecodeRangeRef(const Df11UnitView& unit, const Df11CpuTables& tables,
+                               int64_t begin, int64_t end, uint16_t* out);
+
+// The CUDA kernel's algorithm run on the CPU with the same __host__ __device__ window code
+// (df11_window.h): one window at a time, counts, a prefix sum, then the writes. Same contract
+// and the same error rules as Df11DecodeCuda; used to test that logic where no GPU is present.
+std::string Df11DecodeWindowsRef(const Df11UnitView& unit, int64_t begin, int64_t end,
+                                 uint16_t* out);
+
+#if DF11_WITH_CUDA
+// A unit resident on the device. The runtime builds it; the kernel requires `encoded` and
+// `sign_mantissa` 16-byte aligned, `luts` 4-byte aligned, and `encoded` readable (zero-filled)
+// up to Df11BlockCount(n_bytes) * 4096 + 16 bytes.
+struct Df11DeviceUnit {
+  Df11UnitView view;                                // device pointers, validated on the host
+  const uint8_t* host_output_positions = nullptr;  // host copy, for launch geometry
+  int64_t n_position_blocks = 0;                    // n_output_positions - 1
+  int32_t max_block_elements = 0;                   // max over b of positions[b + 1] - [b]
+};
+
+// Dynamic shared memory one block of the kernel uses for this unit (at most ~37 KB).
+size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit);
+
+// Decodes elements [begin, end) into out[0, end - begin) (16-byte aligned) on `stream`. No
+// allocation and no host synchronisation, so it can be captured in a CUDA graph. When the unit
+// is inconsistent, *error_flag (a device int, may be null) gets non-zero bits: 1 bad code,
+// 2 gap mismatch, 4 count mismatch, 8 code past the stream's end.
+void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
+                    int* error_flag, cudaStream_t stream);
+#endif
+
+}  // namespace df11

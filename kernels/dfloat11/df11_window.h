@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// Per-window DF11 decoding, shared by the CUDA kernel and its CPU mirror (Df11DecodeWindowsRef):
+// a window is 64 stream bits; the codes that start in it are decoded from its gap, reading up to
+// 32 bits into the next window. Everything here is __host__ __device__.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/host_device.h"
+#include "kernels/dfloat11/df11_layout.h"
+
+namespace df11 {
+
+// A window's 8 bytes and the next window's first 4, as big-endian words (w[0] = bits 0..31).
+struct Df11WindowBits {
+  uint32_t w[3];
+};
+
+// Builds the words from 12 stream bytes (MSB-first).
+DF11_HD Df11WindowBits Df11WindowFromBytes(const uint8_t* p) {
+  Df11WindowBits b;
+  for (int i = 0; i < 3; ++i) {
+    b.w[i] = (static_cast<uint32_t>(p[4 * i]) << 24) | (static_cast<uint32_t>(p[4 * i + 1]) << 16) |
+             (static_cast<uint32_t>(p[4 * i + 2]) << 8) | static_cast<uint32_t>(p[4 * i + 3]);
+  }
+  return b;
+}
+
+// The 32 stream bits starting at bit p (0 <= p < 64) of the window.
+DF11_HD uint32_t Df11Peek32(const Df11WindowBits& b, uint32_t p) {
+  const uint32_t hi = p < 32 ? b.w[0] : b.w[1];
+  const uint32_t lo = p < 32 ? b.w[1] : b.w[2];
+  const uint32_t s = p & 31;
+  return s == 0 ? hi : (hi << s) | (lo >> (32 - s));
+}
+
+// Result of decoding one window.
+struct Df11WindowResult {
+  int32_t count;  // codes that start in the window
+  int32_t end;    // bit just past the last of them (64..95), relative to the window
+  bool ok;        // false: the tables reached no valid code (count/end cover the codes before)
+};
+
+// Decodes the codes starting in the window at bits gap..63, calling emit(index, symbol, end)
+// for each (end: the bit just past that code, relative to the window).
+template <typename Emit>
+DF11_HD Df11WindowResult Df11DecodeWindow(const Df11WindowBits& bits, uint32_t gap,
+                                          const uint8_t* luts, const uint8_t* lengths,
+                                          Emit&& emit) {
+  Df11WindowResult r{0, static_cast<int32_t>(gap), true};
+  uint32_t pos = gap;
+  while (pos < 64) {
+    uint32_t symbol;
+    const int len = Df11WalkLuts(luts, lengths, Df11Peek32(bits, pos), &symbol);
+    if (len == 0) {
+      r.ok = false;
+      break;
+    }
+    pos += static_cast<uint32_t>(len);
+    emit(r.count, symbol, pos);
+    ++r.count;
+  }
+  r.end = static_cast<int32_t>(pos);
+  return r;
+}
+
+}  // namespace df11

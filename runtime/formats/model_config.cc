@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: Apache-2.0
+// ParseModelConfig: field readers that name the file, field and expected type on error; defaults
+// follow transformers' LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig.
+#include "runtime/formats/model_config.h"
+
+#include <array>
+#include <charconv>
+#include <limits>
+
+#include "runtime/core/file_util.h"
+
+namespace df11 {
+namespace {
+
+using json = nlohmann::json;
+
+// Widths above this would overflow shape products; layer counts above kMaxLayers are not a model.
+constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxLayers = 1 << 16;
+
+struct ArchitectureInfo {
+  Architecture arch;
+  std::string_view class_name;
+  std::string_view model_type;
+  int64_t default_max_position_embeddings;  // transformers' default when the field is absent
+};
+
+constexpr std::array<ArchitectureInfo, 4> kArchitectures = {{
+    {Architecture::kLlama, "LlamaForCausalLM", "llama", 2048},
+    {Architecture::kQwen2, "Qwen2ForCausalLM", "qwen2", 32768},
+    {Architecture::kQwen3, "Qwen3ForCausalLM", "qwen3", 32768},
+    {Architecture::kMistral, "MistralForCausalLM", "mistral", 4096 * 32},
+}};
+
+const ArchitectureInfo& InfoOf(Architecture arch) {
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (info.arch == arch) return info;
+  }
+  return kArchitectures[0];
+}
+
+std::string SupportedList() {
+  std::string s;
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (!s.empty()) s += ", ";
+    s += info.class_name;
+  }
+  return s;
+}
+
+std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// "4096 (string)" style description of a JSON value for error messages (truncated).
+std::string Describe(const json& v) {
+  std::string text = v.dump();
+  if (text.size() > 60) text = text.substr(0, 57) + "...";
+  return text + " (" + v.type_name() + ")";
+}
+
+// Reads typed fields of one JSON object; every error names the source file and the field path.
+class FieldReader {
+ public:
+  FieldReader(const json& obj, std::string source, std::string prefix = "")
+      : obj_(obj), source_(std::move(source)), prefix_(std::move(prefix)) {}
+
+  // Absent and null both count as "not set".
+  bool Has(const std::string& key) const {
+    auto it = obj_.find(key);
+    return it != obj_.end() && !it->is_null();
+  }
+  const json& Get(const std::string& key) const { return obj_.at(key); }
+
+  Status Error(const std::string& key, const std::string& expected) const {
+    const std::string field = Quoted(prefix_ + key);
+    if (!obj_.contains(key)) {
+      return Status::InvalidArgument(source_ + ": missing required field " + field + "; expected " +
+                                     expected);
+    }
+    return Status::InvalidArgument(source_ + ": field " + field + " is " + Describe(Get(key)) +
+                                   "; expected " + expected);
+  }
+
+  StatusOr<int64_t> Int(const std::string& key, int64_t min, int64_t max,
+                        const std::string& expected) const {
+    if (!Has(key)) return Error(key, expected);
+    const json& v = Get(key);
+    if (!v.is_number_integer()) return Error(key, expected);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) {
+      return Error(key, expected);
+    }
+    int64_t x = v.get<int64_t>();
+    if (x < min || x > max) return Error(key, expected);
+    return x;
+  }
+  StatusOr<int64_t> Dim(const std::string& key) const {
+    return Int(key, 1, kMaxDim, "a positive integer (at most " + std::to_string(kMaxDim) + ")");
+  }
+  StatusOr<int64_t> DimOr(const std::string& key, int64_t fallback) const {
+    if (!Has(key)) return fallback;
+    return Dim(key);
+  }
+  StatusOr<double> PositiveNumberOr(const std::string& key, double fallback) const {
+    if (!Has(key)) return fallback;
+    const json& v = Get(key);
+    if (!v.is_number() || !(v.get<double>() > 0)) return Error(key, "a positive number");
+    return v.get<double>();
+  }
+  StatusOr<bool> BoolOr(const std::string& key, bool fallback) const {
+    if (!Has(key)) return fallback;
+    if (!Get(key).is_boolean()) return Error(key, "true or false");
+    return Get(key).get<bool>();
+  }
+
+ private:
+  const json& obj_;
+  std::string source_;
+  std::string prefix_;
+};
+
+StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& source,
+                                           ModelConfig& c) {
+  FieldReader r(j, source);
+  if (r.Has("model_type")) {
+    if (!r.Get("model_type").is_string()) return r.Error("model_type", "a string");
+    c.model_type = r.Get("model_type").get<std::string>();
+  }
+  if (r.Has("architectures")) {
+    const json& archs = r.Get("architectures");
+    if (!archs.is_array() || archs.empty() || !archs[0].is_string()) {
+      return r.Error("architectures", "a non-empty list of class names such as [\"" +
+                                          std::string(kArchitectures[0].class_name) + "\"]");
+    }
+    c.architecture_name = archs[0].get<std::string>();
+    for (const ArchitectureInfo& info : kArchitectures) {
+      if (info.class_name == c.architecture_name) return info.arch;
+    }
+    return Status::Unimplemented(source + ": architecture " + Quoted(c.architecture_name) +
+                                 " is not supported; supported: " + SupportedList());
+  }
+  // No "architectures": transformers' AutoModelForCausalLM goes by model_type.
+  if (c.model_type.empty()) {
+    return r.Error("architectures", "a list of class names such as [\"" +
+                                        std::string(kArchitectures[0].class_name) +
+                                        "\"] (or a \"model_type\")");
+  }
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (info.model_type == c.model_type) {
+      c.architecture_name = std::string(info.class_name);
+      return info.arch;
+    }
+  }
+  return Status::Unimplemented(source + ": model_type " + Quoted(c.model_type) +
+                               " is not supported; supported: " + SupportedList());
+}
+
+// rope_scaling (or rope_parameters): null, or an object with "rope_type"/"type".
+Status ParseRopeScaling(const json& j, const std::string& source, ModelConfig& c) {
+  const char* key = nullptr;
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    key = "rope_scaling";
+  } else if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
+    key = "rope_parameters";
+  }
+  if (key == nullptr) return Status::Ok();
+  FieldReader top(j, source);
+  const json& rs = j[key];
+  if (!rs.is_object()) return top.Error(key, "null or an object with a \"rope_type\"");
+  FieldReader r(rs, source, std::string(key) + ".");
+  std::string type_key = r.Has("rope_type") ? "rope_type" : "type";
+  if (!r.Has(type_key) || !r.Get(type_key).is_string()) {
+    return r.Error("rope_type", "a string such as \"llama3\" (or the older key \"type\")");
+  }
+  std::string type = r.Get(type_key).get<std::string>();
+  RopeScaling& s = c.rope_scaling;
+  if (type == "default") {
+    s = RopeScaling{};
+    return Status::Ok();
+  }
+  if (type != "llama3" && type != "linear" && type != "dynamic" && type != "yarn") {
+    return Status::Unimplemented(source + ": " + key + "." + type_key + " " + Quoted(type) +
+                                 " is not supported; supported: default, llama3, linear, dynamic, "
+                                 "yarn");
+  }
+  s.type = type;
+  if (!r.Has("factor")) return r.Error("factor", "a positive number");
+  DF11_ASSIGN_OR_RETURN(s.factor, r.PositiveNumberOr("factor", 1));
+  if (type == "llama3") {
+    for (const char* required : {"low_freq_factor", "high_freq_factor",
+                                 "original_max_position_embeddings"}) {
+      if (!r.Has(required)) return r.Error(required, "a positive number");
+    }
+    DF11_ASSIGN_OR_RETURN(s.low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
+    DF11_ASSIGN_OR_RETURN(s.high_freq_factor, r.PositiveNumberOr("high_freq_factor", 4));
+    if (!(s.high_freq_factor > s.low_freq_factor)) {
+      return r.Error("high_freq_factor", "a number greater than low_freq_factor (" +
+                                             std::to_string(s.low_freq_factor) + ")");
+    }
+  }
+  // yarn and dynamic default to the model's own context length, as in transformers.
+  DF11_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
+                        r.DimOr("original_max_position_embeddings", c.max_position_embeddings));
+  return Status::Ok();
+}
+
+Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
+  FieldReader r(j, source);
+  const std::string id_range = "a token id in [0, vocab_size=" + std::to_string(c.vocab_size) + ")";
+  if (r.Has("bos_token_id")) {
+    DF11_ASSIGN_OR_RETURN(c.bos_token_id, r.Int("bos_token_id", 0, c.vocab_size - 1, id_range));
+  } else if (!j.contains("bos_token_id") &&
+             (c.arch == Architecture::kLlama || c.arch == Architecture::kMistral) &&
+             c.vocab_size > 2) {
+    c.bos_token_id = 1;  // LlamaConfig/MistralConfig default
+  }
+  if (r.Has("eos_token_id")) {
+    const json& eos = r.Get("eos_token_id");
+    if (eos.is_array()) {
+      for (size_t i = 0; i < eos.size(); ++i) {
+        if (!eos[i].is_number_integer() || eos[i].get<int64_t>() < 0 ||
+            eos[i].get<int64_t>() >= c.vocab_size) {
+          return Status::InvalidArgument(source + ": field \"eos_token_id\"[" + std::to_string(i) +
+                                         "] is " + Describe(eos[i]) + "; expected " + id_range);
+        }
+        c.eos_token_ids.push_back(eos[i].get<int64_t>());
+      }
+    } else {
+      DF11_ASSIGN_OR_RETURN(int64_t id,
+                            r.Int("eos_token_id", 0, c.vocab_size - 1, id_range + " or a list"));
+      c.eos_token_ids.push_back(id);
+    }
+  } else if (!j.contains("eos_token_id") &&
+             (c.arch == Architecture::kLlama || c.arch == Architecture::kMistral) &&
+             c.vocab_size > 2) {
+    c.eos_token_ids.push_back(2);  // LlamaConfig/MistralConfig default
+  }
+  return Status::Ok();
+}
+
+// Parses "model.layers.<i>." at the front of `path`; returns the rest, or nullopt.
+std::optional<std::string_view> StripLayerPrefix(std::string_view path, int64_t num_layers) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  path.remove_prefix(kPrefix.size());
+  size_t dot = path.find('.');
+  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
+  std::string_view digits = path.substr(0, dot);
+  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;  // "03" is not a module name
+  int64_t layer = -1;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), layer);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  if (layer < 0 || layer >= num_layers) return std::nullopt;
+  return path.substr(dot + 1);
+}
+
+}  // namespace
+
+std::string_view ArchitectureClassName(Architecture arch) { return InfoOf(arch).class_name; }
+std::string_view ArchitectureModelType(Architecture arch) { return InfoOf(arch).model_type; }
+
+StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_name) {
+  if (!j.is_object()) {
+    return Status::InvalidArgument(source_name + ": expected a JSON object, got " + Describe(j));
+  }
+  ModelConfig c;
+  DF11_ASSIGN_OR_RETURN(c.arch, ResolveArchitecture(j, source_name, c));
+  FieldReader r(j, source_name);
+  DF11_ASSIGN_OR_RETURN(c.vocab_size, r.Dim("vocab_size"));
+  DF11_ASSIGN_OR_RETURN(c.hidden_size, r.Dim("hidden_size"));
+  DF11_ASSIGN_OR_RETURN(c.intermediate_size, r.Dim("intermediate_size"));
+  DF11_ASSIGN_OR_RETURN(
+      c.num_hidden_layers,
+      r.Int("num_hidden_layers", 1, kMaxLayers,
+            "a positive integer (at most " + std::to_string(kMaxLayers) + ")"));
+  DF11_ASSIGN_OR_RETURN(c.num_attention_heads, r.Dim("num_attention_heads"));
+  DF11_ASSIGN_OR_RETURN(c.num_key_value_heads,
+                        r.DimOr("num_key_value_heads", c.num_attention_heads));
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return Status::InvalidArgument(
+        source_name + ": num_attention_heads (" + std::to_string(c.num_attention_heads) +
+        ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) +
+        ")");
+  }
+  if (r.Has("head_dim")) {
+    DF11_ASSIGN_OR_RETURN(c.head_dim, r.Dim("head_dim"));
+  } else if (c.arch == Architecture::kQwen3 && !j.contains("head_dim")) {
+    c.head_dim = 128;  // Qwen3Config default
+  } else {
+    if (c.hidden_size % c.num_attention_heads != 0) {
+      return Status::InvalidArgument(
+          source_name + ": hidden_size (" + std::to_string(c.hidden_size) +
+          ") must be a multiple of num_attention_heads (" + std::to_string(c.num_attention_heads) +
+          ") when \"head_dim\" is not given");
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.num_attention_heads * c.head_dim > kMaxDim) {
+    return Status::InvalidArgument(source_name + ": num_attention_heads * head_dim is larger than " +
+                                   std::to_string(kMaxDim));
+  }
+  DF11_ASSIGN_OR_RETURN(c.max_position_embeddings,
+                        r.DimOr("max_position_embeddings",
+                                InfoOf(c.arch).default_max_position_embeddings));
+  DF11_ASSIGN_OR_RETURN(c.rms_norm_eps, r.PositiveNumberOr("rms_norm_eps", 1e-6));
+  double theta = 10000;
+  if (!r.Has("rope_theta") && j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    // transformers 5 moved rope_theta into rope_parameters.
+    FieldReader rp(j["rope_parameters"], source_name, "rope_parameters.");
+    DF11_ASSIGN_OR_RETURN(theta, rp.PositiveNumberOr("rope_theta", theta));
+  }
+  DF11_ASSIGN_OR_RETURN(c.rope_theta, r.PositiveNumberOr("rope_theta", theta));
+  DF11_RETURN_IF_ERROR(ParseRopeScaling(j, source_name, c));
+  DF11_ASSIGN_OR_RETURN(c.tie_word_embeddings, r.BoolOr("tie_word_embeddings", false));
+  if (c.arch == Architecture::kQwen2) {
+    c.attention_bias = true;  // Qwen2Attention hard-codes q/k/v biases
+  } else if (c.arch != Architecture::kMistral) {
+    DF11_ASSIGN_OR_RETURN(c.attention_bias, r.BoolOr("attention_bias", false));
+  }
+  c.qk_norm = c.arch == Architecture::kQwen3;
+  DF11_ASSIGN_OR_RETURN(bool mlp_bias, r.BoolOr("mlp_bias", false));
+  if (mlp_bias) {
+    return Status::Unimplemented(source_name + ": \"mlp_bias\": true is not supported");
+  }
+  DF11_RETURN_IF_ERROR(ParseTokenIds(j, source_name, c));
+  c.raw = j;
+  return c;
+}
+
+StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+  const std::string path = JoinPath(model_dir, "config.json");
+  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument(path + ": not valid JSON");
+  return ParseModelConfig(j, path);
+}
+
+bool OutputProjectionHasBias(const ModelConfig& c) {
+  return c.attention_bias && c.arch != Architecture::kQwen2;
+}
+
+StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::string& module_path) {
+  if (module_path == "model.embed_tokens" || module_path == "lm_head") {
+    return std::vector<int64_t>{c.vocab_size, c.hidden_size};
+  }
+  const int64_t q_out = c.num_attention_heads * c.head_dim;
+  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
+  if (std::optional<std::string_view> sub = StripLayerPrefix(module_path, c.num_hidden_layers)) {
+    if (*sub == "self_attn.q_proj") return std::vector<int64_t>{q_out, c.hidden_size};
+    if (*sub == "self_attn.k_proj") return std::vector<int64_t>{kv_out, c.hidden_size};
+    if (*sub == "self_attn.v_proj") return std::vector<int64_t>{kv_out, c.hidden_size};
+    if (*sub == "self_attn.o_proj") return std::vector<int64_t>{c.hidden_size, q_out};
+    if (*sub == "mlp.gate_proj") return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
+    if (*sub == "mlp.up_proj") return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
+    if (*sub == "mlp.down_proj") return std::vector<int64_t>{c.hidden_size, c.intermediate_size};
+  }
+  return Status::NotFound(
+      Quoted(module_path) + " is not a Linear or Embedding module of " + c.architecture_name +
+      " with " + std::to_string(c.num_hidden_layers) +
+      " layers (expected model.embed_tokens, lm_head or model.layers.<i>.{self_attn.{q,k,v,o}_proj,"
+      "mlp.{gate,up,down}_proj})");
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  auto linear = [&](const std::string& module, bool bias) {
+    std::vector<int64_t> shape = WeightShape(c, module).value();
+    out.emplace_back(module + ".weight", shape);
+    if (bias) out.emplace_back(module + ".bias", std::vector<int64_t>{shape[0]});
+  };
+  out.emplace_back("model.embed_tokens.weight", std::vector<int64_t>{c.vocab_size, c.hidden_size});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string layer = "model.layers." + std::to_string(i) + ".";
+    linear(layer + "self_attn.q_proj", c.attention_bias);
+    linear(layer + "self_attn.k_proj", c.attention_bias);
+    linear(layer + "self_attn.v_proj", c.attention_bias);
+    linear(layer + "self_attn.o_proj", OutputProjectionHasBias(c));
+    if (c.qk_norm) {
+      out.emplace_back(layer + "self_attn.q_norm.weight", std::vector<int64_t>{c.head_dim});
+      out.emplace_back(layer + "self_attn.k_norm.weight", std::vector<int64_t>{c.head_dim});
+    }
+    linear(layer + "mlp.gate_proj", false);
+    linear(layer + "mlp.up_proj", false);
+    linear(layer + "mlp.down_proj", false);
+    out.emplace_back(layer + "input_layernorm.weight", std::vector<int64_t>{c.hidden_size});
+    out.emplace_back(layer + "post_attention_layernorm.weight", std::vector<int64_t>{c.hidden_size});
+  }
+  out.emplace_back("model.norm.weight", std::vector<int64_t>{c.hidden_size});
+  if (!c.tie_word_embeddings) {
+    out.emplace_back("lm_head.weight", std::vector<int64_t>{c.vocab_size, c.hidden_size});
+  }
+  return out;
+}
+
+}  // namespace df11

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// ModelConfig: a Hugging Face config.json (Llama, Qwen2, Qwen3, Mistral decoder-only models),
+// validated, with the defaults transformers applies, and the parameter shapes each architecture
+// implies. Weight matrices are (out_features, in_features) as in torch.nn.Linear.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/status.h"
+
+namespace df11 {
+
+// config.json "rope_scaling" (or transformers 5's "rope_parameters").
+struct RopeScaling {
+  std::string type;  // "" (none/"default"), "llama3", "linear", "dynamic" or "yarn"
+  double factor = 1;
+  double low_freq_factor = 1;   // llama3 only
+  double high_freq_factor = 4;  // llama3 only
+  int64_t original_max_position_embeddings = 8192;  // llama3 (required), yarn (optional)
+};
+
+enum class Architecture { kLlama, kQwen2, kQwen3, kMistral };
+
+// The transformers class name: "LlamaForCausalLM", "Qwen2ForCausalLM", ...
+std::string_view ArchitectureClassName(Architecture arch);
+// The config.json "model_type": "llama", "qwen2", "qwen3", "mistral".
+std::string_view ArchitectureModelType(Architecture arch);
+
+struct ModelConfig {
+  Architecture arch = Architecture::kLlama;
+  std::string architecture_name;  // config "architectures"[0], e.g. "LlamaForCausalLM"
+  std::string model_type;         // config "model_type" (may be empty when the file has none)
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // absent or null: num_attention_heads
+  int64_t head_dim = 0;             // explicit, else hidden_size / num_attention_heads (Qwen3: 128)
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;  // true: no lm_head.weight; the LM head is embed_tokens
+  // q/k/v projections have biases: always for Qwen2; for Llama/Qwen3 when config attention_bias
+  // is true, in which case o_proj has one too (see OutputProjectionHasBias).
+  bool attention_bias = false;
+  bool qk_norm = false;  // Qwen3: RMSNorm over head_dim on q and k (self_attn.{q,k}_norm)
+  std::optional<int64_t> bos_token_id;
+  std::vector<int64_t> eos_token_ids;  // config eos_token_id, an int or a list (may be empty)
+  nlohmann::json raw;                  // the whole file
+};
+
+// Validates `j` (the contents of a config.json; `source_name` is how messages name it).
+// Unimplemented for an architecture other than the four above (naming it and the supported ones);
+// InvalidArgument naming the file and field for a missing, ill-typed or non-positive field, for
+// heads not divisible by kv heads, or hidden_size not divisible by heads when head_dim is implied.
+StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std::string& source_name);
+// Reads and parses `model_dir`/config.json (NotFound when absent, InvalidArgument when not JSON).
+StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
+
+// True when self_attn.o_proj has a bias (Llama/Qwen3 with attention_bias; never Qwen2).
+bool OutputProjectionHasBias(const ModelConfig& c);
+
+// Shape of the weight of a Linear or Embedding module by its path, e.g.
+// "model.layers.3.self_attn.q_proj" -> {num_attention_heads * head_dim, hidden_size},
+// "model.embed_tokens" and "lm_head" -> {vocab_size, hidden_size} (lm_head also when tied: the
+// module exists and shares the embedding). NotFound for any other path (a layer index out of range,
+// a norm, a misspelt name).
+StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::string& module_path);
+
+// Every parameter tensor the architecture has, in transformers' named_parameters() order:
+// model.embed_tokens.weight; per layer self_attn.{q,k,v}_proj.{weight,bias?}, o_proj,
+// self_attn.{q,k}_norm.weight [head_dim] (Qwen3), mlp.{gate,up,down}_proj.weight,
+// {input,post_attention}_layernorm.weight [hidden]; model.norm.weight; lm_head.weight unless tied.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c);
+
+}  // namespace df11
