@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: Apache-2.0
+// Token embedding lookup (nn.Embedding) from a BF16 table into FP32 rows. For a vocab-parallel
+// shard the table holds global rows [row_begin, row_begin + vocab); ids outside that range give
+// zero rows, so summing the shards' outputs (all-reduce) yields the full lookup.
+#pragma once
+
+#include <cstdint>
+
+namespace df11 {
+
+// Exact (BF16 widens to FP32 without rounding). Requires vocab, hidden >= 1, n >= 0.
+void EmbeddingGatherRef(const uint16_t* table,  // (vocab, hidden) BF16
+                        int64_t vocab, int64_t hidden,
+                        const int32_t* ids,  // (n) global token ids
+                        int64_t n, int64_t row_begin,
+                        float* out);  // (n, hidden)
+
+}  // namespace df11

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+// RMSNorm as Hugging Face LlamaRMSNorm (also Qwen2/Qwen3/Mistral, and Qwen3's per-head q/k norm
+// with rows = tokens * heads, dim = head_dim):
+//   y = w * (x * rsqrt(mean(x²) + eps))
+// HF casts the normalized value back to the input dtype before multiplying by the weight; with
+// FP32 activations that cast is a no-op, so here everything after the BF16 weight is FP32.
+#pragma once
+
+#include <cstdint>
+
+namespace df11 {
+
+// Requires rows >= 0, dim >= 1. y may equal x (in place); otherwise they must not overlap.
+void RmsNormRef(const float* x,         // (rows, dim)
+                const uint16_t* weight,  // (dim) BF16
+                float eps, int64_t rows, int64_t dim,
+                float* y);  // (rows, dim)
+
+}  // namespace df11

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `df11` command line as a user runs it: the main job (make-tiny, compress, verify, inspect,
+// decompress) and the exit status and message for bad flags and bad directories.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+const std::string kDf11 = std::string(DF11_BINARY_DIR) + "/launcher/df11";
+
+struct Result {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+Result Df11(const std::string& args) {
+  std::string cmd = kDf11 + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+class Df11Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/df11_cli_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(Df11Cli, MainJob) {
+  Result r = Df11("-q make-tiny --arch qwen3 --layers 2 --hidden 128 --heads 4 --kv-heads 2 "
+                 "--head-dim 64 --vocab-from " DF11_SHARED_DIR "/tokenizers/qwen3 " + dir_ + "/m");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = Df11("-q compress " + dir_ + "/m " + dir_ + "/m.df11");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("compressed 4 units"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/m.df11/tokenizer.json"));
+  r = Df11("-q verify " + dir_ + "/m.df11 " + dir_ + "/m");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("bit-identical"), std::string::npos);
+  r = Df11("inspect --json " + dir_ + "/m.df11");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.output;
+  EXPECT_EQ(j["total"]["units"], 4);
+  r = Df11("-q decompress " + dir_ + "/m.df11 " + dir_ + "/back");
+  ASSERT_EQ(r.status, 0) << r.output;
+}
+
+TEST_F(Df11Cli, BadFlagsAndInputs) {
+  Result r = Df11("");
+  EXPECT_NE(r.status, 0);
+  r = Df11("frobnicate");
+  EXPECT_NE(r.status, 0);
+  r = Df11("make-tiny --hidden 0 " + dir_ + "/x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--hidden"), std::string::npos) << r.output;
+  r = Df11("make-tiny --arch gpt2 " + dir_ + "/x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--arch"), std::string::npos) << r.output;
+  r = Df11("compress " + dir_ + "/missing " + dir_ + "/out");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("missing/config.json"), std::string::npos) << r.output;
+  r = Df11("verify " + dir_ + " " + dir_);
+  EXPECT_NE(r.status, 0);
+  r = Df11("compress --threads -3 a b");
+  EXPECT_NE(r.status, 0);
+  r = Df11("compress --pattern-dict @" + dir_ + "/no-such-file.json a b");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--pattern-dict"), std::string::npos) << r.output;
+}
+
+}  // namespace
