@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+// Causal grouped-query attention for one sequence over its KV cache (HF eager attention math):
+//   out = softmax(q · kᵀ / sqrt(head_dim), causal) · v, FP32 throughout.
+// Query i sits at position t_total - t_new + i and sees cache positions 0..its own; query head h
+// reads kv head h / (n_heads / n_kv_heads). Results do not depend on `threads`.
+#pragma once
+
+#include <cstdint>
+
+namespace df11 {
+
+// Requires 0 <= t_new <= t_total, n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
+// head_dim >= 1, out not overlapping the inputs. Thread-safe.
+void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
+                  const float* k_cache,  // (t_total, n_kv_heads, head_dim)
+                  const float* v_cache,  // (t_total, n_kv_heads, head_dim)
+                  int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
+                  int64_t head_dim,
+                  float* out,  // (t_new, n_heads, head_dim)
+                  int threads);
+
+}  // namespace df11

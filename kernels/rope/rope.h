@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// Rotary position embedding as Hugging Face transformers applies it (Llama/Qwen2/Qwen3/Mistral):
+// rotate_half convention (element i pairs with i + head_dim/2, not interleaved pairs), angle =
+// float32(position) * inv_freq[i] rounded to float32, cos/sin in float32, attention scaling 1.
+// HF then casts cos/sin to the activation dtype; with FP32 activations that is a no-op.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace df11 {
+
+// The rope fields of a Hugging Face config (rope_theta and rope_scaling).
+struct RopeParams {
+  int64_t head_dim = 0;  // rotary dimension (even); the full head_dim for these models
+  double theta = 10000.0;  // rope_theta (base)
+  // rope_scaling.rope_type: "" (none/default), "llama3", or "linear".
+  std::string scaling_type;
+  double factor = 1.0;            // llama3, linear: position interpolation factor
+  double low_freq_factor = 1.0;   // llama3 only
+  double high_freq_factor = 4.0;  // llama3 only
+  int64_t original_max_position_embeddings = 8192;  // llama3 only
+};
+
+// (head_dim / 2) inverse frequencies, transformers' _compute_default_rope_parameters, then
+// _compute_llama3_parameters or the linear scaling (inv_freq / factor). Computed in double and
+// rounded to float once (torch computes them in float32, so entries can differ from torch's by
+// about an ulp). Requires valid params (the config loader checks them and reports bad input).
+std::vector<float> RopeInvFreq(const RopeParams& params);
+
+// Rotates x in place. Requires tokens >= 0, heads >= 1, even head_dim >= 2.
+void RopeRef(float* x,  // (tokens, heads, head_dim)
+             int64_t tokens, int64_t heads, int64_t head_dim,
+             const int32_t* positions,  // (tokens)
+             const float* inv_freq);    // (head_dim / 2)
+
+}  // namespace df11

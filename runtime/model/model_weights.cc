@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/model/model_weights.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/formats/df11_model_dir.h"
+
+namespace df11 {
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  std::string t = "[";
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + "]";
+}
+
+const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
+  for (const Checkpoint& c : w.checkpoints) {
+    if (const TensorInfo* t = c.Find(name)) return t;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int64_t LayerWeights::CompressedElements() const {
+  int64_t n = 0;
+  for (const MatrixRef* m : {&q, &k, &v, &o, &gate, &up, &down}) {
+    if (m->compressed()) n += m->numel();
+  }
+  return n;
+}
+
+int64_t ModelWeights::CompressedBytes() const {
+  int64_t n = 0;
+  for (const auto& u : units) n += u->stored_bytes();
+  return n;
+}
+
+int64_t ModelWeights::WeightBytes() const {
+  int64_t n = CompressedBytes();
+  auto plain = [&](const MatrixRef& m) { return m.compressed() ? 0 : 2 * m.numel(); };
+  n += plain(embed) + (lm_head.bf16 == embed.bf16 && !lm_head.compressed() ? 0 : plain(lm_head));
+  n += 2 * static_cast<int64_t>(final_norm.size());
+  for (const LayerWeights& l : layers) {
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += plain(*m);
+    for (const auto* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias, &l.v_bias,
+                          &l.o_bias, &l.q_norm, &l.k_norm}) {
+      n += 2 * static_cast<int64_t>(v->size());
+    }
+  }
+  return n;
+}
+
+int64_t ModelWeights::MaxLayerScratch() const {
+  int64_t n = 0;
+  for (const LayerWeights& l : layers) n = std::max(n, l.CompressedElements());
+  return n;
+}
+
+StatusOr<WeightResolver> WeightResolver::Create(ModelWeights* weights,
+                                                const nlohmann::ordered_json& dfloat11_config) {
+  WeightResolver r;
+  r.weights_ = weights;
+  if (dfloat11_config.is_null()) return r;
+  DF11_ASSIGN_OR_RETURN(Df11Config df11, ParseDf11Config(dfloat11_config, "config.json"));
+  for (const Checkpoint& ckpt : weights->checkpoints) {
+    for (const std::string& name : FindDf11Units(ckpt)) {
+      DF11_ASSIGN_OR_RETURN(Df11Unit unit, LoadDf11Unit(ckpt, name));
+      DF11_ASSIGN_OR_RETURN(std::vector<std::string> names, UnitWeightNames(df11.patterns, name));
+      if (names.size() != unit.split_positions.size() + 1) {
+        return Status::Corruption("DF11 unit " + name + ": its pattern lists " +
+                                  std::to_string(names.size()) + " weights but split_positions "
+                                  "describes " + std::to_string(unit.split_positions.size() + 1));
+      }
+      weights->units.push_back(std::make_unique<Df11Unit>(std::move(unit)));
+      const Df11Unit* u = weights->units.back().get();
+      for (size_t i = 0; i < names.size(); ++i) {
+        auto [b, e] = u->MatrixRange(i);
+        r.in_units_[names[i]] = {u, b, e};
+      }
+    }
+  }
+  return r;
+}
+
+bool WeightResolver::Has(const std::string& name) const {
+  return in_units_.count(name) > 0 || FindTensor(*weights_, name) != nullptr;
+}
+
+StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows, int64_t cols) {
+  MatrixRef m;
+  m.rows = rows;
+  m.cols = cols;
+  auto it = in_units_.find(name);
+  if (it != in_units_.end()) {
+    if (it->second.end - it->second.begin != rows * cols) {
+      return Status::InvalidArgument("weight " + name + " holds " +
+                                     std::to_string(it->second.end - it->second.begin) +
+                                     " elements in DF11 unit " + it->second.unit->name +
+                                     "; config.json implies [" + std::to_string(rows) + ", " +
+                                     std::to_string(cols) + "]");
+    }
+    m.unit = it->second.unit;
+    m.begin = it->second.begin;
+    return m;
+  }
+  const TensorInfo* t = FindTensor(*weights_, name);
+  if (t == nullptr) return Status::NotFound("weight " + name + " is missing from the model");
+  if (t->dtype != DType::kBF16 || t->shape != std::vector<int64_t>{rows, cols}) {
+    return Status::InvalidArgument("weight " + name + " is " + std::string(DTypeName(t->dtype)) +
+                                   " " + ShapeText(t->shape) + "; config.json implies BF16 [" +
+                                   std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  }
+  if (reinterpret_cast<uintptr_t>(t->bytes.data()) % 2 == 0) {
+    m.bf16 = reinterpret_cast<const uint16_t*>(t->bytes.data());
+  } else {
+    auto& copy = weights_->realigned.emplace_back(t->numel);
+    std::memcpy(copy.data(), t->bytes.data(), t->bytes.size());
+    m.bf16 = copy.data();
+  }
+  return m;
+}
+
+StatusOr<std::vector<uint16_t>> WeightResolver::Small(const std::string& name, int64_t numel,
+                                                      bool required) {
+  const TensorInfo* t = FindTensor(*weights_, name);
+  if (t == nullptr) {
+    if (!required) return std::vector<uint16_t>();
+    return Status::NotFound("weight " + name + " is missing from the model");
+  }
+  if (t->dtype != DType::kBF16 || t->numel != numel) {
+    return Status::InvalidArgument("weight " + name + " is " + std::string(DTypeName(t->dtype)) +
+                                   " " + ShapeText(t->shape) + "; expected BF16 with " +
+                                   std::to_string(numel) + " elements");
+  }
+  std::vector<uint16_t> v(numel);
+  std::memcpy(v.data(), t->bytes.data(), t->bytes.size());
+  return v;
+}
+
+StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
+  DF11_ASSIGN_OR_RETURN(nlohmann::ordered_json raw, ReadConfigJson(dir));
+  ModelWeights w;
+  DF11_ASSIGN_OR_RETURN(w.config,
+                        ParseModelConfig(nlohmann::json::parse(raw.dump()), dir + "/config.json"));
+  DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
+  w.checkpoints.push_back(std::move(ckpt));
+  DF11_ASSIGN_OR_RETURN(WeightResolver r,
+                        WeightResolver::Create(&w, raw.value("dfloat11_config", nlohmann::ordered_json())));
+  const ModelConfig& c = w.config;
+  const int64_t hd = c.head_dim, h = c.hidden_size;
+  w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
+  DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", c.vocab_size, h));
+  if (c.tie_word_embeddings && !r.Has("lm_head.weight")) {
+    w.lm_head = w.embed;
+  } else {
+    DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", c.vocab_size, h));
+  }
+  DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
+  const bool o_bias = OutputProjectionHasBias(c);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights l;
+    DF11_ASSIGN_OR_RETURN(l.q, r.Matrix(p + "self_attn.q_proj.weight", c.num_attention_heads * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.k, r.Matrix(p + "self_attn.k_proj.weight", c.num_key_value_heads * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.v, r.Matrix(p + "self_attn.v_proj.weight", c.num_key_value_heads * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.o, r.Matrix(p + "self_attn.o_proj.weight", h, c.num_attention_heads * hd));
+    DF11_ASSIGN_OR_RETURN(l.gate, r.Matrix(p + "mlp.gate_proj.weight", c.intermediate_size, h));
+    DF11_ASSIGN_OR_RETURN(l.up, r.Matrix(p + "mlp.up_proj.weight", c.intermediate_size, h));
+    DF11_ASSIGN_OR_RETURN(l.down, r.Matrix(p + "mlp.down_proj.weight", h, c.intermediate_size));
+    DF11_ASSIGN_OR_RETURN(l.input_norm, r.Small(p + "input_layernorm.weight", h, true));
+    DF11_ASSIGN_OR_RETURN(l.post_attention_norm,
+                          r.Small(p + "post_attention_layernorm.weight", h, true));
+    if (c.attention_bias) {
+      DF11_ASSIGN_OR_RETURN(l.q_bias, r.Small(p + "self_attn.q_proj.bias", c.num_attention_heads * hd, true));
+      DF11_ASSIGN_OR_RETURN(l.k_bias, r.Small(p + "self_attn.k_proj.bias", c.num_key_value_heads * hd, true));
+      DF11_ASSIGN_OR_RETURN(l.v_bias, r.Small(p + "self_attn.v_proj.bias", c.num_key_value_heads * hd, true));
+    }
+    if (o_bias) {
+      DF11_ASSIGN_OR_RETURN(l.o_bias, r.Small(p + "self_attn.o_proj.bias", h, true));
+    }
+    if (c.qk_norm) {
+      DF11_ASSIGN_OR_RETURN(l.q_norm, r.Small(p + "self_attn.q_norm.weight", hd, true));
+      DF11_ASSIGN_OR_RETURN(l.k_norm, r.Small(p + "self_attn.k_norm.weight", hd, true));
+    }
+    w.layers.push_back(std::move(l));
+  }
+  return w;
+}
+
+}  // namespace df11

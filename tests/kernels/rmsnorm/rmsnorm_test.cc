@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+// RmsNormRef against y = w * x / sqrt(mean(x²) + eps) in double, over input scales where eps
+// matters and where it does not, and in place.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common/bf16.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+
+namespace df11 {
+namespace {
+
+uint64_t FreshSeed() {
+  std::random_device rd;
+  uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  return seed;
+}
+
+// "" when |actual - expected| <= atol + rtol * |expected| everywhere, else the first mismatches.
+std::string CompareClose(const std::vector<double>& expected, const std::vector<float>& actual,
+                         double atol, double rtol) {
+  std::string report;
+  int64_t bad = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (std::abs(actual[i] - expected[i]) <= atol + rtol * std::abs(expected[i])) continue;
+    if (++bad <= 8) {
+      report += "  [" + std::to_string(i) + "] expected " + std::to_string(expected[i]) +
+                " actual " + std::to_string(actual[i]) + "\n";
+    }
+  }
+  return bad == 0 ? "" : std::to_string(bad) + " mismatches, first:\n" + report;
+}
+
+// Outputs are O(1) (normalized, weights ~1); FP32 rounding of the scale and two products.
+constexpr double kAtol = 1e-6;
+constexpr double kRtol = 1e-5;
+
+TEST(RmsNorm, MatchesDoubleReference) {
+  const float eps = 1e-5f;
+  for (int64_t dim : {1, 7, 4096}) {
+    for (float scale : {1e-4f, 1.0f, 300.0f}) {  // 1e-4: mean(x²) ~ 1e-8, eps dominates
+      uint64_t seed = FreshSeed();
+      SCOPED_TRACE("dim " + std::to_string(dim) + " scale " + std::to_string(scale) + " seed " +
+                   std::to_string(seed));
+      std::mt19937_64 rng(seed);
+      std::normal_distribution<float> dist(0.0f, 1.0f);
+      const int64_t rows = 5;
+      std::vector<float> x(rows * dim);
+      for (auto& v : x) v = dist(rng) * scale;
+      std::vector<uint16_t> w(dim);
+      for (auto& v : w) v = FloatToBf16(1.0f + 0.1f * dist(rng));
+
+      std::vector<double> expected(rows * dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        double sum_sq = 0;
+        for (int64_t j = 0; j < dim; ++j) sum_sq += double{x[r * dim + j]} * x[r * dim + j];
+        const double inv_rms = 1.0 / std::sqrt(sum_sq / dim + eps);
+        for (int64_t j = 0; j < dim; ++j) {
+          expected[r * dim + j] = Bf16ToFloat(w[j]) * x[r * dim + j] * inv_rms;
+        }
+      }
+      std::vector<float> y(rows * dim, std::numeric_limits<float>::quiet_NaN());
+      RmsNormRef(x.data(), w.data(), eps, rows, dim, y.data());
+      EXPECT_EQ(CompareClose(expected, y, kAtol, kRtol), "");
+
+      RmsNormRef(x.data(), w.data(), eps, rows, dim, x.data());  // in place
+      EXPECT_EQ(std::memcmp(x.data(), y.data(), y.size() * sizeof(float)), 0) << "in place";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace df11

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU forward pass: a DF11 model's logits equal its BF16 original's bit for bit (prefill and
+// decode steps), batching does not change a sequence's tokens, and a DF11 model holds only its
+// compressed weights plus one layer of scratch.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kernels/sampling/sampling.h"
+#include "runtime/convert/compress.h"
+#include "runtime/formats/tiny_model.h"
+#include "runtime/model/model_weights.h"
+#include "runtime/model/transformer.h"
+
+namespace df11 {
+namespace {
+
+class TransformerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/df11_transformer_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
+  std::pair<std::string, std::string> MakePair(TinyModelOptions o, const std::string& name) {
+    const std::string bf16 = dir_ + "/" + name, df11 = bf16 + ".df11";
+    Status s = MakeTinyModel(o, bf16);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    CompressOptions c;
+    c.show_progress = false;
+    auto summary = CompressModel(bf16, df11, c);
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    return {bf16, df11};
+  }
+
+  std::string dir_;
+};
+
+// Greedy generation of `steps` tokens, recording every step's logits.
+std::vector<std::vector<float>> RunGreedy(Transformer& t, const std::vector<int32_t>& prompt,
+                                          int steps) {
+  KvCache cache = t.NewCache(static_cast<int64_t>(prompt.size()) + steps);
+  std::vector<std::vector<float>> all;
+  std::vector<int32_t> next = prompt;
+  for (int i = 0; i < steps; ++i) {
+    SequenceStep step{&cache, next};
+    std::vector<float> logits;
+    Status s = t.Forward(std::span<const SequenceStep>(&step, 1), i == 0, &logits);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    const int64_t vocab = t.weights().dims.vocab_rows;
+    next = {ArgmaxRef(logits.data() + logits.size() - vocab, vocab)};
+    all.push_back(std::move(logits));
+  }
+  return all;
+}
+
+TEST_F(TransformerTest, Df11LogitsAreBitIdenticalToBf16) {
+  struct Case {
+    const char* name;
+    TinyModelOptions o;
+  };
+  std::vector<Case> cases(4);
+  cases[0] = {"llama", {}};
+  cases[1] = {"qwen2_tied", {}};
+  cases[1].o.arch = "qwen2";
+  cases[1].o.tie_embeddings = true;
+  cases[2] = {"qwen3", {}};
+  cases[2].o.arch = "qwen3";
+  cases[2].o.head_dim = 32;
+  cases[3] = {"mistral", {}};
+  cases[3].o.arch = "mistral";
+  cases[3].o.kv_heads = 1;
+  for (Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    c.o.hidden = 128;
+    c.o.intermediate = 256;
+    c.o.vocab = 1500;
+    c.o.seed = 99;
+    auto [bf16_dir, df11_dir] = MakePair(c.o, c.name);
+    auto bf16 = LoadModelWeights(bf16_dir);
+    auto df11 = LoadModelWeights(df11_dir);
+    ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+    ASSERT_TRUE(df11.ok()) << df11.status().ToString();
+    EXPECT_EQ(bf16->CompressedBytes(), 0);
+    EXPECT_GT(df11->CompressedBytes(), 0);
+    EXPECT_TRUE(df11->layers[0].q.compressed());
+    TransformerOptions opts;
+    opts.threads = 2;
+    Transformer tb(&*bf16, opts), td(&*df11, opts);
+    const std::vector<int32_t> prompt = {1, 17, 400, 3, 1499, 250, 7, 7, 9};
+    auto lb = RunGreedy(tb, prompt, 6);
+    auto ld = RunGreedy(td, prompt, 6);
+    ASSERT_EQ(lb.size(), ld.size());
+    for (size_t i = 0; i < lb.size(); ++i) {
+      ASSERT_EQ(lb[i].size(), ld[i].size());
+      EXPECT_EQ(std::memcmp(lb[i].data(), ld[i].data(), 4 * lb[i].size()), 0) << "step " << i;
+    }
+  }
+}
+
+TEST_F(TransformerTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
+  TinyModelOptions o;
+  o.hidden = 128;
+  o.intermediate = 256;
+  o.vocab = 700;
+  o.seed = 5;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  auto w = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(w.ok());
+  TransformerOptions a, b;
+  a.threads = 1;
+  a.overlap_decode = false;
+  b.threads = 2;
+  b.overlap_decode = true;
+  Transformer ta(&*w, a), tb(&*w, b);
+  auto la = RunGreedy(ta, {5, 6, 7, 8}, 4);
+  auto lb = RunGreedy(tb, {5, 6, 7, 8}, 4);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i;
+}
+
+TEST_F(TransformerTest, BatchingKeepsEachSequencesGreedyTokens) {
+  TinyModelOptions o;
+  o.hidden = 128;
+  o.intermediate = 256;
+  o.vocab = 700;
+  o.seed = 6;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  auto w = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(w.ok());
+  Transformer t(&*w, {});
+  const std::vector<int32_t> p1 = {3, 4, 5, 6, 7, 8, 9}, p2 = {100, 200};
+  auto alone1 = RunGreedy(t, p1, 5);
+  auto alone2 = RunGreedy(t, p2, 5);
+  // Both together: prefill in one step, then decode together.
+  KvCache c1 = t.NewCache(16), c2 = t.NewCache(16);
+  std::vector<int32_t> n1 = p1, n2 = p2;
+  const int64_t V = w->dims.vocab_rows;
+  for (int i = 0; i < 5; ++i) {
+    SequenceStep steps[] = {{&c1, n1}, {&c2, n2}};
+    std::vector<float> logits;
+    ASSERT_TRUE(t.Forward(steps, false, &logits).ok());
+    ASSERT_EQ(static_cast<int64_t>(logits.size()), 2 * V);
+    const auto& a1 = alone1[i];
+    const auto& a2 = alone2[i];
+    for (int64_t j = 0; j < V; ++j) {
+      ASSERT_NEAR(logits[j], a1[a1.size() - V + j], 1e-4) << "step " << i << " token " << j;
+      ASSERT_NEAR(logits[V + j], a2[a2.size() - V + j], 1e-4) << "step " << i << " token " << j;
+    }
+    n1 = {ArgmaxRef(logits.data(), V)};
+    n2 = {ArgmaxRef(logits.data() + V, V)};
+    EXPECT_EQ(n1[0], ArgmaxRef(a1.data() + a1.size() - V, V));
+    EXPECT_EQ(n2[0], ArgmaxRef(a2.data() + a2.size() - V, V));
+  }
+}
+
+TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
+  TinyModelOptions o;
+  o.layers = 4;
+  o.hidden = 256;
+  o.intermediate = 512;
+  o.vocab = 2000;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  auto b = LoadModelWeights(bf16_dir);
+  auto d = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(b.ok() && d.ok());
+  EXPECT_LT(d->WeightBytes(), 0.70 * b->WeightBytes());
+  const int64_t layer_elements = d->layers[0].CompressedElements();
+  EXPECT_EQ(d->MaxLayerScratch(), layer_elements);
+  Transformer t(&*d, {});
+  EXPECT_EQ(t.ScratchBytes(), 2 * 2 * layer_elements);  // two BF16 buffers (double-buffered)
+}
+
+TEST_F(TransformerTest, MismatchedWeightsAreRejected) {
+  TinyModelOptions o;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  // Claim a larger hidden size than the weights have.
+  std::string config_path = bf16_dir + "/config.json";
+  auto j = nlohmann::json::parse(std::ifstream(config_path));
+  j["intermediate_size"] = 200;
+  std::ofstream(config_path) << j.dump();
+  auto w = LoadModelWeights(bf16_dir);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.status().message().find("mlp.gate_proj.weight"), std::string::npos)
+      << w.status().ToString();
+  std::filesystem::remove(df11_dir + "/model_layers_1.safetensors");
+  auto missing = LoadModelWeights(df11_dir);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("model.layers.1"), std::string::npos)
+      << missing.status().ToString();
+}
+
+}  // namespace
+}  // namespace df11
