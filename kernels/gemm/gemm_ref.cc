@@ -34,7 +34,7 @@ float GemvRow(const float* x, const uint16_t* w_row, int64_t k) {
   for (; i + kLanes <= k; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * Bf16ToFloat(w_row[i + l]);
   }
-  for (int l = 0; i < k - 1; ++i, ++l) acc[l] += x[i] * Bf16ToFloat(w_row[i]);
+  for (int l = 0; i < k; ++i, ++l) acc[l] += x[i] * Bf16ToFloat(w_row[i]);
   for (int width = kLanes / 2; width > 0; width /= 2) {
     for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
   }

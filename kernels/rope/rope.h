@@ -15,7 +15,7 @@ namespace df11 {
 struct RopeParams {
   int64_t head_dim = 0;  // rotary dimension (even); the full head_dim for these models
   double theta = 10000.0;  // rope_theta (base)
-  // rope_scaling.rope_type: "" (none/default), "llama3", or "linear".
+  // rope_scaling.rope_type: "" or "default" (no scaling), "llama3", or "linear".
   std::string scaling_type;
   double factor = 1.0;            // llama3, linear: position interpolation factor
   double low_freq_factor = 1.0;   // llama3 only

@@ -30,7 +30,8 @@ std::vector<float> RopeInvFreq(const RopeParams& p) {
   DF11_CHECK(p.theta > 0.0);
   const bool llama3 = p.scaling_type == "llama3";
   const bool linear = p.scaling_type == "linear";
-  DF11_CHECK_MSG(p.scaling_type.empty() || llama3 || linear,
+  const bool plain = p.scaling_type.empty() || p.scaling_type == "default";
+  DF11_CHECK_MSG(plain || llama3 || linear,
                  "unsupported rope scaling type '" + p.scaling_type + "'");
   if (llama3 || linear) DF11_CHECK(p.factor > 0.0);
   if (llama3) {

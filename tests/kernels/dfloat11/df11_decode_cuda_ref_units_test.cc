@@ -45,13 +45,14 @@ int DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end, cudaS
                    std::vector<uint16_t>* out) {
   const int64_t n = end - begin;
   out->assign(n, 0xDEAD);
-  uint16_t* d_out = nullptr;
-  int* d_flag = nullptr;
+  void* d_out = nullptr;
+  void* d_flag = nullptr;
   DF11_CUDA_CHECK(cudaMalloc(&d_out, std::max<int64_t>(n, 1) * sizeof(uint16_t)));
   DF11_CUDA_CHECK(cudaMalloc(&d_flag, sizeof(int)));
   DF11_CUDA_CHECK(cudaMemcpy(d_out, out->data(), n * sizeof(uint16_t), cudaMemcpyHostToDevice));
   DF11_CUDA_CHECK(cudaMemset(d_flag, 0, sizeof(int)));
-  Df11DecodeCuda(unit, begin, end, d_out, d_flag, stream);
+  Df11DecodeCuda(unit, begin, end, static_cast<uint16_t*>(d_out), static_cast<int*>(d_flag),
+                 stream);
   DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
   int flag = 0;
   DF11_CUDA_CHECK(cudaMemcpy(out->data(), d_out, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// Which slice of the model each rank holds, as pure functions (gpt-fast tp.py style). Ranks are laid
+// out stage-major: rank = stage * tp + tp_rank, so a stage's tp ranks are neighbours (one node).
+// Tensor parallel (Megatron): q/k/v and gate/up split by output rows, o and down by input columns;
+// embedding and LM head split by vocabulary rows. Every function checks divisibility and returns
+// InvalidArgument naming the sizes when a layout does not fit the model.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/formats/model_config.h"
+
+namespace df11 {
+
+// The parallel layout of a job: tp ranks per pipeline stage, pp stages.
+struct Layout {
+  int tp = 1;  // tensor-parallel ranks per stage
+  int pp = 1;  // pipeline stages
+
+  int world() const { return tp * pp; }
+  int Stage(int rank) const { return rank / tp; }
+  int TpRank(int rank) const { return rank % tp; }
+  int Rank(int stage, int tp_rank) const { return stage * tp + tp_rank; }
+};
+
+// A half-open index range [begin, end).
+struct Range {
+  int64_t begin = 0;
+  int64_t end = 0;
+
+  int64_t size() const { return end - begin; }
+  bool operator==(const Range&) const = default;
+};
+
+// The contiguous layer range of each of `pp` stages. `explicit_counts` empty: balanced, the first
+// n_layers % pp stages get one layer more; else one layer count per stage (each >= 1) summing to
+// n_layers. InvalidArgument for pp < 1, fewer layers than stages, or counts that do not fit.
+StatusOr<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
+                                         const std::vector<int64_t>& explicit_counts);
+
+// One tensor-parallel rank's share of a layer and of the vocabulary. Head ranges index heads
+// (multiply by head_dim for rows of q/k/v); intermediate and vocab index rows.
+struct TpSlices {
+  Range q_heads;               // query heads held
+  Range kv_heads;              // key/value heads held
+  bool kv_replicated = false;  // true when kv_heads < tp: one kv head, shared by tp / kv_heads ranks
+  Range intermediate;          // rows of gate/up, columns of down
+  Range vocab;                 // rows of the embedding and the LM head
+};
+
+// The slices of tp rank `tp_rank` of `tp`. Requires heads % tp == 0; kv heads split when
+// kv_heads >= tp (kv_heads % tp == 0), else replicated (tp % kv_heads == 0; rank r holds kv head
+// r * kv_heads / tp, which its query heads use); intermediate % tp == 0; vocabulary cut into tp
+// ranges of ceil(vocab / tp) rows, the last possibly shorter but never empty.
+StatusOr<TpSlices> TensorParallelSlices(const ModelConfig& c, int tp, int tp_rank);
+
+// dst (r.size(), cols) = src[r.begin:r.end, :] of a BF16 row-major (rows, cols) matrix.
+// Fatal (DF11_CHECK) when r is outside [0, rows].
+void SliceRows(const uint16_t* src, int64_t rows, int64_t cols, Range r, uint16_t* dst);
+// dst (rows, c.size()) = src[:, c.begin:c.end]. Fatal when c is outside [0, cols].
+void SliceColumns(const uint16_t* src, int64_t rows, int64_t cols, Range c, uint16_t* dst);
+
+}  // namespace df11
