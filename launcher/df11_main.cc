@@ -10,10 +10,13 @@
 #include "runtime/convert/compress.h"
 #include "runtime/convert/decompress.h"
 #include "runtime/convert/inspect.h"
+#include "runtime/convert/shard.h"
 #include "runtime/convert/verify.h"
 #include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
 #include "runtime/formats/tiny_model.h"
+#include "runtime/text/token_io.h"
+#include "runtime/text/tokenizer.h"
 
 namespace df11 {
 namespace {
@@ -84,6 +87,25 @@ int RunInspect(const std::string& dir, bool json, int threads) {
   return 0;
 }
 
+int RunShard(const std::string& src, const std::string& out, const ShardOptions& options) {
+  auto summary = ShardModel(src, out, options);
+  if (!summary.ok()) return Fail(summary.status());
+  std::printf("sharded into %zu ranks (tp %d x pp %d), %lld units, %.3f MB in %.2f s\n",
+              summary->rank_bytes.size(), options.tp, options.pp,
+              static_cast<long long>(summary->units), summary->total_bytes / 1e6,
+              summary->elapsed_s);
+  for (const std::string& k : summary->kept_bf16) std::printf("warning: %s\n", k.c_str());
+  return 0;
+}
+
+int RunTokenize(const std::string& model, bool detokenize, bool bos) {
+  auto tokenizer = Tokenizer::FromDirectory(model);
+  if (!tokenizer.ok()) return Fail(tokenizer.status().WithContext("--model"));
+  Status s = detokenize ? DetokenizeJsonl(*tokenizer, std::cin, std::cout)
+                        : TokenizeJsonl(*tokenizer, std::cin, std::cout, bos);
+  return s.ok() ? 0 : Fail(s);
+}
+
 }  // namespace
 }  // namespace df11
 
@@ -139,6 +161,26 @@ int main(int argc, char** argv) {
   make_tiny->add_flag("--tie-embeddings", tiny.tie_embeddings, "share embedding and LM head");
   make_tiny->add_option("OUT_DIR", out, "new model directory")->required();
 
+  ShardOptions shard_options;
+  auto* shard = app.add_subcommand("shard", "split a model into per-rank DF11 shards (TP x PP)");
+  shard->add_option("SRC", src, "BF16 or DF11 model directory")->required();
+  shard->add_option("OUT", out, "new directory for manifest.json and rank files")->required();
+  shard->add_option("--tp", shard_options.tp, "tensor-parallel ranks per stage")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  shard->add_option("--pp", shard_options.pp, "pipeline stages")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  shard->add_option("--stage-layers", shard_options.stage_layers,
+                    "layers per stage, e.g. 40,40,46 (default: balanced)")->delimiter(',');
+  shard->add_option("--threads", threads, "worker threads (0: all cores)");
+
+  std::string model;
+  bool bos = false;
+  auto* tokenize = app.add_subcommand("tokenize", "JSON lines {\"text\"} -> {\"ids\"}");
+  tokenize->add_option("--model", model, "model directory with tokenizer.json")->required();
+  tokenize->add_flag("--bos", bos, "prepend the BOS token");
+  auto* detokenize = app.add_subcommand("detokenize", "JSON lines {\"ids\"} -> {\"text\"}");
+  detokenize->add_option("--model", model, "model directory with tokenizer.json")->required();
+
   CLI11_PARSE(app, argc, argv);
   LoggingOptions logging;
   InitLogging(argv[0], logging);
@@ -147,6 +189,12 @@ int main(int argc, char** argv) {
   if (*decompress) return RunDecompress(src, out, threads, quiet);
   if (*verify) return RunVerify(src, bf16_dir, threads, quiet);
   if (*inspect) return RunInspect(src, json, threads);
+  if (*shard) {
+    shard_options.threads = threads;
+    shard_options.show_progress = !quiet;
+    return RunShard(src, out, shard_options);
+  }
+  if (*tokenize || *detokenize) return RunTokenize(model, detokenize->parsed(), bos);
   if (*make_tiny) {
     Status s = MakeTinyModel(tiny, out);
     if (!s.ok()) return Fail(s);

@@ -13,7 +13,10 @@
 #include "launcher/batch/batch_io.h"
 #include "runtime/core/logging.h"
 #include "runtime/engine/engine.h"
+#include "parallel/mpi_bootstrap.h"
+#include "runtime/engine/distributed_runner.h"
 #include "runtime/model/model_weights.h"
+#include "runtime/model/shard_weights.h"
 #include "runtime/model/transformer.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
@@ -35,6 +38,7 @@ struct GenerateFlags {
   int64_t batch_size = 8;
   bool chat = false;
   int threads = 0;
+  double collective_timeout_s = 120;
 };
 
 int Fail(const Status& s) {
@@ -59,23 +63,21 @@ std::string JsonLine(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-int RunGenerate(const GenerateFlags& f) {
+void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
+                 const Transformer& t) {
+  std::fprintf(stderr,
+               "loaded %s in %.2f s: weights %.1f MB (%.1f MB DF11-compressed), layer scratch "
+               "%.1f MB\n",
+               what.c_str(), seconds, w.WeightBytes() / 1e6, w.CompressedBytes() / 1e6,
+               t.ScratchBytes() / 1e6);
+}
+
+// The leader's part: requests in, generation through `runner`, results out.
+int ServeRequests(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner) {
   auto tokenizer = Tokenizer::FromDirectory(f.model);
   if (!tokenizer.ok()) return Fail(tokenizer.status().WithContext("tokenizer of " + f.model));
   std::optional<ChatTemplate> chat;
   if (auto c = ChatTemplate::FromDirectory(f.model); c.ok()) chat = std::move(c).value();
-  const auto load_start = std::chrono::steady_clock::now();
-  auto weights = LoadModelWeights(f.model);
-  if (!weights.ok()) return Fail(weights.status());
-  TransformerOptions topts;
-  topts.threads = f.threads;
-  Transformer transformer(&*weights, topts);
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-  std::fprintf(stderr,
-               "loaded %s in %.2f s: weights %.1f MB (%.1f MB DF11-compressed), layer scratch "
-               "%.1f MB\n",
-               f.model.c_str(), load_s, weights->WeightBytes() / 1e6,
-               weights->CompressedBytes() / 1e6, transformer.ScratchBytes() / 1e6);
 
   BatchDefaults defaults;
   defaults.max_tokens = f.max_tokens;
@@ -90,13 +92,12 @@ int RunGenerate(const GenerateFlags& f) {
   EngineOptions eopts;
   eopts.batch_size = f.batch_size;
   eopts.tokenizer = &*tokenizer;
-  for (int64_t id : weights->config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
+  for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
   if (tokenizer->eos_id()) eopts.eos_ids.push_back(*tokenizer->eos_id());
   if (chat) {
     for (int32_t id : chat->StopTokenIds(*tokenizer)) eopts.eos_ids.push_back(id);
   }
-  LocalStepRunner runner(&transformer);
-  Engine engine(&runner, eopts);
+  Engine engine(runner, eopts);
 
   // Requests from --prompt or from the input file; per-line errors are kept in order.
   std::vector<BatchItem> items;
@@ -156,6 +157,99 @@ int RunGenerate(const GenerateFlags& f) {
   return 0;
 }
 
+int RunSingle(const GenerateFlags& f) {
+  const auto start = std::chrono::steady_clock::now();
+  auto weights = LoadModelWeights(f.model);
+  if (!weights.ok()) return Fail(weights.status());
+  TransformerOptions topts;
+  topts.threads = f.threads;
+  Transformer transformer(&*weights, topts);
+  PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+              *weights, transformer);
+  LocalStepRunner runner(&transformer);
+  return ServeRequests(f, weights->config, &runner);
+}
+
+// Every rank learns whether any rank failed, and all exit with the first failure's message.
+bool AgreeOnErrors(Communicator* world, int rank, const Status& status) {
+  constexpr int64_t kLen = 512;
+  std::vector<char> mine(kLen, 0), all(kLen * world->size(), 0);
+  if (!status.ok()) {
+    const std::string text = "rank " + std::to_string(rank) + ": " + status.ToString();
+    std::copy_n(text.begin(), std::min<size_t>(text.size(), kLen - 1), mine.begin());
+  }
+  world->AllGather(mine.data(), all.data(), kLen);
+  for (int r = 0; r < world->size(); ++r) {
+    if (all[r * kLen] != 0) {
+      std::fprintf(stderr, "df11-run: %s\n", &all[r * kLen]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// mpirun/srun: each rank loads only its shard; rank 0 leads, the others follow its plans.
+int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
+  World world = MpiInit(&argc, &argv);
+  LoggingOptions logging;
+  logging.rank = world.rank;
+  InitLogging(argv[0], logging);
+  auto layout = ReadShardLayout(f.model);
+  if (!layout.ok()) {
+    Fail(layout.status());
+    MpiFinalize();
+    return 1;
+  }
+  if (layout->world_size != world.size) {
+    Fail(Status::InvalidArgument(
+        f.model + "/manifest.json is laid out for " + std::to_string(layout->world_size) +
+        " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
+        ") but the job has " + std::to_string(world.size) + "; launch with -np " +
+        std::to_string(layout->world_size)));
+    MpiFinalize();
+    return 1;
+  }
+  auto world_comm = MpiWorldCommunicator(f.collective_timeout_s);
+  auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), f.collective_timeout_s);
+  const auto start = std::chrono::steady_clock::now();
+  auto weights = LoadShardWeights(f.model, *layout, world.rank);
+  if (!AgreeOnErrors(world_comm.get(), world.rank, weights.status())) {
+    world_comm.reset();
+    tp_comm.reset();
+    MpiFinalize();
+    return 1;
+  }
+  TransformerOptions topts;
+  topts.threads = f.threads;
+  topts.tp_leader = layout->TpRank(world.rank) == 0;
+  if (layout->tp > 1) {
+    topts.all_reduce = [c = tp_comm.get()](float* d, int64_t n) { c->AllReduceSum(d, n); };
+  }
+  Transformer transformer(&*weights, topts);
+  LOG(INFO) << "rank " << world.rank << " on " << world.host << ": stage "
+            << layout->Stage(world.rank) << ", tp rank " << layout->TpRank(world.rank)
+            << ", layers [" << weights->first_layer << ", "
+            << weights->first_layer + static_cast<int64_t>(weights->layers.size())
+            << "), weights " << weights->WeightBytes() << " bytes";
+  DistributedContext ctx{world.rank, *layout, world_comm.get(), tp_comm.get()};
+  DistributedStepRunner runner(&transformer, ctx);
+  int rc = 0;
+  if (world.rank == 0) {
+    PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                *weights, transformer);
+    rc = ServeRequests(f, weights->config, &runner);
+    runner.Shutdown();
+  } else {
+    Status s = runner.Serve();
+    if (!s.ok()) rc = Fail(s);
+  }
+  world_comm.reset();
+  tp_comm.reset();
+  MpiFinalize();
+  return rc;
+}
+
 }  // namespace
 }  // namespace df11
 
@@ -190,11 +284,15 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   gen->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
   gen->add_option("--threads", f.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  gen->add_option("--collective-timeout", f.collective_timeout_s,
+                  "seconds a rank waits in a collective before ending the job")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
     return 2;
   }
   InitLogging(argv[0], LoggingOptions{});
-  return RunGenerate(f);
+  if (IsShardedModelDir(f.model)) return RunDistributed(f, argc, argv);
+  return RunSingle(f);
 }

@@ -51,7 +51,9 @@ StatusOr<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
 }
 
 StatusOr<TpSlices> TensorParallelSlices(const ModelConfig& c, int tp, int tp_rank) {
-  if (tp < 1) return Status::InvalidArgument("tensor parallel size (tp) must be >= 1; got " + S(tp));
+  if (tp < 1) {
+    return Status::InvalidArgument("tensor parallel size (tp) must be >= 1; got " + S(tp));
+  }
   if (tp_rank < 0 || tp_rank >= tp) {
     return Status::InvalidArgument("tp rank " + S(tp_rank) + " outside [0, " + S(tp) + ")");
   }

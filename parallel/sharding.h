@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Which slice of the model each rank holds, as pure functions (gpt-fast tp.py style). Ranks are laid
-// out stage-major: rank = stage * tp + tp_rank, so a stage's tp ranks are neighbours (one node).
+// Which slice of the model each rank holds, as pure functions (gpt-fast tp.py style). Ranks are
+// stage-major: rank = stage * tp + tp_rank, so a stage's tp ranks are neighbours (one node).
 // Tensor parallel (Megatron): q/k/v and gate/up split by output rows, o and down by input columns;
 // embedding and LM head split by vocabulary rows. Every function checks divisibility and returns
 // InvalidArgument naming the sizes when a layout does not fit the model.
@@ -45,7 +45,7 @@ StatusOr<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
 struct TpSlices {
   Range q_heads;               // query heads held
   Range kv_heads;              // key/value heads held
-  bool kv_replicated = false;  // true when kv_heads < tp: one kv head, shared by tp / kv_heads ranks
+  bool kv_replicated = false;  // kv_heads < tp: one kv head, shared by tp / kv_heads ranks
   Range intermediate;          // rows of gate/up, columns of down
   Range vocab;                 // rows of the embedding and the LM head
 };

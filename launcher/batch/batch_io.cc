@@ -36,6 +36,7 @@ BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
                          const BatchDefaults& defaults, const Tokenizer& tokenizer,
                          const ChatTemplate* chat) {
   BatchItem item;
+  item.custom_id = "line-" + std::to_string(line_number);
   const std::string where = "line " + std::to_string(line_number) + ": ";
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
@@ -48,8 +49,6 @@ BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
       return item;
     }
     item.custom_id = j["custom_id"].get<std::string>();
-  } else {
-    item.custom_id = "line-" + std::to_string(line_number);
   }
   // OpenAI batch form: the request is under "body".
   const nlohmann::json& body = j.contains("body") && j["body"].is_object() ? j["body"] : j;

@@ -169,7 +169,7 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
   for (const UnitPlan& u : units) {
     for (const std::string& w : u.weights) total_elements += ckpt.Find(w)->numel;
   }
-  Progress progress("compress", total_elements, "weights");
+  Progress progress("compress", total_elements, "weights", options.show_progress);
   std::mutex mu;
   Status first_error;
   ParallelFor(static_cast<int64_t>(units.size()), workers, 1, [&](int64_t i0, int64_t i1) {

@@ -22,7 +22,7 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
   for (const std::string& t : model.checkpoint.tensor_names()) {
     total += static_cast<int64_t>(model.checkpoint.Find(t)->bytes.size());
   }
-  Progress progress("decompress", total, "bytes");
+  Progress progress("decompress", total, "bytes", show_progress);
   DecompressSummary summary;
   std::map<std::string, std::string> weight_map;
   // One output file per input file, so memory holds one file's decoded units at a time.

@@ -40,7 +40,7 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
   for (const std::string& u : model.units) {
     total += model.checkpoint.Find(u + ".sign_mantissa")->numel;
   }
-  Progress progress("verify", total, "weights");
+  Progress progress("verify", total, "weights", show_progress);
   std::vector<uint16_t> words;
   for (const std::string& name : model.units) {
     DF11_ASSIGN_OR_RETURN(Df11Unit unit, LoadDf11Unit(model.checkpoint, name));

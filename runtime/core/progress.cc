@@ -40,11 +40,12 @@ std::string HumanCount(double value) {
   return buf;
 }
 
-Progress::Progress(std::string label, int64_t total, std::string unit)
+Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
       tty_(::isatty(STDERR_FILENO) != 0),
+      enabled_(enabled),
       start_(std::chrono::steady_clock::now()),
       last_report_(start_) {}
 
@@ -68,6 +69,7 @@ void Progress::Finish() {
 }
 
 void Progress::Report(bool final) {
+  if (!enabled_) return;
   double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   int64_t done = done_.load();

@@ -15,7 +15,8 @@ namespace df11 {
 class Progress {
  public:
   // `unit` names what is counted ("weights", "items"); `total` may be 0 when unknown.
-  Progress(std::string label, int64_t total, std::string unit);
+  // A disabled Progress prints nothing.
+  Progress(std::string label, int64_t total, std::string unit, bool enabled = true);
   ~Progress();
 
   void Add(int64_t n);
@@ -30,6 +31,7 @@ class Progress {
   int64_t total_;
   std::atomic<int64_t> done_{0};
   bool tty_;
+  bool enabled_;
   bool finished_ = false;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_report_;

@@ -23,7 +23,22 @@ struct Active {
   bool done = false;
 };
 
+bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition_penalty == 1; }
+
 }  // namespace
+
+Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
+                             StepOutput* out) {
+  DF11_RETURN_IF_ERROR(t_->Forward(steps, false, &out->logits));
+  out->argmax.clear();
+  if (greedy_only) {
+    const int64_t v = vocab_size();
+    for (size_t s = 0; s < steps.size(); ++s) {
+      out->argmax.push_back(ArgmaxRef(out->logits.data() + s * v, v));
+    }
+  }
+  return Status::Ok();
+}
 
 StatusOr<std::vector<GenerationResult>> Engine::Generate(
     std::span<const GenerationRequest> requests) {
@@ -78,18 +93,20 @@ Status Engine::GenerateBatch(std::span<const GenerationRequest> requests,
     active.push_back(std::move(a));
   }
   bool prefill = true;
-  std::vector<float> logits;
+  StepOutput output;
   while (true) {
     std::vector<SequenceStep> steps;
     std::vector<Active*> live;
+    bool greedy_only = true;
     for (Active& a : active) {
       if (a.done) continue;
       steps.push_back({&a.cache, a.pending});
       live.push_back(&a);
+      greedy_only = greedy_only && Greedy(requests[a.index].sampling);
     }
     if (steps.empty()) break;
     const auto t0 = std::chrono::steady_clock::now();
-    DF11_RETURN_IF_ERROR(runner_->Step(steps, &logits));
+    DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &output));
     const auto t1 = std::chrono::steady_clock::now();
     if (prefill) {
       stats_.prefill_seconds += Seconds(t0, t1);
@@ -102,9 +119,10 @@ Status Engine::GenerateBatch(std::span<const GenerationRequest> requests,
       Active& a = *live[s];
       const GenerationRequest& req = requests[a.index];
       GenerationResult& out = results[a.index];
-      const int32_t token = SampleRef(logits.data() + s * vocab, vocab, req.sampling,
-                                      a.history.data(), static_cast<int64_t>(a.history.size()),
-                                      &a.rng);
+      const int32_t token =
+          greedy_only ? output.argmax[s]
+                      : SampleRef(output.logits.data() + s * vocab, vocab, req.sampling,
+                                  a.history.data(), static_cast<int64_t>(a.history.size()), &a.rng);
       ++stats_.generated_tokens;
       a.pending.assign(1, token);
       a.history.push_back(token);

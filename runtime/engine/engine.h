@@ -38,15 +38,22 @@ struct GenerationResult {
   std::string error;            // non-empty: the request could not be served
 };
 
-// One forward step over a batch: appends each step's tokens to its cache and returns the logits
-// of the last token of each step, (steps, vocab), on the process that samples.
+// What one forward step returns to the sampling process: the last token's logits of each step,
+// (steps, vocab), or — when every sequence decodes greedily — just their argmax, which a
+// vocab-parallel group finds without gathering the logits.
+struct StepOutput {
+  std::vector<float> logits;
+  std::vector<int32_t> argmax;
+};
+
+// One forward step over a batch: appends each step's tokens to its cache.
 class StepRunner {
  public:
   virtual ~StepRunner() = default;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t context_length() const = 0;
   virtual KvCache NewCache(int64_t capacity) = 0;
-  virtual Status Step(std::span<const SequenceStep> steps, std::vector<float>* logits) = 0;
+  virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) = 0;
 };
 
 // StepRunner on one process.
@@ -58,9 +65,7 @@ class LocalStepRunner : public StepRunner {
     return t_->weights().config.max_position_embeddings;
   }
   KvCache NewCache(int64_t capacity) override { return t_->NewCache(capacity); }
-  Status Step(std::span<const SequenceStep> steps, std::vector<float>* logits) override {
-    return t_->Forward(steps, false, logits);
-  }
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) override;
 
  private:
   Transformer* t_;

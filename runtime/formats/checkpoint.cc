@@ -49,6 +49,15 @@ StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
   return checkpoint;
 }
 
+StatusOr<Checkpoint> Checkpoint::OpenFile(const std::string& dir, const std::string& file_name) {
+  if (!IsDirectory(dir)) return Status::NotFound(dir + ": not a directory");
+  Checkpoint checkpoint;
+  checkpoint.dir_ = dir;
+  checkpoint.layout_ = Layout::kDirectoryScan;
+  DF11_RETURN_IF_ERROR(checkpoint.AddFile(file_name));
+  return checkpoint;
+}
+
 const TensorInfo* Checkpoint::Find(std::string_view name) const {
   auto it = index_.find(name);
   if (it == index_.end()) return nullptr;

@@ -29,6 +29,8 @@ class Checkpoint {
   // every listed file must open and hold its mapped tensors. Files present but not listed are
   // ignored. Any tensor name found in two files is Corruption. NotFound when there are no weights.
   static StatusOr<Checkpoint> Open(const std::string& dir);
+  // Only the file `file_name` of `dir` (a rank's shard: other ranks' files are never mapped).
+  static StatusOr<Checkpoint> OpenFile(const std::string& dir, const std::string& file_name);
 
   Checkpoint(Checkpoint&&) noexcept = default;
   Checkpoint& operator=(Checkpoint&&) noexcept = default;

@@ -12,6 +12,7 @@ struct KvCache {
   int64_t length = 0;    // positions filled
   int64_t capacity = 0;  // positions allocated
   int64_t row = 0;       // floats per position: kv_heads * head_dim
+  int64_t slot = -1;     // distributed runs: the id under which every rank keeps this cache
   std::vector<std::vector<float>> k, v;  // (layers) x (capacity, kv_heads, head_dim)
 
   KvCache() = default;

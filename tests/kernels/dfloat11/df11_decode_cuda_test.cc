@@ -86,7 +86,8 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
   DeviceResult r;
   r.out = out.Download();
-  r.guard_intact = std::all_of(r.out.begin() + n, r.out.end(), [](uint16_t v) { return v == kPoison; });
+  r.guard_intact =
+      std::all_of(r.out.begin() + n, r.out.end(), [](uint16_t v) { return v == kPoison; });
   r.out.resize(n);
   r.flag = flag.Download()[0];
   return r;

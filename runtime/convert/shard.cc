@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: Apache-2.0
+// ShardModel: source weights (SourceWeights) -> per step (embedding, each layer, LM head) every
+// rank's slices (Cut) -> one DF11 unit per rank and step, written as a part file -> per rank, the
+// parts merged into rank-<r>.safetensors (RankOutput) -> manifest.json.
+#include "runtime/convert/shard.h"
+
+#include <glog/logging.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "kernels/common/parallel_for.h"
+#include "kernels/dfloat11/df11_encode.h"
+#include "parallel/sharding.h"
+#include "runtime/convert/model_files.h"
+#include "runtime/convert/source_weights.h"
+#include "runtime/core/file_util.h"
+#include "runtime/core/mapped_file.h"
+#include "runtime/core/progress.h"
+#include "runtime/formats/df11_unit.h"
+#include "runtime/formats/safetensors_writer.h"
+
+namespace df11 {
+namespace {
+
+constexpr char kShardManifestName[] = "manifest.json";
+
+// How a source tensor is cut: by rows or columns along a TP dimension, or replicated.
+enum class Split { kRows, kColumns, kReplicated };
+enum class Dim { kNone, kQ, kKv, kIntermediate, kVocab };
+
+struct Piece {
+  std::string name;    // output (and source) weight name
+  std::string source;  // the source tensor (differs for a tied LM head)
+  std::vector<int64_t> shape;  // source shape: (rows, cols) or (n)
+  Split split = Split::kReplicated;
+  Dim dim = Dim::kNone;
+};
+
+// One step of the conversion: for each tp rank of `stage`, one unit's matrices + small tensors.
+struct Step {
+  int stage = 0;
+  std::string unit;
+  std::vector<Piece> matrices;  // in unit order
+  std::vector<Piece> small;     // norms, biases
+  std::vector<std::string> hash_prefixes;  // source tensors read by this step
+};
+
+struct LocalTensor {
+  std::string name;
+  std::vector<int64_t> shape;  // local
+  std::vector<uint16_t> data;
+};
+
+// The rank's part of piece `p` (source data `src`); head ranges become rows of head_dim each.
+LocalTensor Cut(const Piece& p, std::span<const uint16_t> src, const TpSlices& s,
+                int64_t head_dim) {
+  Range r{0, p.shape[0]};
+  if (p.dim == Dim::kQ) r = {s.q_heads.begin * head_dim, s.q_heads.end * head_dim};
+  if (p.dim == Dim::kKv) r = {s.kv_heads.begin * head_dim, s.kv_heads.end * head_dim};
+  if (p.dim == Dim::kIntermediate) r = s.intermediate;
+  if (p.dim == Dim::kVocab) r = s.vocab;
+  const int64_t rows = p.shape[0];
+  const int64_t cols = p.shape.size() == 2 ? p.shape[1] : 1;
+  LocalTensor t{p.name, p.shape, {}};
+  if (p.split == Split::kRows) {
+    t.shape[0] = r.size();
+    t.data.resize(r.size() * cols);
+    SliceRows(src.data(), rows, cols, r, t.data.data());
+  } else if (p.split == Split::kColumns) {
+    t.shape[1] = r.size();
+    t.data.resize(rows * r.size());
+    SliceColumns(src.data(), rows, cols, r, t.data.data());
+  } else {
+    t.data.assign(src.begin(), src.end());
+  }
+  return t;
+}
+
+std::span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(uint16_t)};
+}
+
+// One rank's output: part files (one per step) merged into rank-<r>.safetensors by Finish().
+class RankOutput {
+ public:
+  RankOutput(std::string out_dir, int rank) : out_dir_(std::move(out_dir)) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "rank-%05d.safetensors", rank);
+    file_name_ = name;
+  }
+  RankOutput(RankOutput&&) = default;
+  ~RankOutput() {
+    for (const std::string& p : parts_) std::remove(p.c_str());
+  }
+
+  const std::string& file_name() const { return file_name_; }
+
+  // Writes one step's tensors as the next part file; records the DF11 unit's weights (if any).
+  Status AddPart(const SafetensorsWriter& writer, const std::string& unit,
+                 const std::vector<LocalTensor>& unit_weights) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof(suffix), ".part-%05zu.tmp", parts_.size());
+    parts_.push_back(JoinPath(out_dir_, file_name_ + suffix));
+    if (!unit.empty()) {
+      for (const LocalTensor& w : unit_weights) {
+        shapes_[w.name] = w.shape;
+        units_[unit].push_back(w.name);
+      }
+    }
+    return writer.Write(parts_.back());
+  }
+
+  // Merges the parts into the rank's file; returns its size and xxh64.
+  Status Finish(int64_t* bytes, std::string* xxh64) {
+    std::vector<SafetensorsFile> parts;
+    for (const std::string& p : parts_) {
+      DF11_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(p));
+      parts.push_back(std::move(f));
+    }
+    // Alignment classes: I64 (8), uint32 positions (4), BF16 (2), bytes (1); stable within.
+    std::vector<const TensorInfo*> tensors;
+    for (const SafetensorsFile& f : parts) {
+      for (const TensorInfo& t : f.tensors()) tensors.push_back(&t);
+    }
+    auto align = [](const TensorInfo* t) {
+      if (t->name.ends_with(".output_positions")) return 4;
+      return static_cast<int>(DTypeSize(t->dtype));
+    };
+    std::stable_sort(tensors.begin(), tensors.end(),
+                     [&](const TensorInfo* a, const TensorInfo* b) { return align(a) > align(b); });
+    SafetensorsWriter writer;
+    writer.SetMetadata("format", "pt");
+    writer.SetMetadata(kShapesMetadataKey, shapes_.dump());
+    writer.SetMetadata(kUnitsMetadataKey, units_.dump());
+    for (const TensorInfo* t : tensors) {
+      DF11_RETURN_IF_ERROR(writer.AddTensor(t->name, t->dtype, t->shape, t->bytes));
+    }
+    const std::string path = JoinPath(out_dir_, file_name_);
+    DF11_RETURN_IF_ERROR(writer.Write(path));
+    parts.clear();
+    for (const std::string& p : parts_) std::remove(p.c_str());
+    parts_.clear();
+    DF11_ASSIGN_OR_RETURN(MappedFile written, MappedFile::Open(path));
+    *bytes = static_cast<int64_t>(written.size());
+    *xxh64 = Hex64(XXH64(written.data(), written.size(), 0));
+    return Status::Ok();
+  }
+
+ private:
+  std::string out_dir_;
+  std::string file_name_;
+  std::vector<std::string> parts_;  // paths, in step order
+  nlohmann::ordered_json shapes_ = nlohmann::ordered_json::object();
+  nlohmann::ordered_json units_ = nlohmann::ordered_json::object();
+};
+
+// The steps of the conversion, in source order: embedding, layers, LM head + final norm.
+StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights& src,
+                                      const std::vector<Range>& stages) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (auto& [name, shape] : ExpectedTensors(c)) shapes[name] = shape;
+  auto piece = [&](const std::string& name, Split split, Dim dim) {
+    return Piece{name, name, shapes.at(name), split, dim};
+  };
+  std::vector<Step> steps;
+  steps.push_back({0, "model.embed_tokens",
+                   {piece("model.embed_tokens.weight", Split::kRows, Dim::kVocab)}, {},
+                   {"model.embed_tokens."}});
+  static const std::pair<const char*, std::pair<Split, Dim>> kLayer[] = {
+      {"self_attn.q_proj.weight", {Split::kRows, Dim::kQ}},
+      {"self_attn.k_proj.weight", {Split::kRows, Dim::kKv}},
+      {"self_attn.v_proj.weight", {Split::kRows, Dim::kKv}},
+      {"self_attn.o_proj.weight", {Split::kColumns, Dim::kQ}},
+      {"mlp.gate_proj.weight", {Split::kRows, Dim::kIntermediate}},
+      {"mlp.up_proj.weight", {Split::kRows, Dim::kIntermediate}},
+      {"mlp.down_proj.weight", {Split::kColumns, Dim::kIntermediate}},
+  };
+  for (int s = 0; s < static_cast<int>(stages.size()); ++s) {
+    for (int64_t i = stages[s].begin; i < stages[s].end; ++i) {
+      const std::string prefix = "model.layers." + std::to_string(i) + ".";
+      Step step{s, "model.layers." + std::to_string(i), {}, {}, {prefix}};
+      for (const auto& [suffix, how] : kLayer) {
+        step.matrices.push_back(piece(prefix + suffix, how.first, how.second));
+      }
+      for (const auto& [name, shape] : shapes) {
+        if (!name.starts_with(prefix) || name.ends_with("_proj.weight")) continue;
+        Piece p = piece(name, Split::kReplicated, Dim::kNone);
+        if (name.ends_with("q_proj.bias")) p = piece(name, Split::kRows, Dim::kQ);
+        if (name.ends_with("k_proj.bias") || name.ends_with("v_proj.bias")) {
+          p = piece(name, Split::kRows, Dim::kKv);
+        }
+        step.small.push_back(p);
+      }
+      steps.push_back(std::move(step));
+    }
+  }
+  Piece head{"lm_head.weight", "lm_head.weight", {c.vocab_size, c.hidden_size}, Split::kRows,
+             Dim::kVocab};
+  if (!src.Has("lm_head.weight")) {
+    if (!c.tie_word_embeddings) {
+      return Status::NotFound("tensor lm_head.weight is missing from " + src.dir() +
+                              " (and tie_word_embeddings is false)");
+    }
+    head.source = "model.embed_tokens.weight";
+  }
+  steps.push_back({static_cast<int>(stages.size()) - 1, "lm_head", {head},
+                   {piece("model.norm.weight", Split::kReplicated, Dim::kNone)},
+                   {"lm_head.", "model.norm."}});
+  return steps;
+}
+
+// One rank's output of a step: its DF11 unit (BF16 weights when uncodable) + small tensors.
+Status WriteRankStep(const Step& step, std::vector<LocalTensor> matrices,
+                     std::vector<LocalTensor> small, int threads, RankOutput* out,
+                     std::string* kept_bf16) {
+  std::vector<std::span<const uint16_t>> parts;
+  for (const LocalTensor& m : matrices) parts.emplace_back(m.data);
+  Df11EncodedUnit encoded;
+  std::string error;
+  SafetensorsWriter writer;
+  std::vector<LocalTensor> unit_weights;
+  if (Df11EncodeRef(parts, threads, &encoded, &error)) {
+    DF11_RETURN_IF_ERROR(AddDf11UnitTensors(step.unit, encoded, &writer));
+    for (LocalTensor& m : matrices) unit_weights.push_back({m.name, m.shape, {}});
+  } else {
+    if (error.find("exponent") == std::string::npos) {
+      return Status::InvalidArgument(out->file_name() + ": unit " + step.unit + ": " + error);
+    }
+    *kept_bf16 = out->file_name() + ": " + step.unit + " kept in BF16: " + error;
+    for (LocalTensor& m : matrices) small.push_back(std::move(m));
+  }
+  for (const LocalTensor& t : small) {
+    DF11_RETURN_IF_ERROR(writer.AddTensor(t.name, DType::kBF16, t.shape, Bytes(t.data)));
+  }
+  return out->AddPart(writer, kept_bf16->empty() ? step.unit : "", unit_weights);
+}
+
+nlohmann::json RangeJson(Range r) { return nlohmann::json::array({r.begin, r.end}); }
+
+}  // namespace
+
+StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& out_dir,
+                                  const ShardOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const int threads = options.threads > 0 ? options.threads : DefaultThreadCount();
+  if (FileExists(JoinPath(src_dir, kShardManifestName))) {
+    return Status::InvalidArgument(src_dir + " is already sharded (has " + kShardManifestName +
+                                   "); shard its source model instead");
+  }
+  DF11_ASSIGN_OR_RETURN(std::unique_ptr<SourceWeights> src, SourceWeights::Open(src_dir, threads));
+  const ModelConfig& c = src->config();
+  const Layout layout{options.tp, options.pp};
+  if (layout.tp < 1) {
+    return Status::InvalidArgument("--tp must be >= 1; got " + std::to_string(layout.tp));
+  }
+  DF11_ASSIGN_OR_RETURN(std::vector<Range> stages,
+                        StageLayers(c.num_hidden_layers, layout.pp, options.stage_layers));
+  std::vector<TpSlices> slices;
+  for (int t = 0; t < layout.tp; ++t) {
+    DF11_ASSIGN_OR_RETURN(TpSlices s, TensorParallelSlices(c, layout.tp, t));
+    slices.push_back(s);
+  }
+  DF11_ASSIGN_OR_RETURN(std::vector<Step> steps, PlanSteps(c, *src, stages));
+  DF11_RETURN_IF_ERROR(PrepareOutputDir(out_dir));
+
+  std::vector<RankOutput> outs;
+  for (int r = 0; r < layout.world(); ++r) outs.emplace_back(out_dir, r);
+  int64_t total_elements = 0;
+  for (const Step& step : steps) {
+    for (const Piece& p : step.matrices) total_elements += p.shape[0] * p.shape[1];
+  }
+  std::optional<Progress> progress;
+  if (options.show_progress) progress.emplace("shard", total_elements, "weights");
+  const int workers = std::min(threads, layout.tp);
+  const int inner = std::max(1, threads / workers);
+  ShardSummary summary;
+  std::mutex mu;
+  for (const Step& step : steps) {
+    src->HashTensors(step.hash_prefixes);
+    std::vector<std::span<const uint16_t>> matrix_src, small_src;
+    for (const Piece& p : step.matrices) {
+      DF11_ASSIGN_OR_RETURN(auto words, src->Get(p.source, p.shape));
+      matrix_src.push_back(words);
+    }
+    for (const Piece& p : step.small) {
+      DF11_ASSIGN_OR_RETURN(auto words, src->Get(p.source, p.shape));
+      small_src.push_back(words);
+    }
+    // Cut every rank's slices, free the decoded source, then encode and write per rank.
+    std::vector<std::vector<LocalTensor>> matrices(layout.tp), small(layout.tp);
+    ParallelFor(layout.tp, workers, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        for (size_t i = 0; i < step.matrices.size(); ++i) {
+          matrices[t].push_back(Cut(step.matrices[i], matrix_src[i], slices[t], c.head_dim));
+        }
+        for (size_t i = 0; i < step.small.size(); ++i) {
+          small[t].push_back(Cut(step.small[i], small_src[i], slices[t], c.head_dim));
+        }
+      }
+    });
+    src->Release();
+    std::vector<Status> status(layout.tp);
+    ParallelFor(layout.tp, workers, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::string kept;
+        RankOutput* out = &outs[layout.Rank(step.stage, static_cast<int>(t))];
+        status[t] = WriteRankStep(step, std::move(matrices[t]), std::move(small[t]), inner, out,
+                                  &kept);
+        std::lock_guard<std::mutex> lock(mu);
+        if (!kept.empty()) {
+          LOG(WARNING) << kept;
+          summary.kept_bf16.push_back(kept);
+        } else if (status[t].ok()) {
+          summary.units += 1;
+        }
+      }
+    });
+    for (const Status& s : status) DF11_RETURN_IF_ERROR(s);
+    if (progress) {
+      int64_t n = 0;
+      for (const Piece& p : step.matrices) n += p.shape[0] * p.shape[1];
+      progress->Add(n);
+    }
+  }
+  if (progress) progress->Finish();
+
+  nlohmann::ordered_json manifest;
+  manifest["format"] = kShardFormat;
+  manifest["format_version"] = kShardFormatVersion;
+  summary.source_hash = src->SourceHash();
+  manifest["source"] = {{"dir", src_dir},
+                        {"format", src->is_df11() ? "df11" : "bf16"},
+                        {"hash", summary.source_hash},
+                        {"hash_of", "xxh64 of config.json, then per tensor: name, dtype, shape, "
+                                    "xxh64(data)"}};
+  manifest["config"] = src->config_json();
+  nlohmann::json stage_json = nlohmann::json::array();
+  for (Range r : stages) stage_json.push_back(RangeJson(r));
+  manifest["layout"] = {{"tp", layout.tp}, {"pp", layout.pp}, {"world_size", layout.world()},
+                        {"stage_layers", stage_json}};
+  manifest["ranks"] = nlohmann::ordered_json::array();
+  for (int r = 0; r < layout.world(); ++r) {
+    int64_t bytes = 0;
+    std::string xxh64;
+    DF11_RETURN_IF_ERROR(outs[r].Finish(&bytes, &xxh64));
+    summary.rank_bytes.push_back(bytes);
+    summary.total_bytes += bytes;
+    const TpSlices& s = slices[layout.TpRank(r)];
+    nlohmann::ordered_json entry;
+    entry["rank"] = r;
+    entry["stage"] = layout.Stage(r);
+    entry["tp_rank"] = layout.TpRank(r);
+    entry["file"] = outs[r].file_name();
+    entry["bytes"] = bytes;
+    entry["xxh64"] = xxh64;
+    entry["layers"] = RangeJson(stages[layout.Stage(r)]);
+    entry["q_heads"] = RangeJson(s.q_heads);
+    entry["kv_heads"] = RangeJson(s.kv_heads);
+    entry["kv_replicated"] = s.kv_replicated;
+    entry["intermediate"] = RangeJson(s.intermediate);
+    entry["vocab"] = RangeJson(s.vocab);
+    manifest["ranks"].push_back(std::move(entry));
+  }
+  DF11_RETURN_IF_ERROR(
+      WriteFileAtomic(JoinPath(out_dir, "config.json"), src->config_json().dump(2) + "\n"));
+  DF11_RETURN_IF_ERROR(CopySideFiles(src_dir, out_dir, {"config.json", kShardManifestName}));
+  DF11_RETURN_IF_ERROR(
+      WriteFileAtomic(JoinPath(out_dir, kShardManifestName), manifest.dump(2) + "\n"));
+  summary.elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir) {
+  const std::string path = JoinPath(dir, kShardManifestName);
+  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  nlohmann::json m = nlohmann::json::parse(text, nullptr, false);
+  auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
+  if (!m.is_object()) return bad("not a JSON object");
+  if (m.value("format", "") != kShardFormat) {
+    return bad(std::string("\"format\" must be \"") + kShardFormat + "\"");
+  }
+  if (!m.contains("format_version") || !m["format_version"].is_number_integer()) {
+    return bad("\"format_version\" must be an integer");
+  }
+  if (m["format_version"].get<int64_t>() != kShardFormatVersion) {
+    return Status::Unimplemented(path + ": format_version " + m["format_version"].dump() +
+                                 "; this build reads version " +
+                                 std::to_string(kShardFormatVersion));
+  }
+  const nlohmann::json& l = m.value("layout", nlohmann::json());
+  auto positive = [&](const char* key) {
+    return l.is_object() && l.contains(key) && l[key].is_number_integer() &&
+           l[key].get<int64_t>() > 0;
+  };
+  if (!positive("tp") || !positive("pp") || !positive("world_size") ||
+      l["world_size"].get<int64_t>() != l["tp"].get<int64_t>() * l["pp"].get<int64_t>()) {
+    return bad("\"layout\" must hold positive integers tp, pp and world_size = tp * pp");
+  }
+  const nlohmann::json& ranks = m.value("ranks", nlohmann::json());
+  if (!ranks.is_array() || static_cast<int64_t>(ranks.size()) != l["world_size"].get<int64_t>()) {
+    return bad("\"ranks\" must list world_size (" + l["world_size"].dump() + ") entries");
+  }
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    const nlohmann::json& e = ranks[r];
+    const std::string where = "ranks[" + std::to_string(r) + "]";
+    if (!e.is_object() || e.value("rank", -1) != static_cast<int64_t>(r)) {
+      return bad(where + ": \"rank\" must be " + std::to_string(r));
+    }
+    const std::string file = e.value("file", "");
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      return bad(where + ": \"file\" must be a plain file name");
+    }
+    if (!e.contains("bytes") || !e["bytes"].is_number_integer() || e["bytes"].get<int64_t>() < 0) {
+      return bad(where + ": \"bytes\" must be a non-negative integer");
+    }
+    const std::string hash = e.value("xxh64", "");
+    if (hash.size() != 16 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return bad(where + ": \"xxh64\" must be 16 lowercase hex digits");
+    }
+  }
+  return m;
+}
+
+Status VerifyShardFile(const nlohmann::json& manifest, int rank, const std::string& dir) {
+  const nlohmann::json& ranks = manifest.value("ranks", nlohmann::json());
+  if (!ranks.is_array() || rank < 0 || rank >= static_cast<int>(ranks.size())) {
+    return Status::InvalidArgument("rank " + std::to_string(rank) + " outside the manifest's " +
+                                   std::to_string(ranks.is_array() ? ranks.size() : 0) + " ranks");
+  }
+  const nlohmann::json& e = ranks[rank];
+  if (!e.is_object() || !e.value("file", nlohmann::json()).is_string() ||
+      !e.value("bytes", nlohmann::json()).is_number_integer() ||
+      !e.value("xxh64", nlohmann::json()).is_string()) {
+    return Status::InvalidArgument("manifest rank " + std::to_string(rank) + ": needs \"file\", "
+                                   "\"bytes\" and \"xxh64\" (use ReadShardManifest)");
+  }
+  const std::string path = JoinPath(dir, e["file"].get<std::string>());
+  if (!FileExists(path)) return Status::NotFound(path + ": no such file (rank " +
+                                                 std::to_string(rank) + " of the manifest)");
+  std::error_code ec;
+  const int64_t size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+  if (ec) return Status::IoError(path + ": cannot stat: " + ec.message());
+  const int64_t expected = e["bytes"].get<int64_t>();
+  if (size != expected) {
+    return Status::Corruption(path + ": " + std::to_string(size) + " bytes; " +
+                              kShardManifestName + " expects " + std::to_string(expected));
+  }
+  DF11_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  const std::string actual = Hex64(XXH64(file.data(), file.size(), 0));
+  const std::string want = e["xxh64"].get<std::string>();
+  if (actual != want) {
+    return Status::Corruption(path + ": xxh64 " + actual + "; " + kShardManifestName +
+                              " expects " + want);
+  }
+  return Status::Ok();
+}
+
+}  // namespace df11

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// `df11 shard`: a BF16 or DF11 model directory (Hugging Face layout) -> this project's sharded
+// layout for tp x pp ranks: `rank-<r:05>.safetensors` per rank holding exactly that rank's slices
+// (Hugging Face tensor names, local shapes; DF11 units re-encoded from the slices, never cut out
+// of a stream), config.json (without dfloat11_config), tokenizer/generation files, and
+// `manifest.json`, written last and atomically: a directory with a manifest is complete.
+// Memory stays near one source layer: layers are processed one at a time, each rank's slices are
+// encoded in parallel and written as a part file, and parts are merged per rank at the end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/status.h"
+
+namespace df11 {
+
+inline constexpr char kShardFormat[] = "df11-sharded";
+inline constexpr int kShardFormatVersion = 1;
+// Metadata key of each rank file: {unit name: [weight names in unit order]} for its DF11 units
+// (the weights' local shapes are under kShapesMetadataKey, "df11_shapes").
+inline constexpr char kUnitsMetadataKey[] = "df11_units";
+
+struct ShardOptions {
+  int tp = 1;                         // --tp: tensor-parallel ranks per stage
+  int pp = 1;                         // --pp: pipeline stages
+  std::vector<int64_t> stage_layers;  // --stage-layers: layers per stage; empty: balanced
+  int threads = 0;                    // --threads; 0: all hardware threads
+  bool show_progress = true;
+};
+
+struct ShardSummary {
+  int64_t units = 0;                   // DF11 units written, all ranks together
+  std::vector<std::string> kept_bf16;  // units written as plain BF16 (uncodable values), why
+  std::vector<int64_t> rank_bytes;     // size of each rank's file, by rank
+  int64_t total_bytes = 0;             // sum of rank_bytes
+  std::string source_hash;             // manifest "source.hash"
+  double elapsed_s = 0;
+};
+
+// Per rank r (stage r / tp, tp rank r % tp) the file holds:
+//  - per layer i of its stage: DF11 unit "model.layers.<i>" of q, k, v, o, gate, up, down (q/k/v
+//    and gate/up cut by rows, o and down by columns; k/v the rank's kv heads, replicated when
+//    kv_heads < tp); BF16 input_layernorm, post_attention_layernorm, q_norm/k_norm and o_proj
+//    bias (replicated: the runtime adds o's bias on tp rank 0 only), q/k/v biases (cut by rows);
+//  - first stage: DF11 unit "model.embed_tokens" (the rank's vocabulary rows);
+//  - last stage: DF11 unit "lm_head" (vocabulary rows of lm_head, or of the embedding when tied)
+//    and BF16 model.norm.weight.
+// A unit holding a value DF11 cannot code (exponent >= 240) is written as BF16 weights instead,
+// with a warning. Tensors are ordered by alignment (I64, uint32 positions, BF16, bytes) so every
+// typed view into the mapping is naturally aligned.
+// Source hash (manifest "source.hash", hex): XXH64 over config.json's bytes, then for each source
+// tensor in Checkpoint::tensor_names() order: name, '\0', dtype name, '\0', each dimension as int64
+// little-endian, and XXH64 of its data bytes (each tensor is hashed as it is read for slicing, so
+// the hash adds no extra pass over the source). For a DF11 source that is its stored tensors.
+// Errors: NotFound for a missing source; InvalidArgument for a layout that does not fit the model
+// (naming the sizes), a source that is already sharded or not BF16; FailedPrecondition for a
+// non-empty out_dir; IoError from writes. On failure part files are removed and no manifest is
+// written.
+StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& out_dir,
+                                  const ShardOptions& options);
+
+// Reads and validates `dir`/manifest.json: format and version, layout (tp, pp, world_size),
+// one entry per rank in rank order with a plain file name, bytes and a 16-digit xxh64.
+// NotFound when absent; Corruption naming the field otherwise; Unimplemented for a newer version.
+StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir);
+
+// Checks rank `rank`'s file against the manifest: its size, then the xxh64 of the whole file.
+// Corruption naming the file with the expected and actual value; NotFound when the file is missing.
+Status VerifyShardFile(const nlohmann::json& manifest, int rank, const std::string& dir);
+
+}  // namespace df11

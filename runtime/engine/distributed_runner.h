@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// StepRunner over a tensor- and pipeline-parallel group. The leader (world rank 0, stage 0)
+// runs the Engine; each Step broadcasts a plan (sequence slots and their new tokens) to every
+// rank, and all ranks execute it: stage 0 embeds (vocab-parallel, summed over its TP group),
+// every stage runs its layers (all-reduce after o_proj and down_proj inside), hidden states move
+// stage to stage point to point, split into as many micro-batches as stages so stages overlap;
+// the last stage returns argmax tokens (greedy: found with a vocab-parallel all-gather of
+// (max, index) pairs) or full logits to the leader. Followers call Serve() until Shutdown().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/engine/engine.h"
+#include "runtime/model/shard_weights.h"
+#include "runtime/model/transformer.h"
+
+namespace df11 {
+
+struct DistributedContext {
+  int rank = 0;  // world rank
+  ShardLayout layout;
+  Communicator* world = nullptr;  // all ranks: plans, activations, results
+  Communicator* tp = nullptr;     // this stage's tensor-parallel group
+};
+
+class DistributedStepRunner : public StepRunner {
+ public:
+  DistributedStepRunner(Transformer* transformer, const DistributedContext& context);
+
+  int64_t vocab_size() const override { return t_->weights().config.vocab_size; }
+  int64_t context_length() const override {
+    return t_->weights().config.max_position_embeddings;
+  }
+  // Leader only: a handle whose slot names the cache every rank allocates at first use.
+  KvCache NewCache(int64_t capacity) override;
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) override;
+
+  // Leader: tells every follower to return from Serve().
+  void Shutdown();
+  // Followers: executes plans until the leader shuts down.
+  Status Serve();
+
+ private:
+  struct Plan {
+    bool stop = false;
+    bool greedy_only = true;
+    std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
+    std::vector<std::vector<int32_t>> tokens;
+  };
+  void BroadcastPlan(Plan* plan);  // from the leader to all
+  Status Execute(const Plan& plan, StepOutput* out);
+
+  Transformer* t_;
+  DistributedContext ctx_;
+  int stage_, tp_rank_;
+  int64_t next_slot_ = 0;
+  std::map<int64_t, KvCache> caches_;  // this rank's caches by slot
+};
+
+}  // namespace df11

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/model/shard_weights.h"
+
+#include <xxhash.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "runtime/core/file_util.h"
+#include "runtime/core/mapped_file.h"
+#include "runtime/formats/df11_model_dir.h"
+
+namespace df11 {
+namespace {
+
+StatusOr<std::pair<int64_t, int64_t>> RangeField(const nlohmann::json& entry, const char* key,
+                                                 const std::string& where) {
+  const auto& r = entry.value(key, nlohmann::json());
+  if (!r.is_array() || r.size() != 2 || !r[0].is_number_integer() || !r[1].is_number_integer() ||
+      r[0].get<int64_t>() < 0 || r[1].get<int64_t>() < r[0].get<int64_t>()) {
+    return Status::Corruption(where + ": \"" + key + "\" must be [begin, end] with 0 <= begin <= end");
+  }
+  return std::make_pair(r[0].get<int64_t>(), r[1].get<int64_t>());
+}
+
+Status VerifyFile(const std::string& path, const nlohmann::json& entry) {
+  DF11_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  const int64_t bytes = entry.value("bytes", int64_t{-1});
+  if (static_cast<int64_t>(file.size()) != bytes) {
+    return Status::Corruption(path + ": " + std::to_string(file.size()) + " bytes; manifest.json "
+                              "says " + std::to_string(bytes) + " (incomplete copy?)");
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016" PRIx64,
+                static_cast<uint64_t>(XXH64(file.data(), file.size(), 0)));
+  const std::string expected = entry.value("xxh64", std::string());
+  if (expected != hex) {
+    return Status::Corruption(path + ": xxh64 checksum " + hex + " but manifest.json says " +
+                              expected + " (the file is corrupt)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsShardedModelDir(const std::string& dir) {
+  return FileExists(JoinPath(dir, kShardManifestName));
+}
+
+StatusOr<ShardLayout> ReadShardLayout(const std::string& dir) {
+  const std::string path = JoinPath(dir, kShardManifestName);
+  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  ShardLayout l;
+  l.manifest = nlohmann::json::parse(text, nullptr, false);
+  const auto& m = l.manifest;
+  if (m.is_discarded() || !m.is_object()) return Status::Corruption(path + ": not a JSON object");
+  if (m.value("format", std::string()) != "df11-sharded") {
+    return Status::Corruption(path + ": \"format\" must be \"df11-sharded\"");
+  }
+  if (m.value("format_version", 0) != 1) {
+    return Status::Unimplemented(path + ": format_version " + m.value("format_version", nlohmann::json()).dump() +
+                                 "; this build reads version 1");
+  }
+  const auto& layout = m.value("layout", nlohmann::json());
+  if (!layout.is_object() || !layout.value("tp", nlohmann::json()).is_number_integer() ||
+      !layout.value("pp", nlohmann::json()).is_number_integer()) {
+    return Status::Corruption(path + ": \"layout\" must hold integer \"tp\" and \"pp\"");
+  }
+  l.tp = layout["tp"].get<int>();
+  l.pp = layout["pp"].get<int>();
+  if (l.tp < 1 || l.pp < 1) return Status::Corruption(path + ": tp and pp must be >= 1");
+  l.world_size = l.tp * l.pp;
+  if (!m.value("ranks", nlohmann::json()).is_array() ||
+      m["ranks"].size() != static_cast<size_t>(l.world_size)) {
+    return Status::Corruption(path + ": \"ranks\" must list " + std::to_string(l.world_size) +
+                              " ranks (tp " + std::to_string(l.tp) + " x pp " +
+                              std::to_string(l.pp) + ")");
+  }
+  if (!m.value("config", nlohmann::json()).is_object()) {
+    return Status::Corruption(path + ": \"config\" (the model's config.json) is missing");
+  }
+  return l;
+}
+
+StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayout& layout,
+                                        int rank) {
+  const std::string where = JoinPath(dir, kShardManifestName) + " rank " + std::to_string(rank);
+  const nlohmann::json& entry = layout.manifest["ranks"][rank];
+  if (!entry.is_object() || entry.value("rank", -1) != rank || !entry.value("file", nlohmann::json()).is_string()) {
+    return Status::Corruption(where + ": entry must be an object with \"rank\": " +
+                              std::to_string(rank) + " and a \"file\"");
+  }
+  const std::string file = entry["file"].get<std::string>();
+  if (file.find('/') != std::string::npos || file == ".." || file.empty()) {
+    return Status::Corruption(where + ": \"file\" must be a plain file name");
+  }
+  const std::string path = JoinPath(dir, file);
+  if (!FileExists(path)) {
+    return Status::NotFound(path + ": rank " + std::to_string(rank) + "'s shard is missing");
+  }
+  DF11_RETURN_IF_ERROR(VerifyFile(path, entry));
+
+  ModelWeights w;
+  DF11_ASSIGN_OR_RETURN(w.config, ParseModelConfig(layout.manifest["config"], where + " config"));
+  DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::OpenFile(dir, file));
+  w.checkpoints.push_back(std::move(ckpt));
+  Df11Config df11;
+  DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns("LlamaForCausalLM"));
+  DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
+
+  const ModelConfig& c = w.config;
+  DF11_ASSIGN_OR_RETURN(auto layers, RangeField(entry, "layers", where));
+  DF11_ASSIGN_OR_RETURN(auto q_heads, RangeField(entry, "q_heads", where));
+  DF11_ASSIGN_OR_RETURN(auto kv_heads, RangeField(entry, "kv_heads", where));
+  DF11_ASSIGN_OR_RETURN(auto inter, RangeField(entry, "intermediate", where));
+  DF11_ASSIGN_OR_RETURN(auto vocab, RangeField(entry, "vocab", where));
+  if (layers.second > c.num_hidden_layers || q_heads.second > c.num_attention_heads ||
+      kv_heads.second > c.num_key_value_heads || inter.second > c.intermediate_size ||
+      vocab.second > c.vocab_size) {
+    return Status::Corruption(where + ": a range lies outside the model's config");
+  }
+  const int64_t h = c.hidden_size, hd = c.head_dim;
+  w.dims.heads = q_heads.second - q_heads.first;
+  w.dims.kv_heads = kv_heads.second - kv_heads.first;
+  w.dims.intermediate = inter.second - inter.first;
+  w.dims.vocab_begin = vocab.first;
+  w.dims.vocab_rows = vocab.second - vocab.first;
+  w.first_layer = layers.first;
+  const int stage = layout.Stage(rank);
+  if (stage == 0) {
+    DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", w.dims.vocab_rows, h));
+  }
+  if (stage == layout.pp - 1) {
+    DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", w.dims.vocab_rows, h));
+    DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
+  }
+  const int64_t nh = w.dims.heads, nkv = w.dims.kv_heads, ni = w.dims.intermediate;
+  for (int64_t i = layers.first; i < layers.second; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights l;
+    DF11_ASSIGN_OR_RETURN(l.q, r.Matrix(p + "self_attn.q_proj.weight", nh * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.k, r.Matrix(p + "self_attn.k_proj.weight", nkv * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.v, r.Matrix(p + "self_attn.v_proj.weight", nkv * hd, h));
+    DF11_ASSIGN_OR_RETURN(l.o, r.Matrix(p + "self_attn.o_proj.weight", h, nh * hd));
+    DF11_ASSIGN_OR_RETURN(l.gate, r.Matrix(p + "mlp.gate_proj.weight", ni, h));
+    DF11_ASSIGN_OR_RETURN(l.up, r.Matrix(p + "mlp.up_proj.weight", ni, h));
+    DF11_ASSIGN_OR_RETURN(l.down, r.Matrix(p + "mlp.down_proj.weight", h, ni));
+    DF11_ASSIGN_OR_RETURN(l.input_norm, r.Small(p + "input_layernorm.weight", h, true));
+    DF11_ASSIGN_OR_RETURN(l.post_attention_norm, r.Small(p + "post_attention_layernorm.weight", h, true));
+    if (c.attention_bias) {
+      DF11_ASSIGN_OR_RETURN(l.q_bias, r.Small(p + "self_attn.q_proj.bias", nh * hd, true));
+      DF11_ASSIGN_OR_RETURN(l.k_bias, r.Small(p + "self_attn.k_proj.bias", nkv * hd, true));
+      DF11_ASSIGN_OR_RETURN(l.v_bias, r.Small(p + "self_attn.v_proj.bias", nkv * hd, true));
+    }
+    if (OutputProjectionHasBias(c)) {
+      DF11_ASSIGN_OR_RETURN(l.o_bias, r.Small(p + "self_attn.o_proj.bias", h, true));
+    }
+    if (c.qk_norm) {
+      DF11_ASSIGN_OR_RETURN(l.q_norm, r.Small(p + "self_attn.q_norm.weight", hd, true));
+      DF11_ASSIGN_OR_RETURN(l.k_norm, r.Small(p + "self_attn.k_norm.weight", hd, true));
+    }
+    w.layers.push_back(std::move(l));
+  }
+  return w;
+}
+
+}  // namespace df11

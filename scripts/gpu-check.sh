@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The GPU check, run on a GPU machine over a build made elsewhere (nothing compiles here; see
+# scripts/gpu-prepare.sh for the build and the bundle that travels). Usage, from the repo root:
+#   bash scripts/gpu-check.sh BUILD_DIR OUT_DIR
+# Steps, each under `timeout`, each logged raw into OUT_DIR: nvidia-smi -L; library check (ldd,
+# with BUILD_DIR/gpu-libs, the CUDA toolkit and PyTorch's pip NCCL/cuBLAS on LD_LIBRARY_PATH);
+# ctest -L gpu; compute-sanitizer memcheck on the pure kernel test; the decode bench. Ends with
+# one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only the
+# decode speed target (>= 60 % of copy bandwidth at 256 Mi weights) was missed. ~8 min at most.
+set -uo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: scripts/gpu-check.sh BUILD_DIR OUT_DIR" >&2
+  exit 1
+fi
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || { echo "gpu-check: no build folder $1" >&2; exit 1; }
+mkdir -p "$2" && OUT_DIR=$(cd "$2" && pwd) || exit 1
+CTEST_TIMEOUT=${CTEST_TIMEOUT:-150}        # seconds for all gpu tests (each: 120)
+MEMCHECK_TIMEOUT=${MEMCHECK_TIMEOUT:-180}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
+BENCH_SIZES=${BENCH_SIZES:-64,256,1024}
+TARGET_PCT=60     # decode bytes moved / copy bandwidth, at 256 Mi weights
+KERNEL_TEST=tests/kernels/df11_decode_cuda_test
+BENCH=bench/df11_decode_cuda_bench
+
+START=$SECONDS
+ROWS=()
+FAILED=0
+PERF_MISSED=0
+say() { echo "[gpu-check +$((SECONDS - START))s] $*"; }
+# row NAME VALUE STATUS: STATUS PASS, FAIL (a correctness failure), MISS (speed target) or info.
+row() {
+  ROWS+=("$1|$2|$3")
+  case "$3" in FAIL) FAILED=1 ;; MISS) PERF_MISSED=1 ;; esac
+}
+json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | head -1; }
+
+print_table() {
+  local gpu
+  gpu=$(sed -n '1s/ (UUID.*//p' "$OUT_DIR/nvidia-smi.log" 2>/dev/null)
+  {
+    echo
+    echo "== gpu-check summary: ${gpu:-no GPU found} ($((SECONDS - START)) s; logs in $OUT_DIR) =="
+    printf '%-32s %-52s %s\n' "check" "result" "status"
+    for r in "${ROWS[@]}"; do
+      IFS='|' read -r name value status <<<"$r"
+      printf '%-32s %-52s %s\n' "$name" "$value" "$status"
+    done
+    if [ $FAILED -ne 0 ]; then
+      echo "overall: FAIL"
+    elif [ $PERF_MISSED -ne 0 ]; then
+      echo "overall: correct, but below the speed target"
+    else
+      echo "overall: PASS"
+    fi
+  } | tee "$OUT_DIR/summary.txt"
+}
+trap 'print_table; trap - EXIT; exit $(( FAILED ? 1 : (PERF_MISSED ? 2 : 0) ))' EXIT
+
+# The build travels as BUILD_DIR/gpu-bundle (see gpu-prepare.sh): unpack it over what an
+# earlier run left, keeping newer files (where the bundle was made, those are the originals).
+if [ -d "$BUILD_DIR/gpu-bundle" ]; then
+  cp -a -u "$BUILD_DIR/gpu-bundle/." "$BUILD_DIR/" || say "unpacking the bundle failed"
+fi
+BINARIES=()
+if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
+  mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
+else
+  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH")
+fi
+
+# The build recorded absolute paths (ctest's test commands, the test data folder): where this
+# copy of the repo lives elsewhere, link the recorded paths to it.
+CACHE_SRC=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null)
+CACHE_BUILD=$(sed -n 's/^CMAKE_CACHEFILE_DIR:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null)
+for pair in "$CACHE_SRC|$REPO" "$CACHE_BUILD|$BUILD_DIR"; do
+  recorded=${pair%%|*}
+  if [ -n "$recorded" ] && [ ! -e "$recorded" ]; then
+    mkdir -p "$(dirname "$recorded")" && ln -s "${pair#*|}" "$recorded" && say "linked $recorded -> ${pair#*|}"
+  fi
+done
+export DF11_TEST_DATA_DIR="$REPO/tests/data"
+
+say "nvidia-smi -L"
+if timeout 30 nvidia-smi -L >"$OUT_DIR/nvidia-smi.log" 2>&1 && grep -q '^GPU' "$OUT_DIR/nvidia-smi.log"; then
+  cat "$OUT_DIR/nvidia-smi.log"
+  row "gpu" "$(grep -c '^GPU' "$OUT_DIR/nvidia-smi.log") visible" PASS
+else
+  cat "$OUT_DIR/nvidia-smi.log"
+  row "gpu" "nvidia-smi -L found none" FAIL
+fi
+
+say "libraries"
+LIB_DIRS=()
+[ -d "$BUILD_DIR/gpu-libs" ] && LIB_DIRS+=("$BUILD_DIR/gpu-libs")
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && LIB_DIRS+=("$d")
+done
+# NCCL (and cuBLAS when the toolkit lacks it) come from PyTorch's pip packages here.
+for mod in nccl cublas; do
+  d=$(timeout 30 python3 -c "import nvidia.$mod as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
+  [ -n "$d" ] && [ -d "$d" ] && LIB_DIRS+=("$d")
+done
+SITE_DIRS=$(timeout 30 python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+LD_LIBRARY_PATH=$(IFS=:; echo "${LIB_DIRS[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH
+missing_libs() {
+  for b in "${BINARIES[@]}"; do
+    [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | awk '/not found/ {print $1}'
+  done | sort -u
+}
+# Anything still missing: look in the pip packages' nvidia/*/lib folders and the CUDA folders.
+for lib in $(missing_libs); do
+  hit=$(find $SITE_DIRS /usr/local/cuda*/ -name "$lib" \( -type f -o -type l \) 2>/dev/null | head -1)
+  if [ -n "$hit" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$hit"):$LD_LIBRARY_PATH"
+    say "found $lib in $(dirname "$hit")"
+  fi
+done
+{
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  for b in "${BINARIES[@]}"; do echo "== $b"; ldd "$BUILD_DIR/$b" 2>&1; done
+} >"$OUT_DIR/ldd.log"
+absent=()
+for b in "${BINARIES[@]}"; do [ -f "$BUILD_DIR/$b" ] || absent+=("$b"); done
+missing=$(missing_libs | tr '\n' ' ')
+if [ ${#absent[@]} -gt 0 ]; then
+  row "binaries" "absent: ${absent[*]}" FAIL
+fi
+if [ -n "$missing" ]; then
+  row "shared libraries" "missing: $missing" FAIL
+else
+  row "shared libraries" "all found" PASS
+fi
+heavy=""
+for b in "$KERNEL_TEST" "$BENCH"; do
+  if [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then heavy+="$(basename "$b") "; fi
+done
+if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL
+else row "kernel binaries: no glog/MPI" "none linked" PASS; fi
+
+say "gpu tests"
+CTEST_BIN=$(command -v ctest || true)
+same_build=0
+if [ -n "$CACHE_BUILD" ] && [ "$(cd "$CACHE_BUILD" 2>/dev/null && pwd -P)" = "$(cd "$BUILD_DIR" && pwd -P)" ]; then
+  same_build=1
+fi
+if [ -n "$CTEST_BIN" ] && [ $same_build -eq 1 ]; then
+  timeout "$CTEST_TIMEOUT" "$CTEST_BIN" --test-dir "$BUILD_DIR" -L gpu --timeout 120 -V \
+    >"$OUT_DIR/ctest.log" 2>&1
+  rc=$?
+  results=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: ' "$OUT_DIR/ctest.log")
+  passed=$(grep -c ' Passed ' <<<"$results")
+  total=$(grep -c . <<<"$results")
+  runner="ctest"
+else
+  # No ctest, or the recorded paths could not be made to point here: run the binaries.
+  : >"$OUT_DIR/ctest.log"
+  passed=0 total=0 rc=0
+  for b in "${BINARIES[@]}"; do
+    case "$b" in tests/*) ;; *) continue ;; esac
+    total=$((total + 1))
+    echo "== $b" >>"$OUT_DIR/ctest.log"
+    if timeout 120 "$BUILD_DIR/$b" >>"$OUT_DIR/ctest.log" 2>&1 && ! tail -20 "$OUT_DIR/ctest.log" | grep -q '^\[  SKIPPED \]'; then
+      passed=$((passed + 1))
+    else
+      rc=1
+    fi
+  done
+  runner="run directly"
+fi
+cases_passed=$(grep -oE '\[  PASSED  \] [0-9]+ test' "$OUT_DIR/ctest.log" | awk '{s += $4} END {print s + 0}')
+cases_failed=$(grep -oE '\[  FAILED  \] [0-9]+ test' "$OUT_DIR/ctest.log" | awk '{s += $4} END {print s + 0}')
+cases_skipped=$(grep -oE '\[  SKIPPED \] [0-9]+ test' "$OUT_DIR/ctest.log" | awk '{s += $4} END {print s + 0}')
+grep -E 'Test +#[0-9]+:|tests passed|\[  FAILED  \] [A-Z]' "$OUT_DIR/ctest.log" | tail -30
+status=PASS
+if [ "$total" -eq 0 ] || [ "$passed" -ne "$total" ] || [ "$rc" -ne 0 ] || [ "$cases_skipped" -ne 0 ]; then status=FAIL; fi
+[ "$rc" -eq 124 ] && runner+=", timed out"
+row "gpu tests ($runner)" "$passed/$total binaries passed" "$status"
+row "  gtest cases" "$cases_passed passed, $cases_failed failed, $cases_skipped skipped" "$status"
+
+say "compute-sanitizer memcheck"
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null ||
+  find /usr/local/cuda*/ /opt -name compute-sanitizer -type f 2>/dev/null | head -1)
+if [ -z "$SANITIZER" ]; then
+  row "memcheck errors" "compute-sanitizer not found" FAIL
+elif [ ! -f "$BUILD_DIR/$KERNEL_TEST" ]; then
+  row "memcheck errors" "$KERNEL_TEST absent" FAIL
+else
+  timeout "$MEMCHECK_TIMEOUT" "$SANITIZER" --tool memcheck --error-exitcode 99 --print-limit 50 \
+    "$BUILD_DIR/$KERNEL_TEST" >"$OUT_DIR/memcheck.log" 2>&1
+  rc=$?
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$OUT_DIR/memcheck.log" | tail -1)
+  tail -5 "$OUT_DIR/memcheck.log"
+  if [ "$rc" -eq 124 ]; then
+    row "memcheck errors" "timed out after ${MEMCHECK_TIMEOUT} s" FAIL
+  elif [ "$rc" -eq 0 ] && [ "${errors:-x}" = 0 ] && ! grep -q '^\[  SKIPPED \]' "$OUT_DIR/memcheck.log"; then
+    row "memcheck errors" "0 (tests passed under memcheck)" PASS
+  else
+    row "memcheck errors" "${errors:-?} errors, exit $rc" FAIL
+  fi
+fi
+
+say "decode bench"
+if [ -f "$BUILD_DIR/$BENCH" ]; then
+  timeout "$BENCH_TIMEOUT" "$BUILD_DIR/$BENCH" --sizes "$BENCH_SIZES" >"$OUT_DIR/bench.log" 2>&1
+  rc=$?
+  cat "$OUT_DIR/bench.log"
+  copy=$(grep '^{"bench":"d2d_copy"' "$OUT_DIR/bench.log" | head -1)
+  if [ -n "$copy" ]; then row "d2d copy GB/s (read+write)" "$(json_field "$copy" gbps)" info
+  else row "d2d copy GB/s (read+write)" "no result (exit $rc)" FAIL; fi
+  seen_256=0
+  while IFS= read -r line; do
+    mi=$(( $(json_field "$line" weights) >> 20 ))
+    out=$(json_field "$line" out_gbps)
+    pct=$(json_field "$line" pct_of_copy)
+    value="$out GB/s out, $pct % of copy"
+    if [ "$(json_field "$line" verified)" != true ]; then
+      row "decode $mi Mi weights" "$value, output WRONG" FAIL
+    elif [ "$mi" -eq 256 ]; then
+      seen_256=1
+      if awk -v p="$pct" -v t="$TARGET_PCT" 'BEGIN {exit !(p >= t)}'; then
+        row "decode $mi Mi weights" "$value (target >= $TARGET_PCT %)" PASS
+      else
+        row "decode $mi Mi weights" "$value (target >= $TARGET_PCT %)" MISS
+      fi
+    else
+      row "decode $mi Mi weights" "$value" info
+    fi
+  done < <(grep '^{"bench":"df11_decode_cuda"' "$OUT_DIR/bench.log")
+  expected=$(tr ',' '\n' <<<"$BENCH_SIZES" | grep -c .)
+  got=$(grep -c '^{"bench":"df11_decode_cuda"' "$OUT_DIR/bench.log")
+  if [ "$rc" -ne 0 ] || [ "$got" -ne "$expected" ]; then
+    row "decode bench" "exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)'), $got/$expected sizes" FAIL
+  fi
+  if [ $seen_256 -eq 0 ] && [[ ",$BENCH_SIZES," == *,256,* ]]; then
+    row "decode 256 Mi weights" "no result" FAIL
+  fi
+else
+  row "decode bench" "$BENCH absent" FAIL
+fi
