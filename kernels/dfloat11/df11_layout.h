@@ -80,7 +80,9 @@ DF11_HD uint16_t Df11Combine(uint32_t exponent, uint32_t sign_mantissa) {
 DF11_HD int Df11WalkLuts(const uint8_t* luts, const uint8_t* lengths, uint32_t bits,
                          uint32_t* symbol) {
   uint32_t row = 0;
+#if defined(__CUDACC__)
 #pragma unroll
+#endif
   for (int step = 0; step < 4; ++step) {
     uint32_t v = luts[row * 256 + ((bits >> (24 - 8 * step)) & 0xFFu)];
     if (v < static_cast<uint32_t>(kDf11FirstPointer)) {

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "launcher/control/batch_input.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace df11 {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kCompletions[] = "/v1/completions";
+constexpr char kChatCompletions[] = "/v1/chat/completions";
+
+struct NumberField {
+  const char* key;
+  double lo;
+  double hi;
+  bool integer;
+};
+
+// The same ranges the engine's batch reader accepts (launcher/batch/batch_io.cc).
+constexpr NumberField kNumberFields[] = {
+    {"max_tokens", 1, 1e9, true},  {"temperature", 0, 100, false},
+    {"top_p", 0, 1, false},        {"top_k", 0, 1e9, true},
+    {"min_p", 0, 1, false},        {"repetition_penalty", 1e-6, 100, false},
+    {"seed", 0, 1.8e19, true},
+};
+
+std::string CheckMessages(const json& messages) {
+  if (!messages.is_array() || messages.empty()) return "\"messages\" must be a non-empty list";
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return where + " must be an object";
+    if (!m.contains("role") || !m["role"].is_string()) return where + ".role must be a string";
+    if (!m.contains("content") || !(m["content"].is_string() || m["content"].is_array())) {
+      return where + ".content must be a string or a list of parts";
+    }
+  }
+  return "";
+}
+
+// Checks the request body; `url` is empty for the plain form.
+std::string CheckBody(const json& body, const std::string& url) {
+  const bool has_prompt = body.contains("prompt");
+  const bool has_messages = body.contains("messages");
+  if (has_prompt == has_messages) return "needs exactly one of \"prompt\" and \"messages\"";
+  if (url == kCompletions && !has_prompt) return std::string(kCompletions) + " needs \"prompt\"";
+  if (url == kChatCompletions && !has_messages) {
+    return std::string(kChatCompletions) + " needs \"messages\"";
+  }
+  if (has_prompt && !body["prompt"].is_string()) return "\"prompt\" must be a string";
+  if (has_messages) {
+    std::string e = CheckMessages(body["messages"]);
+    if (!e.empty()) return e;
+  }
+  for (const NumberField& f : kNumberFields) {
+    if (!body.contains(f.key) || body[f.key].is_null()) continue;
+    const json& v = body[f.key];
+    const std::string name = std::string("\"") + f.key + "\"";
+    if (f.integer ? !v.is_number_integer() : !v.is_number()) {
+      return name + (f.integer ? " must be an integer" : " must be a number");
+    }
+    const double x = v.get<double>();
+    if (x < f.lo || x > f.hi) {
+      return name + " = " + v.dump() + " is outside [" + json(f.lo).dump() + ", " +
+             json(f.hi).dump() + "]";
+    }
+  }
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& s = body["stop"];
+    const bool strings =
+        s.is_array() && std::all_of(s.begin(), s.end(), [](const json& x) { return x.is_string(); });
+    if (!s.is_string() && !strings) return "\"stop\" must be a string or a list of strings";
+  }
+  return "";
+}
+
+// Checks one parsed line; returns the error, or "" when valid.
+std::string CheckLine(const json& j) {
+  const bool batch_form = j.contains("body") || j.contains("url") || j.contains("method");
+  if (!batch_form) return CheckBody(j, "");
+  if (j.contains("method") && j["method"] != "POST") return "\"method\" must be \"POST\"";
+  if (!j.contains("url") || !j["url"].is_string()) return "\"url\" must be a string";
+  const std::string url = j["url"].get<std::string>();
+  if (url != kCompletions && url != kChatCompletions) {
+    return "\"url\" = \"" + url + "\" is not " + kCompletions + " or " + kChatCompletions;
+  }
+  if (!j.contains("body") || !j["body"].is_object()) return "\"body\" must be an object";
+  return CheckBody(j["body"], url);
+}
+
+}  // namespace
+
+std::vector<BatchInputLine> ReadBatchInput(std::istream& in) {
+  std::vector<BatchInputLine> lines;
+  std::unordered_map<std::string, int64_t> first_line;  // custom_id -> line number
+  std::string text;
+  for (int64_t number = 1; std::getline(in, text); ++number) {
+    if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); })) {
+      continue;
+    }
+    BatchInputLine line;
+    line.line_number = number;
+    line.custom_id = "line-" + std::to_string(number);
+    const std::string where = "line " + std::to_string(number) + ": ";
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    std::string error;
+    if (j.is_discarded() || !j.is_object()) {
+      error = "not a JSON object";
+    } else if (j.contains("custom_id") && (!j["custom_id"].is_string() || j["custom_id"] == "")) {
+      error = "\"custom_id\" must be a non-empty string";
+    } else {
+      if (j.contains("custom_id")) line.custom_id = j["custom_id"].get<std::string>();
+      j["custom_id"] = line.custom_id;
+      line.request_json = j.dump();
+      error = CheckLine(j);
+      auto [it, inserted] = first_line.emplace(line.custom_id, number);
+      if (error.empty() && !inserted) {
+        error = "duplicate custom_id \"" + line.custom_id + "\" (first on line " +
+                std::to_string(it->second) + ")";
+      }
+    }
+    if (!error.empty()) line.error = where + error;
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+}  // namespace df11

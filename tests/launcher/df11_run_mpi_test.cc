@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: Apache-2.0
+// `mpirun -np N df11-run generate` as a user runs it: a JSONL batch through a tp 2 x pp 2 shard
+// gives the same output file as one process on the DF11 model, and each way a job can be broken
+// (wrong -np, a missing or corrupt rank file, a manifest that does not match the weights, a rank
+// killed mid-run) ends the whole job with a non-zero status, within a bounded time, with the
+// message on stderr.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kDf11 = std::string(DF11_BINARY_DIR) + "/launcher/df11";
+const std::string kRun = std::string(DF11_BINARY_DIR) + "/launcher/df11-run";
+const std::string kMpirun = DF11_MPIEXEC;
+// Every failure must end the job well before this (measured per case).
+constexpr double kFailBoundS = 30;
+// Wall-clock cap on any command, so a hang fails the test instead of stalling ctest.
+constexpr int kHardLimitS = 240;
+
+struct Result {
+  int status = -1;  // exit status; -1 when killed by a signal
+  std::string out, err;
+  double seconds = 0;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int CountOf(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+class Df11RunMpi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    char tmpl[] = "/tmp/df11_run_mpi_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Result r = Sh(kDf11 + " -q make-tiny --layers 4 --hidden 128 --heads 4 --kv-heads 2 "
+                  "--intermediate 256 --vocab-from " DF11_SHARED_DIR "/tokenizers/llama-3.1 " +
+                  dir_ + "/m");
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = Sh(kDf11 + " -q compress " + dir_ + "/m " + dir_ + "/m.df11");
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = Sh(kDf11 + " -q shard " + dir_ + "/m.df11 " + dir_ + "/m.tp2pp2 --tp 2 --pp 2");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Runs `cmd` under sh with stdout and stderr captured, timed.
+  static Result Sh(const std::string& cmd) {
+    static int n = 0;
+    const std::string out = dir_ + "/cmd" + std::to_string(n) + ".out";
+    const std::string err = dir_ + "/cmd" + std::to_string(n++) + ".err";
+    const std::string full = "timeout -s KILL " + std::to_string(kHardLimitS) + " " + cmd + " >" +
+                             out + " 2>" + err;
+    const auto start = std::chrono::steady_clock::now();
+    const int raw = std::system(full.c_str());
+    Result r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = ReadFile(out);
+    r.err = ReadFile(err);
+    return r;
+  }
+
+  static std::string Mpirun(int np, const std::string& args) {
+    return kMpirun + " --oversubscribe -np " + std::to_string(np) + " " + kRun + " " + args;
+  }
+
+  // A copy of the tp 2 x pp 2 shard to break.
+  static std::string CopyShard(const std::string& name) {
+    const std::string to = dir_ + "/" + name;
+    fs::copy(dir_ + "/m.tp2pp2", to, fs::copy_options::recursive);
+    return to;
+  }
+
+  static std::string WriteInput(const std::string& name, const std::vector<std::string>& lines) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream f(path);
+    for (const auto& l : lines) f << l << "\n";
+    return path;
+  }
+
+  // A small greedy batch and the failure a broken `model` dir gives under -np `np`.
+  static Result Generate(int np, const std::string& model) {
+    const std::string in = WriteInput("fail.jsonl", {R"({"custom_id": "a", "prompt": "hello"})"});
+    return Sh(Mpirun(np, "generate --model " + model + " --input " + in + " --output " + dir_ +
+                             "/fail.out.jsonl -n 4 --threads 1"));
+  }
+
+  static std::string dir_;
+};
+
+std::string Df11RunMpi::dir_;
+
+TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
+  const std::string in = WriteInput(
+      "batch.jsonl",
+      {R"({"custom_id": "g1", "prompt": "The quick brown fox", "max_tokens": 12})",
+       R"({"custom_id": "g2", "prompt": "Once upon a time there was a", "max_tokens": 20})",
+       R"({"custom_id": "broken", "prompt": )",
+       R"({"custom_id": "s1", "prompt": "Sampling needs logits", "temperature": 0.8, "top_p": 0.9, "seed": 42, "max_tokens": 16})",
+       R"({"custom_id": "g3", "prompt": "x", "max_tokens": 9})"});
+  const std::string flags = " --input " + in + " -n 16 --threads 1 --batch-size 4";
+  Result one = Sh(kRun + " generate --model " + dir_ + "/m.df11 --output " + dir_ + "/one.jsonl" + flags);
+  ASSERT_EQ(one.status, 0) << one.err;
+  Result mpi = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ + "/mpi.jsonl" + flags));
+  ASSERT_EQ(mpi.status, 0) << mpi.err;
+  const std::string a = ReadFile(dir_ + "/one.jsonl"), b = ReadFile(dir_ + "/mpi.jsonl");
+  EXPECT_EQ(a, b);
+  // Five results in input order; the malformed line is an error, the others generated text.
+  std::istringstream lines(b);
+  std::string line;
+  std::vector<nlohmann::json> results;
+  while (std::getline(lines, line)) results.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(results.size(), 5u) << b;
+  EXPECT_EQ(results[0]["custom_id"], "g1");
+  EXPECT_TRUE(results[2].contains("error")) << results[2];
+  EXPECT_EQ(results[3]["custom_id"], "s1");
+  EXPECT_EQ(results[3]["token_ids"].size(), 16u) << results[3];
+  EXPECT_EQ(results[1]["token_ids"].size(), 20u) << results[1];
+  std::printf("one process %.2f s, mpirun -np 4 (tp 2 x pp 2) %.2f s\n", one.seconds, mpi.seconds);
+}
+
+TEST_F(Df11RunMpi, WrongWorldSize) {
+  Result r = Generate(3, dir_ + "/m.tp2pp2");
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, kFailBoundS);
+  // Every rank says the same thing, naming both sizes.
+  const std::string msg = "is laid out for 4 ranks (tp 2 x pp 2) but the job has 3; launch with -np 4";
+  EXPECT_EQ(CountOf(r.err, msg), 3) << r.err;
+  std::printf("wrong -np: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+TEST_F(Df11RunMpi, MissingRankFile) {
+  const std::string model = CopyShard("missing");
+  fs::remove(model + "/rank-00003.safetensors");
+  Result r = Generate(4, model);
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, kFailBoundS);
+  // Every rank reports rank 3's error (they agree before serving).
+  const std::string msg = "rank 3: Not found: " + model + "/rank-00003.safetensors";
+  EXPECT_EQ(CountOf(r.err, msg), 4) << r.err;
+  std::printf("missing rank file: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+TEST_F(Df11RunMpi, CorruptRankFile) {
+  const std::string model = CopyShard("corrupt");
+  const std::string file = model + "/rank-00001.safetensors";
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const std::streamoff at = f.tellg() - std::streamoff(100);
+    f.seekg(at);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x10);
+    f.seekp(at);
+    f.write(&c, 1);
+  }
+  Result r = Generate(4, model);
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, kFailBoundS);
+  const std::string msg = "rank 1: Corruption: " + file + ": xxh64 ";
+  EXPECT_EQ(CountOf(r.err, msg), 4) << r.err;
+  std::printf("corrupt rank file: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+TEST_F(Df11RunMpi, ManifestConfigDoesNotMatchWeights) {
+  const std::string model = CopyShard("mismatch");
+  auto m = nlohmann::json::parse(ReadFile(model + "/manifest.json"));
+  ASSERT_EQ(m["config"]["hidden_size"], 128);
+  m["config"]["hidden_size"] = 192;
+  std::ofstream(model + "/manifest.json") << m.dump(2);
+  Result r = Generate(4, model);
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, kFailBoundS);
+  // The first failing rank's message names a weight whose shape no longer fits.
+  EXPECT_NE(r.err.find("df11-run: rank "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(".weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("192"), std::string::npos) << r.err;
+  std::printf("manifest/config mismatch: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+// The pid of the df11-run process that is rank `rank` of a job serving `model`, or 0.
+pid_t FindRank(const std::string& model, int rank) {
+  FILE* p = popen(("pgrep -f '^" + kRun + " generate --model " + model + " '").c_str(), "r");
+  if (p == nullptr) return 0;
+  std::vector<pid_t> pids;
+  int pid;
+  while (fscanf(p, "%d", &pid) == 1) pids.push_back(pid);
+  pclose(p);
+  for (pid_t candidate : pids) {
+    const std::string env = ReadFile("/proc/" + std::to_string(candidate) + "/environ");
+    const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+    for (size_t at = 0; at < env.size();) {
+      const size_t end = env.find('\0', at);
+      if (env.compare(at, end - at, want) == 0) return candidate;
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+  }
+  return 0;
+}
+
+TEST_F(Df11RunMpi, RankKilledMidRun) {
+  // Long enough that the job is still decoding when the rank dies (about 24 s undisturbed).
+  std::vector<std::string> lines;
+  for (int i = 0; i < 32; ++i) {
+    lines.push_back(R"({"custom_id": "r)" + std::to_string(i) +
+                    R"(", "prompt": "Tell me a long story", "max_tokens": 200})");
+  }
+  const std::string in = WriteInput("long.jsonl", lines);
+  const std::string model = dir_ + "/m.tp2pp2";
+  Result r;
+  std::thread job([&] {
+    r = Sh(Mpirun(4, "generate --model " + model + " --input " + in + " --output " + dir_ +
+                         "/long.out.jsonl --threads 1 --collective-timeout 20"));
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  pid_t victim = 0;
+  for (int i = 0; i < 50 && victim == 0; ++i) {
+    victim = FindRank(model, 2);
+    if (victim == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto killed_at = std::chrono::steady_clock::now();
+  if (victim != 0) kill(victim, SIGKILL);
+  job.join();
+  const double after_kill =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  ASSERT_NE(victim, 0) << "rank 2 was not running 2 s into the job: " << r.err;
+  EXPECT_NE(r.status, 0) << r.err;
+  EXPECT_LT(after_kill, 60.0);
+  // The output file was not completed (the run did end early).
+  std::istringstream done(ReadFile(dir_ + "/long.out.jsonl"));
+  std::string line;
+  int n = 0;
+  while (std::getline(done, line)) ++n;
+  EXPECT_LT(n, 32);
+  EXPECT_NE(r.err.find("signal 9"), std::string::npos) << r.err;
+  std::printf("rank 2 killed 2 s in: mpirun exit %d, %.2f s after the kill (job %.2f s)\n",
+              r.status, after_kill, r.seconds);
+}
+
+}  // namespace
