@@ -38,9 +38,16 @@ BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
   BatchItem item;
   item.custom_id = "line-" + std::to_string(line_number);
   const std::string where = "line " + std::to_string(line_number) + ": ";
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    item.error = where + "not a JSON object";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.g. "... syntax error while parsing value - invalid string: ill-formed UTF-8 byte"
+    item.error = where + "not valid JSON: " + e.what();
+    return item;
+  }
+  if (!j.is_object()) {
+    item.error = where + "expected a JSON object";
     return item;
   }
   if (j.contains("custom_id")) {

@@ -403,6 +403,7 @@ StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
   const int64_t now = NowMs();
   SqliteTransaction tx(*db_);
   DF11_RETURN_IF_ERROR(tx.status());
+  if (!group_id.empty()) DF11_RETURN_IF_ERROR(CheckGroupLocked(group_id));
   SqliteStatement item(*db_,
                        "SELECT i.job_id, j.items_done + j.items_failed FROM items i "
                        "JOIN jobs j ON j.id = i.job_id WHERE i.item_id = ?");

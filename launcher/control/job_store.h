@@ -141,7 +141,7 @@ class JobStore {
   StatusOr<std::vector<LeasedItem>> LeaseItems(const std::string& group_id, int32_t n,
                                                int32_t lease_s);
   // Stores each outcome unless its item already has one (idempotent). Unknown item ids reject
-  // the whole call. `group_id` is recorded with the result (may be empty).
+  // the whole call. `group_id` (empty, or a registered group) is recorded with the result.
   StatusOr<CompleteCounts> CompleteItems(const std::string& group_id,
                                          const std::vector<ItemOutcome>& outcomes);
   // Returns leases that expired at or before `now_ms` to the queue; returns how many.

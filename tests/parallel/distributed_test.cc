@@ -116,7 +116,9 @@ Status DriveGreedy(StepRunner* runner, const std::vector<std::vector<int32_t>>& 
     for (size_t i = 0; i < n; ++i) steps.push_back({&caches[i], inputs[i]});
     StepOutput out;
     DF11_RETURN_IF_ERROR(runner->Step(steps, true, &out));
-    if (out.argmax.size() != n) return Status::Internal("argmax count " + std::to_string(out.argmax.size()));
+    if (out.argmax.size() != n) {
+      return Status::Internal("argmax count " + std::to_string(out.argmax.size()));
+    }
     for (size_t i = 0; i < n; ++i) {
       trace->tokens[i].push_back(out.argmax[i]);
       inputs[i] = {out.argmax[i]};
@@ -135,7 +137,9 @@ Status DriveLogits(StepRunner* runner, const std::vector<std::vector<int32_t>>& 
   trace->logits.clear();
   for (int step = 0; step < kSteps; ++step) {
     std::vector<std::vector<int32_t>> inputs(n);
-    for (size_t i = 0; i < n; ++i) inputs[i] = step == 0 ? prompts[i] : std::vector<int32_t>{feed[i][step - 1]};
+    for (size_t i = 0; i < n; ++i) {
+      inputs[i] = step == 0 ? prompts[i] : std::vector<int32_t>{feed[i][step - 1]};
+    }
     std::vector<SequenceStep> steps;
     for (size_t i = 0; i < n; ++i) steps.push_back({&caches[i], inputs[i]});
     StepOutput out;
@@ -282,7 +286,9 @@ TEST_P(Distributed, MatchesOneRank) {
       auto summary = ShardModel(g_tmp + "/" + src, out, sopts);
       EXPECT_TRUE(summary.ok()) << src << ": " << summary.status().ToString();
       ok = summary.ok();
-      if (ok) EXPECT_EQ(summary->rank_bytes.size(), static_cast<size_t>(p.tp * p.pp));
+      if (ok) {
+        EXPECT_EQ(summary->rank_bytes.size(), static_cast<size_t>(p.tp * p.pp));
+      }
     }
   }
   if (!BroadcastOk(ok)) return;
@@ -380,7 +386,12 @@ int main(int argc, char** argv) {
       rc = RUN_ALL_TESTS();
     }
     // Every rank exits non-zero when any rank failed.
-    if (!AllOk(rc == 0)) rc = 1;
+    if (!AllOk(rc == 0)) {
+      if (rc == 0 && g_world.rank == 0) {
+        std::fprintf(stderr, "distributed_test: failed on another rank (its [ rank N ] lines)\n");
+      }
+      rc = 1;
+    }
     world->Barrier();
     if (g_world.rank == 0 && !g_tmp.empty()) std::filesystem::remove_all(g_tmp);
     g_comm = nullptr;

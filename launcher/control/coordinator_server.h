@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// df11-coordinator's server: the Df11Control Thrift service (TBinaryProtocol over
+// TFramedTransport, one thread per connection) in front of a JobStore, plus a background thread
+// that returns expired leases to the queue. Every call's token is compared in constant time; bad
+// input becomes InvalidRequest / Unauthorized / NotFound, a store failure a TApplicationException.
+// A frame larger than max_message_bytes closes that connection only. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "launcher/control/job_store.h"
+#include "runtime/core/status.h"
+
+namespace apache::thrift::server {
+class TServer;
+}
+
+namespace df11 {
+
+struct CoordinatorOptions {
+  std::string host = "127.0.0.1";       // address to bind
+  int port = 0;                         // 0: an ephemeral port, see CoordinatorServer::port()
+  std::string token;                    // shared secret every call must carry; non-empty
+  int32_t lease_s = 300;                // how long a leased item stays with its group
+  int64_t max_message_bytes = 64 << 20;  // larger requests are refused (connection closed)
+  int32_t expire_interval_ms = 1000;    // period of the lease-expiry sweep
+  int32_t max_connections = 1024;       // concurrent client connections
+  int32_t idle_timeout_s = 600;         // a connection silent this long is closed; 0: never
+};
+
+// Constant-time in the content of `expected` (time depends only on the given token's length).
+bool TokenMatches(const std::string& given, const std::string& expected);
+
+class CoordinatorServer {
+ public:
+  // Binds, starts serving on background threads and returns once the port is open.
+  // `store` must outlive the server.
+  static StatusOr<std::unique_ptr<CoordinatorServer>> Start(const CoordinatorOptions& options,
+                                                            JobStore* store);
+  ~CoordinatorServer();  // Stop()s
+  CoordinatorServer(const CoordinatorServer&) = delete;
+  CoordinatorServer& operator=(const CoordinatorServer&) = delete;
+
+  int port() const { return port_; }
+  // Stops accepting, closes connections and joins the threads. Idempotent; any thread.
+  void Stop();
+  // Blocks until Stop() is called from another thread or the server fails.
+  void Wait();
+
+ private:
+  CoordinatorServer(const CoordinatorOptions& options, JobStore* store);
+  void ExpireLoop();
+
+  CoordinatorOptions options_;
+  JobStore* store_;
+  std::shared_ptr<apache::thrift::server::TServer> server_;
+  std::thread serve_thread_;
+  std::thread expire_thread_;
+  int port_ = 0;
+  std::mutex stop_mu_;  // serializes Stop() calls
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  bool serving_ = false;   // guarded by mu_; serve() is running
+  bool finished_ = false;  // guarded by mu_; serve() returned
+  std::string serve_error_;  // guarded by mu_
+};
+
+}  // namespace df11

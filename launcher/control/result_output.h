@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+// df11-ctl's output: jobs as JSON objects and results as JSON lines in the OpenAI batch output
+// form, one line per item, in the order the results were stored (match them by custom_id):
+//   {"id": "df11-item-<item_id>", "custom_id": "...",
+//    "response": {"status_code": 200, "body": <the worker's response JSON>}, "error": null}
+//   {"id": "df11-item-<item_id>", "custom_id": "...", "response": null,
+//    "error": {"code": "item_failed", "message": "line 3: \"prompt\" must be a string"}}
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "launcher/control/control_client.h"
+#include "runtime/core/status.h"
+
+namespace df11 {
+
+nlohmann::json JobToJson(const rpc::Job& job);
+nlohmann::json ResultToOutputLine(const rpc::ItemResult& result);
+nlohmann::json ClusterToJson(const rpc::ClusterState& cluster);
+
+// Fetches every stored result of `job_id`, page by page, and writes one line each to `out`.
+// Returns the number of lines written.
+StatusOr<int64_t> WriteJobResults(ControlClient& client, const std::string& job_id,
+                                  std::ostream& out, int32_t page_size = 1000);
+
+}  // namespace df11

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: Apache-2.0
+// df11-coordinator and df11-ctl as a user runs them: the coordinator is killed with SIGKILL while
+// a worker (simulated through ControlClient) reports results, restarted on the same database,
+// and the job still ends with every item stored exactly once; df11-ctl submits a batch with
+// bad lines, waits for it and writes one result line per item.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "launcher/control/control_client.h"
+
+namespace df11 {
+namespace {
+
+constexpr char kToken[] = "process-test-token";
+
+class CoordinatorProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/df11_coordinator_process_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::ofstream(dir_ + "/token") << kToken << "\n";
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts df11-coordinator on a free port and waits until it listens.
+  void StartCoordinator(int lease_s) {
+    const std::string port_file = dir_ + "/port";
+    std::filesystem::remove(port_file);
+    const std::string lease = std::to_string(lease_s);
+    const std::string db = dir_ + "/jobs.db";
+    const std::string token = dir_ + "/token";
+    const std::string log = dir_ + "/coordinator.log";
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      FILE* out = std::fopen(log.c_str(), "a");
+      dup2(fileno(out), 1);
+      dup2(fileno(out), 2);
+      execl(DF11_COORDINATOR, DF11_COORDINATOR, "--db", db.c_str(), "--port", "0", "--port-file",
+            port_file.c_str(), "--token-file", token.c_str(), "--lease-seconds", lease.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 200 && !std::filesystem::exists(port_file); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    std::ifstream in(port_file);
+    ASSERT_TRUE(in >> port_) << "coordinator did not start; log:\n" << Log();
+  }
+  void KillCoordinator() {
+    ASSERT_EQ(kill(pid_, SIGKILL), 0);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string Log() const {
+    std::ifstream in(dir_ + "/coordinator.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  ControlClientOptions Options() const {
+    ControlClientOptions o;
+    o.port = port_;
+    o.token = kToken;
+    o.rpc_timeout_ms = 10000;
+    return o;
+  }
+
+  std::string dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+std::map<int64_t, rpc::ItemOutcome> Answer(const std::vector<rpc::Item>& items) {
+  std::map<int64_t, rpc::ItemOutcome> results;
+  for (const rpc::Item& item : items) {
+    results[item.item_id].response_json = nlohmann::json{{"text", item.custom_id}}.dump();
+    results[item.item_id].completion_tokens = 1;
+  }
+  return results;
+}
+
+TEST_F(CoordinatorProcessTest, KillNineMidJobThenRestartFinishesEveryItemOnce) {
+  constexpr int kItems = 400;
+  StartCoordinator(/*lease_s=*/2);
+  ControlClient user(Options());
+  std::vector<rpc::ItemInput> inputs(kItems);
+  for (int i = 0; i < kItems; ++i) {
+    inputs[i].custom_id = "req-" + std::to_string(i);
+    inputs[i].request_json = "{\"prompt\":\"p\"}";
+  }
+  auto job = user.SubmitJob(inputs, "restart");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+
+  // The worker reports in small batches until the coordinator disappears under it.
+  std::string group_id;
+  std::atomic<int64_t> reported{0};
+  std::thread worker([&] {
+    ControlClient w(Options());
+    auto reg = w.RegisterWorkerGroup(rpc::WorkerGroupInfo());
+    if (!reg.ok()) return;
+    group_id = reg->group_id;
+    for (;;) {
+      auto items = w.LeaseWork(group_id, 4);
+      if (!items.ok() || items->empty()) return;
+      auto reply = w.ReportResults(group_id, Answer(*items));
+      if (!reply.ok()) return;
+      reported += reply->stored;
+    }
+  });
+  while (reported < 60) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  KillCoordinator();
+  worker.join();
+  ASSERT_FALSE(group_id.empty());
+  EXPECT_LT(reported.load(), kItems);
+
+  StartCoordinator(/*lease_s=*/2);
+  ControlClient w(Options());
+  auto before = w.GetJob(job->id);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_GE(before->items_done, reported.load());  // every confirmed report survived
+  EXPECT_EQ(before->state, rpc::JobState::RUNNING);
+  // The group registered before the crash is still known; leases it held lapse and requeue.
+  ASSERT_TRUE(w.Heartbeat(group_id, {}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  int64_t duplicates = 0;
+  for (;;) {
+    auto items = w.LeaseWork(group_id, 50);
+    ASSERT_TRUE(items.ok()) << items.status().ToString();
+    if (items->empty()) break;
+    auto reply = w.ReportResults(group_id, Answer(*items));
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    auto again = w.ReportResults(group_id, Answer(*items));  // a retried report
+    duplicates += again->duplicates;
+  }
+  EXPECT_GT(duplicates, 0);
+  auto done = w.GetJob(job->id);
+  EXPECT_EQ(done->state, rpc::JobState::DONE);
+  EXPECT_EQ(done->items_done, kItems);
+  EXPECT_EQ(done->items_failed, 0);
+  std::map<std::string, int> seen;
+  for (int64_t offset = 0;;) {
+    auto page = w.FetchResults(job->id, offset, 64);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const auto& r : page->results) ++seen[r.custom_id];
+    if (page->end_of_job) break;
+    offset = page->next_offset;
+  }
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kItems));
+  for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
+}
+
+struct CtlRun {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+CtlRun Ctl(const std::string& args) {
+  FILE* p = popen((std::string(DF11_CTL) + " " + args + " 2>&1").c_str(), "r");
+  CtlRun r{-1, ""};
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
+  StartCoordinator(/*lease_s=*/30);
+  const std::string input = dir_ + "/batch.jsonl";
+  std::ofstream(input)
+      << R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})" "\n"
+      << "[1, 2]\n"
+      << R"({"custom_id": "c", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})" "\n";
+  const std::string flags =
+      "--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " + dir_ + "/token ";
+
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    ControlClient w(Options());
+    auto reg = w.RegisterWorkerGroup(rpc::WorkerGroupInfo());
+    while (reg.ok() && !stop) {
+      auto items = w.LeaseWork(reg->group_id, 10);
+      if (items.ok() && !items->empty()) (void)w.ReportResults(reg->group_id, Answer(*items));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  CtlRun r = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " + dir_ +
+              "/out.jsonl");
+  stop = true;
+  worker.join();
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("line 2: not a JSON object"), std::string::npos) << r.output;
+  std::ifstream out(dir_ + "/out.jsonl");
+  std::map<std::string, nlohmann::json> by_id;
+  for (std::string line; std::getline(out, line);) {
+    auto j = nlohmann::json::parse(line);
+    by_id[j["custom_id"]] = j;
+  }
+  ASSERT_EQ(by_id.size(), 3u);
+  EXPECT_EQ(by_id["a"]["response"]["body"]["text"], "a");
+  EXPECT_EQ(by_id["c"]["response"]["status_code"], 200);
+  EXPECT_EQ(by_id["line-2"]["error"]["message"], "line 2: not a JSON object");
+
+  CtlRun list = Ctl(flags + "list");
+  ASSERT_EQ(list.status, 0) << list.output;
+  auto job = nlohmann::json::parse(list.output);
+  EXPECT_EQ(job["state"], "DONE");
+  EXPECT_EQ(job["items_done"], 2);
+  EXPECT_EQ(job["items_failed"], 1);
+  CtlRun status = Ctl(flags + "status " + job["id"].get<std::string>());
+  EXPECT_EQ(status.status, 0) << status.output;
+  CtlRun results = Ctl(flags + "results " + job["id"].get<std::string>());
+  EXPECT_EQ(std::count(results.output.begin(), results.output.end(), '\n'), 3) << results.output;
+  CtlRun cluster = Ctl(flags + "cluster");
+  ASSERT_EQ(cluster.status, 0) << cluster.output;
+  EXPECT_EQ(nlohmann::json::parse(cluster.output)["groups"].size(), 1u);
+
+  CtlRun missing = Ctl(flags + "status job-nope");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("Not found"), std::string::npos) << missing.output;
+  std::ofstream(dir_ + "/wrong") << "not-the-token\n";
+  CtlRun wrong = Ctl("--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " + dir_ +
+                  "/wrong list");
+  EXPECT_NE(wrong.status, 0);
+  EXPECT_NE(wrong.output.find("Unauthenticated"), std::string::npos) << wrong.output;
+}
+
+}  // namespace
+}  // namespace df11

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: Apache-2.0
+// JobStore against a real SQLite file with a fake clock: leases expire and requeue, a heartbeat
+// extends them, results are stored once per item, cancel stops leasing, results page in the
+// order stored, and everything committed survives closing the store and a kill -9 of a writer.
+#include "launcher/control/job_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace df11 {
+namespace {
+
+class JobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/df11_job_store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = JobStore::Open({dir_ + "/jobs.db", [this] { return now_.load(); }});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+  static std::vector<NewItem> Items(int n) {
+    std::vector<NewItem> items;
+    for (int i = 0; i < n; ++i) {
+      items.push_back({"req-" + std::to_string(i), "{\"prompt\":\"p" + std::to_string(i) + "\"}", ""});
+    }
+    return items;
+  }
+  std::string Group() {
+    auto g = store_->RegisterGroup({2, {"node1"}, {"node1:cpu:0", "node1:cpu:1"}, "abc"});
+    EXPECT_TRUE(g.ok()) << g.status().ToString();
+    return g.ok() ? *g : "";
+  }
+  static ItemOutcome Ok(int64_t item_id, const std::string& text, int64_t tokens = 3) {
+    return {item_id, "{\"text\":\"" + text + "\"}", "", tokens};
+  }
+
+  std::string dir_;
+  std::atomic<int64_t> now_{1'000'000};
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_F(JobStoreTest, LeaseExpireRequeue) {
+  auto job = store_->CreateJob(Items(5), "t");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->state, JobState::kQueued);
+  const std::string a = Group();
+  auto first = store_->LeaseItems(a, 3, 30);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->size(), 3u);
+  EXPECT_EQ((*first)[0].custom_id, "req-0");
+  EXPECT_EQ((*first)[2].custom_id, "req-2");
+  EXPECT_EQ((*first)[0].lease_expiry_ms, now_ + 30'000);
+  EXPECT_NE((*first)[0].lease_id, (*first)[1].lease_id);
+  EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kRunning);
+  EXPECT_EQ(store_->LeaseItems(a, 10, 30)->size(), 2u);
+  EXPECT_EQ(store_->LeaseItems(a, 10, 30)->size(), 0u);
+  EXPECT_EQ(store_->CountQueue()->items_leased, 5);
+
+  now_ += 20'000;
+  ASSERT_TRUE(store_->Heartbeat(a, {5, 0, 0}, 30).ok());  // leases now end at +50 s
+  EXPECT_EQ(*store_->ExpireLeases(now_ + 29'000), 0);
+  EXPECT_EQ(*store_->ExpireLeases(now_ + 30'000), 5);
+  EXPECT_EQ(store_->CountQueue()->items_queued, 5);
+
+  const std::string b = Group();
+  auto again = store_->LeaseItems(b, 10, 30);
+  ASSERT_EQ(again->size(), 5u);
+  std::set<std::string> lease_ids;
+  for (const auto& l : *first) lease_ids.insert(l.lease_id);
+  for (const auto& l : *again) EXPECT_EQ(lease_ids.count(l.lease_id), 0u);
+  EXPECT_EQ(store_->ListGroups()->at(1).items_leased, 5);
+}
+
+TEST_F(JobStoreTest, LeaseChecksGroupAndArguments) {
+  ASSERT_TRUE(store_->CreateJob(Items(1), "t").ok());
+  EXPECT_EQ(store_->LeaseItems("group-nope", 1, 30).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->LeaseItems(Group(), 0, 30).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->CreateJob({}, "empty").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetJob("job-nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(JobStoreTest, ResultIsStoredOncePerItem) {
+  auto job = store_->CreateJob(Items(2), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 2, 30);
+  const int64_t id0 = (*leased)[0].item_id;
+  auto c1 = store_->CompleteItems(a, {Ok(id0, "first")});
+  ASSERT_TRUE(c1.ok()) << c1.status().ToString();
+  EXPECT_EQ(c1->stored, 1);
+  auto c2 = store_->CompleteItems(a, {Ok(id0, "second")});
+  EXPECT_EQ(c2->stored, 0);
+  EXPECT_EQ(c2->duplicates, 1);
+
+  // The other item's lease lapses, another group takes it, and both groups report it.
+  now_ += 31'000;
+  EXPECT_EQ(*store_->ExpireLeases(now_), 1);
+  const std::string b = Group();
+  auto re = store_->LeaseItems(b, 5, 30);
+  ASSERT_EQ(re->size(), 1u);
+  const int64_t id1 = (*re)[0].item_id;
+  EXPECT_EQ(store_->CompleteItems(a, {Ok(id1, "late")})->stored, 1);
+  EXPECT_EQ(store_->CompleteItems(b, {Ok(id1, "retry")})->duplicates, 1);
+
+  auto page = store_->FetchResults(job->id, 0, 100);
+  ASSERT_EQ(page->results.size(), 2u);
+  EXPECT_EQ(page->results[0].response_json, "{\"text\":\"first\"}");
+  EXPECT_EQ(page->results[1].response_json, "{\"text\":\"late\"}");
+  EXPECT_TRUE(page->end_of_job);
+  auto done = store_->GetJob(job->id);
+  EXPECT_EQ(done->state, JobState::kDone);
+  EXPECT_EQ(done->items_done, 2);
+  EXPECT_EQ(done->tokens_generated, 6);
+  EXPECT_EQ(done->eta_s, 0);
+}
+
+TEST_F(JobStoreTest, UnknownItemRejectsTheWholeReport) {
+  auto job = store_->CreateJob(Items(1), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 1, 30);
+  auto r = store_->CompleteItems(a, {Ok((*leased)[0].item_id, "x"), Ok(987654, "y")});
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("987654"), std::string::npos);
+  EXPECT_EQ(store_->FetchResults(job->id, 0, 10)->results.size(), 0u);
+  EXPECT_EQ(store_->CompleteItems("group-nope", {Ok((*leased)[0].item_id, "x")}).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(JobStoreTest, InvalidLinesAreFailedItemsAndAllFailedJobFails) {
+  std::vector<NewItem> items = Items(3);
+  items[1].error = "line 2: not a JSON object";
+  auto job = store_->CreateJob(items, "t");
+  EXPECT_EQ(job->items_failed, 1);
+  EXPECT_EQ(job->state, JobState::kQueued);
+  auto page = store_->FetchResults(job->id, 0, 10);
+  ASSERT_EQ(page->results.size(), 1u);
+  EXPECT_EQ(page->results[0].custom_id, "req-1");
+  EXPECT_EQ(page->results[0].error, "line 2: not a JSON object");
+  const std::string a = Group();
+  EXPECT_EQ(store_->LeaseItems(a, 10, 30)->size(), 2u);  // the invalid line is never leased
+
+  std::vector<NewItem> bad = Items(2);
+  for (auto& i : bad) i.error = "bad";
+  EXPECT_EQ(store_->CreateJob(bad, "t")->state, JobState::kFailed);
+
+  auto errors = store_->CreateJob(Items(1), "t");
+  auto leased = store_->LeaseItems(a, 1, 30);
+  ASSERT_EQ((*leased)[0].job_id, errors->id);
+  ASSERT_TRUE(store_->CompleteItems(a, {{(*leased)[0].item_id, "", "prompt too long", 0}}).ok());
+  EXPECT_EQ(store_->GetJob(errors->id)->state, JobState::kFailed);
+}
+
+TEST_F(JobStoreTest, CancelStopsLeasingAndTellsTheGroup) {
+  auto job = store_->CreateJob(Items(4), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 2, 30);
+  auto cancelled = store_->CancelJob(job->id);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status().ToString();
+  EXPECT_EQ(cancelled->state, JobState::kCancelled);
+  EXPECT_EQ(store_->LeaseItems(a, 10, 30)->size(), 0u);
+  auto hb = store_->Heartbeat(a, {}, 30);
+  ASSERT_EQ(hb->cancel_job_ids.size(), 1u);
+  EXPECT_EQ(hb->cancel_job_ids[0], job->id);
+  // A result that was already on its way is kept; an expiring lease does not requeue.
+  EXPECT_EQ(store_->CompleteItems(a, {Ok((*leased)[0].item_id, "x")})->stored, 1);
+  now_ += 60'000;
+  EXPECT_EQ(*store_->ExpireLeases(now_), 1);
+  EXPECT_EQ(store_->CountQueue()->items_queued, 0);
+  EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kCancelled);
+  EXPECT_EQ(store_->CancelJob("job-nope").status().code(), StatusCode::kNotFound);
+
+  auto done = store_->CreateJob(Items(1), "t");
+  auto l = store_->LeaseItems(a, 1, 30);
+  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*l)[0].item_id, "x")}).ok());
+  EXPECT_EQ(store_->CancelJob(done->id)->state, JobState::kDone);
+}
+
+TEST_F(JobStoreTest, ResultsPageInStoredOrder) {
+  auto job = store_->CreateJob(Items(25), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 25, 30);
+  for (int i = 24; i >= 0; --i) {
+    ASSERT_TRUE(store_->CompleteItems(a, {Ok((*leased)[i].item_id, std::to_string(i))}).ok());
+  }
+  std::vector<std::string> seen;
+  int64_t offset = 0;
+  int pages = 0;
+  for (;;) {
+    auto page = store_->FetchResults(job->id, offset, 10);
+    ASSERT_TRUE(page.ok());
+    ++pages;
+    for (const auto& r : page->results) seen.push_back(r.custom_id);
+    offset = page->next_offset;
+    if (page->end_of_job) break;
+    ASSERT_LT(pages, 5);
+  }
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(offset, 25);
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), "req-24");
+  EXPECT_EQ(seen.back(), "req-0");
+  EXPECT_EQ(store_->FetchResults(job->id, -1, 10).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobStoreTest, ProgressRateAndEta) {
+  auto job = store_->CreateJob(Items(4), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 4, 300);
+  EXPECT_EQ(store_->GetJob(job->id)->eta_s, -1);
+  now_ += 10'000;
+  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*leased)[0].item_id, "x", 100)}).ok());
+  auto j = store_->GetJob(job->id);
+  EXPECT_DOUBLE_EQ(j->tokens_per_s, 10.0);  // 100 tokens in 10 s
+  EXPECT_DOUBLE_EQ(j->eta_s, 30.0);         // 3 items left at 10 s per item
+}
+
+TEST_F(JobStoreTest, StateSurvivesReopen) {
+  auto job = store_->CreateJob(Items(3), "t");
+  const std::string a = Group();
+  auto leased = store_->LeaseItems(a, 2, 30);
+  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*leased)[0].item_id, "x")}).ok());
+  Reopen();
+  auto j = store_->GetJob(job->id);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  EXPECT_EQ(j->state, JobState::kRunning);
+  EXPECT_EQ(j->items_done, 1);
+  EXPECT_EQ(store_->CountQueue()->items_leased, 1);
+  EXPECT_EQ(store_->ListGroups()->size(), 1u);
+  auto rest = store_->LeaseItems(a, 10, 30);
+  ASSERT_EQ(rest->size(), 1u);
+  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*leased)[1].item_id, "y"), Ok((*rest)[0].item_id, "z")}).ok());
+  Reopen();
+  EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kDone);
+  EXPECT_EQ(store_->FetchResults(job->id, 0, 10)->results.size(), 3u);
+}
+
+// A child process writes in a loop and is killed with SIGKILL mid-way; the reopened database
+// must be intact and every job's counters must agree with its results and item states.
+TEST_F(JobStoreTest, KillNineMidTransactionLosesNothingCommitted) {
+  store_.reset();
+  const std::string path = dir_ + "/jobs.db";
+  const std::string progress = dir_ + "/committed";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto s = JobStore::Open({path, {}});
+    if (!s.ok()) _exit(3);
+    auto& store = *s;
+    auto g = store->RegisterGroup({1, {"h"}, {"h:cpu"}, "m"});
+    for (int round = 0;; ++round) {
+      auto job = store->CreateJob(Items(40), "r" + std::to_string(round));
+      auto leased = store->LeaseItems(*g, 40, 30);
+      if (!job.ok() || !leased.ok()) _exit(4);
+      for (size_t i = 0; i < leased->size(); i += 8) {
+        std::vector<ItemOutcome> batch;
+        for (size_t k = i; k < i + 8 && k < leased->size(); ++k) {
+          batch.push_back({(*leased)[k].item_id, "{}", "", 1});
+        }
+        if (!store->CompleteItems(*g, batch).ok()) _exit(5);
+      }
+      // The marker names the last job whose CompleteItems all returned OK.
+      FILE* f = std::fopen((progress + ".tmp").c_str(), "w");
+      std::fprintf(f, "%s\n", job->id.c_str());
+      std::fclose(f);
+      std::rename((progress + ".tmp").c_str(), progress.c_str());
+    }
+  }
+  usleep(700 * 1000);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+
+  auto db = SqliteDb::Open(path);
+  ASSERT_TRUE(db.ok());
+  SqliteStatement check(**db, "PRAGMA integrity_check");
+  ASSERT_TRUE(*check.Step());
+  EXPECT_EQ(check.Text(0), "ok");
+  SqliteStatement mismatched(**db,
+                             "SELECT COUNT(*) FROM jobs j WHERE j.items_done + j.items_failed != "
+                             "(SELECT COUNT(*) FROM results r WHERE r.job_id = j.id) OR "
+                             "j.items_done != (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id "
+                             "AND i.state = 'DONE')");
+  ASSERT_TRUE(*mismatched.Step());
+  EXPECT_EQ(mismatched.Int(0), 0);
+  SqliteStatement jobs(**db, "SELECT COUNT(*) FROM jobs");
+  ASSERT_TRUE(*jobs.Step());
+  EXPECT_GT(jobs.Int(0), 0);
+
+  Reopen();
+  std::ifstream marker(progress);
+  std::string last_done;
+  if (marker >> last_done) {
+    auto j = store_->GetJob(last_done);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    EXPECT_EQ(j->state, JobState::kDone);
+    EXPECT_EQ(j->items_done, 40);
+  }
+  // The store carries on: the interrupted job's leases expire and its items can be finished.
+  now_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+             .count() +
+         31'000;
+  ASSERT_TRUE(store_->ExpireLeases(now_).ok());
+  const std::string g = Group();
+  for (;;) {
+    auto leased = store_->LeaseItems(g, 100, 30);
+    ASSERT_TRUE(leased.ok());
+    if (leased->empty()) break;
+    std::vector<ItemOutcome> batch;
+    for (const auto& l : *leased) batch.push_back(Ok(l.item_id, "x"));
+    ASSERT_TRUE(store_->CompleteItems(g, batch).ok());
+  }
+  for (const JobInfo& j : *store_->ListJobs(0)) {
+    EXPECT_EQ(j.state, JobState::kDone) << j.id;
+    EXPECT_EQ(j.items_done, 40) << j.id;
+  }
+}
+
+}  // namespace
+}  // namespace df11

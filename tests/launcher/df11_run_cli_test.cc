@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// `df11-run generate` as a user runs it on one process: --prompt prints text and timings; a JSONL
+// batch gives one result per line with per-line errors (malformed JSON, a prompt longer than the
+// context, invalid UTF-8, wrong field types) while the other lines are served; a DF11 model
+// generates exactly what its BF16 original does; missing or corrupt model files fail clearly.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace {
+
+const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+Result Exec(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+std::vector<nlohmann::json> ReadLines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class Df11RunCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/df11_run_cli_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    // Small context so a long prompt overflows it.
+    auto r = Exec(kBin + "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
+                  "--kv-heads 2 --intermediate 128 --vocab-from " DF11_SHARED_DIR
+                  "/tokenizers/llama-3.1 --seed 3 " + dir_ + "/bf16");
+    ASSERT_EQ(r.status, 0) << r.output;
+    auto j = nlohmann::json::parse(std::ifstream(dir_ + "/bf16/config.json"));
+    j["max_position_embeddings"] = 64;
+    std::ofstream(dir_ + "/bf16/config.json") << j.dump(2);
+    r = Exec(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/df11");
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+  static std::string dir_;
+};
+std::string Df11RunCli::dir_;
+
+TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
+  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt 'Hello there' -n 5");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("prefill:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
+  EXPECT_NE(r.output.find("peak memory"), std::string::npos);
+}
+
+TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {
+  const std::string in = dir_ + "/in.jsonl";
+  {
+    std::ofstream f(in);
+    f << R"({"custom_id":"ok","prompt":"The sky is","max_tokens":6})" << "\n";
+    f << "{this is not json\n";
+    f << R"({"custom_id":"long","prompt":")";
+    for (int i = 0; i < 200; ++i) f << "word ";
+    f << R"("})" << "\n";
+    f << R"({"custom_id":"utf8","prompt":")" << "\xff\xfe" << R"("})" << "\n";
+    f << R"({"custom_id":"type","prompt":"x","max_tokens":"many"})" << "\n";
+    f << R"({"custom_id":"nofield"})" << "\n";
+    f << R"({"custom_id":"seeded","prompt":"Once","max_tokens":5,"temperature":1.0,"seed":11})" << "\n";
+    f << R"({"custom_id":"openai","method":"POST","url":"/v1/completions","body":{"prompt":"Hi","max_tokens":3}})" << "\n";
+  }
+  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in + " --output " +
+                dir_ + "/out.jsonl --batch-size 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto lines = ReadLines(dir_ + "/out.jsonl");
+  ASSERT_EQ(lines.size(), 8u);
+  EXPECT_EQ(lines[0]["custom_id"], "ok");
+  EXPECT_EQ(lines[0]["token_ids"].size(), 6u);
+  EXPECT_EQ(lines[0]["finish_reason"], "length");
+  EXPECT_EQ(lines[0]["usage"]["completion_tokens"], 6);
+  EXPECT_NE(lines[1]["error"].get<std::string>().find("line 2"), std::string::npos);
+  EXPECT_NE(lines[2]["error"].get<std::string>().find("context"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[3]["error"].get<std::string>().find("UTF-8"), std::string::npos) << lines[3];
+  EXPECT_NE(lines[4]["error"].get<std::string>().find("max_tokens"), std::string::npos);
+  EXPECT_NE(lines[5]["error"].get<std::string>().find("prompt"), std::string::npos);
+  EXPECT_EQ(lines[6]["token_ids"].size(), 5u);
+  EXPECT_EQ(lines[7]["custom_id"], "openai");
+  EXPECT_EQ(lines[7]["token_ids"].size(), 3u);
+
+  // The seeded request alone gives the same tokens as inside the batch.
+  std::ofstream(dir_ + "/one.jsonl")
+      << R"({"custom_id":"seeded","prompt":"Once","max_tokens":5,"temperature":1.0,"seed":11})" << "\n";
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ +
+           "/one.jsonl --output " + dir_ + "/one_out.jsonl");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(ReadLines(dir_ + "/one_out.jsonl")[0]["token_ids"], lines[6]["token_ids"]);
+
+  // The BF16 original generates exactly the same.
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/bf16 --input " + in + " --output " +
+           dir_ + "/out_bf16.jsonl --batch-size 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(ReadLines(dir_ + "/out_bf16.jsonl"), lines);
+}
+
+TEST_F(Df11RunCli, BadModelsAndFlags) {
+  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/nope --prompt hi");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("nope"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11");
+  EXPECT_NE(r.status, 0);
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt \"$(printf 'bad \\377 byte')\"");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("0xFF"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi --temp -1");
+  EXPECT_NE(r.status, 0);
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ + "/missing.jsonl --output " + dir_ + "/o.jsonl");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
+  // A corrupt unit file.
+  std::filesystem::copy(dir_ + "/df11", dir_ + "/broken", std::filesystem::copy_options::recursive);
+  std::filesystem::resize_file(dir_ + "/broken/model_layers_1.safetensors", 100);
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/broken --prompt hi");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("model_layers_1.safetensors"), std::string::npos) << r.output;
+  // An architecture this build does not run.
+  std::filesystem::copy(dir_ + "/bf16", dir_ + "/gpt", std::filesystem::copy_options::recursive);
+  auto j = nlohmann::json::parse(std::ifstream(dir_ + "/gpt/config.json"));
+  j["architectures"] = {"GPT2LMHeadModel"};
+  std::ofstream(dir_ + "/gpt/config.json") << j.dump();
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/gpt --prompt hi");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("GPT2LMHeadModel"), std::string::npos) << r.output;
+}
+
+}  // namespace
