@@ -3,10 +3,10 @@
 // file (--db) and serves Df11Control over Thrift to df11-ctl and to worker groups. Restarting it
 // on the same --db resumes every job: leases that lapsed meanwhile go back to the queue.
 // SIGINT/SIGTERM stop it cleanly; a kill -9 loses nothing that a call had confirmed.
-#include <CLI/CLI.hpp>
 #include <glog/logging.h>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <thread>
 
@@ -73,7 +73,8 @@ int Main(int argc, char** argv) {
   // Leases that lapsed while the coordinator was down go back to the queue right away.
   StatusOr<int64_t> expired = (*store)->ExpireLeases((*store)->NowMs());
   if (!expired.ok()) return Fail(expired.status());
-  StatusOr<std::unique_ptr<CoordinatorServer>> server = CoordinatorServer::Start(options, store->get());
+  StatusOr<std::unique_ptr<CoordinatorServer>> server =
+      CoordinatorServer::Start(options, store->get());
   if (!server.ok()) return Fail(server.status());
   if (!port_file.empty()) {
     Status s = WriteFileAtomic(port_file, std::to_string((*server)->port()) + "\n");

@@ -5,7 +5,6 @@
 // Invalid input lines are reported on stderr and recorded as failed items; the valid ones run.
 // Jobs and the cluster print as JSON; results as JSON lines (see control/result_output.h).
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -46,7 +45,8 @@ int WriteResults(ControlClient& client, const std::string& job_id, const std::st
   StatusOr<int64_t> n = WriteJobResults(client, job_id, out);
   if (!n.ok()) return Fail(n.status());
   out.flush();
-  if (!path.empty()) std::fprintf(stderr, "wrote %lld results to %s\n", static_cast<long long>(*n), path.c_str());
+  if (!path.empty())
+    std::fprintf(stderr, "wrote %lld results to %s\n", static_cast<long long>(*n), path.c_str());
   return 0;
 }
 
@@ -67,7 +67,8 @@ int Submit(ControlClient& client, const SubmitFlags& f) {
   int64_t invalid = 0;
   for (BatchInputLine& line : lines) {
     if (!line.error.empty()) {
-      if (invalid++ < kMaxErrorsShown) std::fprintf(stderr, "%s: %s\n", f.input.c_str(), line.error.c_str());
+      if (invalid++ < kMaxErrorsShown)
+        std::fprintf(stderr, "%s: %s\n", f.input.c_str(), line.error.c_str());
     }
     rpc::ItemInput item;
     item.custom_id = std::move(line.custom_id);
@@ -103,8 +104,7 @@ int Submit(ControlClient& client, const SubmitFlags& f) {
                  current.id.c_str(), rpc::to_string(current.state).c_str(),
                  static_cast<long long>(current.items_done),
                  static_cast<long long>(current.items_total),
-                 static_cast<long long>(current.items_failed), current.tokens_per_s,
-                 current.eta_s);
+                 static_cast<long long>(current.items_failed), current.tokens_per_s, current.eta_s);
   }
   if (int rc = WriteResults(client, current.id, f.output); rc != 0) return rc;
   return current.state == rpc::JobState::DONE ? 0 : 1;
@@ -124,7 +124,8 @@ int Main(int argc, char** argv) {
 
   SubmitFlags submit;
   CLI::App* submit_cmd = app.add_subcommand("submit", "submit a batch JSONL file as a job");
-  submit_cmd->add_option("--input", submit.input, "batch file (OpenAI batch or plain JSONL)")->required();
+  submit_cmd->add_option("--input", submit.input, "batch file (OpenAI batch or plain JSONL)")
+      ->required();
   submit_cmd->add_flag("--wait", submit.wait, "wait for the job to finish, then write its results");
   submit_cmd->add_option("--output", submit.output, "results file for --wait (default: stdout)");
   submit_cmd->add_option("--label", submit.label, "a name for the job (default: the input path)");
@@ -155,7 +156,8 @@ int Main(int argc, char** argv) {
 
   if (submit_cmd->parsed()) return Submit(client, submit);
   if (status_cmd->parsed() || cancel_cmd->parsed()) {
-    StatusOr<rpc::Job> job = status_cmd->parsed() ? client.GetJob(job_id) : client.CancelJob(job_id);
+    StatusOr<rpc::Job> job =
+        status_cmd->parsed() ? client.GetJob(job_id) : client.CancelJob(job_id);
     if (!job.ok()) return Fail(job.status());
     PrintJson(JobToJson(*job));
     return 0;

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launcher/control/batch_input.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 namespace df11 {
@@ -24,9 +23,9 @@ struct NumberField {
 
 // The same ranges the engine's batch reader accepts (launcher/batch/batch_io.cc).
 constexpr NumberField kNumberFields[] = {
-    {"max_tokens", 1, 1e9, true},  {"temperature", 0, 100, false},
-    {"top_p", 0, 1, false},        {"top_k", 0, 1e9, true},
-    {"min_p", 0, 1, false},        {"repetition_penalty", 1e-6, 100, false},
+    {"max_tokens", 1, 1e9, true}, {"temperature", 0, 100, false},
+    {"top_p", 0, 1, false},       {"top_k", 0, 1e9, true},
+    {"min_p", 0, 1, false},       {"repetition_penalty", 1e-6, 100, false},
     {"seed", 0, 1.8e19, true},
 };
 
@@ -73,8 +72,8 @@ std::string CheckBody(const json& body, const std::string& url) {
   }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const json& s = body["stop"];
-    const bool strings =
-        s.is_array() && std::all_of(s.begin(), s.end(), [](const json& x) { return x.is_string(); });
+    const bool strings = s.is_array() && std::all_of(s.begin(), s.end(),
+                                                     [](const json& x) { return x.is_string(); });
     if (!s.is_string() && !strings) return "\"stop\" must be a string or a list of strings";
   }
   return "";

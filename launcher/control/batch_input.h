@@ -16,7 +16,7 @@
 namespace df11 {
 
 struct BatchInputLine {
-  int64_t line_number = 0;   // 1-based
+  int64_t line_number = 0;  // 1-based
   std::string custom_id;
   std::string request_json;  // the line as JSON (empty when `error` is set and it did not parse)
   std::string error;         // "line N: <what is wrong>"; empty for a valid line

@@ -26,8 +26,8 @@ Status ParseHostPort(const std::string& text, std::string* host, int* port) {
     return Status::InvalidArgument("coordinator address \"" + text + "\": expected HOST:PORT");
   }
   const std::string port_text = text.substr(colon + 1);
-  if (port_text.size() > 5 ||
-      !std::all_of(port_text.begin(), port_text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+  if (port_text.size() > 5 || !std::all_of(port_text.begin(), port_text.end(),
+                                           [](unsigned char c) { return std::isdigit(c); })) {
     return Status::InvalidArgument("coordinator address \"" + text + "\": port is not a number");
   }
   const int p = std::stoi(port_text);
@@ -59,8 +59,8 @@ Status ControlClient::Connect() {
   const int max_bytes = static_cast<int>(
       std::min<int64_t>(options_.max_message_bytes, std::numeric_limits<int>::max()));
   auto config = std::make_shared<apache::thrift::TConfiguration>(max_bytes, max_bytes);
-  auto socket = std::make_shared<apache::thrift::transport::TSocket>(options_.host, options_.port,
-                                                                     config);
+  auto socket =
+      std::make_shared<apache::thrift::transport::TSocket>(options_.host, options_.port, config);
   socket->setConnTimeout(options_.connect_timeout_ms);
   socket->setRecvTimeout(options_.rpc_timeout_ms);
   socket->setSendTimeout(options_.rpc_timeout_ms);
@@ -129,9 +129,8 @@ StatusOr<rpc::Job> ControlClient::SubmitJob(const std::vector<rpc::ItemInput>& i
 
 StatusOr<rpc::Job> ControlClient::GetJob(const std::string& job_id) {
   rpc::Job job;
-  DF11_RETURN_IF_ERROR(Call("GetJob", true, [&](rpc::Df11ControlClient& c) {
-    c.GetJob(job, options_.token, job_id);
-  }));
+  DF11_RETURN_IF_ERROR(Call(
+      "GetJob", true, [&](rpc::Df11ControlClient& c) { c.GetJob(job, options_.token, job_id); }));
   return job;
 }
 

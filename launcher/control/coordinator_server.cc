@@ -84,11 +84,16 @@ T Unwrap(StatusOr<T> v) {
 
 rpc::JobState::type ToRpc(JobState s) {
   switch (s) {
-    case JobState::kQueued: return rpc::JobState::QUEUED;
-    case JobState::kRunning: return rpc::JobState::RUNNING;
-    case JobState::kDone: return rpc::JobState::DONE;
-    case JobState::kCancelled: return rpc::JobState::CANCELLED;
-    case JobState::kFailed: return rpc::JobState::FAILED;
+    case JobState::kQueued:
+      return rpc::JobState::QUEUED;
+    case JobState::kRunning:
+      return rpc::JobState::RUNNING;
+    case JobState::kDone:
+      return rpc::JobState::DONE;
+    case JobState::kCancelled:
+      return rpc::JobState::CANCELLED;
+    case JobState::kFailed:
+      return rpc::JobState::FAILED;
   }
   return rpc::JobState::QUEUED;
 }
@@ -143,8 +148,7 @@ class ControlHandler : public rpc::Df11ControlIf {
   void CancelJob(rpc::Job& out, const std::string& token, const std::string& job_id) override {
     Authorize(token);
     out = ToRpc(Unwrap(store_->CancelJob(job_id)));
-    LOG(INFO) << "job " << job_id << " cancel requested: now "
-              << rpc::to_string(out.state);
+    LOG(INFO) << "job " << job_id << " cancel requested: now " << rpc::to_string(out.state);
   }
 
   void FetchResults(rpc::ResultPage& out, const std::string& token, const std::string& job_id,
@@ -272,7 +276,8 @@ CoordinatorServer::CoordinatorServer(const CoordinatorOptions& options, JobStore
 StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorOptions& options, JobStore* store) {
   if (options.token.empty()) return Status::InvalidArgument("coordinator: empty token");
-  if (options.lease_s <= 0) return Status::InvalidArgument("coordinator: --lease-seconds must be > 0");
+  if (options.lease_s <= 0)
+    return Status::InvalidArgument("coordinator: --lease-seconds must be > 0");
   if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{1} << 30)) {
     return Status::InvalidArgument("coordinator: --max-message-bytes must be in [1024, 2^30]");
   }
@@ -283,15 +288,16 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   std::unique_ptr<CoordinatorServer> self(new CoordinatorServer(options, store));
   const int max_bytes = static_cast<int>(options.max_message_bytes);
   auto config = std::make_shared<TConfiguration>(max_bytes, max_bytes);
-  auto socket = std::make_shared<apache::thrift::transport::TServerSocket>(options.host, options.port);
+  auto socket =
+      std::make_shared<apache::thrift::transport::TServerSocket>(options.host, options.port);
   if (options.idle_timeout_s > 0) socket->setRecvTimeout(options.idle_timeout_s * 1000);
   socket->setKeepAlive(true);
   auto handler = std::make_shared<ControlHandler>(self->options_, store);
   auto server = std::make_shared<apache::thrift::server::TThreadedServer>(
       std::make_shared<rpc::Df11ControlProcessor>(handler), socket,
       std::make_shared<BoundedFramedTransportFactory>(config),
-      std::make_shared<apache::thrift::protocol::TBinaryProtocolFactory>(max_bytes, max_bytes,
-                                                                          true, true));
+      std::make_shared<apache::thrift::protocol::TBinaryProtocolFactory>(max_bytes, max_bytes, true,
+                                                                         true));
   server->setConcurrentClientLimit(options.max_connections);
   CoordinatorServer* raw = self.get();
   server->setServerEventHandler(std::make_shared<ReadyHandler>([raw, socket] {

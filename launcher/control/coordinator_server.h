@@ -23,14 +23,14 @@ class TServer;
 namespace df11 {
 
 struct CoordinatorOptions {
-  std::string host = "127.0.0.1";       // address to bind
-  int port = 0;                         // 0: an ephemeral port, see CoordinatorServer::port()
-  std::string token;                    // shared secret every call must carry; non-empty
-  int32_t lease_s = 300;                // how long a leased item stays with its group
+  std::string host = "127.0.0.1";        // address to bind
+  int port = 0;                          // 0: an ephemeral port, see CoordinatorServer::port()
+  std::string token;                     // shared secret every call must carry; non-empty
+  int32_t lease_s = 300;                 // how long a leased item stays with its group
   int64_t max_message_bytes = 64 << 20;  // larger requests are refused (connection closed)
-  int32_t expire_interval_ms = 1000;    // period of the lease-expiry sweep
-  int32_t max_connections = 1024;       // concurrent client connections
-  int32_t idle_timeout_s = 600;         // a connection silent this long is closed; 0: never
+  int32_t expire_interval_ms = 1000;     // period of the lease-expiry sweep
+  int32_t max_connections = 1024;        // concurrent client connections
+  int32_t idle_timeout_s = 600;          // a connection silent this long is closed; 0: never
 };
 
 // Constant-time in the content of `expected` (time depends only on the given token's length).
@@ -65,9 +65,9 @@ class CoordinatorServer {
   std::mutex stop_mu_;  // serializes Stop() calls
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  bool serving_ = false;   // guarded by mu_; serve() is running
-  bool finished_ = false;  // guarded by mu_; serve() returned
+  bool stopping_ = false;    // guarded by mu_
+  bool serving_ = false;     // guarded by mu_; serve() is running
+  bool finished_ = false;    // guarded by mu_; serve() returned
   std::string serve_error_;  // guarded by mu_
 };
 

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launcher/control/job_store.h"
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 
 namespace df11 {
@@ -119,11 +118,16 @@ std::vector<std::string> ParseJsonList(const std::string& s) {
 
 const char* JobStateName(JobState state) {
   switch (state) {
-    case JobState::kQueued: return "QUEUED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kDone: return "DONE";
-    case JobState::kCancelled: return "CANCELLED";
-    case JobState::kFailed: return "FAILED";
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kDone:
+      return "DONE";
+    case JobState::kCancelled:
+      return "CANCELLED";
+    case JobState::kFailed:
+      return "FAILED";
   }
   return "QUEUED";
 }
@@ -218,15 +222,20 @@ StatusOr<JobInfo> JobStore::CreateJob(const std::vector<NewItem>& items, const s
     if (item.error.empty()) continue;
     const int64_t item_id = sqlite3_last_insert_rowid(db_->handle());
     insert_result.Reset();
-    DF11_RETURN_IF_ERROR(
-        insert_result.Bind(1, item_id).Bind(2, job_id).Bind(3, seq++).Bind(4, item.error).Bind(5, now).Run());
+    DF11_RETURN_IF_ERROR(insert_result.Bind(1, item_id)
+                             .Bind(2, job_id)
+                             .Bind(3, seq++)
+                             .Bind(4, item.error)
+                             .Bind(5, now)
+                             .Run());
   }
   DF11_RETURN_IF_ERROR(tx.Commit());
   return GetJobLocked(job_id);
 }
 
 StatusOr<JobInfo> JobStore::GetJobLocked(const std::string& job_id) {
-  SqliteStatement st(*db_, (std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?").c_str());
+  SqliteStatement st(*db_,
+                     (std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?").c_str());
   st.Bind(1, job_id);
   DF11_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Status::NotFound("no job \"" + job_id + "\"");
@@ -262,8 +271,8 @@ StatusOr<JobInfo> JobStore::CancelJob(const std::string& job_id) {
   if (IsFinished(job.state)) return job;
   SqliteStatement update(*db_, "UPDATE jobs SET state = 'CANCELLED', updated_ms = ? WHERE id = ?");
   DF11_RETURN_IF_ERROR(update.Bind(1, NowMs()).Bind(2, job_id).Run());
-  SqliteStatement items(*db_,
-                        "UPDATE items SET state = 'CANCELLED' WHERE job_id = ? AND state = 'QUEUED'");
+  SqliteStatement items(
+      *db_, "UPDATE items SET state = 'CANCELLED' WHERE job_id = ? AND state = 'QUEUED'");
   DF11_RETURN_IF_ERROR(items.Bind(1, job_id).Run());
   DF11_RETURN_IF_ERROR(tx.Commit());
   return GetJobLocked(job_id);
@@ -271,14 +280,17 @@ StatusOr<JobInfo> JobStore::CancelJob(const std::string& job_id) {
 
 StatusOr<ResultsPage> JobStore::FetchResults(const std::string& job_id, int64_t offset,
                                              int32_t limit) {
-  if (offset < 0) return Status::InvalidArgument("results offset " + std::to_string(offset) + " < 0");
-  if (limit <= 0) return Status::InvalidArgument("results limit " + std::to_string(limit) + " <= 0");
+  if (offset < 0)
+    return Status::InvalidArgument("results offset " + std::to_string(offset) + " < 0");
+  if (limit <= 0)
+    return Status::InvalidArgument("results limit " + std::to_string(limit) + " <= 0");
   std::lock_guard<std::mutex> lock(mu_);
   DF11_ASSIGN_OR_RETURN(JobInfo job, GetJobLocked(job_id));
-  SqliteStatement st(*db_,
-                     "SELECT r.item_id, i.custom_id, r.response_json, r.error, "
-                     "r.completion_tokens, r.seq FROM results r JOIN items i ON i.item_id = r.item_id "
-                     "WHERE r.job_id = ? AND r.seq >= ? ORDER BY r.seq LIMIT ?");
+  SqliteStatement st(
+      *db_,
+      "SELECT r.item_id, i.custom_id, r.response_json, r.error, "
+      "r.completion_tokens, r.seq FROM results r JOIN items i ON i.item_id = r.item_id "
+      "WHERE r.job_id = ? AND r.seq >= ? ORDER BY r.seq LIMIT ?");
   st.Bind(1, job_id).Bind(2, offset).Bind(3, static_cast<int64_t>(limit));
   ResultsPage page;
   page.next_offset = offset;
@@ -341,12 +353,13 @@ StatusOr<HeartbeatResult> JobStore::Heartbeat(const std::string& group_id,
                            .Bind(4, progress.tokens_per_s)
                            .Bind(5, group_id)
                            .Run());
-  SqliteStatement extend(*db_,
-                         "UPDATE items SET lease_expiry_ms = ? WHERE group_id = ? AND state = 'LEASED'");
+  SqliteStatement extend(
+      *db_, "UPDATE items SET lease_expiry_ms = ? WHERE group_id = ? AND state = 'LEASED'");
   DF11_RETURN_IF_ERROR(extend.Bind(1, now + int64_t{lease_s} * 1000).Bind(2, group_id).Run());
-  SqliteStatement cancelled(*db_,
-                            "SELECT DISTINCT i.job_id FROM items i JOIN jobs j ON j.id = i.job_id "
-                            "WHERE i.group_id = ? AND i.state = 'LEASED' AND j.state = 'CANCELLED'");
+  SqliteStatement cancelled(
+      *db_,
+      "SELECT DISTINCT i.job_id FROM items i JOIN jobs j ON j.id = i.job_id "
+      "WHERE i.group_id = ? AND i.state = 'LEASED' AND j.state = 'CANCELLED'");
   cancelled.Bind(1, group_id);
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, cancelled.Step());
@@ -375,8 +388,8 @@ StatusOr<std::vector<LeasedItem>> JobStore::LeaseItems(const std::string& group_
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) break;
-    items.push_back({select.Int(0), select.Text(1), select.Text(2), select.Text(3), NewId("lease"),
-                     expiry});
+    items.push_back(
+        {select.Int(0), select.Text(1), select.Text(2), select.Text(3), NewId("lease"), expiry});
   }
   SqliteStatement lease(*db_,
                         "UPDATE items SET state = 'LEASED', lease_id = ?, lease_expiry_ms = ?, "
@@ -415,13 +428,14 @@ StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
                          "UPDATE items SET state = ?, lease_id = NULL, lease_expiry_ms = NULL "
                          "WHERE item_id = ?");
   // A job whose last item lands here becomes DONE, or FAILED when no item succeeded.
-  SqliteStatement count(*db_,
-                        "UPDATE jobs SET items_done = items_done + ?, items_failed = items_failed + ?, "
-                        "tokens_generated = tokens_generated + ?, updated_ms = ?, "
-                        "state = CASE WHEN state IN ('QUEUED', 'RUNNING') AND "
-                        "items_done + items_failed + 1 >= items_total THEN "
-                        "(CASE WHEN items_done + ? > 0 THEN 'DONE' ELSE 'FAILED' END) "
-                        "ELSE state END WHERE id = ?");
+  SqliteStatement count(
+      *db_,
+      "UPDATE jobs SET items_done = items_done + ?, items_failed = items_failed + ?, "
+      "tokens_generated = tokens_generated + ?, updated_ms = ?, "
+      "state = CASE WHEN state IN ('QUEUED', 'RUNNING') AND "
+      "items_done + items_failed + 1 >= items_total THEN "
+      "(CASE WHEN items_done + ? > 0 THEN 'DONE' ELSE 'FAILED' END) "
+      "ELSE state END WHERE id = ?");
   CompleteCounts counts;
   for (const ItemOutcome& outcome : outcomes) {
     item.Reset();
@@ -447,7 +461,8 @@ StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
     ++counts.stored;
     const bool ok = outcome.error.empty();
     finish.Reset();
-    DF11_RETURN_IF_ERROR(finish.Bind(1, std::string(ok ? "DONE" : "FAILED")).Bind(2, outcome.item_id).Run());
+    DF11_RETURN_IF_ERROR(
+        finish.Bind(1, std::string(ok ? "DONE" : "FAILED")).Bind(2, outcome.item_id).Run());
     count.Reset();
     DF11_RETURN_IF_ERROR(count.Bind(1, int64_t{ok ? 1 : 0})
                              .Bind(2, int64_t{ok ? 0 : 1})
@@ -466,11 +481,12 @@ StatusOr<int64_t> JobStore::ExpireLeases(int64_t now_ms) {
   SqliteTransaction tx(*db_);
   DF11_RETURN_IF_ERROR(tx.status());
   // An item of a cancelled job goes to CANCELLED instead of back to the queue.
-  SqliteStatement st(*db_,
-                     "UPDATE items SET state = CASE WHEN (SELECT state FROM jobs "
-                     "WHERE jobs.id = items.job_id) = 'CANCELLED' THEN 'CANCELLED' ELSE 'QUEUED' END, "
-                     "lease_id = NULL, lease_expiry_ms = NULL, group_id = NULL "
-                     "WHERE state = 'LEASED' AND lease_expiry_ms <= ?");
+  SqliteStatement st(
+      *db_,
+      "UPDATE items SET state = CASE WHEN (SELECT state FROM jobs "
+      "WHERE jobs.id = items.job_id) = 'CANCELLED' THEN 'CANCELLED' ELSE 'QUEUED' END, "
+      "lease_id = NULL, lease_expiry_ms = NULL, group_id = NULL "
+      "WHERE state = 'LEASED' AND lease_expiry_ms <= ?");
   DF11_RETURN_IF_ERROR(st.Bind(1, now_ms).Run());
   const int64_t n = db_->Changes();
   DF11_RETURN_IF_ERROR(tx.Commit());
@@ -479,11 +495,12 @@ StatusOr<int64_t> JobStore::ExpireLeases(int64_t now_ms) {
 
 StatusOr<std::vector<GroupInfo>> JobStore::ListGroups() {
   std::lock_guard<std::mutex> lock(mu_);
-  SqliteStatement st(*db_,
-                     "SELECT g.id, g.ranks, g.hosts, g.devices, g.manifest_hash, g.registered_ms, "
-                     "g.last_heartbeat_ms, g.items_in_flight, g.tokens_generated, g.tokens_per_s, "
-                     "(SELECT COUNT(*) FROM items i WHERE i.group_id = g.id AND i.state = 'LEASED') "
-                     "FROM worker_groups g ORDER BY g.registered_ms, g.id");
+  SqliteStatement st(
+      *db_,
+      "SELECT g.id, g.ranks, g.hosts, g.devices, g.manifest_hash, g.registered_ms, "
+      "g.last_heartbeat_ms, g.items_in_flight, g.tokens_generated, g.tokens_per_s, "
+      "(SELECT COUNT(*) FROM items i WHERE i.group_id = g.id AND i.state = 'LEASED') "
+      "FROM worker_groups g ORDER BY g.registered_ms, g.id");
   std::vector<GroupInfo> groups;
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, st.Step());

@@ -43,9 +43,9 @@ struct JobInfo {
   int64_t tokens_generated = 0;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
-  int64_t started_ms = 0;    // first lease; 0 before
-  double eta_s = -1;         // -1: unknown; 0: finished
-  double tokens_per_s = 0;   // since started_ms
+  int64_t started_ms = 0;   // first lease; 0 before
+  double eta_s = -1;        // -1: unknown; 0: finished
+  double tokens_per_s = 0;  // since started_ms
 };
 
 struct LeasedItem {

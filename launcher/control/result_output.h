@@ -7,9 +7,8 @@
 //    "error": {"code": "item_failed", "message": "line 3: \"prompt\" must be a string"}}
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 

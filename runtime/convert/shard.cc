@@ -210,7 +210,12 @@ StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights&
     }
     head.source = "model.embed_tokens.weight";
   }
-  steps.push_back({static_cast<int>(stages.size()) - 1, "lm_head", {head},
+  // Tied embeddings on a single stage: that rank's embedding unit serves as the LM head too.
+  std::vector<Piece> head_matrices = {head};
+  if (c.tie_word_embeddings && !src.Has("lm_head.weight") && stages.size() == 1) {
+    head_matrices.clear();
+  }
+  steps.push_back({static_cast<int>(stages.size()) - 1, "lm_head", head_matrices,
                    {piece("model.norm.weight", Split::kReplicated, Dim::kNone)},
                    {"lm_head.", "model.norm."}});
   return steps;
@@ -226,7 +231,9 @@ Status WriteRankStep(const Step& step, std::vector<LocalTensor> matrices,
   std::string error;
   SafetensorsWriter writer;
   std::vector<LocalTensor> unit_weights;
-  if (Df11EncodeRef(parts, threads, &encoded, &error)) {
+  if (matrices.empty()) {
+    // Only small tensors in this step (the tied LM head reuses the embedding unit).
+  } else if (Df11EncodeRef(parts, threads, &encoded, &error)) {
     DF11_RETURN_IF_ERROR(AddDf11UnitTensors(step.unit, encoded, &writer));
     for (LocalTensor& m : matrices) unit_weights.push_back({m.name, m.shape, {}});
   } else {
@@ -239,7 +246,8 @@ Status WriteRankStep(const Step& step, std::vector<LocalTensor> matrices,
   for (const LocalTensor& t : small) {
     DF11_RETURN_IF_ERROR(writer.AddTensor(t.name, DType::kBF16, t.shape, Bytes(t.data)));
   }
-  return out->AddPart(writer, kept_bf16->empty() ? step.unit : "", unit_weights);
+  return out->AddPart(writer, kept_bf16->empty() && !matrices.empty() ? step.unit : "",
+                      unit_weights);
 }
 
 nlohmann::json RangeJson(Range r) { return nlohmann::json::array({r.begin, r.end}); }

@@ -26,7 +26,9 @@ struct Best {
 
 DistributedStepRunner::DistributedStepRunner(Transformer* transformer,
                                              const DistributedContext& context)
-    : t_(transformer), ctx_(context), stage_(context.layout.Stage(context.rank)),
+    : t_(transformer),
+      ctx_(context),
+      stage_(context.layout.Stage(context.rank)),
       tp_rank_(context.layout.TpRank(context.rank)) {}
 
 KvCache DistributedStepRunner::NewCache(int64_t capacity) {
@@ -105,8 +107,8 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   const int64_t vocab = t_->weights().config.vocab_size;
   const int64_t n = static_cast<int64_t>(plan.slots.size());
   // Caches: a plan with new sequences starts a new batch; earlier caches are dropped.
-  const bool new_batch = std::any_of(plan.capacities.begin(), plan.capacities.end(),
-                                     [](int64_t c) { return c > 0; });
+  const bool new_batch =
+      std::any_of(plan.capacities.begin(), plan.capacities.end(), [](int64_t c) { return c > 0; });
   if (new_batch) {
     std::set<int64_t> keep(plan.slots.begin(), plan.slots.end());
     std::erase_if(caches_, [&](const auto& kv) { return !keep.count(kv.first); });
@@ -120,8 +122,9 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   }
   const bool first = stage_ == 0, last = stage_ == L.pp - 1;
   const int micro = static_cast<int>(std::min<int64_t>(L.pp, n));
-  std::vector<int32_t> tokens;   // last stage: argmax per sequence
-  std::vector<float> logits;     // last stage: full logits per sequence
+  std::vector<int32_t> tokens;     // last stage: argmax per sequence
+  std::vector<float> logits;       // last stage: full logits per sequence
+  std::vector<float> last_hidden;  // last stage: hidden states of all micro-batches
   for (int mb = 0; mb < micro; ++mb) {
     const int64_t b = n * mb / micro, e = n * (mb + 1) / micro;
     std::span<const SequenceStep> part(steps.data() + b, static_cast<size_t>(e - b));
@@ -138,9 +141,13 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
       ctx_.world->Send(hidden.data(), 4 * T * h, L.Rank(stage_ + 1, tp_rank_), Tag::kActivations);
       continue;
     }
+    // The last stage keeps every micro-batch's hidden states: one LM-head pass for all of them.
+    last_hidden.insert(last_hidden.end(), hidden.begin(), hidden.end());
+  }
+  if (last && n > 0) {
     std::vector<float> local;
-    DF11_RETURN_IF_ERROR(t_->Logits(part, hidden.data(), false, &local));
-    const int64_t rows = e - b, vl = t_->weights().dims.vocab_rows;
+    DF11_RETURN_IF_ERROR(t_->Logits(steps, last_hidden.data(), false, &local));
+    const int64_t rows = n, vl = t_->weights().dims.vocab_rows;
     const int64_t v0 = t_->weights().dims.vocab_begin;
     if (plan.greedy_only) {
       // Vocab-parallel argmax: each rank's (max, index), then the best (lowest index on ties).

@@ -99,7 +99,7 @@ StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows
       return Status::InvalidArgument("weight " + name + " holds " +
                                      std::to_string(it->second.end - it->second.begin) +
                                      " elements in DF11 unit " + it->second.unit->name +
-                                     "; config.json implies [" + std::to_string(rows) + ", " +
+                                     "; the model's config implies [" + std::to_string(rows) + ", " +
                                      std::to_string(cols) + "]");
     }
     m.unit = it->second.unit;
@@ -110,7 +110,7 @@ StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows
   if (t == nullptr) return Status::NotFound("weight " + name + " is missing from the model");
   if (t->dtype != DType::kBF16 || t->shape != std::vector<int64_t>{rows, cols}) {
     return Status::InvalidArgument("weight " + name + " is " + std::string(DTypeName(t->dtype)) +
-                                   " " + ShapeText(t->shape) + "; config.json implies BF16 [" +
+                                   " " + ShapeText(t->shape) + "; the model's config implies BF16 [" +
                                    std::to_string(rows) + ", " + std::to_string(cols) + "]");
   }
   if (reinterpret_cast<uintptr_t>(t->bytes.data()) % 2 == 0) {

@@ -131,7 +131,11 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
     DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", w.dims.vocab_rows, h));
   }
   if (stage == layout.pp - 1) {
-    DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", w.dims.vocab_rows, h));
+    if (stage == 0 && c.tie_word_embeddings && !r.Has("lm_head.weight")) {
+      w.lm_head = w.embed;  // tied, one stage: the embedding unit is the LM head
+    } else {
+      DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", w.dims.vocab_rows, h));
+    }
     DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
   }
   const int64_t nh = w.dims.heads, nkv = w.dims.kv_heads, ni = w.dims.intermediate;

@@ -39,17 +39,28 @@ TEST(BatchInput, AcceptsOpenAiAndPlainLines) {
 TEST(BatchInput, ReportsEachBadLine) {
   auto lines = Read(
       "not json\n"
-      R"({"custom_id": "x", "url": "/v1/embeddings", "body": {"input": "a"}})" "\n"
-      R"({"custom_id": "y", "url": "/v1/completions", "body": {"messages": []}})" "\n"
-      R"({"custom_id": "z", "prompt": "ok", "max_tokens": 0})" "\n"
-      R"({"custom_id": "w", "prompt": "ok", "temperature": "hot"})" "\n"
-      R"({"custom_id": "v", "messages": [{"role": "user"}]})" "\n"
-      R"({"custom_id": "ok", "prompt": "fine"})" "\n"
-      R"({"custom_id": "ok", "prompt": "again"})" "\n"
-      R"({"custom_id": 5, "prompt": "id"})" "\n"
-      R"({"custom_id": "u", "prompt": "p", "method": "GET", "url": "/v1/completions", "body": {"prompt": "p"}})" "\n"
-      R"({"custom_id": "t", "prompt": "p", "messages": [{"role": "user", "content": "c"}]})" "\n"
-      R"({"custom_id": "s", "prompt": "p", "stop": [1]})" "\n");
+      R"({"custom_id": "x", "url": "/v1/embeddings", "body": {"input": "a"}})"
+      "\n"
+      R"({"custom_id": "y", "url": "/v1/completions", "body": {"messages": []}})"
+      "\n"
+      R"({"custom_id": "z", "prompt": "ok", "max_tokens": 0})"
+      "\n"
+      R"({"custom_id": "w", "prompt": "ok", "temperature": "hot"})"
+      "\n"
+      R"({"custom_id": "v", "messages": [{"role": "user"}]})"
+      "\n"
+      R"({"custom_id": "ok", "prompt": "fine"})"
+      "\n"
+      R"({"custom_id": "ok", "prompt": "again"})"
+      "\n"
+      R"({"custom_id": 5, "prompt": "id"})"
+      "\n"
+      R"({"custom_id": "u", "prompt": "p", "method": "GET", "url": "/v1/completions", "body": {"prompt": "p"}})"
+      "\n"
+      R"({"custom_id": "t", "prompt": "p", "messages": [{"role": "user", "content": "c"}]})"
+      "\n"
+      R"({"custom_id": "s", "prompt": "p", "stop": [1]})"
+      "\n");
   ASSERT_EQ(lines.size(), 12u);
   const std::vector<std::string> expected = {
       "line 1: not a JSON object",

@@ -226,11 +226,15 @@ TEST_F(ControlServerTest, OversizedRequestFailsAloneAndServerServesOn) {
 TEST_F(ControlServerTest, MalformedLinesFailWhileValidLinesComplete) {
   StartServer();
   std::istringstream batch(
-      R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 4}})" "\n"
+      R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 4}})"
+      "\n"
       "{broken\n"
-      R"({"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}]}})" "\n"
-      R"({"custom_id": "d", "prompt": "y", "top_p": 7})" "\n"
-      R"({"custom_id": "e", "prompt": "z"})" "\n");
+      R"({"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}]}})"
+      "\n"
+      R"({"custom_id": "d", "prompt": "y", "top_p": 7})"
+      "\n"
+      R"({"custom_id": "e", "prompt": "z"})"
+      "\n");
   std::vector<rpc::ItemInput> items;
   for (const BatchInputLine& line : ReadBatchInput(batch)) {
     rpc::ItemInput in;

@@ -88,6 +88,14 @@ class CoordinatorProcessTest : public ::testing::Test {
   int port_ = 0;
 };
 
+rpc::WorkerGroupInfo OneRankGroup() {
+  rpc::WorkerGroupInfo g;
+  g.ranks = 1;
+  g.hosts = {"localhost"};
+  g.devices = {"localhost:cpu"};
+  return g;
+}
+
 std::map<int64_t, rpc::ItemOutcome> Answer(const std::vector<rpc::Item>& items) {
   std::map<int64_t, rpc::ItemOutcome> results;
   for (const rpc::Item& item : items) {
@@ -112,20 +120,26 @@ TEST_F(CoordinatorProcessTest, KillNineMidJobThenRestartFinishesEveryItemOnce) {
   // The worker reports in small batches until the coordinator disappears under it.
   std::string group_id;
   std::atomic<int64_t> reported{0};
+  std::atomic<bool> worker_done{false};
   std::thread worker([&] {
     ControlClient w(Options());
-    auto reg = w.RegisterWorkerGroup(rpc::WorkerGroupInfo());
-    if (!reg.ok()) return;
+    auto reg = w.RegisterWorkerGroup(OneRankGroup());
+    if (!reg.ok()) {
+      ADD_FAILURE() << reg.status().ToString();
+      worker_done = true;
+      return;
+    }
     group_id = reg->group_id;
     for (;;) {
       auto items = w.LeaseWork(group_id, 4);
-      if (!items.ok() || items->empty()) return;
+      if (!items.ok() || items->empty()) break;
       auto reply = w.ReportResults(group_id, Answer(*items));
-      if (!reply.ok()) return;
+      if (!reply.ok()) break;
       reported += reply->stored;
     }
+    worker_done = true;
   });
-  while (reported < 60) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (reported < 60 && !worker_done) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   KillCoordinator();
   worker.join();
   ASSERT_FALSE(group_id.empty());
@@ -173,7 +187,7 @@ struct CtlRun {
 };
 
 CtlRun Ctl(const std::string& args) {
-  FILE* p = popen((std::string(DF11_CTL) + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = popen(("timeout 60 " + std::string(DF11_CTL) + " " + args + " 2>&1").c_str(), "r");
   CtlRun r{-1, ""};
   if (p == nullptr) return r;
   std::array<char, 4096> buf;
@@ -188,16 +202,18 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
   StartCoordinator(/*lease_s=*/30);
   const std::string input = dir_ + "/batch.jsonl";
   std::ofstream(input)
-      << R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})" "\n"
+      << R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}})"
+         "\n"
       << "[1, 2]\n"
-      << R"({"custom_id": "c", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})" "\n";
+      << R"({"custom_id": "c", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})"
+         "\n";
   const std::string flags =
       "--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " + dir_ + "/token ";
 
   std::atomic<bool> stop{false};
   std::thread worker([&] {
     ControlClient w(Options());
-    auto reg = w.RegisterWorkerGroup(rpc::WorkerGroupInfo());
+    auto reg = w.RegisterWorkerGroup(OneRankGroup());
     while (reg.ok() && !stop) {
       auto items = w.LeaseWork(reg->group_id, 10);
       if (items.ok() && !items->empty()) (void)w.ReportResults(reg->group_id, Answer(*items));
@@ -205,7 +221,7 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
     }
   });
   CtlRun r = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " + dir_ +
-              "/out.jsonl");
+                 "/out.jsonl");
   stop = true;
   worker.join();
   ASSERT_EQ(r.status, 0) << r.output;
@@ -240,7 +256,7 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
   EXPECT_NE(missing.output.find("Not found"), std::string::npos) << missing.output;
   std::ofstream(dir_ + "/wrong") << "not-the-token\n";
   CtlRun wrong = Ctl("--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " + dir_ +
-                  "/wrong list");
+                     "/wrong list");
   EXPECT_NE(wrong.status, 0);
   EXPECT_NE(wrong.output.find("Unauthenticated"), std::string::npos) << wrong.output;
 }

@@ -39,7 +39,8 @@ class JobStoreTest : public ::testing::Test {
   static std::vector<NewItem> Items(int n) {
     std::vector<NewItem> items;
     for (int i = 0; i < n; ++i) {
-      items.push_back({"req-" + std::to_string(i), "{\"prompt\":\"p" + std::to_string(i) + "\"}", ""});
+      items.push_back(
+          {"req-" + std::to_string(i), "{\"prompt\":\"p" + std::to_string(i) + "\"}", ""});
     }
     return items;
   }
@@ -245,7 +246,8 @@ TEST_F(JobStoreTest, StateSurvivesReopen) {
   EXPECT_EQ(store_->ListGroups()->size(), 1u);
   auto rest = store_->LeaseItems(a, 10, 30);
   ASSERT_EQ(rest->size(), 1u);
-  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*leased)[1].item_id, "y"), Ok((*rest)[0].item_id, "z")}).ok());
+  ASSERT_TRUE(
+      store_->CompleteItems(a, {Ok((*leased)[1].item_id, "y"), Ok((*rest)[0].item_id, "z")}).ok());
   Reopen();
   EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kDone);
   EXPECT_EQ(store_->FetchResults(job->id, 0, 10)->results.size(), 3u);
@@ -328,7 +330,9 @@ TEST_F(JobStoreTest, KillNineMidTransactionLosesNothingCommitted) {
     for (const auto& l : *leased) batch.push_back(Ok(l.item_id, "x"));
     ASSERT_TRUE(store_->CompleteItems(g, batch).ok());
   }
-  for (const JobInfo& j : *store_->ListJobs(0)) {
+  auto jobs_after = store_->ListJobs(0);
+  ASSERT_TRUE(jobs_after.ok());
+  for (const JobInfo& j : *jobs_after) {
     EXPECT_EQ(j.state, JobState::kDone) << j.id;
     EXPECT_EQ(j.items_done, 40) << j.id;
   }
