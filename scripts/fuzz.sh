@@ -16,7 +16,14 @@ mkdir -p "$FUZZ_DIR/artifacts"
 for t in "${TARGETS[@]}"; do
   corpus="$FUZZ_DIR/corpus-$t"
   mkdir -p "$corpus"
+  seeds=()
+  if [ -d "tests/fuzz/seeds/$t" ]; then seeds=("tests/fuzz/seeds/$t"); fi
   echo "fuzz: $t for ${SECONDS_PER_TARGET}s"
-  "$FUZZ_DIR/tests/fuzz/$t" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
-    -artifact_prefix="$FUZZ_DIR/artifacts/$t-" "$corpus" tests/fuzz/seeds/$t 2>&1 | tail -n 3
+  if ! "$FUZZ_DIR/tests/fuzz/$t" -max_total_time="$SECONDS_PER_TARGET" \
+      -artifact_prefix="$FUZZ_DIR/artifacts/$t-" "$corpus" "${seeds[@]}" > "$FUZZ_DIR/$t.log" 2>&1; then
+    tail -n 30 "$FUZZ_DIR/$t.log"
+    echo "fuzz: $t FAILED (crashing input in $FUZZ_DIR/artifacts/)"
+    exit 1
+  fi
+  grep -E "^(Done|#[0-9]+ +DONE)" "$FUZZ_DIR/$t.log" | tail -n 1
 done
