@@ -7,6 +7,10 @@
 
 #include <cstdint>
 
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace df11 {
 
 // Requires 0 <= t_new <= t_total, n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
@@ -18,5 +22,22 @@ void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
                   int64_t head_dim,
                   float* out,  // (t_new, n_heads, head_dim)
                   int threads);
+
+#if DF11_WITH_CUDA
+// Largest head_dim AttentionCuda supports.
+inline constexpr int64_t kAttentionCudaMaxHeadDim = 256;
+
+// The same attention on `stream` (device pointers), one block per (query, head) walking the
+// visible cache in tiles with an online softmax (running max and sum, rescaled accumulators), so
+// results differ from AttentionRef by rounding only. Same requirements as AttentionRef, plus
+// head_dim <= kAttentionCudaMaxHeadDim and t_new * n_heads <= INT32_MAX.
+void AttentionCuda(const float* q,        // (t_new, n_heads, head_dim)
+                   const float* k_cache,  // (t_total, n_kv_heads, head_dim)
+                   const float* v_cache,  // (t_total, n_kv_heads, head_dim)
+                   int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim,
+                   float* out,  // (t_new, n_heads, head_dim)
+                   cudaStream_t stream);
+#endif
 
 }  // namespace df11

@@ -6,6 +6,10 @@
 
 #include <cstdint>
 
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace df11 {
 
 // Exact (BF16 widens to FP32 without rounding). Requires vocab, hidden >= 1, n >= 0.
@@ -14,5 +18,16 @@ void EmbeddingGatherRef(const uint16_t* table,  // (vocab, hidden) BF16
                         const int32_t* ids,  // (n) global token ids
                         int64_t n, int64_t row_begin,
                         float* out);  // (n, hidden)
+
+#if DF11_WITH_CUDA
+// The same gather on `stream`, bit-identical to EmbeddingGatherRef; all pointers are device
+// pointers. Requires n <= INT32_MAX.
+void EmbeddingGatherCuda(const uint16_t* table,  // (vocab, hidden) BF16
+                         int64_t vocab, int64_t hidden,
+                         const int32_t* ids,  // (n) global token ids
+                         int64_t n, int64_t row_begin,
+                         float* out,  // (n, hidden)
+                         cudaStream_t stream);
+#endif
 
 }  // namespace df11

@@ -8,6 +8,10 @@
 
 #include <cstdint>
 
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace df11 {
 
 // Requires rows >= 0, dim >= 1. y may equal x (in place); otherwise they must not overlap.
@@ -15,5 +19,16 @@ void RmsNormRef(const float* x,         // (rows, dim)
                 const uint16_t* weight,  // (dim) BF16
                 float eps, int64_t rows, int64_t dim,
                 float* y);  // (rows, dim)
+
+#if DF11_WITH_CUDA
+// The same on `stream`, device pointers, one block per row. The mean of squares is summed in
+// FP32 (a per-thread sum, then warp shuffles), so results differ from RmsNormRef by a few ulps.
+// Requires rows <= INT32_MAX; y may equal x.
+void RmsNormCuda(const float* x,          // (rows, dim)
+                 const uint16_t* weight,  // (dim) BF16
+                 float eps, int64_t rows, int64_t dim,
+                 float* y,  // (rows, dim)
+                 cudaStream_t stream);
+#endif
 
 }  // namespace df11

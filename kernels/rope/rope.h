@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace df11 {
 
 // The rope fields of a Hugging Face config (rope_theta and rope_scaling).
@@ -34,5 +38,16 @@ void RopeRef(float* x,  // (tokens, heads, head_dim)
              int64_t tokens, int64_t heads, int64_t head_dim,
              const int32_t* positions,  // (tokens)
              const float* inv_freq);    // (head_dim / 2)
+
+#if DF11_WITH_CUDA
+// The same rotation on `stream` (device pointers), in the same operation order without fused
+// multiply-adds; cos/sin come from CUDA's sincosf (<= 2 ulp), so results differ from RopeRef by
+// a few ulps of |x|. Requires tokens <= INT32_MAX.
+void RopeCuda(float* x,  // (tokens, heads, head_dim)
+              int64_t tokens, int64_t heads, int64_t head_dim,
+              const int32_t* positions,  // (tokens)
+              const float* inv_freq,     // (head_dim / 2)
+              cudaStream_t stream);
+#endif
 
 }  // namespace df11

@@ -7,6 +7,10 @@
 
 #include <cstdint>
 
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace df11 {
 
 struct SamplingParams {
@@ -22,6 +26,16 @@ struct SamplingParams {
 // Requires n >= 1.
 int32_t ArgmaxRef(const float* logits,  // (n)
                   int64_t n);
+
+#if DF11_WITH_CUDA
+// ArgmaxRef on `stream`: one block reduces logits (device) and writes the index to *index (a
+// device int32), with the same tie, NaN and all-NaN rules, so the result is identical.
+// Requires 1 <= n <= INT32_MAX.
+void ArgmaxCuda(const float* logits,  // (n)
+                int64_t n,
+                int32_t* index,  // (1)
+                cudaStream_t stream);
+#endif
 
 // The token for one request. The penalty applies in greedy mode too (as HF); top-k/top-p/min-p
 // only when sampling. Ties in top-p's sort order go to the lower token id; the draw walks the

@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launcher/batch/batch_io.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace df11 {
 namespace {
 
@@ -32,12 +39,15 @@ StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt, bool chat
   return tokenizer.Encode(text, !chat_template->adds_bos());
 }
 
-BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
-                         const BatchDefaults& defaults, const Tokenizer& tokenizer,
-                         const ChatTemplate* chat) {
+namespace {
+
+// Parses one request; `fixed_id`: the custom_id is given, not read from the JSON.
+BatchItem ParseRequest(const std::string& line, const std::string& where,
+                       const std::string& default_id, bool fixed_id,
+                       const BatchDefaults& defaults, const Tokenizer& tokenizer,
+                       const ChatTemplate* chat) {
   BatchItem item;
-  item.custom_id = "line-" + std::to_string(line_number);
-  const std::string where = "line " + std::to_string(line_number) + ": ";
+  item.custom_id = default_id;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
@@ -50,7 +60,7 @@ BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
     item.error = where + "expected a JSON object";
     return item;
   }
-  if (j.contains("custom_id")) {
+  if (!fixed_id && j.contains("custom_id")) {
     if (!j["custom_id"].is_string()) {
       item.error = where + "\"custom_id\" must be a string";
       return item;
@@ -122,6 +132,21 @@ BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
   return item;
 }
 
+}  // namespace
+
+BatchItem ParseBatchLine(const std::string& line, int64_t line_number,
+                         const BatchDefaults& defaults, const Tokenizer& tokenizer,
+                         const ChatTemplate* chat) {
+  return ParseRequest(line, "line " + std::to_string(line_number) + ": ",
+                      "line-" + std::to_string(line_number), false, defaults, tokenizer, chat);
+}
+
+BatchItem ParseBatchRequest(const std::string& request_json, const std::string& custom_id,
+                            const BatchDefaults& defaults, const Tokenizer& tokenizer,
+                            const ChatTemplate* chat) {
+  return ParseRequest(request_json, "", custom_id, true, defaults, tokenizer, chat);
+}
+
 nlohmann::json ResultToJson(const GenerationResult& r) {
   if (!r.error.empty()) return ErrorToJson(r.id, r.error);
   nlohmann::json j;
@@ -136,6 +161,75 @@ nlohmann::json ResultToJson(const GenerationResult& r) {
 
 nlohmann::json ErrorToJson(const std::string& custom_id, const std::string& error) {
   return {{"custom_id", custom_id}, {"error", error}};
+}
+
+std::string ToJsonLine(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+StatusOr<std::unique_ptr<ResultFile>> ResultFile::Open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::IoError("--output " + path + ": cannot open: " + std::strerror(errno));
+  }
+  std::unique_ptr<ResultFile> file(new ResultFile(path, fd));
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf, sizeof(buf), static_cast<off_t>(text.size()));
+    if (n < 0) return Status::IoError("--output " + path + ": read: " + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  // Complete lines; `keep` is where the last good line ends.
+  size_t at = 0, keep = 0;
+  while (at < text.size()) {
+    const size_t nl = text.find('\n', at);
+    if (nl == std::string::npos) break;  // no newline: torn
+    nlohmann::json j = nlohmann::json::parse(text.begin() + static_cast<std::ptrdiff_t>(at),
+                                             text.begin() + static_cast<std::ptrdiff_t>(nl),
+                                             nullptr, /*allow_exceptions=*/false);
+    const bool last = nl + 1 == text.size();
+    if (j.is_discarded()) {
+      if (last) break;  // a torn last line
+      at = nl + 1;      // damage in the middle is left alone (and not counted as done)
+      keep = at;
+      continue;
+    }
+    if (j.is_object() && j.contains("custom_id") && j["custom_id"].is_string()) {
+      file->done_.insert(j["custom_id"].get<std::string>());
+    }
+    at = nl + 1;
+    keep = at;
+  }
+  if (keep < text.size()) {
+    file->truncated_ = static_cast<int64_t>(text.size() - keep);
+    if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::fsync(fd) != 0) {
+      return Status::IoError("--output " + path + ": cannot truncate its torn last line: " +
+                             std::strerror(errno));
+    }
+  }
+  return file;
+}
+
+ResultFile::~ResultFile() { ::close(fd_); }
+
+Status ResultFile::Append(const std::vector<std::string>& lines) {
+  for (const std::string& line : lines) {
+    // One write(2) per line; a regular file takes it whole unless the disk fills up, and then
+    // the loop finishes it (a crash in between leaves a torn last line, truncated on resume).
+    size_t done = 0;
+    while (done < line.size()) {
+      const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::IoError("--output " + path_ + ": write: " + std::strerror(errno));
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (::fsync(fd_) != 0) {
+    return Status::IoError("--output " + path_ + ": fsync: " + std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
 }  // namespace df11

@@ -5,11 +5,15 @@
 // (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too);
 // output lines are {"custom_id", "text", "token_ids", "finish_reason", "usage"} or
 // {"custom_id", "error"} for a line that cannot be served.
+// ResultFile appends result lines to an output file so that an interrupted batch resumes: lines
+// already there are skipped on the next run, and a crash never leaves a torn line behind.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,11 +43,43 @@ struct BatchItem {
 BatchItem ParseBatchLine(const std::string& line, int64_t line_number, const BatchDefaults& defaults,
                          const Tokenizer& tokenizer, const ChatTemplate* chat);
 
+// Parses one request of a submitted job (the JSON a coordinator item carries): like a batch line,
+// but the result keeps `custom_id` whatever the JSON says, and errors carry no line number.
+BatchItem ParseBatchRequest(const std::string& request_json, const std::string& custom_id,
+                            const BatchDefaults& defaults, const Tokenizer& tokenizer,
+                            const ChatTemplate* chat);
+
 // Turns a prompt (plain or chat) into token ids.
 StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt, bool chat,
                                             const Tokenizer& tokenizer, const ChatTemplate* chat_template);
 
 nlohmann::json ResultToJson(const GenerationResult& result);
 nlohmann::json ErrorToJson(const std::string& custom_id, const std::string& error);
+// `j` as one output line: compact JSON (invalid UTF-8 replaced) and a trailing newline.
+std::string ToJsonLine(const nlohmann::json& j);
+
+// An output file of result lines, opened for appending. Open() reads the lines already there:
+// the custom_id of every complete line (valid JSON ending in a newline) goes to done_ids(); a
+// torn last line (no trailing newline, or not valid JSON) is truncated away. Append() writes each
+// line with one write(2) (O_APPEND) and then fsyncs, so after a crash the file holds whole lines.
+class ResultFile {
+ public:
+  static StatusOr<std::unique_ptr<ResultFile>> Open(const std::string& path);
+  ~ResultFile();
+  ResultFile(const ResultFile&) = delete;
+  ResultFile& operator=(const ResultFile&) = delete;
+
+  const std::set<std::string>& done_ids() const { return done_; }
+  int64_t truncated_bytes() const { return truncated_; }
+  // `lines`: each one whole line ending in '\n' (see ToJsonLine).
+  Status Append(const std::vector<std::string>& lines);
+
+ private:
+  ResultFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  std::string path_;
+  int fd_;
+  std::set<std::string> done_;
+  int64_t truncated_ = 0;
+};
 
 }  // namespace df11

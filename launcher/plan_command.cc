@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "launcher/plan_command.h"
+
+#include <cstdio>
+
+#include "runtime/model/deploy_config.h"
+#include "runtime/model/memory_plan.h"
+
+namespace df11 {
+
+CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
+  auto* plan = app->add_subcommand("plan", "per-GPU memory plan from config.json; does it fit?");
+  plan->add_option("--model", f->model, "model directory (config.json is enough)");
+  plan->add_option("--config", f->config, "deployment YAML (configs/*.yaml)");
+  plan->add_option("--tp", f->tp, "tensor-parallel GPUs per stage")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  plan->add_option("--pp", f->pp, "pipeline stages")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  plan->add_option("--gpu-memory", f->gpu_memory_gb, "GiB of memory per GPU (80 for an H100 80GB)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  plan->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
+                   "share of each GPU the runtime may use")->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  plan->add_option("--context", f->context, "tokens per sequence (0: the model's maximum)")
+      ->check(CLI::NonNegativeNumber);
+  plan->add_flag("--bf16", f->bf16, "plan for uncompressed BF16 weights instead of DF11");
+  return plan;
+}
+
+int RunPlan(const PlanFlags& f) {
+  MemoryPlanOptions o;
+  std::string model_dir = f.model;
+  o.tp = f.tp;
+  o.pp = f.pp;
+  o.gpu_memory_bytes = f.gpu_memory_gb * (1 << 30);
+  o.memory_fraction = f.gpu_memory_fraction;
+  o.context = f.context;
+  o.df11 = !f.bf16;
+  if (!f.config.empty()) {
+    auto d = LoadDeployConfig(f.config);
+    if (!d.ok()) {
+      std::fprintf(stderr, "df11-run plan: %s\n", d.status().ToString().c_str());
+      return 2;
+    }
+    model_dir = d->model_config;
+    o.tp = d->tp;
+    o.pp = d->pp;
+    o.gpu_memory_bytes = d->gpu_memory_gb * (1 << 30);
+    o.memory_fraction = d->gpu_memory_fraction;
+    o.context = d->context;
+  }
+  if (model_dir.empty()) {
+    std::fprintf(stderr, "df11-run plan: give --model DIR or --config FILE\n");
+    return 2;
+  }
+  auto config = LoadModelConfig(model_dir);
+  if (!config.ok()) {
+    std::fprintf(stderr, "df11-run plan: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  auto plan = PlanMemory(*config, o);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "df11-run plan: %s\n", plan.status().ToString().c_str());
+    return 2;
+  }
+  std::printf("%s", plan->Format(o).c_str());
+  return plan->fits ? 0 : 1;
+}
+
+}  // namespace df11

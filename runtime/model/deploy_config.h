@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// Deployment configs (configs/*.yaml): which model, how it is split, the GPU memory it may use
+// and the engine's limits. Loading validates every field and names the file and key in errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/core/status.h"
+
+namespace df11 {
+
+struct DeployConfig {
+  std::string model;         // sharded model directory
+  std::string model_config;  // directory holding config.json (for planning)
+  int tp = 1;
+  int pp = 1;
+  double gpu_memory_gb = 80;
+  double gpu_memory_fraction = 0.9;
+  int64_t batch_size = 8;
+  int64_t context = 0;  // 0: the model's max_position_embeddings
+  double collective_timeout_s = 120;
+};
+
+// Relative paths are taken relative to the current directory.
+StatusOr<DeployConfig> LoadDeployConfig(const std::string& path);
+
+}  // namespace df11

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+// Per-GPU memory plan of a tensor- x pipeline-parallel deployment, from config.json alone:
+// compressed weights of the worst rank, two BF16 scratch buffers for its largest layer slice,
+// an activation workspace, and what is left for the KV cache (tokens, and sequences at a context).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/core/status.h"
+#include "runtime/formats/model_config.h"
+
+namespace df11 {
+
+struct MemoryPlanOptions {
+  int tp = 1;
+  int pp = 1;
+  double gpu_memory_bytes = 80.0 * (1 << 30);  // per GPU (an "80 GB" H100 has 80 GiB)
+  double memory_fraction = 0.90;    // --gpu-memory-fraction: share of the GPU the runtime may use
+  bool df11 = true;                 // false: BF16 weights
+  double df11_bits_per_weight = 10.87;  // measured on Llama 3.1 405B (spec section 4)
+  int64_t context = 0;              // tokens per sequence; 0: max_position_embeddings
+  int64_t workspace_tokens = 2048;  // tokens of activations one step may hold
+};
+
+struct MemoryPlan {
+  int64_t parameters = 0;            // whole model
+  double weight_bytes = 0;           // worst rank: its layers, embedding / LM head slices, norms
+  double scratch_bytes = 0;          // two decode buffers for its largest layer slice (DF11 only)
+  double workspace_bytes = 0;        // activations of one step
+  double kv_bytes_per_token = 0;     // this rank's layers and kv heads, BF16 K and V
+  double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction
+  double kv_bytes = 0;               // what is left for the cache
+  int64_t kv_tokens = 0;
+  int64_t context = 0;
+  int64_t max_sequences = 0;         // kv_tokens / context
+  bool fits = false;
+
+  std::string Format(const MemoryPlanOptions& options) const;
+};
+
+StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, const MemoryPlanOptions& options);
+
+}  // namespace df11

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// The memory plan: Llama 3.1 405B fits one 8 x 80 GB node losslessly as DF11 (TP 8) and does not
+// as BF16; the deployment YAMLs in configs/ load; bad configs name the file and key.
+#include "runtime/model/memory_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "runtime/model/deploy_config.h"
+
+namespace df11 {
+namespace {
+
+const std::string kConfigs = std::string(DF11_TEST_DATA_DIR) + "/../../configs";
+
+TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
+  auto c = LoadModelConfig(kConfigs + "/models/llama-3.1-405b");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  MemoryPlanOptions o;
+  o.tp = 8;
+  o.gpu_memory_bytes = 80.0 * (1 << 30);
+  o.memory_fraction = 0.92;
+  o.context = 8192;
+  auto df11 = PlanMemory(*c, o);
+  ASSERT_TRUE(df11.ok());
+  EXPECT_NEAR(df11->parameters / 1e9, 405.9, 0.5);
+  // 810 GB of BF16 at 10.87 bits/weight over 8 GPUs: ~69 GB each.
+  EXPECT_NEAR(df11->weight_bytes / 1e9, 68.9, 1.0);
+  EXPECT_TRUE(df11->fits) << df11->Format(o);
+  EXPECT_GT(df11->kv_tokens, 65536);  // ~8 GB left for the KV cache at 64.5 KB per token
+  o.df11 = false;
+  auto bf16 = PlanMemory(*c, o);
+  ASSERT_TRUE(bf16.ok());
+  EXPECT_GT(bf16->weight_bytes / 1e9, 100);
+  EXPECT_FALSE(bf16->fits);
+  o.tp = 7;
+  EXPECT_FALSE(PlanMemory(*c, o).ok());
+}
+
+TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
+  for (const char* name : {"llama-3.1-405b-8xh100-tp8.yaml", "llama-3.1-405b-2x8xh100-tp8-pp2.yaml",
+                           "tiny-cpu-tp2-pp2.yaml"}) {
+    auto d = LoadDeployConfig(kConfigs + "/" + name);
+    ASSERT_TRUE(d.ok()) << name << ": " << d.status().ToString();
+  }
+  auto two = LoadDeployConfig(kConfigs + "/llama-3.1-405b-2x8xh100-tp8-pp2.yaml");
+  EXPECT_EQ(two->tp, 8);
+  EXPECT_EQ(two->pp, 2);
+  const std::string bad = "/tmp/df11_bad_deploy.yaml";
+  std::ofstream(bad) << "model: x\nparallel: {tp: eight}\n";
+  auto b = LoadDeployConfig(bad);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("\"tp\""), std::string::npos) << b.status().ToString();
+  std::ofstream(bad) << "model: x\ngpus: 8\n";
+  EXPECT_NE(LoadDeployConfig(bad).status().message().find("unknown key \"gpus\""), std::string::npos);
+  std::ofstream(bad) << "model: [unclosed\n";
+  EXPECT_FALSE(LoadDeployConfig(bad).ok());
+  EXPECT_EQ(LoadDeployConfig("/nonexistent.yaml").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace df11

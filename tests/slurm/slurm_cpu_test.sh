@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Brings up a private single-node Slurm on this machine (munged, slurmctld, slurmd, all with their
+# own socket, ports, state and logs in a temporary directory), then runs
+# scripts/slurm/cpu-4rank.sbatch on a tiny Qwen3-shaped model sharded TP2 x PP2 and checks that
+# the job COMPLETED and that its results match single-process `df11-run generate` line for line.
+# Every daemon it starts is stopped by PID on exit.
+#
+#   tests/slurm/slurm_cpu_test.sh BUILD_DIR        (BUILD_DIR/launcher holds df11 and df11-run)
+#
+# Needs root and the Debian packages slurm-wlm and munge; exits 77 (skipped) without them.
+# Environment: LAUNCHER (mpirun | srun, passed to the template) [mpirun], JOB_TIMEOUT [120],
+# KEEP_TMP=1 keeps the temporary directory.
+set -euo pipefail
+
+SRC_DIR=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=$(cd "${1:?usage: slurm_cpu_test.sh BUILD_DIR}" && pwd)
+DF11="$BUILD_DIR/launcher/df11"
+RUN="$BUILD_DIR/launcher/df11-run"
+LAUNCHER=${LAUNCHER:-mpirun}
+JOB_TIMEOUT=${JOB_TIMEOUT:-120}
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" -eq 0 ] || skip "needs root (slurmctld/slurmd run as root here)"
+for t in munged slurmctld slurmd sbatch scontrol sinfo; do
+  command -v "$t" > /dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin"
+  command -v "$t" > /dev/null 2>&1 || skip "$t not installed (apt-get install slurm-wlm munge)"
+done
+id munge > /dev/null 2>&1 || skip "no munge user (apt-get install munge)"
+[ -x "$DF11" ] && [ -x "$RUN" ] || { echo "FAIL: no df11 / df11-run in $BUILD_DIR/launcher"; exit 1; }
+command -v mpirun > /dev/null || skip "mpirun not installed"
+
+T0=$(date +%s.%N)
+elapsed() { printf '%.1f s' "$(echo "$(date +%s.%N) - $T0" | bc -l 2> /dev/null || echo 0)"; }
+log() { echo "[slurm_cpu_test $(elapsed)] $*"; }
+
+TMP=$(mktemp -d /tmp/df11-slurm-test.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "${JOB_ID:-}" ] && [ "$rc" -ne 0 ]; then
+    scontrol show job "$JOB_ID" 2> /dev/null | sed 's/^/  job| /'
+    [ -f "$TMP/job.out" ] && sed 's/^/  job.out| /' "$TMP/job.out"
+  fi
+  if [ "$rc" -ne 0 ]; then
+    for f in slurmctld.log slurmd.log munge/munged.log; do
+      [ -f "$TMP/$f" ] && { echo "---- tail $f"; tail -n 25 "$TMP/$f"; }
+    done
+  fi
+  # Reverse start order: slurmd, slurmctld, munged. TERM, then KILL after 5 s.
+  local i pid
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[$i]}
+    kill -TERM "$pid" 2> /dev/null || continue
+    for _ in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+  done
+  if [ "${KEEP_TMP:-0}" = "1" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
+  log "done (exit $rc)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Two free TCP ports for slurmctld and slurmd.
+free_ports() {
+  python3 - << 'EOF'
+import socket
+socks = []
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+read -r CTLD_PORT SLURMD_PORT <<< "$(free_ports)"
+HOST=$(hostname)
+
+# ---- munged: the Debian key in /etc/munge (owned by munge), private socket/pid/log/seed.
+mkdir -p "$TMP/munge"
+chown munge:munge "$TMP/munge"
+chmod 755 "$TMP/munge"   # munged wants the socket directory searchable by all
+KEY=/etc/munge/munge.key
+if [ ! -s "$KEY" ]; then
+  KEY="$TMP/munge/munge.key"
+  head -c 1024 /dev/urandom > "$KEY"
+  chown munge:munge "$KEY"
+  chmod 400 "$KEY"
+fi
+MUNGE_SOCKET="$TMP/munge/munge.socket"
+runuser -u munge -- munged -F --key-file="$KEY" --socket="$MUNGE_SOCKET" \
+  --pid-file="$TMP/munge/munged.pid" --log-file="$TMP/munge/munged.log" \
+  --seed-file="$TMP/munge/munged.seed" > "$TMP/munge/munged.stdout" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -S "$MUNGE_SOCKET" ] && break; sleep 0.1; done
+[ -S "$MUNGE_SOCKET" ] || { echo "FAIL: munged did not start"; exit 1; }
+log "munged up (pid ${PIDS[-1]}, socket $MUNGE_SOCKET)"
+
+# ---- slurm.conf: this host with 4 CPUs whatever it has (config_overrides: 4 ranks fit on 2 cores),
+# private ports, state and logs, no cgroups (linuxproc, task/none).
+mkdir -p "$TMP/state" "$TMP/spool"
+export SLURM_CONF="$TMP/slurm.conf"
+cat > "$SLURM_CONF" << EOF
+ClusterName=df11test
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$MUNGE_SOCKET
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+StateSaveLocation=$TMP/state
+SlurmdSpoolDir=$TMP/spool
+SlurmctldPidFile=$TMP/slurmctld.pid
+SlurmdPidFile=$TMP/slurmd.pid
+SlurmctldLogFile=$TMP/slurmctld.log
+SlurmdLogFile=$TMP/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/builtin
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=600
+InactiveLimit=0
+KillWait=5
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=4 State=UNKNOWN
+PartitionName=df11 Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
+EOF
+
+slurmctld -D -c -f "$SLURM_CONF" > "$TMP/slurmctld.stdout" 2>&1 &
+PIDS+=($!)
+slurmd -D -f "$SLURM_CONF" -N "$HOST" > "$TMP/slurmd.stdout" 2>&1 &
+PIDS+=($!)
+log "slurmctld (pid ${PIDS[-2]}, port $CTLD_PORT) and slurmd (pid ${PIDS[-1]}, port $SLURMD_PORT) started"
+state=""
+for _ in $(seq 150); do
+  state=$(sinfo -h -n "$HOST" -o '%T' 2> /dev/null || true)
+  case "$state" in idle*|mixed*|allocated*) break ;; esac
+  sleep 0.2
+done
+case "$state" in idle*|mixed*|allocated*) ;; *) echo "FAIL: node not idle (state '$state')"; exit 1 ;; esac
+log "node $HOST is $state"
+
+# ---- tiny model, DF11, TP2 x PP2 shards, a small batch
+"$DF11" -q make-tiny --arch qwen3 --layers 4 --hidden 64 --heads 4 --kv-heads 2 --head-dim 16 \
+  --intermediate 128 --vocab-from "$SRC_DIR/tests/data/tokenizers/qwen3" --seed 3 "$TMP/bf16"
+"$DF11" -q compress "$TMP/bf16" "$TMP/df11"
+"$DF11" -q shard "$TMP/df11" "$TMP/tp2pp2" --tp 2 --pp 2
+cat > "$TMP/batch.jsonl" << 'EOF'
+{"custom_id": "a", "prompt": "Hello, my name is", "max_tokens": 8}
+{"custom_id": "b", "prompt": "The capital of France", "max_tokens": 6}
+{"custom_id": "c", "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0.8, "top_p": 0.95, "seed": 7}
+{"custom_id": "d", "prompt": "1, 2, 3,", "max_tokens": 10, "stop": ["\n"]}
+{"custom_id": "e", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+EOF
+"$RUN" generate --model "$TMP/df11" --threads 2 --input "$TMP/batch.jsonl" \
+  --output "$TMP/expected.jsonl" 2> "$TMP/single.log"
+log "model made, sharded; single-process reference written"
+
+# ---- the job
+cd "$TMP"
+JOB_ID=$(sbatch --parsable --chdir="$TMP" --output="$TMP/job.out" \
+  --export=ALL,DF11_BIN="$BUILD_DIR/launcher",MODEL="$TMP/tp2pp2",INPUT="$TMP/batch.jsonl",OUTPUT="$TMP/results.jsonl",LAUNCHER="$LAUNCHER",THREADS=1 \
+  "$SRC_DIR/scripts/slurm/cpu-4rank.sbatch")
+JOB_ID=${JOB_ID%%;*}
+log "submitted job $JOB_ID (launcher $LAUNCHER)"
+job_state=""
+deadline=$(($(date +%s) + JOB_TIMEOUT))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+  job_state=$(scontrol show job "$JOB_ID" 2> /dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+  case "$job_state" in
+    COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) break ;;
+  esac
+  sleep 0.5
+done
+log "job $JOB_ID: ${job_state:-unknown}"
+if [ "$job_state" != "COMPLETED" ]; then
+  [ -z "$job_state" ] || [ "$(date +%s)" -lt "$deadline" ] || scancel "$JOB_ID" 2> /dev/null || true
+  echo "FAIL: job $JOB_ID ended ${job_state:-in no known state} (want COMPLETED)"
+  exit 1
+fi
+sed 's/^/  job.out| /' "$TMP/job.out"
+
+# ---- every input line has exactly one result with its custom_id, equal to the single process
+ids_in=$(jq -r .custom_id "$TMP/batch.jsonl" | sort)
+ids_out=$(jq -r .custom_id "$TMP/results.jsonl" | sort)
+if [ "$ids_in" != "$ids_out" ]; then
+  echo "FAIL: custom_ids differ: in [$(echo $ids_in)] out [$(echo $ids_out)]"
+  exit 1
+fi
+if ! diff <(jq -cS . "$TMP/expected.jsonl" | sort) <(jq -cS . "$TMP/results.jsonl" | sort); then
+  echo "FAIL: the Slurm job's results differ from single-process df11-run generate"
+  exit 1
+fi
+if jq -e 'select(has("error"))' "$TMP/results.jsonl" > /dev/null; then
+  echo "FAIL: a result line carries an error"; exit 1
+fi
+log "PASS: $(wc -l < "$TMP/results.jsonl") results, same as the single process"
