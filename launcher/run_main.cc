@@ -1,16 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 // `df11-run generate`: loads a BF16 or DF11 model and generates, from one --prompt (printed with
-// timings and memory) or from a JSONL batch (--input/--output, one result line per input line).
+// timings and memory) or from a JSONL batch (--input/--output, one result line per input line;
+// resumable: custom_ids the output already holds are skipped, see worker/batch_generator.h).
+// `df11-run serve`: the same model as a worker group of df11-coordinator: leases items, generates,
+// reports results (worker/worker_agent.h). Both run on one process, or under mpirun/srun on a
+// sharded model, where rank 0 leads and the other ranks follow its plans.
 #include <CLI/CLI.hpp>
 #include <glog/logging.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <xxhash.h>
 
 #include "launcher/batch/batch_io.h"
+#include "launcher/worker/batch_generator.h"
+#include "launcher/worker/worker_agent.h"
+#include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
 #include "runtime/engine/engine.h"
 #include "parallel/mpi_bootstrap.h"
@@ -39,6 +48,14 @@ struct GenerateFlags {
   bool chat = false;
   int threads = 0;
   double collective_timeout_s = 120;
+  // serve
+  bool serve = false;
+  std::string coordinator;
+  std::string token_file;
+  int64_t max_items = 0;
+  double heartbeat_s = 0;
+  double idle_exit_s = 0;
+  double rpc_timeout_s = 10;
 };
 
 int Fail(const Status& s) {
@@ -59,10 +76,6 @@ int64_t PeakRssBytes() {
   return 0;
 }
 
-std::string JsonLine(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
 void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
                  const Transformer& t) {
   std::fprintf(stderr,
@@ -72,80 +85,101 @@ void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
                t.ScratchBytes() / 1e6);
 }
 
-// The leader's part: requests in, generation through `runner`, results out.
-int ServeRequests(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner) {
-  auto tokenizer = Tokenizer::FromDirectory(f.model);
-  if (!tokenizer.ok()) return Fail(tokenizer.status().WithContext("tokenizer of " + f.model));
-  std::optional<ChatTemplate> chat;
-  if (auto c = ChatTemplate::FromDirectory(f.model); c.ok()) chat = std::move(c).value();
+// What `serve` registers: the group's ranks, hosts and devices, and which model it serves.
+struct GroupIdentity {
+  std::vector<std::string> hosts;  // one per rank
+  std::string manifest_hash;
+};
 
-  BatchDefaults defaults;
-  defaults.max_tokens = f.max_tokens;
-  defaults.sampling.temperature = f.temperature;
-  defaults.sampling.top_k = f.top_k;
-  defaults.sampling.top_p = f.top_p;
-  defaults.sampling.min_p = f.min_p;
-  defaults.sampling.repetition_penalty = f.repeat_penalty;
-  defaults.seed = f.seed;
-  defaults.chat = f.chat;
-
-  EngineOptions eopts;
-  eopts.batch_size = f.batch_size;
-  eopts.tokenizer = &*tokenizer;
-  for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
-  if (tokenizer->eos_id()) eopts.eos_ids.push_back(*tokenizer->eos_id());
-  if (chat) {
-    for (int32_t id : chat->StopTokenIds(*tokenizer)) eopts.eos_ids.push_back(id);
+// The model's identity: a sharded dir's manifest source hash, else the xxh64 of config.json.
+StatusOr<std::string> ModelHash(const std::string& model) {
+  if (IsShardedModelDir(model)) {
+    DF11_ASSIGN_OR_RETURN(ShardLayout layout, ReadShardLayout(model));
+    const nlohmann::json& m = layout.manifest;
+    if (m.contains("source") && m["source"].contains("hash") && m["source"]["hash"].is_string()) {
+      return m["source"]["hash"].get<std::string>();
+    }
   }
-  Engine engine(runner, eopts);
+  DF11_ASSIGN_OR_RETURN(std::string config, ReadFileToString(JoinPath(model, "config.json")));
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx",
+                static_cast<unsigned long long>(XXH64(config.data(), config.size(), 0)));
+  return std::string(hex);
+}
 
-  // Requests from --prompt or from the input file; per-line errors are kept in order.
-  std::vector<BatchItem> items;
+int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* generator,
+          StepRunner* keep_alive) {
+  WorkerOptions o;
+  if (Status s = ParseHostPort(f.coordinator, &o.control.host, &o.control.port); !s.ok()) {
+    return Fail(s);
+  }
+  auto token = ReadTokenFile(f.token_file);
+  if (!token.ok()) return Fail(token.status());
+  o.control.token = *token;
+  o.control.rpc_timeout_ms = static_cast<int32_t>(f.rpc_timeout_s * 1000);
+  o.control.connect_timeout_ms = std::min(o.control.rpc_timeout_ms, 5000);
+  o.group.ranks = static_cast<int32_t>(id.hosts.size());
+  o.group.hosts = id.hosts;
+  for (const std::string& h : id.hosts) o.group.devices.push_back(h + ":cpu");
+  o.group.manifest_hash = id.manifest_hash;
+  o.lease_items = static_cast<int32_t>(std::min<int64_t>(f.batch_size, 1 << 20));
+  o.max_items = f.max_items;
+  o.heartbeat_s = f.heartbeat_s;
+  o.idle_exit_s = f.idle_exit_s;
+  // Followers wait for plans at most --collective-timeout: keep-alive steps well within it.
+  o.keepalive_s = std::min(5.0, f.collective_timeout_s / 4);
+  GeneratorItemProcessor processor(generator, keep_alive);
+  auto summary = RunWorker(o, &processor);
+  if (!summary.ok()) return Fail(summary.status().WithContext("serve"));
+  std::fprintf(stderr,
+               "df11-run serve: group %s served %lld items (%lld failed, %lld dropped as "
+               "cancelled), %lld tokens in %.1f s\n",
+               summary->group_id.c_str(), static_cast<long long>(summary->items),
+               static_cast<long long>(summary->failed), static_cast<long long>(summary->dropped),
+               static_cast<long long>(summary->tokens), summary->seconds);
+  return 0;
+}
+
+// The leader's part: requests in, generation through `runner`, results out.
+int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
+         const GroupIdentity& id, StepRunner* keep_alive) {
+  GeneratorOptions g;
+  g.model = f.model;
+  g.batch_size = f.batch_size;
+  g.defaults.max_tokens = f.max_tokens;
+  g.defaults.sampling.temperature = f.temperature;
+  g.defaults.sampling.top_k = f.top_k;
+  g.defaults.sampling.top_p = f.top_p;
+  g.defaults.sampling.min_p = f.min_p;
+  g.defaults.sampling.repetition_penalty = f.repeat_penalty;
+  g.defaults.seed = f.seed;
+  g.defaults.chat = f.chat;
+  auto generator = BatchGenerator::Create(g, config, runner);
+  if (!generator.ok()) return Fail(generator.status());
+  if (f.serve) return Serve(f, id, generator->get(), keep_alive);
+
   if (!f.prompt.empty()) {
     BatchItem item;
     item.custom_id = "prompt";
-    auto ids = EncodePrompt(f.prompt, f.chat, *tokenizer, chat ? &*chat : nullptr);
+    auto ids = (*generator)->EncodePrompt(f.prompt);
     if (!ids.ok()) return Fail(ids.status().WithContext("--prompt"));
     GenerationRequest r;
     r.id = "prompt";
     r.prompt = std::move(ids).value();
     r.max_tokens = f.max_tokens;
-    r.sampling = defaults.sampling;
+    r.sampling = g.defaults.sampling;
     r.seed = f.seed;
     item.request = std::move(r);
-    items.push_back(std::move(item));
+    auto results = (*generator)->Generate({item});
+    if (!results.ok()) return Fail(results.status());
+    const GenerationResult& r0 = (*results)[0];
+    if (!r0.error.empty()) return Fail(Status::InvalidArgument(r0.error));
+    std::printf("%s\n", r0.text.c_str());
   } else {
-    std::ifstream in(f.input);
-    if (!in) return Fail(Status::NotFound("--input " + f.input + ": cannot open"));
-    std::string line;
-    int64_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      items.push_back(ParseBatchLine(line, n, defaults, *tokenizer, chat ? &*chat : nullptr));
-    }
+    auto summary = RunBatchFile(generator->get(), f.input, f.output);
+    if (!summary.ok()) return Fail(summary.status());
   }
-  std::vector<GenerationRequest> requests;
-  for (const BatchItem& it : items) {
-    if (it.request) requests.push_back(*it.request);
-  }
-  auto results = engine.Generate(requests);
-  if (!results.ok()) return Fail(results.status());
-
-  const EngineStats& s = engine.stats();
-  if (!f.prompt.empty()) {
-    const GenerationResult& r = (*results)[0];
-    if (!r.error.empty()) return Fail(Status::InvalidArgument(r.error));
-    std::printf("%s\n", r.text.c_str());
-  } else {
-    std::ofstream out(f.output, std::ios::trunc);
-    if (!out) return Fail(Status::IoError("--output " + f.output + ": cannot create"));
-    size_t next = 0;
-    for (const BatchItem& it : items) {
-      out << JsonLine(it.request ? ResultToJson((*results)[next++]) : ErrorToJson(it.custom_id, it.error));
-    }
-    if (!out.flush()) return Fail(Status::IoError("--output " + f.output + ": write failed"));
-  }
+  const EngineStats& s = (*generator)->stats();
   std::fprintf(stderr,
                "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s "
                "(%.1f tokens/s); peak memory %.1f MB\n",
@@ -167,7 +201,16 @@ int RunSingle(const GenerateFlags& f) {
   PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
               *weights, transformer);
   LocalStepRunner runner(&transformer);
-  return ServeRequests(f, weights->config, &runner);
+  GroupIdentity id;
+  if (f.serve) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    id.hosts = {host};
+    auto hash = ModelHash(f.model);
+    if (!hash.ok()) return Fail(hash.status());
+    id.manifest_hash = *hash;
+  }
+  return Lead(f, weights->config, &runner, id, nullptr);
 }
 
 // Every rank learns whether any rank failed, and all exit with the first failure's message.
@@ -186,6 +229,17 @@ bool AgreeOnErrors(Communicator* world, int rank, const Status& status) {
     }
   }
   return true;
+}
+
+// Every rank's host name, in rank order (a collective: every rank calls it).
+std::vector<std::string> GatherHosts(Communicator* world, const std::string& host) {
+  constexpr int64_t kLen = 256;
+  std::vector<char> mine(kLen, 0), all(kLen * world->size(), 0);
+  std::copy_n(host.begin(), std::min<size_t>(host.size(), kLen - 1), mine.begin());
+  world->AllGather(mine.data(), all.data(), kLen);
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world->size(); ++r) hosts.emplace_back(&all[r * kLen]);
+  return hosts;
 }
 
 // mpirun/srun: each rank loads only its shard; rank 0 leads, the others follow its plans.
@@ -238,9 +292,19 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
     PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                 *weights, transformer);
-    rc = ServeRequests(f, weights->config, &runner);
+    GroupIdentity id{GatherHosts(world_comm.get(), world.host), ""};
+    if (f.serve) {
+      auto hash = ModelHash(f.model);
+      if (!hash.ok()) {
+        rc = Fail(hash.status());
+      } else {
+        id.manifest_hash = *hash;
+      }
+    }
+    if (rc == 0) rc = Lead(f, weights->config, &runner, id, f.serve ? &runner : nullptr);
     runner.Shutdown();
   } else {
+    GatherHosts(world_comm.get(), world.host);
     Status s = runner.Serve();
     if (!s.ok()) rc = Fail(s);
   }
@@ -259,36 +323,59 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   GenerateFlags f;
   auto* gen = app.add_subcommand("generate", "generate from a prompt or a JSONL batch");
-  gen->add_option("--model", f.model, "model directory (BF16 or DF11)")->required();
+  auto* serve = app.add_subcommand(
+      "serve", "serve jobs of a df11-coordinator as one worker group (one process, or the ranks "
+               "of an mpirun on a sharded model)");
+  // The model and generation flags both commands share.
+  for (CLI::App* cmd : {gen, serve}) {
+    cmd->add_option("--model", f.model, "model directory (BF16, DF11, or sharded)")->required();
+    cmd->add_option("-n,--max-tokens", f.max_tokens, "maximum new tokens per request")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--temp", f.temperature, "sampling temperature; 0 is greedy")
+        ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+    cmd->add_option("--top-k", f.top_k, "keep the k most likely tokens; 0 is off")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--top-p", f.top_p, "nucleus sampling mass; 1 is off")
+        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    cmd->add_option("--min-p", f.min_p, "drop tokens below min-p times the top probability")
+        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    cmd->add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1 is off")
+        ->check(CLI::Range(1e-6, 100.0))->capture_default_str();
+    cmd->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
+        ->capture_default_str();
+    cmd->add_option("--batch-size", f.batch_size, "sequences decoded together")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
+    cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--collective-timeout", f.collective_timeout_s,
+                    "seconds a rank waits in a collective before ending the job")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+  }
   auto* prompt = gen->add_option("--prompt", f.prompt, "one prompt; prints the response");
   auto* input = gen->add_option("--input", f.input, "JSONL requests, one per line");
-  auto* output = gen->add_option("--output", f.output, "JSONL results, one per input line");
+  auto* output = gen->add_option(
+      "--output", f.output,
+      "JSONL results, one per input line; appended to: custom_ids already there are skipped");
   prompt->excludes(input);
   input->needs(output);
   output->needs(input);
-  gen->add_option("-n,--max-tokens", f.max_tokens, "maximum new tokens per request")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  gen->add_option("--temp", f.temperature, "sampling temperature; 0 is greedy")
-      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
-  gen->add_option("--top-k", f.top_k, "keep the k most likely tokens; 0 is off")
+
+  serve->add_option("--coordinator", f.coordinator, "HOST:PORT of df11-coordinator")->required();
+  serve->add_option("--token-file", f.token_file, "file holding the coordinator's token")
+      ->required()->check(CLI::ExistingFile);
+  serve->add_option("--max-items", f.max_items, "exit after serving this many items (0: no limit)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  gen->add_option("--top-p", f.top_p, "nucleus sampling mass; 1 is off")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  gen->add_option("--min-p", f.min_p, "drop tokens below min-p times the top probability")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  gen->add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1 is off")
-      ->check(CLI::Range(1e-6, 100.0))->capture_default_str();
-  gen->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
-      ->capture_default_str();
-  gen->add_option("--batch-size", f.batch_size, "sequences decoded together")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  gen->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
-  gen->add_option("--threads", f.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
-  gen->add_option("--collective-timeout", f.collective_timeout_s,
-                  "seconds a rank waits in a collective before ending the job")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  serve->add_option("--heartbeat-seconds", f.heartbeat_s,
+                    "heartbeat period (0: a third of the coordinator's lease)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  serve->add_option("--idle-exit-seconds", f.idle_exit_s,
+                    "exit 0 after this long without work (0: never)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  serve->add_option("--rpc-timeout", f.rpc_timeout_s, "seconds to wait for each coordinator call")
+      ->check(CLI::Range(0.1, 60.0))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (f.prompt.empty() && f.input.empty()) {
+  f.serve = serve->parsed();
+  if (!f.serve && f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
     return 2;
   }

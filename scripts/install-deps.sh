@@ -9,7 +9,7 @@ PACKAGES=(
   libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev libutf8proc-dev libxxhash-dev
   libsqlite3-dev libopenblas-dev libopenmpi-dev openmpi-bin libthrift-dev thrift-compiler
-  libboost-dev
+  libboost-dev slurm-wlm munge
 )
 
 missing=()

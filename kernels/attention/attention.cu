@@ -51,14 +51,15 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   for (int64_t d = threadIdx.x; d < head_dim; d += kThreads) q_shared[d] = qi[d];
-  float acc[kDimsPerThread];
+  float acc[kDimsPerThread];  // dims threadIdx.x + r * kThreads (loops unrolled: registers)
+#pragma unroll
   for (int r = 0; r < kDimsPerThread; ++r) acc[r] = 0.0f;
   float running_max = -INFINITY;  // meaningful in warp 0
   if (threadIdx.x == 0) running_sum = 0.0f;
   __syncthreads();
 
   for (int64_t tile = 0; tile < visible; tile += kTile) {
-    const int count = static_cast<int>(min<int64_t>(kTile, visible - tile));
+    const int count = visible - tile < kTile ? static_cast<int>(visible - tile) : kTile;
     for (int j = warp; j < count; j += kWarps) {
       const float* kj = k_head + (tile + j) * kv_stride;
       float partial = 0.0f;
@@ -81,18 +82,21 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     const float c = correction;
+#pragma unroll
     for (int r = 0; r < kDimsPerThread; ++r) {
       const int64_t d = threadIdx.x + r * kThreads;
-      if (d >= head_dim) break;
-      float a = acc[r] * c;
-      for (int j = 0; j < count; ++j) a += scores[j] * v_head[(tile + j) * kv_stride + d];
-      acc[r] = a;
+      if (d < head_dim) {
+        float a = acc[r] * c;
+        for (int j = 0; j < count; ++j) a += scores[j] * v_head[(tile + j) * kv_stride + d];
+        acc[r] = a;
+      }
     }
     __syncthreads();  // scores and correction are rewritten by the next tile
   }
 
   const float inv_sum = 1.0f / running_sum;
   float* oi = out + i * q_stride + h * head_dim;
+#pragma unroll
   for (int r = 0; r < kDimsPerThread; ++r) {
     const int64_t d = threadIdx.x + r * kThreads;
     if (d < head_dim) oi[d] = acc[r] * inv_sum;

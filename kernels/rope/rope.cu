@@ -38,8 +38,8 @@ void RopeCuda(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const i
   DF11_CHECK(tokens <= INT32_MAX);
   if (tokens == 0) return;
   DF11_CHECK(x != nullptr && positions != nullptr && inv_freq != nullptr);
-  RopeKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, heads, head_dim,
-                                                                     positions, inv_freq);
+  RopeKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, heads, head_dim, positions,
+                                                                     inv_freq);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

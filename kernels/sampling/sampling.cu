@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // ArgmaxCuda: one block of kThreads. Each thread scans a strided slice keeping its first maximum,
 // then warp shuffles and one shared-memory pass combine (value, index) pairs, preferring the
-// larger value and, on equal values, the lower index; NaNs never enter, so no pair is index -1
-// only when every logit is NaN (the result is then 0, as ArgmaxRef).
+// larger value and, on equal values, the lower index. NaNs are skipped; when every logit is NaN
+// no candidate survives and the result is 0, as ArgmaxRef.
 #include "kernels/common/check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/sampling/sampling.h"
@@ -36,14 +36,13 @@ __device__ __forceinline__ Candidate WarpBest(Candidate c) {
 }
 
 __global__ void __launch_bounds__(kThreads)
-    ArgmaxKernel(const float* __restrict__ logits, int32_t n, int32_t* __restrict__ index) {
+    ArgmaxKernel(const float* __restrict__ logits, int64_t n, int32_t* __restrict__ index) {
   __shared__ Candidate warp_best[kWarps];
   Candidate best{0.0f, -1};
-  for (int32_t i = threadIdx.x; i < n; i += kThreads) {
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) {  // i rises: the first maximum stays
     const float v = logits[i];
     if (isnan(v)) continue;
-    if (best.index < 0 || v > best.value) best = {v, i};  // i rises: the first maximum stays
-    if (i > n - kThreads) break;  // the next i would overflow int32 near INT32_MAX
+    if (best.index < 0 || v > best.value) best = {v, static_cast<int32_t>(i)};
   }
   best = WarpBest(best);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -60,7 +59,7 @@ __global__ void __launch_bounds__(kThreads)
 void ArgmaxCuda(const float* logits, int64_t n, int32_t* index, cudaStream_t stream) {
   DF11_CHECK(n >= 1 && n <= INT32_MAX);
   DF11_CHECK(logits != nullptr && index != nullptr);
-  ArgmaxKernel<<<1, kThreads, 0, stream>>>(logits, static_cast<int32_t>(n), index);
+  ArgmaxKernel<<<1, kThreads, 0, stream>>>(logits, n, index);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

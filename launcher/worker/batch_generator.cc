@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "launcher/worker/batch_generator.h"
+
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <unordered_map>
+
+namespace df11 {
+namespace {
+
+std::string Clock(double s) {
+  if (s < 0 || s > 1e7) return "--:--";
+  const int t = static_cast<int>(s + 0.5);
+  char buf[32];
+  if (t >= 3600) {
+    std::snprintf(buf, sizeof(buf), "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%02d:%02d", t / 60, t % 60);
+  }
+  return buf;
+}
+
+// "batch: 12/40 items, 345.6 tokens/s, ETA 00:31" on stderr: redrawn on a terminal, else a line
+// every 10 s and a final one.
+class BatchProgress {
+ public:
+  BatchProgress(int64_t total, int64_t already) : total_(total), done_(already), already_(already) {}
+
+  void Update(int64_t items, int64_t tokens) {
+    done_ += items;
+    tokens_ += tokens;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < (tty_ ? std::chrono::milliseconds(200) : std::chrono::seconds(10))) return;
+    last_ = now;
+    Print(false);
+  }
+  void Finish() { Print(true); }
+
+ private:
+  void Print(bool final) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const int64_t served = done_ - already_;
+    const double items_per_s = t > 0 ? served / t : 0;
+    const double eta = items_per_s > 0 ? (total_ - done_) / items_per_s : (done_ >= total_ ? 0 : -1);
+    std::fprintf(stderr, "%sbatch: %lld/%lld items, %.1f tokens/s, %s %s%s", tty_ ? "\r" : "",
+                 static_cast<long long>(done_), static_cast<long long>(total_),
+                 t > 0 ? tokens_ / t : 0.0, final ? "elapsed" : "ETA",
+                 Clock(final ? t : eta).c_str(), tty_ && !final ? "   " : "\n");
+    std::fflush(stderr);
+  }
+
+  const int64_t total_;
+  int64_t done_, already_, tokens_ = 0;
+  const bool tty_ = ::isatty(STDERR_FILENO) != 0;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_ = start_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const GeneratorOptions& options,
+                                                                 const ModelConfig& config,
+                                                                 StepRunner* runner) {
+  auto tokenizer = Tokenizer::FromDirectory(options.model);
+  if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizer of " + options.model);
+  std::unique_ptr<BatchGenerator> g(new BatchGenerator(options, std::move(tokenizer).value()));
+  if (auto c = ChatTemplate::FromDirectory(options.model); c.ok()) g->chat_ = std::move(c).value();
+  EngineOptions eopts;
+  eopts.batch_size = options.batch_size;
+  eopts.tokenizer = &g->tokenizer_;
+  for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
+  if (g->tokenizer_.eos_id()) eopts.eos_ids.push_back(*g->tokenizer_.eos_id());
+  if (g->chat_) {
+    for (int32_t id : g->chat_->StopTokenIds(g->tokenizer_)) eopts.eos_ids.push_back(id);
+  }
+  g->engine_ = std::make_unique<Engine>(runner, eopts);
+  return g;
+}
+
+BatchItem BatchGenerator::ParseLine(const std::string& line, int64_t line_number) const {
+  return ParseBatchLine(line, line_number, options_.defaults, tokenizer_, chat());
+}
+
+BatchItem BatchGenerator::ParseRequest(const std::string& request_json,
+                                       const std::string& custom_id) const {
+  return ParseBatchRequest(request_json, custom_id, options_.defaults, tokenizer_, chat());
+}
+
+StatusOr<std::vector<int32_t>> BatchGenerator::EncodePrompt(const std::string& prompt) const {
+  return df11::EncodePrompt(prompt, options_.defaults.chat, tokenizer_, chat());
+}
+
+StatusOr<std::vector<GenerationResult>> BatchGenerator::Generate(
+    const std::vector<BatchItem>& items) {
+  std::vector<GenerationRequest> requests;
+  for (const BatchItem& it : items) {
+    if (it.request) requests.push_back(*it.request);
+  }
+  DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> generated, engine_->Generate(requests));
+  std::vector<GenerationResult> results;
+  size_t next = 0;
+  for (const BatchItem& it : items) {
+    if (it.request) {
+      results.push_back(std::move(generated[next++]));
+    } else {
+      GenerationResult r;
+      r.id = it.custom_id;
+      r.error = it.error;
+      results.push_back(std::move(r));
+    }
+  }
+  return results;
+}
+
+StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::string& input,
+                                        const std::string& output) {
+  std::ifstream in(input);
+  if (!in) return Status::NotFound("--input " + input + ": cannot open");
+  DF11_ASSIGN_OR_RETURN(std::unique_ptr<ResultFile> out, ResultFile::Open(output));
+  BatchFileSummary summary;
+  summary.truncated_bytes = out->truncated_bytes();
+  if (summary.truncated_bytes > 0) {
+    std::fprintf(stderr, "df11-run: %s: dropped a torn last line (%lld bytes) from an earlier run\n",
+                 output.c_str(), static_cast<long long>(summary.truncated_bytes));
+  }
+  // Every request line; a custom_id seen before gets an error (its first line is the one served).
+  std::vector<BatchItem> pending;
+  std::unordered_map<std::string, int64_t> first_line;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ++summary.lines;
+    BatchItem item = generator->ParseLine(line, n);
+    auto [it, inserted] = first_line.emplace(item.custom_id, n);
+    if (out->done_ids().count(item.custom_id)) {
+      ++summary.skipped;
+      continue;
+    }
+    if (!inserted) {
+      item.request.reset();
+      item.error = "line " + std::to_string(n) + ": duplicate custom_id \"" + item.custom_id +
+                   "\" (first on line " + std::to_string(it->second) + ")";
+    }
+    pending.push_back(std::move(item));
+  }
+  if (summary.skipped > 0) {
+    std::fprintf(stderr, "df11-run: %s already holds %lld of %lld results; serving the other %lld\n",
+                 output.c_str(), static_cast<long long>(summary.skipped),
+                 static_cast<long long>(summary.lines), static_cast<long long>(pending.size()));
+  }
+  // A batch of up to batch_size requests at a time (error lines ride along, in input order), each
+  // appended and fsynced before the next starts.
+  BatchProgress progress(summary.lines, summary.skipped);
+  const int64_t batch = std::max<int64_t>(1, generator->options().batch_size);
+  for (size_t begin = 0; begin < pending.size();) {
+    size_t end = begin;
+    for (int64_t requests = 0; end < pending.size(); ++end) {
+      if (pending[end].request && requests++ == batch) break;
+    }
+    std::vector<BatchItem> chunk(std::make_move_iterator(pending.begin() + begin),
+                                 std::make_move_iterator(pending.begin() + end));
+    const int64_t tokens_before = generator->stats().generated_tokens;
+    DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator->Generate(chunk));
+    std::vector<std::string> lines;
+    for (const GenerationResult& r : results) {
+      lines.push_back(ToJsonLine(ResultToJson(r)));
+      if (!r.error.empty()) ++summary.errors;
+    }
+    DF11_RETURN_IF_ERROR(out->Append(lines));
+    summary.written += static_cast<int64_t>(lines.size());
+    progress.Update(static_cast<int64_t>(lines.size()),
+                    generator->stats().generated_tokens - tokens_before);
+    begin = end;
+  }
+  progress.Finish();
+  return summary;
+}
+
+Status GeneratorItemProcessor::Process(const std::vector<rpc::Item>& items,
+                                       std::map<int64_t, rpc::ItemOutcome>* outcomes) {
+  std::vector<BatchItem> batch;
+  for (const rpc::Item& item : items) {
+    batch.push_back(generator_->ParseRequest(item.request_json, item.custom_id));
+  }
+  DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator_->Generate(batch));
+  for (size_t i = 0; i < items.size(); ++i) {
+    rpc::ItemOutcome& o = (*outcomes)[items[i].item_id];
+    const GenerationResult& r = results[i];
+    if (!r.error.empty()) {
+      o.error = r.error;
+      continue;
+    }
+    o.response_json = ToJsonLine(ResultToJson(r));
+    o.response_json.pop_back();  // the newline
+    o.completion_tokens = static_cast<int64_t>(r.tokens.size());
+  }
+  return Status::Ok();
+}
+
+void GeneratorItemProcessor::KeepAlive() {
+  if (keep_alive_ == nullptr) return;
+  StepOutput ignored;
+  // No sequences: followers receive the plan, run nothing and wait for the next one.
+  Status s = keep_alive_->Step({}, /*greedy_only=*/true, &ignored);
+  if (!s.ok()) LOG(WARNING) << "keep-alive step: " << s.ToString();
+}
+
+}  // namespace df11

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// AttentionCuda against AttentionRef: prefill (t_new = t_total), decode (one query over a long
+// cache), a chunk continuing a cache, MHA and GQA groups, head_dim 1 to 256, cache lengths on the
+// 32-position tile edges, and peaked scores (q scaled up, so the running max moves between
+// tiles). The output is poisoned (NaN) first. Skips without a CUDA device.
+// Tolerance |gpu - ref| <= atol + 1e-4 * |ref| with q, k, v ~ N(0, 1): outputs are convex
+// combinations of v rows (|out| <~ 4). The dot products are summed in another order (~1e-6 on a
+// score), the online softmax rescales instead of normalising first, and the weighted sum of up
+// to 4K rows rounds differently; atol 3e-5 is ~10x the typical difference. Scaling q by 8
+// multiplies score errors by 8, hence atol 2e-4 there.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/attention/attention.h"
+#include "tests/kernels/kernel_cuda_test_util.h"
+
+namespace df11 {
+namespace {
+
+using kernel_testing::CompareClose;
+using kernel_testing::CompareExact;
+using kernel_testing::DeviceArray;
+using kernel_testing::FreshSeed;
+using kernel_testing::NormalFloats;
+
+constexpr double kRtol = 1e-4;
+
+struct Case {
+  int64_t t_new, t_total, n_heads, n_kv_heads, head_dim;
+  float q_scale;
+  double atol;
+};
+
+class AttentionCudaTest : public kernel_testing::CudaKernelTest {
+ protected:
+  void ExpectMatchesRef(const Case& c) {
+    const uint64_t seed = FreshSeed();
+    SCOPED_TRACE("t_new " + std::to_string(c.t_new) + " t_total " + std::to_string(c.t_total) +
+                 " heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +
+                 " head_dim " + std::to_string(c.head_dim) + " q_scale " +
+                 std::to_string(c.q_scale) + " seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    const std::vector<float> q = NormalFloats(c.t_new * c.n_heads * c.head_dim, c.q_scale, rng);
+    const std::vector<float> k = NormalFloats(c.t_total * c.n_kv_heads * c.head_dim, 1.0f, rng);
+    const std::vector<float> v = NormalFloats(c.t_total * c.n_kv_heads * c.head_dim, 1.0f, rng);
+    std::vector<float> expected(q.size());
+    AttentionRef(q.data(), k.data(), v.data(), c.t_new, c.t_total, c.n_heads, c.n_kv_heads,
+                 c.head_dim, expected.data(), 4);
+    DeviceArray<float> d_q(q);
+    DeviceArray<float> d_k(k);
+    DeviceArray<float> d_v(v);
+    DeviceArray<float> d_out(q.size());
+    d_out.Poison();
+    AttentionCuda(d_q.get(), d_k.get(), d_v.get(), c.t_new, c.t_total, c.n_heads, c.n_kv_heads,
+                  c.head_dim, d_out.get(), stream_);
+    Sync();
+    EXPECT_EQ(CompareClose(expected, d_out.Download(), c.atol, kRtol), "");
+  }
+};
+
+TEST_F(AttentionCudaTest, Prefill) {
+  ExpectMatchesRef({37, 37, 8, 2, 64, 1.0f, 3e-5});
+  ExpectMatchesRef({16, 16, 4, 4, 256, 1.0f, 3e-5});
+  ExpectMatchesRef({3, 3, 2, 1, 1, 1.0f, 3e-5});
+  ExpectMatchesRef({100, 100, 4, 2, 128, 8.0f, 2e-4});
+}
+
+TEST_F(AttentionCudaTest, Decode) {
+  for (int64_t t_total : {1, 31, 32, 33, 64, 65, 4097}) {
+    ExpectMatchesRef({1, t_total, 4, 1, 128, 1.0f, 3e-5});
+  }
+  ExpectMatchesRef({1, 1000, 8, 8, 80, 8.0f, 2e-4});
+}
+
+TEST_F(AttentionCudaTest, ChunkOverExistingCache) {
+  ExpectMatchesRef({5, 70, 6, 3, 80, 1.0f, 3e-5});
+  ExpectMatchesRef({40, 300, 16, 2, 128, 1.0f, 3e-5});
+}
+
+TEST_F(AttentionCudaTest, NoQueriesWritesNothing) {
+  DeviceArray<float> d_kv(std::vector<float>(2 * 4, 1.0f));
+  DeviceArray<float> d_out(4);
+  d_out.Poison();
+  const std::vector<float> poisoned = d_out.Download();
+  AttentionCuda(d_kv.get(), d_kv.get(), d_kv.get(), 0, 2, 1, 1, 4, d_out.get(), stream_);
+  Sync();
+  EXPECT_EQ(CompareExact(poisoned, d_out.Download()), "");
+}
+
+}  // namespace
+}  // namespace df11

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+// `df11-run serve` on one process against a real df11-coordinator, driven with df11-ctl: a job of
+// plain, OpenAI-form and invalid lines finishes with every item exactly once and the same texts
+// `df11-run generate` gives; two worker groups share a job; the coordinator killed with SIGKILL
+// mid-job and restarted on the same database still finishes it exactly once; a coordinator that
+// stays away makes the worker exit non-zero after the lease time.
+#include <regex>
+
+#include "tests/launcher/worker/serve_cluster.h"
+
+namespace df11::testing {
+namespace {
+
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/df11_serve_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::string error;
+    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  // A fresh coordinator directory for the test.
+  static std::string TestDir() {
+    return dir_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  static std::string Model() { return dir_ + "/df11"; }
+  static std::string dir_;
+};
+std::string Serve::dir_;
+
+// "served N items" from a worker's log, or -1.
+int64_t Served(const std::string& log) {
+  std::smatch m;
+  static const std::regex re("served ([0-9]+) items");
+  return std::regex_search(log, m, re) ? std::stoll(m[1]) : -1;
+}
+
+TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  std::string long_prompt;
+  for (int i = 0; i < 200; ++i) long_prompt += "word ";
+  const std::vector<std::string> lines = {
+      R"({"custom_id": "p1", "prompt": "The sky is", "max_tokens": 8})",
+      R"({"custom_id": "p2", "prompt": "Once upon a time", "temperature": 0.8, "seed": 7})",
+      R"({"custom_id": "o1", "method": "POST", "url": "/v1/completions", )"
+      R"("body": {"prompt": "Hello", "max_tokens": 6}})",
+      R"({"custom_id": "o2", "method": "POST", "url": "/v1/chat/completions", )"
+      R"("body": {"messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 7}})",
+      R"({"custom_id": "bad", "prompt": 5})",
+      R"({"custom_id": "long", "prompt": ")" + long_prompt + R"("})",
+      R"({"prompt": "No id", "max_tokens": 4})"};
+  const std::string job = c.Submit(lines, "batch.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(kRun + " " + c.ServeArgs(Model(), "-n 12 --idle-exit-seconds 3"),
+                              c.dir() + "/worker.log");
+  const nlohmann::json status = c.WaitFinished(job, 45);
+  const int rc = worker.Wait(30);
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
+  EXPECT_EQ(rc, 0) << worker.Output();
+  EXPECT_EQ(status["items_done"], 5) << status;
+  EXPECT_EQ(status["items_failed"], 2) << status;  // "bad" (at submit) and "long" (by the worker)
+
+  std::map<std::string, int> count;
+  std::vector<nlohmann::json> results = c.Results(job, &count);
+  ExpectExactlyOnce(count, {"p1", "p2", "o1", "o2", "bad", "long", "line-7"});
+
+  Result gen = Sh(c.dir(), kRun + " generate --model " + Model() + " --input " + c.dir() +
+                               "/batch.jsonl --output " + c.dir() + "/gen.jsonl -n 12 --threads 1");
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  auto expected = ByCustomId(ReadFile(c.dir() + "/gen.jsonl"));
+  for (const nlohmann::json& r : results) {
+    const std::string id = r["custom_id"];
+    if (id == "bad" || id == "long") {
+      EXPECT_TRUE(r["response"].is_null()) << r;
+      EXPECT_TRUE(expected[id].contains("error")) << expected[id];
+      continue;
+    }
+    ASSERT_FALSE(r["response"].is_null()) << r;
+    const nlohmann::json& body = r["response"]["body"];
+    EXPECT_EQ(body["text"], expected[id]["text"]) << id;
+    EXPECT_EQ(body["token_ids"], expected[id]["token_ids"]) << id;
+    EXPECT_EQ(body["custom_id"], id);
+  }
+  EXPECT_NE(results.front().dump().find("p1"), std::string::npos);
+  for (const nlohmann::json& r : results) {
+    if (r["custom_id"] == "long") {
+      EXPECT_NE(r["error"]["message"].get<std::string>().find("context"), std::string::npos) << r;
+    }
+  }
+  // The group registered itself: one rank, a model hash.
+  Result cluster = c.Ctl("cluster");
+  auto groups = nlohmann::json::parse(cluster.out)["groups"];
+  ASSERT_EQ(groups.size(), 1u) << cluster.out;
+  EXPECT_EQ(groups[0]["ranks"], 1);
+  EXPECT_EQ(groups[0]["manifest_hash"].get<std::string>().size(), 16u) << groups[0];
+  std::printf("job of %zu lines served and worker exited in %.2f s\n", lines.size(),
+              Since(worker.started));
+}
+
+TEST_F(Serve, TwoGroupsShareOneJob) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  const std::vector<std::string> lines = ManyLines("t", 24, 24);
+  const std::string job = c.Submit(lines, "two.jsonl");
+  ASSERT_FALSE(job.empty());
+  const std::string args = c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 3");
+  Child a = Child::Start(kRun + " " + args, c.dir() + "/a.log");
+  Child b = Child::Start(kRun + " " + args, c.dir() + "/b.log");
+  const nlohmann::json status = c.WaitFinished(job, 50);
+  const int rc_a = a.Wait(20), rc_b = b.Wait(20);
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << a.Output() << b.Output();
+  EXPECT_EQ(rc_a, 0) << a.Output();
+  EXPECT_EQ(rc_b, 0) << b.Output();
+  std::map<std::string, int> count;
+  c.Results(job, &count);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back("t" + std::to_string(i));
+  ExpectExactlyOnce(count, ids);
+  const int64_t na = Served(a.Output()), nb = Served(b.Output());
+  EXPECT_EQ(na + nb, 24) << a.Output() << b.Output();
+  EXPECT_GT(na, 0);
+  EXPECT_GT(nb, 0);
+  std::printf("two groups: %lld + %lld items in %.2f s\n", static_cast<long long>(na),
+              static_cast<long long>(nb), Since(a.started));
+}
+
+TEST_F(Serve, CoordinatorKilledMidJobAndRestartedFinishesOnce) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  const std::vector<std::string> lines = ManyLines("k", 30, 24);
+  const std::string job = c.Submit(lines, "kill.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(
+      kRun + " " + c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 4"),
+      c.dir() + "/worker.log");
+  ASSERT_TRUE(c.WaitItems(job, 6, 30)) << worker.Output();
+  const int port = c.port();
+  c.KillCoordinator();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  c.StartCoordinator(/*lease_s=*/10, port);
+  const nlohmann::json status = c.WaitFinished(job, 50);
+  const int rc = worker.Wait(30);
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
+  EXPECT_EQ(rc, 0) << worker.Output();
+  EXPECT_EQ(status["items_done"], 30);
+  std::map<std::string, int> count;
+  c.Results(job, &count);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back("k" + std::to_string(i));
+  ExpectExactlyOnce(count, ids);
+}
+
+TEST_F(Serve, CoordinatorGoneWorkerExitsAfterLease) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/3);
+  const std::string job = c.Submit(ManyLines("g", 40, 24), "gone.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(kRun + " " + c.ServeArgs(Model(), "--batch-size 2"),
+                              c.dir() + "/worker.log");
+  ASSERT_TRUE(c.WaitItems(job, 4, 30)) << worker.Output();
+  c.KillCoordinator();
+  const auto killed = Clock::now();
+  const int rc = worker.Wait(40);
+  const double after = Since(killed);
+  EXPECT_GT(rc, 0) << worker.Output();
+  EXPECT_LT(after, 20.0);
+  EXPECT_NE(worker.Output().find("unreachable"), std::string::npos) << worker.Output();
+  std::printf("coordinator gone: worker exit %d %.2f s after the kill\n", rc, after);
+}
+
+}  // namespace
+}  // namespace df11::testing
