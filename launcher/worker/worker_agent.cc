@@ -233,6 +233,7 @@ class Agent {
       backoff = std::min(backoff * 2, o_.max_poll_s);
     }
     shared_.in_flight = 0;
+    if (outcomes.empty()) return Status::Ok();
     summary_.items += static_cast<int64_t>(outcomes.size());
     summary_.failed += failed;
     summary_.tokens += tokens;

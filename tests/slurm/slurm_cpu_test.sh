@@ -180,48 +180,70 @@ EOF
   --output "$TMP/expected.jsonl" 2> "$TMP/single.log"
 log "model made, sharded; single-process reference written"
 
-# ---- the job
-cd "$TMP"
-EXPORT="ALL,DF11_BIN=$BUILD_DIR/launcher,MODEL=$TMP/tp2pp2,INPUT=$TMP/batch.jsonl"
-EXPORT+=",OUTPUT=$TMP/results.jsonl,LAUNCHER=$LAUNCHER,THREADS=1"
-JOB_ID=$(sbatch --parsable --chdir="$TMP" --output="$TMP/job.out" --export="$EXPORT" \
-  "$SRC_DIR/scripts/slurm/cpu-4rank.sbatch")
-JOB_ID=${JOB_ID%%;*}
-log "submitted job $JOB_ID (launcher $LAUNCHER)"
-job_state=""
-deadline=$(($(date +%s) + JOB_TIMEOUT))
-while [ "$(date +%s)" -lt "$deadline" ]; do
-  job_state=$(scontrol show job "$JOB_ID" 2> /dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-  case "$job_state" in
-    COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) break ;;
-  esac
-  sleep 0.5
-done
-log "job $JOB_ID: ${job_state:-unknown}"
-if [ "$job_state" != "COMPLETED" ]; then
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "FAIL: job $JOB_ID did not finish within $JOB_TIMEOUT s (state ${job_state:-unknown})"
-  else
-    echo "FAIL: job $JOB_ID ended $job_state (want COMPLETED)"
+# ---- the jobs
+# submit EXPORTS OUT_FILE: submits cpu-4rank.sbatch, waits for it (JOB_TIMEOUT), wants COMPLETED.
+submit() {
+  JOB_ID=$(sbatch --parsable --chdir="$TMP" --output="$2" --export="$1" \
+    "$SRC_DIR/scripts/slurm/cpu-4rank.sbatch")
+  JOB_ID=${JOB_ID%%;*}
+  log "submitted job $JOB_ID (launcher $LAUNCHER)"
+  job_state=""
+  deadline=$(($(date +%s) + JOB_TIMEOUT))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    job_state=$(scontrol show job "$JOB_ID" 2> /dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+    case "$job_state" in
+      COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) break ;;
+    esac
+    sleep 0.5
+  done
+  log "job $JOB_ID: ${job_state:-unknown}"
+  if [ "$job_state" != "COMPLETED" ]; then
+    [ -f "$2" ] && sed 's/^/  job.out| /' "$2"
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "FAIL: job $JOB_ID did not finish within $JOB_TIMEOUT s (state ${job_state:-unknown})"
+    else
+      echo "FAIL: job $JOB_ID ended $job_state (want COMPLETED)"
+    fi
+    exit 1
   fi
-  exit 1
-fi
-sed 's/^/  job.out| /' "$TMP/job.out"
+  sed 's/^/  job.out| /' "$2"
+}
 
-# ---- every input line has exactly one result with its custom_id, equal to the single process
+# check RESULTS WHAT: one result per input custom_id, no errors, the same bytes as one process.
 ids() { sed -n 's/^{ *"custom_id": *"\([^"]*\)".*/\1/p' "$1" | sort | tr '\n' ' '; }
-ids_in=$(ids "$TMP/batch.jsonl")
-ids_out=$(ids "$TMP/results.jsonl")
-if [ "$ids_in" != "$ids_out" ] || [ "$(wc -l < "$TMP/results.jsonl")" -ne "$(wc -l < "$TMP/batch.jsonl")" ]; then
-  echo "FAIL: want one result per custom_id [$ids_in], got [$ids_out]"
-  exit 1
+check() {
+  local ids_in ids_out
+  ids_in=$(ids "$TMP/batch.jsonl")
+  ids_out=$(ids "$1")
+  if [ "$ids_in" != "$ids_out" ] || [ "$(wc -l < "$1")" -ne "$(wc -l < "$TMP/batch.jsonl")" ]; then
+    echo "FAIL ($2): want one result per custom_id [$ids_in], got [$ids_out]"
+    exit 1
+  fi
+  if grep -q '"error"' "$1"; then
+    echo "FAIL ($2): a result line carries an error:"; grep '"error"' "$1"; exit 1
+  fi
+  if ! cmp -s "$TMP/expected.jsonl" "$1"; then
+    echo "FAIL ($2): the results differ from single-process df11-run generate:"
+    diff "$TMP/expected.jsonl" "$1" || true
+    exit 1
+  fi
+  log "PASS ($2): $(wc -l < "$1") results, the same as the single process"
+}
+
+cd "$TMP"
+BASE="ALL,DF11_BIN=$BUILD_DIR/launcher,MODEL=$TMP/tp2pp2,INPUT=$TMP/batch.jsonl"
+BASE+=",LAUNCHER=$LAUNCHER,THREADS=1"
+submit "$BASE,OUTPUT=$TMP/results.jsonl" "$TMP/job.out"
+check "$TMP/results.jsonl" "offline batch"
+
+# Serving: the template starts df11-coordinator, submits the batch, the 4 ranks serve it.
+if "$RUN" serve --help > /dev/null 2>&1; then
+  submit "$BASE,START_COORDINATOR=1,COORDINATOR_PORT=0,TOKEN_FILE=$TMP/token,COORDINATOR_DB=$TMP/coordinator.db,COORDINATOR_ADDR_FILE=$TMP/coordinator.addr,OUTPUT=$TMP/served.jsonl" \
+    "$TMP/job-serve.out"
+  # Batch-output lines (keys sorted): {"custom_id",...,"response":{"body":RESULT,"status_code"}}.
+  sed 's/^.*"response":{"body":\(.*\),"status_code":[0-9]*}}$/\1/' "$TMP/served.jsonl" \
+    > "$TMP/served-bodies.jsonl"
+  check "$TMP/served-bodies.jsonl" "coordinator + df11-run serve"
+else
+  log "df11-run has no serve subcommand: the coordinator mode is not tested"
 fi
-if grep -q '"error"' "$TMP/results.jsonl"; then
-  echo "FAIL: a result line carries an error:"; grep '"error"' "$TMP/results.jsonl"; exit 1
-fi
-if ! cmp -s "$TMP/expected.jsonl" "$TMP/results.jsonl"; then
-  echo "FAIL: the Slurm job's results differ from single-process df11-run generate:"
-  diff "$TMP/expected.jsonl" "$TMP/results.jsonl" || true
-  exit 1
-fi
-log "PASS: $(wc -l < "$TMP/results.jsonl") results, same as the single process"

@@ -131,12 +131,16 @@ class ServeCluster {
     Result r = Sh(dir, kBin + "df11 -q make-tiny --layers 2 --hidden 64 --heads 4 --kv-heads 2 "
                             "--intermediate 128 --seed 5 --vocab-from " DF11_SHARED_DIR
                             "/tokenizers/llama-3.1 " + dir + "/bf16");
-    if (r.status != 0) return *error = r.err, false;
+    if (r.status != 0) {
+      *error = r.err;
+      return false;
+    }
     auto j = nlohmann::json::parse(ReadFile(dir + "/bf16/config.json"));
     j["max_position_embeddings"] = 128;
     std::ofstream(dir + "/bf16/config.json") << j.dump(2);
     r = Sh(dir, kBin + "df11 -q compress " + dir + "/bf16 " + dir + "/df11");
-    return r.status == 0 || (*error = r.err, false);
+    if (r.status != 0) *error = r.err;
+    return r.status == 0;
   }
 
   // `dir`: created, with the token file.

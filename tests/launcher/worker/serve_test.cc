@@ -85,7 +85,6 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
     EXPECT_EQ(body["token_ids"], expected[id]["token_ids"]) << id;
     EXPECT_EQ(body["custom_id"], id);
   }
-  EXPECT_NE(results.front().dump().find("p1"), std::string::npos);
   for (const nlohmann::json& r : results) {
     if (r["custom_id"] == "long") {
       EXPECT_NE(r["error"]["message"].get<std::string>().find("context"), std::string::npos) << r;
