@@ -22,6 +22,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
 #include "runtime/engine/engine.h"
+#include "launcher/plan_command.h"
 #include "parallel/mpi_bootstrap.h"
 #include "runtime/engine/distributed_runner.h"
 #include "runtime/model/model_weights.h"
@@ -373,7 +374,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   serve->add_option("--rpc-timeout", f.rpc_timeout_s, "seconds to wait for each coordinator call")
       ->check(CLI::Range(0.1, 60.0))->capture_default_str();
+  PlanFlags plan_flags;
+  CLI::App* plan = AddPlanCommand(&app, &plan_flags);
   CLI11_PARSE(app, argc, argv);
+  if (plan->parsed()) return RunPlan(plan_flags);
   f.serve = serve->parsed();
   if (!f.serve && f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");

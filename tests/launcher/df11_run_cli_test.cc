@@ -153,3 +153,20 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
+  const std::string configs = std::string(DF11_TEST_DATA_DIR) + "/../../configs";
+  auto r = Exec(kBin + "df11-run plan --config " + configs + "/llama-3.1-405b-8xh100-tp8.yaml");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("verdict: FITS"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 8 --bf16");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("DOES NOT FIT"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--tp 3"), std::string::npos) << r.output;
+}
+
+}  // namespace
