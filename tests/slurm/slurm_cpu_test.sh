@@ -237,7 +237,7 @@ submit "$BASE,OUTPUT=$TMP/results.jsonl" "$TMP/job.out"
 check "$TMP/results.jsonl" "offline batch"
 
 # Serving: the template starts df11-coordinator, submits the batch, the 4 ranks serve it.
-if "$RUN" serve --help > /dev/null 2>&1; then
+if [[ "$("$RUN" serve --help 2> /dev/null)" == *--coordinator* ]]; then
   submit "$BASE,START_COORDINATOR=1,COORDINATOR_PORT=0,TOKEN_FILE=$TMP/token,COORDINATOR_DB=$TMP/coordinator.db,COORDINATOR_ADDR_FILE=$TMP/coordinator.addr,OUTPUT=$TMP/served.jsonl" \
     "$TMP/job-serve.out"
   # Batch-output lines (keys sorted): {"custom_id",...,"response":{"body":RESULT,"status_code"}}.
