@@ -2,6 +2,7 @@
 #include "runtime/engine/distributed_runner.h"
 
 #include <algorithm>
+#include <bit>
 #include <limits>
 #include <set>
 
@@ -41,13 +42,22 @@ KvCache DistributedStepRunner::NewCache(int64_t capacity) {
 void DistributedStepRunner::BroadcastPlan(Plan* plan) {
   std::vector<int64_t> wire;
   if (ctx_.rank == 0) {
-    wire = {plan->stop ? 1 : 0, plan->greedy_only ? 1 : 0,
+    wire = {plan->stop ? 1 : 0, plan->greedy_only ? 1 : 0, plan->sampled ? 1 : 0,
             static_cast<int64_t>(plan->slots.size())};
     for (size_t i = 0; i < plan->slots.size(); ++i) {
       wire.push_back(plan->slots[i]);
       wire.push_back(plan->capacities[i]);
       wire.push_back(static_cast<int64_t>(plan->tokens[i].size()));
       wire.insert(wire.end(), plan->tokens[i].begin(), plan->tokens[i].end());
+      if (plan->sampled) {
+        const SamplingParams& p = plan->params[i];
+        wire.push_back(std::bit_cast<int32_t>(p.temperature));
+        wire.push_back(p.top_k);
+        wire.push_back(std::bit_cast<int32_t>(p.top_p));
+        wire.push_back(std::bit_cast<int32_t>(p.min_p));
+        wire.push_back(std::bit_cast<int32_t>(p.repetition_penalty));
+        wire.push_back(std::bit_cast<int64_t>(plan->rngs[i]));
+      }
     }
   }
   int64_t size = static_cast<int64_t>(wire.size());
@@ -59,6 +69,7 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
   size_t at = 0;
   plan->stop = wire[at++] != 0;
   plan->greedy_only = wire[at++] != 0;
+  plan->sampled = wire[at++] != 0;
   const int64_t n = wire[at++];
   for (int64_t i = 0; i < n; ++i) {
     plan->slots.push_back(wire[at++]);
@@ -66,18 +77,34 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
     const int64_t k = wire[at++];
     plan->tokens.emplace_back(wire.begin() + at, wire.begin() + at + k);
     at += static_cast<size_t>(k);
+    if (plan->sampled) {
+      SamplingParams p;
+      p.temperature = std::bit_cast<float>(static_cast<int32_t>(wire[at++]));
+      p.top_k = static_cast<int>(wire[at++]);
+      p.top_p = std::bit_cast<float>(static_cast<int32_t>(wire[at++]));
+      p.min_p = std::bit_cast<float>(static_cast<int32_t>(wire[at++]));
+      p.repetition_penalty = std::bit_cast<float>(static_cast<int32_t>(wire[at++]));
+      plan->params.push_back(p);
+      plan->rngs.push_back(std::bit_cast<uint64_t>(wire[at++]));
+    }
   }
 }
 
 Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
-                                   StepOutput* out) {
+                                   StepOutput* out, std::span<const SampleSpec> sample) {
   DF11_CHECK(ctx_.rank == 0);
   Plan plan;
   plan.greedy_only = greedy_only;
-  for (const SequenceStep& s : steps) {
+  plan.sampled = !greedy_only && !sample.empty();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const SequenceStep& s = steps[i];
     plan.slots.push_back(s.cache->slot);
     plan.capacities.push_back(s.cache->length == 0 ? s.cache->capacity : 0);
     plan.tokens.emplace_back(s.tokens.begin(), s.tokens.end());
+    if (plan.sampled) {
+      plan.params.push_back(sample[i].params);
+      plan.rngs.push_back(sample[i].rng);
+    }
   }
   BroadcastPlan(&plan);
   DF11_RETURN_IF_ERROR(Execute(plan, out));
@@ -119,6 +146,15 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
     auto it = caches_.find(plan.slots[i]);
     DF11_CHECK_MSG(it != caches_.end(), "plan names a sequence slot this rank never allocated");
     steps.push_back({&it->second, plan.tokens[i]});
+  }
+  const int source = L.Rank(L.pp - 1, 0);  // the rank that holds full logits and samples
+  if (ctx_.rank == source) {
+    if (new_batch) std::erase_if(history_, [&](const auto& kv) { return !caches_.count(kv.first); });
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<int32_t>& h = history_[plan.slots[i]];
+      if (plan.capacities[i] > 0) h.clear();
+      h.insert(h.end(), plan.tokens[i].begin(), plan.tokens[i].end());
+    }
   }
   const bool first = stage_ == 0, last = stage_ == L.pp - 1;
   const int micro = static_cast<int>(std::min<int64_t>(L.pp, n));
@@ -195,12 +231,24 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
       }
     }
   }
+  // Sampling happens here, on the rank that holds the full logits.
+  std::vector<uint64_t> rngs;
+  if (ctx_.rank == source && plan.sampled) {
+    for (int64_t r = 0; r < n; ++r) {
+      uint64_t rng = plan.rngs[r];
+      const std::vector<int32_t>& h = history_[plan.slots[r]];
+      tokens.push_back(SampleRef(logits.data() + r * vocab, vocab, plan.params[r], h.data(),
+                                 static_cast<int64_t>(h.size()), &rng));
+      rngs.push_back(rng);
+    }
+  }
   // The last stage's first TP rank returns the results to the leader after all micro-batches
   // (so no rank blocks on a send while the leader still sends activations).
-  const int source = L.Rank(L.pp - 1, 0);
+  const bool tokens_back = plan.greedy_only || plan.sampled;
   if (ctx_.rank == source && source != 0) {
-    if (plan.greedy_only) {
+    if (tokens_back) {
       ctx_.world->Send(tokens.data(), 4 * n, 0, Tag::kResults);
+      if (plan.sampled) ctx_.world->Send(rngs.data(), 8 * n, 0, Tag::kResults);
     } else {
       ctx_.world->Send(logits.data(), 4 * n * vocab, 0, Tag::kResults);
     }
@@ -208,12 +256,16 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   if (ctx_.rank == 0) {
     out->argmax.clear();
     out->logits.clear();
-    if (plan.greedy_only) {
+    out->rng.clear();
+    if (tokens_back) {
       out->argmax.resize(static_cast<size_t>(n));
+      if (plan.sampled) out->rng.resize(static_cast<size_t>(n));
       if (source == 0) {
         out->argmax = tokens;
+        out->rng = rngs;
       } else {
         ctx_.world->Recv(out->argmax.data(), 4 * n, source, Tag::kResults);
+        if (plan.sampled) ctx_.world->Recv(out->rng.data(), 8 * n, source, Tag::kResults);
       }
     } else {
       out->logits.resize(static_cast<size_t>(n * vocab));

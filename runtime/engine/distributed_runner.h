@@ -4,8 +4,9 @@
 // rank, and all ranks execute it: stage 0 embeds (vocab-parallel, summed over its TP group),
 // every stage runs its layers (all-reduce after o_proj and down_proj inside), hidden states move
 // stage to stage point to point, split into as many micro-batches as stages so stages overlap;
-// the last stage returns argmax tokens (greedy: found with a vocab-parallel all-gather of
-// (max, index) pairs) or full logits to the leader. Followers call Serve() until Shutdown().
+// the last stage returns tokens to the leader: greedy ones found with a vocab-parallel
+// all-gather of (max, index) pairs, sampled ones drawn there from the gathered logits with each
+// request's parameters and RNG state carried in the plan (or full logits when no sampling is given). Followers call Serve() until Shutdown().
 #pragma once
 
 #include <cstdint>
@@ -36,7 +37,8 @@ class DistributedStepRunner : public StepRunner {
   }
   // Leader only: a handle whose slot names the cache every rank allocates at first use.
   KvCache NewCache(int64_t capacity) override;
-  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) override;
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+              std::span<const SampleSpec> sample = {}) override;
 
   // Leader: tells every follower to return from Serve().
   void Shutdown();
@@ -47,8 +49,11 @@ class DistributedStepRunner : public StepRunner {
   struct Plan {
     bool stop = false;
     bool greedy_only = true;
+    bool sampled = false;  // the last stage samples with `params`/`rngs` (greedy_only false)
     std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
     std::vector<std::vector<int32_t>> tokens;
+    std::vector<SamplingParams> params;
+    std::vector<uint64_t> rngs;
   };
   void BroadcastPlan(Plan* plan);  // from the leader to all
   Status Execute(const Plan& plan, StepOutput* out);
@@ -58,6 +63,9 @@ class DistributedStepRunner : public StepRunner {
   int stage_, tp_rank_;
   int64_t next_slot_ = 0;
   std::map<int64_t, KvCache> caches_;  // this rank's caches by slot
+  // On the sampling rank (last stage, tp rank 0): every token each slot has seen, for the
+  // repetition penalty (the plans carry all of them).
+  std::map<int64_t, std::vector<int32_t>> history_;
 };
 
 }  // namespace df11

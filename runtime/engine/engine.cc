@@ -28,13 +28,20 @@ bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition
 }  // namespace
 
 Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
-                             StepOutput* out) {
+                             StepOutput* out, std::span<const SampleSpec> sample) {
   DF11_RETURN_IF_ERROR(t_->Forward(steps, false, &out->logits));
   out->argmax.clear();
-  if (greedy_only) {
-    const int64_t v = vocab_size();
-    for (size_t s = 0; s < steps.size(); ++s) {
-      out->argmax.push_back(ArgmaxRef(out->logits.data() + s * v, v));
+  out->rng.clear();
+  const int64_t v = vocab_size();
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const float* row = out->logits.data() + s * v;
+    if (greedy_only) {
+      out->argmax.push_back(ArgmaxRef(row, v));
+    } else if (!sample.empty()) {
+      uint64_t rng = sample[s].rng;
+      out->argmax.push_back(SampleRef(row, v, sample[s].params, sample[s].history.data(),
+                                      static_cast<int64_t>(sample[s].history.size()), &rng));
+      out->rng.push_back(rng);
     }
   }
   return Status::Ok();
@@ -98,15 +105,18 @@ Status Engine::GenerateBatch(std::span<const GenerationRequest> requests,
     std::vector<SequenceStep> steps;
     std::vector<Active*> live;
     bool greedy_only = true;
+    std::vector<SampleSpec> specs;
     for (Active& a : active) {
       if (a.done) continue;
       steps.push_back({&a.cache, a.pending});
       live.push_back(&a);
       greedy_only = greedy_only && Greedy(requests[a.index].sampling);
+      specs.push_back({requests[a.index].sampling, a.rng, a.history});
     }
     if (steps.empty()) break;
     const auto t0 = std::chrono::steady_clock::now();
-    DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &output));
+    DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &output,
+                                       greedy_only ? std::span<const SampleSpec>() : specs));
     const auto t1 = std::chrono::steady_clock::now();
     if (prefill) {
       stats_.prefill_seconds += Seconds(t0, t1);
@@ -119,10 +129,8 @@ Status Engine::GenerateBatch(std::span<const GenerationRequest> requests,
       Active& a = *live[s];
       const GenerationRequest& req = requests[a.index];
       GenerationResult& out = results[a.index];
-      const int32_t token =
-          greedy_only ? output.argmax[s]
-                      : SampleRef(output.logits.data() + s * vocab, vocab, req.sampling,
-                                  a.history.data(), static_cast<int64_t>(a.history.size()), &a.rng);
+      const int32_t token = output.argmax[s];
+      if (!greedy_only) a.rng = output.rng[s];
       ++stats_.generated_tokens;
       a.pending.assign(1, token);
       a.history.push_back(token);

@@ -43,7 +43,16 @@ struct GenerationResult {
 // vocab-parallel group finds without gathering the logits.
 struct StepOutput {
   std::vector<float> logits;
-  std::vector<int32_t> argmax;
+  std::vector<int32_t> argmax;  // greedy steps, or the sampled tokens when `sample` was given
+  std::vector<uint64_t> rng;    // sampled steps: each sequence's RNG state after its draw
+};
+
+// How to sample one sequence of a step: the runner draws on the process that holds the full
+// logits (a distributed group's last stage), so they never travel to the leader.
+struct SampleSpec {
+  SamplingParams params;
+  uint64_t rng = 0;                 // the request's RNG state before this draw
+  std::span<const int32_t> history; // tokens seen so far (the local runner's repetition penalty)
 };
 
 // One forward step over a batch: appends each step's tokens to its cache.
@@ -53,7 +62,10 @@ class StepRunner {
   virtual int64_t vocab_size() const = 0;
   virtual int64_t context_length() const = 0;
   virtual KvCache NewCache(int64_t capacity) = 0;
-  virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) = 0;
+  // With `sample` (one spec per step, greedy_only false) the runner returns sampled tokens and
+  // RNG states instead of logits.
+  virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+                      std::span<const SampleSpec> sample = {}) = 0;
 };
 
 // StepRunner on one process.
@@ -65,7 +77,8 @@ class LocalStepRunner : public StepRunner {
     return t_->weights().config.max_position_embeddings;
   }
   KvCache NewCache(int64_t capacity) override { return t_->NewCache(capacity); }
-  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out) override;
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+              std::span<const SampleSpec> sample = {}) override;
 
  private:
   Transformer* t_;

@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <set>
 
 namespace df11 {
@@ -67,6 +68,11 @@ StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
     DF11_RETURN_IF_ERROR(Read(root["engine"], "batch_size", w, &c.batch_size));
     DF11_RETURN_IF_ERROR(Read(root["engine"], "context", w, &c.context));
     DF11_RETURN_IF_ERROR(Read(root["engine"], "collective_timeout_s", w, &c.collective_timeout_s));
+  }
+  // Relative paths are relative to the file's own directory.
+  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  for (std::string* p : {&c.model, &c.model_config}) {
+    if (!p->empty() && std::filesystem::path(*p).is_relative()) *p = (base / *p).string();
   }
   if (c.tp < 1 || c.pp < 1) return Status::InvalidArgument(path + ": parallel.tp and .pp must be >= 1");
   if (c.gpu_memory_gb <= 0 || c.gpu_memory_fraction <= 0 || c.gpu_memory_fraction > 1) {

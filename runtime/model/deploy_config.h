@@ -22,7 +22,7 @@ struct DeployConfig {
   double collective_timeout_s = 120;
 };
 
-// Relative paths are taken relative to the current directory.
+// Relative paths in the file are taken relative to the file's directory.
 StatusOr<DeployConfig> LoadDeployConfig(const std::string& path);
 
 }  // namespace df11
