@@ -11,16 +11,10 @@
 
 #include "kernels/common/bf16.h"
 #include "kernels/embedding/embedding.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
 namespace {
-
-uint64_t FreshSeed() {
-  std::random_device rd;
-  uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
-  return seed;
-}
 
 constexpr int64_t kVocab = 50;
 constexpr int64_t kHidden = 33;

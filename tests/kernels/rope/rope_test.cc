@@ -13,16 +13,10 @@
 #include <vector>
 
 #include "kernels/rope/rope.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
 namespace {
-
-uint64_t FreshSeed() {
-  std::random_device rd;
-  uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
-  return seed;
-}
 
 // Inverse frequencies are rounded once from double: within half an FP32 ulp (6e-8 relative).
 constexpr double kFreqRtol = 1e-7;

@@ -11,16 +11,10 @@
 #include <vector>
 
 #include "kernels/sampling/sampling.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
 namespace {
-
-uint64_t FreshSeed() {
-  std::random_device rd;
-  uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
-  return seed;
-}
 
 int32_t Sample(const std::vector<float>& logits, const SamplingParams& p,
                const std::vector<int32_t>& history, uint64_t* rng_state) {
