@@ -10,8 +10,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 DEMO_DIR=${DEMO_DIR:-/tmp/df11-demo}
 
 bash scripts/install-deps.sh
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDF11_BUILD_TESTS=OFF \
-  -DDF11_BUILD_BENCHMARKS=OFF > /dev/null
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target df11 df11-run
 DF11="$BUILD_DIR/launcher/df11"
 RUN="$BUILD_DIR/launcher/df11-run"

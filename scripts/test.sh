@@ -11,7 +11,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 
 bash scripts/install-deps.sh
 
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDF11_BUILD_TESTS=ON \
+  -DDF11_BUILD_BENCHMARKS=ON
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 if [ "$FUZZ_SECONDS" != "0" ]; then
