@@ -129,18 +129,20 @@ TEST_F(Serve, TwoGroupsShareOneJob) {
 
 TEST_F(Serve, CoordinatorKilledMidJobAndRestartedFinishesOnce) {
   ServeCluster c(TestDir());
-  c.StartCoordinator(/*lease_s=*/10);
+  // A LeaseWork whose reply the kill swallows leaves items leased to nobody until the lease
+  // (6 s) expires, so the worker must keep polling longer than that (idle exit 12 s).
+  c.StartCoordinator(/*lease_s=*/6);
   const std::vector<std::string> lines = ManyLines("k", 30, 24);
   const std::string job = c.Submit(lines, "kill.jsonl");
   ASSERT_FALSE(job.empty());
   Child worker = Child::Start(
-      kRun + " " + c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 4"),
+      kRun + " " + c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 12"),
       c.dir() + "/worker.log");
   ASSERT_TRUE(c.WaitItems(job, 6, 30)) << worker.Output();
   const int port = c.port();
   c.KillCoordinator();
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  c.StartCoordinator(/*lease_s=*/10, port);
+  c.StartCoordinator(/*lease_s=*/6, port);
   const nlohmann::json status = c.WaitFinished(job, 50);
   const int rc = worker.Wait(30);
   ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
