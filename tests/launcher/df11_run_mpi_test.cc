@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "tests/launcher/mpi_rank_pid.h"
 
 namespace {
 
@@ -225,25 +226,9 @@ TEST_F(Df11RunMpi, ManifestConfigDoesNotMatchWeights) {
   std::printf("manifest/config mismatch: exit %d after %.2f s\n", r.status, r.seconds);
 }
 
-// The pid of the df11-run process that is rank `rank` of a job serving `model`, or 0.
+// The pid of the df11-run process that is rank `rank` of a `generate` job on `model`, or 0.
 pid_t FindRank(const std::string& model, int rank) {
-  FILE* p = popen(("pgrep -f '^" + kRun + " generate --model " + model + " '").c_str(), "r");
-  if (p == nullptr) return 0;
-  std::vector<pid_t> pids;
-  int pid;
-  while (fscanf(p, "%d", &pid) == 1) pids.push_back(pid);
-  pclose(p);
-  for (pid_t candidate : pids) {
-    const std::string env = ReadFile("/proc/" + std::to_string(candidate) + "/environ");
-    const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-    for (size_t at = 0; at < env.size();) {
-      const size_t end = env.find('\0', at);
-      if (env.compare(at, end - at, want) == 0) return candidate;
-      if (end == std::string::npos) break;
-      at = end + 1;
-    }
-  }
-  return 0;
+  return df11::FindMpiRankPid(kRun + " generate --model " + model, rank);
 }
 
 TEST_F(Df11RunMpi, RankKilledMidRun) {

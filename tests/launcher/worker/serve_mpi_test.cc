@@ -4,6 +4,7 @@
 // job's texts equal one process's `df11-run generate`; a rank killed with SIGKILL mid-job ends
 // the whole group within a bounded time and a relaunched group finishes the job, every item once.
 #include "tests/launcher/worker/serve_cluster.h"
+#include "tests/launcher/mpi_rank_pid.h"
 
 namespace df11::testing {
 namespace {
@@ -36,23 +37,7 @@ std::string ServeMpi::dir_;
 
 // The pid of the df11-run process that is rank `rank` of a `serve` job on `model`, or 0.
 pid_t FindRank(const std::string& model, int rank) {
-  FILE* p = popen(("pgrep -f '^" + kRun + " serve --model " + model + " '").c_str(), "r");
-  if (p == nullptr) return 0;
-  std::vector<pid_t> pids;
-  int pid;
-  while (fscanf(p, "%d", &pid) == 1) pids.push_back(pid);
-  pclose(p);
-  for (pid_t candidate : pids) {
-    const std::string env = ReadFile("/proc/" + std::to_string(candidate) + "/environ");
-    const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-    for (size_t at = 0; at < env.size();) {
-      const size_t end = env.find('\0', at);
-      if (env.compare(at, end - at, want) == 0) return candidate;
-      if (end == std::string::npos) break;
-      at = end + 1;
-    }
-  }
-  return 0;
+  return df11::FindMpiRankPid(kRun + " serve --model " + model, rank);
 }
 
 TEST_F(ServeMpi, GroupWaitsForWorkThenMatchesOneProcess) {

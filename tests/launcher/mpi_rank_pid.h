@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// For tests that kill one rank of a running mpirun job: the pid of the process whose command
+// line starts with `command_prefix` and whose Open MPI world rank is `rank`, or 0.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace df11 {
+
+inline pid_t FindMpiRankPid(const std::string& command_prefix, int rank) {
+  FILE* p = popen(("pgrep -f '^" + command_prefix + " '").c_str(), "r");
+  if (p == nullptr) return 0;
+  std::vector<pid_t> pids;
+  int pid;
+  while (fscanf(p, "%d", &pid) == 1) pids.push_back(pid);
+  pclose(p);
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (pid_t candidate : pids) {
+    std::ifstream in("/proc/" + std::to_string(candidate) + "/environ", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string env = ss.str();
+    for (size_t at = 0; at < env.size();) {
+      const size_t end = env.find('\0', at);
+      if (env.compare(at, end - at, want) == 0) return candidate;
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace df11
