@@ -4,10 +4,14 @@
 # scripts/gpu-prepare.sh for the build and the bundle that travels). Usage, from the repo root:
 #   bash scripts/gpu-check.sh BUILD_DIR OUT_DIR
 # Steps, each under `timeout`, each logged raw into OUT_DIR: nvidia-smi -L; library check (ldd,
-# with BUILD_DIR/gpu-libs, the CUDA toolkit and PyTorch's pip NCCL/cuBLAS on LD_LIBRARY_PATH);
-# ctest -L gpu; compute-sanitizer memcheck on the pure kernel test; the decode bench. Ends with
-# one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only the
-# decode speed target (>= 60 % of copy bandwidth at 256 Mi weights) was missed. ~8 min at most.
+# with BUILD_DIR/gpu-libs, the bundled Open MPI, the CUDA toolkit and PyTorch's pip NCCL/cuBLAS
+# on LD_LIBRARY_PATH); then the parts named in GPU_CHECK_PARTS (default kernels,e2e):
+#   kernels: ctest -L gpu; compute-sanitizer memcheck on the pure kernel test; the decode bench;
+#   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
+#            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
+# Ends with one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only
+# a speed target was missed. All of it within GPU_CHECK_BUDGET seconds (default 540): a step
+# gets what is left when its own timeout would overrun (see budget()).
 set -uo pipefail
 
 if [ $# -ne 2 ]; then
@@ -17,10 +21,12 @@ fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$(cd "$1" 2>/dev/null && pwd) || { echo "gpu-check: no build folder $1" >&2; exit 1; }
 mkdir -p "$2" && OUT_DIR=$(cd "$2" && pwd) || exit 1
-CTEST_TIMEOUT=${CTEST_TIMEOUT:-150}        # seconds for all gpu tests (each: 120)
-MEMCHECK_TIMEOUT=${MEMCHECK_TIMEOUT:-180}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
+CTEST_TIMEOUT=${CTEST_TIMEOUT:-120}        # seconds for all gpu tests (each: 120)
+MEMCHECK_TIMEOUT=${MEMCHECK_TIMEOUT:-90}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-60}
 BENCH_SIZES=${BENCH_SIZES:-64,256,1024}
+GPU_CHECK_PARTS=${GPU_CHECK_PARTS:-kernels,e2e}
+GPU_CHECK_BUDGET=${GPU_CHECK_BUDGET:-540}
 TARGET_PCT=60     # decode bytes moved / copy bandwidth, at 256 Mi weights
 KERNEL_TEST=tests/kernels/df11_decode_cuda_test
 BENCH=bench/df11_decode_cuda_bench
@@ -36,6 +42,14 @@ row() {
   case "$3" in FAIL) FAILED=1 ;; MISS) PERF_MISSED=1 ;; esac
 }
 json_field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1" | head -1; }
+part() { [[ ",$GPU_CHECK_PARTS," == *",$1,"* ]]; }
+# budget SECONDS: the timeout a step may use: its own, or what is left of the whole budget
+# (1 s once that is spent, so that late steps fail fast as timed out instead of overrunning).
+budget() {
+  local left=$((GPU_CHECK_BUDGET - (SECONDS - START) - 5))
+  [ "$left" -ge 1 ] || left=1
+  echo $(($1 < left ? $1 : left))
+}
 
 print_table() {
   local gpu
@@ -43,10 +57,10 @@ print_table() {
   {
     echo
     echo "== gpu-check summary: ${gpu:-no GPU found} ($((SECONDS - START)) s; logs in $OUT_DIR) =="
-    printf '%-32s %-52s %s\n' "check" "result" "status"
+    printf '%-36s %-52s %s\n' "check" "result" "status"
     for r in "${ROWS[@]}"; do
       IFS='|' read -r name value status <<<"$r"
-      printf '%-32s %-52s %s\n' "$name" "$value" "$status"
+      printf '%-36s %-52s %s\n' "$name" "$value" "$status"
     done
     if [ $FAILED -ne 0 ]; then
       echo "overall: FAIL"
@@ -59,8 +73,21 @@ print_table() {
 }
 trap 'print_table; trap - EXIT; exit $(( FAILED ? 1 : (PERF_MISSED ? 2 : 0) ))' EXIT
 
-# The build travels as BUILD_DIR/gpu-bundle (see gpu-prepare.sh): unpack it over what an
-# earlier run left, keeping newer files (where the bundle was made, those are the originals).
+# The build travels as BUILD_DIR/gpu-bundle.tar.xz or .tar.zst (see gpu-prepare.sh), or as
+# the folder BUILD_DIR/gpu-bundle: unpack it over what an earlier run left, keeping newer files
+# (where the bundle was made, those are the originals).
+for archive in "$BUILD_DIR"/gpu-bundle.tar.xz "$BUILD_DIR"/gpu-bundle.tar.zst; do
+  [ -f "$archive" ] || continue
+  say "unpacking $(basename "$archive")"
+  rm -rf "$BUILD_DIR/gpu-bundle" && mkdir -p "$BUILD_DIR/gpu-bundle"
+  case "$archive" in
+    *.xz) timeout 120 tar -xJf "$archive" -C "$BUILD_DIR/gpu-bundle" 2>"$OUT_DIR/unpack.log" ||
+      timeout 120 python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$archive" "$BUILD_DIR/gpu-bundle" 2>>"$OUT_DIR/unpack.log" ;;
+    *.zst) timeout 120 tar --zstd -xf "$archive" -C "$BUILD_DIR/gpu-bundle" 2>"$OUT_DIR/unpack.log" ;;
+  esac || row "bundle" "unpacking $(basename "$archive") failed (unpack.log)" FAIL
+  break
+done
 if [ -d "$BUILD_DIR/gpu-bundle" ]; then
   cp -a -u "$BUILD_DIR/gpu-bundle/." "$BUILD_DIR/" || say "unpacking the bundle failed"
 fi
@@ -87,14 +114,23 @@ say "nvidia-smi -L"
 if timeout 30 nvidia-smi -L >"$OUT_DIR/nvidia-smi.log" 2>&1 && grep -q '^GPU' "$OUT_DIR/nvidia-smi.log"; then
   cat "$OUT_DIR/nvidia-smi.log"
   row "gpu" "$(grep -c '^GPU' "$OUT_DIR/nvidia-smi.log") visible" PASS
+  GPU_FOUND=1
 else
   cat "$OUT_DIR/nvidia-smi.log"
   row "gpu" "nvidia-smi -L found none" FAIL
+  GPU_FOUND=0
 fi
 
 say "libraries"
 LIB_DIRS=()
 [ -d "$BUILD_DIR/gpu-libs" ] && LIB_DIRS+=("$BUILD_DIR/gpu-libs")
+# The bundled Open MPI (gpu-openmpi.sh): its environment, its libraries first.
+OMPI_ENV="$BUILD_DIR/openmpi/openmpi-env.sh"
+if [ -f "$OMPI_ENV" ]; then
+  # shellcheck disable=SC1090
+  source "$OMPI_ENV"
+  LIB_DIRS+=("$BUILD_DIR/openmpi/usr/lib/x86_64-linux-gnu")
+fi
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -d "$d" ] && LIB_DIRS+=("$d")
 done
@@ -141,6 +177,16 @@ done
 if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL
 else row "kernel binaries: no glog/MPI" "none linked" PASS; fi
 
+# ctest runs MPI tests with the mpiexec recorded at configure time; in a copy that holds only
+# the bundle (no build.ninja), point that at the bundled one.
+if [ -f "$BUILD_DIR/gpu-mpiexec.txt" ] && [ -x "$BUILD_DIR/openmpi/usr/bin/mpiexec" ] &&
+   [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  recorded_mpiexec=$(cat "$BUILD_DIR/gpu-mpiexec.txt")
+  find "$BUILD_DIR" -name CTestTestfile.cmake -not -path "$BUILD_DIR/gpu-bundle/*" -exec \
+    sed -i "s#\"$recorded_mpiexec\"#\"$BUILD_DIR/openmpi/usr/bin/mpiexec\"#g" {} +
+fi
+
+kernel_part() {
 say "gpu tests"
 CTEST_BIN=$(command -v ctest || true)
 same_build=0
@@ -148,7 +194,7 @@ if [ -n "$CACHE_BUILD" ] && [ "$(cd "$CACHE_BUILD" 2>/dev/null && pwd -P)" = "$(
   same_build=1
 fi
 if [ -n "$CTEST_BIN" ] && [ $same_build -eq 1 ]; then
-  timeout "$CTEST_TIMEOUT" "$CTEST_BIN" --test-dir "$BUILD_DIR" -L gpu --timeout 120 -V \
+  timeout "$(budget "$CTEST_TIMEOUT")" "$CTEST_BIN" --test-dir "$BUILD_DIR" -L gpu --timeout 120 -V \
     >"$OUT_DIR/ctest.log" 2>&1
   rc=$?
   results=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: ' "$OUT_DIR/ctest.log")
@@ -163,7 +209,7 @@ else
     case "$b" in tests/*) ;; *) continue ;; esac
     total=$((total + 1))
     echo "== $b" >>"$OUT_DIR/ctest.log"
-    if timeout 120 "$BUILD_DIR/$b" >>"$OUT_DIR/ctest.log" 2>&1 && ! tail -20 "$OUT_DIR/ctest.log" | grep -q '^\[  SKIPPED \]'; then
+    if timeout "$(budget 120)" "$BUILD_DIR/$b" >>"$OUT_DIR/ctest.log" 2>&1 && ! tail -20 "$OUT_DIR/ctest.log" | grep -q '^\[  SKIPPED \]'; then
       passed=$((passed + 1))
     else
       rc=1
@@ -189,6 +235,7 @@ if [ -z "$SANITIZER" ]; then
 elif [ ! -f "$BUILD_DIR/$KERNEL_TEST" ]; then
   row "memcheck errors" "$KERNEL_TEST absent" FAIL
 else
+  MEMCHECK_TIMEOUT=$(budget "$MEMCHECK_TIMEOUT")
   timeout "$MEMCHECK_TIMEOUT" "$SANITIZER" --tool memcheck --error-exitcode 99 --print-limit 50 \
     "$BUILD_DIR/$KERNEL_TEST" >"$OUT_DIR/memcheck.log" 2>&1
   rc=$?
@@ -205,7 +252,7 @@ fi
 
 say "decode bench"
 if [ -f "$BUILD_DIR/$BENCH" ]; then
-  timeout "$BENCH_TIMEOUT" "$BUILD_DIR/$BENCH" --sizes "$BENCH_SIZES" >"$OUT_DIR/bench.log" 2>&1
+  timeout "$(budget "$BENCH_TIMEOUT")" "$BUILD_DIR/$BENCH" --sizes "$BENCH_SIZES" >"$OUT_DIR/bench.log" 2>&1
   rc=$?
   cat "$OUT_DIR/bench.log"
   copy=$(grep '^{"bench":"d2d_copy"' "$OUT_DIR/bench.log" | head -1)
@@ -240,4 +287,12 @@ if [ -f "$BUILD_DIR/$BENCH" ]; then
   fi
 else
   row "decode bench" "$BENCH absent" FAIL
+fi
+}
+
+if part kernels; then kernel_part; fi
+if part e2e; then
+  # shellcheck source=gpu-check-e2e.sh
+  source "$REPO/scripts/gpu-check-e2e.sh"
+  e2e_part
 fi

@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: Apache-2.0
+# The end-to-end part of scripts/gpu-check.sh (sourced by it: uses its row, say, budget,
+# json_field, BUILD_DIR, OUT_DIR, REPO; the bundled Open MPI's environment is already set).
+#   tiny: make-tiny (qwen3 tokenizer from tests/data) -> compress -> shard --tp 2; greedy tokens
+#         of --device cpu == --device cuda for BF16 and DF11, DF11 == BF16, and 2 MPI ranks on
+#         the one GPU (bundled mpirun, --comm mpi) == 1 GPU;
+#   8b:   a random model of Llama-3.1-8B shape (E2E_8B_LAYERS of its 32 layers, fewer when the
+#         disk is short) -> compress; logits of BF16 and DF11 bit-identical; generation speed of
+#         both at batch 1, 8, 64 (targets: DF11/BF16 >= 0.8 at batch 1, >= 0.97 at batch 64).
+# Models live in E2E_WORK (default: /tmp/df11-gpu-check, or the first folder with room), kept
+# for a rerun on the same machine; logs go to OUT_DIR/e2e-*.log.
+E2E_8B_LAYERS=${E2E_8B_LAYERS:-32}
+E2E_THREADS=${E2E_THREADS:-$(nproc)}
+E2E_TOKENS=16                     # greedy tokens per tiny prompt
+E2E_LOGIT_IDS=128000,791,4062,14198,39935,35308,927,279,16053,5679,13,1115,374,264,1296,315
+TINY_TOKENIZER="$REPO/tests/data/tokenizers/qwen3"
+
+# e2e_run NAME SECONDS CMD...: runs CMD under timeout, logging to OUT_DIR/e2e-NAME.log; returns
+# its exit status (124: timed out, 127: binary missing).
+e2e_run() {
+  local name=$1 secs
+  secs=$(budget "$2")
+  shift 2
+  say "e2e $name (timeout ${secs} s)"
+  if [ ! -x "$1" ]; then
+    echo "missing: $1" >"$OUT_DIR/e2e-$name.log"
+    return 127
+  fi
+  echo "+ $*" >"$OUT_DIR/e2e-$name.log"
+  timeout -k 10 "$secs" "$@" >>"$OUT_DIR/e2e-$name.log" 2>&1
+}
+# e2e_why RC: the words for a failed e2e_run.
+e2e_why() {
+  case "$1" in
+    124|137) echo "timed out" ;;
+    127) echo "binary missing" ;;
+    *) echo "exit $1" ;;
+  esac
+}
+# e2e_tokens FILE: "custom_id token_ids" per line of a generate --output file, sorted.
+e2e_tokens() {
+  [ -s "$1" ] || return 1
+  sed -n 's/.*"custom_id":"\([^"]*\)".*"token_ids":\[\([^]]*\)\].*/\1 \2/p' "$1" | sort
+}
+# e2e_same NAME FILE_A FILE_B: a PASS/FAIL row for equal greedy tokens in two output files.
+e2e_same() {
+  local a b n
+  a=$(e2e_tokens "$2") || { row "$1" "no output $(basename "$2")" FAIL; return; }
+  b=$(e2e_tokens "$3") || { row "$1" "no output $(basename "$3")" FAIL; return; }
+  n=$(grep -c . <<<"$a")
+  if [ "$a" = "$b" ] && [ "$n" -gt 0 ]; then
+    row "$1" "$n prompts x $E2E_TOKENS tokens equal" PASS
+  else
+    row "$1" "tokens differ: $(diff <(echo "$a") <(echo "$b") | grep -m1 '^[<>]' | cut -c1-40)" FAIL
+  fi
+}
+# e2e_plan LOG: the memory plan's "weight memory per GPU" line, trimmed.
+e2e_plan() {
+  grep -m1 -i 'weight memory per GPU' "$1" 2>/dev/null | sed 's/^.*\] //; s/^ *//' | cut -c1-52
+}
+# e2e_workdir GB: a folder with GB GiB free for the models.
+e2e_workdir() {
+  local d avail
+  for d in "${E2E_WORK:-}" /tmp/df11-gpu-check /var/tmp/df11-gpu-check "$REPO/../df11-gpu-check"; do
+    [ -n "$d" ] || continue
+    mkdir -p "$d" 2>/dev/null || continue
+    avail=$(df -Pk "$d" | awk 'NR == 2 {print int($4 / 1048576)}')
+    if [ "${avail:-0}" -ge "$1" ] || [ -n "${E2E_WORK:-}" ]; then
+      echo "$(cd "$d" && pwd) $avail"
+      return 0
+    fi
+  done
+  echo "/tmp/df11-gpu-check $(df -Pk /tmp | awk 'NR == 2 {print int($4 / 1048576)}')"
+}
+
+e2e_tiny() {
+  local w=$1/tiny rc gen
+  rm -rf "$w" && mkdir -p "$w"
+  e2e_run tiny-make 60 "$DF11_BIN" -q make-tiny --arch llama --vocab-from "$TINY_TOKENIZER" --seed 1 "$w/bf16" &&
+    e2e_run tiny-compress 60 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS" &&
+    e2e_run tiny-shard 60 "$DF11_BIN" -q shard "$w/df11" "$w/tp2" --tp 2
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    row "e2e tiny: make, compress, shard" "$(e2e_why "$rc") (e2e-tiny-*.log)" FAIL
+    return
+  fi
+  row "e2e tiny: make, compress, shard" "llama 2 layers, hidden 64, qwen3 vocab" PASS
+  printf '%s\n' '{"custom_id":"a","prompt":"The capital of France is"}' \
+    '{"custom_id":"b","prompt":"def fibonacci(n):"}' '{"custom_id":"c","prompt":"1, 2, 3, 5, 8,"}' \
+    >"$w/requests.jsonl"
+  gen=(generate --input "$w/requests.jsonl" -n "$E2E_TOKENS" --temp 0)
+  for fmt in bf16 df11; do
+    for dev in cpu cuda; do
+      e2e_run "tiny-$fmt-$dev" 90 "$RUN_BIN" "${gen[@]}" --model "$w/$fmt" --device "$dev" \
+        --output "$w/$fmt-$dev.jsonl"
+      rc=$?
+      [ "$rc" -eq 0 ] || row "tiny $fmt generate --device $dev" "$(e2e_why "$rc") (e2e-tiny-$fmt-$dev.log)" FAIL
+    done
+    e2e_same "tiny $fmt greedy: cpu == cuda" "$w/$fmt-cpu.jsonl" "$w/$fmt-cuda.jsonl"
+  done
+  e2e_same "tiny greedy cuda: df11 == bf16" "$w/bf16-cuda.jsonl" "$w/df11-cuda.jsonl"
+
+  e2e_run tiny-tp2-mpi 120 "$BUILD_DIR/openmpi/usr/bin/mpirun" -np 2 --oversubscribe \
+    "$RUN_BIN" "${gen[@]}" --model "$w/tp2" --device cuda --comm mpi --output "$w/tp2-cuda.jsonl"
+  rc=$?
+  [ "$rc" -eq 0 ] || row "tiny tp2 mpirun -np 2 --device cuda" "$(e2e_why "$rc") (e2e-tiny-tp2-mpi.log)" FAIL
+  e2e_same "tiny tp2 (2 ranks, 1 GPU) == 1 GPU" "$w/df11-cuda.jsonl" "$w/tp2-cuda.jsonl"
+  row "  tp2 memory plan" "$(e2e_plan "$OUT_DIR/e2e-tiny-tp2-mpi.log" || true)" info
+}
+
+# Llama-3.1-8B: per layer 218 M weights (436 MB BF16, ~295 MB DF11); embeddings and LM head
+# 2 x 525 M (2.1 GB BF16, ~1.4 GB DF11). Both copies of the full model: ~27 GiB.
+e2e_8b() {
+  local where=$1 avail=$2 layers=$E2E_8B_LAYERS w rc shape fmt line b
+  local fit=$(((avail - 6) * 100 / 73))   # GiB free, less 6 for the embeddings and slack
+  if [ ! -f "$where/llama8b-l$layers/ready" ] && [ "$fit" -lt "$layers" ]; then
+    layers=$((fit > 1 ? fit : 1))
+  fi
+  shape="8B shape, $layers of 32 layers"
+  w=$where/llama8b-l$layers
+  if [ ! -f "$w/ready" ]; then
+    rm -rf "$where"/llama8b-l* && mkdir -p "$w"
+    e2e_run 8b-make 240 "$DF11_BIN" -q --threads "$E2E_THREADS" make-tiny --arch llama --layers "$layers" \
+      --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --seed 8 "$w/bf16" &&
+      e2e_run 8b-compress 240 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+      row "e2e $shape: make, compress" "$(e2e_why "$rc") (e2e-8b-*.log)" FAIL
+      return
+    fi
+    touch "$w/ready"
+    row "e2e $shape: make, compress" "$(du -sh "$w/bf16" | cut -f1) BF16, $(du -sh "$w/df11" | cut -f1) DF11 in $where" PASS
+  else
+    row "e2e $shape: make, compress" "reused $w" PASS
+  fi
+
+  for fmt in bf16 df11; do
+    rm -f "$w/logits-$fmt.f32"
+    e2e_run "8b-logits-$fmt" 120 "$RUN_BIN" logits --model "$w/$fmt" --device cuda \
+      --ids "$E2E_LOGIT_IDS" --out "$w/logits-$fmt.f32"
+    rc=$?
+    [ "$rc" -eq 0 ] || row "8b logits $fmt" "$(e2e_why "$rc") (e2e-8b-logits-$fmt.log)" FAIL
+  done
+  local want=$(( $(tr ',' '\n' <<<"$E2E_LOGIT_IDS" | grep -c .) * 128256 * 4 ))
+  if [ ! -s "$w/logits-bf16.f32" ] || [ ! -s "$w/logits-df11.f32" ]; then
+    row "8b logits: df11 == bf16 bitwise" "no logits" FAIL
+  elif [ "$(stat -c %s "$w/logits-bf16.f32")" -ne "$want" ]; then
+    row "8b logits: df11 == bf16 bitwise" "$(stat -c %s "$w/logits-bf16.f32") bytes, want $want" FAIL
+  elif cmp -s "$w/logits-bf16.f32" "$w/logits-df11.f32"; then
+    row "8b logits: df11 == bf16 bitwise" "$want bytes identical" PASS
+  else
+    row "8b logits: df11 == bf16 bitwise" "$(cmp "$w/logits-bf16.f32" "$w/logits-df11.f32" | cut -c1-52)" FAIL
+  fi
+
+  for fmt in bf16 df11; do
+    rm -f "$w/bench-$fmt.jsonl"
+    e2e_run "8b-bench-$fmt" 150 "$RUN_BIN" bench --model "$w/$fmt" --device cuda --batch-sizes 1,8,64 \
+      --prompt-tokens 32 --gen-tokens 64 --json "$w/bench-$fmt.jsonl"
+    rc=$?
+    [ "$rc" -eq 0 ] || row "8b bench $fmt" "$(e2e_why "$rc") (e2e-8b-bench-$fmt.log)" FAIL
+    cp "$w/bench-$fmt.jsonl" "$OUT_DIR/e2e-8b-bench-$fmt.jsonl" 2>/dev/null
+  done
+  for b in 1 8 64; do
+    local bf df ratio target status
+    bf=$(grep -h '"bench":"generate"' "$w/bench-bf16.jsonl" "$OUT_DIR/e2e-8b-bench-bf16.log" 2>/dev/null |
+      grep -m1 "\"batch\":$b[,}]")
+    df=$(grep -h '"bench":"generate"' "$w/bench-df11.jsonl" "$OUT_DIR/e2e-8b-bench-df11.log" 2>/dev/null |
+      grep -m1 "\"batch\":$b[,}]")
+    if [ -z "$bf" ] || [ -z "$df" ]; then
+      row "8b decode batch $b" "no result" FAIL
+      continue
+    fi
+    bf=$(json_field "$bf" decode_tok_s) df=$(json_field "$df" decode_tok_s)
+    ratio=$(awk -v a="$df" -v b="$bf" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "nan"}')
+    case $b in 1) target=0.8 ;; 64) target=0.97 ;; *) target="" ;; esac
+    status=info
+    if [ -n "$target" ]; then
+      if awk -v r="$ratio" -v t="$target" 'BEGIN {exit !(r + 0 >= t)}'; then status=PASS; else status=MISS; fi
+    fi
+    row "8b decode tok/s batch $b" "bf16 $bf, df11 $df, ratio $ratio${target:+ (target >= $target)}" "$status"
+  done
+  for fmt in bf16 df11; do
+    line=$(grep -h -m1 '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | head -1)
+    row "  $fmt weight_bytes, scratch" "$(json_field "$line" weight_bytes) B, $(json_field "$line" scratch_bytes) B" info
+    row "  $fmt memory plan" "$(e2e_plan "$OUT_DIR/e2e-8b-bench-$fmt.log")" info
+  done
+}
+
+e2e_part() {
+  local where avail
+  DF11_BIN=$BUILD_DIR/$(grep -m1 '/df11$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11)
+  RUN_BIN=$BUILD_DIR/$(grep -m1 '/df11-run$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11-run)
+  read -r where avail < <(e2e_workdir 32)
+  say "e2e: models in $where (${avail} GiB free)"
+  e2e_tiny "$where"
+  if [ "$GPU_FOUND" -eq 1 ]; then
+    e2e_8b "$where" "$avail"
+  else
+    row "e2e 8B shape" "skipped: no GPU (the model takes minutes to make)" FAIL
+  fi
+}
