@@ -56,7 +56,9 @@ e2e_same() {
 }
 # e2e_plan LOG: the memory plan's "weight memory per GPU" line, trimmed.
 e2e_plan() {
-  grep -m1 -i 'weight memory per GPU' "$1" 2>/dev/null | sed 's/^.*\] //; s/^ *//' | cut -c1-52
+  local line
+  line=$(grep -m1 -i 'weight memory per GPU' "$1" 2>/dev/null | sed 's/^.*\] //; s/^ *//')
+  echo "${line:-no \"weight memory per GPU\" line in $(basename "$1")}" | cut -c1-60
 }
 # e2e_workdir GB: a folder with GB GiB free for the models.
 e2e_workdir() {
@@ -76,9 +78,9 @@ e2e_workdir() {
 e2e_tiny() {
   local w=$1/tiny rc gen
   rm -rf "$w" && mkdir -p "$w"
-  e2e_run tiny-make 60 "$DF11_BIN" -q make-tiny --arch llama --vocab-from "$TINY_TOKENIZER" --seed 1 "$w/bf16" &&
-    e2e_run tiny-compress 60 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS" &&
-    e2e_run tiny-shard 60 "$DF11_BIN" -q shard "$w/df11" "$w/tp2" --tp 2
+  e2e_run tiny-make 30 "$DF11_BIN" -q make-tiny --arch llama --vocab-from "$TINY_TOKENIZER" --seed 1 "$w/bf16" &&
+    e2e_run tiny-compress 30 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS" &&
+    e2e_run tiny-shard 30 "$DF11_BIN" -q shard "$w/df11" "$w/tp2" --tp 2
   rc=$?
   if [ "$rc" -ne 0 ]; then
     row "e2e tiny: make, compress, shard" "$(e2e_why "$rc") (e2e-tiny-*.log)" FAIL
@@ -91,7 +93,7 @@ e2e_tiny() {
   gen=(generate --input "$w/requests.jsonl" -n "$E2E_TOKENS" --temp 0)
   for fmt in bf16 df11; do
     for dev in cpu cuda; do
-      e2e_run "tiny-$fmt-$dev" 90 "$RUN_BIN" "${gen[@]}" --model "$w/$fmt" --device "$dev" \
+      e2e_run "tiny-$fmt-$dev" 45 "$RUN_BIN" "${gen[@]}" --model "$w/$fmt" --device "$dev" \
         --output "$w/$fmt-$dev.jsonl"
       rc=$?
       [ "$rc" -eq 0 ] || row "tiny $fmt generate --device $dev" "$(e2e_why "$rc") (e2e-tiny-$fmt-$dev.log)" FAIL
@@ -100,12 +102,12 @@ e2e_tiny() {
   done
   e2e_same "tiny greedy cuda: df11 == bf16" "$w/bf16-cuda.jsonl" "$w/df11-cuda.jsonl"
 
-  e2e_run tiny-tp2-mpi 120 "$BUILD_DIR/openmpi/usr/bin/mpirun" -np 2 --oversubscribe \
+  e2e_run tiny-tp2-mpi 60 "$BUILD_DIR/openmpi/usr/bin/mpirun" -np 2 --oversubscribe \
     "$RUN_BIN" "${gen[@]}" --model "$w/tp2" --device cuda --comm mpi --output "$w/tp2-cuda.jsonl"
   rc=$?
   [ "$rc" -eq 0 ] || row "tiny tp2 mpirun -np 2 --device cuda" "$(e2e_why "$rc") (e2e-tiny-tp2-mpi.log)" FAIL
   e2e_same "tiny tp2 (2 ranks, 1 GPU) == 1 GPU" "$w/df11-cuda.jsonl" "$w/tp2-cuda.jsonl"
-  row "  tp2 memory plan" "$(e2e_plan "$OUT_DIR/e2e-tiny-tp2-mpi.log" || true)" info
+  row "  tp2 memory plan" "$(e2e_plan "$OUT_DIR/e2e-tiny-tp2-mpi.log")" info
 }
 
 # Llama-3.1-8B: per layer 218 M weights (436 MB BF16, ~295 MB DF11); embeddings and LM head
@@ -120,23 +122,24 @@ e2e_8b() {
   w=$where/llama8b-l$layers
   if [ ! -f "$w/ready" ]; then
     rm -rf "$where"/llama8b-l* && mkdir -p "$w"
-    e2e_run 8b-make 240 "$DF11_BIN" -q --threads "$E2E_THREADS" make-tiny --arch llama --layers "$layers" \
+    local t0=$SECONDS t1
+    e2e_run 8b-make 150 "$DF11_BIN" -q --threads "$E2E_THREADS" make-tiny --arch llama --layers "$layers" \
       --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --seed 8 "$w/bf16" &&
-      e2e_run 8b-compress 240 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS"
+      t1=$SECONDS && e2e_run 8b-compress 150 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS"
     rc=$?
     if [ "$rc" -ne 0 ]; then
-      row "e2e $shape: make, compress" "$(e2e_why "$rc") (e2e-8b-*.log)" FAIL
+      row "e2e $shape" "make, compress: $(e2e_why "$rc") (e2e-8b-*.log)" FAIL
       return
     fi
     touch "$w/ready"
-    row "e2e $shape: make, compress" "$(du -sh "$w/bf16" | cut -f1) BF16, $(du -sh "$w/df11" | cut -f1) DF11 in $where" PASS
+    row "e2e $shape" "made in $((t1 - t0)) s: $(du -sh "$w/bf16" | cut -f1) BF16; compressed in $((SECONDS - t1)) s: $(du -sh "$w/df11" | cut -f1)" PASS
   else
-    row "e2e $shape: make, compress" "reused $w" PASS
+    row "e2e $shape" "reused $w" PASS
   fi
 
   for fmt in bf16 df11; do
     rm -f "$w/logits-$fmt.f32"
-    e2e_run "8b-logits-$fmt" 120 "$RUN_BIN" logits --model "$w/$fmt" --device cuda \
+    e2e_run "8b-logits-$fmt" 90 "$RUN_BIN" logits --model "$w/$fmt" --device cuda \
       --ids "$E2E_LOGIT_IDS" --out "$w/logits-$fmt.f32"
     rc=$?
     [ "$rc" -eq 0 ] || row "8b logits $fmt" "$(e2e_why "$rc") (e2e-8b-logits-$fmt.log)" FAIL
@@ -154,7 +157,7 @@ e2e_8b() {
 
   for fmt in bf16 df11; do
     rm -f "$w/bench-$fmt.jsonl"
-    e2e_run "8b-bench-$fmt" 150 "$RUN_BIN" bench --model "$w/$fmt" --device cuda --batch-sizes 1,8,64 \
+    e2e_run "8b-bench-$fmt" 120 "$RUN_BIN" bench --model "$w/$fmt" --device cuda --batch-sizes 1,8,64 \
       --prompt-tokens 32 --gen-tokens 64 --json "$w/bench-$fmt.jsonl"
     rc=$?
     [ "$rc" -eq 0 ] || row "8b bench $fmt" "$(e2e_why "$rc") (e2e-8b-bench-$fmt.log)" FAIL
