@@ -55,10 +55,17 @@ e2e_same() {
   fi
 }
 # e2e_plan LOG: the memory plan's "weight memory per GPU" line, trimmed.
+# ("weight memory per GPU = compressed shard + ... = 11710.594 MB" -> its first and last parts).
 e2e_plan() {
   local line
   line=$(grep -m1 -i 'weight memory per GPU' "$1" 2>/dev/null | sed 's/^.*\] //; s/^ *//')
-  echo "${line:-no \"weight memory per GPU\" line in $(basename "$1")}" | cut -c1-60
+  if [ -z "$line" ]; then
+    echo "no \"weight memory per GPU\" line in $(basename "$1")"
+  elif [[ "$line" == *=* ]]; then
+    echo "weight memory per GPU =${line##*=}"
+  else
+    echo "$line" | cut -c1-60
+  fi
 }
 # e2e_workdir GB: a folder with GB GiB free for the models.
 e2e_workdir() {

@@ -71,7 +71,12 @@ print_table() {
     fi
   } | tee "$OUT_DIR/summary.txt"
 }
-trap 'print_table; trap - EXIT; exit $(( FAILED ? 1 : (PERF_MISSED ? 2 : 0) ))' EXIT
+# The logs also as one archive (all-logs.tar.gz), for tools that bring back only a few files.
+pack_logs() {
+  (cd "$OUT_DIR" && tar -czf all-logs.tar.gz.tmp --exclude='all-logs.tar.gz*' . 2>/dev/null &&
+    mv all-logs.tar.gz.tmp all-logs.tar.gz)
+}
+trap 'print_table; pack_logs; trap - EXIT; exit $(( FAILED ? 1 : (PERF_MISSED ? 2 : 0) ))' EXIT
 
 # The build travels as BUILD_DIR/gpu-bundle.tar.xz or .tar.zst (see gpu-prepare.sh), or as
 # the folder BUILD_DIR/gpu-bundle: unpack it over what an earlier run left, keeping newer files
