@@ -38,6 +38,28 @@ void AttentionCuda(const float* q,        // (t_new, n_heads, head_dim)
                    int64_t head_dim,
                    float* out,  // (t_new, n_heads, head_dim)
                    cudaStream_t stream);
+
+// AttentionCuda with t_total = *past_length + t_new read on the device (past_length: a device
+// int32, the cache length before these queries), so a captured CUDA graph can be replayed as the
+// cache grows. Identical results to AttentionCuda for the same lengths.
+void AttentionCudaPastOnDevice(const float* q,        // (t_new, n_heads, head_dim)
+                               const float* k_cache,  // (*past_length + t_new, n_kv_heads, head_dim)
+                               const float* v_cache,  // (*past_length + t_new, n_kv_heads, head_dim)
+                               int64_t t_new,
+                               const int32_t* past_length,  // (1) device
+                               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                               float* out,  // (t_new, n_heads, head_dim)
+                               cudaStream_t stream);
+
+// Appends t_new positions to a cache: k_cache[*past_length + i] = k_new[i] (rows of `row`
+// floats), the same for v; past_length is a device int32 (graph-replayable, as above). Exact.
+void KvAppendCuda(const float* k_new,  // (t_new, row)
+                  const float* v_new,  // (t_new, row)
+                  int64_t t_new, int64_t row,
+                  const int32_t* past_length,  // (1) device
+                  float* k_cache,              // (capacity, row)
+                  float* v_cache,              // (capacity, row)
+                  cudaStream_t stream);
 #endif
 
 }  // namespace df11

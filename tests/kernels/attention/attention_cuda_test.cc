@@ -89,5 +89,35 @@ TEST_F(AttentionCudaTest, NoQueriesWritesNothing) {
   EXPECT_EQ(CompareExact(poisoned, d_out.Download()), "");
 }
 
+// The graph-replayable pair: append new K/V rows at a device-held length, then attend with the
+// length read on the device; must equal AttentionCuda bit for bit and place rows exactly.
+TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t past = 45, t_new = 3, heads = 4, kv = 2, hd = 64, row = kv * hd, cap = 64;
+  const std::vector<float> q = NormalFloats(t_new * heads * hd, 1.0f, rng);
+  std::vector<float> k = NormalFloats(cap * row, 1.0f, rng), v = NormalFloats(cap * row, 1.0f, rng);
+  const std::vector<float> k_new = NormalFloats(t_new * row, 1.0f, rng);
+  const std::vector<float> v_new = NormalFloats(t_new * row, 1.0f, rng);
+  DeviceArray<float> d_q(q), d_k(k), d_v(v), d_kn(k_new), d_vn(v_new);
+  DeviceArray<int32_t> d_past(std::vector<int32_t>{static_cast<int32_t>(past)});
+  KvAppendCuda(d_kn.get(), d_vn.get(), t_new, row, d_past.get(), d_k.get(), d_v.get(), stream_);
+  std::copy(k_new.begin(), k_new.end(), k.begin() + past * row);
+  std::copy(v_new.begin(), v_new.end(), v.begin() + past * row);
+  Sync();
+  EXPECT_EQ(CompareExact(k, d_k.Download()), "");
+  EXPECT_EQ(CompareExact(v, d_v.Download()), "");
+  DeviceArray<float> d_a(q.size()), d_b(q.size());
+  d_a.Poison();
+  d_b.Poison();
+  AttentionCuda(d_q.get(), d_k.get(), d_v.get(), t_new, past + t_new, heads, kv, hd, d_a.get(),
+                stream_);
+  AttentionCudaPastOnDevice(d_q.get(), d_k.get(), d_v.get(), t_new, d_past.get(), heads, kv, hd,
+                            d_b.get(), stream_);
+  Sync();
+  EXPECT_EQ(CompareExact(d_a.Download(), d_b.Download()), "");
+}
+
 }  // namespace
 }  // namespace df11
