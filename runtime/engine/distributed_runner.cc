@@ -25,9 +25,9 @@ struct Best {
 
 }  // namespace
 
-DistributedStepRunner::DistributedStepRunner(Transformer* transformer,
+DistributedStepRunner::DistributedStepRunner(ForwardBackend* backend,
                                              const DistributedContext& context)
-    : t_(transformer),
+    : t_(backend),
       ctx_(context),
       stage_(context.layout.Stage(context.rank)),
       tp_rank_(context.layout.TpRank(context.rank)) {}

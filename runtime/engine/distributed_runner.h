@@ -16,7 +16,7 @@
 #include "parallel/communicator.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/shard_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/forward_backend.h"
 
 namespace df11 {
 
@@ -29,7 +29,7 @@ struct DistributedContext {
 
 class DistributedStepRunner : public StepRunner {
  public:
-  DistributedStepRunner(Transformer* transformer, const DistributedContext& context);
+  DistributedStepRunner(ForwardBackend* backend, const DistributedContext& context);
 
   int64_t vocab_size() const override { return t_->weights().config.vocab_size; }
   int64_t context_length() const override {
@@ -58,7 +58,7 @@ class DistributedStepRunner : public StepRunner {
   void BroadcastPlan(Plan* plan);  // from the leader to all
   Status Execute(const Plan& plan, StepOutput* out);
 
-  Transformer* t_;
+  ForwardBackend* t_;
   DistributedContext ctx_;
   int stage_, tp_rank_;
   int64_t next_slot_ = 0;

@@ -29,20 +29,20 @@ bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition
 
 Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
                              StepOutput* out, std::span<const SampleSpec> sample) {
-  DF11_RETURN_IF_ERROR(t_->Forward(steps, false, &out->logits));
   out->argmax.clear();
   out->rng.clear();
+  if (greedy_only) {
+    out->logits.clear();
+    return t_->ForwardArgmax(steps, &out->argmax);
+  }
+  DF11_RETURN_IF_ERROR(t_->Forward(steps, false, &out->logits));
   const int64_t v = vocab_size();
-  for (size_t s = 0; s < steps.size(); ++s) {
+  for (size_t s = 0; s < sample.size() && s < steps.size(); ++s) {
     const float* row = out->logits.data() + s * v;
-    if (greedy_only) {
-      out->argmax.push_back(ArgmaxRef(row, v));
-    } else if (!sample.empty()) {
-      uint64_t rng = sample[s].rng;
-      out->argmax.push_back(SampleRef(row, v, sample[s].params, sample[s].history.data(),
-                                      static_cast<int64_t>(sample[s].history.size()), &rng));
-      out->rng.push_back(rng);
-    }
+    uint64_t rng = sample[s].rng;
+    out->argmax.push_back(SampleRef(row, v, sample[s].params, sample[s].history.data(),
+                                    static_cast<int64_t>(sample[s].history.size()), &rng));
+    out->rng.push_back(rng);
   }
   return Status::Ok();
 }

@@ -15,7 +15,7 @@
 #include "kernels/sampling/sampling.h"
 #include "runtime/core/status.h"
 #include "runtime/model/kv_cache.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/forward_backend.h"
 #include "runtime/text/tokenizer.h"
 
 namespace df11 {
@@ -68,10 +68,10 @@ class StepRunner {
                       std::span<const SampleSpec> sample = {}) = 0;
 };
 
-// StepRunner on one process.
+// StepRunner on one process, over any backend (greedy steps use its ForwardArgmax).
 class LocalStepRunner : public StepRunner {
  public:
-  explicit LocalStepRunner(Transformer* transformer) : t_(transformer) {}
+  explicit LocalStepRunner(ForwardBackend* backend) : t_(backend) {}
   int64_t vocab_size() const override { return t_->weights().config.vocab_size; }
   int64_t context_length() const override {
     return t_->weights().config.max_position_embeddings;
@@ -81,7 +81,7 @@ class LocalStepRunner : public StepRunner {
               std::span<const SampleSpec> sample = {}) override;
 
  private:
-  Transformer* t_;
+  ForwardBackend* t_;
 };
 
 struct EngineOptions {

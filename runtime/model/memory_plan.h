@@ -41,4 +41,37 @@ struct MemoryPlan {
 
 StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, const MemoryPlanOptions& options);
 
+// One rank's GPU from measured sizes (what the CUDA backend allocates), printed at start-up.
+struct DeviceMemoryInputs {
+  int64_t device_total_bytes = 0;  // cudaMemGetInfo's total
+  double memory_fraction = 0.90;   // --gpu-memory-fraction
+  int64_t compressed_bytes = 0;    // DF11 units resident on the device
+  int64_t plain_bytes = 0;         // BF16 matrices (a BF16 model, or tensors left uncompressed)
+  int64_t small_bytes = 0;         // norms and biases
+  int64_t layer_scratch_bytes = 0; // both layer decode buffers
+  int64_t head_scratch_bytes = 0;  // the LM-head decode chunk
+  int64_t activation_bytes = 0;    // activations and workspaces for the largest step
+  int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, FP32 K and V
+  int64_t context = 0;             // tokens per sequence, for the concurrency figure
+};
+
+struct DeviceMemoryPlan {
+  DeviceMemoryInputs in;
+  int64_t budget_bytes = 0;  // memory_fraction * device_total_bytes
+  int64_t fixed_bytes = 0;   // everything but the KV cache
+  int64_t kv_bytes = 0;      // budget - fixed
+  int64_t kv_tokens = 0;
+  int64_t max_sequences = 0;  // kv_tokens / context
+
+  // Weights on the device plus the two layer scratch buffers.
+  int64_t weight_memory_bytes() const {
+    return in.compressed_bytes + in.plain_bytes + in.small_bytes + in.layer_scratch_bytes;
+  }
+  std::string Format() const;
+};
+
+// ResourceExhausted-style FailedPrecondition naming the sizes when the weights, scratch and
+// activations do not fit in the budget (no room for a single KV position).
+StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& inputs);
+
 }  // namespace df11

@@ -31,12 +31,6 @@ namespace {
 
 const uint16_t* OrNull(const std::vector<uint16_t>& v) { return v.empty() ? nullptr : v.data(); }
 
-int64_t TotalTokens(std::span<const SequenceStep> steps) {
-  int64_t n = 0;
-  for (const SequenceStep& s : steps) n += static_cast<int64_t>(s.tokens.size());
-  return n;
-}
-
 }  // namespace
 
 Transformer::Transformer(const ModelWeights* weights, const TransformerOptions& options)

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/core/status.h"
+#include "runtime/model/forward_backend.h"
 #include "runtime/model/kv_cache.h"
 #include "runtime/model/model_weights.h"
 
@@ -21,12 +22,6 @@ namespace df11 {
 
 // Sums a buffer across the tensor-parallel group in place (null on a single rank).
 using AllReduceFn = std::function<void(float* data, int64_t n)>;
-
-// One sequence's share of a forward step: new tokens appended at positions cache->length...
-struct SequenceStep {
-  KvCache* cache = nullptr;
-  std::span<const int32_t> tokens;
-};
 
 struct TransformerOptions {
   int threads = 0;            // 0: all hardware threads
@@ -36,29 +31,30 @@ struct TransformerOptions {
   bool tp_leader = true;      // adds row-parallel biases (only one rank may)
 };
 
-class Transformer {
+class Transformer : public ForwardBackend {
  public:
   Transformer(const ModelWeights* weights, const TransformerOptions& options);
-  ~Transformer();
+  ~Transformer() override;
 
   // A cache sized for `capacity` positions of this rank's layers and kv heads.
-  KvCache NewCache(int64_t capacity) const;
+  KvCache NewCache(int64_t capacity) const override;
 
   // hidden (total_tokens, hidden) = embedding of every step's tokens (local vocab rows; the
   // caller all-reduces across a vocab-parallel group). Rows follow the steps in order.
-  Status Embed(std::span<const SequenceStep> steps, float* hidden);
+  Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
   // Runs this rank's layers on hidden in place and appends to the caches (lengths advance).
-  Status RunLayers(std::span<const SequenceStep> steps, float* hidden);
+  Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;
   // Logits of this rank's vocab rows, (rows, vocab_rows), for the last token of each step, or
   // every token when all_tokens. `hidden` is the output of the last layer.
   Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
-                std::vector<float>* logits);
+                std::vector<float>* logits) override;
 
   // Embed + RunLayers + Logits on one rank. Errors: a DF11 stream found corrupt while decoding.
-  Status Forward(std::span<const SequenceStep> steps, bool all_tokens, std::vector<float>* logits);
+  Status Forward(std::span<const SequenceStep> steps, bool all_tokens,
+                 std::vector<float>* logits) override;
 
-  const ModelWeights& weights() const { return *w_; }
-  int64_t ScratchBytes() const;
+  const ModelWeights& weights() const override { return *w_; }
+  int64_t ScratchBytes() const override;
 
  private:
   struct LayerView;  // a layer's matrices as BF16 pointers (mapped or in scratch)

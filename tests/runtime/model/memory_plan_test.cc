@@ -59,5 +59,36 @@ TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   EXPECT_EQ(LoadDeployConfig("/nonexistent.yaml").status().code(), StatusCode::kNotFound);
 }
 
+// The GPU backend's plan from measured sizes: the KV cache gets what the fraction leaves, and
+// weights that do not fit are an error naming the sizes.
+TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
+  DeviceMemoryInputs in;
+  in.device_total_bytes = 80'000'000'000;
+  in.memory_fraction = 0.9;
+  in.compressed_bytes = 40'000'000'000;
+  in.small_bytes = 1'000'000;
+  in.layer_scratch_bytes = 2'000'000'000;
+  in.head_scratch_bytes = 500'000'000;
+  in.activation_bytes = 499'000'000;
+  in.kv_bytes_per_token = 1'000'000;
+  in.context = 4096;
+  auto p = PlanDeviceMemory(in);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->budget_bytes, 72'000'000'000);
+  EXPECT_EQ(p->kv_bytes, 72'000'000'000 - 43'000'000'000);
+  EXPECT_EQ(p->kv_tokens, 29'000);
+  EXPECT_EQ(p->max_sequences, 7);
+  EXPECT_EQ(p->weight_memory_bytes(), 42'001'000'000);
+  EXPECT_NE(p->Format().find("weight memory per GPU = compressed shard + two layer scratch buffers"),
+            std::string::npos);
+  in.plain_bytes = 40'000'000'000;  // a BF16 copy as well: no longer fits
+  auto big = PlanDeviceMemory(in);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(big.status().message().find("does not fit"), std::string::npos);
+  in.memory_fraction = 1.5;
+  EXPECT_EQ(PlanDeviceMemory(in).status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace df11

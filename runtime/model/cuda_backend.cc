@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: Apache-2.0
+// CudaBackend's forward steps: the host side of a step, the per-layer work on the compute and
+// decode streams, the LM head, graph capture and replay (set-up is in cuda_backend_setup.cc).
+#include "runtime/model/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+
+#include "kernels/activation/activation.h"
+#include "kernels/attention/attention.h"
+#include "kernels/common/check.h"
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/embedding/embedding.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rope/rope.h"
+#include "kernels/sampling/sampling.h"
+
+namespace df11 {
+
+int64_t CudaBackend::ScratchBytes() const {
+  const int64_t head = head_scratch_ != nullptr ? 2 * head_chunk_ * w_->config.hidden_size : 0;
+  return 2 * 2 * scratch_elements_ + head;
+}
+
+void CudaBackend::Synchronize() { DF11_CUDA_CHECK(cudaStreamSynchronize(compute_)); }
+
+void CudaBackend::DestroyGraph() {
+  if (graph_exec_ != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_exec_));
+  graph_exec_ = nullptr;
+  graph_key_.clear();
+  last_key_.clear();
+}
+
+Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends) {
+  DF11_CUDA_CHECK(cudaSetDevice(options_.device));
+  const int64_t T = TotalTokens(steps);
+  rows_.clear();
+  int64_t t0 = 0;
+  for (const SequenceStep& s : steps) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    if (!s.cache->on_device() || s.cache->device_k.size() != w_->layers.size()) {
+      return Status::InvalidArgument("a sequence's KV cache was not made by this CUDA backend");
+    }
+    if (appends && s.cache->length + n > s.cache->capacity) {
+      return Status::OutOfRange("a sequence needs " + std::to_string(s.cache->length + n) +
+                                " KV positions but its cache holds " +
+                                std::to_string(s.cache->capacity));
+    }
+    if (all_tokens) {
+      for (int64_t j = 0; j < n; ++j) rows_.push_back(t0 + j);
+    } else if (n > 0) {
+      rows_.push_back(t0 + n - 1);
+    }
+    t0 += n;
+  }
+  rows_identity_ = static_cast<int64_t>(rows_.size()) == T;
+  GrowActivations(std::max(T, static_cast<int64_t>(steps.size())), static_cast<int64_t>(rows_.size()));
+  tokens_ = T;
+  Activations& a = *act_;
+  int64_t t = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const SequenceStep& s = steps[i];
+    a.h_past[i] = static_cast<int32_t>(s.cache->length);
+    for (size_t j = 0; j < s.tokens.size(); ++j, ++t) {
+      a.h_positions[t] = static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j));
+      a.h_ids[t] = s.tokens[j];
+    }
+  }
+  return Status::Ok();
+}
+
+void CudaBackend::EnqueueEmbed(std::span<const SequenceStep> steps) {
+  (void)steps;
+  Activations& a = *act_;
+  const int64_t T = tokens_, h = w_->config.hidden_size;
+  const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
+  if (T == 0) return;
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.ids, a.h_ids, 4 * T, cudaMemcpyHostToDevice, compute_));
+  if (embed_->plain != nullptr) {
+    EmbeddingGatherCuda(embed_->plain, rows, h, a.ids, T, lo, a.x, compute_);
+    return;
+  }
+  // DF11 table: decode just each token's row, then widen them with a gather over those rows.
+  int* flag = flags_ + w_->layers.size();
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t id = a.h_ids[t];
+    if (id >= lo && id < lo + rows) {
+      const int64_t b = embed_->begin + (id - lo) * h;
+      Df11DecodeCuda(*embed_->unit, b, b + h, a.embed_rows + t * h, flag, compute_);
+      a.h_gather[t] = static_cast<int32_t>(t);
+    } else {
+      a.h_gather[t] = -1;  // outside this shard's rows: a zero row
+    }
+  }
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.gather, a.h_gather, 4 * T, cudaMemcpyHostToDevice, compute_));
+  EmbeddingGatherCuda(a.embed_rows, T, h, a.gather, T, 0, a.x, compute_);
+}
+
+void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
+  const DeviceLayer& l = layers_[layer];
+  uint16_t* scratch = scratch_[layer % 2];
+  int* flag = flags_ + layer;
+  for (const DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+    if (m->unit == nullptr) continue;
+    Df11DecodeCuda(*m->unit, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset,
+                   flag, stream);
+  }
+}
+
+void CudaBackend::EnqueueLayer(size_t li, std::span<const SequenceStep> steps) {
+  const ModelConfig& c = w_->config;
+  const LocalDims& d = w_->dims;
+  const int64_t T = tokens_, h = c.hidden_size, hd = c.head_dim;
+  const int64_t nh = d.heads, nkv = d.kv_heads, inter = d.intermediate, row = nkv * hd;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const DeviceLayer& L = layers_[li];
+  const uint16_t* scratch = scratch_[li % 2];
+  Activations& a = *act_;
+  cudaStream_t s = compute_;
+
+  // Attention block.
+  RmsNormCuda(a.x, L.input_norm, eps, T, h, a.xn, s);
+  GemmBf16Cuda(a.xn, L.q.Placed(scratch), L.q_bias, a.q, T, nh * hd, h, a.x_bf16, cublas_, s);
+  GemmBf16Cuda(a.xn, L.k.Placed(scratch), L.k_bias, a.k, T, nkv * hd, h, a.x_bf16, cublas_, s);
+  GemmBf16Cuda(a.xn, L.v.Placed(scratch), L.v_bias, a.v, T, nkv * hd, h, a.x_bf16, cublas_, s);
+  if (L.q_norm != nullptr) {
+    RmsNormCuda(a.q, L.q_norm, eps, T * nh, hd, a.q, s);
+    RmsNormCuda(a.k, L.k_norm, eps, T * nkv, hd, a.k, s);
+  }
+  RopeCuda(a.q, T, nh, hd, a.positions, inv_freq_, s);
+  RopeCuda(a.k, T, nkv, hd, a.positions, inv_freq_, s);
+  int64_t t0 = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
+    const KvCache& cache = *steps[i].cache;
+    KvAppendCuda(a.k + t0 * row, a.v + t0 * row, n, row, a.past + i, cache.device_k[li],
+                 cache.device_v[li], s);
+    AttentionCudaPastOnDevice(a.q + t0 * nh * hd, cache.device_k[li], cache.device_v[li], n,
+                              a.past + i, nh, nkv, hd, a.attn + t0 * nh * hd, s);
+    t0 += n;
+  }
+  GemmBf16Cuda(a.attn, L.o.Placed(scratch), options_.tp_leader ? L.o_bias : nullptr, a.proj, T, h,
+               nh * hd, a.x_bf16, cublas_, s);
+  if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
+  AddCuda(a.x, a.proj, T * h, s);
+
+  // MLP block.
+  RmsNormCuda(a.x, L.post_attention_norm, eps, T, h, a.xn, s);
+  GemmBf16Cuda(a.xn, L.gate.Placed(scratch), nullptr, a.gate, T, inter, h, a.x_bf16, cublas_, s);
+  GemmBf16Cuda(a.xn, L.up.Placed(scratch), nullptr, a.up, T, inter, h, a.x_bf16, cublas_, s);
+  SwiGluCuda(a.gate, a.up, a.gate, T * inter, s);
+  GemmBf16Cuda(a.gate, L.down.Placed(scratch), nullptr, a.proj, T, h, inter, a.x_bf16, cublas_, s);
+  if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
+  AddCuda(a.x, a.proj, T * h, s);
+}
+
+void CudaBackend::EnqueueLayers(std::span<const SequenceStep> steps) {
+  Activations& a = *act_;
+  const int64_t T = tokens_;
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.positions, a.h_positions, 4 * T, cudaMemcpyHostToDevice,
+                                  compute_));
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.past, a.h_past, 4 * steps.size(), cudaMemcpyHostToDevice,
+                                  compute_));
+  const size_t n = layers_.size();
+  const bool overlap = options_.overlap_decode &&
+                       std::any_of(layers_.begin(), layers_.end(),
+                                   [](const DeviceLayer& l) { return l.compressed; });
+  // The decode stream starts after everything queued so far (the previous step's reads of the
+  // scratch buffers included); under capture this forks it into the graph.
+  auto decode_async = [&](size_t layer) {
+    if (!layers_[layer].compressed) return;
+    if (layer >= 2) DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, consumed_[layer % 2], 0));
+    EnqueueDecode(layer, decode_);
+    DF11_CUDA_CHECK(cudaEventRecord(decoded_[layer % 2], decode_));
+  };
+  if (overlap) {
+    DF11_CUDA_CHECK(cudaEventRecord(fork_, compute_));
+    DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, fork_, 0));
+    decode_async(0);
+  }
+  for (size_t li = 0; li < n; ++li) {
+    if (overlap) {
+      if (li + 1 < n) decode_async(li + 1);
+      if (layers_[li].compressed) DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, decoded_[li % 2], 0));
+    } else if (layers_[li].compressed) {
+      EnqueueDecode(li, compute_);
+    }
+    EnqueueLayer(li, steps);
+    if (overlap) DF11_CUDA_CHECK(cudaEventRecord(consumed_[li % 2], compute_));
+  }
+  if (overlap) {
+    // Join the decode stream back (a capture must end with every forked stream joined).
+    DF11_CUDA_CHECK(cudaEventRecord(fork_, decode_));
+    DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, fork_, 0));
+  }
+}
+
+void CudaBackend::EnqueueHead(bool argmax) {
+  Activations& a = *act_;
+  const int64_t h = w_->config.hidden_size, V = w_->dims.vocab_rows;
+  const int64_t R = static_cast<int64_t>(rows_.size());
+  if (R == 0) return;
+  const float eps = static_cast<float>(w_->config.rms_norm_eps);
+  const float* src = a.x;
+  if (!rows_identity_) {
+    for (int64_t r = 0; r < R; ++r) {
+      DF11_CUDA_CHECK(cudaMemcpyAsync(a.proj + r * h, a.x + rows_[r] * h, 4 * h,
+                                      cudaMemcpyDeviceToDevice, compute_));
+    }
+    src = a.proj;
+  }
+  RmsNormCuda(src, final_norm_, eps, R, h, a.xn, compute_);
+  // The same chunks for BF16 and DF11 heads, so both multiply identically.
+  int* flag = flags_ + w_->layers.size() + 1;
+  for (int64_t r0 = 0; r0 < V; r0 += head_chunk_) {
+    const int64_t r1 = std::min(V, r0 + head_chunk_), n = r1 - r0;
+    const uint16_t* weight = head_->plain != nullptr ? head_->plain + r0 * h : head_scratch_;
+    if (head_->plain == nullptr) {
+      Df11DecodeCuda(*head_->unit, head_->begin + r0 * h, head_->begin + r1 * h, head_scratch_,
+                     flag, compute_);
+    }
+    if (n == V) {
+      GemmBf16Cuda(a.xn, weight, nullptr, a.logits, R, V, h, a.x_bf16, cublas_, compute_);
+    } else {
+      GemmBf16Cuda(a.xn, weight, nullptr, a.chunk, R, n, h, a.x_bf16, cublas_, compute_);
+      DF11_CUDA_CHECK(cudaMemcpy2DAsync(a.logits + r0, 4 * V, a.chunk, 4 * n, 4 * n, R,
+                                        cudaMemcpyDeviceToDevice, compute_));
+    }
+  }
+  if (argmax) {
+    for (int64_t r = 0; r < R; ++r) ArgmaxCuda(a.logits + r * V, V, a.argmax + r, compute_);
+  }
+}
+
+void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_tokens, bool argmax) {
+  auto enqueue = [&] {
+    EnqueueLayers(steps);
+    EnqueueHead(argmax);
+  };
+  if (tokens_ == 0) return;
+  if (!options_.cuda_graph || options_.all_reduce) {
+    enqueue();
+    return;
+  }
+  // The graph depends on the buffers (fixed until they grow, which drops it), the caches' device
+  // storage and each sequence's token count; lengths and positions are uploaded inside it.
+  std::vector<int64_t> key = {all_tokens ? 1 : 0, argmax ? 1 : 0, tokens_};
+  for (const SequenceStep& s : steps) {
+    key.push_back(reinterpret_cast<int64_t>(s.cache->device_storage.get()));
+    key.push_back(s.cache->capacity);
+    key.push_back(static_cast<int64_t>(s.tokens.size()));
+  }
+  if (graph_exec_ == nullptr || key != graph_key_) {
+    if (key != last_key_) {  // first sight of this composition: run it plainly
+      last_key_ = key;
+      enqueue();
+      return;
+    }
+    if (graph_exec_ != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_exec_));
+    graph_exec_ = nullptr;
+    cudaGraph_t graph = nullptr;
+    DF11_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
+    enqueue();
+    DF11_CUDA_CHECK(cudaStreamEndCapture(compute_, &graph));
+    DF11_CUDA_CHECK(cudaGraphInstantiate(&graph_exec_, graph, 0));
+    DF11_CUDA_CHECK(cudaGraphDestroy(graph));
+    graph_key_ = key;
+    VLOG(1) << "captured a CUDA graph for " << steps.size() << " sequences, " << tokens_
+            << " tokens";
+  }
+  DF11_CUDA_CHECK(cudaGraphLaunch(graph_exec_, compute_));
+  ++graph_replays_;
+}
+
+Status CudaBackend::Finish() {
+  const int64_t n_flags = static_cast<int64_t>(w_->layers.size()) + 2;
+  DF11_CUDA_CHECK(cudaMemcpyAsync(host_flags_, flags_, 4 * n_flags, cudaMemcpyDeviceToHost,
+                                  compute_));
+  DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  for (int64_t i = 0; i < n_flags; ++i) {
+    if (host_flags_[i] == 0) continue;
+    const int bits = host_flags_[i];
+    DF11_CUDA_CHECK(cudaMemsetAsync(flags_, 0, 4 * n_flags, compute_));
+    DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    std::string where;
+    const int64_t layers = static_cast<int64_t>(w_->layers.size());
+    if (i < layers) {
+      where = "layer " + std::to_string(w_->first_layer + i);
+      for (const DeviceMatrix* m : {&layers_[i].q, &layers_[i].gate}) {
+        if (m->unit != nullptr) {
+          where += " (unit " + m->unit_name + ")";
+          break;
+        }
+      }
+    } else {
+      const DeviceMatrix& m = i == layers ? *embed_ : *head_;
+      where = std::string(i == layers ? "the embedding" : "the LM head") + " (unit " +
+              m.unit_name + ")";
+    }
+    return Status::Corruption("DF11 stream corrupt while decoding " + where +
+                              " on the GPU: error bits " + std::to_string(bits) +
+                              " (1 bad code, 2 gap mismatch, 4 count mismatch, 8 past the end)");
+  }
+  return Status::Ok();
+}
+
+Status CudaBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
+  DF11_RETURN_IF_ERROR(Prepare(steps, false, false));
+  EnqueueEmbed(steps);
+  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  if (bytes > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(hidden, act_->x, bytes, cudaMemcpyDeviceToHost, compute_));
+  }
+  return Finish();
+}
+
+Status CudaBackend::RunLayers(std::span<const SequenceStep> steps, float* hidden) {
+  DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
+  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  if (bytes > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(act_->x, hidden, bytes, cudaMemcpyHostToDevice, compute_));
+    EnqueueLayers(steps);
+    DF11_CUDA_CHECK(cudaMemcpyAsync(hidden, act_->x, bytes, cudaMemcpyDeviceToHost, compute_));
+  }
+  DF11_RETURN_IF_ERROR(Finish());
+  for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
+  return Status::Ok();
+}
+
+Status CudaBackend::Logits(std::span<const SequenceStep> steps, const float* hidden,
+                           bool all_tokens, std::vector<float>* logits) {
+  // The caches already hold these tokens (RunLayers appended them).
+  DF11_RETURN_IF_ERROR(Prepare(steps, all_tokens, false));
+  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(rows_.size());
+  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  logits->assign(static_cast<size_t>(R * V), 0.0f);
+  if (bytes > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(act_->x, hidden, bytes, cudaMemcpyHostToDevice, compute_));
+  }
+  EnqueueHead(false);
+  if (R > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(logits->data(), act_->logits, 4 * R * V,
+                                    cudaMemcpyDeviceToHost, compute_));
+  }
+  return Finish();
+}
+
+Status CudaBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens,
+                            std::vector<float>* logits) {
+  DF11_RETURN_IF_ERROR(Prepare(steps, all_tokens, true));
+  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(rows_.size());
+  logits->assign(static_cast<size_t>(R * V), 0.0f);
+  EnqueueEmbed(steps);
+  EnqueueCore(steps, all_tokens, false);
+  if (R > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(logits->data(), act_->logits, 4 * R * V,
+                                    cudaMemcpyDeviceToHost, compute_));
+  }
+  DF11_RETURN_IF_ERROR(Finish());
+  for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
+  return Status::Ok();
+}
+
+Status CudaBackend::ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids) {
+  DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
+  const int64_t R = static_cast<int64_t>(rows_.size());
+  EnqueueEmbed(steps);
+  EnqueueCore(steps, false, true);
+  if (R > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(act_->h_argmax, act_->argmax, 4 * R, cudaMemcpyDeviceToHost,
+                                    compute_));
+  }
+  DF11_RETURN_IF_ERROR(Finish());
+  ids->assign(act_->h_argmax, act_->h_argmax + R);
+  for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
+  return Status::Ok();
+}
+
+}  // namespace df11

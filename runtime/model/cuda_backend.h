@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+// CudaBackend: the forward pass of one rank's slice on one GPU, behind ForwardBackend (host
+// hidden states / logits at the boundary). Weights are uploaded once: each DF11 unit stays
+// compressed on the device (Df11DeviceBuffer), BF16 matrices and small tensors are copied. Each
+// step decodes a layer's DF11 matrices into one of two BF16 scratch buffers on a decode stream
+// while the previous layer computes on the compute stream (events: decode of layer i+1 waits
+// until layer i-1 stopped reading that buffer; layer i waits for its decode). KV caches live on
+// the device (FP32, KvCache::device_k/v). A corrupt DF11 stream sets a per-layer device flag,
+// read after each step and returned as a Corruption Status naming the layer.
+//
+// CUDA graph (option cuda_graph, only when there is no tensor-parallel all-reduce): the second
+// consecutive step with the same batch composition (same caches, same tokens per sequence, same
+// output kind) is captured and replayed from then on. Captured: the upload of positions and
+// cache lengths (from pinned host buffers), every layer (its DF11 decodes on the forked decode
+// stream and the events that order them, norms, GEMMs, RoPE, the K/V append and attention — both
+// read the cache length from device memory, so the graph stays valid as caches grow — o_proj,
+// MLP, residual adds), the final norm, the LM head (chunk decodes + GEMMs) and the argmax. Not
+// captured: the embedding (a DF11 table decodes per-token row ranges chosen on the host), the
+// copies back to the host and the error-flag check. Without a graph the same kernels run in the
+// same order, so results are identical either way.
+// Not thread-safe: one CudaBackend per rank, called from one thread.
+#pragma once
+
+#include <cublas_api.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/dfloat11/df11_device_unit.h"
+#include "runtime/model/forward_backend.h"
+#include "runtime/model/memory_plan.h"
+
+namespace df11 {
+
+// Sums n floats of device memory across the tensor-parallel group, ordered on `stream`.
+using DeviceAllReduceFn = std::function<void(float* device_data, int64_t n, cudaStream_t stream)>;
+
+struct CudaBackendOptions {
+  int device = 0;               // CUDA device ordinal
+  bool overlap_decode = true;   // decode layer i+1 on a second stream while layer i computes
+  bool cuda_graph = true;       // capture and replay steady-state steps (see the header)
+  int64_t max_tokens = 2048;    // tokens per step the activations are sized for (grows if needed)
+  int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)
+  double memory_fraction = 0.90;  // --gpu-memory-fraction: share of the device's memory to plan
+  int64_t context = 0;          // tokens per sequence for the plan; 0: max_position_embeddings
+  DeviceAllReduceFn all_reduce; // tensor-parallel sum; null when tp = 1
+  bool tp_leader = true;        // adds row-parallel biases (only one rank may)
+};
+
+class CudaBackend : public ForwardBackend {
+ public:
+  // Uploads `weights` (which must outlive the backend) to options.device. FailedPrecondition when
+  // they do not fit in memory_fraction of the device, InvalidArgument for unsupported shapes.
+  static StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelWeights* weights,
+                                                       const CudaBackendOptions& options);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  KvCache NewCache(int64_t capacity) const override;
+  Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
+  Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;
+  Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
+                std::vector<float>* logits) override;
+  Status Forward(std::span<const SequenceStep> steps, bool all_tokens,
+                 std::vector<float>* logits) override;
+  Status ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids) override;
+  const ModelWeights& weights() const override { return *w_; }
+  int64_t ScratchBytes() const override;
+  void Synchronize() override;
+
+  const DeviceMemoryPlan& memory_plan() const { return plan_; }
+  // The compute stream (a device all-reduce is ordered on it).
+  cudaStream_t stream() const { return compute_; }
+  // Steps that ran by replaying a captured graph (the tests check that graphs are used).
+  int64_t graph_replays() const { return graph_replays_; }
+
+ private:
+  // A matrix as plain device BF16 or a resident unit's element range.
+  struct DeviceMatrix {
+    int64_t rows = 0, cols = 0;
+    const uint16_t* plain = nullptr;       // device BF16, or null
+    const Df11DeviceUnit* unit = nullptr;  // else elements [begin, begin + rows * cols) of it
+    int64_t begin = 0;
+    std::string unit_name;
+    int64_t scratch_offset = 0;  // where the layer decode places it
+    const uint16_t* Placed(const uint16_t* scratch) const {
+      return plain != nullptr ? plain : scratch + scratch_offset;
+    }
+  };
+
+  struct DeviceLayer {
+    DeviceMatrix q, k, v, o, gate, up, down;
+    const uint16_t* input_norm = nullptr;
+    const uint16_t* post_attention_norm = nullptr;
+    const uint16_t *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+    const uint16_t *q_norm = nullptr, *k_norm = nullptr;
+    bool compressed = false;
+  };
+
+  // Activations for up to `tokens` tokens per step and logits for up to `rows` rows, plus the
+  // pinned host buffers the step uploads from.
+  struct Activations {
+    int64_t tokens = 0, rows = 0;
+    void* device = nullptr;
+    void* host = nullptr;
+    float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr,
+          *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr, *chunk = nullptr;
+    uint16_t *x_bf16 = nullptr, *embed_rows = nullptr;
+    int32_t *positions = nullptr, *past = nullptr, *ids = nullptr, *gather = nullptr,
+            *argmax = nullptr;
+    // Pinned host mirrors of the int32 arrays (same order).
+    int32_t *h_positions = nullptr, *h_past = nullptr, *h_ids = nullptr, *h_gather = nullptr,
+            *h_argmax = nullptr;
+  };
+
+
+  CudaBackend(const ModelWeights* weights, const CudaBackendOptions& options);
+  Status Init();
+  DeviceMatrix UploadMatrix(const MatrixRef& m);
+  const uint16_t* UploadSmall(const std::vector<uint16_t>& v);
+  template <typename T>
+  T* DeviceAlloc(int64_t n);
+
+  // Host side of a step: checks the caches (their room for the new tokens when `appends`),
+  // grows buffers, picks the logit rows and fills the pinned upload buffers.
+  Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
+  void EnqueueEmbed(std::span<const SequenceStep> steps);
+  void EnqueueDecode(size_t layer, cudaStream_t stream);
+  void EnqueueLayer(size_t layer, std::span<const SequenceStep> steps);
+  void EnqueueLayers(std::span<const SequenceStep> steps);
+  void EnqueueHead(bool argmax);
+  // Layers + head, from a captured graph when allowed (see the header).
+  void EnqueueCore(std::span<const SequenceStep> steps, bool all_tokens, bool argmax);
+  // Waits for the step and turns raised decode flags into a Status.
+  Status Finish();
+  void GrowActivations(int64_t tokens, int64_t rows);
+  void DestroyGraph();
+
+  const ModelWeights* w_;
+  CudaBackendOptions options_;
+  cudaStream_t compute_ = nullptr, decode_ = nullptr;
+  cudaEvent_t fork_ = nullptr, decoded_[2] = {}, consumed_[2] = {};
+  cublasHandle_t cublas_ = nullptr;
+  std::vector<void*> allocations_;           // weights, scratch, workspace (freed at the end)
+  std::vector<Df11DeviceBuffer> units_;      // resident DF11 units, as w_->units
+  std::vector<DeviceLayer> layers_;
+  std::unique_ptr<DeviceMatrix> embed_, head_;
+  const uint16_t* final_norm_ = nullptr;
+  float* inv_freq_ = nullptr;               // (head_dim / 2)
+  uint16_t* scratch_[2] = {};               // (scratch_elements_) each
+  int64_t scratch_elements_ = 0;
+  uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)
+  int64_t head_chunk_ = 0;
+  int* flags_ = nullptr;                    // (layers + 2): layers, embedding, LM head
+  int* host_flags_ = nullptr;               // pinned copy
+  std::unique_ptr<Activations> act_;
+  DeviceMemoryPlan plan_;
+  mutable int64_t kv_allocated_ = 0;
+
+  // The current step, filled by Prepare.
+  int64_t tokens_ = 0;
+  std::vector<int64_t> rows_;  // rows of the hidden states whose logits are wanted
+  bool rows_identity_ = false;
+
+  std::vector<int64_t> last_key_, graph_key_;
+  cudaGraphExec_t graph_exec_ = nullptr;
+  int64_t graph_replays_ = 0;
+};
+
+}  // namespace df11

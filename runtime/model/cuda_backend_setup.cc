@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: Apache-2.0
+// CudaBackend set-up: the memory plan, the weights' upload, scratch and activation buffers, and
+// KV caches on the device (the forward steps are in cuda_backend.cc).
+#include <cublas_v2.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <map>
+
+#include "kernels/attention/attention.h"
+#include "kernels/common/check.h"
+#include "kernels/common/cublas_check.h"
+#include "kernels/common/cuda_check.h"
+#include "kernels/rope/rope.h"
+#include "runtime/model/cuda_backend.h"
+
+namespace df11 {
+namespace {
+
+// Scratch placements and chunk starts are 256-byte aligned, so a decoded matrix sits at the same
+// alignment as a plain cudaMalloc'd one and cuBLAS picks the same kernel for both (DF11 and BF16
+// logits stay bit-identical).
+constexpr int64_t kAlignElements = 128;
+constexpr size_t kCublasWorkspaceBytes = 32 << 20;
+
+int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+}  // namespace
+
+CudaBackend::CudaBackend(const ModelWeights* weights, const CudaBackendOptions& options)
+    : w_(weights), options_(options), act_(std::make_unique<Activations>()) {}
+
+StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeights* weights,
+                                                           const CudaBackendOptions& options) {
+  std::unique_ptr<CudaBackend> b(new CudaBackend(weights, options));
+  DF11_RETURN_IF_ERROR(b->Init());
+  return b;
+}
+
+template <typename T>
+T* CudaBackend::DeviceAlloc(int64_t n) {
+  void* p = nullptr;
+  DF11_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)));
+  allocations_.push_back(p);
+  return static_cast<T*>(p);
+}
+
+const uint16_t* CudaBackend::UploadSmall(const std::vector<uint16_t>& v) {
+  if (v.empty()) return nullptr;
+  uint16_t* d = DeviceAlloc<uint16_t>(static_cast<int64_t>(v.size()));
+  DF11_CUDA_CHECK(cudaMemcpy(d, v.data(), 2 * v.size(), cudaMemcpyHostToDevice));
+  return d;
+}
+
+Status CudaBackend::Init() {
+  const ModelConfig& c = w_->config;
+  const LocalDims& d = w_->dims;
+  const int64_t h = c.hidden_size, hd = c.head_dim;
+  if (hd > kAttentionCudaMaxHeadDim) {
+    return Status::InvalidArgument("head_dim " + std::to_string(hd) + " exceeds the CUDA "
+                                   "attention kernel's " + std::to_string(kAttentionCudaMaxHeadDim));
+  }
+  if (w_->embed.compressed() && h % 8 != 0) {
+    return Status::InvalidArgument("a DF11 embedding needs hidden_size divisible by 8 on the GPU");
+  }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    return Status::FailedPrecondition("--device cuda: no CUDA device is available");
+  }
+  if (options_.device < 0 || options_.device >= count) {
+    return Status::InvalidArgument("CUDA device " + std::to_string(options_.device) +
+                                   " does not exist (" + std::to_string(count) + " present)");
+  }
+  DF11_CUDA_CHECK(cudaSetDevice(options_.device));
+
+  // Sizes first, so a model that does not fit fails before anything is allocated.
+  DeviceMemoryInputs in;
+  size_t free_bytes = 0, total_bytes = 0;
+  DF11_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  in.device_total_bytes = static_cast<int64_t>(total_bytes);
+  in.memory_fraction = options_.memory_fraction;
+  for (const auto& u : w_->units) {
+    // Fields padded to 256 bytes, the stream to whole blocks + 16 bytes, and room for a 32 KB
+    // decode table (an estimate for the fit check; the plan is redone with the real sizes).
+    in.compressed_bytes += u->stored_bytes() + 6 * 256 + 4096 + 32 + 32768;
+  }
+  std::map<const uint16_t*, int64_t> plain;
+  auto count_plain = [&](const MatrixRef& m) {
+    if (!m.compressed()) plain[m.bf16] = 2 * m.numel();
+  };
+  int64_t small = 2 * static_cast<int64_t>(w_->final_norm.size()) + 4 * hd / 2;
+  for (const LayerWeights& l : w_->layers) {
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) count_plain(*m);
+    for (const auto* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias, &l.v_bias,
+                          &l.o_bias, &l.q_norm, &l.k_norm}) {
+      small += 2 * static_cast<int64_t>(v->size());
+    }
+    int64_t elements = 0;
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      if (m->compressed()) elements += RoundUp(m->numel(), kAlignElements);
+    }
+    scratch_elements_ = std::max(scratch_elements_, elements);
+  }
+  count_plain(w_->embed);
+  count_plain(w_->lm_head);
+  for (const auto& [ptr, bytes] : plain) in.plain_bytes += bytes;
+  in.small_bytes = small;
+  in.layer_scratch_bytes = 2 * 2 * scratch_elements_;
+  const int64_t V = d.vocab_rows;
+  head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));
+  if (options_.lm_head_chunk >= V) head_chunk_ = V;
+  in.head_scratch_bytes = w_->lm_head.compressed() ? 2 * head_chunk_ * h : 0;
+  const int64_t T = std::max<int64_t>(1, options_.max_tokens), R = std::min<int64_t>(T, 256);
+  const int64_t width = std::max({h, d.heads * hd, d.intermediate});
+  in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
+                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
+                        R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
+  in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
+  in.context = options_.context > 0 ? options_.context : c.max_position_embeddings;
+  DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
+
+  // Streams, events, cuBLAS with a fixed workspace (graph capture must not allocate).
+  DF11_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+  DF11_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_, cudaStreamNonBlocking));
+  DF11_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  for (int i = 0; i < 2; ++i) {
+    DF11_CUDA_CHECK(cudaEventCreateWithFlags(&decoded_[i], cudaEventDisableTiming));
+    DF11_CUDA_CHECK(cudaEventCreateWithFlags(&consumed_[i], cudaEventDisableTiming));
+  }
+  DF11_CUBLAS_CHECK(cublasCreate(&cublas_));
+  DF11_CUBLAS_CHECK(cublasSetStream(cublas_, compute_));  // before the workspace: it resets it
+  void* workspace = DeviceAlloc<uint8_t>(kCublasWorkspaceBytes);
+  DF11_CUBLAS_CHECK(cublasSetWorkspace(cublas_, workspace, kCublasWorkspaceBytes));
+
+  // Weights.
+  int64_t unit_bytes = 0;
+  units_.reserve(w_->units.size());
+  for (const auto& u : w_->units) {
+    units_.emplace_back(u->view);
+    unit_bytes += static_cast<int64_t>(units_.back().device_bytes());
+  }
+  std::map<const uint16_t*, const uint16_t*> uploaded;  // host BF16 -> device copy (tied heads)
+  auto upload = [&](const MatrixRef& m) {
+    DeviceMatrix dm;
+    dm.rows = m.rows;
+    dm.cols = m.cols;
+    if (!m.compressed()) {
+      auto it = uploaded.find(m.bf16);
+      if (it == uploaded.end()) {
+        uint16_t* p = DeviceAlloc<uint16_t>(m.numel());
+        DF11_CUDA_CHECK(cudaMemcpy(p, m.bf16, 2 * m.numel(), cudaMemcpyHostToDevice));
+        it = uploaded.emplace(m.bf16, p).first;
+      }
+      dm.plain = it->second;
+      return dm;
+    }
+    for (size_t i = 0; i < w_->units.size(); ++i) {
+      if (w_->units[i].get() == m.unit) dm.unit = &units_[i].unit();
+    }
+    DF11_CHECK_MSG(dm.unit != nullptr, "a matrix names a DF11 unit the weights do not own");
+    dm.begin = m.begin;
+    dm.unit_name = m.unit->name;
+    return dm;
+  };
+  for (const LayerWeights& l : w_->layers) {
+    DeviceLayer dl;
+    int64_t offset = 0;
+    DeviceMatrix* outs[] = {&dl.q, &dl.k, &dl.v, &dl.o, &dl.gate, &dl.up, &dl.down};
+    const MatrixRef* ins[] = {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down};
+    for (int i = 0; i < 7; ++i) {
+      *outs[i] = upload(*ins[i]);
+      if (outs[i]->unit != nullptr) {
+        outs[i]->scratch_offset = offset;
+        offset += RoundUp(ins[i]->numel(), kAlignElements);
+        dl.compressed = true;
+      }
+    }
+    dl.input_norm = UploadSmall(l.input_norm);
+    dl.post_attention_norm = UploadSmall(l.post_attention_norm);
+    dl.q_bias = UploadSmall(l.q_bias);
+    dl.k_bias = UploadSmall(l.k_bias);
+    dl.v_bias = UploadSmall(l.v_bias);
+    dl.o_bias = UploadSmall(l.o_bias);
+    dl.q_norm = UploadSmall(l.q_norm);
+    dl.k_norm = UploadSmall(l.k_norm);
+    layers_.push_back(std::move(dl));
+  }
+  embed_ = std::make_unique<DeviceMatrix>(upload(w_->embed));
+  head_ = std::make_unique<DeviceMatrix>(upload(w_->lm_head));
+  final_norm_ = UploadSmall(w_->final_norm);
+  RopeParams rope;
+  rope.head_dim = hd;
+  rope.theta = c.rope_theta;
+  rope.scaling_type = c.rope_scaling.type;
+  rope.factor = c.rope_scaling.factor;
+  rope.low_freq_factor = c.rope_scaling.low_freq_factor;
+  rope.high_freq_factor = c.rope_scaling.high_freq_factor;
+  rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
+  const std::vector<float> inv_freq = RopeInvFreq(rope);
+  inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
+  DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
+                             cudaMemcpyHostToDevice));
+
+  // Scratch, flags, activations.
+  if (scratch_elements_ > 0) {
+    for (auto& s : scratch_) s = DeviceAlloc<uint16_t>(scratch_elements_);
+  }
+  if (head_->unit != nullptr) head_scratch_ = DeviceAlloc<uint16_t>(head_chunk_ * h);
+  const int64_t n_flags = static_cast<int64_t>(w_->layers.size()) + 2;
+  flags_ = DeviceAlloc<int>(n_flags);
+  DF11_CUDA_CHECK(cudaMemset(flags_, 0, 4 * n_flags));
+  DF11_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_flags_), 4 * n_flags));
+  GrowActivations(T, R);
+  DF11_CUDA_CHECK(cudaDeviceSynchronize());
+
+  // The plan again with what was actually allocated for the units.
+  in.compressed_bytes = unit_bytes;
+  DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
+  LOG(INFO) << "CUDA backend on device " << options_.device << ": " << units_.size()
+            << " DF11 units resident (" << unit_bytes << " bytes), layer scratch 2 x "
+            << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows";
+  return Status::Ok();
+}
+
+CudaBackend::~CudaBackend() {
+  if (compute_ != nullptr) {
+    DF11_CUDA_CHECK(cudaSetDevice(options_.device));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  DestroyGraph();
+  if (act_->device != nullptr) DF11_CUDA_CHECK(cudaFree(act_->device));
+  if (act_->host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(act_->host));
+  if (host_flags_ != nullptr) DF11_CUDA_CHECK(cudaFreeHost(host_flags_));
+  units_.clear();
+  for (void* p : allocations_) DF11_CUDA_CHECK(cudaFree(p));
+  if (cublas_ != nullptr) DF11_CUBLAS_CHECK(cublasDestroy(cublas_));
+  for (cudaEvent_t e : {fork_, decoded_[0], decoded_[1], consumed_[0], consumed_[1]}) {
+    if (e != nullptr) DF11_CUDA_CHECK(cudaEventDestroy(e));
+  }
+  if (decode_ != nullptr) DF11_CUDA_CHECK(cudaStreamDestroy(decode_));
+  if (compute_ != nullptr) DF11_CUDA_CHECK(cudaStreamDestroy(compute_));
+}
+
+void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
+  Activations& a = *act_;
+  if (tokens <= a.tokens && rows <= a.rows) return;
+  tokens = std::max(tokens, a.tokens);
+  rows = std::max(rows, a.rows);
+  // A captured graph points at the old buffers.
+  DF11_CUDA_CHECK(cudaDeviceSynchronize());
+  DestroyGraph();
+  if (a.device != nullptr) DF11_CUDA_CHECK(cudaFree(a.device));
+  if (a.host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(a.host));
+  const ModelConfig& c = w_->config;
+  const LocalDims& d = w_->dims;
+  const int64_t h = c.hidden_size, hd = c.head_dim, V = d.vocab_rows;
+  const int64_t width = std::max({h, d.heads * hd, d.intermediate});
+  // One device allocation carved into 256-byte aligned pieces.
+  int64_t offset = 0;
+  std::vector<std::pair<void**, int64_t>> pieces = {
+      {reinterpret_cast<void**>(&a.x), 4 * tokens * h},
+      {reinterpret_cast<void**>(&a.xn), 4 * tokens * h},
+      {reinterpret_cast<void**>(&a.q), 4 * tokens * d.heads * hd},
+      {reinterpret_cast<void**>(&a.k), 4 * tokens * d.kv_heads * hd},
+      {reinterpret_cast<void**>(&a.v), 4 * tokens * d.kv_heads * hd},
+      {reinterpret_cast<void**>(&a.attn), 4 * tokens * d.heads * hd},
+      {reinterpret_cast<void**>(&a.proj), 4 * tokens * h},
+      {reinterpret_cast<void**>(&a.gate), 4 * tokens * d.intermediate},
+      {reinterpret_cast<void**>(&a.up), 4 * tokens * d.intermediate},
+      {reinterpret_cast<void**>(&a.logits), 4 * rows * V},
+      {reinterpret_cast<void**>(&a.chunk), 4 * rows * head_chunk_},
+      {reinterpret_cast<void**>(&a.x_bf16), 2 * tokens * width},
+      {reinterpret_cast<void**>(&a.embed_rows), embed_->unit != nullptr ? 2 * tokens * h : 0},
+      {reinterpret_cast<void**>(&a.positions), 4 * tokens},
+      {reinterpret_cast<void**>(&a.past), 4 * tokens},
+      {reinterpret_cast<void**>(&a.ids), 4 * tokens},
+      {reinterpret_cast<void**>(&a.gather), 4 * tokens},
+      {reinterpret_cast<void**>(&a.argmax), 4 * rows},
+  };
+  std::vector<int64_t> offsets;
+  for (const auto& [ptr, bytes] : pieces) {
+    offsets.push_back(offset);
+    offset += RoundUp(std::max<int64_t>(bytes, 1), 256);
+  }
+  DF11_CUDA_CHECK(cudaMalloc(&a.device, static_cast<size_t>(offset)));
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    *pieces[i].first = static_cast<uint8_t*>(a.device) + offsets[i];
+  }
+  // Pinned host mirrors: positions, past, ids, gather (tokens each), argmax (rows).
+  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(4 * (4 * tokens + rows))));
+  int32_t* hp = static_cast<int32_t*>(a.host);
+  a.h_positions = hp;
+  a.h_past = hp + tokens;
+  a.h_ids = hp + 2 * tokens;
+  a.h_gather = hp + 3 * tokens;
+  a.h_argmax = hp + 4 * tokens;
+  a.tokens = tokens;
+  a.rows = rows;
+}
+
+KvCache CudaBackend::NewCache(int64_t capacity) const {
+  KvCache cache;
+  const int64_t layers = static_cast<int64_t>(w_->layers.size());
+  cache.capacity = capacity;
+  cache.row = w_->dims.kv_heads * w_->config.head_dim;
+  const int64_t per = capacity * cache.row;  // floats per layer per K or V
+  const int64_t bytes = 2 * layers * per * 4;
+  DF11_CUDA_CHECK(cudaSetDevice(options_.device));
+  void* p = nullptr;
+  DF11_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 4))));
+  const int device = options_.device;
+  cache.device_storage = std::shared_ptr<void>(p, [device](void* q) {
+    DF11_CUDA_CHECK(cudaSetDevice(device));
+    DF11_CUDA_CHECK(cudaFree(q));
+  });
+  float* base = static_cast<float*>(p);
+  for (int64_t l = 0; l < layers; ++l) {
+    cache.device_k.push_back(base + 2 * l * per);
+    cache.device_v.push_back(base + (2 * l + 1) * per);
+  }
+  kv_allocated_ += bytes;
+  if (kv_allocated_ > plan_.kv_bytes) {
+    LOG_EVERY_N(WARNING, 100) << "KV caches allocated so far (" << kv_allocated_
+                              << " bytes, counting freed ones) exceed the plan's KV budget of "
+                              << plan_.kv_bytes << " bytes";
+  }
+  return cache;
+}
+
+}  // namespace df11

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+// ForwardBackend: the forward pass of one rank's slice of a decoder-only transformer, whatever
+// runs it (Transformer on the CPU, CudaBackend on a GPU). Hidden states and logits cross this
+// interface in host memory, so the engine and the distributed runner (pipeline sends over MPI,
+// vocab-parallel embedding sums) drive every backend the same way. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/model/kv_cache.h"
+#include "runtime/model/model_weights.h"
+
+namespace df11 {
+
+// One sequence's share of a forward step: new tokens appended at positions cache->length...
+struct SequenceStep {
+  KvCache* cache = nullptr;
+  std::span<const int32_t> tokens;
+};
+
+// Tokens in all steps.
+int64_t TotalTokens(std::span<const SequenceStep> steps);
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+
+  // A cache sized for `capacity` positions of this rank's layers and kv heads.
+  virtual KvCache NewCache(int64_t capacity) const = 0;
+
+  // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
+  // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.
+  virtual Status Embed(std::span<const SequenceStep> steps, float* hidden) = 0;
+  // Runs this rank's layers on hidden (host) in place and appends to the caches (lengths advance).
+  virtual Status RunLayers(std::span<const SequenceStep> steps, float* hidden) = 0;
+  // Logits of this rank's vocab rows, (rows, vocab_rows), for the last token of each step, or
+  // every token when all_tokens. `hidden` (host) is the output of the last layer.
+  virtual Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
+                        std::vector<float>* logits) = 0;
+  // Embed + RunLayers + Logits on one rank. Errors: a DF11 stream found corrupt while decoding.
+  virtual Status Forward(std::span<const SequenceStep> steps, bool all_tokens,
+                         std::vector<float>* logits) = 0;
+  // Greedy fast path on one rank: the argmax (lowest index on ties, as ArgmaxRef) of each step's
+  // last-token logits, in local vocab row indices. The default runs Forward and ArgmaxRef; a GPU
+  // backend finds them on the device and copies back only the ids.
+  virtual Status ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids);
+
+  virtual const ModelWeights& weights() const = 0;
+  // Bytes of decode scratch (two layer buffers and the LM-head chunk).
+  virtual int64_t ScratchBytes() const = 0;
+  // Blocks until queued device work is done (timing); a no-op on the CPU.
+  virtual void Synchronize() {}
+};
+
+}  // namespace df11
