@@ -4,7 +4,9 @@
 // resumable: custom_ids the output already holds are skipped, see worker/batch_generator.h).
 // `df11-run serve`: the same model as a worker group of df11-coordinator: leases items, generates,
 // reports results (worker/worker_agent.h). Both run on one process, or under mpirun/srun on a
-// sharded model, where rank 0 leads and the other ranks follow its plans.
+// sharded model, where rank 0 leads and the other ranks follow its plans. --device cuda runs the
+// forward pass on a GPU (CudaBackend; local rank % device count), --device cpu (default) on the CPU.
+// `df11-run bench` and `df11-run logits`: see bench_command.h. `df11-run plan`: plan_command.h.
 #include <CLI/CLI.hpp>
 #include <glog/logging.h>
 #include <unistd.h>
@@ -16,7 +18,9 @@
 #include <optional>
 #include <xxhash.h>
 
+#include "launcher/backend_select.h"
 #include "launcher/batch/batch_io.h"
+#include "launcher/bench_command.h"
 #include "launcher/worker/batch_generator.h"
 #include "launcher/worker/worker_agent.h"
 #include "runtime/core/file_util.h"
@@ -27,7 +31,6 @@
 #include "runtime/engine/distributed_runner.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/shard_weights.h"
-#include "runtime/model/transformer.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 
@@ -47,7 +50,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   int64_t batch_size = 8;
   bool chat = false;
-  int threads = 0;
+  BackendFlags backend;
   double collective_timeout_s = 120;
   // serve
   bool serve = false;
@@ -78,12 +81,12 @@ int64_t PeakRssBytes() {
 }
 
 void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
-                 const Transformer& t) {
+                 const Backend& b) {
   std::fprintf(stderr,
-               "loaded %s in %.2f s: weights %.1f MB (%.1f MB DF11-compressed), layer scratch "
-               "%.1f MB\n",
-               what.c_str(), seconds, w.WeightBytes() / 1e6, w.CompressedBytes() / 1e6,
-               t.ScratchBytes() / 1e6);
+               "loaded %s in %.2f s on %s: weights %.1f MB (%.1f MB DF11-compressed), layer "
+               "scratch %.1f MB\n%s",
+               what.c_str(), seconds, b.device.c_str(), w.WeightBytes() / 1e6,
+               w.CompressedBytes() / 1e6, b.forward->ScratchBytes() / 1e6, b.memory_plan.c_str());
 }
 
 // What `serve` registers: the group's ranks, hosts and devices, and which model it serves.
@@ -121,7 +124,7 @@ int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* gener
   o.control.connect_timeout_ms = std::min(o.control.rpc_timeout_ms, 5000);
   o.group.ranks = static_cast<int32_t>(id.hosts.size());
   o.group.hosts = id.hosts;
-  for (const std::string& h : id.hosts) o.group.devices.push_back(h + ":cpu");
+  for (const std::string& h : id.hosts) o.group.devices.push_back(h + ":" + f.backend.device);
   o.group.manifest_hash = id.manifest_hash;
   o.lease_items = static_cast<int32_t>(std::min<int64_t>(f.batch_size, 1 << 20));
   o.max_items = f.max_items;
@@ -196,12 +199,13 @@ int RunSingle(const GenerateFlags& f) {
   const auto start = std::chrono::steady_clock::now();
   auto weights = LoadModelWeights(f.model);
   if (!weights.ok()) return Fail(weights.status());
-  TransformerOptions topts;
-  topts.threads = f.threads;
-  Transformer transformer(&*weights, topts);
+  BackendGroup group;
+  group.local_rank = LocalRankFromEnvironment();
+  auto backend = MakeBackend(f.backend, &*weights, group);
+  if (!backend.ok()) return Fail(backend.status());
   PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-              *weights, transformer);
-  LocalStepRunner runner(&transformer);
+              *weights, *backend);
+  LocalStepRunner runner(backend->forward.get());
   GroupIdentity id;
   if (f.serve) {
     char host[256] = {};
@@ -274,25 +278,32 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
     MpiFinalize();
     return 1;
   }
-  TransformerOptions topts;
-  topts.threads = f.threads;
-  topts.tp_leader = layout->TpRank(world.rank) == 0;
-  if (layout->tp > 1) {
-    topts.all_reduce = [c = tp_comm.get()](float* d, int64_t n) { c->AllReduceSum(d, n); };
+  BackendGroup group;
+  group.tp = layout->tp > 1 ? tp_comm.get() : nullptr;
+  group.tp_leader = layout->TpRank(world.rank) == 0;
+  group.local_rank = world.local_rank;
+  group.local_size = world.local_size;
+  group.collective_timeout_s = f.collective_timeout_s;
+  auto backend = MakeBackend(f.backend, &*weights, group);
+  if (!AgreeOnErrors(world_comm.get(), world.rank, backend.status())) {
+    world_comm.reset();
+    tp_comm.reset();
+    MpiFinalize();
+    return 1;
   }
-  Transformer transformer(&*weights, topts);
   LOG(INFO) << "rank " << world.rank << " on " << world.host << ": stage "
             << layout->Stage(world.rank) << ", tp rank " << layout->TpRank(world.rank)
             << ", layers [" << weights->first_layer << ", "
             << weights->first_layer + static_cast<int64_t>(weights->layers.size())
-            << "), weights " << weights->WeightBytes() << " bytes";
+            << "), weights " << weights->WeightBytes() << " bytes, device " << backend->device;
+  if (!backend->memory_plan.empty()) LOG(INFO) << backend->memory_plan;
   DistributedContext ctx{world.rank, *layout, world_comm.get(), tp_comm.get()};
-  DistributedStepRunner runner(&transformer, ctx);
+  DistributedStepRunner runner(backend->forward.get(), ctx);
   int rc = 0;
   if (world.rank == 0) {
     PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                *weights, transformer);
+                *weights, *backend);
     GroupIdentity id{GatherHosts(world_comm.get(), world.host), ""};
     if (f.serve) {
       auto hash = ModelHash(f.model);
@@ -309,6 +320,8 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
     Status s = runner.Serve();
     if (!s.ok()) rc = Fail(s);
   }
+  backend->forward.reset();  // before the communicators it calls and MPI go away
+  backend->keep_alive.reset();
   world_comm.reset();
   tp_comm.reset();
   MpiFinalize();
@@ -347,7 +360,9 @@ int main(int argc, char** argv) {
     cmd->add_option("--batch-size", f.batch_size, "sequences decoded together")
         ->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
-    cmd->add_option("--threads", f.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--threads", f.backend.threads, "CPU threads (0: all)")
+        ->check(CLI::NonNegativeNumber);
+    AddBackendFlags(cmd, &f.backend);
     cmd->add_option("--collective-timeout", f.collective_timeout_s,
                     "seconds a rank waits in a collective before ending the job")
         ->check(CLI::PositiveNumber)->capture_default_str();
@@ -376,8 +391,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 60.0))->capture_default_str();
   PlanFlags plan_flags;
   CLI::App* plan = AddPlanCommand(&app, &plan_flags);
+  BenchFlags bench_flags;
+  CLI::App* bench = AddBenchCommand(&app, &bench_flags);
+  LogitsFlags logits_flags;
+  CLI::App* logits = AddLogitsCommand(&app, &logits_flags);
   CLI11_PARSE(app, argc, argv);
   if (plan->parsed()) return RunPlan(plan_flags);
+  if (bench->parsed() || logits->parsed()) {
+    InitLogging(argv[0], LoggingOptions{});
+    return bench->parsed() ? RunBench(bench_flags) : RunLogits(logits_flags);
+  }
   f.serve = serve->parsed();
   if (!f.serve && f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "launcher/backend_select.h"
+
+#include <glog/logging.h>
+
+#include <cstdlib>
+
+#include "runtime/model/transformer.h"
+
+#if DF11_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/common/cuda_check.h"
+#include "parallel/nccl_communicator.h"
+#include "runtime/model/cuda_backend.h"
+#endif
+
+namespace df11 {
+
+void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
+  cmd->add_option("--device", f->device, "where the forward pass runs")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
+                  "share of the GPU's memory to plan for (weights, scratch, activations, KV "
+                  "cache); split between ranks that share a GPU")
+      ->check(CLI::Range(0.01, 1.0))->capture_default_str();
+  cmd->add_option("--comm", f->comm,
+                  "tensor-parallel all-reduce with --device cuda: nccl (a GPU per rank), mpi "
+                  "(staged through host memory; ranks may share a GPU), auto (nccl unless ranks "
+                  "share a GPU)")
+      ->check(CLI::IsMember({"auto", "nccl", "mpi"}))->capture_default_str();
+}
+
+int LocalRankFromEnvironment() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"}) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') return std::atoi(v);
+  }
+  return 0;
+}
+
+#if DF11_WITH_CUDA
+namespace {
+
+// The MPI all-reduce of device data through a pinned host buffer (never under graph capture:
+// the backend turns graphs off when an all-reduce is set).
+struct StagedAllReduce {
+  Communicator* comm = nullptr;
+  float* host = nullptr;
+  int64_t capacity = 0;
+  ~StagedAllReduce() {
+    if (host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(host));
+  }
+  void operator()(float* data, int64_t n, cudaStream_t stream) {
+    if (n > capacity) {
+      DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
+      if (host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(host));
+      DF11_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host), 4 * n));
+      capacity = n;
+    }
+    DF11_CUDA_CHECK(cudaMemcpyAsync(host, data, 4 * n, cudaMemcpyDeviceToHost, stream));
+    DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
+    comm->AllReduceSum(host, n);
+    DF11_CUDA_CHECK(cudaMemcpyAsync(data, host, 4 * n, cudaMemcpyHostToDevice, stream));
+  }
+};
+
+struct NcclHolder {
+  std::unique_ptr<NcclCommunicator> comm;
+};
+
+StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
+                                  const BackendGroup& g) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    return Status::FailedPrecondition("--device cuda: no CUDA device is visible to this process");
+  }
+  const int device = g.local_rank % count;
+  // Local ranks r with r % count == device share this GPU.
+  const int sharing = std::max(1, (g.local_size - device + count - 1) / count);
+  std::string comm = f.comm;
+  if (comm == "auto") comm = sharing > 1 ? "mpi" : "nccl";
+  if (comm == "nccl" && sharing > 1 && g.tp != nullptr) {
+    return Status::InvalidArgument("--comm nccl: " + std::to_string(sharing) +
+                                   " ranks share GPU " + std::to_string(device) +
+                                   " and NCCL needs one GPU per rank; use --comm mpi");
+  }
+  CudaBackendOptions o;
+  o.device = device;
+  o.overlap_decode = f.overlap_decode;
+  o.cuda_graph = f.cuda_graph;
+  o.max_tokens = f.max_tokens;
+  o.memory_fraction = f.gpu_memory_fraction / sharing;
+  o.context = f.context;
+  o.tp_leader = g.tp_leader;
+  Backend b;
+  std::shared_ptr<NcclHolder> nccl;
+  if (g.tp != nullptr && g.tp->size() > 1) {
+    if (comm == "nccl") {
+      nccl = std::make_shared<NcclHolder>();
+      o.all_reduce = [h = nccl.get()](float* d, int64_t n, cudaStream_t) {
+        h->comm->AllReduceSum(d, n);
+      };
+      b.keep_alive = nccl;
+    } else {
+      auto staged = std::make_shared<StagedAllReduce>();
+      staged->comm = g.tp;
+      o.all_reduce = [s = staged.get()](float* d, int64_t n, cudaStream_t stream) {
+        (*s)(d, n, stream);
+      };
+      b.keep_alive = staged;
+    }
+  }
+  DF11_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda, CudaBackend::Create(w, o));
+  if (nccl != nullptr) {
+    // On the backend's compute stream, so each all-reduce is ordered with the layer's kernels.
+    nccl->comm = std::make_unique<NcclCommunicator>(g.tp, device, cuda->stream(),
+                                                    g.collective_timeout_s);
+  }
+  b.device = "cuda:" + std::to_string(device);
+  b.memory_plan = cuda->memory_plan().Format();
+  if (sharing > 1) {
+    b.memory_plan += "  (" + std::to_string(sharing) + " ranks share this GPU: each plans for " +
+                     std::to_string(o.memory_fraction) + " of it)\n";
+  }
+  if (o.all_reduce) b.memory_plan += "  tensor-parallel all-reduce: " + comm + "\n";
+  b.forward = std::move(cuda);
+  return b;
+}
+
+}  // namespace
+#endif
+
+StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
+                              const BackendGroup& g) {
+  if (f.device == "cuda") {
+#if DF11_WITH_CUDA
+    return MakeCudaBackend(f, w, g);
+#else
+    return Status::InvalidArgument("--device cuda: this df11-run was built without CUDA");
+#endif
+  }
+  if (f.device != "cpu") return Status::InvalidArgument("--device must be cpu or cuda");
+  TransformerOptions o;
+  o.threads = f.threads;
+  o.overlap_decode = f.overlap_decode;
+  o.tp_leader = g.tp_leader;
+  if (g.tp != nullptr && g.tp->size() > 1) {
+    o.all_reduce = [c = g.tp](float* d, int64_t n) { c->AllReduceSum(d, n); };
+  }
+  Backend b;
+  b.device = "cpu";
+  b.forward = std::make_unique<Transformer>(w, o);
+  return b;
+}
+
+}  // namespace df11

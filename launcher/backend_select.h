@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// Picks and builds the forward backend of one rank from the command line: the CPU Transformer or,
+// with --device cuda, the CudaBackend on GPU local_rank % device_count, whose tensor-parallel
+// all-reduce goes over NCCL (each rank on its own GPU) or over the MPI communicator staged
+// through pinned host memory (ranks sharing a GPU, where NCCL cannot run): --comm auto|nccl|mpi.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "parallel/communicator.h"
+#include "runtime/core/status.h"
+#include "runtime/model/forward_backend.h"
+
+namespace df11 {
+
+struct BackendFlags {
+  std::string device = "cpu";       // --device cpu|cuda
+  double gpu_memory_fraction = 0.9; // --gpu-memory-fraction (split between ranks sharing a GPU)
+  std::string comm = "auto";        // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
+  int threads = 0;                  // --threads (cpu; 0: all)
+  bool overlap_decode = true;       // --no-overlap turns it off
+  bool cuda_graph = true;           // --no-graph turns it off
+  int64_t max_tokens = 2048;        // tokens per step the GPU activations are sized for
+  int64_t context = 0;              // tokens per sequence for the memory plan (0: the model's)
+};
+
+// Where this rank runs and whom it sums with.
+struct BackendGroup {
+  Communicator* tp = nullptr;  // the tensor-parallel group over MPI, or null when tp = 1
+  bool tp_leader = true;
+  int local_rank = 0;  // among the processes on this host
+  int local_size = 1;
+  double collective_timeout_s = 120;
+};
+
+struct Backend {
+  std::shared_ptr<void> keep_alive;         // communicators the backend calls (outlive it)
+  std::unique_ptr<ForwardBackend> forward;
+  std::string device;       // "cpu" or "cuda:N"
+  std::string memory_plan;  // the GPU memory plan (empty on the CPU)
+};
+
+// --device, --gpu-memory-fraction and --comm on `cmd`.
+void AddBackendFlags(CLI::App* cmd, BackendFlags* flags);
+// The local rank from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, else 0.
+int LocalRankFromEnvironment();
+// Builds the backend over `weights` (which must outlive it). Collective over group.tp when NCCL
+// is chosen. InvalidArgument for bad flags (cuda without a CUDA build, nccl on a shared GPU).
+StatusOr<Backend> MakeBackend(const BackendFlags& flags, const ModelWeights* weights,
+                              const BackendGroup& group);
+
+}  // namespace df11
