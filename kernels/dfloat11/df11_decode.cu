@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
-// DF11 decode on the GPU. One CUDA block of 512 threads per format block, one thread per 64-bit
-// window: pass 1 counts the codes starting in each window (tables in shared memory), a block
-// scan places them, pass 2 writes their exponents to shared memory (1 byte each, so any block
-// fits the default 48 KB), and the block then streams sign_mantissa in and BF16 out with 8-byte
-// loads and 16-byte stores. Windows check their gaps against their neighbours' ends, so a corrupt
-// unit raises the error flag instead of producing silent garbage.
+// DF11 decode on the GPU. CUDA blocks of 512 threads walk the format blocks of the range with a
+// stride (as many CUDA blocks as fit on the device at once), so the tables are loaded into shared
+// memory once per CUDA block, and each block's positions, windows and gaps are loaded while the
+// previous one is decoded. Per format block, one thread per 64-bit window: its sign_mantissa
+// bytes start copying into shared memory (cp.async) while pass 1 counts the codes starting in
+// each window, a block scan places them, and pass 2 writes their exponents to shared memory
+// (1 byte each); the block then joins the two and stores BF16 with 16-byte stores. Windows are
+// decoded up to four codes per lookup in the 12-bit multi-code table (Df11DecodeWindowGroups;
+// kWalk walks the stored tables per code instead). Windows check their gaps against their
+// neighbours' ends, so a corrupt unit raises the error flag instead of producing silent garbage.
+#include <cuda_pipeline.h>
+
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <array>
+#include <mutex>
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/dfloat11/df11_decode.h"
@@ -17,6 +25,7 @@ namespace df11 {
 namespace {
 
 constexpr int kThreads = kDf11ThreadsPerBlock;
+constexpr size_t kMultiBytes = sizeof(uint64_t) << kDf11MultiBits;
 
 enum Df11DecodeErrorCode : int {
   kBadCode = 1,
@@ -29,110 +38,244 @@ __device__ __forceinline__ uint32_t LoadBigEndian32(const uint8_t* p) {
   return __byte_perm(*reinterpret_cast<const uint32_t*>(p), 0, 0x0123);
 }
 
-__global__ void __launch_bounds__(kThreads)
-    Df11DecodeKernel(Df11UnitView u, int64_t first_block, int64_t n_position_blocks,
-                     int64_t begin, int64_t end, uint16_t* __restrict__ out, int* error_flag) {
+// Two BF16 values from x = [sm0, exp0, sm1, exp1] (bytes, lowest first): each 16-bit half
+// (exp << 8 | sm) becomes sign << 15 | exp << 7 | mantissa, as Df11Combine.
+__device__ __forceinline__ uint32_t CombinePair(uint32_t x) {
+  return ((x & 0x00800080u) << 8) | ((x >> 1) & 0x7F807F80u) | (x & 0x007F007Fu);
+}
+
+// What a CUDA block needs to start on one format block, loaded one block ahead so that the
+// loads' latency hides behind the current block's work.
+struct BlockHead {
+  int64_t first = 0, last = 0;  // output_positions[b], [b + 1]
+  bool has_next = false;        // block b + 1 owns elements
+  Df11WindowBits bits;          // this thread's window
+  uint32_t gap = 0, next_gap = 0;
+};
+
+__device__ __forceinline__ BlockHead LoadHead(const Df11UnitView& u, int64_t b,
+                                              int64_t n_position_blocks, int tid) {
+  BlockHead h;
+  const uint32_t* positions = reinterpret_cast<const uint32_t*>(u.output_positions);
+  h.first = __ldg(positions + b);
+  h.last = __ldg(positions + b + 1);
+  h.has_next = b + 1 < n_position_blocks && __ldg(positions + b + 2) > h.last;
+  const int64_t w = b * kThreads + tid;
+  const uint8_t* p = u.encoded + 8 * w;
+  h.bits.w[0] = LoadBigEndian32(p);
+  h.bits.w[1] = LoadBigEndian32(p + 4);
+  h.bits.w[2] = LoadBigEndian32(p + 8);
+  h.gap = Df11GapAt(u.gaps, u.n_gap_bytes, w);
+  h.next_gap = Df11GapAt(u.gaps, u.n_gap_bytes, w + 1);
+  return h;
+}
+
+template <bool kMulti, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    Df11DecodeKernel(Df11UnitView u, const uint64_t* __restrict__ multi_global, int64_t lo,
+                     int64_t stop, int64_t n_position_blocks, int64_t begin, int64_t end,
+                     int32_t max_block_elements, uint16_t* __restrict__ out, int* error_flag) {
   using BlockScan = cub::BlockScan<int, kThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x;
-  const int64_t b = first_block + blockIdx.x;
-  const int64_t first = Df11OutputPosition(u, b);
-  const int64_t last = Df11OutputPosition(u, b + 1);
-  const int64_t count = last - first;
-  if (count == 0 || last <= begin || first >= end) return;  // uniform across the block
-  const bool has_next =
-      b + 1 < n_position_blocks && Df11OutputPosition(u, b + 2) > Df11OutputPosition(u, b + 1);
-  const int64_t stream_bits = 8 * u.n_bytes - b * kDf11BlockBits;
 
+  // Shared memory: [multi (kMulti)] [stored rows] [exponents of one block] [its sign_mantissa].
+  uint64_t* multi = reinterpret_cast<uint64_t*>(smem);
+  const size_t multi_bytes = kMulti ? kMultiBytes : 0;
+  if constexpr (kMulti) {
+    for (int i = tid; i < (1 << kDf11MultiBits); i += kThreads) multi[i] = multi_global[i];
+  }
   const int lut_bytes = u.n_luts * 256;
-  uint8_t* luts = smem;
-  uint8_t* exps = smem + ((lut_bytes + 15) & ~15);
+  uint8_t* luts = smem + multi_bytes;
+  uint8_t* exps = luts + ((lut_bytes + 15) & ~15);
+  uint8_t* staged_sm = exps + ((max_block_elements + 8 + 15) & ~15);
   for (int i = tid; i < lut_bytes / 4; i += kThreads) {
     reinterpret_cast<uint32_t*>(luts)[i] = reinterpret_cast<const uint32_t*>(u.luts)[i];
   }
   __syncthreads();
   const uint8_t* lengths = luts + lut_bytes - 256;
 
-  const int64_t w = b * kThreads + tid;
-  const uint8_t* p = u.encoded + 8 * w;
-  Df11WindowBits bits;
-  bits.w[0] = LoadBigEndian32(p);
-  bits.w[1] = LoadBigEndian32(p + 4);
-  bits.w[2] = LoadBigEndian32(p + 8);
-  const uint32_t gap = Df11GapAt(u.gaps, u.n_gap_bytes, w);
-
-  // Pass 1: count.
-  const Df11WindowResult r =
-      Df11DecodeWindow(bits, gap, luts, lengths, [](int32_t, uint32_t, uint32_t) {});
-  int offset, total;
-  BlockScan(scan_storage).ExclusiveSum(r.count, offset, total);
   int error = 0;
-  if (!r.ok && offset + r.count < count) error |= kBadCode;
-  if (offset + r.count < count || (tid == kThreads - 1 && has_next)) {
-    if (static_cast<uint32_t>(r.end - 64) != Df11GapAt(u.gaps, u.n_gap_bytes, w + 1)) {
-      error |= kGapMismatch;
-    }
-  }
-  if (tid == 0 && (total < count || (has_next && total != count))) error |= kCountMismatch;
+  int64_t b = lo + blockIdx.x;
+  BlockHead head;
+  if (b < stop) head = LoadHead(u, b, n_position_blocks, tid);
+  for (; b < stop; b += gridDim.x) {
+    const BlockHead h = head;
+    if (b + gridDim.x < stop) head = LoadHead(u, b + gridDim.x, n_position_blocks, tid);
+    const int64_t first = h.first, last = h.last, count = last - first;
+    if (count == 0 || last <= begin || first >= end) continue;  // uniform across the block
+    const int64_t stream_bits = 8 * u.n_bytes - b * kDf11BlockBits;
+    const int64_t a = max(begin, first), z = min(end, last);
 
-  // Pass 2: exponents into shared memory at their places in the block.
-  if (offset < count) {
-    Df11DecodeWindow(bits, gap, luts, lengths, [&](int32_t i, uint32_t symbol, uint32_t code_end) {
-      const int64_t k = offset + i;
-      if (k < count) exps[k] = static_cast<uint8_t>(symbol);
-      if (k == count - 1 && static_cast<int64_t>(tid) * 64 + code_end > stream_bits) {
-        error |= kPastEnd;
+    // Stage the sign_mantissa bytes of [a, z) in shared memory (16-byte copies from a & ~15)
+    // while the windows decode; staged_sm[i - a16] holds element i.
+    const int64_t a16 = a & ~int64_t{15};
+    for (int64_t i = a16 + 16 * tid; i < z; i += 16 * kThreads) {
+      __pipeline_memcpy_async(staged_sm + (i - a16), u.sign_mantissa + i, 16);
+    }
+    __pipeline_commit();
+
+    // Element k of the block goes to ex[k]: shifted so that absolute multiples of 8 fall on
+    // 8-byte boundaries, which the vector loop below loads whole.
+    uint8_t* ex = exps + (first & 7);
+
+    // Pass 1: count.
+    Df11WindowResult r;
+    if constexpr (kMulti) {
+      r = Df11DecodeWindowGroups(h.bits, h.gap, multi, luts, lengths,
+                                 [](int32_t, uint32_t, uint32_t, uint32_t) {});
+    } else {
+      r = Df11DecodeWindow(h.bits, h.gap, luts, lengths, [](int32_t, uint32_t, uint32_t) {});
+    }
+    int offset, total;
+    BlockScan(scan_storage).ExclusiveSum(r.count, offset, total);
+    if (!r.ok && offset + r.count < count) error |= kBadCode;
+    if (offset + r.count < count || (tid == kThreads - 1 && h.has_next)) {
+      if (static_cast<uint32_t>(r.end - 64) != h.next_gap) error |= kGapMismatch;
+    }
+    if (tid == 0 && (total < count || (h.has_next && total != count))) error |= kCountMismatch;
+
+    // Pass 2: exponents into shared memory at their places in the block (32-bit arithmetic: a
+    // block holds at most 32768 elements).
+    const int cnt = static_cast<int>(count);
+    if (offset < cnt) {
+      if constexpr (kMulti) {
+        Df11DecodeWindowGroups(
+            h.bits, h.gap, multi, luts, lengths,
+            [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
+              const int k = offset + i;
+              const int keep = min(static_cast<int>(n), cnt - k);  // codes of the block
+#pragma unroll
+              for (int j = 0; j < 4; ++j) {
+                if (j < keep) ex[k + j] = static_cast<uint8_t>(symbols >> (8 * j));
+              }
+              const uint32_t last = static_cast<uint32_t>(cnt - 1 - k);
+              if (last < n) [[unlikely]] {  // this group holds the block's last code
+                uint32_t code_end = start;
+                for (uint32_t j = 0; j <= last; ++j) code_end += lengths[(symbols >> (8 * j)) & 0xFFu];
+                if (static_cast<int64_t>(tid) * 64 + code_end > stream_bits) error |= kPastEnd;
+              }
+            });
+      } else {
+        Df11DecodeWindow(h.bits, h.gap, luts, lengths,
+                         [&](int32_t i, uint32_t symbol, uint32_t code_end) {
+                           const int k = offset + i;
+                           if (k < cnt) ex[k] = static_cast<uint8_t>(symbol);
+                           if (k == cnt - 1 &&
+                               static_cast<int64_t>(tid) * 64 + code_end > stream_bits) {
+                             error |= kPastEnd;
+                           }
+                         });
       }
-    });
+    }
+    __pipeline_wait_prior(0);
+    __syncthreads();
+
+    // Combine with sign_mantissa and store [a, z) of the unit at out[a - begin ...].
+    const uint8_t* sm = staged_sm - a16;  // sm[i]: element i's sign_mantissa byte, i in [a, z)
+    int64_t vec_begin = z, vec_end = z;
+    if ((begin & 7) == 0) {
+      vec_begin = min(z, (a + 7) & ~int64_t{7});
+      vec_end = vec_begin + ((z - vec_begin) & ~int64_t{7});
+    }
+    for (int64_t i = a + tid; i < vec_begin; i += kThreads) {
+      out[i - begin] = Df11Combine(ex[i - first], sm[i]);
+    }
+    for (int64_t g = vec_begin + 8 * tid; g < vec_end; g += 8 * kThreads) {
+      const uint2 s = *reinterpret_cast<const uint2*>(sm + g);
+      const uint2 e = *reinterpret_cast<const uint2*>(ex + (g - first));
+      uint4 o;
+      o.x = CombinePair(__byte_perm(s.x, e.x, 0x5140));
+      o.y = CombinePair(__byte_perm(s.x, e.x, 0x7362));
+      o.z = CombinePair(__byte_perm(s.y, e.y, 0x5140));
+      o.w = CombinePair(__byte_perm(s.y, e.y, 0x7362));
+      *reinterpret_cast<uint4*>(out + (g - begin)) = o;
+    }
+    for (int64_t i = vec_end + tid; i < z; i += kThreads) {
+      out[i - begin] = Df11Combine(ex[i - first], sm[i]);
+    }
+    __syncthreads();  // exps, staged_sm and the scan storage are reused by the next format block
   }
   if (error != 0 && error_flag != nullptr) atomicOr(error_flag, error);
-  __syncthreads();
-
-  // Combine with sign_mantissa and store [a, z) of the unit at out[a - begin ...].
-  const int64_t a = max(begin, first), z = min(end, last);
-  const uint8_t* __restrict__ sm = u.sign_mantissa;
-  int64_t vec_begin = z, vec_end = z;
-  if ((begin & 7) == 0) {
-    vec_begin = min(z, (a + 7) & ~int64_t{7});
-    vec_end = vec_begin + ((z - vec_begin) & ~int64_t{7});
-  }
-  for (int64_t i = a + tid; i < vec_begin; i += kThreads) {
-    out[i - begin] = Df11Combine(exps[i - first], sm[i]);
-  }
-  for (int64_t g = vec_begin + 8 * tid; g < vec_end; g += 8 * kThreads) {
-    const uint2 s = *reinterpret_cast<const uint2*>(sm + g);
-    const uint8_t* e = exps + (g - first);
-    uint4 o;
-    o.x = Df11Combine(e[0], s.x & 0xFF) | (uint32_t{Df11Combine(e[1], (s.x >> 8) & 0xFF)} << 16);
-    o.y = Df11Combine(e[2], (s.x >> 16) & 0xFF) | (uint32_t{Df11Combine(e[3], s.x >> 24)} << 16);
-    o.z = Df11Combine(e[4], s.y & 0xFF) | (uint32_t{Df11Combine(e[5], (s.y >> 8) & 0xFF)} << 16);
-    o.w = Df11Combine(e[6], (s.y >> 16) & 0xFF) | (uint32_t{Df11Combine(e[7], s.y >> 24)} << 16);
-    *reinterpret_cast<uint4*>(out + (g - begin)) = o;
-  }
-  for (int64_t i = vec_end + tid; i < z; i += kThreads) {
-    out[i - begin] = Df11Combine(exps[i - first], sm[i]);
-  }
 }
 
 int64_t HostPosition(const Df11DeviceUnit& unit, int64_t b) {
   return Df11LoadU32Le(unit.host_output_positions + 4 * b);
 }
 
+// The kernel instance of a variant: multi-code lookups with 3 or 2 blocks of 512 threads per SM
+// (<= 40 or <= 64 registers), or the walk.
+using KernelFn = void (*)(Df11UnitView, const uint64_t*, int64_t, int64_t, int64_t, int64_t,
+                          int64_t, int32_t, uint16_t*, int*);
+constexpr int kVariants = 3;
+int VariantIndex(Df11DecodeVariant v) {
+  switch (v) {
+    case Df11DecodeVariant::kMulti: return 0;
+    case Df11DecodeVariant::kMultiTwoPerSm: return 1;
+    case Df11DecodeVariant::kWalk: return 2;
+  }
+  return 0;
+}
+constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true, 3>, Df11DecodeKernel<true, 2>,
+                                          Df11DecodeKernel<false, 3>};
+
+// Per device: SM count and resident CUDA blocks per SM of each kernel at a typical shared
+// memory size; computed once and cached.
+struct KernelLimits {
+  int sms = 0;
+  int blocks_per_sm[kVariants] = {};
+};
+constexpr size_t kMaxShared =
+    kMultiBytes + kDf11MaxLutRows * 256 + (kDf11BlockBits + 32) + (kDf11BlockBits + 48);
+
+const KernelLimits& LimitsFor(int device) {
+  static std::mutex mu;
+  static std::array<KernelLimits, 64> cache{};
+  DF11_CHECK(device >= 0 && device < 64);
+  std::lock_guard<std::mutex> lock(mu);
+  KernelLimits& l = cache[static_cast<size_t>(device)];
+  if (l.sms == 0) {
+    DF11_CUDA_CHECK(cudaDeviceGetAttribute(&l.sms, cudaDevAttrMultiProcessorCount, device));
+    for (int v = 0; v < kVariants; ++v) {
+      DF11_CUDA_CHECK(cudaFuncSetAttribute(kKernels[v], cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(kMaxShared)));
+      // Occupancy at a typical size (N(0, 0.02) weights: ~13 K elements per block); a unit
+      // with fuller blocks simply runs fewer at once.
+      const size_t typical = (v < 2 ? kMultiBytes : 0) + 8 * 256 + 2 * 14 * 1024;
+      DF11_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&l.blocks_per_sm[v],
+                                                                    kKernels[v], kThreads, typical));
+      l.blocks_per_sm[v] = std::max(l.blocks_per_sm[v], 1);
+    }
+  }
+  return l;
+}
+
 }  // namespace
 
-size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit) {
-  return ((static_cast<size_t>(unit.view.n_luts) * 256 + 15) & ~size_t{15}) +
-         ((static_cast<size_t>(unit.max_block_elements) + 15) & ~size_t{15});
+size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant variant) {
+  return (variant != Df11DecodeVariant::kWalk ? kMultiBytes : 0) +
+         ((static_cast<size_t>(unit.view.n_luts) * 256 + 15) & ~size_t{15}) +
+         ((static_cast<size_t>(unit.max_block_elements) + 8 + 15) & ~size_t{15}) +
+         ((static_cast<size_t>(unit.max_block_elements) + 32 + 15) & ~size_t{15});
 }
 
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
                     int* error_flag, cudaStream_t stream) {
+  Df11DecodeCuda(unit, begin, end, out, error_flag, stream,
+                 unit.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk);
+}
+
+void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
+                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant) {
   DF11_CHECK(begin >= 0 && begin <= end && end <= unit.view.n_elements);
   DF11_CHECK_MSG(reinterpret_cast<uintptr_t>(out) % 16 == 0, "output must be 16-byte aligned");
   DF11_CHECK(reinterpret_cast<uintptr_t>(unit.view.encoded) % 16 == 0);
   DF11_CHECK(reinterpret_cast<uintptr_t>(unit.view.sign_mantissa) % 16 == 0);
   DF11_CHECK(reinterpret_cast<uintptr_t>(unit.view.luts) % 4 == 0);
+  DF11_CHECK(reinterpret_cast<uintptr_t>(unit.view.output_positions) % 4 == 0);
+  const bool use_multi = variant != Df11DecodeVariant::kWalk;
+  DF11_CHECK_MSG(!use_multi || unit.multi != nullptr, "kMulti needs the unit's multi-code table");
   if (begin == end) return;
   const int64_t blocks = unit.n_position_blocks;
   // Blocks whose elements meet [begin, end): binary searches over the host copy of positions.
@@ -143,12 +286,18 @@ void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint
   }
   int64_t stop = lo;  // first block starting at or after end
   while (stop < blocks && HostPosition(unit, stop) < end) ++stop;
-  const int64_t grid = stop - lo;
-  if (grid <= 0) return;
-  const size_t shared = Df11DecodeSharedBytes(unit);
-  DF11_CHECK_MSG(shared <= 48 * 1024, "a DF11 block needs at most 37 KB of shared memory");
-  Df11DecodeKernel<<<static_cast<unsigned>(grid), kThreads, shared, stream>>>(
-      unit.view, lo, blocks, begin, end, out, error_flag);
+  if (stop <= lo) return;
+  const size_t shared = Df11DecodeSharedBytes(unit, variant);
+  DF11_CHECK_MSG(shared <= kMaxShared, "a DF11 block needs at most ~103 KB of shared memory");
+  int device = 0;
+  DF11_CUDA_CHECK(cudaGetDevice(&device));
+  const KernelLimits& limits = LimitsFor(device);
+  const int v = VariantIndex(variant);
+  const int64_t resident = static_cast<int64_t>(limits.sms) * limits.blocks_per_sm[v];
+  const unsigned grid = static_cast<unsigned>(std::min(stop - lo, resident));
+  kKernels[v]<<<grid, kThreads, shared, stream>>>(unit.view, use_multi ? unit.multi : nullptr, lo,
+                                                  stop, blocks, begin, end,
+                                                  unit.max_block_elements, out, error_flag);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

@@ -28,7 +28,8 @@ struct Df11CpuTables {
   static constexpr int kBits = 12;
   std::array<uint16_t, 1 << kBits> fast{};
   // The same index decoding as many whole codes as fit in 12 bits (at most 4): bytes 0-3 the
-  // symbols, byte 4 their number (0: use `fast` or the stored tables), byte 5 their total bits.
+  // symbols, byte 4 their number (0: use `fast` or the stored tables), byte 5 their total bits,
+  // then 4 bits each for where codes 1, 2 and 3 start (15 where there is no such code).
   std::array<uint64_t, 1 << kBits> multi{};
 };
 
@@ -47,25 +48,42 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& unit, int64_t begin, int64_
                                  uint16_t* out);
 
 #if DF11_WITH_CUDA
-// A unit resident on the device. The runtime builds it; the kernel requires `encoded` and
-// `sign_mantissa` 16-byte aligned, `luts` 4-byte aligned, and `encoded` readable (zero-filled)
-// up to Df11BlockCount(n_bytes) * 4096 + 16 bytes.
+// A unit resident on the device. The runtime builds it (Df11DeviceBuffer); the kernel requires
+// `encoded` and `sign_mantissa` 16-byte aligned, `luts` and `output_positions` 4-byte aligned,
+// `encoded` readable (zero-filled) up to Df11BlockCount(n_bytes) * 4096 + 16 bytes and
+// `sign_mantissa` readable up to n_elements rounded up to a multiple of 16.
 struct Df11DeviceUnit {
   Df11UnitView view;                                // device pointers, validated on the host
   const uint8_t* host_output_positions = nullptr;  // host copy, for launch geometry
   int64_t n_position_blocks = 0;                    // n_output_positions - 1
   int32_t max_block_elements = 0;                   // max over b of positions[b + 1] - [b]
+  // Device copy of Df11CpuTables::multi built from the unit's tables (8-byte aligned), or null.
+  const uint64_t* multi = nullptr;
 };
 
-// Dynamic shared memory one block of the kernel uses for this unit (at most ~37 KB).
-size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit);
+// How windows are decoded: kMulti looks up to four codes at once in `multi` (needs it), three
+// CUDA blocks per SM; kMultiTwoPerSm the same with two blocks per SM and more registers each;
+// kWalk walks the stored tables once per code (the reference's way). The last two are kept for
+// the benchmark's side-by-side comparison.
+enum class Df11DecodeVariant { kMulti, kMultiTwoPerSm, kWalk };
+
+// Dynamic shared memory one block of the kernel uses for this unit: the stored tables, the
+// multi-code table (32 KB, kMulti only) and two bytes per element of the largest block (its
+// exponents and its staged sign_mantissa): ~64 KB for typical weights, at most ~103 KB; the
+// launcher raises the kernel's limit above the default 48 KB once.
+size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant variant);
 
 // Decodes elements [begin, end) into out[0, end - begin) (16-byte aligned) on `stream`. No
 // allocation and no host synchronisation, so it can be captured in a CUDA graph. When the unit
 // is inconsistent, *error_flag (a device int, may be null) gets non-zero bits: 1 bad code,
 // 2 gap mismatch, 4 count mismatch, 8 code past the stream's end.
+// Uses kMulti when the unit has its multi-code table, else kWalk. The grid holds as many CUDA
+// blocks as fit on the device at once (at most one per format block in the range); each walks
+// format blocks with a stride, so the tables are loaded into shared memory once per CUDA block.
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
                     int* error_flag, cudaStream_t stream);
+void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
+                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant);
 #endif
 
 }  // namespace df11

@@ -267,21 +267,39 @@ void BuildDf11CpuTables(const Df11UnitView& u, Df11CpuTables* tables) {
     }
     tables->fast[i] = entry;
   }
+  // A code after the first starts `used` bits into the index, whose low `used` bits are then
+  // unknown (zero-filled). It belongs in the entry only if `fast` gives the same result for every
+  // value of those bits, which always holds for a consistent table but not for a corrupt one:
+  // settled[k][p] is fast's entry shared by all 12-bit indices with top bits p (12 - k of them),
+  // or kMixed.
+  constexpr uint32_t kMixed = 0xFFFFFFFFu;
+  constexpr int kB = Df11CpuTables::kBits;
+  std::vector<std::vector<uint32_t>> settled(kB);
+  settled[0].assign(tables->fast.begin(), tables->fast.end());
+  for (int k = 1; k < kB; ++k) {
+    settled[k].resize(size_t{1} << (kB - k));
+    for (size_t p = 0; p < settled[k].size(); ++p) {
+      const uint32_t lo = settled[k - 1][2 * p], hi = settled[k - 1][2 * p + 1];
+      settled[k][p] = lo == hi ? lo : kMixed;
+    }
+  }
   // Multi-code entries: whole codes, each resolved by `fast`, while they fit in the 12 bits.
   for (uint32_t i = 0; i < (1u << Df11CpuTables::kBits); ++i) {
     uint64_t syms = 0, n = 0, used = 0;
+    uint64_t starts = 0xFFF;  // 4 bits per code 1..3: where it starts; 15 where absent
     while (n < 4) {
       const uint32_t rest = Df11CpuTables::kBits - used;
       // The next code's bits, left-aligned in 12 bits; the unknown low bits are zero.
+      if (rest == 0) break;
       const uint32_t index = (i << used) & ((1u << Df11CpuTables::kBits) - 1);
-      const uint16_t entry = tables->fast[index];
-      if (entry == 0 || (entry >> 8) > rest) break;
-      // Entries decided by fewer bits than `rest` do not depend on the zero fill.
+      const uint32_t entry = settled[used][index >> used];
+      if (entry == 0 || entry == kMixed || (entry >> 8) > rest) break;
       syms |= static_cast<uint64_t>(entry & 0xFF) << (8 * n);
+      if (n >= 1) starts = (starts & ~(uint64_t{15} << (4 * (n - 1)))) | (used << (4 * (n - 1)));
       ++n;
       used += entry >> 8;
     }
-    tables->multi[i] = syms | (n << 32) | (used << 40);
+    tables->multi[i] = syms | (n << 32) | (used << 40) | (starts << 48);
   }
 }
 

@@ -5,6 +5,7 @@
 #include "kernels/dfloat11/df11_device_unit.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "kernels/common/cuda_check.h"
@@ -33,7 +34,12 @@ Df11DeviceBuffer::Df11DeviceBuffer(const Df11UnitView& unit) {
   const size_t sign_mantissa_at = encoded_at + AlignUp(encoded_padded);
   const size_t positions_at = sign_mantissa_at + AlignUp(static_cast<size_t>(unit.n_elements));
   const size_t gaps_at = positions_at + AlignUp(positions_bytes);
-  bytes_ = gaps_at + AlignUp(gaps_padded);
+  const size_t multi_at = gaps_at + AlignUp(gaps_padded);
+  // The kernel's multi-code table, derived from the stored tables (not part of the format).
+  auto tables = std::make_unique<Df11CpuTables>();
+  BuildDf11CpuTables(unit, tables.get());
+  const size_t multi_bytes = sizeof(tables->multi);
+  bytes_ = multi_at + AlignUp(multi_bytes);
 
   DF11_CUDA_CHECK(cudaMalloc(&device_, bytes_));
   DF11_CUDA_CHECK(cudaMemset(device_, 0, bytes_));
@@ -45,6 +51,7 @@ Df11DeviceBuffer::Df11DeviceBuffer(const Df11UnitView& unit) {
   copy(sign_mantissa_at, unit.sign_mantissa, static_cast<size_t>(unit.n_elements));
   copy(positions_at, unit.output_positions, positions_bytes);
   copy(gaps_at, unit.gaps, static_cast<size_t>(unit.n_gap_bytes));
+  copy(multi_at, reinterpret_cast<const uint8_t*>(tables->multi.data()), multi_bytes);
 
   host_positions_.assign(unit.output_positions, unit.output_positions + positions_bytes);
   unit_.view = unit;
@@ -54,6 +61,7 @@ Df11DeviceBuffer::Df11DeviceBuffer(const Df11UnitView& unit) {
   unit_.view.output_positions = device_ + positions_at;
   unit_.view.gaps = device_ + gaps_at;
   unit_.host_output_positions = host_positions_.data();
+  unit_.multi = reinterpret_cast<const uint64_t*>(device_ + multi_at);
   unit_.n_position_blocks = Df11PositionBlocks(unit);
   int64_t max_elements = 0;
   for (int64_t b = 0; b < unit_.n_position_blocks; ++b) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Df11DeviceBuffer: one DF11 unit copied to the device in a single allocation, laid out for
 // Df11DecodeCuda: luts, encoded (zero-padded to whole blocks + 16 bytes), sign_mantissa,
-// output_positions, gaps (+ 16 zero bytes), each field starting on a 256-byte boundary. Owns the
+// output_positions, gaps (+ 16 zero bytes), then the kernel's multi-code table (32 KB, derived
+// from the unit's tables), each starting on a 256-byte boundary. Owns the
 // host copy of output_positions the launcher reads. Not thread-safe; move-only.
 #pragma once
 

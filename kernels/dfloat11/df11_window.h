@@ -31,7 +31,11 @@ DF11_HD uint32_t Df11Peek32(const Df11WindowBits& b, uint32_t p) {
   const uint32_t hi = p < 32 ? b.w[0] : b.w[1];
   const uint32_t lo = p < 32 ? b.w[1] : b.w[2];
   const uint32_t s = p & 31;
+#if defined(__CUDA_ARCH__)
+  return __funnelshift_l(lo, hi, s);  // (hi:lo << s) >> 32, one instruction; s == 0 gives hi
+#else
   return s == 0 ? hi : (hi << s) | (lo >> (32 - s));
+#endif
 }
 
 // Result of decoding one window.
@@ -59,6 +63,58 @@ DF11_HD Df11WindowResult Df11DecodeWindow(const Df11WindowBits& bits, uint32_t g
     pos += static_cast<uint32_t>(len);
     emit(r.count, symbol, pos);
     ++r.count;
+  }
+  r.end = static_cast<int32_t>(pos);
+  return r;
+}
+
+// Entries of the multi-code table (Df11CpuTables::multi, also copied to the device): indexed by
+// the next 12 stream bits; bits 0-31 up to four symbols, bits 32-39 their number (0: the next
+// code is longer than 12 bits or not fixed by them), bits 40-47 their total length, bits 48-59
+// where codes 1, 2 and 3 start (4 bits each; 15 where absent).
+inline constexpr int kDf11MultiBits = 12;
+
+// Df11DecodeWindow with up to four codes per table lookup: the same codes, counts, end and
+// failure rule, but emit_group(index, symbols, n, start) is called once per group of n codes
+// (symbols packed 8 bits each, the first lowest; start: the group's first bit in the window).
+// Near the window's end a lookup's group is cut after its last code that starts before bit 64,
+// so every lane of a warp runs the same steps; only codes longer than 12 bits walk the tables.
+template <typename EmitGroup>
+DF11_HD Df11WindowResult Df11DecodeWindowGroups(const Df11WindowBits& bits, uint32_t gap,
+                                                const uint64_t* multi, const uint8_t* luts,
+                                                const uint8_t* lengths, EmitGroup&& emit_group) {
+  Df11WindowResult r{0, static_cast<int32_t>(gap), true};
+  uint32_t pos = gap;
+  while (pos < 64) {
+    const uint32_t peek = Df11Peek32(bits, pos);
+    const uint64_t e = multi[peek >> (32 - kDf11MultiBits)];
+    uint32_t n = static_cast<uint32_t>(e >> 32) & 0xFFu;
+    if (n != 0) [[likely]] {
+      uint32_t used = static_cast<uint32_t>(e >> 40) & 0xFFu;
+      const uint32_t rest = 64 - pos;  // codes starting before `rest` belong to this window
+      if (rest < static_cast<uint32_t>(kDf11MultiBits)) {
+        const uint32_t s = static_cast<uint32_t>(e >> 48);
+        const uint32_t k = 1 + ((s & 15u) < rest) + (((s >> 4) & 15u) < rest) +
+                           (((s >> 8) & 15u) < rest);  // absent codes hold 15 >= rest
+        if (k < n) {
+          n = k;
+          used = (s >> (4 * (k - 1))) & 15u;  // where code k starts: the cut group's length
+        }
+      }
+      emit_group(r.count, static_cast<uint32_t>(e), n, pos);
+      r.count += static_cast<int32_t>(n);
+      pos += used;
+      continue;
+    }
+    uint32_t symbol;
+    const int len = Df11WalkLuts(luts, lengths, peek, &symbol);
+    if (len == 0) {
+      r.ok = false;
+      break;
+    }
+    emit_group(r.count, symbol, 1u, pos);
+    ++r.count;
+    pos += static_cast<uint32_t>(len);
   }
   r.end = static_cast<int32_t>(pos);
   return r;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // CPU mirror of the CUDA decode kernel (df11_decode.cu): per block, every window is decoded
-// independently from its gap (pass 1 counts, a prefix sum places them, pass 2 writes), and the
-// same consistency rules flag corrupt gaps, positions and codes.
+// independently from its gap with the same multi-code table lookups (pass 1 counts, a prefix sum
+// places them, pass 2 writes), and the same consistency rules flag corrupt gaps, positions and
+// codes.
 #include <algorithm>
 #include <vector>
 
@@ -28,6 +29,9 @@ Df11WindowBits LoadWindow(const Df11UnitView& u, int64_t w) {
 std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t end,
                                  uint16_t* out) {
   const uint8_t* lengths = u.luts + static_cast<int64_t>(u.n_luts - 1) * 256;
+  Df11CpuTables tables;
+  BuildDf11CpuTables(u, &tables);
+  const uint64_t* multi = tables.multi.data();
   const int64_t blocks = Df11PositionBlocks(u);
   constexpr int kT = kDf11ThreadsPerBlock;
   std::vector<uint8_t> exps(kDf11BlockBits);
@@ -44,8 +48,9 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t e
     offset[0] = 0;
     for (int t = 0; t < kT; ++t) {
       const int64_t w = b * kT + t;
-      r[t] = Df11DecodeWindow(LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w), u.luts,
-                              lengths, [](int32_t, uint32_t, uint32_t) {});
+      r[t] = Df11DecodeWindowGroups(LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w),
+                                    multi, u.luts, lengths,
+                                    [](int32_t, uint32_t, uint32_t, uint32_t) {});
       offset[t + 1] = offset[t] + r[t].count;
     }
     for (int t = 0; t < kT; ++t) {
@@ -74,13 +79,18 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t e
       if (offset[t] >= count) break;
       const int64_t w = b * kT + t;
       const int64_t base = offset[t];
-      Df11DecodeWindow(LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w), u.luts, lengths,
-                       [&](int32_t i, uint32_t symbol, uint32_t code_end) {
-                         if (base + i < count) exps[base + i] = static_cast<uint8_t>(symbol);
-                         if (base + i == count - 1 && t * 64 + code_end > stream_bits) {
-                           past_end = true;
-                         }
-                       });
+      Df11DecodeWindowGroups(
+          LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w), multi, u.luts, lengths,
+          [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
+            uint32_t code_end = start;
+            for (uint32_t j = 0; j < n; ++j) {
+              const uint32_t symbol = (symbols >> (8 * j)) & 0xFFu;
+              const int64_t k = base + i + j;
+              code_end += lengths[symbol];
+              if (k < count) exps[k] = static_cast<uint8_t>(symbol);
+              if (k == count - 1 && t * 64 + code_end > stream_bits) past_end = true;
+            }
+          });
     }
     if (past_end) {
       return "block " + Str(b) + ": the last code ends past the end of encoded_exponent";

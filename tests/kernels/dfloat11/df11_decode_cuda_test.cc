@@ -74,15 +74,15 @@ struct DeviceResult {
   bool guard_intact = true;  // nothing written past end - begin
 };
 
-// Decodes [begin, end) of a device unit into a poisoned buffer on `stream`.
+// Decodes [begin, end) of a device unit into a poisoned buffer on `stream` with one variant.
 DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, Df11DecodeVariant variant) {
   const int64_t n = end - begin;
   DeviceArray<uint16_t> out(n + kGuard);
   DeviceArray<int> flag(1);
   out.Upload(std::vector<uint16_t>(n + kGuard, kPoison));
   DF11_CUDA_CHECK(cudaMemsetAsync(flag.get(), 0, sizeof(int), stream));
-  Df11DecodeCuda(unit, begin, end, out.get(), flag.get(), stream);
+  Df11DecodeCuda(unit, begin, end, out.get(), flag.get(), stream, variant);
   DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
   DeviceResult r;
   r.out = out.Download();
@@ -91,6 +91,25 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   r.out.resize(n);
   r.flag = flag.Download()[0];
   return r;
+}
+
+// Every variant (multi-code lookups, at 3 or 2 blocks per SM, and the per-code walk) must raise the same flag bits, valid
+// unit or not, and write the same elements when no flag is raised (a flagged decode's output is
+// unspecified); returns the default (multi) variant's result.
+DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end,
+                            cudaStream_t stream) {
+  EXPECT_NE(unit.multi, nullptr);
+  DeviceResult multi = DecodeOnDevice(unit, begin, end, stream, Df11DecodeVariant::kMulti);
+  for (auto [variant, name] : {std::pair{Df11DecodeVariant::kMultiTwoPerSm, "multi2"},
+                               std::pair{Df11DecodeVariant::kWalk, "walk"}}) {
+    const DeviceResult other = DecodeOnDevice(unit, begin, end, stream, variant);
+    EXPECT_EQ(multi.flag, other.flag) << "multi vs " << name << " error flags";
+    if (multi.flag == 0 && other.flag == 0) {
+      EXPECT_TRUE(multi.out == other.out) << "multi vs " << name << " outputs differ";
+    }
+    multi.guard_intact = multi.guard_intact && other.guard_intact;
+  }
+  return multi;
 }
 
 // Encodes `words` as one unit (the encoder's round trip through the CPU decoder must hold).

@@ -3,6 +3,7 @@
 // or a read out of bounds (run under ASan with DF11_SANITIZE=ON).
 #include <gtest/gtest.h>
 
+#include "kernels/dfloat11/df11_window.h"
 #include "tests/kernels/dfloat11/df11_test_util.h"
 
 namespace df11 {
@@ -109,6 +110,53 @@ TEST_F(Df11Malformed, RandomByteFlipsNeverCrash) {
       (void)Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data());
     }
   }
+}
+
+TEST_F(Df11Malformed, MultiCodeLookupsDecodeLikeTheWalkOnCorruptTables) {
+  // The multi-code table packs several codes per lookup; on a corrupt table it must still stop
+  // where walking the stored tables code by code stops (same codes, count, end and failure).
+  std::mt19937_64 rng(seed_);
+  int checked = 0, failing_windows = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    Df11EncodedUnit copy = unit_;
+    for (int k = 0; k < 3; ++k) {
+      copy.luts[rng() % copy.luts.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+    }
+    const Df11UnitView v = copy.View();
+    if (!Df11ValidateUnit(v).empty()) continue;
+    ++checked;
+    Df11CpuTables tables;
+    BuildDf11CpuTables(v, &tables);
+    const uint8_t* lengths = v.luts + static_cast<int64_t>(v.n_luts - 1) * 256;
+    for (int64_t w = 0; w < (v.n_bytes + 7) / 8; ++w) {
+      uint8_t bytes[12] = {};
+      for (int i = 0; i < 12; ++i) {
+        if (w * 8 + i < v.n_bytes) bytes[i] = v.encoded[w * 8 + i];
+      }
+      const Df11WindowBits bits = Df11WindowFromBytes(bytes);
+      const uint32_t gap = Df11GapAt(v.gaps, v.n_gap_bytes, w);
+      std::vector<uint32_t> walked, grouped;  // symbol | code end << 8
+      const Df11WindowResult a = Df11DecodeWindow(
+          bits, gap, v.luts, lengths,
+          [&](int32_t, uint32_t symbol, uint32_t end) { walked.push_back(symbol | end << 8); });
+      const Df11WindowResult b = Df11DecodeWindowGroups(
+          bits, gap, tables.multi.data(), v.luts, lengths,
+          [&](int32_t, uint32_t symbols, uint32_t n, uint32_t start) {
+            for (uint32_t j = 0; j < n; ++j) {
+              const uint32_t symbol = (symbols >> (8 * j)) & 0xFF;
+              start += lengths[symbol];
+              grouped.push_back(symbol | start << 8);
+            }
+          });
+      ASSERT_EQ(a.count, b.count) << "trial " << trial << " window " << w;
+      ASSERT_EQ(a.end, b.end) << "trial " << trial << " window " << w;
+      ASSERT_EQ(a.ok, b.ok) << "trial " << trial << " window " << w;
+      ASSERT_EQ(walked, grouped) << "trial " << trial << " window " << w;
+      failing_windows += !a.ok;
+    }
+  }
+  EXPECT_GT(checked, 50);
+  EXPECT_GT(failing_windows, 0) << "no corruption reached a bad code";
 }
 
 }  // namespace
