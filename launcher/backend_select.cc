@@ -110,7 +110,17 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
       b.keep_alive = staged;
     }
   }
-  DF11_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda, CudaBackend::Create(w, o));
+  auto created = CudaBackend::Create(w, o);
+  if (nccl != nullptr) {
+    // NCCL set-up is collective: every rank of the group learns first whether all can join.
+    float failed = created.ok() ? 0.0f : 1.0f;
+    g.tp->AllReduceSum(&failed, 1);
+    if (created.ok() && failed > 0) {
+      return Status::FailedPrecondition("another tensor-parallel rank could not set up its GPU");
+    }
+  }
+  if (!created.ok()) return created.status();
+  std::unique_ptr<CudaBackend> cuda = std::move(created).value();
   if (nccl != nullptr) {
     // On the backend's compute stream, so each all-reduce is ordered with the layer's kernels.
     nccl->comm = std::make_unique<NcclCommunicator>(g.tp, device, cuda->stream(),
