@@ -160,6 +160,29 @@ TEST_F(TransformerTest, BatchingKeepsEachSequencesGreedyTokens) {
   }
 }
 
+// The greedy fast path of the ForwardBackend interface returns each step's argmax.
+TEST_F(TransformerTest, ForwardArgmaxReturnsEachSequencesArgmax) {
+  TinyModelOptions o;
+  o.vocab = 300;
+  o.seed = 12;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  auto w = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(w.ok());
+  Transformer a(&*w, {}), b(&*w, {});
+  KvCache ca[] = {a.NewCache(8), a.NewCache(8)}, cb[] = {b.NewCache(8), b.NewCache(8)};
+  const std::vector<int32_t> p1 = {1, 2, 3}, p2 = {4};
+  SequenceStep sa[] = {{&ca[0], p1}, {&ca[1], p2}}, sb[] = {{&cb[0], p1}, {&cb[1], p2}};
+  std::vector<float> logits;
+  ASSERT_TRUE(a.Forward(sa, false, &logits).ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(b.ForwardArgmax(sb, &ids).ok());
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0], ArgmaxRef(logits.data(), 300));
+  EXPECT_EQ(ids[1], ArgmaxRef(logits.data() + 300, 300));
+  EXPECT_EQ(cb[0].length, 3);
+  EXPECT_EQ(cb[1].length, 1);
+}
+
 TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
   TinyModelOptions o;
   o.layers = 4;
