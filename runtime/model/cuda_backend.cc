@@ -73,8 +73,7 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
   return Status::Ok();
 }
 
-void CudaBackend::EnqueueEmbed(std::span<const SequenceStep> steps) {
-  (void)steps;
+void CudaBackend::EnqueueEmbed() {
   Activations& a = *act_;
   const int64_t T = tokens_, h = w_->config.hidden_size;
   const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
@@ -310,7 +309,7 @@ Status CudaBackend::Finish() {
 
 Status CudaBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
   DF11_RETURN_IF_ERROR(Prepare(steps, false, false));
-  EnqueueEmbed(steps);
+  EnqueueEmbed();
   const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
   if (bytes > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(hidden, act_->x, bytes, cudaMemcpyDeviceToHost, compute_));
@@ -354,7 +353,7 @@ Status CudaBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens
   DF11_RETURN_IF_ERROR(Prepare(steps, all_tokens, true));
   const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(rows_.size());
   logits->assign(static_cast<size_t>(R * V), 0.0f);
-  EnqueueEmbed(steps);
+  EnqueueEmbed();
   EnqueueCore(steps, all_tokens, false);
   if (R > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(logits->data(), act_->logits, 4 * R * V,
@@ -368,7 +367,7 @@ Status CudaBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens
 Status CudaBackend::ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids) {
   DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
   const int64_t R = static_cast<int64_t>(rows_.size());
-  EnqueueEmbed(steps);
+  EnqueueEmbed();
   EnqueueCore(steps, false, true);
   if (R > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(act_->h_argmax, act_->argmax, 4 * R, cudaMemcpyDeviceToHost,

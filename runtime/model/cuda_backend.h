@@ -129,7 +129,7 @@ class CudaBackend : public ForwardBackend {
   // Host side of a step: checks the caches (their room for the new tokens when `appends`),
   // grows buffers, picks the logit rows and fills the pinned upload buffers.
   Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
-  void EnqueueEmbed(std::span<const SequenceStep> steps);
+  void EnqueueEmbed();
   void EnqueueDecode(size_t layer, cudaStream_t stream);
   void EnqueueLayer(size_t layer, std::span<const SequenceStep> steps);
   void EnqueueLayers(std::span<const SequenceStep> steps);
