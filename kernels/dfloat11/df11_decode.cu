@@ -44,8 +44,8 @@ __device__ __forceinline__ uint32_t CombinePair(uint32_t x) {
   return ((x & 0x00800080u) << 8) | ((x >> 1) & 0x7F807F80u) | (x & 0x007F007Fu);
 }
 
-// What a CUDA block needs to start on one format block, loaded one block ahead so that the
-// loads' latency hides behind the current block's work.
+// What a thread needs to start on one format block. (Loading it one block ahead, into
+// registers, was measured slower on an H100: it costs registers the decode loops need.)
 struct BlockHead {
   int64_t first = 0, last = 0;  // output_positions[b], [b + 1]
   bool has_next = false;        // block b + 1 owns elements
@@ -70,8 +70,8 @@ __device__ __forceinline__ BlockHead LoadHead(const Df11UnitView& u, int64_t b,
   return h;
 }
 
-template <bool kMulti, int kMinBlocks>
-__global__ void __launch_bounds__(kThreads, kMinBlocks)
+template <bool kMulti>
+__global__ void __launch_bounds__(kThreads, 3)
     Df11DecodeKernel(Df11UnitView u, const uint64_t* __restrict__ multi_global, int64_t lo,
                      int64_t stop, int64_t n_position_blocks, int64_t begin, int64_t end,
                      int32_t max_block_elements, uint16_t* __restrict__ out, int* error_flag) {
@@ -81,6 +81,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   const int tid = threadIdx.x;
 
   // Shared memory: [multi (kMulti)] [stored rows] [exponents of one block] [its sign_mantissa].
+  // (The table as a static __shared__ array was measured slower on an H100.)
   uint64_t* multi = reinterpret_cast<uint64_t*>(smem);
   const size_t multi_bytes = kMulti ? kMultiBytes : 0;
   if constexpr (kMulti) {
@@ -97,12 +98,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   const uint8_t* lengths = luts + lut_bytes - 256;
 
   int error = 0;
-  int64_t b = lo + blockIdx.x;
-  BlockHead head;
-  if (b < stop) head = LoadHead(u, b, n_position_blocks, tid);
-  for (; b < stop; b += gridDim.x) {
-    const BlockHead h = head;
-    if (b + gridDim.x < stop) head = LoadHead(u, b + gridDim.x, n_position_blocks, tid);
+  for (int64_t b = lo + blockIdx.x; b < stop; b += gridDim.x) {
+    const BlockHead h = LoadHead(u, b, n_position_blocks, tid);
     const int64_t first = h.first, last = h.last, count = last - first;
     if (count == 0 || last <= begin || first >= end) continue;  // uniform across the block
     const int64_t stream_bits = 8 * u.n_bytes - b * kDf11BlockBits;
@@ -141,16 +138,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     const int cnt = static_cast<int>(count);
     if (offset < cnt) {
       if constexpr (kMulti) {
+        uint8_t* const dst = ex + offset;
+        const int keep = min(r.count, cnt - offset);  // this window's codes inside the block
         Df11DecodeWindowGroups(
             h.bits, h.gap, multi, luts, lengths,
             [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
-              const int k = offset + i;
-              const int keep = min(static_cast<int>(n), cnt - k);  // codes of the block
+              if (i + 4 <= keep) {  // all four bytes: any past n are rewritten by the next group
+                dst[i] = static_cast<uint8_t>(symbols);
+                dst[i + 1] = static_cast<uint8_t>(symbols >> 8);
+                dst[i + 2] = static_cast<uint8_t>(symbols >> 16);
+                dst[i + 3] = static_cast<uint8_t>(symbols >> 24);
+              } else {  // the window's (or the block's) last codes: not a byte beyond them
 #pragma unroll
-              for (int j = 0; j < 4; ++j) {
-                if (j < keep) ex[k + j] = static_cast<uint8_t>(symbols >> (8 * j));
+                for (int j = 0; j < 4; ++j) {
+                  if (i + j < keep) dst[i + j] = static_cast<uint8_t>(symbols >> (8 * j));
+                }
               }
-              const uint32_t last = static_cast<uint32_t>(cnt - 1 - k);
+              const uint32_t last = static_cast<uint32_t>(cnt - 1 - offset - i);
               if (last < n) [[unlikely]] {  // this group holds the block's last code
                 uint32_t code_end = start;
                 for (uint32_t j = 0; j <= last; ++j) code_end += lengths[(symbols >> (8 * j)) & 0xFFu];
@@ -204,21 +208,21 @@ int64_t HostPosition(const Df11DeviceUnit& unit, int64_t b) {
   return Df11LoadU32Le(unit.host_output_positions + 4 * b);
 }
 
-// The kernel instance of a variant: multi-code lookups with 3 or 2 blocks of 512 threads per SM
-// (<= 40 or <= 64 registers), or the walk.
+// The kernel instance of a variant (three blocks of 512 threads per SM, <= 40 registers).
 using KernelFn = void (*)(Df11UnitView, const uint64_t*, int64_t, int64_t, int64_t, int64_t,
                           int64_t, int32_t, uint16_t*, int*);
-constexpr int kVariants = 3;
-int VariantIndex(Df11DecodeVariant v) {
-  switch (v) {
-    case Df11DecodeVariant::kMulti: return 0;
-    case Df11DecodeVariant::kMultiTwoPerSm: return 1;
-    case Df11DecodeVariant::kWalk: return 2;
-  }
-  return 0;
+constexpr int kVariants = 2;
+int VariantIndex(Df11DecodeVariant v) { return v == Df11DecodeVariant::kWalk ? 1 : 0; }
+constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true>, Df11DecodeKernel<false>};
+constexpr bool kUsesTable[kVariants] = {true, false};
+
+// Dynamic shared memory of one block: the stored rows, then the exponents (8 bytes of slack
+// for the alignment shift) and the staged sign_mantissa (32 bytes for the 16-byte copies).
+size_t DynamicSharedBytes(int n_luts, int64_t max_block_elements) {
+  return ((static_cast<size_t>(n_luts) * 256 + 15) & ~size_t{15}) +
+         ((static_cast<size_t>(max_block_elements) + 8 + 15) & ~size_t{15}) +
+         ((static_cast<size_t>(max_block_elements) + 32 + 15) & ~size_t{15});
 }
-constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true, 3>, Df11DecodeKernel<true, 2>,
-                                          Df11DecodeKernel<false, 3>};
 
 // Per device: SM count and resident CUDA blocks per SM of each kernel at a typical shared
 // memory size; computed once and cached.
@@ -226,8 +230,7 @@ struct KernelLimits {
   int sms = 0;
   int blocks_per_sm[kVariants] = {};
 };
-constexpr size_t kMaxShared =
-    kMultiBytes + kDf11MaxLutRows * 256 + (kDf11BlockBits + 32) + (kDf11BlockBits + 48);
+const size_t kMaxDynamicShared = kMultiBytes + DynamicSharedBytes(kDf11MaxLutRows, kDf11BlockBits);
 
 const KernelLimits& LimitsFor(int device) {
   static std::mutex mu;
@@ -239,10 +242,10 @@ const KernelLimits& LimitsFor(int device) {
     DF11_CUDA_CHECK(cudaDeviceGetAttribute(&l.sms, cudaDevAttrMultiProcessorCount, device));
     for (int v = 0; v < kVariants; ++v) {
       DF11_CUDA_CHECK(cudaFuncSetAttribute(kKernels[v], cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(kMaxShared)));
+                                           static_cast<int>(kMaxDynamicShared)));
       // Occupancy at a typical size (N(0, 0.02) weights: ~13 K elements per block); a unit
       // with fuller blocks simply runs fewer at once.
-      const size_t typical = (v < 2 ? kMultiBytes : 0) + 8 * 256 + 2 * 14 * 1024;
+      const size_t typical = (kUsesTable[v] ? kMultiBytes : 0) + DynamicSharedBytes(8, 14 * 1024);
       DF11_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&l.blocks_per_sm[v],
                                                                     kKernels[v], kThreads, typical));
       l.blocks_per_sm[v] = std::max(l.blocks_per_sm[v], 1);
@@ -255,9 +258,7 @@ const KernelLimits& LimitsFor(int device) {
 
 size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant variant) {
   return (variant != Df11DecodeVariant::kWalk ? kMultiBytes : 0) +
-         ((static_cast<size_t>(unit.view.n_luts) * 256 + 15) & ~size_t{15}) +
-         ((static_cast<size_t>(unit.max_block_elements) + 8 + 15) & ~size_t{15}) +
-         ((static_cast<size_t>(unit.max_block_elements) + 32 + 15) & ~size_t{15});
+         DynamicSharedBytes(unit.view.n_luts, unit.max_block_elements);
 }
 
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
@@ -287,8 +288,10 @@ void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint
   int64_t stop = lo;  // first block starting at or after end
   while (stop < blocks && HostPosition(unit, stop) < end) ++stop;
   if (stop <= lo) return;
-  const size_t shared = Df11DecodeSharedBytes(unit, variant);
-  DF11_CHECK_MSG(shared <= kMaxShared, "a DF11 block needs at most ~103 KB of shared memory");
+  const size_t shared = (kUsesTable[VariantIndex(variant)] ? kMultiBytes : 0) +
+                        DynamicSharedBytes(unit.view.n_luts, unit.max_block_elements);
+  DF11_CHECK_MSG(shared <= kMaxDynamicShared, "a DF11 block needs at most ~102 KB of dynamic "
+                                              "shared memory");
   int device = 0;
   DF11_CUDA_CHECK(cudaGetDevice(&device));
   const KernelLimits& limits = LimitsFor(device);

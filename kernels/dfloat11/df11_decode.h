@@ -61,16 +61,15 @@ struct Df11DeviceUnit {
   const uint64_t* multi = nullptr;
 };
 
-// How windows are decoded: kMulti looks up to four codes at once in `multi` (needs it), three
-// CUDA blocks per SM; kMultiTwoPerSm the same with two blocks per SM and more registers each;
-// kWalk walks the stored tables once per code (the reference's way). The last two are kept for
-// the benchmark's side-by-side comparison.
-enum class Df11DecodeVariant { kMulti, kMultiTwoPerSm, kWalk };
+// How windows are decoded: kMulti looks up to four codes at once in `multi` (needs it); kWalk
+// walks the stored tables once per code (the reference's way; kept for the benchmark's
+// side-by-side comparison).
+enum class Df11DecodeVariant { kMulti, kWalk };
 
-// Dynamic shared memory one block of the kernel uses for this unit: the stored tables, the
-// multi-code table (32 KB, kMulti only) and two bytes per element of the largest block (its
-// exponents and its staged sign_mantissa): ~64 KB for typical weights, at most ~103 KB; the
-// launcher raises the kernel's limit above the default 48 KB once.
+// Shared memory one block of the kernel uses for this unit: the multi-code table (32 KB, kMulti
+// only), the stored tables and two bytes per element of the largest block (its exponents
+// and its staged sign_mantissa): ~62 KB for typical weights, at most ~102 KB; the launcher
+// raises the kernel's dynamic limit above the default 48 KB once.
 size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant variant);
 
 // Decodes elements [begin, end) into out[0, end - begin) (16-byte aligned) on `stream`. No
