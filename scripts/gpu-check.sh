@@ -72,9 +72,11 @@ print_table() {
   } | tee "$OUT_DIR/summary.txt"
 }
 # The logs also as one archive (all-logs.tar.gz), for tools that bring back only a few files.
+# tar exits 1 when a file grew while it was read (a caller still appending to a log in OUT_DIR);
+# the archive is complete enough then, so keep it.
 pack_logs() {
-  (cd "$OUT_DIR" && tar -czf all-logs.tar.gz.tmp --exclude='all-logs.tar.gz*' . 2>/dev/null &&
-    mv all-logs.tar.gz.tmp all-logs.tar.gz)
+  (cd "$OUT_DIR" && { tar -czf all-logs.tar.gz.tmp --exclude='all-logs.tar.gz*' . 2>/dev/null
+    [ -s all-logs.tar.gz.tmp ] && mv -f all-logs.tar.gz.tmp all-logs.tar.gz; })
 }
 trap 'print_table; pack_logs; trap - EXIT; exit $(( FAILED ? 1 : (PERF_MISSED ? 2 : 0) ))' EXIT
 
