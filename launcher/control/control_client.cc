@@ -180,12 +180,13 @@ StatusOr<rpc::HeartbeatReply> ControlClient::Heartbeat(const std::string& group_
 }
 
 StatusOr<std::vector<rpc::Item>> ControlClient::LeaseWork(const std::string& group_id,
-                                                          int32_t max_items) {
+                                                          int32_t max_items,
+                                                          const std::string& request_id) {
   std::vector<rpc::Item> items;
-  // A lease whose reply was lost simply expires, so a retry is harmless.
+  // A retry carries the same request id, so a lost reply's items come back to this call.
   DF11_RETURN_IF_ERROR(Call("LeaseWork", true, [&](rpc::Df11ControlClient& c) {
     items.clear();
-    c.LeaseWork(items, options_.token, group_id, max_items);
+    c.LeaseWork(items, options_.token, group_id, max_items, request_id);
   }));
   return items;
 }

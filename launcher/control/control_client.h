@@ -53,7 +53,9 @@ class ControlClient {
   StatusOr<rpc::Registration> RegisterWorkerGroup(const rpc::WorkerGroupInfo& group);
   StatusOr<rpc::HeartbeatReply> Heartbeat(const std::string& group_id,
                                           const rpc::GroupProgress& progress);
-  StatusOr<std::vector<rpc::Item>> LeaseWork(const std::string& group_id, int32_t max_items);
+  // `request_id`: the same for every retry of one request (see df11.thrift); "" leases anew.
+  StatusOr<std::vector<rpc::Item>> LeaseWork(const std::string& group_id, int32_t max_items,
+                                             const std::string& request_id = "");
   StatusOr<rpc::ReportReply> ReportResults(const std::string& group_id,
                                            const std::map<int64_t, rpc::ItemOutcome>& results);
   StatusOr<rpc::ClusterState> ClusterStatus();

@@ -191,13 +191,14 @@ class ControlHandler : public rpc::Df11ControlIf {
   }
 
   void LeaseWork(std::vector<rpc::Item>& out, const std::string& token, const std::string& group_id,
-                 int32_t max_items) override {
+                 int32_t max_items, const std::string& request_id) override {
     Authorize(token);
     if (max_items > kMaxLeaseItems) {
       ThrowStatus(Status::InvalidArgument("lease: max items " + std::to_string(max_items) + " > " +
                                           std::to_string(kMaxLeaseItems)));
     }
-    for (LeasedItem& l : Unwrap(store_->LeaseItems(group_id, max_items, options_.lease_s))) {
+    for (LeasedItem& l :
+         Unwrap(store_->LeaseItems(group_id, max_items, options_.lease_s, request_id))) {
       rpc::Item item;
       item.item_id = l.item_id;
       item.job_id = std::move(l.job_id);

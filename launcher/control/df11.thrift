@@ -140,7 +140,11 @@ service Df11Control {
       throws (1: InvalidRequest invalid, 2: Unauthorized unauthorized),
   HeartbeatReply Heartbeat(1: string token, 2: string group_id, 3: GroupProgress progress)
       throws (1: InvalidRequest invalid, 2: Unauthorized unauthorized, 3: NotFound not_found),
-  list<Item> LeaseWork(1: string token, 2: string group_id, 3: i32 max_items)
+  // request_id: chosen by the group, the same for every retry of one request. A retry whose
+  // first reply was lost (e.g. the coordinator restarted) gets the same items back: the group's
+  // heartbeats keep its leases alive, so items leased by a lost reply would otherwise be stranded.
+  // Empty: every call leases new items.
+  list<Item> LeaseWork(1: string token, 2: string group_id, 3: i32 max_items, 4: string request_id)
       throws (1: InvalidRequest invalid, 2: Unauthorized unauthorized, 3: NotFound not_found),
   ReportReply ReportResults(1: string token, 2: string group_id, 3: map<i64, ItemOutcome> results)
       throws (1: InvalidRequest invalid, 2: Unauthorized unauthorized, 3: NotFound not_found),

@@ -371,15 +371,44 @@ StatusOr<HeartbeatResult> JobStore::Heartbeat(const std::string& group_id,
 }
 
 StatusOr<std::vector<LeasedItem>> JobStore::LeaseItems(const std::string& group_id, int32_t n,
-                                                       int32_t lease_s) {
+                                                       int32_t lease_s,
+                                                       const std::string& request_id) {
   if (n <= 0) return Status::InvalidArgument("lease: max items " + std::to_string(n) + " <= 0");
   if (lease_s <= 0) return Status::InvalidArgument("lease: duration must be > 0 s");
+  if (request_id.size() > 200) {
+    return Status::InvalidArgument("lease: request id longer than 200 bytes");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = NowMs();
   const int64_t expiry = now + int64_t{lease_s} * 1000;
   SqliteTransaction tx(*db_);
   DF11_RETURN_IF_ERROR(tx.status());
   DF11_RETURN_IF_ERROR(CheckGroupLocked(group_id));
+  // A request's items share the lease id "<group>/<request>"; a repeat finds them by it.
+  const std::string request_lease = request_id.empty() ? "" : group_id + "/" + request_id;
+  if (!request_lease.empty()) {
+    SqliteStatement again(*db_,
+                          "SELECT item_id, job_id, custom_id, request_json FROM items "
+                          "WHERE state = 'LEASED' AND group_id = ? AND lease_id = ? "
+                          "ORDER BY item_id");
+    again.Bind(1, group_id).Bind(2, request_lease);
+    std::vector<LeasedItem> items;
+    for (;;) {
+      DF11_ASSIGN_OR_RETURN(bool row, again.Step());
+      if (!row) break;
+      items.push_back({again.Int(0), again.Text(1), again.Text(2), again.Text(3), request_lease,
+                       expiry});
+    }
+    if (!items.empty()) {
+      SqliteStatement renew(*db_, "UPDATE items SET lease_expiry_ms = ? WHERE lease_id = ? AND "
+                                  "state = 'LEASED'");
+      DF11_RETURN_IF_ERROR(renew.Bind(1, expiry).Bind(2, request_lease).Run());
+      SqliteStatement touch(*db_, "UPDATE worker_groups SET last_heartbeat_ms = ? WHERE id = ?");
+      DF11_RETURN_IF_ERROR(touch.Bind(1, now).Bind(2, group_id).Run());
+      DF11_RETURN_IF_ERROR(tx.Commit());
+      return items;
+    }
+  }
   SqliteStatement select(*db_,
                          "SELECT item_id, job_id, custom_id, request_json FROM items "
                          "WHERE state = 'QUEUED' ORDER BY item_id LIMIT ?");
@@ -388,8 +417,8 @@ StatusOr<std::vector<LeasedItem>> JobStore::LeaseItems(const std::string& group_
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) break;
-    items.push_back(
-        {select.Int(0), select.Text(1), select.Text(2), select.Text(3), NewId("lease"), expiry});
+    items.push_back({select.Int(0), select.Text(1), select.Text(2), select.Text(3),
+                     request_lease.empty() ? NewId("lease") : request_lease, expiry});
   }
   SqliteStatement lease(*db_,
                         "UPDATE items SET state = 'LEASED', lease_id = ?, lease_expiry_ms = ?, "

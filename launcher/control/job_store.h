@@ -137,9 +137,11 @@ class JobStore {
   // Records the contact and extends every lease the group holds to now + lease_s.
   StatusOr<HeartbeatResult> Heartbeat(const std::string& group_id,
                                       const GroupProgressInfo& progress, int32_t lease_s);
-  // Leases up to `n` queued items (oldest first) to the group for `lease_s` seconds.
+  // Leases up to `n` queued items (oldest first) to the group for `lease_s` seconds. With a
+  // `request_id`, a repeated request returns the items it leased the first time (still leased to
+  // the group and not yet reported), their leases renewed, instead of leasing more.
   StatusOr<std::vector<LeasedItem>> LeaseItems(const std::string& group_id, int32_t n,
-                                               int32_t lease_s);
+                                               int32_t lease_s, const std::string& request_id = "");
   // Stores each outcome unless its item already has one (idempotent). Unknown item ids reject
   // the whole call. `group_id` (empty, or a registered group) is recorded with the result.
   StatusOr<CompleteCounts> CompleteItems(const std::string& group_id,

@@ -164,6 +164,9 @@ class Agent {
   Status Loop() {
     Clock::time_point last_work = Clock::now();
     double backoff = 0.1;
+    // One id per lease request, kept until a reply arrives: a retry after a lost reply (the
+    // coordinator restarted mid-call) gets that request's items instead of stranding them.
+    int64_t lease_requests = 0;
     for (;;) {
       MaybeKeepAlive();
       int32_t want = o_.lease_items;
@@ -175,7 +178,9 @@ class Agent {
         }
         want = static_cast<int32_t>(std::min<int64_t>(want, left));
       }
-      StatusOr<std::vector<rpc::Item>> items = client_.LeaseWork(group_id_, want);
+      StatusOr<std::vector<rpc::Item>> items =
+          client_.LeaseWork(group_id_, want, "lease-" + std::to_string(lease_requests));
+      if (items.ok()) ++lease_requests;
       if (!items.ok()) {
         DF11_RETURN_IF_ERROR(CheckReachable(items.status(), "leasing work"));
         Pause(backoff);

@@ -90,6 +90,47 @@ TEST_F(JobStoreTest, LeaseExpireRequeue) {
   EXPECT_EQ(store_->ListGroups()->at(1).items_leased, 5);
 }
 
+TEST_F(JobStoreTest, RepeatedLeaseRequestGetsItsItemsBack) {
+  // A group's LeaseWork reply is lost (the coordinator restarted mid-call); its heartbeats keep
+  // the lease alive, so only the retry of the same request can hand those items out again.
+  auto job = store_->CreateJob(Items(5), "t");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  const std::string a = Group();
+  auto first = store_->LeaseItems(a, 2, 30, "lease-0");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].lease_id, (*first)[1].lease_id) << "one lease id per request";
+  Reopen();  // the restart: everything comes back from the database
+  now_ += 20'000;
+  ASSERT_TRUE(store_->Heartbeat(a, {2, 0, 0}, 30).ok());
+  EXPECT_EQ(*store_->ExpireLeases(now_ + 25'000), 0) << "the live group's leases are extended";
+
+  now_ += 1'000;
+  auto retry = store_->LeaseItems(a, 2, 30, "lease-0");
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  ASSERT_EQ(retry->size(), 2u);
+  EXPECT_EQ((*retry)[0].item_id, (*first)[0].item_id);
+  EXPECT_EQ((*retry)[1].item_id, (*first)[1].item_id);
+  EXPECT_EQ((*retry)[0].lease_expiry_ms, now_ + 30'000) << "renewed";
+  EXPECT_EQ(store_->CountQueue()->items_leased, 2) << "nothing more was leased";
+
+  // The next request leases the next items; another group's request id never matches.
+  auto next = store_->LeaseItems(a, 2, 30, "lease-1");
+  ASSERT_EQ(next->size(), 2u);
+  EXPECT_EQ((*next)[0].custom_id, "req-2");
+  const std::string b = Group();
+  auto other = store_->LeaseItems(b, 5, 30, "lease-0");
+  ASSERT_EQ(other->size(), 1u);
+  EXPECT_EQ((*other)[0].custom_id, "req-4");
+
+  // Once reported, a request's items are no longer handed out by a repeat of it.
+  ASSERT_TRUE(store_->CompleteItems(a, {Ok((*first)[0].item_id, "x"), Ok((*first)[1].item_id, "y")})
+                  .ok());
+  EXPECT_EQ(store_->LeaseItems(a, 2, 30, "lease-0")->size(), 0u) << "the queue is empty";
+  EXPECT_EQ(store_->LeaseItems(a, 1, 30, std::string(201, 'x')).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(JobStoreTest, LeaseChecksGroupAndArguments) {
   ASSERT_TRUE(store_->CreateJob(Items(1), "t").ok());
   EXPECT_EQ(store_->LeaseItems("group-nope", 1, 30).status().code(), StatusCode::kNotFound);

@@ -129,8 +129,10 @@ TEST_F(Serve, TwoGroupsShareOneJob) {
 
 TEST_F(Serve, CoordinatorKilledMidJobAndRestartedFinishesOnce) {
   ServeCluster c(TestDir());
-  // A LeaseWork whose reply the kill swallows leaves items leased to nobody until the lease
-  // (6 s) expires, so the worker must keep polling longer than that (idle exit 12 s).
+  // A LeaseWork whose reply the kill swallows is retried with the same request id, which hands
+  // the worker that request's items again (its heartbeats keep their leases alive, so they would
+  // never expire); a reply lost another way still expires after the lease (6 s), within the
+  // worker's idle exit (12 s).
   c.StartCoordinator(/*lease_s=*/6);
   const std::vector<std::string> lines = ManyLines("k", 30, 24);
   const std::string job = c.Submit(lines, "kill.jsonl");
