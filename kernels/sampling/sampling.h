@@ -37,6 +37,9 @@ void ArgmaxCuda(const float* logits,  // (n)
                 cudaStream_t stream);
 #endif
 
+// The draw SampleRef makes: one splitmix64 step of *state, 53 random bits in [0, 1).
+double SampleUniform(uint64_t* state);
+
 // The token for one request. The penalty applies in greedy mode too (as HF); top-k/top-p/min-p
 // only when sampling. Ties in top-p's sort order go to the lower token id; the draw walks the
 // kept tokens in id order. Requires vocab >= 1, valid params, history ids in [0, vocab),
@@ -45,5 +48,37 @@ int32_t SampleRef(const float* logits,  // (vocab)
                   int64_t vocab, const SamplingParams& params,
                   const int32_t* history,  // (n_history) tokens seen so far, prompt included
                   int64_t n_history, uint64_t* rng_state);
+
+#if DF11_WITH_CUDA
+// One row of a SampleCuda call, in device memory.
+struct SampleCudaRow {
+  SamplingParams params;
+  int64_t history_begin = 0;  // the row's history: ids history[history_begin, history_end)
+  int64_t history_end = 0;
+  double uniform = 0;         // the request's next SampleUniform value, used if the row draws
+};
+
+// Device workspace SampleCuda needs for `rows` rows of `vocab` logits (16 bytes per logit).
+size_t SampleCudaWorkspaceBytes(int64_t rows, int64_t vocab);
+
+// SampleRef for `rows` rows of logits on `stream`, one CUDA block per row: the repetition
+// penalty (once per distinct history id), temperature, top-k, top-p (ties in the sort order to
+// the lower id), min-p, then the draw at the row's `uniform`, walking the kept ids in id order.
+// tokens[r] gets the token; drew[r] is 1 when the row drew (the caller then advances that
+// request's RNG, as SampleRef does) and 0 when it did not (temperature 0, or no finite maximum).
+// The filters and the draw sum probabilities (double) in another order than SampleRef, so a token
+// whose cumulative probability lies within rounding of a threshold or of the draw can differ;
+// the result does not depend on anything but the row's inputs. History ids outside [0, vocab)
+// are ignored. No allocation; `workspace` holds SampleCudaWorkspaceBytes(rows, vocab) bytes
+// (8-byte aligned). Requires 1 <= vocab <= INT32_MAX / 16, rows >= 0, valid params.
+void SampleCuda(const float* logits,       // (rows, vocab) device
+                int64_t rows, int64_t vocab,
+                const SampleCudaRow* info,  // (rows) device
+                const int32_t* history,     // device, indexed by the rows' history ranges
+                void* workspace,
+                int32_t* tokens,  // (rows) device
+                int32_t* drew,    // (rows) device
+                cudaStream_t stream);
+#endif
 
 }  // namespace df11

@@ -20,8 +20,6 @@ uint64_t SplitMix64(uint64_t* state) {
   return z ^ (z >> 31);
 }
 
-// Uniform in [0, 1) with 53 random bits.
-double Uniform(uint64_t* state) { return static_cast<double>(SplitMix64(state) >> 11) * 0x1p-53; }
 
 void ApplyRepetitionPenalty(float penalty, const int32_t* history, int64_t n_history,
                             int64_t vocab, std::vector<float>* scores) {
@@ -85,6 +83,10 @@ void MinP(float min_p, int32_t top, const std::vector<float>& scores,
 
 }  // namespace
 
+double SampleUniform(uint64_t* state) {
+  return static_cast<double>(SplitMix64(state) >> 11) * 0x1p-53;
+}
+
 int32_t ArgmaxRef(const float* logits, int64_t n) {
   DF11_CHECK(n >= 1 && logits != nullptr);
   int64_t best = -1;
@@ -126,7 +128,7 @@ int32_t SampleRef(const float* logits, int64_t vocab, const SamplingParams& p,
   const double max_score = scores[best];  // best survives every filter (lowest id on ties)
   double total = 0.0;
   for (int32_t id : kept) total += std::exp(static_cast<double>(scores[id]) - max_score);
-  const double target = Uniform(rng_state) * total;
+  const double target = SampleUniform(rng_state) * total;
   double cumulative = 0.0;
   for (int32_t id : kept) {
     cumulative += std::exp(static_cast<double>(scores[id]) - max_score);

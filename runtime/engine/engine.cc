@@ -35,16 +35,11 @@ Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_on
     out->logits.clear();
     return t_->ForwardArgmax(steps, &out->argmax);
   }
-  DF11_RETURN_IF_ERROR(t_->Forward(steps, false, &out->logits));
-  const int64_t v = vocab_size();
-  for (size_t s = 0; s < sample.size() && s < steps.size(); ++s) {
-    const float* row = out->logits.data() + s * v;
-    uint64_t rng = sample[s].rng;
-    out->argmax.push_back(SampleRef(row, v, sample[s].params, sample[s].history.data(),
-                                    static_cast<int64_t>(sample[s].history.size()), &rng));
-    out->rng.push_back(rng);
+  if (!sample.empty()) {
+    out->logits.clear();
+    return t_->ForwardSample(steps, sample, &out->argmax, &out->rng);
   }
-  return Status::Ok();
+  return t_->Forward(steps, false, &out->logits);
 }
 
 StatusOr<std::vector<GenerationResult>> Engine::Generate(

@@ -47,13 +47,9 @@ struct StepOutput {
   std::vector<uint64_t> rng;    // sampled steps: each sequence's RNG state after its draw
 };
 
-// How to sample one sequence of a step: the runner draws on the process that holds the full
-// logits (a distributed group's last stage), so they never travel to the leader.
-struct SampleSpec {
-  SamplingParams params;
-  uint64_t rng = 0;                 // the request's RNG state before this draw
-  std::span<const int32_t> history; // tokens seen so far (the local runner's repetition penalty)
-};
+// SampleSpec (runtime/model/forward_backend.h): how to sample one sequence of a step; the runner
+// draws on the process that holds the full logits (a distributed group's last stage), so they
+// never travel to the leader.
 
 // One forward step over a batch: appends each step's tokens to its cache.
 class StepRunner {

@@ -379,4 +379,76 @@ Status CudaBackend::ForwardArgmax(std::span<const SequenceStep> steps, std::vect
   return Status::Ok();
 }
 
+Status CudaBackend::ForwardSample(std::span<const SequenceStep> steps,
+                                  std::span<const SampleSpec> specs, std::vector<int32_t>* tokens,
+                                  std::vector<uint64_t>* rngs) {
+  const int64_t V = w_->dims.vocab_rows;
+  const bool one_row_each = std::all_of(steps.begin(), steps.end(),
+                                        [](const SequenceStep& s) { return !s.tokens.empty(); });
+  if (V != w_->config.vocab_size || specs.size() != steps.size() || !one_row_each) {
+    return ForwardBackend::ForwardSample(steps, specs, tokens, rngs);
+  }
+  DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
+  const int64_t R = static_cast<int64_t>(rows_.size());
+  EnqueueEmbed();
+  EnqueueCore(steps, false, false);
+  // Rows, history and outputs travel through one pinned buffer; the uniform each row may use is
+  // its request's next draw, committed below only where the row drew.
+  int64_t n_history = 0;
+  for (const SampleSpec& s : specs) n_history += static_cast<int64_t>(s.history.size());
+  auto align = [](size_t n) { return (n + 255) & ~size_t{255}; };
+  const size_t info_bytes = align(sizeof(SampleCudaRow) * static_cast<size_t>(std::max<int64_t>(R, 1)));
+  const size_t history_bytes = align(4 * static_cast<size_t>(std::max<int64_t>(n_history, 1)));
+  const size_t out_bytes = align(8 * static_cast<size_t>(std::max<int64_t>(R, 1)));
+  const size_t host_bytes = info_bytes + history_bytes + out_bytes;
+  const size_t device_bytes = host_bytes + SampleCudaWorkspaceBytes(R, V);
+  if (device_bytes > sample_device_bytes_) {
+    DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    if (sample_device_ != nullptr) DF11_CUDA_CHECK(cudaFree(sample_device_));
+    DF11_CUDA_CHECK(cudaMalloc(&sample_device_, device_bytes));
+    sample_device_bytes_ = device_bytes;
+  }
+  if (host_bytes > sample_host_bytes_) {
+    DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    if (sample_host_ != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_host_));
+    DF11_CUDA_CHECK(cudaMallocHost(&sample_host_, host_bytes));
+    sample_host_bytes_ = host_bytes;
+  }
+  uint8_t* host = static_cast<uint8_t*>(sample_host_);
+  uint8_t* device = static_cast<uint8_t*>(sample_device_);
+  auto* info = reinterpret_cast<SampleCudaRow*>(host);
+  auto* history = reinterpret_cast<int32_t*>(host + info_bytes);
+  auto* out = reinterpret_cast<int32_t*>(host + info_bytes + history_bytes);  // tokens, drew
+  std::vector<uint64_t> after(static_cast<size_t>(R));
+  int64_t h = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    const SampleSpec& s = specs[static_cast<size_t>(r)];
+    info[r] = SampleCudaRow{};
+    info[r].params = s.params;
+    info[r].history_begin = h;
+    for (int32_t id : s.history) history[h++] = id;
+    info[r].history_end = h;
+    after[static_cast<size_t>(r)] = s.rng;
+    info[r].uniform = SampleUniform(&after[static_cast<size_t>(r)]);
+  }
+  if (R > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(device, host, info_bytes + history_bytes,
+                                    cudaMemcpyHostToDevice, compute_));
+    auto* d_out = reinterpret_cast<int32_t*>(device + info_bytes + history_bytes);
+    SampleCuda(act_->logits, R, V, reinterpret_cast<const SampleCudaRow*>(device),
+               reinterpret_cast<const int32_t*>(device + info_bytes), device + host_bytes, d_out,
+               d_out + R, compute_);
+    DF11_CUDA_CHECK(cudaMemcpyAsync(out, d_out, 8 * R, cudaMemcpyDeviceToHost, compute_));
+  }
+  DF11_RETURN_IF_ERROR(Finish());
+  tokens->assign(out, out + R);
+  rngs->clear();
+  for (int64_t r = 0; r < R; ++r) {
+    rngs->push_back(out[R + r] != 0 ? after[static_cast<size_t>(r)]
+                                    : specs[static_cast<size_t>(r)].rng);
+  }
+  for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
+  return Status::Ok();
+}
+
 }  // namespace df11

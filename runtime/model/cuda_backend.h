@@ -69,6 +69,10 @@ class CudaBackend : public ForwardBackend {
   Status Forward(std::span<const SequenceStep> steps, bool all_tokens,
                  std::vector<float>* logits) override;
   Status ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids) override;
+  // Samples on the device (SampleCuda) when this rank holds the whole vocabulary; otherwise the
+  // default (host logits, SampleRef).
+  Status ForwardSample(std::span<const SequenceStep> steps, std::span<const SampleSpec> specs,
+                       std::vector<int32_t>* tokens, std::vector<uint64_t>* rngs) override;
   const ModelWeights& weights() const override { return *w_; }
   int64_t ScratchBytes() const override;
   void Synchronize() override;
@@ -157,6 +161,11 @@ class CudaBackend : public ForwardBackend {
   uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)
   int64_t head_chunk_ = 0;
   int* flags_ = nullptr;                    // (layers + 2): layers, embedding, LM head
+  // Sampling buffers (grown on demand): device [row info | history ids | tokens + drew |
+  // SampleCuda workspace] and a pinned host copy of the first three parts.
+  void* sample_device_ = nullptr;
+  void* sample_host_ = nullptr;
+  size_t sample_device_bytes_ = 0, sample_host_bytes_ = 0;
   int* host_flags_ = nullptr;               // pinned copy
   std::unique_ptr<Activations> act_;
   DeviceMemoryPlan plan_;

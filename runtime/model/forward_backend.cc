@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/model/forward_backend.h"
 
+#include <string>
+
 #include "kernels/sampling/sampling.h"
 
 namespace df11 {
@@ -18,6 +20,29 @@ Status ForwardBackend::ForwardArgmax(std::span<const SequenceStep> steps,
   const int64_t v = weights().dims.vocab_rows;
   ids->clear();
   for (size_t r = 0; r * v < logits.size(); ++r) ids->push_back(ArgmaxRef(logits.data() + r * v, v));
+  return Status::Ok();
+}
+
+Status ForwardBackend::ForwardSample(std::span<const SequenceStep> steps,
+                                     std::span<const SampleSpec> specs,
+                                     std::vector<int32_t>* tokens, std::vector<uint64_t>* rngs) {
+  if (specs.size() != steps.size()) {
+    return Status::InvalidArgument("ForwardSample: " + std::to_string(specs.size()) +
+                                   " sampling specs for " + std::to_string(steps.size()) +
+                                   " steps");
+  }
+  std::vector<float> logits;
+  DF11_RETURN_IF_ERROR(Forward(steps, false, &logits));
+  const int64_t v = weights().dims.vocab_rows;
+  tokens->clear();
+  rngs->clear();
+  for (size_t s = 0; s < steps.size(); ++s) {
+    uint64_t rng = specs[s].rng;
+    tokens->push_back(SampleRef(logits.data() + s * v, v, specs[s].params,
+                                specs[s].history.data(),
+                                static_cast<int64_t>(specs[s].history.size()), &rng));
+    rngs->push_back(rng);
+  }
   return Status::Ok();
 }
 

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/sampling/sampling.h"
 #include "runtime/core/status.h"
 #include "runtime/model/kv_cache.h"
 #include "runtime/model/model_weights.h"
@@ -23,6 +24,13 @@ struct SequenceStep {
 
 // Tokens in all steps.
 int64_t TotalTokens(std::span<const SequenceStep> steps);
+
+// How to sample one sequence of a step.
+struct SampleSpec {
+  SamplingParams params;
+  uint64_t rng = 0;                 // the request's RNG state before this draw
+  std::span<const int32_t> history; // tokens seen so far (for the repetition penalty)
+};
 
 class ForwardBackend {
  public:
@@ -47,6 +55,13 @@ class ForwardBackend {
   // last-token logits, in local vocab row indices. The default runs Forward and ArgmaxRef; a GPU
   // backend finds them on the device and copies back only the ids.
   virtual Status ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids);
+  // Sampling on one rank holding the whole vocabulary: each step's next token drawn from its
+  // last-token logits with its spec (SampleRef's rules and RNG), and each spec's RNG state after
+  // the draw. The default runs Forward and SampleRef; a GPU backend samples on the device
+  // (SampleCuda) and copies back only the tokens.
+  virtual Status ForwardSample(std::span<const SequenceStep> steps,
+                               std::span<const SampleSpec> specs, std::vector<int32_t>* tokens,
+                               std::vector<uint64_t>* rngs);
 
   virtual const ModelWeights& weights() const = 0;
   // Bytes of decode scratch (two layer buffers and the LM-head chunk).
