@@ -2,7 +2,9 @@
 // `df11-run generate` as a user runs it on one process: --prompt prints text and timings; a JSONL
 // batch gives one result per line with per-line errors (malformed JSON, a prompt longer than the
 // context, invalid UTF-8, wrong field types) while the other lines are served; a DF11 model
-// generates exactly what its BF16 original does; missing or corrupt model files fail clearly.
+// generates exactly what its BF16 original does; missing or corrupt model files fail clearly;
+// `bench` prints one JSON line per batch size and `logits` writes BF16 == DF11 bits, each
+// refusing bad ids, batch sizes, devices, models and output paths by name.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -167,6 +169,68 @@ TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
   r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("--tp 3"), std::string::npos) << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+// The benchmarking and logits subcommands on the CPU backend, and their bad input.
+TEST_F(Df11RunCli, BenchAndLogitsSubcommands) {
+  auto r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 1,2 " +
+                "--prompt-tokens 4 --gen-tokens 3 --threads 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  int lines = 0;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("{\"bench\":\"generate\"", 0) != 0) continue;
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["format"], "df11");
+    EXPECT_EQ(j["batch"], lines == 0 ? 1 : 2);
+    EXPECT_GT(j["decode_tok_s"].get<double>(), 0.0);
+    ++lines;
+  }
+  EXPECT_EQ(lines, 2) << r.output;
+
+  // Logits of BF16 and DF11 are bit-identical (both decode to the same weights).
+  for (const char* fmt : {"bf16", "df11"}) {
+    r = Exec(kBin + "df11-run logits --model " + dir_ + "/" + fmt + " --ids 1,2,3 --out " + dir_ +
+             "/" + fmt + ".f32 --threads 1");
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  const auto size = std::filesystem::file_size(dir_ + "/df11.f32");
+  EXPECT_EQ(size % (3 * 4), 0u);
+  EXPECT_GT(size, 0u);
+  EXPECT_EQ(Exec("cmp " + dir_ + "/bf16.f32 " + dir_ + "/df11.f32").status, 0);
+
+  // Bad input: an id outside the vocabulary, a non-number, a zero batch, a missing model, an
+  // unwritable output, an unknown device.
+  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,99999999 --out " + dir_ +
+           "/x.f32");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--ids: 99999999 is outside the vocabulary"), std::string::npos)
+      << r.output;
+  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,x --out " + dir_ + "/x.f32");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--ids"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 0");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--batch-sizes"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run bench --model " + dir_ + "/nope");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find(dir_ + "/nope"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1 --out /nonexistent-dir/x.f32");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("cannot write --out /nonexistent-dir/x.f32"), std::string::npos)
+      << r.output;
+  // No GPU here (or a build without CUDA): a clear refusal naming the flag, not a crash.
+  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1 --device cuda --out " +
+           dir_ + "/x.f32");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--device cuda: "), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --device tpu");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--device"), std::string::npos) << r.output;
 }
 
 }  // namespace
