@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // CudaBackend on tiny models made here (skips without a CUDA device): DF11 logits equal the BF16
 // model's bit for bit; greedy tokens follow the CPU Transformer's; logits are close to the CPU's;
-// decode overlap and CUDA graphs change nothing; a corrupt DF11 stream is an error Status.
+// decode overlap and CUDA graphs change nothing; device sampling draws what SampleRef draws from
+// the same logits; a corrupt DF11 stream is an error Status.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "runtime/model/cuda_backend.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/transformer.h"
+#include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
 namespace {
@@ -27,9 +29,8 @@ class CudaBackendTest : public ::testing::Test {
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
       GTEST_SKIP() << "no CUDA device";
     }
-    char tmpl[] = "/tmp/df11_cuda_backend_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = model_testing::MakeTempDir("df11_cuda_backend_test");
+    ASSERT_FALSE(dir_.empty());
   }
   void TearDown() override {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
@@ -37,14 +38,7 @@ class CudaBackendTest : public ::testing::Test {
 
   // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
   std::pair<std::string, std::string> MakePair(TinyModelOptions o, const std::string& name) {
-    const std::string bf16 = dir_ + "/" + name, df11 = bf16 + ".df11";
-    Status s = MakeTinyModel(o, bf16);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    CompressOptions c;
-    c.show_progress = false;
-    auto summary = CompressModel(bf16, df11, c);
-    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
-    return {bf16, df11};
+    return model_testing::MakeBf16AndDf11(dir_, o, name);
   }
 
   static std::unique_ptr<CudaBackend> Cuda(const ModelWeights& w, bool overlap = true,

@@ -15,6 +15,7 @@
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/transformer.h"
+#include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
 namespace {
@@ -22,22 +23,14 @@ namespace {
 class TransformerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_transformer_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    dir_ = model_testing::MakeTempDir("df11_transformer_test");
+    ASSERT_FALSE(dir_.empty());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
   std::pair<std::string, std::string> MakePair(TinyModelOptions o, const std::string& name) {
-    const std::string bf16 = dir_ + "/" + name, df11 = bf16 + ".df11";
-    Status s = MakeTinyModel(o, bf16);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    CompressOptions c;
-    c.show_progress = false;
-    auto summary = CompressModel(bf16, df11, c);
-    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
-    return {bf16, df11};
+    return model_testing::MakeBf16AndDf11(dir_, o, name);
   }
 
   std::string dir_;

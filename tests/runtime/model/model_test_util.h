@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared by the forward-pass tests: a tiny model made in a temporary folder, as BF16 and as its
+// DF11 compression.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <string>
+#include <utility>
+
+#include "runtime/convert/compress.h"
+#include "runtime/formats/tiny_model.h"
+
+namespace df11::model_testing {
+
+// A new folder under /tmp named after `prefix` (the test removes it).
+inline std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "_XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp " << tmpl;
+    return "";
+  }
+  return tmpl;
+}
+
+// Makes the model `o` as dir/name and its DF11 copy as dir/name.df11; returns both paths.
+inline std::pair<std::string, std::string> MakeBf16AndDf11(const std::string& dir,
+                                                           const TinyModelOptions& o,
+                                                           const std::string& name) {
+  const std::string bf16 = dir + "/" + name, df11 = bf16 + ".df11";
+  Status s = MakeTinyModel(o, bf16);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  CompressOptions c;
+  c.show_progress = false;
+  auto summary = CompressModel(bf16, df11, c);
+  EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+  return {bf16, df11};
+}
+
+}  // namespace df11::model_testing
