@@ -3,11 +3,17 @@
 // decode throughput (weights/s) on 1 and 2 threads beside memcpy of the same BF16 bytes (the
 // roofline), with bits/weight against the field-split floor (8 + exponent entropy) as counters.
 //   df11_codec_bench [--weights N] [--save-input FILE.bf16] [google benchmark flags]
+//   df11_codec_bench --size-sweep [--weights N]
 // --save-input writes the unit's raw little-endian BF16 for scripts/reference/bench_reference_encoder.py.
+// --size-sweep prints, for several weight distributions, how far the encoded size is above the
+// field-split floor and where the difference goes (prefix-code redundancy vs the format's fixed
+// costs), instead of running the benchmarks.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <queue>
 #include <random>
 #include <string>
 #include <vector>
@@ -118,6 +124,87 @@ void BM_Decode(benchmark::State& state) {
   SizeCounters(state);
 }
 
+// Bits per symbol of an unrestricted Huffman code for the histogram (the optimum of any prefix
+// code; the encoder's length-limited code should equal it on these distributions).
+double HuffmanBitsPerSymbol(const ExponentHistogram& h) {
+  std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> q;
+  uint64_t total = 0;
+  for (uint64_t c : h) {
+    if (c != 0) q.push(c), total += c;
+  }
+  if (q.size() < 2) return q.empty() ? 0.0 : 1.0;
+  uint64_t bits = 0;  // sum over merges of the merged weight = sum of count * depth
+  while (q.size() > 1) {
+    const uint64_t a = q.top();
+    q.pop();
+    const uint64_t b = q.top();
+    q.pop();
+    bits += a + b;
+    q.push(a + b);
+  }
+  return static_cast<double>(bits) / static_cast<double>(total);
+}
+
+int SizeSweep() {
+  struct Dist {
+    std::string name;
+    std::function<float(std::mt19937_64&)> draw;
+  };
+  std::vector<Dist> dists;
+  for (float sigma : {0.002f, 0.005f, 0.01f, 0.014f, 0.02f, 0.028f, 0.04f, 0.1f}) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "N(0, %g)", sigma);
+    dists.push_back({name, [sigma](std::mt19937_64& rng) {
+                       return std::normal_distribution<float>(0.0f, sigma)(rng);
+                     }});
+  }
+  for (float b : {0.005f, 0.014f}) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "Laplace(0, %g)", b);
+    dists.push_back({name, [b](std::mt19937_64& rng) {
+                       const float e = std::exponential_distribution<float>(1.0f / b)(rng);
+                       return (rng() & 1) ? e : -e;
+                     }});
+  }
+  for (float nu : {3.0f, 5.0f}) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "0.01 * Student-t(%g)", nu);
+    dists.push_back({name, [nu](std::mt19937_64& rng) {
+                       return 0.01f * std::student_t_distribution<float>(nu)(rng);
+                     }});
+  }
+  std::printf("%zu M weights per distribution; bits/weight\n", static_cast<size_t>(g_weights >> 20));
+  std::printf("| weights | total | floor | above floor | codes above entropy | Huffman optimum above entropy | gaps | positions + tables |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const Dist& d : dists) {
+    std::vector<uint16_t> w(g_weights);
+    std::mt19937_64 rng(99);
+    for (auto& x : w) x = FloatToBf16(d.draw(rng));
+    Df11EncodedUnit u;
+    std::string err;
+    std::span<const uint16_t> one(w);
+    if (!Df11EncodeRef(std::span<const std::span<const uint16_t>>(&one, 1), DefaultThreadCount(),
+                       &u, &err)) {
+      std::fprintf(stderr, "%s: encode failed: %s\n", d.name.c_str(), err.c_str());
+      return 1;
+    }
+    const double n = static_cast<double>(u.n_elements);
+    const double total = 8.0 *
+                         static_cast<double>(u.luts.size() + u.encoded_exponent.size() +
+                                             u.sign_mantissa.size() + u.output_positions.size() +
+                                             u.gaps.size()) / n;
+    const double entropy = HistogramEntropy(u.histogram);
+    const double code = 8.0 * static_cast<double>(u.encoded_exponent.size()) / n;
+    const double gaps = 8.0 * static_cast<double>(u.gaps.size()) / n;
+    const double rest =
+        8.0 * static_cast<double>(u.luts.size() + u.output_positions.size()) / n;
+    std::printf("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n", d.name.c_str(),
+                total, 8.0 + entropy, total - 8.0 - entropy, code - entropy,
+                HuffmanBitsPerSymbol(u.histogram) - entropy, gaps, rest);
+  }
+  return 0;
+}
+
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Encode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -128,16 +215,20 @@ BENCHMARK(BM_Decode)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime
 int main(int argc, char** argv) {
   std::vector<char*> rest = {argv[0]};
   std::string save;
+  bool sweep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--weights" && i + 1 < argc) {
       df11::g_weights = std::stoll(argv[++i]);
+    } else if (a == "--size-sweep") {
+      sweep = true;
     } else if (a == "--save-input" && i + 1 < argc) {
       save = argv[++i];
     } else {
       rest.push_back(argv[i]);
     }
   }
+  if (sweep) return df11::SizeSweep();
   if (!save.empty()) {
     const auto& w = df11::Weights();
     FILE* f = std::fopen(save.c_str(), "wb");
