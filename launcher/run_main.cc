@@ -49,6 +49,8 @@ struct GenerateFlags {
   float repeat_penalty = 1;
   uint64_t seed = 0;
   int64_t batch_size = 8;
+  std::string batching = "continuous";
+  int64_t kv_tokens = -1;  // -1: the backend's plan (the smallest over the ranks)
   bool chat = false;
   BackendFlags backend;
   double collective_timeout_s = 120;
@@ -150,6 +152,8 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
   GeneratorOptions g;
   g.model = f.model;
   g.batch_size = f.batch_size;
+  g.continuous = f.batching == "continuous";
+  g.kv_tokens = std::max<int64_t>(0, f.kv_tokens);
   g.defaults.max_tokens = f.max_tokens;
   g.defaults.sampling.temperature = f.temperature;
   g.defaults.sampling.top_k = f.top_k;
@@ -189,9 +193,15 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
                "(%.1f tokens/s); peak memory %.1f MB\n",
                static_cast<long long>(s.prompt_tokens), s.prefill_seconds,
                s.prefill_seconds > 0 ? s.prompt_tokens / s.prefill_seconds : 0.0,
-               static_cast<long long>(s.generated_tokens), s.decode_seconds,
-               s.decode_seconds > 0 ? s.generated_tokens / s.decode_seconds : 0.0,
+               static_cast<long long>(s.decode_tokens), s.decode_seconds,
+               s.decode_seconds > 0 ? s.decode_tokens / s.decode_seconds : 0.0,
                PeakRssBytes() / 1e6);
+  std::fprintf(stderr, "steps: %lld prefill, %lld decode (%s batching, batch size %lld); %lld "
+                       "tokens generated; peak KV reservation %lld tokens%s\n",
+               static_cast<long long>(s.prefill_steps), static_cast<long long>(s.decode_steps),
+               f.batching.c_str(), static_cast<long long>(f.batch_size),
+               static_cast<long long>(s.generated_tokens), static_cast<long long>(s.peak_kv_tokens),
+               f.kv_tokens > 0 ? (" of " + std::to_string(f.kv_tokens)).c_str() : "");
   return 0;
 }
 
@@ -206,6 +216,8 @@ int RunSingle(const GenerateFlags& f) {
   PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
               *weights, *backend);
   LocalStepRunner runner(backend->forward.get());
+  GenerateFlags resolved = f;
+  if (resolved.kv_tokens < 0) resolved.kv_tokens = backend->forward->KvTokenBudget();
   GroupIdentity id;
   if (f.serve) {
     char host[256] = {};
@@ -215,7 +227,19 @@ int RunSingle(const GenerateFlags& f) {
     if (!hash.ok()) return Fail(hash.status());
     id.manifest_hash = *hash;
   }
-  return Lead(f, weights->config, &runner, id, nullptr);
+  return Lead(resolved, weights->config, &runner, id, nullptr);
+}
+
+// The KV budget every rank can hold: the smallest non-zero budget over the ranks (0: none has
+// one). A collective: every rank calls it.
+int64_t GroupKvTokenBudget(Communicator* world, int64_t mine) {
+  std::vector<int64_t> all(static_cast<size_t>(world->size()));
+  world->AllGather(&mine, all.data(), sizeof(mine));
+  int64_t budget = 0;
+  for (int64_t b : all) {
+    if (b > 0) budget = budget == 0 ? b : std::min(budget, b);
+  }
+  return budget;
 }
 
 // Every rank learns whether any rank failed, and all exit with the first failure's message.
@@ -299,6 +323,9 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
   if (!backend->memory_plan.empty()) LOG(INFO) << backend->memory_plan;
   DistributedContext ctx{world.rank, *layout, world_comm.get(), tp_comm.get()};
   DistributedStepRunner runner(backend->forward.get(), ctx);
+  const int64_t kv_budget = GroupKvTokenBudget(world_comm.get(), backend->forward->KvTokenBudget());
+  GenerateFlags resolved = f;
+  if (resolved.kv_tokens < 0) resolved.kv_tokens = kv_budget;
   int rc = 0;
   if (world.rank == 0) {
     PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
@@ -313,7 +340,7 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
         id.manifest_hash = *hash;
       }
     }
-    if (rc == 0) rc = Lead(f, weights->config, &runner, id, f.serve ? &runner : nullptr);
+    if (rc == 0) rc = Lead(resolved, weights->config, &runner, id, f.serve ? &runner : nullptr);
     runner.Shutdown();
   } else {
     GatherHosts(world_comm.get(), world.host);
@@ -357,8 +384,17 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1e-6, 100.0))->capture_default_str();
     cmd->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
         ->capture_default_str();
-    cmd->add_option("--batch-size", f.batch_size, "sequences decoded together")
+    cmd->add_option("--batch-size", f.batch_size, "most sequences running at once")
         ->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--batching", f.batching,
+                    "continuous: a finished sequence's place goes to the next request at once; "
+                    "static: a new batch starts when the whole batch has finished")
+        ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
+    cmd->add_option("--kv-tokens", f.kv_tokens,
+                    "KV cache budget in tokens over the running sequences (each counts prompt + "
+                    "max new tokens); requests wait for room. 0: no limit; default: the GPU "
+                    "memory plan's figure (no limit on the CPU)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
     cmd->add_option("--threads", f.backend.threads, "CPU threads (0: all)")
         ->check(CLI::NonNegativeNumber);

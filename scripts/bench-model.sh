@@ -34,7 +34,7 @@ for round in 1 2; do
     peak[$idx]=$m
   done
 done
-cmp -s "$WORK/out-bf16.jsonl" "$WORK/out-df11.jsonl" && same=yes || same=NO
+cmp -s <(sort "$WORK/out-bf16.jsonl") <(sort "$WORK/out-df11.jsonl") && same=yes || same=NO
 params=$(python3 -c "print(1)" >/dev/null 2>&1; du -sb "$WORK/bf16/model.safetensors" | awk '{printf "%.1f", $1/2/1e6}')
 printf 'model: ~%s M params (BF16 %s, DF11 %s); threads %s; identical outputs: %s\n' "$params" \
   "$(du -sh "$WORK/bf16" | cut -f1)" "$(du -sh "$WORK/df11" | cut -f1)" "$THREADS" "$same"

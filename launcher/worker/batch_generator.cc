@@ -71,6 +71,8 @@ StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const Generator
   if (auto c = ChatTemplate::FromDirectory(options.model); c.ok()) g->chat_ = std::move(c).value();
   EngineOptions eopts;
   eopts.batch_size = options.batch_size;
+  eopts.continuous = options.continuous;
+  eopts.kv_tokens = options.kv_tokens;
   eopts.tokenizer = &g->tokenizer_;
   for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
   if (g->tokenizer_.eos_id()) eopts.eos_ids.push_back(*g->tokenizer_.eos_id());
@@ -96,24 +98,33 @@ StatusOr<std::vector<int32_t>> BatchGenerator::EncodePrompt(const std::string& p
 
 StatusOr<std::vector<GenerationResult>> BatchGenerator::Generate(
     const std::vector<BatchItem>& items) {
-  std::vector<GenerationRequest> requests;
-  for (const BatchItem& it : items) {
-    if (it.request) requests.push_back(*it.request);
-  }
-  DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> generated, engine_->Generate(requests));
-  std::vector<GenerationResult> results;
-  size_t next = 0;
-  for (const BatchItem& it : items) {
-    if (it.request) {
-      results.push_back(std::move(generated[next++]));
-    } else {
-      GenerationResult r;
-      r.id = it.custom_id;
-      r.error = it.error;
-      results.push_back(std::move(r));
-    }
-  }
+  std::vector<GenerationResult> results(items.size());
+  DF11_RETURN_IF_ERROR(Generate(items, [&](size_t i, GenerationResult r) {
+    results[i] = std::move(r);
+    return Status::Ok();
+  }));
   return results;
+}
+
+Status BatchGenerator::Generate(const std::vector<BatchItem>& items,
+                                const ResultCallback& on_result) {
+  std::vector<GenerationRequest> requests;
+  std::vector<size_t> item_of;  // requests[k] comes from items[item_of[k]]
+  for (size_t i = 0; i < items.size(); ++i) {
+    const BatchItem& it = items[i];
+    if (it.request) {
+      requests.push_back(*it.request);
+      item_of.push_back(i);
+      continue;
+    }
+    GenerationResult r;
+    r.id = it.custom_id;
+    r.error = it.error;
+    DF11_RETURN_IF_ERROR(on_result(i, std::move(r)));
+  }
+  return engine_->Generate(requests, [&](size_t k, GenerationResult r) {
+    return on_result(item_of[k], std::move(r));
+  });
 }
 
 StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::string& input,
@@ -152,30 +163,30 @@ StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::st
                  output.c_str(), static_cast<long long>(summary.skipped),
                  static_cast<long long>(summary.lines), static_cast<long long>(pending.size()));
   }
-  // A batch of up to batch_size requests at a time (error lines ride along, in input order), each
-  // appended and fsynced before the next starts.
+  // One continuously refilled batch over the whole file; finished results are appended (and
+  // fsynced) batch_size lines at a time, and whatever finished is written before an error returns.
   BatchProgress progress(summary.lines, summary.skipped);
-  const int64_t batch = std::max<int64_t>(1, generator->options().batch_size);
-  for (size_t begin = 0; begin < pending.size();) {
-    size_t end = begin;
-    for (int64_t requests = 0; end < pending.size(); ++end) {
-      if (pending[end].request && requests++ == batch) break;
-    }
-    std::vector<BatchItem> chunk(std::make_move_iterator(pending.begin() + begin),
-                                 std::make_move_iterator(pending.begin() + end));
-    const int64_t tokens_before = generator->stats().generated_tokens;
-    DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator->Generate(chunk));
-    std::vector<std::string> lines;
-    for (const GenerationResult& r : results) {
-      lines.push_back(ToJsonLine(ResultToJson(r)));
-      if (!r.error.empty()) ++summary.errors;
-    }
-    DF11_RETURN_IF_ERROR(out->Append(lines));
-    summary.written += static_cast<int64_t>(lines.size());
-    progress.Update(static_cast<int64_t>(lines.size()),
-                    generator->stats().generated_tokens - tokens_before);
-    begin = end;
-  }
+  const size_t flush_lines = static_cast<size_t>(std::max<int64_t>(1, generator->options().batch_size));
+  std::vector<std::string> ready;
+  int64_t tokens_written = generator->stats().generated_tokens;
+  auto flush = [&]() -> Status {
+    if (ready.empty()) return Status::Ok();
+    DF11_RETURN_IF_ERROR(out->Append(ready));
+    summary.written += static_cast<int64_t>(ready.size());
+    const int64_t tokens = generator->stats().generated_tokens;
+    progress.Update(static_cast<int64_t>(ready.size()), tokens - tokens_written);
+    tokens_written = tokens;
+    ready.clear();
+    return Status::Ok();
+  };
+  Status generated = generator->Generate(pending, [&](size_t, GenerationResult r) {
+    ready.push_back(ToJsonLine(ResultToJson(r)));
+    if (!r.error.empty()) ++summary.errors;
+    return ready.size() >= flush_lines ? flush() : Status::Ok();
+  });
+  Status flushed = flush();
+  DF11_RETURN_IF_ERROR(generated);
+  DF11_RETURN_IF_ERROR(flushed);
   progress.Finish();
   return summary;
 }

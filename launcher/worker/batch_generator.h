@@ -2,7 +2,8 @@
 // The model side of df11-run, shared by its two ways of getting work: the tokenizer, the chat
 // template and an Engine over a StepRunner (one process, or a distributed group's leader).
 //   RunBatchFile: `generate --input IN --output OUT`, resumable: custom_ids OUT already holds are
-//     skipped; results are appended a batch at a time (whole lines, fsynced), with progress.
+//     skipped; the whole file runs through one continuously refilled batch, and results are
+//     appended as they finish, batch_size lines at a time (whole lines, fsynced), with progress.
 //   GeneratorItemProcessor: `serve`, items leased from df11-coordinator (see worker_agent.h).
 #pragma once
 
@@ -26,7 +27,9 @@ namespace df11 {
 struct GeneratorOptions {
   std::string model;        // tokenizer and chat template come from here
   BatchDefaults defaults;   // for fields a request leaves out
-  int64_t batch_size = 8;   // sequences decoded together
+  int64_t batch_size = 8;   // most sequences running at once
+  bool continuous = true;   // refill the batch as sequences finish (EngineOptions::continuous)
+  int64_t kv_tokens = 0;    // KV budget in tokens (EngineOptions::kv_tokens); 0: no limit
 };
 
 class BatchGenerator {
@@ -43,6 +46,9 @@ class BatchGenerator {
   // One result per item, in order: generated for items with a request, the item's error for the
   // others. A non-OK Status means the model itself failed.
   StatusOr<std::vector<GenerationResult>> Generate(const std::vector<BatchItem>& items);
+  // The same, each result passed to `on_result` (with the item's index) as soon as it is final:
+  // the items' own errors first, then generated results in the order they finish.
+  Status Generate(const std::vector<BatchItem>& items, const ResultCallback& on_result);
 
   const EngineStats& stats() const { return engine_->stats(); }
   const GeneratorOptions& options() const { return options_; }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <bit>
 #include <limits>
-#include <set>
 
 #include "kernels/common/check.h"
 
@@ -43,7 +42,9 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
   std::vector<int64_t> wire;
   if (ctx_.rank == 0) {
     wire = {plan->stop ? 1 : 0, plan->greedy_only ? 1 : 0, plan->sampled ? 1 : 0,
-            static_cast<int64_t>(plan->slots.size())};
+            static_cast<int64_t>(plan->released.size())};
+    wire.insert(wire.end(), plan->released.begin(), plan->released.end());
+    wire.push_back(static_cast<int64_t>(plan->slots.size()));
     for (size_t i = 0; i < plan->slots.size(); ++i) {
       wire.push_back(plan->slots[i]);
       wire.push_back(plan->capacities[i]);
@@ -70,6 +71,9 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
   plan->stop = wire[at++] != 0;
   plan->greedy_only = wire[at++] != 0;
   plan->sampled = wire[at++] != 0;
+  const int64_t n_released = wire[at++];
+  plan->released.assign(wire.begin() + at, wire.begin() + at + n_released);
+  at += static_cast<size_t>(n_released);
   const int64_t n = wire[at++];
   for (int64_t i = 0; i < n; ++i) {
     plan->slots.push_back(wire[at++]);
@@ -94,6 +98,7 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
                                    StepOutput* out, std::span<const SampleSpec> sample) {
   DF11_CHECK(ctx_.rank == 0);
   Plan plan;
+  plan.released.swap(released_);
   plan.greedy_only = greedy_only;
   plan.sampled = !greedy_only && !sample.empty();
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -110,6 +115,11 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
   DF11_RETURN_IF_ERROR(Execute(plan, out));
   for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
   return Status::Ok();
+}
+
+void DistributedStepRunner::Release(const KvCache& cache) {
+  DF11_CHECK(ctx_.rank == 0);
+  if (cache.slot >= 0) released_.push_back(cache.slot);
 }
 
 void DistributedStepRunner::Shutdown() {
@@ -133,12 +143,10 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   const int64_t h = t_->weights().config.hidden_size;
   const int64_t vocab = t_->weights().config.vocab_size;
   const int64_t n = static_cast<int64_t>(plan.slots.size());
-  // Caches: a plan with new sequences starts a new batch; earlier caches are dropped.
-  const bool new_batch =
-      std::any_of(plan.capacities.begin(), plan.capacities.end(), [](int64_t c) { return c > 0; });
-  if (new_batch) {
-    std::set<int64_t> keep(plan.slots.begin(), plan.slots.end());
-    std::erase_if(caches_, [&](const auto& kv) { return !keep.count(kv.first); });
+  // Caches of finished sequences go first; new sequences get theirs at first use.
+  for (int64_t slot : plan.released) {
+    caches_.erase(slot);
+    history_.erase(slot);
   }
   std::vector<SequenceStep> steps;
   for (int64_t i = 0; i < n; ++i) {
@@ -149,7 +157,6 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   }
   const int source = L.Rank(L.pp - 1, 0);  // the rank that holds full logits and samples
   if (ctx_.rank == source) {
-    if (new_batch) std::erase_if(history_, [&](const auto& kv) { return !caches_.count(kv.first); });
     for (int64_t i = 0; i < n; ++i) {
       std::vector<int32_t>& h = history_[plan.slots[i]];
       if (plan.capacities[i] > 0) h.clear();

@@ -39,6 +39,8 @@ class DistributedStepRunner : public StepRunner {
   KvCache NewCache(int64_t capacity) override;
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
+  // Leader only: the slot is freed on every rank with the next plan.
+  void Release(const KvCache& cache) override;
 
   // Leader: tells every follower to return from Serve().
   void Shutdown();
@@ -51,6 +53,7 @@ class DistributedStepRunner : public StepRunner {
     bool greedy_only = true;
     bool sampled = false;  // the last stage samples with `params`/`rngs` (greedy_only false)
     std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
+    std::vector<int64_t> released;           // slots to free before the step
     std::vector<std::vector<int32_t>> tokens;
     std::vector<SamplingParams> params;
     std::vector<uint64_t> rngs;
@@ -62,6 +65,7 @@ class DistributedStepRunner : public StepRunner {
   DistributedContext ctx_;
   int stage_, tp_rank_;
   int64_t next_slot_ = 0;
+  std::vector<int64_t> released_;  // leader: slots released since the last plan
   std::map<int64_t, KvCache> caches_;  // this rank's caches by slot
   // On the sampling rank (last stage, tp rank 0): every token each slot has seen, for the
   // repetition penalty (the plans carry all of them).

@@ -11,9 +11,10 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-// State of one sequence while its batch runs.
+// State of one sequence while it runs.
 struct Active {
-  size_t index;                   // into the batch
+  size_t index;                   // into the requests
+  GenerationResult result;
   KvCache cache;
   std::vector<int32_t> history;   // prompt + generated, for the repetition penalty
   std::vector<int32_t> pending;   // tokens to feed at the next step
@@ -24,6 +25,41 @@ struct Active {
 };
 
 bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition_penalty == 1; }
+
+// Takes the token a step produced for `a`: end of sequence, stop string, length limit, or on.
+// Sets a->done when the sequence has finished and completes its result.
+void Advance(const GenerationRequest& req, int32_t token, const std::vector<int32_t>& eos_ids,
+             Active* a) {
+  GenerationResult* out = &a->result;
+  a->pending.assign(1, token);
+  a->history.push_back(token);
+  if (std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end()) {
+    out->finish_reason = "stop";
+    a->done = true;
+    return;
+  }
+  out->tokens.push_back(token);
+  if (a->text) {
+    auto piece = a->text->Feed(token);
+    if (piece.ok()) out->text += *piece;
+    // Stop strings: cut the text at the earliest one.
+    size_t cut = std::string::npos;
+    for (const std::string& stop : req.stop) {
+      if (!stop.empty()) cut = std::min(cut, out->text.find(stop));
+    }
+    if (cut != std::string::npos) {
+      out->text.resize(cut);
+      out->finish_reason = "stop";
+      a->done = true;
+      return;
+    }
+  }
+  if (static_cast<int64_t>(out->tokens.size()) >= a->limit) {
+    out->finish_reason = "length";
+    a->done = true;
+    if (a->text) out->text += a->text->Flush();
+  }
+}
 
 }  // namespace
 
@@ -45,120 +81,128 @@ Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_on
 StatusOr<std::vector<GenerationResult>> Engine::Generate(
     std::span<const GenerationRequest> requests) {
   std::vector<GenerationResult> results(requests.size());
-  const int64_t b = std::max<int64_t>(1, options_.batch_size);
-  for (size_t i = 0; i < requests.size(); i += static_cast<size_t>(b)) {
-    const size_t n = std::min(requests.size() - i, static_cast<size_t>(b));
-    DF11_RETURN_IF_ERROR(GenerateBatch(requests.subspan(i, n),
-                                       std::span<GenerationResult>(results).subspan(i, n)));
-  }
+  DF11_RETURN_IF_ERROR(Generate(requests, [&](size_t i, GenerationResult r) {
+    results[i] = std::move(r);
+    return Status::Ok();
+  }));
   return results;
 }
 
-Status Engine::GenerateBatch(std::span<const GenerationRequest> requests,
-                             std::span<GenerationResult> results) {
+Status Engine::Generate(std::span<const GenerationRequest> requests,
+                        const ResultCallback& on_result) {
   const int64_t vocab = runner_->vocab_size(), context = runner_->context_length();
-  std::vector<Active> active;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const GenerationRequest& r = requests[i];
-    GenerationResult& out = results[i];
-    out.id = r.id;
-    out.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+  const size_t batch = static_cast<size_t>(std::max<int64_t>(1, options_.batch_size));
+  // Why request r cannot be served at all, or "".
+  auto refuse = [&](const GenerationRequest& r) -> std::string {
     const int64_t prompt = static_cast<int64_t>(r.prompt.size());
-    if (prompt == 0) {
-      out.error = "empty prompt";
-      continue;
-    }
+    if (prompt == 0) return "empty prompt";
     auto bad = std::find_if(r.prompt.begin(), r.prompt.end(),
                             [&](int32_t t) { return t < 0 || t >= vocab; });
     if (bad != r.prompt.end()) {
-      out.error = "token id " + std::to_string(*bad) + " is outside the vocabulary [0, " +
-                  std::to_string(vocab) + ")";
-      continue;
+      return "token id " + std::to_string(*bad) + " is outside the vocabulary [0, " +
+             std::to_string(vocab) + ")";
     }
     if (prompt >= context) {
-      out.error = "prompt of " + std::to_string(prompt) + " tokens does not fit the context of " +
-                  std::to_string(context) + " tokens (max_position_embeddings)";
-      continue;
+      return "prompt of " + std::to_string(prompt) + " tokens does not fit the context of " +
+             std::to_string(context) + " tokens (max_position_embeddings)";
     }
-    if (r.max_tokens < 1) {
-      out.error = "max_tokens must be >= 1";
-      continue;
+    if (r.max_tokens < 1) return "max_tokens must be >= 1";
+    const int64_t need = prompt + std::min(r.max_tokens, context - prompt);
+    if (options_.kv_tokens > 0 && need > options_.kv_tokens) {
+      return "needs " + std::to_string(need) + " KV cache tokens (prompt " +
+             std::to_string(prompt) + " + max_tokens " + std::to_string(need - prompt) +
+             "), more than the KV budget of " + std::to_string(options_.kv_tokens) + " tokens";
     }
-    Active a;
-    a.index = i;
-    a.limit = std::min(r.max_tokens, context - prompt);
-    a.cache = runner_->NewCache(prompt + a.limit);
-    a.history = r.prompt;
-    a.pending = r.prompt;
-    a.rng = r.seed;
-    if (options_.tokenizer != nullptr) a.text.emplace(options_.tokenizer, true);
-    active.push_back(std::move(a));
-  }
-  bool prefill = true;
+    return "";
+  };
+
+  std::vector<Active> running;  // admitted and not finished, in admission order
+  int64_t reserved = 0;         // KV tokens the running sequences may fill
+  size_t next = 0;              // first request not yet admitted
   StepOutput output;
-  while (true) {
-    std::vector<SequenceStep> steps;
-    std::vector<Active*> live;
-    bool greedy_only = true;
-    std::vector<SampleSpec> specs;
-    for (Active& a : active) {
-      if (a.done) continue;
-      steps.push_back({&a.cache, a.pending});
-      live.push_back(&a);
-      greedy_only = greedy_only && Greedy(requests[a.index].sampling);
-      specs.push_back({requests[a.index].sampling, a.rng, a.history});
+  while (next < requests.size() || !running.empty()) {
+    // Admit waiting requests, in order, while the batch and the KV budget have room (static
+    // batching: only into an empty batch).
+    std::vector<Active> admitted;
+    if (options_.continuous || running.empty()) {
+      while (next < requests.size() && running.size() + admitted.size() < batch) {
+        const GenerationRequest& r = requests[next];
+        GenerationResult out;
+        out.id = r.id;
+        out.prompt_tokens = static_cast<int64_t>(r.prompt.size());
+        if (std::string why = refuse(r); !why.empty()) {
+          out.error = std::move(why);
+          DF11_RETURN_IF_ERROR(on_result(next++, std::move(out)));
+          continue;
+        }
+        const int64_t prompt = static_cast<int64_t>(r.prompt.size());
+        const int64_t limit = std::min(r.max_tokens, context - prompt);
+        if (options_.kv_tokens > 0 && reserved + prompt + limit > options_.kv_tokens) break;
+        Active a;
+        a.index = next++;
+        a.result = std::move(out);
+        a.limit = limit;
+        a.cache = runner_->NewCache(prompt + limit);
+        a.history = r.prompt;
+        a.pending = r.prompt;
+        a.rng = r.seed;
+        if (options_.tokenizer != nullptr) a.text.emplace(options_.tokenizer, true);
+        reserved += prompt + limit;
+        admitted.push_back(std::move(a));
+      }
+      stats_.peak_kv_tokens = std::max(stats_.peak_kv_tokens, reserved);
     }
-    if (steps.empty()) break;
+    // One step: a token for every running sequence and the new requests' whole prompts (one
+    // pass over the weights for both: with DF11 every step decodes every layer).
+    const bool prefill = !admitted.empty();
+    std::vector<Active*> live;
+    for (Active& a : running) live.push_back(&a);
+    for (Active& a : admitted) live.push_back(&a);
+    if (live.empty()) break;  // every remaining request was refused
+    std::vector<SequenceStep> steps;
+    std::vector<SampleSpec> specs;
+    bool greedy_only = true;
+    for (Active* a : live) {
+      steps.push_back({&a->cache, a->pending});
+      greedy_only = greedy_only && Greedy(requests[a->index].sampling);
+      specs.push_back({requests[a->index].sampling, a->rng, a->history});
+    }
     const auto t0 = std::chrono::steady_clock::now();
     DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &output,
                                        greedy_only ? std::span<const SampleSpec>() : specs));
     const auto t1 = std::chrono::steady_clock::now();
     if (prefill) {
       stats_.prefill_seconds += Seconds(t0, t1);
-      for (const SequenceStep& s : steps) stats_.prompt_tokens += static_cast<int64_t>(s.tokens.size());
+      ++stats_.prefill_steps;
+      for (const Active& a : admitted) stats_.prompt_tokens += static_cast<int64_t>(a.pending.size());
     } else {
       stats_.decode_seconds += Seconds(t0, t1);
+      ++stats_.decode_steps;
+      stats_.decode_tokens += static_cast<int64_t>(live.size());
     }
-    prefill = false;
     for (size_t s = 0; s < live.size(); ++s) {
       Active& a = *live[s];
-      const GenerationRequest& req = requests[a.index];
-      GenerationResult& out = results[a.index];
       const int32_t token = output.argmax[s];
       if (!greedy_only) a.rng = output.rng[s];
       ++stats_.generated_tokens;
-      a.pending.assign(1, token);
-      a.history.push_back(token);
-      if (std::find(options_.eos_ids.begin(), options_.eos_ids.end(), token) !=
-          options_.eos_ids.end()) {
-        out.finish_reason = "stop";
-        a.done = true;
+      Advance(requests[a.index], token, options_.eos_ids, &a);
+    }
+    // Finished sequences leave; their results go out in the order they finished.
+    if (prefill) {
+      for (Active& a : admitted) running.push_back(std::move(a));
+    }
+    for (auto it = running.begin(); it != running.end();) {
+      if (!it->done) {
+        ++it;
         continue;
       }
-      out.tokens.push_back(token);
-      if (a.text) {
-        auto piece = a.text->Feed(token);
-        if (piece.ok()) out.text += *piece;
-        // Stop strings: cut the text at the earliest one.
-        size_t cut = std::string::npos;
-        for (const std::string& stop : req.stop) {
-          if (!stop.empty()) cut = std::min(cut, out.text.find(stop));
-        }
-        if (cut != std::string::npos) {
-          out.text.resize(cut);
-          out.finish_reason = "stop";
-          a.done = true;
-          continue;
-        }
-      }
-      if (static_cast<int64_t>(out.tokens.size()) >= a.limit) {
-        out.finish_reason = "length";
-        a.done = true;
-      }
+      runner_->Release(it->cache);
+      reserved -= static_cast<int64_t>(requests[it->index].prompt.size()) + it->limit;
+      const size_t index = it->index;
+      GenerationResult result = std::move(it->result);
+      it = running.erase(it);
+      DF11_RETURN_IF_ERROR(on_result(index, std::move(result)));
     }
-  }
-  for (Active& a : active) {
-    if (a.text && results[a.index].finish_reason == "length") results[a.index].text += a.text->Flush();
   }
   return Status::Ok();
 }

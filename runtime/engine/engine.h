@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// The generation loop: requests are served in batches; each batch is prefilled in one forward
-// step, then decoded one token per sequence per step until every sequence stops (EOS, a stop
-// string, max tokens, or the context). Sampling uses a per-request RNG seeded from the request,
-// so a request's text does not depend on what else is in its batch. The forward step itself is
-// behind StepRunner, so the same loop drives one rank or a distributed group.
+// The generation loop. Up to batch_size sequences run at once; each step decodes one token for
+// every running sequence and takes the whole prompts of the requests just admitted (one forward
+// pass over the weights for both: with DF11 every pass decodes every layer). With continuous
+// batching (the default) a finished sequence's place goes to the next waiting request at once, so
+// a batch does not shrink while short answers wait for long ones; the static mode admits a new
+// batch only when the last one has finished. A KV budget, in tokens, bounds the sum over running
+// sequences of prompt + max new tokens (what their caches hold at most); requests wait, in order,
+// for room. Sampling uses a per-request RNG seeded from the request, so a request's tokens do not
+// depend on what else runs beside it. The forward step itself is behind StepRunner, so the same
+// loop drives one rank or a distributed group.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,6 +68,9 @@ class StepRunner {
   // RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
                       std::span<const SampleSpec> sample = {}) = 0;
+  // The sequence of `cache` has finished: its cache may be freed (a distributed group frees it on
+  // every rank). The local runner frees caches with their last copy and needs nothing here.
+  virtual void Release(const KvCache& cache) { (void)cache; }
 };
 
 // StepRunner on one process, over any backend (greedy steps use its ForwardArgmax).
@@ -81,31 +90,48 @@ class LocalStepRunner : public StepRunner {
 };
 
 struct EngineOptions {
-  int64_t batch_size = 8;          // sequences decoded together
+  int64_t batch_size = 8;          // most sequences running at once
+  bool continuous = true;          // refill the batch as sequences finish (false: static batches)
+  // KV budget in tokens over the running sequences, each counted as prompt + max new tokens;
+  // 0: no limit. A request that alone needs more gets an error naming both figures.
+  int64_t kv_tokens = 0;
   std::vector<int32_t> eos_ids;    // generation stops at any of these
   const Tokenizer* tokenizer = nullptr;  // for text and stop strings; null: ids only
 };
 
+// Steps that take new prompts (alone, or beside running sequences' tokens under continuous
+// batching) count as prefill; the others as decode.
 struct EngineStats {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   int64_t prompt_tokens = 0;
-  int64_t generated_tokens = 0;
+  int64_t generated_tokens = 0;  // in all steps (a prefill step gives each prompt its first)
+  int64_t decode_tokens = 0;     // in decode steps
+  int64_t prefill_steps = 0;
+  int64_t decode_steps = 0;
+  int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
 };
+
+// Called once per request as soon as its result is final (errors at admission, the others when
+// they stop), with its index in the requests given to Generate. A non-OK Status stops Generate,
+// which returns it.
+using ResultCallback = std::function<Status(size_t index, GenerationResult result)>;
 
 class Engine {
  public:
   Engine(StepRunner* runner, const EngineOptions& options) : runner_(runner), options_(options) {}
 
-  // Serves every request; a request that cannot be served gets `error` set and the rest go on.
-  // A non-OK Status means the model itself failed (corrupt weights).
+  // Serves every request, admitting them in order; a request that cannot be served gets `error`
+  // set and the rest go on. Each result goes to `on_result` as soon as it is final, so results
+  // come out in the order requests finish and only running ones are held in memory. A non-OK
+  // Status means the model itself failed (corrupt weights) or `on_result` did; results already
+  // passed to `on_result` stay delivered.
+  Status Generate(std::span<const GenerationRequest> requests, const ResultCallback& on_result);
+  // The same, returning the results in request order.
   StatusOr<std::vector<GenerationResult>> Generate(std::span<const GenerationRequest> requests);
   const EngineStats& stats() const { return stats_; }
 
  private:
-  Status GenerateBatch(std::span<const GenerationRequest> requests,
-                       std::span<GenerationResult> results);
-
   StepRunner* runner_;
   EngineOptions options_;
   EngineStats stats_;

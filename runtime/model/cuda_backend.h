@@ -78,6 +78,7 @@ class CudaBackend : public ForwardBackend {
   void Synchronize() override;
 
   const DeviceMemoryPlan& memory_plan() const { return plan_; }
+  int64_t KvTokenBudget() const override { return plan_.kv_tokens; }
   // The compute stream (a device all-reduce is ordered on it).
   cudaStream_t stream() const { return compute_; }
   // Steps that ran by replaying a captured graph (the tests check that graphs are used).

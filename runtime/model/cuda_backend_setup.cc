@@ -12,6 +12,7 @@
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/rope/rope.h"
+#include "kernels/sampling/sampling.h"
 #include "runtime/model/cuda_backend.h"
 
 namespace df11 {
@@ -115,6 +116,8 @@ Status CudaBackend::Init() {
   in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
                         T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
                         R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
+  // ForwardSample draws one row per sequence; a step holds at most R of them.
+  in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
   in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
   in.context = options_.context > 0 ? options_.context : c.max_position_embeddings;
   DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));

@@ -89,7 +89,7 @@ StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
   p.in = in;
   p.budget_bytes = static_cast<int64_t>(in.memory_fraction * static_cast<double>(in.device_total_bytes));
   p.fixed_bytes = in.compressed_bytes + in.plain_bytes + in.small_bytes + in.layer_scratch_bytes +
-                  in.head_scratch_bytes + in.activation_bytes;
+                  in.head_scratch_bytes + in.activation_bytes + in.sampling_bytes;
   p.kv_bytes = p.budget_bytes - p.fixed_bytes;
   p.kv_tokens = in.kv_bytes_per_token > 0 && p.kv_bytes > 0 ? p.kv_bytes / in.kv_bytes_per_token : 0;
   p.max_sequences = in.context > 0 ? p.kv_tokens / in.context : 0;
@@ -97,11 +97,13 @@ StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
     char buf[512];
     std::snprintf(buf, sizeof(buf),
                   "the model does not fit on the GPU: weights %.3f GB + layer scratch %.3f GB + "
-                  "LM-head scratch %.3f GB + activations %.3f GB = %.3f GB exceed %.2f x %.3f GB "
-                  "= %.3f GB (raise --gpu-memory-fraction, use more GPUs (tp/pp), or a DF11 model)",
+                  "LM-head scratch %.3f GB + activations %.3f GB + sampling %.3f GB = %.3f GB "
+                  "exceed %.2f x %.3f GB = %.3f GB (raise --gpu-memory-fraction, use more GPUs "
+                  "(tp/pp), or a DF11 model)",
                   (in.compressed_bytes + in.plain_bytes + in.small_bytes) / 1e9,
                   in.layer_scratch_bytes / 1e9, in.head_scratch_bytes / 1e9,
-                  in.activation_bytes / 1e9, p.fixed_bytes / 1e9, in.memory_fraction,
+                  in.activation_bytes / 1e9, in.sampling_bytes / 1e9, p.fixed_bytes / 1e9,
+                  in.memory_fraction,
                   in.device_total_bytes / 1e9, p.budget_bytes / 1e9);
     return Status::FailedPrecondition(buf);
   }
@@ -118,13 +120,15 @@ std::string DeviceMemoryPlan::Format() const {
       "  layer scratch      %10.3f MB  (two BF16 buffers of the largest layer)\n"
       "  LM-head scratch    %10.3f MB\n"
       "  activations        %10.3f MB\n"
+      "  sampling workspace %10.3f MB\n"
       "  weight memory per GPU = compressed shard + two layer scratch buffers = %.3f MB\n"
       "  KV cache           %10.3f MB  = %lld tokens (%.1f KB per token)\n"
       "  concurrency        %10lld sequences of %lld tokens\n",
       in.device_total_bytes / 1e9, in.memory_fraction, budget_bytes / 1e9,
       (in.compressed_bytes + in.plain_bytes + in.small_bytes) / 1e6, in.compressed_bytes / 1e6,
       in.plain_bytes / 1e6, in.small_bytes / 1e6, in.layer_scratch_bytes / 1e6,
-      in.head_scratch_bytes / 1e6, in.activation_bytes / 1e6, weight_memory_bytes() / 1e6,
+      in.head_scratch_bytes / 1e6, in.activation_bytes / 1e6, in.sampling_bytes / 1e6,
+      weight_memory_bytes() / 1e6,
       kv_bytes / 1e6, static_cast<long long>(kv_tokens), in.kv_bytes_per_token / 1e3,
       static_cast<long long>(max_sequences), static_cast<long long>(in.context));
   return buf;

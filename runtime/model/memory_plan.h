@@ -51,6 +51,7 @@ struct DeviceMemoryInputs {
   int64_t layer_scratch_bytes = 0; // both layer decode buffers
   int64_t head_scratch_bytes = 0;  // the LM-head decode chunk
   int64_t activation_bytes = 0;    // activations and workspaces for the largest step
+  int64_t sampling_bytes = 0;      // the device sampler's workspace for the largest step
   int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, FP32 K and V
   int64_t context = 0;             // tokens per sequence, for the concurrency figure
 };

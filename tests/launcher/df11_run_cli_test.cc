@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -96,18 +97,26 @@ TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {
   ASSERT_EQ(r.status, 0) << r.output;
   auto lines = ReadLines(dir_ + "/out.jsonl");
   ASSERT_EQ(lines.size(), 8u);
-  EXPECT_EQ(lines[0]["custom_id"], "ok");
-  EXPECT_EQ(lines[0]["token_ids"].size(), 6u);
-  EXPECT_EQ(lines[0]["finish_reason"], "length");
-  EXPECT_EQ(lines[0]["usage"]["completion_tokens"], 6);
-  EXPECT_NE(lines[1]["error"].get<std::string>().find("line 2"), std::string::npos);
-  EXPECT_NE(lines[2]["error"].get<std::string>().find("context"), std::string::npos) << lines[2];
-  EXPECT_NE(lines[3]["error"].get<std::string>().find("UTF-8"), std::string::npos) << lines[3];
-  EXPECT_NE(lines[4]["error"].get<std::string>().find("max_tokens"), std::string::npos);
-  EXPECT_NE(lines[5]["error"].get<std::string>().find("prompt"), std::string::npos);
-  EXPECT_EQ(lines[6]["token_ids"].size(), 5u);
-  EXPECT_EQ(lines[7]["custom_id"], "openai");
-  EXPECT_EQ(lines[7]["token_ids"].size(), 3u);
+  // Lines come in the order requests finish (the input's own errors first): find them by id.
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& l : lines) by_id[l["custom_id"].get<std::string>()] = l;
+  ASSERT_EQ(by_id.size(), 8u);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(lines[i].contains("error")) << i << ": " << lines[i];
+  // The shortest request, admitted last, finished first.
+  EXPECT_EQ(lines[5]["custom_id"], "openai");
+  EXPECT_EQ(by_id["ok"]["token_ids"].size(), 6u);
+  EXPECT_EQ(by_id["ok"]["finish_reason"], "length");
+  EXPECT_EQ(by_id["ok"]["usage"]["completion_tokens"], 6);
+  EXPECT_NE(by_id["line-2"]["error"].get<std::string>().find("line 2"), std::string::npos);
+  EXPECT_NE(by_id["long"]["error"].get<std::string>().find("context"), std::string::npos)
+      << by_id["long"];
+  // A line that is not JSON is named by its number.
+  EXPECT_NE(by_id["line-4"]["error"].get<std::string>().find("UTF-8"), std::string::npos)
+      << by_id["line-4"];
+  EXPECT_NE(by_id["type"]["error"].get<std::string>().find("max_tokens"), std::string::npos);
+  EXPECT_NE(by_id["nofield"]["error"].get<std::string>().find("prompt"), std::string::npos);
+  EXPECT_EQ(by_id["seeded"]["token_ids"].size(), 5u);
+  EXPECT_EQ(by_id["openai"]["token_ids"].size(), 3u);
 
   // The seeded request alone gives the same tokens as inside the batch.
   std::ofstream(dir_ + "/one.jsonl")
@@ -115,7 +124,7 @@ TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {
   r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ +
            "/one.jsonl --output " + dir_ + "/one_out.jsonl");
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_EQ(ReadLines(dir_ + "/one_out.jsonl")[0]["token_ids"], lines[6]["token_ids"]);
+  EXPECT_EQ(ReadLines(dir_ + "/one_out.jsonl")[0]["token_ids"], by_id["seeded"]["token_ids"]);
 
   // The BF16 original generates exactly the same.
   r = Exec(kBin + "df11-run generate --model " + dir_ + "/bf16 --input " + in + " --output " +

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -141,7 +142,9 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
        R"({"custom_id": "s1", "prompt": "Sampling needs logits", "temperature": 0.8, )"
        R"("top_p": 0.9, "seed": 42, "max_tokens": 16})",
        R"({"custom_id": "g3", "prompt": "x", "max_tokens": 9})"});
-  const std::string flags = " --input " + in + " -n 16 --threads 1 --batch-size 4";
+  // Two places for four requests: as sequences finish, waiting ones take their places (and
+  // every rank frees the finished caches and makes the new ones).
+  const std::string flags = " --input " + in + " -n 16 --threads 1 --batch-size 2";
   Result one =
       Sh(kRun + " generate --model " + dir_ + "/m.df11 --output " + dir_ + "/one.jsonl" + flags);
   ASSERT_EQ(one.status, 0) << one.err;
@@ -150,17 +153,31 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   ASSERT_EQ(mpi.status, 0) << mpi.err;
   const std::string a = ReadFile(dir_ + "/one.jsonl"), b = ReadFile(dir_ + "/mpi.jsonl");
   EXPECT_EQ(a, b);
-  // Five results in input order; the malformed line is an error, the others generated text.
-  std::istringstream lines(b);
-  std::string line;
-  std::vector<nlohmann::json> results;
-  while (std::getline(lines, line)) results.push_back(nlohmann::json::parse(line));
+  // Five results, in the order they finished; the malformed line is an error, the others text.
+  auto by_id = [](const std::string& text) {
+    std::istringstream lines(text);
+    std::string line;
+    std::map<std::string, nlohmann::json> m;
+    while (std::getline(lines, line)) {
+      auto j = nlohmann::json::parse(line);
+      m[j["custom_id"].get<std::string>()] = j;
+    }
+    return m;
+  };
+  auto results = by_id(b);
   ASSERT_EQ(results.size(), 5u) << b;
-  EXPECT_EQ(results[0]["custom_id"], "g1");
-  EXPECT_TRUE(results[2].contains("error")) << results[2];
-  EXPECT_EQ(results[3]["custom_id"], "s1");
-  EXPECT_EQ(results[3]["token_ids"].size(), 16u) << results[3];
-  EXPECT_EQ(results[1]["token_ids"].size(), 20u) << results[1];
+  EXPECT_TRUE(results["line-3"].contains("error")) << results["line-3"];
+  EXPECT_EQ(results["g1"]["token_ids"].size(), 12u) << results["g1"];
+  EXPECT_EQ(results["g2"]["token_ids"].size(), 20u) << results["g2"];
+  EXPECT_EQ(results["s1"]["token_ids"].size(), 16u) << results["s1"];
+  // Static batches (the next two start when both have finished) give every request the same
+  // tokens.
+  Result fixed = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
+                                  "/static.jsonl --batching static" + flags));
+  ASSERT_EQ(fixed.status, 0) << fixed.err;
+  auto static_results = by_id(ReadFile(dir_ + "/static.jsonl"));
+  ASSERT_EQ(static_results.size(), 5u);
+  for (const auto& [id, r] : results) EXPECT_EQ(static_results[id], r) << id;
   std::printf("one process %.2f s, mpirun -np 4 (tp 2 x pp 2) %.2f s\n", one.seconds, mpi.seconds);
 }
 

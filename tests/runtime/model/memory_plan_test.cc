@@ -81,6 +81,15 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   EXPECT_EQ(p->weight_memory_bytes(), 42'001'000'000);
   EXPECT_NE(p->Format().find("weight memory per GPU = compressed shard + two layer scratch buffers"),
             std::string::npos);
+  // The device sampler's workspace comes out of the KV cache's share.
+  in.sampling_bytes = 131'000'000;
+  auto sampled = PlanDeviceMemory(in);
+  ASSERT_TRUE(sampled.ok());
+  EXPECT_EQ(sampled->kv_bytes, p->kv_bytes - 131'000'000);
+  EXPECT_EQ(sampled->kv_tokens, 28'869);
+  EXPECT_NE(sampled->Format().find("sampling workspace    131.000 MB"), std::string::npos)
+      << sampled->Format();
+  in.sampling_bytes = 0;
   in.plain_bytes = 40'000'000'000;  // a BF16 copy as well: no longer fits
   auto big = PlanDeviceMemory(in);
   ASSERT_FALSE(big.ok());

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+// The generation loop on a tiny DF11 model: continuous batching gives every request the tokens it
+// gets alone and in static batches, with fewer steps when lengths differ; no more than
+// batch_size sequences run at once, every cache is released once; the KV budget holds requests
+// back instead of failing them, and refuses the ones that can never fit; results arrive as they
+// finish, and a failing callback stops the run.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "runtime/engine/engine.h"
+#include "runtime/model/model_weights.h"
+#include "runtime/model/transformer.h"
+#include "tests/runtime/model/model_test_util.h"
+
+namespace df11 {
+namespace {
+
+// The local runner, watched: how many sequences each step holds and which caches come back.
+class WatchedRunner : public StepRunner {
+ public:
+  explicit WatchedRunner(ForwardBackend* backend) : inner_(backend) {}
+  int64_t vocab_size() const override { return inner_.vocab_size(); }
+  int64_t context_length() const override { return inner_.context_length(); }
+  KvCache NewCache(int64_t capacity) override {
+    KvCache c = inner_.NewCache(capacity);
+    c.slot = next_slot_++;
+    live_.insert(c.slot);
+    reserved_ += capacity;
+    peak_reserved_ = std::max(peak_reserved_, reserved_);
+    return c;
+  }
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+              std::span<const SampleSpec> sample) override {
+    max_step_ = std::max(max_step_, static_cast<int64_t>(steps.size()));
+    for (const SequenceStep& s : steps) EXPECT_TRUE(live_.count(s.cache->slot)) << s.cache->slot;
+    return inner_.Step(steps, greedy_only, out, sample);
+  }
+  void Release(const KvCache& cache) override {
+    EXPECT_EQ(live_.erase(cache.slot), 1u) << "slot " << cache.slot << " released twice";
+    reserved_ -= cache.capacity;
+  }
+
+  int64_t max_step_ = 0;
+  int64_t peak_reserved_ = 0;
+  std::set<int64_t> live_;
+
+ private:
+  LocalStepRunner inner_;
+  int64_t next_slot_ = 0;
+  int64_t reserved_ = 0;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(model_testing::MakeTempDir("df11_engine_test"));
+    TinyModelOptions o;
+    o.vocab = 400;
+    o.seed = 21;
+    o.max_position_embeddings = 96;
+    auto [bf16, df11] = model_testing::MakeBf16AndDf11(*dir_, o, "m");
+    auto w = LoadModelWeights(df11);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    weights_ = new ModelWeights(std::move(w).value());
+  }
+  static void TearDownTestSuite() {
+    delete weights_;
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+
+  // Requests of different lengths; every third one sampled.
+  static std::vector<GenerationRequest> Requests(int n) {
+    std::vector<GenerationRequest> r(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      r[i].id = "r" + std::to_string(i);
+      for (int j = 0; j <= i % 4; ++j) r[i].prompt.push_back(7 + 13 * i + j);
+      r[i].max_tokens = 2 + (i * 7) % 11;
+      if (i % 3 == 2) {
+        r[i].sampling.temperature = 0.9f;
+        r[i].sampling.top_p = 0.95f;
+        r[i].seed = 100 + i;
+      }
+    }
+    return r;
+  }
+
+  struct Run {
+    std::vector<GenerationResult> results;
+    EngineStats stats;
+    int64_t max_step = 0, peak_reserved = 0;
+    size_t unreleased = 0;
+  };
+  static Run Generate(std::span<const GenerationRequest> requests, EngineOptions o) {
+    Transformer t(weights_, {});
+    WatchedRunner runner(&t);
+    Engine engine(&runner, o);
+    auto results = engine.Generate(requests);
+    EXPECT_TRUE(results.ok()) << results.status().ToString();
+    Run run;
+    if (results.ok()) run.results = std::move(results).value();
+    run.stats = engine.stats();
+    run.max_step = runner.max_step_;
+    run.peak_reserved = runner.peak_reserved_;
+    run.unreleased = runner.live_.size();
+    return run;
+  }
+
+  static std::string* dir_;
+  static ModelWeights* weights_;
+};
+std::string* EngineTest::dir_ = nullptr;
+ModelWeights* EngineTest::weights_ = nullptr;
+
+TEST_F(EngineTest, ContinuousBatchingKeepsEveryRequestsTokensWithFewerSteps) {
+  const std::vector<GenerationRequest> requests = Requests(10);
+  EngineOptions o;
+  o.batch_size = 3;
+  Run continuous = Generate(requests, o);
+  o.continuous = false;
+  Run fixed = Generate(requests, o);
+  ASSERT_EQ(continuous.results.size(), requests.size());
+  ASSERT_EQ(fixed.results.size(), requests.size());
+  int64_t generated = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const GenerationResult& c = continuous.results[i];
+    EXPECT_EQ(c.id, requests[i].id);
+    EXPECT_TRUE(c.error.empty()) << c.error;
+    EXPECT_EQ(c.tokens, fixed.results[i].tokens) << c.id;
+    EXPECT_EQ(c.finish_reason, fixed.results[i].finish_reason) << c.id;
+    // Alone, one request at a time.
+    EngineOptions alone;
+    alone.batch_size = 1;
+    Run one = Generate(std::span(requests).subspan(i, 1), alone);
+    ASSERT_EQ(one.results.size(), 1u);
+    EXPECT_EQ(c.tokens, one.results[0].tokens) << c.id;
+    generated += static_cast<int64_t>(c.tokens.size());
+  }
+  EXPECT_GT(generated, 40);
+  // Never more than three sequences in a step, and every cache came back.
+  EXPECT_EQ(continuous.max_step, 3);
+  EXPECT_EQ(fixed.max_step, 3);
+  EXPECT_EQ(continuous.unreleased, 0u);
+  EXPECT_EQ(fixed.unreleased, 0u);
+  // Short requests no longer wait for long ones: fewer decode steps for the same tokens.
+  EXPECT_EQ(continuous.stats.generated_tokens, fixed.stats.generated_tokens);
+  EXPECT_LT(continuous.stats.decode_steps, fixed.stats.decode_steps)
+      << "continuous " << continuous.stats.decode_steps << ", static " << fixed.stats.decode_steps;
+  EXPECT_EQ(fixed.stats.prefill_steps, 4);  // ceil(10 / 3) batches
+  EXPECT_GT(continuous.stats.prefill_steps, 4);
+}
+
+TEST_F(EngineTest, KvBudgetHoldsRequestsBackAndRefusesOnesThatCannotFit) {
+  std::vector<GenerationRequest> requests = Requests(6);
+  for (auto& r : requests) r.max_tokens = 10;  // each needs prompt (1-4) + 10 KV tokens
+  GenerationRequest huge;
+  huge.id = "huge";
+  huge.prompt = {5, 6, 7};
+  huge.max_tokens = 40;  // 43 > the budget
+  requests.insert(requests.begin() + 2, huge);
+  EngineOptions o;
+  o.batch_size = 8;
+  o.kv_tokens = 30;  // room for two requests at a time
+  Run limited = Generate(requests, o);
+  ASSERT_EQ(limited.results.size(), requests.size());
+  const GenerationResult& refused = limited.results[2];
+  EXPECT_EQ(refused.id, "huge");
+  EXPECT_NE(refused.error.find("needs 43 KV cache tokens"), std::string::npos) << refused.error;
+  EXPECT_NE(refused.error.find("KV budget of 30 tokens"), std::string::npos) << refused.error;
+  EXPECT_LE(limited.peak_reserved, 30);
+  EXPECT_LE(limited.stats.peak_kv_tokens, 30);
+  EXPECT_EQ(limited.max_step, 2);
+  // The others were served in full, as without a budget.
+  o.kv_tokens = 0;
+  Run free = Generate(requests, o);
+  EXPECT_EQ(free.max_step, 7);
+  EXPECT_GT(free.stats.peak_kv_tokens, 30);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (i == 2) continue;
+    EXPECT_TRUE(limited.results[i].error.empty()) << limited.results[i].error;
+    EXPECT_EQ(limited.results[i].tokens, free.results[i].tokens) << requests[i].id;
+  }
+  EXPECT_EQ(free.results[2].tokens.size(), 40u);
+}
+
+TEST_F(EngineTest, ResultsArriveAsTheyFinishAndACallbackErrorStopsTheRun) {
+  std::vector<GenerationRequest> requests = Requests(4);
+  requests[0].max_tokens = 12;
+  requests[1].max_tokens = 2;
+  requests[2].prompt.clear();  // refused at once
+  requests[3].max_tokens = 5;
+  Transformer t(weights_, {});
+  LocalStepRunner runner(&t);
+  EngineOptions o;
+  o.batch_size = 4;
+  Engine engine(&runner, o);
+  std::vector<std::string> order;
+  Status s = engine.Generate(requests, [&](size_t i, GenerationResult r) {
+    EXPECT_EQ(r.id, requests[i].id);
+    order.push_back(r.id);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(order, (std::vector<std::string>{"r2", "r1", "r3", "r0"}));
+
+  int delivered = 0;
+  s = engine.Generate(requests, [&](size_t, GenerationResult) {
+    return ++delivered == 2 ? Status::Internal("disk full") : Status::Ok();
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("disk full"), std::string::npos);
+  EXPECT_EQ(delivered, 2);
+}
+
+}  // namespace
+}  // namespace df11
