@@ -201,8 +201,8 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
 
   Df11DeviceBuffer device(unit.View());
   bool all_verified = true;
-  for (const Df11DecodeVariant variant : {Df11DecodeVariant::kMulti, Df11DecodeVariant::kWalk}) {
-    const bool multi = variant == Df11DecodeVariant::kMulti;
+  for (const Df11DecodeVariant variant : {Df11DecodeVariant::kMulti, Df11DecodeVariant::kMultiLateCut,
+                                         Df11DecodeVariant::kWalk}) {
     uint16_t* out = nullptr;
     int* flag = nullptr;
     DF11_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&out), bf16_bytes));
@@ -232,7 +232,9 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
     const double out_gbps = bf16_bytes / (ms * 1e-3) / 1e9;
     const double moved_gbps = (bf16_bytes + compressed) / (ms * 1e-3) / 1e9;
     const double pct = 100.0 * moved_gbps / copy_gbps;
-    const char* name = multi ? "multi-code lookups" : "per-code walk";
+    const char* name = variant == Df11DecodeVariant::kMulti          ? "multi-code lookups"
+                       : variant == Df11DecodeVariant::kMultiLateCut ? "multi-code, late cut"
+                                                                      : "per-code walk";
     std::printf("%lld Mi weights, %s: decode median %.3f ms | %.1f GB/s BF16 out | %.1f GB/s "
                 "moved | %.1f %% of copy | host enqueue %.0f us | %s\n",
                 static_cast<long long>(mi), name, ms, out_gbps, moved_gbps, pct,
@@ -247,7 +249,9 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
                 "\"compressed_bytes\":%lld,\"bits_per_weight\":%.4f,\"median_ms\":%.4f,"
                 "\"out_gbps\":%.2f,\"moved_gbps\":%.2f,\"copy_gbps\":%.2f,\"pct_of_copy\":%.2f,"
                 "\"enqueue_us\":%.1f,\"encode_s\":%.2f,\"verified\":%s}\n",
-                multi ? "df11_decode_cuda" : "df11_decode_cuda_walk",
+                variant == Df11DecodeVariant::kMulti          ? "df11_decode_cuda"
+                : variant == Df11DecodeVariant::kMultiLateCut ? "df11_decode_cuda_late_cut"
+                                                               : "df11_decode_cuda_walk",
                 static_cast<long long>(weights), static_cast<long long>(bf16_bytes),
                 static_cast<long long>(compressed), 8.0 * compressed / weights, ms, out_gbps,
                 moved_gbps, copy_gbps, pct, timing.enqueue_us, encode_s,

@@ -87,6 +87,7 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
   CudaBackendOptions o;
   o.device = device;
   o.overlap_decode = f.overlap_decode;
+  o.decode_grid_fraction = f.decode_grid_fraction;
   o.cuda_graph = f.cuda_graph;
   o.max_tokens = f.max_tokens;
   o.memory_fraction = f.gpu_memory_fraction / sharing;

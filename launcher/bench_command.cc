@@ -27,6 +27,10 @@ void AddSharedFlags(CLI::App* cmd, std::string* model, BackendFlags* b) {
   cmd->add_flag("--no-overlap{false}", b->overlap_decode,
                 "decode each layer's weights before it instead of during the previous layer");
   cmd->add_flag("--no-graph{false}", b->cuda_graph, "launch every step's kernels (no CUDA graph)");
+  cmd->add_option("--decode-grid-fraction", b->decode_grid_fraction,
+                  "cuda: share of the decode kernel's full grid used for decodes that overlap "
+                  "the previous layer's compute (less leaves SMs to it)")
+      ->check(CLI::Range(0.01, 1.0))->capture_default_str();
 }
 
 // One greedy step over all sequences; returns the next token of each.
@@ -132,13 +136,14 @@ int RunBench(const BenchFlags& f) {
                   "{\"bench\":\"generate\",\"device\":\"%s\",\"format\":\"%s\",\"batch\":%lld,"
                   "\"prompt_tokens\":%lld,\"gen_tokens\":%lld,\"prefill_tok_s\":%.3f,"
                   "\"decode_tok_s\":%.3f,\"weight_bytes\":%lld,\"scratch_bytes\":%lld,"
-                  "\"overlap\":%s,\"graph\":%s}",
+                  "\"overlap\":%s,\"graph\":%s,\"decode_grid_fraction\":%.3f}",
                   backend->device.c_str(), format.c_str(), static_cast<long long>(B),
                   static_cast<long long>(f.prompt_tokens), static_cast<long long>(f.gen_tokens),
                   prefill_tok_s, decode_tok_s, static_cast<long long>(w->WeightBytes()),
                   static_cast<long long>(fb->ScratchBytes()),
                   f.backend.overlap_decode ? "true" : "false",
-                  f.backend.cuda_graph && f.backend.device == "cuda" ? "true" : "false");
+                  f.backend.cuda_graph && f.backend.device == "cuda" ? "true" : "false",
+                  f.backend.decode_grid_fraction);
     std::printf("%s\n", line);
     std::fflush(stdout);
     if (json.is_open()) json << line << "\n" << std::flush;

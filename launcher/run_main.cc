@@ -128,7 +128,10 @@ int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* gener
   o.group.hosts = id.hosts;
   for (const std::string& h : id.hosts) o.group.devices.push_back(h + ":" + f.backend.device);
   o.group.manifest_hash = id.manifest_hash;
-  o.lease_items = static_cast<int32_t>(std::min<int64_t>(f.batch_size, 1 << 20));
+  // With continuous batching a lease holds two batches, so places that short answers free are
+  // refilled from it instead of waiting for the lease's longest answer.
+  const int64_t per_lease = f.batching == "continuous" ? 2 * f.batch_size : f.batch_size;
+  o.lease_items = static_cast<int32_t>(std::min<int64_t>(per_lease, 1 << 20));
   o.max_items = f.max_items;
   o.heartbeat_s = f.heartbeat_s;
   o.idle_exit_s = f.idle_exit_s;

@@ -189,6 +189,20 @@ e2e_8b() {
     fi
     row "8b decode tok/s batch $b" "bf16 $bf, df11 $df, ratio $ratio${target:+ (target >= $target)}" "$status"
   done
+  # DF11 with the overlapped decodes on part of the grid (E2E_GRID_SWEEP fractions, "" skips):
+  # does leaving SMs to the compute stream hide more of the decode?
+  for frac in ${E2E_GRID_SWEEP-0.5 0.25}; do
+    rm -f "$w/bench-grid-$frac.jsonl"
+    e2e_run "8b-bench-grid-$frac" 90 "$RUN_BIN" bench --model "$w/df11" --device cuda \
+      --batch-sizes 1,64 --prompt-tokens 32 --gen-tokens 64 --decode-grid-fraction "$frac" \
+      --json "$w/bench-grid-$frac.jsonl"
+    [ $? -eq 0 ] || { row "8b df11 grid $frac" "failed (e2e-8b-bench-grid-$frac.log)" FAIL; continue; }
+    for b in 1 64; do
+      local g
+      g=$(grep -h -m1 "\"batch\":$b[,}]" "$w/bench-grid-$frac.jsonl" 2>/dev/null)
+      row "  df11 decode grid $frac batch $b" "$(json_field "$g" decode_tok_s) tok/s" info
+    done
+  done
   for fmt in bf16 df11; do
     line=$(grep -h -m1 '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | head -1)
     row "  $fmt weight_bytes, scratch" "$(json_field "$line" weight_bytes) B, $(json_field "$line" scratch_bytes) B" info

@@ -7,7 +7,8 @@
 // each window, a block scan places them, and pass 2 writes their exponents to shared memory
 // (1 byte each); the block then joins the two and stores BF16 with 16-byte stores. Windows are
 // decoded up to four codes per lookup in the 12-bit multi-code table (Df11DecodeWindowGroups;
-// kWalk walks the stored tables per code instead). Windows check their gaps against their
+// kWalk walks the stored tables per code instead; kMultiLateCut cuts the lookups at the window's
+// end once per window instead of testing every lookup). Windows check their gaps against their
 // neighbours' ends, so a corrupt unit raises the error flag instead of producing silent garbage.
 #include <cuda_pipeline.h>
 
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <mutex>
+#include <type_traits>
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/dfloat11/df11_decode.h"
@@ -70,7 +72,10 @@ __device__ __forceinline__ BlockHead LoadHead(const Df11UnitView& u, int64_t b,
   return h;
 }
 
-template <bool kMulti>
+// kMulti: multi-code lookups (else the per-code walk). kLate: the lookups are cut at the window's
+// end once, after the loop (Df11DecodeWindowGroups<true>), and only a block that ends near the
+// stream's end checks its last code against it.
+template <bool kMulti, bool kLate>
 __global__ void __launch_bounds__(kThreads, 3)
     Df11DecodeKernel(Df11UnitView u, const uint64_t* __restrict__ multi_global, int64_t lo,
                      int64_t stop, int64_t n_position_blocks, int64_t begin, int64_t end,
@@ -120,8 +125,8 @@ __global__ void __launch_bounds__(kThreads, 3)
     // Pass 1: count.
     Df11WindowResult r;
     if constexpr (kMulti) {
-      r = Df11DecodeWindowGroups(h.bits, h.gap, multi, luts, lengths,
-                                 [](int32_t, uint32_t, uint32_t, uint32_t) {});
+      r = Df11DecodeWindowGroups<kLate>(h.bits, h.gap, multi, luts, lengths,
+                                        [](int32_t, uint32_t, uint32_t, uint32_t) {});
     } else {
       r = Df11DecodeWindow(h.bits, h.gap, luts, lengths, [](int32_t, uint32_t, uint32_t) {});
     }
@@ -140,27 +145,44 @@ __global__ void __launch_bounds__(kThreads, 3)
       if constexpr (kMulti) {
         uint8_t* const dst = ex + offset;
         const int keep = min(r.count, cnt - offset);  // this window's codes inside the block
-        Df11DecodeWindowGroups(
-            h.bits, h.gap, multi, luts, lengths,
-            [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
-              if (i + 4 <= keep) {  // all four bytes: any past n are rewritten by the next group
-                dst[i] = static_cast<uint8_t>(symbols);
-                dst[i + 1] = static_cast<uint8_t>(symbols >> 8);
-                dst[i + 2] = static_cast<uint8_t>(symbols >> 16);
-                dst[i + 3] = static_cast<uint8_t>(symbols >> 24);
-              } else {  // the window's (or the block's) last codes: not a byte beyond them
+        // CheckEnd: whether the block's last code must be checked against the stream's end.
+        auto emit = [&](auto check_end) {
+          return [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
+            if (i + 4 <= keep) {  // all four bytes: any past n are rewritten by the next group
+              dst[i] = static_cast<uint8_t>(symbols);
+              dst[i + 1] = static_cast<uint8_t>(symbols >> 8);
+              dst[i + 2] = static_cast<uint8_t>(symbols >> 16);
+              dst[i + 3] = static_cast<uint8_t>(symbols >> 24);
+            } else {  // the window's (or the block's) last codes: not a byte beyond them
 #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                  if (i + j < keep) dst[i + j] = static_cast<uint8_t>(symbols >> (8 * j));
-                }
+              for (int j = 0; j < 4; ++j) {
+                if (i + j < keep) dst[i + j] = static_cast<uint8_t>(symbols >> (8 * j));
               }
+            }
+            if constexpr (decltype(check_end)::value) {
               const uint32_t last = static_cast<uint32_t>(cnt - 1 - offset - i);
               if (last < n) [[unlikely]] {  // this group holds the block's last code
                 uint32_t code_end = start;
                 for (uint32_t j = 0; j <= last; ++j) code_end += lengths[(symbols >> (8 * j)) & 0xFFu];
                 if (static_cast<int64_t>(tid) * 64 + code_end > stream_bits) error |= kPastEnd;
               }
-            });
+            }
+          };
+        };
+        if constexpr (kLate) {
+          // Codes end at most 32 bits into the next block: only a block that ends within 64
+          // bits of the stream's end can have one past it (uniform across the block).
+          if (stream_bits < kDf11BlockBits + 64) {
+            Df11DecodeWindowGroups<true>(h.bits, h.gap, multi, luts, lengths,
+                                         emit(std::true_type{}));
+          } else {
+            Df11DecodeWindowGroups<true>(h.bits, h.gap, multi, luts, lengths,
+                                         emit(std::false_type{}));
+          }
+        } else {
+          Df11DecodeWindowGroups<false>(h.bits, h.gap, multi, luts, lengths,
+                                        emit(std::true_type{}));
+        }
       } else {
         Df11DecodeWindow(h.bits, h.gap, luts, lengths,
                          [&](int32_t i, uint32_t symbol, uint32_t code_end) {
@@ -211,10 +233,14 @@ int64_t HostPosition(const Df11DeviceUnit& unit, int64_t b) {
 // The kernel instance of a variant (three blocks of 512 threads per SM, <= 40 registers).
 using KernelFn = void (*)(Df11UnitView, const uint64_t*, int64_t, int64_t, int64_t, int64_t,
                           int64_t, int32_t, uint16_t*, int*);
-constexpr int kVariants = 2;
-int VariantIndex(Df11DecodeVariant v) { return v == Df11DecodeVariant::kWalk ? 1 : 0; }
-constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true>, Df11DecodeKernel<false>};
-constexpr bool kUsesTable[kVariants] = {true, false};
+constexpr int kVariants = 3;
+int VariantIndex(Df11DecodeVariant v) {
+  return v == Df11DecodeVariant::kWalk ? 1 : v == Df11DecodeVariant::kMultiLateCut ? 2 : 0;
+}
+constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true, false>,
+                                          Df11DecodeKernel<false, false>,
+                                          Df11DecodeKernel<true, true>};
+constexpr bool kUsesTable[kVariants] = {true, false, true};
 
 // Dynamic shared memory of one block: the stored rows, then the exponents (8 bytes of slack
 // for the alignment shift) and the staged sign_mantissa (32 bytes for the 16-byte copies).
@@ -268,7 +294,9 @@ void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint
 }
 
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
-                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant) {
+                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant,
+                    double grid_fraction) {
+  DF11_CHECK_MSG(grid_fraction > 0 && grid_fraction <= 1, "grid_fraction must be in (0, 1]");
   DF11_CHECK(begin >= 0 && begin <= end && end <= unit.view.n_elements);
   DF11_CHECK_MSG(reinterpret_cast<uintptr_t>(out) % 16 == 0, "output must be 16-byte aligned");
   DF11_CHECK(reinterpret_cast<uintptr_t>(unit.view.encoded) % 16 == 0);
@@ -296,7 +324,8 @@ void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint
   DF11_CUDA_CHECK(cudaGetDevice(&device));
   const KernelLimits& limits = LimitsFor(device);
   const int v = VariantIndex(variant);
-  const int64_t resident = static_cast<int64_t>(limits.sms) * limits.blocks_per_sm[v];
+  const int64_t resident = std::max<int64_t>(
+      1, static_cast<int64_t>(grid_fraction * limits.sms * limits.blocks_per_sm[v] + 0.5));
   const unsigned grid = static_cast<unsigned>(std::min(stop - lo, resident));
   kKernels[v]<<<grid, kThreads, shared, stream>>>(unit.view, use_multi ? unit.multi : nullptr, lo,
                                                   stop, blocks, begin, end,

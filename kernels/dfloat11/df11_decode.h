@@ -44,8 +44,9 @@ std::string Df11DecodeRangeRef(const Df11UnitView& unit, const Df11CpuTables& ta
 // The CUDA kernel's algorithm run on the CPU with the same __host__ __device__ window code
 // (df11_window.h): one window at a time, counts, a prefix sum, then the writes. Same contract
 // and the same error rules as Df11DecodeCuda; used to test that logic where no GPU is present.
+// late_cut: the window decoding of kMultiLateCut (Df11DecodeWindowGroups<true>).
 std::string Df11DecodeWindowsRef(const Df11UnitView& unit, int64_t begin, int64_t end,
-                                 uint16_t* out);
+                                 uint16_t* out, bool late_cut = false);
 
 #if DF11_WITH_CUDA
 // A unit resident on the device. The runtime builds it (Df11DeviceBuffer); the kernel requires
@@ -63,8 +64,10 @@ struct Df11DeviceUnit {
 
 // How windows are decoded: kMulti looks up to four codes at once in `multi` (needs it); kWalk
 // walks the stored tables once per code (the reference's way; kept for the benchmark's
-// side-by-side comparison).
-enum class Df11DecodeVariant { kMulti, kWalk };
+// side-by-side comparison); kMultiLateCut is kMulti with fewer instructions per lookup (the cut
+// at the window's end is made once after the lookups, and only the blocks near the stream's end
+// check the last code against it), kept beside kMulti until measured faster on a GPU.
+enum class Df11DecodeVariant { kMulti, kWalk, kMultiLateCut };
 
 // Shared memory one block of the kernel uses for this unit: the multi-code table (32 KB, kMulti
 // only), the stored tables and two bytes per element of the largest block (its exponents
@@ -81,8 +84,12 @@ size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant varia
 // format blocks with a stride, so the tables are loaded into shared memory once per CUDA block.
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
                     int* error_flag, cudaStream_t stream);
+// grid_fraction in (0, 1] caps the grid at that share of the CUDA blocks that fit on the device
+// at once (at least one): a decode running beside other kernels on another stream can leave them
+// SMs.
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
-                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant);
+                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant,
+                    double grid_fraction = 1.0);
 #endif
 
 }  // namespace df11

@@ -76,29 +76,38 @@ inline constexpr int kDf11MultiBits = 12;
 
 // Df11DecodeWindow with up to four codes per table lookup: the same codes, counts, end and
 // failure rule, but emit_group(index, symbols, n, start) is called once per group of n codes
-// (symbols packed 8 bits each, the first lowest; start: the group's first bit in the window).
-// Near the window's end a lookup's group is cut after its last code that starts before bit 64,
-// so every lane of a warp runs the same steps; only codes longer than 12 bits walk the tables.
-template <typename EmitGroup>
+// (symbols packed 8 bits each, the first lowest; start: the group's first bit in the window);
+// only codes longer than 12 bits walk the stored tables.
+// kCutLate false: near the window's end a lookup's group is cut after its last code that starts
+// before bit 64, every lookup checking. kCutLate true: the lookups run uncut and the loop only
+// tests pos < 64, so the last group handed to emit_group may hold codes that start at or past bit
+// 64 (the next window's); the result's count and end leave them out (one cut after the loop), and
+// the caller must not keep codes at indices >= count.
+template <bool kCutLate = false, typename EmitGroup>
 DF11_HD Df11WindowResult Df11DecodeWindowGroups(const Df11WindowBits& bits, uint32_t gap,
                                                 const uint64_t* multi, const uint8_t* luts,
                                                 const uint8_t* lengths, EmitGroup&& emit_group) {
   Df11WindowResult r{0, static_cast<int32_t>(gap), true};
   uint32_t pos = gap;
+  uint32_t last_pos = 64;  // kCutLate: where the last lookup's group started (64: a walked code)
   while (pos < 64) {
     const uint32_t peek = Df11Peek32(bits, pos);
     const uint64_t e = multi[peek >> (32 - kDf11MultiBits)];
     uint32_t n = static_cast<uint32_t>(e >> 32) & 0xFFu;
     if (n != 0) [[likely]] {
       uint32_t used = static_cast<uint32_t>(e >> 40) & 0xFFu;
-      const uint32_t rest = 64 - pos;  // codes starting before `rest` belong to this window
-      if (rest < static_cast<uint32_t>(kDf11MultiBits)) {
-        const uint32_t s = static_cast<uint32_t>(e >> 48);
-        const uint32_t k = 1 + ((s & 15u) < rest) + (((s >> 4) & 15u) < rest) +
-                           (((s >> 8) & 15u) < rest);  // absent codes hold 15 >= rest
-        if (k < n) {
-          n = k;
-          used = (s >> (4 * (k - 1))) & 15u;  // where code k starts: the cut group's length
+      if constexpr (kCutLate) {
+        last_pos = pos;
+      } else {
+        const uint32_t rest = 64 - pos;  // codes starting before `rest` belong to this window
+        if (rest < static_cast<uint32_t>(kDf11MultiBits)) {
+          const uint32_t s = static_cast<uint32_t>(e >> 48);
+          const uint32_t k = 1 + ((s & 15u) < rest) + (((s >> 4) & 15u) < rest) +
+                             (((s >> 8) & 15u) < rest);  // absent codes hold 15 >= rest
+          if (k < n) {
+            n = k;
+            used = (s >> (4 * (k - 1))) & 15u;  // where code k starts: the cut group's length
+          }
         }
       }
       emit_group(r.count, static_cast<uint32_t>(e), n, pos);
@@ -115,6 +124,21 @@ DF11_HD Df11WindowResult Df11DecodeWindowGroups(const Df11WindowBits& bits, uint
     emit_group(r.count, symbol, 1u, pos);
     ++r.count;
     pos += static_cast<uint32_t>(len);
+    if constexpr (kCutLate) last_pos = 64;  // a walked code starts before bit 64: nothing to cut
+  }
+  if constexpr (kCutLate) {
+    if (pos > 64 && last_pos < 64) {  // the last group may run into the next window
+      // Looked up again here rather than kept in a register through the loop.
+      const uint32_t meta = static_cast<uint32_t>(
+          multi[Df11Peek32(bits, last_pos) >> (32 - kDf11MultiBits)] >> 32);
+      const uint32_t rest = 64 - last_pos, n = meta & 0xFFu, s = meta >> 16;
+      const uint32_t k = 1 + ((s & 15u) < rest) + (((s >> 4) & 15u) < rest) +
+                         (((s >> 8) & 15u) < rest);
+      if (k < n) {
+        r.count -= static_cast<int32_t>(n - k);
+        pos = last_pos + ((s >> (4 * (k - 1))) & 15u);
+      }
+    }
   }
   r.end = static_cast<int32_t>(pos);
   return r;

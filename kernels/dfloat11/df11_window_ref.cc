@@ -24,10 +24,8 @@ Df11WindowBits LoadWindow(const Df11UnitView& u, int64_t w) {
   return Df11WindowFromBytes(bytes);
 }
 
-}  // namespace
-
-std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t end,
-                                 uint16_t* out) {
+template <bool kLate>
+std::string DecodeWindows(const Df11UnitView& u, int64_t begin, int64_t end, uint16_t* out) {
   const uint8_t* lengths = u.luts + static_cast<int64_t>(u.n_luts - 1) * 256;
   Df11CpuTables tables;
   BuildDf11CpuTables(u, &tables);
@@ -48,7 +46,7 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t e
     offset[0] = 0;
     for (int t = 0; t < kT; ++t) {
       const int64_t w = b * kT + t;
-      r[t] = Df11DecodeWindowGroups(LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w),
+      r[t] = Df11DecodeWindowGroups<kLate>(LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w),
                                     multi, u.luts, lengths,
                                     [](int32_t, uint32_t, uint32_t, uint32_t) {});
       offset[t + 1] = offset[t] + r[t].count;
@@ -79,11 +77,12 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t e
       if (offset[t] >= count) break;
       const int64_t w = b * kT + t;
       const int64_t base = offset[t];
-      Df11DecodeWindowGroups(
+      const int64_t window_codes = r[t].count;  // kLate: the last group may hold more
+      Df11DecodeWindowGroups<kLate>(
           LoadWindow(u, w), Df11GapAt(u.gaps, u.n_gap_bytes, w), multi, u.luts, lengths,
           [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
             uint32_t code_end = start;
-            for (uint32_t j = 0; j < n; ++j) {
+            for (uint32_t j = 0; j < n && i + j < window_codes; ++j) {
               const uint32_t symbol = (symbols >> (8 * j)) & 0xFFu;
               const int64_t k = base + i + j;
               code_end += lengths[symbol];
@@ -99,6 +98,14 @@ std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t e
     for (int64_t i = a; i < z; ++i) out[i - begin] = Df11Combine(exps[i - first], u.sign_mantissa[i]);
   }
   return "";
+}
+
+}  // namespace
+
+std::string Df11DecodeWindowsRef(const Df11UnitView& u, int64_t begin, int64_t end,
+                                 uint16_t* out, bool late_cut) {
+  return late_cut ? DecodeWindows<true>(u, begin, end, out)
+                  : DecodeWindows<false>(u, begin, end, out);
 }
 
 }  // namespace df11

@@ -105,8 +105,10 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
   int* flag = flags_ + layer;
   for (const DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
     if (m->unit == nullptr) continue;
-    Df11DecodeCuda(*m->unit, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset,
-                   flag, stream);
+    const Df11DeviceUnit& u = *m->unit;
+    Df11DecodeCuda(u, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset, flag,
+                   stream, u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
+                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
   }
 }
 

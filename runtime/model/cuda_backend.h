@@ -42,6 +42,9 @@ using DeviceAllReduceFn = std::function<void(float* device_data, int64_t n, cuda
 struct CudaBackendOptions {
   int device = 0;               // CUDA device ordinal
   bool overlap_decode = true;   // decode layer i+1 on a second stream while layer i computes
+  // Share of the decode kernel's full grid used for those overlapped decodes, (0, 1]: less leaves
+  // SMs to the compute stream's kernels.
+  double decode_grid_fraction = 1.0;
   bool cuda_graph = true;       // capture and replay steady-state steps (see the header)
   int64_t max_tokens = 2048;    // tokens per step the activations are sized for (grows if needed)
   int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)

@@ -33,6 +33,10 @@ CudaBackend::CudaBackend(const ModelWeights* weights, const CudaBackendOptions& 
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeights* weights,
                                                            const CudaBackendOptions& options) {
+  if (!(options.decode_grid_fraction > 0 && options.decode_grid_fraction <= 1)) {
+    return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], got " +
+                                   std::to_string(options.decode_grid_fraction));
+  }
   std::unique_ptr<CudaBackend> b(new CudaBackend(weights, options));
   DF11_RETURN_IF_ERROR(b->Init());
   return b;

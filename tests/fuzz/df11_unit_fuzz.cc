@@ -72,5 +72,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint16_t> out(static_cast<size_t>(v.n_elements));
   (void)df11::Df11DecodeRangeRef(v, tables, 0, v.n_elements, out.data());
   (void)df11::Df11DecodeWindowsRef(v, 0, v.n_elements, out.data());
+  (void)df11::Df11DecodeWindowsRef(v, 0, v.n_elements, out.data(), /*late_cut=*/true);
   return 0;
 }

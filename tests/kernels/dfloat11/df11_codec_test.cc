@@ -183,13 +183,16 @@ TEST(Df11Codec, WindowDecoderMatchesOnEveryShape) {
   for (const auto& words : cases) {
     Df11EncodedUnit unit;
     ASSERT_EQ(RoundTrip(words, 1, &unit), "");
-    std::vector<uint16_t> out(words.size(), 0xDEAD);
-    ASSERT_EQ(Df11DecodeWindowsRef(unit.View(), 0, words.size(), out.data()), "");
-    EXPECT_EQ(out, words);
-    if (words.size() > 1000) {
-      std::vector<uint16_t> part(500, 0xDEAD);
-      ASSERT_EQ(Df11DecodeWindowsRef(unit.View(), 333, 833, part.data()), "");
-      EXPECT_TRUE(std::equal(part.begin(), part.end(), words.begin() + 333));
+    for (bool late_cut : {false, true}) {  // kMulti and kMultiLateCut
+      SCOPED_TRACE(late_cut ? "late cut" : "cut per lookup");
+      std::vector<uint16_t> out(words.size(), 0xDEAD);
+      ASSERT_EQ(Df11DecodeWindowsRef(unit.View(), 0, words.size(), out.data(), late_cut), "");
+      EXPECT_EQ(out, words);
+      if (words.size() > 1000) {
+        std::vector<uint16_t> part(500, 0xDEAD);
+        ASSERT_EQ(Df11DecodeWindowsRef(unit.View(), 333, 833, part.data(), late_cut), "");
+        EXPECT_TRUE(std::equal(part.begin(), part.end(), words.begin() + 333));
+      }
     }
   }
 }

@@ -93,19 +93,23 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   return r;
 }
 
-// Both variants (multi-code lookups and the per-code walk) must raise the same flag bits, valid
-// unit or not, and write the same elements when no flag is raised (a flagged decode's output is
-// unspecified); returns the default (multi) variant's result.
+// All variants (multi-code lookups cut per lookup or late, and the per-code walk) must raise the
+// same flag bits, valid unit or not, and write the same elements when no flag is raised (a
+// flagged decode's output is unspecified); returns the default (multi) variant's result.
 DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end,
                             cudaStream_t stream) {
   EXPECT_NE(unit.multi, nullptr);
   DeviceResult multi = DecodeOnDevice(unit, begin, end, stream, Df11DecodeVariant::kMulti);
-  const DeviceResult walk = DecodeOnDevice(unit, begin, end, stream, Df11DecodeVariant::kWalk);
-  EXPECT_EQ(multi.flag, walk.flag) << "multi vs walk error flags";
-  if (multi.flag == 0 && walk.flag == 0) {
-    EXPECT_TRUE(multi.out == walk.out) << "multi vs walk outputs differ";
+  for (const auto& [variant, name] :
+       {std::pair{Df11DecodeVariant::kWalk, "walk"},
+        std::pair{Df11DecodeVariant::kMultiLateCut, "late cut"}}) {
+    const DeviceResult other = DecodeOnDevice(unit, begin, end, stream, variant);
+    EXPECT_EQ(multi.flag, other.flag) << "multi vs " << name << " error flags";
+    if (multi.flag == 0 && other.flag == 0) {
+      EXPECT_TRUE(multi.out == other.out) << "multi vs " << name << " outputs differ";
+    }
+    multi.guard_intact = multi.guard_intact && other.guard_intact;
   }
-  multi.guard_intact = multi.guard_intact && walk.guard_intact;
   return multi;
 }
 

@@ -75,6 +75,8 @@ TEST_F(Df11Malformed, EveryGapCorruptionIsCaughtByTheWindowDecoder) {
     std::vector<uint16_t> out(words_.size());
     EXPECT_NE(Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data()), "")
         << "window " << w;
+    EXPECT_NE(Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data(), true), "")
+        << "late cut, window " << w;
   }
 }
 
@@ -107,7 +109,13 @@ TEST_F(Df11Malformed, RandomByteFlipsNeverCrash) {
     (void)testing::DecodeAll(copy.View(), &out);  // must return, error or not
     if (Df11ValidateUnit(copy.View()).empty()) {
       out.assign(words_.size(), 0);
-      (void)Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data());
+      const std::string a = Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data());
+      std::vector<uint16_t> late(words_.size(), 0);
+      const std::string b = Df11DecodeWindowsRef(copy.View(), 0, words_.size(), late.data(), true);
+      EXPECT_EQ(a, b) << "trial " << trial;  // the same verdict, and output when it is valid
+      if (a.empty()) {
+        EXPECT_EQ(out, late) << "trial " << trial;
+      }
     }
   }
 }
@@ -139,19 +147,32 @@ TEST_F(Df11Malformed, MultiCodeLookupsDecodeLikeTheWalkOnCorruptTables) {
       const Df11WindowResult a = Df11DecodeWindow(
           bits, gap, v.luts, lengths,
           [&](int32_t, uint32_t symbol, uint32_t end) { walked.push_back(symbol | end << 8); });
-      const Df11WindowResult b = Df11DecodeWindowGroups(
-          bits, gap, tables.multi.data(), v.luts, lengths,
-          [&](int32_t, uint32_t symbols, uint32_t n, uint32_t start) {
-            for (uint32_t j = 0; j < n; ++j) {
-              const uint32_t symbol = (symbols >> (8 * j)) & 0xFF;
-              start += lengths[symbol];
-              grouped.push_back(symbol | start << 8);
-            }
-          });
+      auto collect = [&](std::vector<uint32_t>* into) {
+        return [&, into](int32_t, uint32_t symbols, uint32_t n, uint32_t start) {
+          for (uint32_t j = 0; j < n; ++j) {
+            const uint32_t symbol = (symbols >> (8 * j)) & 0xFF;
+            start += lengths[symbol];
+            into->push_back(symbol | start << 8);
+          }
+        };
+      };
+      const Df11WindowResult b = Df11DecodeWindowGroups(bits, gap, tables.multi.data(), v.luts,
+                                                        lengths, collect(&grouped));
       ASSERT_EQ(a.count, b.count) << "trial " << trial << " window " << w;
       ASSERT_EQ(a.end, b.end) << "trial " << trial << " window " << w;
       ASSERT_EQ(a.ok, b.ok) << "trial " << trial << " window " << w;
       ASSERT_EQ(walked, grouped) << "trial " << trial << " window " << w;
+      // The late cut: the same result; its groups may run past the window's last code.
+      std::vector<uint32_t> late;
+      const Df11WindowResult c = Df11DecodeWindowGroups<true>(bits, gap, tables.multi.data(),
+                                                              v.luts, lengths, collect(&late));
+      ASSERT_EQ(a.count, c.count) << "trial " << trial << " window " << w;
+      ASSERT_EQ(a.end, c.end) << "trial " << trial << " window " << w;
+      ASSERT_EQ(a.ok, c.ok) << "trial " << trial << " window " << w;
+      ASSERT_GE(late.size(), walked.size());
+      ASSERT_LE(late.size(), walked.size() + 3);
+      late.resize(walked.size());
+      ASSERT_EQ(walked, late) << "trial " << trial << " window " << w;
       failing_windows += !a.ok;
     }
   }

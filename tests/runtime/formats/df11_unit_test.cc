@@ -53,9 +53,12 @@ TEST(Df11UnitReference, EveryReferenceUnitDecodesBitExactly) {
     std::vector<uint16_t> out(expected.size(), 0xDEAD);
     ASSERT_TRUE(DecodeDf11Unit(*unit, 0, unit->n_elements(), 2, out.data()).ok());
     EXPECT_EQ(out, expected);
-    std::vector<uint16_t> windows(expected.size(), 0xDEAD);
-    EXPECT_EQ(Df11DecodeWindowsRef(unit->view, 0, unit->n_elements(), windows.data()), "");
-    EXPECT_EQ(windows, expected);
+    for (bool late_cut : {false, true}) {
+      std::vector<uint16_t> windows(expected.size(), 0xDEAD);
+      EXPECT_EQ(Df11DecodeWindowsRef(unit->view, 0, unit->n_elements(), windows.data(), late_cut),
+                "");
+      EXPECT_EQ(windows, expected) << (late_cut ? "late cut" : "cut per lookup");
+    }
     // Sub-ranges of each matrix.
     for (size_t m = 0; m <= unit->split_positions.size(); ++m) {
       auto [b, e] = unit->MatrixRange(m);
