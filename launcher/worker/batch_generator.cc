@@ -192,24 +192,22 @@ StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::st
 }
 
 Status GeneratorItemProcessor::Process(const std::vector<rpc::Item>& items,
-                                       std::map<int64_t, rpc::ItemOutcome>* outcomes) {
+                                       const OutcomeSink& done) {
   std::vector<BatchItem> batch;
   for (const rpc::Item& item : items) {
     batch.push_back(generator_->ParseRequest(item.request_json, item.custom_id));
   }
-  DF11_ASSIGN_OR_RETURN(std::vector<GenerationResult> results, generator_->Generate(batch));
-  for (size_t i = 0; i < items.size(); ++i) {
-    rpc::ItemOutcome& o = (*outcomes)[items[i].item_id];
-    const GenerationResult& r = results[i];
+  return generator_->Generate(batch, [&](size_t i, GenerationResult r) {
+    rpc::ItemOutcome o;
     if (!r.error.empty()) {
       o.error = r.error;
-      continue;
+    } else {
+      o.response_json = ToJsonLine(ResultToJson(r));
+      o.response_json.pop_back();  // the newline
+      o.completion_tokens = static_cast<int64_t>(r.tokens.size());
     }
-    o.response_json = ToJsonLine(ResultToJson(r));
-    o.response_json.pop_back();  // the newline
-    o.completion_tokens = static_cast<int64_t>(r.tokens.size());
-  }
-  return Status::Ok();
+    return done(items[i].item_id, std::move(o));
+  });
 }
 
 void GeneratorItemProcessor::KeepAlive() {

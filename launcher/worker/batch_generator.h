@@ -83,8 +83,7 @@ class GeneratorItemProcessor : public ItemProcessor {
  public:
   GeneratorItemProcessor(BatchGenerator* generator, StepRunner* keep_alive)
       : generator_(generator), keep_alive_(keep_alive) {}
-  Status Process(const std::vector<rpc::Item>& items,
-                 std::map<int64_t, rpc::ItemOutcome>* outcomes) override;
+  Status Process(const std::vector<rpc::Item>& items, const OutcomeSink& done) override;
   void KeepAlive() override;
 
  private:

@@ -209,41 +209,71 @@ class Agent {
     summary_.dropped += static_cast<int64_t>(leased - items.size());
     if (items.empty()) return Status::Ok();
     shared_.in_flight = static_cast<int32_t>(items.size());
-    std::map<int64_t, rpc::ItemOutcome> outcomes;
-    DF11_RETURN_IF_ERROR(processor_->Process(items, &outcomes));
+    std::map<int64_t, std::string> job_of;
+    for (const rpc::Item& it : items) job_of[it.item_id] = it.job_id;
+    // Finished outcomes not yet stored; reported a few at a time while the others run (a report
+    // that fails for want of the coordinator is retried with the next ones), the rest at the end.
+    std::map<int64_t, rpc::ItemOutcome> ready;
+    const size_t chunk = std::max<size_t>(1, items.size() / 4);
+    Clock::time_point last_report = Clock::now();
+    auto done = [&](int64_t item_id, rpc::ItemOutcome outcome) -> Status {
+      --shared_.in_flight;
+      // A job cancelled while its items ran: their results are not reported.
+      if (shared_.Cancelled(job_of[item_id])) {
+        ++summary_.dropped;
+        return Status::Ok();
+      }
+      shared_.tokens += outcome.completion_tokens;
+      ready[item_id] = std::move(outcome);
+      if (ready.size() < chunk && SecondsSince(last_report) < 2.0) return Status::Ok();
+      last_report = Clock::now();
+      return Report(&ready, /*retry=*/false);
+    };
+    DF11_RETURN_IF_ERROR(processor_->Process(items, done));
     last_keepalive_ = Clock::now();
-    // A job cancelled while its items ran: their results are not reported.
-    for (const rpc::Item& it : items) {
-      if (shared_.Cancelled(it.job_id) && outcomes.erase(it.item_id) > 0) ++summary_.dropped;
+    for (auto it = ready.begin(); it != ready.end();) {  // cancelled since they finished
+      if (shared_.Cancelled(job_of[it->first])) {
+        ++summary_.dropped;
+        it = ready.erase(it);
+      } else {
+        ++it;
+      }
     }
-    int64_t failed = 0, tokens = 0;
-    for (const auto& [id, outcome] : outcomes) {
-      if (!outcome.error.empty()) ++failed;
-      tokens += outcome.completion_tokens;
-    }
-    shared_.tokens += tokens;
+    DF11_RETURN_IF_ERROR(Report(&ready, /*retry=*/true));
+    shared_.in_flight = 0;
+    return Status::Ok();
+  }
+
+  // Reports `outcomes` and clears them once stored. retry: until stored (or the coordinator has
+  // been away longer than a lease); otherwise one attempt, keeping them on a transport failure.
+  Status Report(std::map<int64_t, rpc::ItemOutcome>* outcomes, bool retry) {
     double backoff = 0.2;
-    while (!outcomes.empty()) {
-      StatusOr<rpc::ReportReply> reply = client_.ReportResults(group_id_, outcomes);
+    while (!outcomes->empty()) {
+      StatusOr<rpc::ReportReply> reply = client_.ReportResults(group_id_, *outcomes);
       if (reply.ok()) {
         shared_.Contact();
         if (reply->duplicates > 0) {
-          LOG(INFO) << reply->duplicates << " of " << outcomes.size()
+          LOG(INFO) << reply->duplicates << " of " << outcomes->size()
                     << " results were already stored (another group or a retried report)";
         }
-        break;
+        int64_t failed = 0, tokens = 0;
+        for (const auto& [id, outcome] : *outcomes) {
+          if (!outcome.error.empty()) ++failed;
+          tokens += outcome.completion_tokens;
+        }
+        summary_.items += static_cast<int64_t>(outcomes->size());
+        summary_.failed += failed;
+        summary_.tokens += tokens;
+        LOG(INFO) << "reported " << outcomes->size() << " items (" << failed << " failed, "
+                  << tokens << " tokens); " << summary_.items << " so far";
+        outcomes->clear();
+        return Status::Ok();
       }
       DF11_RETURN_IF_ERROR(CheckReachable(reply.status(), "reporting results"));
+      if (!retry) return Status::Ok();
       Pause(backoff);
       backoff = std::min(backoff * 2, o_.max_poll_s);
     }
-    shared_.in_flight = 0;
-    if (outcomes.empty()) return Status::Ok();
-    summary_.items += static_cast<int64_t>(outcomes.size());
-    summary_.failed += failed;
-    summary_.tokens += tokens;
-    LOG(INFO) << "reported " << outcomes.size() << " items (" << failed << " failed, " << tokens
-              << " tokens); " << summary_.items << " so far";
     return Status::Ok();
   }
 

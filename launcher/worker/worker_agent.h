@@ -2,14 +2,16 @@
 // The control loop of `df11-run serve` on a worker group's leader (rank 0). It registers the
 // group with df11-coordinator, heartbeats from a background thread over its own connection (the
 // calling thread computes), leases items, hands them to an ItemProcessor (the model) and reports
-// every outcome keyed by item id (the coordinator stores each once, so a retried report is
-// harmless). With no work it polls with backoff and, after `idle_exit_s` without any, returns.
+// outcomes keyed by item id as they come (a few at a time while the lease's other items still
+// run, so a finished result is stored before the lease ends; the coordinator stores each once, so
+// a retried report is harmless). With no work it polls with backoff and, after `idle_exit_s` without any, returns.
 // Items of a job a heartbeat reply names as cancelled are dropped unreported. When no call has
 // reached the coordinator for longer than its lease, RunWorker fails: the group exits and the
 // coordinator requeues its leases for whichever group comes next (fail-stop, DESIGN.md).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,13 +21,16 @@
 
 namespace df11 {
 
+// Takes one item's outcome; a non-OK Status stops the processor (fatal).
+using OutcomeSink = std::function<Status(int64_t item_id, rpc::ItemOutcome outcome)>;
+
 class ItemProcessor {
  public:
   virtual ~ItemProcessor() = default;
-  // One outcome per item (an error outcome for an item that cannot be served). A non-OK Status
-  // is fatal: the model failed, and the group exits.
-  virtual Status Process(const std::vector<rpc::Item>& items,
-                         std::map<int64_t, rpc::ItemOutcome>* outcomes) = 0;
+  // Serves the items, passing each one's outcome to `done` as soon as it is final (an error
+  // outcome for an item that cannot be served). A non-OK Status is fatal: the model failed, and
+  // the group exits.
+  virtual Status Process(const std::vector<rpc::Item>& items, const OutcomeSink& done) = 0;
   // Called from the RunWorker thread at least every WorkerOptions::keepalive_s while it waits
   // (for work, for the coordinator): a distributed leader keeps its followers' timeouts away.
   virtual void KeepAlive() {}

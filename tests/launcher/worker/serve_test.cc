@@ -2,8 +2,9 @@
 // `df11-run serve` on one process against a real df11-coordinator, driven with df11-ctl: a job of
 // plain, OpenAI-form and invalid lines finishes with every item exactly once and the same texts
 // `df11-run generate` gives; two worker groups share a job; the coordinator killed with SIGKILL
-// mid-job and restarted on the same database still finishes it exactly once; a coordinator that
-// stays away makes the worker exit non-zero after the lease time.
+// mid-job and restarted on the same database still finishes it exactly once; finished items are
+// reported while the rest of their lease runs; a coordinator that stays away makes the worker
+// exit non-zero after the lease time.
 #include <regex>
 
 #include "tests/launcher/worker/serve_cluster.h"
@@ -98,6 +99,46 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
   EXPECT_EQ(groups[0]["manifest_hash"].get<std::string>().size(), 16u) << groups[0];
   std::printf("job of %zu lines served and worker exited in %.2f s\n", lines.size(),
               Since(worker.started));
+}
+
+// Results are stored as they finish: with --batch-size 2 a lease holds four items (continuous
+// batching refills the two places from it), and the three short answers are reported one by
+// one while the long one still runs, instead of all four when the lease is done.
+TEST_F(Serve, FinishedItemsAreReportedWhileTheLeaseRuns) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  const std::vector<std::string> lines = {
+      R"({"custom_id": "long", "prompt": "Tell a long story", "max_tokens": 40})",
+      R"({"custom_id": "s1", "prompt": "One", "max_tokens": 2})",
+      R"({"custom_id": "s2", "prompt": "Two", "max_tokens": 2})",
+      R"({"custom_id": "s3", "prompt": "Three", "max_tokens": 2})"};
+  const std::string job = c.Submit(lines, "mixed.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(
+      kRun + " " + c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 3"),
+      c.dir() + "/worker.log");
+  const nlohmann::json status = c.WaitFinished(job, 45);
+  const int rc = worker.Wait(30);
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
+  EXPECT_EQ(rc, 0) << worker.Output();
+  EXPECT_EQ(status["items_done"], 4) << status;
+  std::map<std::string, int> count;
+  std::vector<nlohmann::json> results = c.Results(job, &count);
+  ExpectExactlyOnce(count, {"long", "s1", "s2", "s3"});
+  for (const nlohmann::json& r : results) {
+    if (r["custom_id"] == "long") {
+      EXPECT_EQ(r["response"]["body"]["token_ids"].size(), 40u) << r;
+    }
+  }
+  // The worker's report lines, in order.
+  const std::string log = worker.Output();
+  static const std::regex re("reported ([0-9]+) items");
+  std::vector<int> reports;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+       ++it) {
+    reports.push_back(std::stoi((*it)[1]));
+  }
+  EXPECT_EQ(reports, (std::vector<int>{1, 1, 1, 1})) << log;
 }
 
 TEST_F(Serve, TwoGroupsShareOneJob) {
