@@ -147,6 +147,21 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ + "/missing.jsonl --output " + dir_ + "/o.jsonl");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
+  // Batching flags: each refused naming itself.
+  for (const char* flag : {"--batching dynamic", "--kv-tokens -5", "--batch-size 0"}) {
+    r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi " + flag);
+    EXPECT_NE(r.status, 0) << flag << ": " << r.output;
+    EXPECT_NE(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))),
+              std::string::npos)
+        << r.output;
+  }
+  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 0");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
+  // A prompt that can never fit the KV budget is an error naming both figures.
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi -n 20 --kv-tokens 8");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("KV budget of 8 tokens"), std::string::npos) << r.output;
   // A corrupt unit file.
   std::filesystem::copy(dir_ + "/df11", dir_ + "/broken", std::filesystem::copy_options::recursive);
   std::filesystem::resize_file(dir_ + "/broken/model_layers_1.safetensors", 100);
