@@ -156,6 +156,7 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
   g.model = f.model;
   g.batch_size = f.batch_size;
   g.continuous = f.batching == "continuous";
+  g.max_step_tokens = f.backend.max_tokens;
   g.kv_tokens = std::max<int64_t>(0, f.kv_tokens);
   g.defaults.max_tokens = f.max_tokens;
   g.defaults.sampling.temperature = f.temperature;
@@ -393,6 +394,11 @@ int main(int argc, char** argv) {
                     "continuous: a finished sequence's place goes to the next request at once; "
                     "static: a new batch starts when the whole batch has finished")
         ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
+    cmd->add_option("--max-step-tokens", f.backend.max_tokens,
+                    "most tokens one forward step takes (decoding sequences plus prompt chunks: "
+                    "longer prompts are prefilled over several steps); the GPU's activations are "
+                    "sized for it")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))->capture_default_str();
     cmd->add_option("--kv-tokens", f.kv_tokens,
                     "KV cache budget in tokens over the running sequences (each counts prompt + "
                     "max new tokens); requests wait for room. 0: no limit; default: the GPU "

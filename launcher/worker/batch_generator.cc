@@ -73,6 +73,7 @@ StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const Generator
   eopts.batch_size = options.batch_size;
   eopts.continuous = options.continuous;
   eopts.kv_tokens = options.kv_tokens;
+  eopts.max_step_tokens = options.max_step_tokens;
   eopts.tokenizer = &g->tokenizer_;
   for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
   if (g->tokenizer_.eos_id()) eopts.eos_ids.push_back(*g->tokenizer_.eos_id());

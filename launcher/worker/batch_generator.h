@@ -30,6 +30,7 @@ struct GeneratorOptions {
   int64_t batch_size = 8;   // most sequences running at once
   bool continuous = true;   // refill the batch as sequences finish (EngineOptions::continuous)
   int64_t kv_tokens = 0;    // KV budget in tokens (EngineOptions::kv_tokens); 0: no limit
+  int64_t max_step_tokens = 0;  // EngineOptions::max_step_tokens; 0: no limit
 };
 
 class BatchGenerator {

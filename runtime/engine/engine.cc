@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace df11 {
 namespace {
@@ -17,10 +18,12 @@ struct Active {
   GenerationResult result;
   KvCache cache;
   std::vector<int32_t> history;   // prompt + generated, for the repetition penalty
-  std::vector<int32_t> pending;   // tokens to feed at the next step
+  std::vector<int32_t> pending;   // the prompt, then the last token
+  size_t fed = 0;                 // tokens of `pending` already in the cache (a chunked prompt)
   uint64_t rng;
   int64_t limit;                  // max new tokens (clamped to the context)
   std::optional<StreamDecoder> text;
+  bool decoding = false;          // its prompt is in the cache; one token per step from now
   bool done = false;
 };
 
@@ -32,6 +35,8 @@ void Advance(const GenerationRequest& req, int32_t token, const std::vector<int3
              Active* a) {
   GenerationResult* out = &a->result;
   a->pending.assign(1, token);
+  a->fed = 0;
+  a->decoding = true;
   a->history.push_back(token);
   if (std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end()) {
     out->finish_reason = "stop";
@@ -123,9 +128,8 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
   while (next < requests.size() || !running.empty()) {
     // Admit waiting requests, in order, while the batch and the KV budget have room (static
     // batching: only into an empty batch).
-    std::vector<Active> admitted;
     if (options_.continuous || running.empty()) {
-      while (next < requests.size() && running.size() + admitted.size() < batch) {
+      while (next < requests.size() && running.size() < batch) {
         const GenerationRequest& r = requests[next];
         GenerationResult out;
         out.id = r.id;
@@ -148,22 +152,44 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
         a.rng = r.seed;
         if (options_.tokenizer != nullptr) a.text.emplace(options_.tokenizer, true);
         reserved += prompt + limit;
-        admitted.push_back(std::move(a));
+        running.push_back(std::move(a));
       }
       stats_.peak_kv_tokens = std::max(stats_.peak_kv_tokens, reserved);
     }
-    // One step: a token for every running sequence and the new requests' whole prompts (one
-    // pass over the weights for both: with DF11 every step decodes every layer).
-    const bool prefill = !admitted.empty();
+    if (running.empty()) break;  // every remaining request was refused
+    // One step (one pass over the weights; with DF11 every pass decodes every layer): a token
+    // for every decoding sequence, then prompts in admission order, cut into chunks where they
+    // would take the step past max_step_tokens.
+    int64_t room = options_.max_step_tokens > 0 ? options_.max_step_tokens
+                                                : std::numeric_limits<int64_t>::max();
     std::vector<Active*> live;
-    for (Active& a : running) live.push_back(&a);
-    for (Active& a : admitted) live.push_back(&a);
-    if (live.empty()) break;  // every remaining request was refused
+    std::vector<size_t> feed;  // tokens each live sequence feeds
+    for (Active& a : running) {
+      if (a.decoding) {
+        live.push_back(&a);
+        feed.push_back(1);
+        --room;
+      }
+    }
+    const size_t decoding = live.size();
+    int64_t prompt_tokens = 0;
+    for (Active& a : running) {
+      if (a.decoding) continue;
+      if (room <= 0 && !live.empty()) break;
+      const int64_t left = static_cast<int64_t>(a.pending.size() - a.fed);
+      const int64_t chunk = std::min(left, std::max<int64_t>(room, 1));
+      live.push_back(&a);
+      feed.push_back(static_cast<size_t>(chunk));
+      room -= chunk;
+      prompt_tokens += chunk;
+    }
+    const bool prefill = live.size() > decoding;
     std::vector<SequenceStep> steps;
     std::vector<SampleSpec> specs;
     bool greedy_only = true;
-    for (Active* a : live) {
-      steps.push_back({&a->cache, a->pending});
+    for (size_t s = 0; s < live.size(); ++s) {
+      Active* a = live[s];
+      steps.push_back({&a->cache, std::span<const int32_t>(a->pending).subspan(a->fed, feed[s])});
       greedy_only = greedy_only && Greedy(requests[a->index].sampling);
       specs.push_back({requests[a->index].sampling, a->rng, a->history});
     }
@@ -174,7 +200,7 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
     if (prefill) {
       stats_.prefill_seconds += Seconds(t0, t1);
       ++stats_.prefill_steps;
-      for (const Active& a : admitted) stats_.prompt_tokens += static_cast<int64_t>(a.pending.size());
+      stats_.prompt_tokens += prompt_tokens;
     } else {
       stats_.decode_seconds += Seconds(t0, t1);
       ++stats_.decode_steps;
@@ -182,15 +208,16 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
     }
     for (size_t s = 0; s < live.size(); ++s) {
       Active& a = *live[s];
+      if (a.fed + feed[s] < a.pending.size()) {  // a prompt chunk: its token is not the next one
+        a.fed += feed[s];
+        continue;
+      }
       const int32_t token = output.argmax[s];
       if (!greedy_only) a.rng = output.rng[s];
       ++stats_.generated_tokens;
       Advance(requests[a.index], token, options_.eos_ids, &a);
     }
     // Finished sequences leave; their results go out in the order they finished.
-    if (prefill) {
-      for (Active& a : admitted) running.push_back(std::move(a));
-    }
     for (auto it = running.begin(); it != running.end();) {
       if (!it->done) {
         ++it;

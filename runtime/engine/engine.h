@@ -95,6 +95,9 @@ struct EngineOptions {
   // KV budget in tokens over the running sequences, each counted as prompt + max new tokens;
   // 0: no limit. A request that alone needs more gets an error naming both figures.
   int64_t kv_tokens = 0;
+  // Most tokens one forward step takes (decoding sequences' tokens and prompt chunks); a prompt
+  // that does not fit is prefilled over several steps. 0: no limit.
+  int64_t max_step_tokens = 0;
   std::vector<int32_t> eos_ids;    // generation stops at any of these
   const Tokenizer* tokenizer = nullptr;  // for text and stop strings; null: ids only
 };

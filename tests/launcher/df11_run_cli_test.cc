@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -75,6 +76,25 @@ TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
   EXPECT_NE(r.output.find("prefill:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
   EXPECT_NE(r.output.find("peak memory"), std::string::npos);
+  EXPECT_NE(r.output.find("steps: 1 prefill, 4 decode"), std::string::npos) << r.output;
+  // A step budget of 2 tokens prefills the prompt in chunks: more steps, the same text.
+  auto run = [&](const std::string& flags, std::string* log) {
+    const std::string err = dir_ + "/steps.log";
+    auto out = Exec("(" + kBin + "df11-run generate --model " + dir_ +
+                    "/df11 --prompt 'Hello there, how are you doing' -n 5 " + flags + " 2>" + err +
+                    ")");
+    EXPECT_EQ(out.status, 0) << out.output;
+    std::ifstream f(err);
+    *log = std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    return out.output;
+  };
+  std::string whole_log, chunked_log;
+  const std::string whole = run("", &whole_log);
+  const std::string chunked = run("--max-step-tokens 2", &chunked_log);
+  EXPECT_FALSE(whole.empty());
+  EXPECT_EQ(chunked, whole);
+  EXPECT_NE(whole_log.find("steps: 1 prefill, 4 decode"), std::string::npos) << whole_log;
+  EXPECT_EQ(chunked_log.find("steps: 1 prefill"), std::string::npos) << chunked_log;
 }
 
 TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {

@@ -2,7 +2,8 @@
 // The generation loop on a tiny DF11 model: continuous batching gives every request the tokens it
 // gets alone and in static batches, with fewer steps when lengths differ; no more than
 // batch_size sequences run at once, every cache is released once; the KV budget holds requests
-// back instead of failing them, and refuses the ones that can never fit; results arrive as they
+// back instead of failing them, and refuses the ones that can never fit; prompts longer than the
+// step token budget are prefilled in chunks with the same results; results arrive as they
 // finish, and a failing callback stops the run.
 #include <gtest/gtest.h>
 
@@ -35,6 +36,7 @@ class WatchedRunner : public StepRunner {
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample) override {
     max_step_ = std::max(max_step_, static_cast<int64_t>(steps.size()));
+    max_step_tokens_ = std::max(max_step_tokens_, TotalTokens(steps));
     for (const SequenceStep& s : steps) EXPECT_TRUE(live_.count(s.cache->slot)) << s.cache->slot;
     return inner_.Step(steps, greedy_only, out, sample);
   }
@@ -44,6 +46,7 @@ class WatchedRunner : public StepRunner {
   }
 
   int64_t max_step_ = 0;
+  int64_t max_step_tokens_ = 0;
   int64_t peak_reserved_ = 0;
   std::set<int64_t> live_;
 
@@ -91,7 +94,7 @@ class EngineTest : public ::testing::Test {
   struct Run {
     std::vector<GenerationResult> results;
     EngineStats stats;
-    int64_t max_step = 0, peak_reserved = 0;
+    int64_t max_step = 0, max_step_tokens = 0, peak_reserved = 0;
     size_t unreleased = 0;
   };
   static Run Generate(std::span<const GenerationRequest> requests, EngineOptions o) {
@@ -104,6 +107,7 @@ class EngineTest : public ::testing::Test {
     if (results.ok()) run.results = std::move(results).value();
     run.stats = engine.stats();
     run.max_step = runner.max_step_;
+    run.max_step_tokens = runner.max_step_tokens_;
     run.peak_reserved = runner.peak_reserved_;
     run.unreleased = runner.live_.size();
     return run;
@@ -184,6 +188,29 @@ TEST_F(EngineTest, KvBudgetHoldsRequestsBackAndRefusesOnesThatCannotFit) {
     EXPECT_EQ(limited.results[i].tokens, free.results[i].tokens) << requests[i].id;
   }
   EXPECT_EQ(free.results[2].tokens.size(), 40u);
+}
+
+TEST_F(EngineTest, LongPromptsArePrefilledInChunksWithinTheStepTokenBudget) {
+  std::vector<GenerationRequest> requests = Requests(7);
+  for (int i = 0; i < 7; ++i) {  // prompts of 9 to 39 tokens
+    requests[i].prompt.clear();
+    for (int j = 0; j < 9 + 5 * i; ++j) requests[i].prompt.push_back(11 + (7 * i + 3 * j) % 380);
+  }
+  EngineOptions o;
+  o.batch_size = 3;
+  Run whole = Generate(requests, o);
+  o.max_step_tokens = 8;
+  Run chunked = Generate(requests, o);
+  EXPECT_GT(whole.max_step_tokens, 8);
+  EXPECT_LE(chunked.max_step_tokens, 8);
+  EXPECT_EQ(chunked.unreleased, 0u);
+  EXPECT_GT(chunked.stats.prefill_steps, whole.stats.prefill_steps);
+  EXPECT_EQ(chunked.stats.prompt_tokens, whole.stats.prompt_tokens);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_TRUE(chunked.results[i].error.empty()) << chunked.results[i].error;
+    // The same tokens, sampled ones included: a chunk's step draws nothing for its sequence.
+    EXPECT_EQ(chunked.results[i].tokens, whole.results[i].tokens) << requests[i].id;
+  }
 }
 
 TEST_F(EngineTest, ResultsArriveAsTheyFinishAndACallbackErrorStopsTheRun) {
