@@ -178,6 +178,14 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   auto static_results = by_id(ReadFile(dir_ + "/static.jsonl"));
   ASSERT_EQ(static_results.size(), 5u);
   for (const auto& [id, r] : results) EXPECT_EQ(static_results[id], r) << id;
+  // Prompts prefilled 3 tokens per step over the 4 ranks: the same tokens again.
+  Result chunked = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
+                                    "/chunked.jsonl --max-step-tokens 3" + flags));
+  ASSERT_EQ(chunked.status, 0) << chunked.err;
+  EXPECT_NE(chunked.err.find("steps: "), std::string::npos) << chunked.err;
+  auto chunked_results = by_id(ReadFile(dir_ + "/chunked.jsonl"));
+  ASSERT_EQ(chunked_results.size(), 5u);
+  for (const auto& [id, r] : results) EXPECT_EQ(chunked_results[id], r) << id;
   std::printf("one process %.2f s, mpirun -np 4 (tp 2 x pp 2) %.2f s\n", one.seconds, mpi.seconds);
 }
 
