@@ -6,17 +6,19 @@
 # in alternation (best kept). Prints wall time, generated tokens per second of wall time and the
 # step counts, and checks that both modes give every request the same tokens.
 #   scripts/bench-batching.sh [BUILD_DIR] [THREADS]
+# LAYERS, HIDDEN and MLP (environment) change the model's shape (defaults 4, 256, 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 THREADS=${2:-2}
+LAYERS=${LAYERS:-4} HIDDEN=${HIDDEN:-256} MLP=${MLP:-1024}
 WORK=${BENCH_DIR:-/tmp/df11-bench-batching}
 DF11="$BUILD/launcher/df11"
 RUN="$BUILD/launcher/df11-run"
 TOKENIZER=${TOKENIZER:-../shared/tokenizers/llama-3.1}
 rm -rf "$WORK" && mkdir -p "$WORK"
-"$DF11" -q make-tiny --arch llama --layers 4 --hidden 256 --heads 4 --kv-heads 2 \
-  --intermediate 1024 --vocab-from "$TOKENIZER" --tie-embeddings --seed 9 "$WORK/bf16" > /dev/null
+"$DF11" -q make-tiny --arch llama --layers "$LAYERS" --hidden "$HIDDEN" --heads 4 --kv-heads 2 \
+  --intermediate "$MLP" --vocab-from "$TOKENIZER" --tie-embeddings --seed 9 "$WORK/bf16" > /dev/null
 "$DF11" -q compress "$WORK/bf16" "$WORK/df11" > /dev/null
 for i in $(seq 0 47); do
   echo "{\"custom_id\": \"q$i\", \"prompt\": \"Question $i: say something about the number $((i * 37 % 101))\", \"max_tokens\": $((4 + (i * 29) % 61))}"
@@ -51,7 +53,8 @@ else
   same="(python3 missing: not checked)"
 fi
 tokens=$(grep -o '"completion_tokens":[0-9]*' "$WORK/out-static.jsonl" | cut -d: -f2 | paste -sd+ | bc)
-printf '48 requests, %s generated tokens, batch size 8, threads %s; same tokens: %s\n' "$tokens" "$THREADS" "$same"
+printf 'layers %s, hidden %s, MLP %s; 48 requests, %s generated tokens, batch size 8, threads %s; same tokens: %s\n' \
+  "$LAYERS" "$HIDDEN" "$MLP" "$tokens" "$THREADS" "$same"
 printf '%-11s %10s %14s %s\n' batching wall_s tokens/s steps
 printf '%-11s %10s %14s %s\n' static "${best[0]}" "$(awk -v t="$tokens" -v s="${best[0]}" 'BEGIN{printf "%.1f", t/s}')" "${steps[0]}"
 printf '%-11s %10s %14s %s\n' continuous "${best[1]}" "$(awk -v t="$tokens" -v s="${best[1]}" 'BEGIN{printf "%.1f", t/s}')" "${steps[1]}"
