@@ -145,9 +145,10 @@ __global__ void __launch_bounds__(kThreads, 3)
       if constexpr (kMulti) {
         uint8_t* const dst = ex + offset;
         const int keep = min(r.count, cnt - offset);  // this window's codes inside the block
-        // CheckEnd: whether the block's last code must be checked against the stream's end.
+        // check_end (std::true_type or false_type): whether the block's last code is checked
+        // against the stream's end.
         auto emit = [&](auto check_end) {
-          return [&](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
+          return [&, check_end](int32_t i, uint32_t symbols, uint32_t n, uint32_t start) {
             if (i + 4 <= keep) {  // all four bytes: any past n are rewritten by the next group
               dst[i] = static_cast<uint8_t>(symbols);
               dst[i + 1] = static_cast<uint8_t>(symbols >> 8);
