@@ -23,6 +23,10 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
       ->capture_default_str();
   plan->add_option("--context", f->context, "tokens per sequence (0: the model's maximum)")
       ->check(CLI::NonNegativeNumber);
+  plan->add_option("--max-step-tokens", f->max_step_tokens,
+                   "tokens one forward step takes (df11-run's --max-step-tokens): the step "
+                   "workspace is sized for them")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))->capture_default_str();
   plan->add_flag("--bf16", f->bf16, "plan for uncompressed BF16 weights instead of DF11");
   return plan;
 }
@@ -35,6 +39,7 @@ int RunPlan(const PlanFlags& f) {
   o.gpu_memory_bytes = f.gpu_memory_gb * (1 << 30);
   o.memory_fraction = f.gpu_memory_fraction;
   o.context = f.context;
+  o.workspace_tokens = f.max_step_tokens;
   o.df11 = !f.bf16;
   if (!f.config.empty()) {
     auto d = LoadDeployConfig(f.config);
@@ -48,6 +53,7 @@ int RunPlan(const PlanFlags& f) {
     o.gpu_memory_bytes = d->gpu_memory_gb * (1 << 30);
     o.memory_fraction = d->gpu_memory_fraction;
     o.context = d->context;
+    o.workspace_tokens = d->max_step_tokens;
   }
   if (model_dir.empty()) {
     std::fprintf(stderr, "df11-run plan: give --model DIR or --config FILE\n");

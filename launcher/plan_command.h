@@ -17,6 +17,7 @@ struct PlanFlags {
   double gpu_memory_gb = 80;
   double gpu_memory_fraction = 0.9;
   int64_t context = 0;
+  int64_t max_step_tokens = 2048;  // tokens of activations one step holds (df11-run's flag)
   bool bf16 = false;
 };
 

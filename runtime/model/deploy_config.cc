@@ -64,10 +64,13 @@ StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
   }
   if (root["engine"]) {
     const std::string w = path + ": engine";
-    DF11_RETURN_IF_ERROR(OnlyKeys(root["engine"], {"batch_size", "context", "collective_timeout_s"}, w));
+    DF11_RETURN_IF_ERROR(OnlyKeys(root["engine"],
+                                  {"batch_size", "context", "collective_timeout_s", "max_step_tokens"},
+                                  w));
     DF11_RETURN_IF_ERROR(Read(root["engine"], "batch_size", w, &c.batch_size));
     DF11_RETURN_IF_ERROR(Read(root["engine"], "context", w, &c.context));
     DF11_RETURN_IF_ERROR(Read(root["engine"], "collective_timeout_s", w, &c.collective_timeout_s));
+    DF11_RETURN_IF_ERROR(Read(root["engine"], "max_step_tokens", w, &c.max_step_tokens));
   }
   // Relative paths are relative to the file's own directory.
   const std::filesystem::path base = std::filesystem::path(path).parent_path();
@@ -78,9 +81,10 @@ StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
   if (c.gpu_memory_gb <= 0 || c.gpu_memory_fraction <= 0 || c.gpu_memory_fraction > 1) {
     return Status::InvalidArgument(path + ": gpu.memory_gb must be > 0 and gpu.memory_fraction in (0, 1]");
   }
-  if (c.batch_size < 1 || c.context < 0 || c.collective_timeout_s <= 0) {
+  if (c.batch_size < 1 || c.context < 0 || c.collective_timeout_s <= 0 ||
+      c.max_step_tokens < 1) {
     return Status::InvalidArgument(path + ": engine.batch_size must be >= 1, context >= 0, "
-                                   "collective_timeout_s > 0");
+                                   "collective_timeout_s > 0, max_step_tokens >= 1");
   }
   return c;
 }

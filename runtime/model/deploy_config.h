@@ -19,6 +19,7 @@ struct DeployConfig {
   double gpu_memory_fraction = 0.9;
   int64_t batch_size = 8;
   int64_t context = 0;  // 0: the model's max_position_embeddings
+  int64_t max_step_tokens = 2048;  // df11-run --max-step-tokens; sizes the step workspace
   double collective_timeout_s = 120;
 };
 

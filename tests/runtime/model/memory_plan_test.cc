@@ -47,6 +47,7 @@ TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   auto two = LoadDeployConfig(kConfigs + "/llama-3.1-405b-2x8xh100-tp8-pp2.yaml");
   EXPECT_EQ(two->tp, 8);
   EXPECT_EQ(two->pp, 2);
+  EXPECT_EQ(two->max_step_tokens, 2048);
   const std::string bad = "/tmp/df11_bad_deploy.yaml";
   std::ofstream(bad) << "model: x\nparallel: {tp: eight}\n";
   auto b = LoadDeployConfig(bad);
@@ -54,6 +55,9 @@ TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   EXPECT_NE(b.status().message().find("\"tp\""), std::string::npos) << b.status().ToString();
   std::ofstream(bad) << "model: x\ngpus: 8\n";
   EXPECT_NE(LoadDeployConfig(bad).status().message().find("unknown key \"gpus\""), std::string::npos);
+  std::ofstream(bad) << "model: x\nengine: {max_step_tokens: 0}\n";
+  EXPECT_NE(LoadDeployConfig(bad).status().message().find("max_step_tokens >= 1"),
+            std::string::npos);
   std::ofstream(bad) << "model: [unclosed\n";
   EXPECT_FALSE(LoadDeployConfig(bad).ok());
   EXPECT_EQ(LoadDeployConfig("/nonexistent.yaml").status().code(), StatusCode::kNotFound);
