@@ -195,15 +195,7 @@ Status CudaBackend::Init() {
   embed_ = std::make_unique<DeviceMatrix>(upload(w_->embed));
   head_ = std::make_unique<DeviceMatrix>(upload(w_->lm_head));
   final_norm_ = UploadSmall(w_->final_norm);
-  RopeParams rope;
-  rope.head_dim = hd;
-  rope.theta = c.rope_theta;
-  rope.scaling_type = c.rope_scaling.type;
-  rope.factor = c.rope_scaling.factor;
-  rope.low_freq_factor = c.rope_scaling.low_freq_factor;
-  rope.high_freq_factor = c.rope_scaling.high_freq_factor;
-  rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
-  const std::vector<float> inv_freq = RopeInvFreq(rope);
+  const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c));
   inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
   DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
                              cudaMemcpyHostToDevice));

@@ -7,6 +7,18 @@
 
 namespace df11 {
 
+RopeParams RopeParamsOf(const ModelConfig& c) {
+  RopeParams rope;
+  rope.head_dim = c.head_dim;
+  rope.theta = c.rope_theta;
+  rope.scaling_type = c.rope_scaling.type;
+  rope.factor = c.rope_scaling.factor;
+  rope.low_freq_factor = c.rope_scaling.low_freq_factor;
+  rope.high_freq_factor = c.rope_scaling.high_freq_factor;
+  rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
+  return rope;
+}
+
 int64_t TotalTokens(std::span<const SequenceStep> steps) {
   int64_t n = 0;
   for (const SequenceStep& s : steps) n += static_cast<int64_t>(s.tokens.size());

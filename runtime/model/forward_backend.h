@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
 #include "runtime/core/status.h"
 #include "runtime/model/kv_cache.h"
@@ -24,6 +25,9 @@ struct SequenceStep {
 
 // Tokens in all steps.
 int64_t TotalTokens(std::span<const SequenceStep> steps);
+
+// The rotary embedding config.json asks for (rope_theta, rope_scaling, head_dim).
+RopeParams RopeParamsOf(const ModelConfig& c);
 
 // How to sample one sequence of a step.
 struct SampleSpec {

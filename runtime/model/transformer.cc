@@ -37,15 +37,7 @@ Transformer::Transformer(const ModelWeights* weights, const TransformerOptions& 
     : w_(weights), options_(options),
       threads_(options.threads > 0 ? options.threads : DefaultThreadCount()) {
   const ModelConfig& c = w_->config;
-  RopeParams rope;
-  rope.head_dim = c.head_dim;
-  rope.theta = c.rope_theta;
-  rope.scaling_type = c.rope_scaling.type;
-  rope.factor = c.rope_scaling.factor;
-  rope.low_freq_factor = c.rope_scaling.low_freq_factor;
-  rope.high_freq_factor = c.rope_scaling.high_freq_factor;
-  rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
-  inv_freq_ = RopeInvFreq(rope);
+  inv_freq_ = RopeInvFreq(RopeParamsOf(c));
   const int64_t scratch = w_->MaxLayerScratch();
   for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
 }
