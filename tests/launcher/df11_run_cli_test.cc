@@ -168,7 +168,8 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
   // Batching flags: each refused naming itself.
-  for (const char* flag : {"--batching dynamic", "--kv-tokens -5", "--batch-size 0"}) {
+  for (const char* flag : {"--batching dynamic", "--kv-tokens -5", "--batch-size 0",
+                           "--max-step-tokens 0"}) {
     r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi " + flag);
     EXPECT_NE(r.status, 0) << flag << ": " << r.output;
     EXPECT_NE(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))),
@@ -210,6 +211,10 @@ TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
   r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 8 --bf16");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("DOES NOT FIT"), std::string::npos) << r.output;
+  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 8 "
+           "--max-step-tokens 0");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("--max-step-tokens"), std::string::npos) << r.output;
   r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("--tp 3"), std::string::npos) << r.output;
