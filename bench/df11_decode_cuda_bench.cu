@@ -201,7 +201,7 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
 
   Df11DeviceBuffer device(unit.View());
   bool all_verified = true;
-  for (const Df11DecodeVariant variant : {Df11DecodeVariant::kMulti, Df11DecodeVariant::kMultiLateCut,
+  for (const Df11DecodeVariant variant : {Df11DecodeVariant::kMulti, Df11DecodeVariant::kMultiCutEach,
                                          Df11DecodeVariant::kWalk}) {
     uint16_t* out = nullptr;
     int* flag = nullptr;
@@ -233,7 +233,7 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
     const double moved_gbps = (bf16_bytes + compressed) / (ms * 1e-3) / 1e9;
     const double pct = 100.0 * moved_gbps / copy_gbps;
     const char* name = variant == Df11DecodeVariant::kMulti          ? "multi-code lookups"
-                       : variant == Df11DecodeVariant::kMultiLateCut ? "multi-code, late cut"
+                       : variant == Df11DecodeVariant::kMultiCutEach ? "multi-code, cut per lookup"
                                                                       : "per-code walk";
     std::printf("%lld Mi weights, %s: decode median %.3f ms | %.1f GB/s BF16 out | %.1f GB/s "
                 "moved | %.1f %% of copy | host enqueue %.0f us | %s\n",
@@ -250,7 +250,7 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
                 "\"out_gbps\":%.2f,\"moved_gbps\":%.2f,\"copy_gbps\":%.2f,\"pct_of_copy\":%.2f,"
                 "\"enqueue_us\":%.1f,\"encode_s\":%.2f,\"verified\":%s}\n",
                 variant == Df11DecodeVariant::kMulti          ? "df11_decode_cuda"
-                : variant == Df11DecodeVariant::kMultiLateCut ? "df11_decode_cuda_late_cut"
+                : variant == Df11DecodeVariant::kMultiCutEach ? "df11_decode_cuda_cut_each"
                                                                : "df11_decode_cuda_walk",
                 static_cast<long long>(weights), static_cast<long long>(bf16_bytes),
                 static_cast<long long>(compressed), 8.0 * compressed / weights, ms, out_gbps,

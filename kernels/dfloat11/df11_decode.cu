@@ -7,8 +7,8 @@
 // each window, a block scan places them, and pass 2 writes their exponents to shared memory
 // (1 byte each); the block then joins the two and stores BF16 with 16-byte stores. Windows are
 // decoded up to four codes per lookup in the 12-bit multi-code table (Df11DecodeWindowGroups;
-// kWalk walks the stored tables per code instead; kMultiLateCut cuts the lookups at the window's
-// end once per window instead of testing every lookup). Windows check their gaps against their
+// the lookups are cut at the window's end once per window, not tested at every lookup; kWalk
+// walks the stored tables per code instead, kMultiCutEach tests every lookup). Windows check their gaps against their
 // neighbours' ends, so a corrupt unit raises the error flag instead of producing silent garbage.
 #include <cuda_pipeline.h>
 
@@ -236,7 +236,7 @@ using KernelFn = void (*)(Df11UnitView, const uint64_t*, int64_t, int64_t, int64
                           int64_t, int32_t, uint16_t*, int*);
 constexpr int kVariants = 3;
 int VariantIndex(Df11DecodeVariant v) {
-  return v == Df11DecodeVariant::kWalk ? 1 : v == Df11DecodeVariant::kMultiLateCut ? 2 : 0;
+  return v == Df11DecodeVariant::kWalk ? 1 : v == Df11DecodeVariant::kMultiCutEach ? 0 : 2;
 }
 constexpr KernelFn kKernels[kVariants] = {Df11DecodeKernel<true, false>,
                                           Df11DecodeKernel<false, false>,

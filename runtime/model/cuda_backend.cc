@@ -108,8 +108,13 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
     const Df11DeviceUnit& u = *m->unit;
     Df11DecodeCuda(u, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset, flag,
                    stream, u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
-                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
+                   stream == decode_ ? OverlapGridFraction() : 1.0);
   }
+}
+
+double CudaBackend::OverlapGridFraction() const {
+  if (options_.decode_grid_fraction > 0) return options_.decode_grid_fraction;
+  return tokens_ >= options_.decode_share_min_tokens ? 0.5 : 1.0;
 }
 
 void CudaBackend::EnqueueLayer(size_t li, std::span<const SequenceStep> steps) {

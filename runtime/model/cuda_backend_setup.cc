@@ -33,9 +33,13 @@ CudaBackend::CudaBackend(const ModelWeights* weights, const CudaBackendOptions& 
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeights* weights,
                                                            const CudaBackendOptions& options) {
-  if (!(options.decode_grid_fraction > 0 && options.decode_grid_fraction <= 1)) {
-    return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], got " +
+  if (!(options.decode_grid_fraction >= 0 && options.decode_grid_fraction <= 1)) {
+    return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], or 0 for auto, got " +
                                    std::to_string(options.decode_grid_fraction));
+  }
+  if (options.decode_share_min_tokens < 1) {
+    return Status::InvalidArgument("decode_share_min_tokens must be >= 1, got " +
+                                   std::to_string(options.decode_share_min_tokens));
   }
   std::unique_ptr<CudaBackend> b(new CudaBackend(weights, options));
   DF11_RETURN_IF_ERROR(b->Init());

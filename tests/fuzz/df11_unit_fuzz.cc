@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   df11::BuildDf11CpuTables(v, &tables);
   std::vector<uint16_t> out(static_cast<size_t>(v.n_elements));
   (void)df11::Df11DecodeRangeRef(v, tables, 0, v.n_elements, out.data());
-  (void)df11::Df11DecodeWindowsRef(v, 0, v.n_elements, out.data());
+  (void)df11::Df11DecodeWindowsRef(v, 0, v.n_elements, out.data(), /*late_cut=*/false);
   (void)df11::Df11DecodeWindowsRef(v, 0, v.n_elements, out.data(), /*late_cut=*/true);
   return 0;
 }

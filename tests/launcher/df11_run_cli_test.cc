@@ -176,7 +176,7 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
               std::string::npos)
         << r.output;
   }
-  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 0");
+  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
   // A prompt that can never fit the KV budget is an error naming both figures.

@@ -183,7 +183,7 @@ TEST(Df11Codec, WindowDecoderMatchesOnEveryShape) {
   for (const auto& words : cases) {
     Df11EncodedUnit unit;
     ASSERT_EQ(RoundTrip(words, 1, &unit), "");
-    for (bool late_cut : {false, true}) {  // kMulti and kMultiLateCut
+    for (bool late_cut : {false, true}) {  // kMultiCutEach and kMulti
       SCOPED_TRACE(late_cut ? "late cut" : "cut per lookup");
       std::vector<uint16_t> out(words.size(), 0xDEAD);
       ASSERT_EQ(Df11DecodeWindowsRef(unit.View(), 0, words.size(), out.data(), late_cut), "");

@@ -93,7 +93,7 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   return r;
 }
 
-// All variants (multi-code lookups cut per lookup or late, and the per-code walk) must raise the
+// All variants (multi-code lookups cut late or per lookup, and the per-code walk) must raise the
 // same flag bits, valid unit or not, and write the same elements when no flag is raised (a
 // flagged decode's output is unspecified); returns the default (multi) variant's result.
 DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end,
@@ -102,7 +102,7 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   DeviceResult multi = DecodeOnDevice(unit, begin, end, stream, Df11DecodeVariant::kMulti);
   for (const auto& [variant, name] :
        {std::pair{Df11DecodeVariant::kWalk, "walk"},
-        std::pair{Df11DecodeVariant::kMultiLateCut, "late cut"}}) {
+        std::pair{Df11DecodeVariant::kMultiCutEach, "cut per lookup"}}) {
     const DeviceResult other = DecodeOnDevice(unit, begin, end, stream, variant);
     EXPECT_EQ(multi.flag, other.flag) << "multi vs " << name << " error flags";
     if (multi.flag == 0 && other.flag == 0) {

@@ -73,8 +73,8 @@ TEST_F(Df11Malformed, EveryGapCorruptionIsCaughtByTheWindowDecoder) {
     const int64_t bit = w * 5 + 4;  // the field's lowest bit
     copy.gaps[bit >> 3] ^= static_cast<uint8_t>(0x80 >> (bit & 7));
     std::vector<uint16_t> out(words_.size());
-    EXPECT_NE(Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data()), "")
-        << "window " << w;
+    EXPECT_NE(Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data(), false), "")
+        << "cut per lookup, window " << w;
     EXPECT_NE(Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data(), true), "")
         << "late cut, window " << w;
   }
@@ -109,7 +109,7 @@ TEST_F(Df11Malformed, RandomByteFlipsNeverCrash) {
     (void)testing::DecodeAll(copy.View(), &out);  // must return, error or not
     if (Df11ValidateUnit(copy.View()).empty()) {
       out.assign(words_.size(), 0);
-      const std::string a = Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data());
+      const std::string a = Df11DecodeWindowsRef(copy.View(), 0, words_.size(), out.data(), false);
       std::vector<uint16_t> late(words_.size(), 0);
       const std::string b = Df11DecodeWindowsRef(copy.View(), 0, words_.size(), late.data(), true);
       EXPECT_EQ(a, b) << "trial " << trial;  // the same verdict, and output when it is valid

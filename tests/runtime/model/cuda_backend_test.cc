@@ -43,10 +43,12 @@ class CudaBackendTest : public ::testing::Test {
   }
 
   static std::unique_ptr<CudaBackend> Cuda(const ModelWeights& w, bool overlap = true,
-                                           bool graph = true, double decode_grid_fraction = 1.0) {
+                                           bool graph = true, double decode_grid_fraction = 1.0,
+                                           int64_t decode_share_min_tokens = 12) {
     CudaBackendOptions o;
     o.overlap_decode = overlap;
     o.decode_grid_fraction = decode_grid_fraction;
+    o.decode_share_min_tokens = decode_share_min_tokens;
     o.cuda_graph = graph;
     o.max_tokens = 64;
     o.lm_head_chunk = 256;  // several chunks for a vocab of 700 or more
@@ -210,15 +212,17 @@ TEST_F(CudaBackendTest, OverlapAndGraphsDoNotChangeLogits) {
   ASSERT_TRUE(w.ok());
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7, 8}, {9, 10, 11}};
   std::vector<std::vector<float>> reference;
-  // (overlap, graph, share of the decode grid for overlapped decodes): one CUDA block is enough.
-  const std::vector<std::tuple<bool, bool, double>> configs = {
-      {false, false, 1.0}, {false, true, 1.0}, {true, false, 1.0}, {true, true, 1.0},
-      {true, true, 1e-6}};
-  for (const auto& [overlap, graph, fraction] : configs) {
+  // (overlap, graph, share of the decode grid for overlapped decodes, auto's least tokens for a
+  // share): one CUDA block is enough; auto from 4 tokens shares in prefill, not in decode steps.
+  const std::vector<std::tuple<bool, bool, double, int64_t>> configs = {
+      {false, false, 1.0, 12}, {false, true, 1.0, 12}, {true, false, 1.0, 12},
+      {true, true, 1.0, 12},   {true, true, 1e-6, 12}, {true, true, 0.0, 4}};
+  for (const auto& [overlap, graph, fraction, share_tokens] : configs) {
     {
       SCOPED_TRACE(std::string("overlap ") + (overlap ? "on" : "off") + ", graph " +
-                   (graph ? "on" : "off") + ", decode grid fraction " + std::to_string(fraction));
-      auto gpu = Cuda(*w, overlap, graph, fraction);
+                   (graph ? "on" : "off") + ", decode grid fraction " + std::to_string(fraction) +
+                   ", share from " + std::to_string(share_tokens) + " tokens");
+      auto gpu = Cuda(*w, overlap, graph, fraction, share_tokens);
       ASSERT_TRUE(gpu);
       auto logits = RunGreedy(*gpu, prompts, 8);
       if (graph) {
