@@ -147,8 +147,11 @@ e2e_8b() {
   if [ ! -f "$w/ready" ]; then
     rm -rf "$where"/llama8b-l* && mkdir -p "$w"
     local t0=$SECONDS t1
+    local vocab_from=()
+    [ -f "$LLAMA_TOKENIZER/tokenizer.json" ] && vocab_from=(--vocab-from "$LLAMA_TOKENIZER")
     e2e_run 8b-make 150 "$DF11_BIN" -q --threads "$E2E_THREADS" make-tiny --arch llama --layers "$layers" \
-      --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --seed 8 "$w/bf16" &&
+      --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 "${vocab_from[@]}" \
+      --seed 8 "$w/bf16" &&
       t1=$SECONDS && e2e_run 8b-compress 150 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS"
     rc=$?
     if [ "$rc" -ne 0 ]; then
@@ -206,20 +209,22 @@ e2e_8b() {
     fi
     row "8b decode tok/s batch $b" "bf16 $bf, df11 $df, ratio $ratio${target:+ (target >= $target)}" "$status"
   done
-  # DF11 with the overlapped decodes on part of the grid (E2E_GRID_SWEEP fractions, "" skips):
-  # does leaving SMs to the compute stream hide more of the decode?
-  for frac in ${E2E_GRID_SWEEP-0.5 0.25}; do
+  # DF11 with the overlapped decodes on a fixed share of the grid (E2E_GRID_SWEEP fractions, ""
+  # skips) at E2E_GRID_BATCHES, beside the default (auto: whole grid under 12 tokens a step, half
+  # from 12): where does leaving SMs to the compute stream start to pay?
+  for frac in ${E2E_GRID_SWEEP-1 0.5}; do
     rm -f "$w/bench-grid-$frac.jsonl"
     e2e_run "8b-bench-grid-$frac" 90 "$RUN_BIN" bench --model "$w/df11" --device cuda \
-      --batch-sizes 1,64 --prompt-tokens 32 --gen-tokens 64 --decode-grid-fraction "$frac" \
-      --json "$w/bench-grid-$frac.jsonl"
+      --batch-sizes "${E2E_GRID_BATCHES:-1,16,32,64}" --prompt-tokens 32 --gen-tokens 64 \
+      --decode-grid-fraction "$frac" --json "$w/bench-grid-$frac.jsonl"
     [ $? -eq 0 ] || { row "8b df11 grid $frac" "failed (e2e-8b-bench-grid-$frac.log)" FAIL; continue; }
-    for b in 1 64; do
+    for b in $(tr ',' ' ' <<<"${E2E_GRID_BATCHES:-1,16,32,64}"); do
       local g
       g=$(grep -h -m1 "\"batch\":$b[,}]" "$w/bench-grid-$frac.jsonl" 2>/dev/null)
       row "  df11 decode grid $frac batch $b" "$(json_field "$g" decode_tok_s) tok/s" info
     done
   done
+  e2e_8b_batch "$w"
   for fmt in bf16 df11; do
     line=$(grep -h -m1 '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | head -1)
     row "  $fmt weight_bytes, scratch" "$(json_field "$line" weight_bytes) B, $(json_field "$line" scratch_bytes) B" info
@@ -227,10 +232,56 @@ e2e_8b() {
   done
 }
 
+# A batch of text requests of varied lengths (E2E_BATCH_REQUESTS, max_tokens 4..67, as answers
+# vary) through `generate` at batch 64 on the 8B-shaped model (it has the Llama 3.1 tokenizer):
+# DF11 and BF16, static and continuous batching: time in prefill + decode, steps; DF11 must give
+# BF16's greedy tokens in each mode (the same compositions, bit-identical weights). Whether static
+# and continuous agree is reported, not required: another batch composition may change cuBLAS's
+# algorithm and so the last bits of the logits, which flips near-ties in a random model.
+e2e_8b_batch() {
+  local w=$1 n=${E2E_BATCH_REQUESTS:-192} i run fmt mode t0 secs tokens steps out gen rc
+  if [ ! -f "$w/bf16/tokenizer.json" ]; then
+    row "8b batch of text requests" "skipped: no tokenizer in the bundle" info
+    return
+  fi
+  for ((i = 0; i < n; i++)); do
+    printf '{"custom_id":"q%d","prompt":"Question %d: say something about the number %d","max_tokens":%d}\n' \
+      "$i" "$i" "$((i * 37 % 101))" "$((4 + (i * 29) % 64))"
+  done >"$w/batch.jsonl"
+  for run in df11-static df11-continuous bf16-static bf16-continuous; do
+    fmt=${run%%-*} mode=${run#*-} out="$w/batch-$run.jsonl"
+    rm -f "$out"
+    t0=$(date +%s.%N)
+    e2e_run "8b-batch-$run" 90 "$RUN_BIN" generate --model "$w/$fmt" --device cuda --temp 0 \
+      --batch-size 64 --batching "$mode" --input "$w/batch.jsonl" --output "$out"
+    rc=$?
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    if [ "$rc" -ne 0 ]; then
+      row "8b batch $fmt $mode" "$(e2e_why "$rc") (e2e-8b-batch-$run.log)" FAIL
+      continue
+    fi
+    tokens=$(grep -o '"completion_tokens":[0-9]*' "$out" | cut -d: -f2 | awk '{s += $1} END {print s + 0}')
+    steps=$(sed -n 's/^.*steps: \([0-9]*\) prefill, \([0-9]*\) decode.*/\1+\2 steps/p' "$OUT_DIR/e2e-8b-batch-$run.log" | head -1)
+    gen=$(sed -n 's/^.*prefill: [0-9]* tokens in \([0-9.]*\) s.*decode: [0-9]* tokens in \([0-9.]*\) s.*/\1 \2/p' \
+      "$OUT_DIR/e2e-8b-batch-$run.log" | awk 'NR == 1 {printf "%.2f", $1 + $2}')
+    row "8b batch $fmt $mode" "$(wc -l <"$out")/$n, $tokens tok in ${gen:-?} s ($secs s wall), $steps" \
+      "$([ "$(wc -l <"$out")" -eq "$n" ] && echo PASS || echo FAIL)"
+    cp "$out" "$OUT_DIR/e2e-8b-batch-$run.jsonl"
+  done
+  for mode in static continuous; do
+    e2e_same "8b batch $mode: df11 == bf16" "$w/batch-bf16-$mode.jsonl" "$w/batch-df11-$mode.jsonl"
+  done
+  local a b same
+  a=$(e2e_tokens "$w/batch-df11-static.jsonl") b=$(e2e_tokens "$w/batch-df11-continuous.jsonl")
+  same=$(comm -12 <(echo "$a") <(echo "$b") | grep -c .)
+  row "  df11 static == continuous tokens" "$same/$n requests identical" info
+}
+
 e2e_part() {
   local where avail
   DF11_BIN=$BUILD_DIR/$(grep -m1 '/df11$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11)
   RUN_BIN=$BUILD_DIR/$(grep -m1 '/df11-run$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11-run)
+  LLAMA_TOKENIZER=$BUILD_DIR/tokenizers/llama-3.1
   read -r where avail < <(e2e_workdir 32)
   say "e2e: models in $where (${avail} GiB free)"
   e2e_tiny "$where"
