@@ -209,6 +209,7 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
     DF11_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&flag), sizeof(int)));
     DF11_CUDA_CHECK(cudaMemset(out, 0xFF, bf16_bytes));  // poison: unwritten elements show
     DF11_CUDA_CHECK(cudaMemset(flag, 0, sizeof(int)));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());  // legacy-stream memsets land before the decodes
     const Timing timing = TimeRuns(o.warmup, o.runs, stream, [&] {
       Df11DecodeCuda(device.unit(), 0, weights, out, flag, stream, variant);
     });

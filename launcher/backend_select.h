@@ -22,7 +22,7 @@ struct BackendFlags {
   std::string comm = "auto";        // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
   int threads = 0;                  // --threads (cpu; 0: all)
   bool overlap_decode = true;       // --no-overlap turns it off
-  double decode_grid_fraction = 0;  // --decode-grid-fraction (cuda, bench: overlapped decodes; 0 auto)
+  double decode_grid_fraction = 1.0;  // --decode-grid-fraction (cuda, bench: overlapped decodes)
   bool cuda_graph = true;           // --no-graph turns it off
   int64_t max_tokens = 2048;        // tokens per step the GPU activations are sized for
   int64_t context = 0;              // tokens per sequence for the memory plan (0: the model's)

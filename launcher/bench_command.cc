@@ -29,9 +29,8 @@ void AddSharedFlags(CLI::App* cmd, std::string* model, BackendFlags* b) {
   cmd->add_flag("--no-graph{false}", b->cuda_graph, "launch every step's kernels (no CUDA graph)");
   cmd->add_option("--decode-grid-fraction", b->decode_grid_fraction,
                   "cuda: share of the decode kernel's full grid used for decodes that overlap "
-                  "the previous layer's compute (less leaves SMs to it); 0: auto (all of it "
-                  "for steps under 12 tokens, half for larger ones)")
-      ->check(CLI::IsMember({0.0}) | CLI::Range(0.01, 1.0))->capture_default_str();
+                  "the previous layer's compute (less leaves SMs to it)")
+      ->check(CLI::Range(0.01, 1.0))->capture_default_str();
 }
 
 // One greedy step over all sequences; returns the next token of each.

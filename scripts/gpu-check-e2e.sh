@@ -210,8 +210,7 @@ e2e_8b() {
     row "8b decode tok/s batch $b" "bf16 $bf, df11 $df, ratio $ratio${target:+ (target >= $target)}" "$status"
   done
   # DF11 with the overlapped decodes on a fixed share of the grid (E2E_GRID_SWEEP fractions, ""
-  # skips) at E2E_GRID_BATCHES, beside the default (auto: whole grid under 12 tokens a step, half
-  # from 12): where does leaving SMs to the compute stream start to pay?
+  # skips) at E2E_GRID_BATCHES: does leaving SMs to the compute stream pay at some batch size?
   for frac in ${E2E_GRID_SWEEP-1 0.5}; do
     rm -f "$w/bench-grid-$frac.jsonl"
     e2e_run "8b-bench-grid-$frac" 90 "$RUN_BIN" bench --model "$w/df11" --device cuda \

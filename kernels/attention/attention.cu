@@ -5,7 +5,9 @@
 // p_j = exp(s_j - m_new), l = l * exp(m_old - m_new) + sum p_j), and every thread rescales its
 // accumulators and adds p_j * v_j for the head dimensions it owns. out = acc / l at the end.
 // The ...PastOnDevice variants read the cache length from device memory, so a CUDA graph that
-// captured them stays valid while the cache grows. KvAppendKernel: one thread per float.
+// captured them stays valid while the cache grows; the ...Batched ones read each query's sequence,
+// position and cache pointers from device tables (one launch per step). KvAppendKernel: one
+// thread per float.
 #include <algorithm>
 #include <cmath>
 
@@ -33,11 +35,21 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
+// Where a query's cache is: batched (seq != null) from the step's tables, else one sequence's.
+struct CacheSource {
+  const float* k_cache = nullptr;
+  const float* v_cache = nullptr;
+  int64_t t_total = 0;                    // used when past_length and seq are null
+  const int32_t* past_length = nullptr;   // device: t_total = *past_length + t_new
+  const int32_t* seq = nullptr;           // batched: per query, its sequence...
+  const int32_t* pos = nullptr;           // ...and its position there
+  const float* const* k_caches = nullptr;
+  const float* const* v_caches = nullptr;
+};
+
 __global__ void __launch_bounds__(kThreads)
-    AttentionKernel(const float* __restrict__ q, const float* __restrict__ k_cache,
-                    const float* __restrict__ v_cache, int64_t t_new, int64_t t_total_arg,
-                    const int32_t* __restrict__ past_length, int64_t n_heads, int64_t group,
-                    int64_t head_dim, float scale, float* __restrict__ out) {
+    AttentionKernel(const float* __restrict__ q, CacheSource src, int64_t t_new, int64_t n_heads,
+                    int64_t group, int64_t head_dim, float scale, float* __restrict__ out) {
   __shared__ float q_shared[kAttentionCudaMaxHeadDim];
   __shared__ float scores[kTile];  // then the tile's probabilities
   __shared__ float correction;     // exp(m_old - m_new) of the current tile
@@ -48,10 +60,20 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t q_stride = n_heads * head_dim;
   const int64_t kv_stride = (n_heads / group) * head_dim;
   const float* qi = q + i * q_stride + h * head_dim;
+  const float* k_cache = src.k_cache;
+  const float* v_cache = src.v_cache;
+  int64_t visible = 0;
+  if (src.seq != nullptr) {
+    const int32_t s = src.seq[i];
+    k_cache = src.k_caches[s];
+    v_cache = src.v_caches[s];
+    visible = static_cast<int64_t>(src.pos[i]) + 1;
+  } else {
+    const int64_t t_total = src.past_length != nullptr ? *src.past_length + t_new : src.t_total;
+    visible = t_total - t_new + i + 1;
+  }
   const float* k_head = k_cache + (h / group) * head_dim;
   const float* v_head = v_cache + (h / group) * head_dim;
-  const int64_t t_total = past_length != nullptr ? *past_length + t_new : t_total_arg;
-  const int64_t visible = t_total - t_new + i + 1;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   for (int64_t d = threadIdx.x; d < head_dim; d += kThreads) q_shared[d] = qi[d];
@@ -118,23 +140,53 @@ __global__ void KvAppendKernel(const float* __restrict__ k_new, const float* __r
   }
 }
 
+__global__ void KvAppendBatchedKernel(const float* __restrict__ k_new,
+                                      const float* __restrict__ v_new, int64_t count, int64_t row,
+                                      const int32_t* __restrict__ seq,
+                                      const int32_t* __restrict__ pos, float* const* k_caches,
+                                      float* const* v_caches) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / row, c = i % row;
+    const int32_t s = seq[t];
+    const int64_t at = static_cast<int64_t>(pos[t]) * row + c;
+    k_caches[s][at] = k_new[i];
+    v_caches[s][at] = v_new[i];
+  }
+}
+
+void CheckHeads(int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+  DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
+  DF11_CHECK(head_dim >= 1 && head_dim <= kAttentionCudaMaxHeadDim);
+}
+
+float Scale(int64_t head_dim) {
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+}
+
+void Launch(const float* q, const CacheSource& src, int64_t t_new, int64_t n_heads,
+            int64_t n_kv_heads, int64_t head_dim, float* out, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(t_new * n_heads);
+  AttentionKernel<<<blocks, kThreads, 0, stream>>>(q, src, t_new, n_heads, n_heads / n_kv_heads,
+                                                   head_dim, Scale(head_dim), out);
+  DF11_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void AttentionCuda(const float* q, const float* k_cache, const float* v_cache, int64_t t_new,
                    int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    float* out, cudaStream_t stream) {
   DF11_CHECK(t_new >= 0 && t_new <= t_total);
-  DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
-  DF11_CHECK(head_dim >= 1 && head_dim <= kAttentionCudaMaxHeadDim);
+  CheckHeads(n_heads, n_kv_heads, head_dim);
   DF11_CHECK(t_new <= INT32_MAX / n_heads);
   if (t_new == 0) return;
   DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-  const unsigned blocks = static_cast<unsigned>(t_new * n_heads);
-  AttentionKernel<<<blocks, kThreads, 0, stream>>>(q, k_cache, v_cache, t_new, t_total, nullptr,
-                                                   n_heads, n_heads / n_kv_heads, head_dim, scale,
-                                                   out);
-  DF11_CUDA_CHECK_LAUNCH();
+  CacheSource src;
+  src.k_cache = k_cache;
+  src.v_cache = v_cache;
+  src.t_total = t_total;
+  Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
 }
 
 void AttentionCudaPastOnDevice(const float* q, const float* k_cache, const float* v_cache,
@@ -142,17 +194,48 @@ void AttentionCudaPastOnDevice(const float* q, const float* k_cache, const float
                                int64_t n_kv_heads, int64_t head_dim, float* out,
                                cudaStream_t stream) {
   DF11_CHECK(t_new >= 0);
-  DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
-  DF11_CHECK(head_dim >= 1 && head_dim <= kAttentionCudaMaxHeadDim);
+  CheckHeads(n_heads, n_kv_heads, head_dim);
   DF11_CHECK(t_new <= INT32_MAX / n_heads);
   if (t_new == 0) return;
   DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr &&
              past_length != nullptr);
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-  const unsigned blocks = static_cast<unsigned>(t_new * n_heads);
-  AttentionKernel<<<blocks, kThreads, 0, stream>>>(q, k_cache, v_cache, t_new, 0, past_length,
-                                                   n_heads, n_heads / n_kv_heads, head_dim, scale,
-                                                   out);
+  CacheSource src;
+  src.k_cache = k_cache;
+  src.v_cache = v_cache;
+  src.past_length = past_length;
+  Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
+}
+
+void AttentionCudaBatched(const float* q, const float* const* k_caches,
+                          const float* const* v_caches, const int32_t* seq, const int32_t* pos,
+                          int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                          float* out, cudaStream_t stream) {
+  DF11_CHECK(tokens >= 0);
+  CheckHeads(n_heads, n_kv_heads, head_dim);
+  DF11_CHECK(tokens <= INT32_MAX / n_heads);
+  if (tokens == 0) return;
+  DF11_CHECK(q != nullptr && k_caches != nullptr && v_caches != nullptr && seq != nullptr &&
+             pos != nullptr && out != nullptr);
+  CacheSource src;
+  src.seq = seq;
+  src.pos = pos;
+  src.k_caches = k_caches;
+  src.v_caches = v_caches;
+  Launch(q, src, tokens, n_heads, n_kv_heads, head_dim, out, stream);
+}
+
+void KvAppendCudaBatched(const float* k_new, const float* v_new, int64_t tokens, int64_t row,
+                         const int32_t* seq, const int32_t* pos, float* const* k_caches,
+                         float* const* v_caches, cudaStream_t stream) {
+  DF11_CHECK(tokens >= 0 && row >= 1);
+  const int64_t count = tokens * row;
+  if (count == 0) return;
+  DF11_CHECK(k_new != nullptr && v_new != nullptr && seq != nullptr && pos != nullptr &&
+             k_caches != nullptr && v_caches != nullptr);
+  constexpr int kAppendThreads = 256;
+  const int64_t blocks = std::min<int64_t>((count + kAppendThreads - 1) / kAppendThreads, 65535);
+  KvAppendBatchedKernel<<<static_cast<unsigned>(blocks), kAppendThreads, 0, stream>>>(
+      k_new, v_new, count, row, seq, pos, k_caches, v_caches);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

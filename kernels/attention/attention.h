@@ -51,6 +51,33 @@ void AttentionCudaPastOnDevice(const float* q,        // (t_new, n_heads, head_d
                                float* out,  // (t_new, n_heads, head_dim)
                                cudaStream_t stream);
 
+// A whole step's attention in one launch, whatever sequences it holds: query t belongs to
+// sequence seq[t] and sits at position pos[t] of it, so it sees positions 0..pos[t] of that
+// sequence's cache, k_caches[seq[t]] / v_caches[seq[t]] (each (capacity, n_kv_heads, head_dim)).
+// Everything but q and out's sizes is read on the device, so a captured CUDA graph serves any
+// batch of the same token count (caches swapped, lengths grown). Per query the arithmetic of
+// AttentionCuda: identical results. Requires tokens * n_heads <= INT32_MAX and the other
+// requirements of AttentionCuda.
+void AttentionCudaBatched(const float* q,  // (tokens, n_heads, head_dim)
+                          const float* const* k_caches,  // (sequences) device pointers
+                          const float* const* v_caches,  // (sequences) device pointers
+                          const int32_t* seq,            // (tokens) device
+                          const int32_t* pos,            // (tokens) device
+                          int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                          float* out,  // (tokens, n_heads, head_dim)
+                          cudaStream_t stream);
+
+// KvAppendCuda for a whole step: row t of k_new / v_new goes to position pos[t] of sequence
+// seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (capacity, row) each). Exact.
+void KvAppendCudaBatched(const float* k_new,  // (tokens, row)
+                         const float* v_new,  // (tokens, row)
+                         int64_t tokens, int64_t row,
+                         const int32_t* seq,          // (tokens) device
+                         const int32_t* pos,          // (tokens) device
+                         float* const* k_caches,      // (sequences) device pointers
+                         float* const* v_caches,      // (sequences) device pointers
+                         cudaStream_t stream);
+
 // Appends t_new positions to a cache: k_cache[*past_length + i] = k_new[i] (rows of `row`
 // floats), the same for v; past_length is a device int32 (graph-replayable, as above). Exact.
 void KvAppendCuda(const float* k_new,  // (t_new, row)

@@ -52,6 +52,9 @@ Df11DeviceBuffer::Df11DeviceBuffer(const Df11UnitView& unit) {
   copy(positions_at, unit.output_positions, positions_bytes);
   copy(gaps_at, unit.gaps, static_cast<size_t>(unit.n_gap_bytes));
   copy(multi_at, reinterpret_cast<const uint8_t*>(tables->multi.data()), multi_bytes);
+  // cudaMemcpy from pageable memory may return before its DMA lands, and decodes run on other
+  // (often non-blocking) streams: the unit is resident only once the device has it all.
+  DF11_CUDA_CHECK(cudaDeviceSynchronize());
 
   host_positions_.assign(unit.output_positions, unit.output_positions + positions_bytes);
   unit_.view = unit;

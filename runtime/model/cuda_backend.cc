@@ -62,12 +62,19 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
   tokens_ = T;
   Activations& a = *act_;
   int64_t t = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
+  const int64_t S = static_cast<int64_t>(steps.size());  // <= a.tokens (GrowActivations above)
+  sequences_ = S;
+  for (int64_t i = 0; i < S; ++i) {
     const SequenceStep& s = steps[i];
-    a.h_past[i] = static_cast<int32_t>(s.cache->length);
     for (size_t j = 0; j < s.tokens.size(); ++j, ++t) {
       a.h_positions[t] = static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j));
       a.h_ids[t] = s.tokens[j];
+      a.h_seq[t] = static_cast<int32_t>(i);
+    }
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      float** table = a.h_kv_tables + 2 * li * S;  // K pointers, then V pointers
+      table[i] = s.cache->device_k[li];
+      table[S + i] = s.cache->device_v[li];
     }
   }
   return Status::Ok();
@@ -108,16 +115,11 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
     const Df11DeviceUnit& u = *m->unit;
     Df11DecodeCuda(u, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset, flag,
                    stream, u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
-                   stream == decode_ ? OverlapGridFraction() : 1.0);
+                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
   }
 }
 
-double CudaBackend::OverlapGridFraction() const {
-  if (options_.decode_grid_fraction > 0) return options_.decode_grid_fraction;
-  return tokens_ >= options_.decode_share_min_tokens ? 0.5 : 1.0;
-}
-
-void CudaBackend::EnqueueLayer(size_t li, std::span<const SequenceStep> steps) {
+void CudaBackend::EnqueueLayer(size_t li) {
   const ModelConfig& c = w_->config;
   const LocalDims& d = w_->dims;
   const int64_t T = tokens_, h = c.hidden_size, hd = c.head_dim;
@@ -139,16 +141,11 @@ void CudaBackend::EnqueueLayer(size_t li, std::span<const SequenceStep> steps) {
   }
   RopeCuda(a.q, T, nh, hd, a.positions, inv_freq_, s);
   RopeCuda(a.k, T, nkv, hd, a.positions, inv_freq_, s);
-  int64_t t0 = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const int64_t n = static_cast<int64_t>(steps[i].tokens.size());
-    const KvCache& cache = *steps[i].cache;
-    KvAppendCuda(a.k + t0 * row, a.v + t0 * row, n, row, a.past + i, cache.device_k[li],
-                 cache.device_v[li], s);
-    AttentionCudaPastOnDevice(a.q + t0 * nh * hd, cache.device_k[li], cache.device_v[li], n,
-                              a.past + i, nh, nkv, hd, a.attn + t0 * nh * hd, s);
-    t0 += n;
-  }
+  // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
+  float** k_table = a.kv_tables + 2 * li * sequences_;
+  float** v_table = k_table + sequences_;
+  KvAppendCudaBatched(a.k, a.v, T, row, a.seq, a.positions, k_table, v_table, s);
+  AttentionCudaBatched(a.q, k_table, v_table, a.seq, a.positions, T, nh, nkv, hd, a.attn, s);
   GemmBf16Cuda(a.attn, L.o.Placed(scratch), options_.tp_leader ? L.o_bias : nullptr, a.proj, T, h,
                nh * hd, a.x_bf16, cublas_, s);
   if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
@@ -164,13 +161,14 @@ void CudaBackend::EnqueueLayer(size_t li, std::span<const SequenceStep> steps) {
   AddCuda(a.x, a.proj, T * h, s);
 }
 
-void CudaBackend::EnqueueLayers(std::span<const SequenceStep> steps) {
+void CudaBackend::EnqueueLayers() {
   Activations& a = *act_;
   const int64_t T = tokens_;
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.positions, a.h_positions, 4 * T, cudaMemcpyHostToDevice,
                                   compute_));
-  DF11_CUDA_CHECK(cudaMemcpyAsync(a.past, a.h_past, 4 * steps.size(), cudaMemcpyHostToDevice,
-                                  compute_));
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(sequences_),
+                                  cudaMemcpyHostToDevice, compute_));
   const size_t n = layers_.size();
   const bool overlap = options_.overlap_decode &&
                        std::any_of(layers_.begin(), layers_.end(),
@@ -195,7 +193,7 @@ void CudaBackend::EnqueueLayers(std::span<const SequenceStep> steps) {
     } else if (layers_[li].compressed) {
       EnqueueDecode(li, compute_);
     }
-    EnqueueLayer(li, steps);
+    EnqueueLayer(li);
     if (overlap) DF11_CUDA_CHECK(cudaEventRecord(consumed_[li % 2], compute_));
   }
   if (overlap) {
@@ -244,7 +242,7 @@ void CudaBackend::EnqueueHead(bool argmax) {
 
 void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_tokens, bool argmax) {
   auto enqueue = [&] {
-    EnqueueLayers(steps);
+    EnqueueLayers();
     EnqueueHead(argmax);
   };
   if (tokens_ == 0) return;
@@ -252,14 +250,11 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
     enqueue();
     return;
   }
-  // The graph depends on the buffers (fixed until they grow, which drops it), the caches' device
-  // storage and each sequence's token count; lengths and positions are uploaded inside it.
+  // The graph depends on the buffers (fixed until they grow, which drops it) and each sequence's
+  // token count (the logit rows); positions, sequence indices and cache pointers are uploaded
+  // inside it, so sequences that finish and are replaced keep the graph.
   std::vector<int64_t> key = {all_tokens ? 1 : 0, argmax ? 1 : 0, tokens_};
-  for (const SequenceStep& s : steps) {
-    key.push_back(reinterpret_cast<int64_t>(s.cache->device_storage.get()));
-    key.push_back(s.cache->capacity);
-    key.push_back(static_cast<int64_t>(s.tokens.size()));
-  }
+  for (const SequenceStep& s : steps) key.push_back(static_cast<int64_t>(s.tokens.size()));
   if (graph_exec_ == nullptr || key != graph_key_) {
     if (key != last_key_) {  // first sight of this composition: run it plainly
       last_key_ = key;
@@ -275,6 +270,7 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
     DF11_CUDA_CHECK(cudaGraphInstantiate(&graph_exec_, graph, 0));
     DF11_CUDA_CHECK(cudaGraphDestroy(graph));
     graph_key_ = key;
+    ++graph_captures_;
     VLOG(1) << "captured a CUDA graph for " << steps.size() << " sequences, " << tokens_
             << " tokens";
   }
@@ -329,7 +325,7 @@ Status CudaBackend::RunLayers(std::span<const SequenceStep> steps, float* hidden
   const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
   if (bytes > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(act_->x, hidden, bytes, cudaMemcpyHostToDevice, compute_));
-    EnqueueLayers(steps);
+    EnqueueLayers();
     DF11_CUDA_CHECK(cudaMemcpyAsync(hidden, act_->x, bytes, cudaMemcpyDeviceToHost, compute_));
   }
   DF11_RETURN_IF_ERROR(Finish());

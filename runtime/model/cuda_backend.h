@@ -9,11 +9,13 @@
 // read after each step and returned as a Corruption Status naming the layer.
 //
 // CUDA graph (option cuda_graph, only when there is no tensor-parallel all-reduce): the second
-// consecutive step with the same batch composition (same caches, same tokens per sequence, same
-// output kind) is captured and replayed from then on. Captured: the upload of positions and
-// cache lengths (from pinned host buffers), every layer (its DF11 decodes on the forked decode
-// stream and the events that order them, norms, GEMMs, RoPE, the K/V append and attention — both
-// read the cache length from device memory, so the graph stays valid as caches grow — o_proj,
+// consecutive step with the same shape (same tokens per sequence, same output kind; the caches
+// may differ) is captured and replayed from then on, also after steps of other shapes between.
+// Captured: the upload of positions, sequence indices and per-layer cache pointer tables (from
+// pinned host buffers), every layer (its DF11 decodes on the forked decode stream and the events
+// that order them, norms, GEMMs, RoPE, the K/V append and attention — one launch each for all
+// sequences, reading positions and cache pointers from device memory, so the graph stays valid
+// as caches grow and as finished sequences are replaced — o_proj,
 // MLP, residual adds), the final norm, the LM head (chunk decodes + GEMMs) and the argmax. Not
 // captured: the embedding (a DF11 table decodes per-token row ranges chosen on the host), the
 // copies back to the host and the error-flag check. Without a graph the same kernels run in the
@@ -43,13 +45,9 @@ struct CudaBackendOptions {
   int device = 0;               // CUDA device ordinal
   bool overlap_decode = true;   // decode layer i+1 on a second stream while layer i computes
   // Share of the decode kernel's full grid used for those overlapped decodes, (0, 1]: less leaves
-  // SMs to the compute stream's kernels. 0 (auto): the whole grid for steps of fewer than
-  // decode_share_min_tokens tokens (the decode is the critical path there), half of it for
-  // larger steps (their compute can then run beside the decode). On an H100 with a Llama-3.1-8B
-  // shape, half the grid gives decode tokens/s of -16 % at batch 1, -10 % at 4, +-0 at 8, +9 %
-  // at 12, +14 % at 16, +11 % at 32 and +8 % at 64 (BENCHMARKS.md).
-  double decode_grid_fraction = 0;
-  int64_t decode_share_min_tokens = 12;
+  // SMs to the compute stream's kernels. With the batched attention the whole grid is fastest at
+  // every batch size measured on an H100 (BENCHMARKS.md); the option is kept for experiments.
+  double decode_grid_fraction = 1.0;
   bool cuda_graph = true;       // capture and replay steady-state steps (see the header)
   int64_t max_tokens = 2048;    // tokens per step the activations are sized for (grows if needed)
   int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)
@@ -91,6 +89,7 @@ class CudaBackend : public ForwardBackend {
   cudaStream_t stream() const { return compute_; }
   // Steps that ran by replaying a captured graph (the tests check that graphs are used).
   int64_t graph_replays() const { return graph_replays_; }
+  int64_t graph_captures() const { return graph_captures_; }
 
  private:
   // A matrix as plain device BF16 or a resident unit's element range.
@@ -124,11 +123,17 @@ class CudaBackend : public ForwardBackend {
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr,
           *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr, *chunk = nullptr;
     uint16_t *x_bf16 = nullptr, *embed_rows = nullptr;
-    int32_t *positions = nullptr, *past = nullptr, *ids = nullptr, *gather = nullptr,
+    // positions and seq: each token's position in its sequence and the sequence's index.
+    int32_t *positions = nullptr, *seq = nullptr, *ids = nullptr, *gather = nullptr,
             *argmax = nullptr;
-    // Pinned host mirrors of the int32 arrays (same order).
-    int32_t *h_positions = nullptr, *h_past = nullptr, *h_ids = nullptr, *h_gather = nullptr,
+    // Per layer, the step's sequences' K then V cache pointers (2 * sequences per layer; room for
+    // `tokens` sequences): the batched attention reads them, so one graph serves any sequences
+    // of the same token counts.
+    float** kv_tables = nullptr;
+    // Pinned host mirrors of the int32 arrays (same order) and of the cache tables.
+    int32_t *h_positions = nullptr, *h_seq = nullptr, *h_ids = nullptr, *h_gather = nullptr,
             *h_argmax = nullptr;
+    float** h_kv_tables = nullptr;
   };
 
 
@@ -144,16 +149,19 @@ class CudaBackend : public ForwardBackend {
   Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
   void EnqueueEmbed();
   void EnqueueDecode(size_t layer, cudaStream_t stream);
-  // The share of the decode grid an overlapped decode of this step uses (options, or auto).
-  double OverlapGridFraction() const;
-  void EnqueueLayer(size_t layer, std::span<const SequenceStep> steps);
-  void EnqueueLayers(std::span<const SequenceStep> steps);
+  void EnqueueLayer(size_t layer);
+  void EnqueueLayers();
   void EnqueueHead(bool argmax);
   // Layers + head, from a captured graph when allowed (see the header).
   void EnqueueCore(std::span<const SequenceStep> steps, bool all_tokens, bool argmax);
   // Waits for the step and turns raised decode flags into a Status.
   Status Finish();
   void GrowActivations(int64_t tokens, int64_t rows);
+  // Bytes of the per-layer cache pointer tables for up to `sequences` sequences a step.
+  int64_t KvTableBytes(int64_t sequences) const {
+    return 2 * static_cast<int64_t>(w_->layers.size()) * sequences *
+           static_cast<int64_t>(sizeof(float*));
+  }
   void DestroyGraph();
 
   const ModelWeights* w_;
@@ -184,12 +192,14 @@ class CudaBackend : public ForwardBackend {
 
   // The current step, filled by Prepare.
   int64_t tokens_ = 0;
+  int64_t sequences_ = 0;
   std::vector<int64_t> rows_;  // rows of the hidden states whose logits are wanted
   bool rows_identity_ = false;
 
   std::vector<int64_t> last_key_, graph_key_;
   cudaGraphExec_t graph_exec_ = nullptr;
   int64_t graph_replays_ = 0;
+  int64_t graph_captures_ = 0;
 };
 
 }  // namespace df11

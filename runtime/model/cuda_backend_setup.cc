@@ -33,13 +33,9 @@ CudaBackend::CudaBackend(const ModelWeights* weights, const CudaBackendOptions& 
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeights* weights,
                                                            const CudaBackendOptions& options) {
-  if (!(options.decode_grid_fraction >= 0 && options.decode_grid_fraction <= 1)) {
-    return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], or 0 for auto, got " +
+  if (!(options.decode_grid_fraction > 0 && options.decode_grid_fraction <= 1)) {
+    return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], got " +
                                    std::to_string(options.decode_grid_fraction));
-  }
-  if (options.decode_share_min_tokens < 1) {
-    return Status::InvalidArgument("decode_share_min_tokens must be >= 1, got " +
-                                   std::to_string(options.decode_share_min_tokens));
   }
   std::unique_ptr<CudaBackend> b(new CudaBackend(weights, options));
   DF11_RETURN_IF_ERROR(b->Init());
@@ -123,6 +119,7 @@ Status CudaBackend::Init() {
   const int64_t width = std::max({h, d.heads * hd, d.intermediate});
   in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
                         T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
+                        KvTableBytes(T) +
                         R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
@@ -277,10 +274,11 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
       {reinterpret_cast<void**>(&a.x_bf16), 2 * tokens * width},
       {reinterpret_cast<void**>(&a.embed_rows), embed_->unit != nullptr ? 2 * tokens * h : 0},
       {reinterpret_cast<void**>(&a.positions), 4 * tokens},
-      {reinterpret_cast<void**>(&a.past), 4 * tokens},
+      {reinterpret_cast<void**>(&a.seq), 4 * tokens},
       {reinterpret_cast<void**>(&a.ids), 4 * tokens},
       {reinterpret_cast<void**>(&a.gather), 4 * tokens},
       {reinterpret_cast<void**>(&a.argmax), 4 * rows},
+      {reinterpret_cast<void**>(&a.kv_tables), KvTableBytes(tokens)},
   };
   std::vector<int64_t> offsets;
   for (const auto& [ptr, bytes] : pieces) {
@@ -291,11 +289,14 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
   for (size_t i = 0; i < pieces.size(); ++i) {
     *pieces[i].first = static_cast<uint8_t*>(a.device) + offsets[i];
   }
-  // Pinned host mirrors: positions, past, ids, gather (tokens each), argmax (rows).
-  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(4 * (4 * tokens + rows))));
-  int32_t* hp = static_cast<int32_t*>(a.host);
+  // Pinned host mirrors: the cache tables, then positions, seq, ids, gather (tokens each),
+  // argmax (rows).
+  const int64_t tables = KvTableBytes(tokens);
+  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (4 * tokens + rows))));
+  a.h_kv_tables = static_cast<float**>(a.host);
+  int32_t* hp = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.host) + tables);
   a.h_positions = hp;
-  a.h_past = hp + tokens;
+  a.h_seq = hp + tokens;
   a.h_ids = hp + 2 * tokens;
   a.h_gather = hp + 3 * tokens;
   a.h_argmax = hp + 4 * tokens;

@@ -45,11 +45,18 @@ class DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
 
   T* get() const { return p_; }
+  // Both wait for the device: cudaMemcpy from pageable memory may return before its DMA lands,
+  // and cudaMemset runs on the legacy stream, which the tests' non-blocking streams do not wait
+  // for; a kernel launched right after could otherwise be overwritten by either.
   void Upload(const std::vector<T>& host) {
     DF11_CUDA_CHECK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());
   }
   // Fills every byte with 0xFF (NaN for floats), so elements a kernel leaves unwritten show.
-  void Poison() { DF11_CUDA_CHECK(cudaMemset(p_, 0xFF, std::max<int64_t>(n_, 1) * sizeof(T))); }
+  void Poison() {
+    DF11_CUDA_CHECK(cudaMemset(p_, 0xFF, std::max<int64_t>(n_, 1) * sizeof(T)));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   std::vector<T> Download() const {
     std::vector<T> host(n_);
     DF11_CUDA_CHECK(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));

@@ -10,6 +10,7 @@
 // multiplies score errors by 8, hence atol 2e-4 there.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -116,6 +117,71 @@ TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
   AttentionCudaPastOnDevice(d_q.get(), d_k.get(), d_v.get(), t_new, d_past.get(), heads, kv, hd,
                             d_b.get(), stream_);
   Sync();
+  EXPECT_EQ(CompareExact(d_a.Download(), d_b.Download()), "");
+}
+
+// One launch for a whole step (AttentionCudaBatched / KvAppendCudaBatched, cache pointers and
+// positions from device tables) against the per-sequence pair on copies of the same caches:
+// sequences of different lengths and capacities, a prompt chunk among single decode tokens, and
+// a sequence listed with its tokens out of table order. Caches and outputs equal bit for bit.
+TEST_F(AttentionCudaTest, BatchedStepMatchesPerSequence) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t heads = 8, kv = 2, hd = 64, row = kv * hd;
+  struct Seq {
+    int64_t past, t_new, capacity;
+  };
+  // Table order differs from the token order: tokens of table entry 2 come first.
+  const std::vector<Seq> seqs = {{45, 1, 64}, {0, 5, 8}, {130, 1, 200}, {31, 2, 40}};
+  const std::vector<int> token_order = {2, 0, 1, 3};
+  int64_t tokens = 0;
+  for (const Seq& s : seqs) tokens += s.t_new;
+  const std::vector<float> q = NormalFloats(tokens * heads * hd, 1.0f, rng);
+  const std::vector<float> k_new = NormalFloats(tokens * row, 1.0f, rng);
+  const std::vector<float> v_new = NormalFloats(tokens * row, 1.0f, rng);
+  std::vector<std::unique_ptr<DeviceArray<float>>> k1, v1, k2, v2;  // per-sequence, batched
+  std::vector<float*> k_ptrs(seqs.size()), v_ptrs(seqs.size());
+  std::vector<int32_t> seq_of, pos_of;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const std::vector<float> k = NormalFloats(seqs[i].capacity * row, 1.0f, rng);
+    const std::vector<float> v = NormalFloats(seqs[i].capacity * row, 1.0f, rng);
+    k1.push_back(std::make_unique<DeviceArray<float>>(k));
+    v1.push_back(std::make_unique<DeviceArray<float>>(v));
+    k2.push_back(std::make_unique<DeviceArray<float>>(k));
+    v2.push_back(std::make_unique<DeviceArray<float>>(v));
+    k_ptrs[i] = k2.back()->get();
+    v_ptrs[i] = v2.back()->get();
+  }
+  DeviceArray<float> d_q(q), d_kn(k_new), d_vn(v_new), d_a(q.size()), d_b(q.size());
+  d_a.Poison();
+  d_b.Poison();
+  int64_t t0 = 0;
+  for (int i : token_order) {
+    const Seq& s = seqs[i];
+    DeviceArray<int32_t> d_past(std::vector<int32_t>{static_cast<int32_t>(s.past)});
+    KvAppendCuda(d_kn.get() + t0 * row, d_vn.get() + t0 * row, s.t_new, row, d_past.get(),
+                 k1[i]->get(), v1[i]->get(), stream_);
+    AttentionCudaPastOnDevice(d_q.get() + t0 * heads * hd, k1[i]->get(), v1[i]->get(), s.t_new,
+                              d_past.get(), heads, kv, hd, d_a.get() + t0 * heads * hd, stream_);
+    Sync();  // d_past goes out of scope
+    for (int64_t j = 0; j < s.t_new; ++j) {
+      seq_of.push_back(i);
+      pos_of.push_back(static_cast<int32_t>(s.past + j));
+    }
+    t0 += s.t_new;
+  }
+  DeviceArray<float*> d_k_tab(k_ptrs), d_v_tab(v_ptrs);
+  DeviceArray<int32_t> d_seq(seq_of), d_pos(pos_of);
+  KvAppendCudaBatched(d_kn.get(), d_vn.get(), tokens, row, d_seq.get(), d_pos.get(), d_k_tab.get(),
+                      d_v_tab.get(), stream_);
+  AttentionCudaBatched(d_q.get(), d_k_tab.get(), d_v_tab.get(), d_seq.get(), d_pos.get(), tokens,
+                       heads, kv, hd, d_b.get(), stream_);
+  Sync();
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    EXPECT_EQ(CompareExact(k1[i]->Download(), k2[i]->Download()), "") << "K cache " << i;
+    EXPECT_EQ(CompareExact(v1[i]->Download(), v2[i]->Download()), "") << "V cache " << i;
+  }
   EXPECT_EQ(CompareExact(d_a.Download(), d_b.Download()), "");
 }
 

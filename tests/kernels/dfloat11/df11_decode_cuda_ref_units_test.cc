@@ -51,6 +51,8 @@ int DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t end, cudaS
   DF11_CUDA_CHECK(cudaMalloc(&d_flag, sizeof(int)));
   DF11_CUDA_CHECK(cudaMemcpy(d_out, out->data(), n * sizeof(uint16_t), cudaMemcpyHostToDevice));
   DF11_CUDA_CHECK(cudaMemset(d_flag, 0, sizeof(int)));
+  // The poison and the flag's reset land before the decode on the non-blocking stream starts.
+  DF11_CUDA_CHECK(cudaDeviceSynchronize());
   Df11DecodeCuda(unit, begin, end, static_cast<uint16_t*>(d_out), static_cast<int*>(d_flag),
                  stream);
   DF11_CUDA_CHECK(cudaStreamSynchronize(stream));

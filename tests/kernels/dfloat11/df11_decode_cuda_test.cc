@@ -37,8 +37,12 @@ class DeviceArray {
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   T* get() const { return p_; }
+  // Waits for the device: cudaMemcpy from pageable memory may return before its DMA lands, and
+  // the kernels run on a non-blocking stream that does not wait for it (a decode could otherwise
+  // be overwritten by the tail of the poison it was meant to replace).
   void Upload(const std::vector<T>& host) {
     DF11_CUDA_CHECK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());
   }
   std::vector<T> Download() const {
     std::vector<T> host(n_);

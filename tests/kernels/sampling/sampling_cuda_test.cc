@@ -122,6 +122,7 @@ class SampleCudaTest : public kernel_testing::CudaKernelTest {
     DeviceArray<uint8_t> d_info(static_cast<int64_t>(rows * sizeof(SampleCudaRow)));
     DF11_CUDA_CHECK(cudaMemcpy(d_info.get(), info.data(), rows * sizeof(SampleCudaRow),
                                cudaMemcpyHostToDevice));
+    DF11_CUDA_CHECK(cudaDeviceSynchronize());  // the copy lands before the sampler's stream runs
     DeviceArray<double> d_workspace(
         static_cast<int64_t>(SampleCudaWorkspaceBytes(rows, vocab) / sizeof(double)) + 1);
     d_tokens.Poison();

@@ -43,12 +43,10 @@ class CudaBackendTest : public ::testing::Test {
   }
 
   static std::unique_ptr<CudaBackend> Cuda(const ModelWeights& w, bool overlap = true,
-                                           bool graph = true, double decode_grid_fraction = 1.0,
-                                           int64_t decode_share_min_tokens = 12) {
+                                           bool graph = true, double decode_grid_fraction = 1.0) {
     CudaBackendOptions o;
     o.overlap_decode = overlap;
     o.decode_grid_fraction = decode_grid_fraction;
-    o.decode_share_min_tokens = decode_share_min_tokens;
     o.cuda_graph = graph;
     o.max_tokens = 64;
     o.lm_head_chunk = 256;  // several chunks for a vocab of 700 or more
@@ -212,17 +210,15 @@ TEST_F(CudaBackendTest, OverlapAndGraphsDoNotChangeLogits) {
   ASSERT_TRUE(w.ok());
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7, 8}, {9, 10, 11}};
   std::vector<std::vector<float>> reference;
-  // (overlap, graph, share of the decode grid for overlapped decodes, auto's least tokens for a
-  // share): one CUDA block is enough; auto from 4 tokens shares in prefill, not in decode steps.
-  const std::vector<std::tuple<bool, bool, double, int64_t>> configs = {
-      {false, false, 1.0, 12}, {false, true, 1.0, 12}, {true, false, 1.0, 12},
-      {true, true, 1.0, 12},   {true, true, 1e-6, 12}, {true, true, 0.0, 4}};
-  for (const auto& [overlap, graph, fraction, share_tokens] : configs) {
+  // (overlap, graph, share of the decode grid for overlapped decodes): one CUDA block is enough.
+  const std::vector<std::tuple<bool, bool, double>> configs = {
+      {false, false, 1.0}, {false, true, 1.0}, {true, false, 1.0}, {true, true, 1.0},
+      {true, true, 1e-6}};
+  for (const auto& [overlap, graph, fraction] : configs) {
     {
       SCOPED_TRACE(std::string("overlap ") + (overlap ? "on" : "off") + ", graph " +
-                   (graph ? "on" : "off") + ", decode grid fraction " + std::to_string(fraction) +
-                   ", share from " + std::to_string(share_tokens) + " tokens");
-      auto gpu = Cuda(*w, overlap, graph, fraction, share_tokens);
+                   (graph ? "on" : "off") + ", decode grid fraction " + std::to_string(fraction));
+      auto gpu = Cuda(*w, overlap, graph, fraction);
       ASSERT_TRUE(gpu);
       auto logits = RunGreedy(*gpu, prompts, 8);
       if (graph) {
@@ -241,6 +237,46 @@ TEST_F(CudaBackendTest, OverlapAndGraphsDoNotChangeLogits) {
             << "step " << i;
       }
     }
+  }
+}
+
+// Continuous batching replaces a finished sequence by a new one: the decode steps after the swap
+// have the old shape (one token per sequence), so they replay the graph captured before it, and
+// the batched attention must then read the new sequence's cache. Same logits as without graphs.
+TEST_F(CudaBackendTest, GraphServesTheBatchAfterASequenceIsReplaced) {
+  auto [bf16_dir, df11_dir] = MakePair(Small(12), "m");
+  auto w = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(w.ok());
+  auto run = [&](CudaBackend& f) {
+    KvCache a = f.NewCache(32), b = f.NewCache(32), c = f.NewCache(32);
+    std::vector<std::vector<float>> all;
+    // One step of two sequences with their new tokens.
+    auto step = [&](KvCache* x, std::vector<int32_t> xt, KvCache* y, std::vector<int32_t> yt) {
+      const std::vector<SequenceStep> batch = {{x, xt}, {y, yt}};
+      std::vector<float> logits;
+      const Status st = f.Forward(batch, false, &logits);
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      all.push_back(std::move(logits));
+    };
+    step(&a, {1, 2, 3, 4}, &b, {9, 8});
+    for (int32_t t : {11, 12, 13}) step(&a, {t}, &b, {t + 100});
+    step(&a, {14}, &c, {600, 601, 602});  // b finished; c's prompt rides along
+    for (int32_t t : {15, 16, 17}) step(&a, {t}, &c, {t + 200});
+    EXPECT_EQ(a.length, 4 + 3 + 1 + 3);
+    EXPECT_EQ(c.length, 3 + 3);
+    return all;
+  };
+  auto graphed = Cuda(*w, true, true), plain = Cuda(*w, true, false);
+  ASSERT_TRUE(graphed && plain);
+  const auto expected = run(*plain);
+  const auto got = run(*graphed);
+  // Decode steps 2-3 before the swap and all three after it replay the one captured graph.
+  EXPECT_EQ(graphed->graph_captures(), 1);
+  EXPECT_EQ(graphed->graph_replays(), 5);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].size(), expected[i].size());
+    EXPECT_EQ(std::memcmp(got[i].data(), expected[i].data(), 4 * got[i].size()), 0) << "step " << i;
   }
 }
 
