@@ -447,6 +447,17 @@ int main(int argc, char** argv) {
     return bench->parsed() ? RunBench(bench_flags) : RunLogits(logits_flags);
   }
   f.serve = serve->parsed();
+  // Every running sequence puts a token into each step, so a step can hold a full batch only if
+  // --max-step-tokens allows it (the GPU's activations are sized by it).
+  if (f.batch_size > f.backend.max_tokens) {
+    std::fprintf(stderr,
+                 "df11-run %s: --batch-size %lld is larger than --max-step-tokens %lld: every "
+                 "running sequence adds a token to each step; raise --max-step-tokens or lower "
+                 "--batch-size\n",
+                 f.serve ? "serve" : "generate", static_cast<long long>(f.batch_size),
+                 static_cast<long long>(f.backend.max_tokens));
+    return 2;
+  }
   if (!f.serve && f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
     return 2;

@@ -86,6 +86,12 @@ StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
     return Status::InvalidArgument(path + ": engine.batch_size must be >= 1, context >= 0, "
                                    "collective_timeout_s > 0, max_step_tokens >= 1");
   }
+  if (c.batch_size > c.max_step_tokens) {
+    return Status::InvalidArgument(path + ": engine.batch_size " + std::to_string(c.batch_size) +
+                                   " is larger than engine.max_step_tokens " +
+                                   std::to_string(c.max_step_tokens) +
+                                   " (every running sequence adds a token to each step)");
+  }
   return c;
 }
 

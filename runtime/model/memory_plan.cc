@@ -49,7 +49,8 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.workspace_bytes = static_cast<double>(o.workspace_tokens) *
                           4 * (3 * h + 2 * heads * hd + 2 * kv * hd + 2 * inter) +
                       rows * 4 * vocab;
-  p.kv_bytes_per_token = 2.0 * 2.0 * kv * hd * static_cast<double>(layers);
+  // K and V in FP32, as the CPU and CUDA backends store them (PlanDeviceMemory agrees).
+  p.kv_bytes_per_token = 2.0 * 4.0 * kv * hd * static_cast<double>(layers);
   p.budget_bytes = o.gpu_memory_bytes * o.memory_fraction;
   p.kv_bytes = p.budget_bytes - p.weight_bytes - p.scratch_bytes - p.workspace_bytes;
   p.context = o.context > 0 ? o.context : c.max_position_embeddings;

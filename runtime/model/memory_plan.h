@@ -28,7 +28,7 @@ struct MemoryPlan {
   double weight_bytes = 0;           // worst rank: its layers, embedding / LM head slices, norms
   double scratch_bytes = 0;          // two decode buffers for its largest layer slice (DF11 only)
   double workspace_bytes = 0;        // activations of one step
-  double kv_bytes_per_token = 0;     // this rank's layers and kv heads, BF16 K and V
+  double kv_bytes_per_token = 0;     // this rank's layers and kv heads, FP32 K and V (as stored)
   double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction
   double kv_bytes = 0;               // what is left for the cache
   int64_t kv_tokens = 0;

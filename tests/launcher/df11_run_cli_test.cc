@@ -90,7 +90,7 @@ TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
   };
   std::string whole_log, chunked_log;
   const std::string whole = run("", &whole_log);
-  const std::string chunked = run("--max-step-tokens 2", &chunked_log);
+  const std::string chunked = run("--max-step-tokens 2 --batch-size 2", &chunked_log);
   EXPECT_FALSE(whole.empty());
   EXPECT_EQ(chunked, whole);
   EXPECT_NE(whole_log.find("steps: 1 prefill, 4 decode"), std::string::npos) << whole_log;
@@ -176,6 +176,12 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
               std::string::npos)
         << r.output;
   }
+  // A batch that cannot fit one step: refused before loading anything, naming both flags.
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi --batch-size 16 "
+           "--max-step-tokens 8");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--batch-size 16 is larger than --max-step-tokens 8"), std::string::npos)
+      << r.output;
   r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
