@@ -206,6 +206,15 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
                f.batching.c_str(), static_cast<long long>(f.batch_size),
                static_cast<long long>(s.generated_tokens), static_cast<long long>(s.peak_kv_tokens),
                f.kv_tokens > 0 ? (" of " + std::to_string(f.kv_tokens)).c_str() : "");
+  if (!s.first_token_seconds.empty()) {
+    std::fprintf(stderr,
+                 "latency from the start, over %zu request%s: first token median %.3f s, p90 "
+                 "%.3f s; finished median %.3f s, p90 %.3f s\n",
+                 s.first_token_seconds.size(), s.first_token_seconds.size() == 1 ? "" : "s",
+                 Quantile(s.first_token_seconds, 0.5),
+                 Quantile(s.first_token_seconds, 0.9), Quantile(s.finish_seconds, 0.5),
+                 Quantile(s.finish_seconds, 0.9));
+  }
   return 0;
 }
 

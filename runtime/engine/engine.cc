@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 namespace df11 {
@@ -68,6 +69,15 @@ void Advance(const GenerationRequest& req, int32_t token, const std::vector<int3
 
 }  // namespace
 
+double Quantile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  const size_t k = std::min(values.size() - 1,
+                            static_cast<size_t>(std::ceil(q * static_cast<double>(values.size()))) -
+                                (q > 0 ? 1 : 0));
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), values.end());
+  return values[k];
+}
+
 Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
                              StepOutput* out, std::span<const SampleSpec> sample) {
   out->argmax.clear();
@@ -124,6 +134,8 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
   std::vector<Active> running;  // admitted and not finished, in admission order
   int64_t reserved = 0;         // KV tokens the running sequences may fill
   size_t next = 0;              // first request not yet admitted
+  int64_t step = 0;             // steps of this call so far
+  const auto start = std::chrono::steady_clock::now();
   StepOutput output;
   while (next < requests.size() || !running.empty()) {
     // Admit waiting requests, in order, while the batch and the KV budget have room (static
@@ -215,8 +227,14 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
       const int32_t token = output.argmax[s];
       if (!greedy_only) a.rng = output.rng[s];
       ++stats_.generated_tokens;
+      if (a.result.first_token_step < 0) {
+        a.result.first_token_step = step;
+        a.result.first_token_seconds = Seconds(start, t1);
+      }
       Advance(requests[a.index], token, options_.eos_ids, &a);
+      if (a.done) a.result.finish_seconds = Seconds(start, t1);
     }
+    ++step;
     // Finished sequences leave; their results go out in the order they finished.
     for (auto it = running.begin(); it != running.end();) {
       if (!it->done) {
@@ -227,6 +245,8 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
       reserved -= static_cast<int64_t>(requests[it->index].prompt.size()) + it->limit;
       const size_t index = it->index;
       GenerationResult result = std::move(it->result);
+      stats_.first_token_seconds.push_back(result.first_token_seconds);
+      stats_.finish_seconds.push_back(result.finish_seconds);
       it = running.erase(it);
       DF11_RETURN_IF_ERROR(on_result(index, std::move(result)));
     }

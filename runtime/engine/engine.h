@@ -42,6 +42,12 @@ struct GenerationResult {
   std::string finish_reason;    // "stop" or "length"
   int64_t prompt_tokens = 0;
   std::string error;            // non-empty: the request could not be served
+  // From the start of the Generate call that served it (so waiting for a place counts): the
+  // step that gave its first token (0-based, -1: none) and the seconds to that token and to the
+  // end of its last step.
+  int64_t first_token_step = -1;
+  double first_token_seconds = -1;
+  double finish_seconds = -1;
 };
 
 // What one forward step returns to the sampling process: the last token's logits of each step,
@@ -113,7 +119,13 @@ struct EngineStats {
   int64_t prefill_steps = 0;
   int64_t decode_steps = 0;
   int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
+  // Per served request, GenerationResult's first_token_seconds and finish_seconds.
+  std::vector<double> first_token_seconds;
+  std::vector<double> finish_seconds;
 };
+
+// The q-quantile (0..1, nearest rank) of `values`; 0 when empty.
+double Quantile(std::vector<double> values, double q);
 
 // Called once per request as soon as its result is final (errors at admission, the others when
 // they stop), with its index in the requests given to Generate. A non-OK Status stops Generate,

@@ -4,7 +4,8 @@
 // batch_size sequences run at once, every cache is released once; the KV budget holds requests
 // back instead of failing them, and refuses the ones that can never fit; prompts longer than the
 // step token budget are prefilled in chunks with the same results; results arrive as they
-// finish, and a failing callback stops the run.
+// finish, and a failing callback stops the run; waiting requests get their first token in
+// earlier steps with continuous batching.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -155,6 +156,66 @@ TEST_F(EngineTest, ContinuousBatchingKeepsEveryRequestsTokensWithFewerSteps) {
       << "continuous " << continuous.stats.decode_steps << ", static " << fixed.stats.decode_steps;
   EXPECT_EQ(fixed.stats.prefill_steps, 4);  // ceil(10 / 3) batches
   EXPECT_GT(continuous.stats.prefill_steps, 4);
+}
+
+// Time to first token, counted from the start of the run (waiting for a place included): in
+// static batches a request's first token comes in the step that admits its batch; continuous
+// batching admits waiting requests as places free up, so they get it in earlier steps. Every
+// served request is timed once in the stats, first token before finish.
+TEST_F(EngineTest, ContinuousBatchingGivesWaitingRequestsTheirFirstTokenSooner) {
+  const std::vector<GenerationRequest> requests = Requests(10);
+  EngineOptions o;
+  o.batch_size = 3;
+  Run continuous = Generate(requests, o);
+  o.continuous = false;
+  Run fixed = Generate(requests, o);
+  int64_t continuous_steps = 0, fixed_steps = 0;
+  for (const Run* run : {&continuous, &fixed}) {
+    ASSERT_EQ(run->results.size(), requests.size());
+    ASSERT_EQ(run->stats.first_token_seconds.size(), requests.size());
+    ASSERT_EQ(run->stats.finish_seconds.size(), requests.size());
+    for (const GenerationResult& r : run->results) {
+      EXPECT_GE(r.first_token_step, 0) << r.id;
+      EXPECT_GE(r.first_token_seconds, 0) << r.id;
+      EXPECT_GE(r.finish_seconds, r.first_token_seconds) << r.id;
+    }
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (i < 3) {  // the first batch: its prompts are the first step
+      EXPECT_EQ(continuous.results[i].first_token_step, 0);
+      EXPECT_EQ(fixed.results[i].first_token_step, 0);
+    }
+    EXPECT_LE(continuous.results[i].first_token_step, fixed.results[i].first_token_step)
+        << requests[i].id;
+    continuous_steps += continuous.results[i].first_token_step;
+    fixed_steps += fixed.results[i].first_token_step;
+  }
+  EXPECT_LT(continuous_steps, fixed_steps);
+  // A static batch starts in the step after the previous batch's last token.
+  int64_t last_of_first_batch = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    last_of_first_batch = std::max<int64_t>(
+        last_of_first_batch, static_cast<int64_t>(fixed.results[i].tokens.size()) - 1);
+  }
+  EXPECT_GE(fixed.results[3].first_token_step, last_of_first_batch + 1);
+  // A prompt prefilled 2 tokens a step gives its first token in the step of its last chunk.
+  std::vector<GenerationRequest> one(1);
+  one[0].prompt = {11, 12, 13, 14, 15};
+  one[0].max_tokens = 3;
+  EngineOptions chunked;
+  chunked.batch_size = 1;
+  chunked.max_step_tokens = 2;
+  Run c = Generate(one, chunked);
+  ASSERT_EQ(c.results.size(), 1u);
+  EXPECT_EQ(c.results[0].first_token_step, 2);  // chunks of 2, 2, 1
+}
+
+TEST(EngineQuantile, NearestRank) {
+  EXPECT_EQ(Quantile({}, 0.5), 0);
+  EXPECT_EQ(Quantile({3, 1, 2, 4}, 0.5), 2);
+  EXPECT_EQ(Quantile({3, 1, 2, 4}, 0.9), 4);
+  EXPECT_EQ(Quantile({3, 1, 2, 4}, 0), 1);
+  EXPECT_EQ(Quantile({5}, 1), 5);
 }
 
 TEST_F(EngineTest, KvBudgetHoldsRequestsBackAndRefusesOnesThatCannotFit) {
