@@ -238,7 +238,7 @@ e2e_8b() {
 # and continuous agree is reported, not required: another batch composition may change cuBLAS's
 # algorithm and so the last bits of the logits, which flips near-ties in a random model.
 e2e_8b_batch() {
-  local w=$1 n=${E2E_BATCH_REQUESTS:-192} i run fmt mode t0 secs tokens steps out gen rc
+  local w=$1 n=${E2E_BATCH_REQUESTS:-192} i run fmt mode t0 secs tokens steps out gen rc ttft
   if [ ! -f "$w/bf16/tokenizer.json" ]; then
     row "8b batch of text requests" "skipped: no tokenizer in the bundle" info
     return
@@ -263,7 +263,8 @@ e2e_8b_batch() {
     steps=$(sed -n 's/^.*steps: \([0-9]*\) prefill, \([0-9]*\) decode.*/\1+\2 steps/p' "$OUT_DIR/e2e-8b-batch-$run.log" | head -1)
     gen=$(sed -n 's/^.*prefill: [0-9]* tokens in \([0-9.]*\) s.*decode: [0-9]* tokens in \([0-9.]*\) s.*/\1 \2/p' \
       "$OUT_DIR/e2e-8b-batch-$run.log" | awk 'NR == 1 {printf "%.2f", $1 + $2}')
-    row "8b batch $fmt $mode" "$(wc -l <"$out")/$n, $tokens tok in ${gen:-?} s ($secs s wall), $steps" \
+    ttft=$(sed -n 's/^.*first token median \([0-9.]*\) s.*/\1/p' "$OUT_DIR/e2e-8b-batch-$run.log" | head -1)
+    row "8b batch $fmt $mode" "$(wc -l <"$out")/$n, $tokens tok in ${gen:-?} s, $steps, TTFT ${ttft:-?} s" \
       "$([ "$(wc -l <"$out")" -eq "$n" ] && echo PASS || echo FAIL)"
     cp "$out" "$OUT_DIR/e2e-8b-batch-$run.jsonl"
   done
