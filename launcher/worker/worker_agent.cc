@@ -216,6 +216,11 @@ class Agent {
     std::map<int64_t, rpc::ItemOutcome> ready;
     const size_t chunk = std::max<size_t>(1, items.size() / 4);
     Clock::time_point last_report = Clock::now();
+    // A partial report runs between steps; after one fails (the coordinator unreachable: each
+    // try can take the connect timeout) the next waits kPartialHold, so a network partition
+    // slows generation by at most one timeout per hold instead of one per finished chunk.
+    constexpr std::chrono::seconds kPartialHold(30);
+    Clock::time_point next_partial = last_report;
     auto done = [&](int64_t item_id, rpc::ItemOutcome outcome) -> Status {
       --shared_.in_flight;
       // A job cancelled while its items ran: their results are not reported.
@@ -226,8 +231,15 @@ class Agent {
       shared_.tokens += outcome.completion_tokens;
       ready[item_id] = std::move(outcome);
       if (ready.size() < chunk && SecondsSince(last_report) < 2.0) return Status::Ok();
+      if (Clock::now() < next_partial) return Status::Ok();
       last_report = Clock::now();
-      return Report(&ready, /*retry=*/false);
+      DF11_RETURN_IF_ERROR(Report(&ready, /*retry=*/false));
+      if (!ready.empty()) {  // not stored: keep them for the next report
+        next_partial = Clock::now() + kPartialHold;
+        LOG(WARNING) << "could not report " << ready.size() << " finished items; holding them for "
+                     << kPartialHold.count() << " s or the end of the lease";
+      }
+      return Status::Ok();
     };
     DF11_RETURN_IF_ERROR(processor_->Process(items, done));
     last_keepalive_ = Clock::now();
