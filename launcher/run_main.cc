@@ -208,9 +208,9 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
                f.kv_tokens > 0 ? (" of " + std::to_string(f.kv_tokens)).c_str() : "");
   if (!s.first_token_seconds.empty()) {
     std::fprintf(stderr,
-                 "latency from the start, over %zu request%s: first token median %.3f s, p90 "
+                 "latency from the start, over %lld request%s: first token median %.3f s, p90 "
                  "%.3f s; finished median %.3f s, p90 %.3f s\n",
-                 s.first_token_seconds.size(), s.first_token_seconds.size() == 1 ? "" : "s",
+                 static_cast<long long>(s.served_requests), s.served_requests == 1 ? "" : "s",
                  Quantile(s.first_token_seconds, 0.5),
                  Quantile(s.first_token_seconds, 0.9), Quantile(s.finish_seconds, 0.5),
                  Quantile(s.finish_seconds, 0.9));

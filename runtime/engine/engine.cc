@@ -78,6 +78,22 @@ double Quantile(std::vector<double> values, double q) {
   return values[k];
 }
 
+void Engine::RecordLatency(const GenerationResult& r) {
+  EngineStats& s = stats_;
+  const int64_t n = ++s.served_requests;
+  const size_t cap = std::max<size_t>(1, options_.latency_samples);
+  if (s.first_token_seconds.size() < cap) {
+    s.first_token_seconds.push_back(r.first_token_seconds);
+    s.finish_seconds.push_back(r.finish_seconds);
+    return;
+  }
+  const uint64_t j = latency_rng_() % static_cast<uint64_t>(n);
+  if (j < cap) {
+    s.first_token_seconds[j] = r.first_token_seconds;
+    s.finish_seconds[j] = r.finish_seconds;
+  }
+}
+
 Status LocalStepRunner::Step(std::span<const SequenceStep> steps, bool greedy_only,
                              StepOutput* out, std::span<const SampleSpec> sample) {
   out->argmax.clear();
@@ -245,8 +261,7 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
       reserved -= static_cast<int64_t>(requests[it->index].prompt.size()) + it->limit;
       const size_t index = it->index;
       GenerationResult result = std::move(it->result);
-      stats_.first_token_seconds.push_back(result.first_token_seconds);
-      stats_.finish_seconds.push_back(result.finish_seconds);
+      RecordLatency(result);
       it = running.erase(it);
       DF11_RETURN_IF_ERROR(on_result(index, std::move(result)));
     }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -104,6 +105,8 @@ struct EngineOptions {
   // Most tokens one forward step takes (decoding sequences' tokens and prompt chunks); a prompt
   // that does not fit is prefilled over several steps. 0: no limit.
   int64_t max_step_tokens = 0;
+  // Most requests whose latencies EngineStats keeps (a uniform sample beyond that).
+  size_t latency_samples = size_t{1} << 20;
   std::vector<int32_t> eos_ids;    // generation stops at any of these
   const Tokenizer* tokenizer = nullptr;  // for text and stop strings; null: ids only
 };
@@ -119,9 +122,12 @@ struct EngineStats {
   int64_t prefill_steps = 0;
   int64_t decode_steps = 0;
   int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
-  // Per served request, GenerationResult's first_token_seconds and finish_seconds.
+  // GenerationResult's first_token_seconds and finish_seconds of the served requests (pairs at
+  // the same index); past EngineOptions::latency_samples requests a uniform sample of them
+  // (reservoir), so a long-running worker's memory stays bounded.
   std::vector<double> first_token_seconds;
   std::vector<double> finish_seconds;
+  int64_t served_requests = 0;  // requests behind those samples
 };
 
 // The q-quantile (0..1, nearest rank) of `values`; 0 when empty.
@@ -147,9 +153,12 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
 
  private:
+  void RecordLatency(const GenerationResult& r);
+
   StepRunner* runner_;
   EngineOptions options_;
   EngineStats stats_;
+  std::mt19937_64 latency_rng_{1};  // picks the reservoir's replacements
 };
 
 }  // namespace df11

@@ -210,6 +210,28 @@ TEST_F(EngineTest, ContinuousBatchingGivesWaitingRequestsTheirFirstTokenSooner) 
   EXPECT_EQ(c.results[0].first_token_step, 2);  // chunks of 2, 2, 1
 }
 
+// Past EngineOptions::latency_samples requests the stats keep a sample of that many (pairs of
+// one request's first-token and finish times), however many are served.
+TEST_F(EngineTest, LatencyStatsStayBoundedAsASampleOfTheRequests) {
+  const std::vector<GenerationRequest> requests = Requests(10);
+  EngineOptions o;
+  o.batch_size = 3;
+  o.latency_samples = 4;
+  Run run = Generate(requests, o);
+  ASSERT_EQ(run.results.size(), requests.size());
+  EXPECT_EQ(run.stats.served_requests, 10);
+  ASSERT_EQ(run.stats.first_token_seconds.size(), 4u);
+  ASSERT_EQ(run.stats.finish_seconds.size(), 4u);
+  std::set<std::pair<double, double>> served;
+  for (const GenerationResult& r : run.results) {
+    served.insert({r.first_token_seconds, r.finish_seconds});
+  }
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(served.count({run.stats.first_token_seconds[i], run.stats.finish_seconds[i]}))
+        << "sample " << i << " is not one request's pair";
+  }
+}
+
 TEST(EngineQuantile, NearestRank) {
   EXPECT_EQ(Quantile({}, 0.5), 0);
   EXPECT_EQ(Quantile({3, 1, 2, 4}, 0.5), 2);
