@@ -104,7 +104,10 @@ StatusOr<Df11Unit> LoadDf11Unit(const Checkpoint& ckpt, const std::string& name)
                                 ShapeString(split->shape) + "; expected I64 of rank 1");
     }
     unit.split_positions.resize(split->numel);
-    std::memcpy(unit.split_positions.data(), split->bytes.data(), split->bytes.size());
+    // (An empty tensor has no data pointer; memcpy may not be given null even for 0 bytes.)
+    if (!split->bytes.empty()) {
+      std::memcpy(unit.split_positions.data(), split->bytes.data(), split->bytes.size());
+    }
     int64_t prev = 0;
     for (int64_t p : unit.split_positions) {
       if (p < prev || p > v.n_elements) {

@@ -5,8 +5,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -124,8 +126,7 @@ TEST_F(SafetensorsTest, RoundTripIsBitExact) {
     EXPECT_EQ(t->numel * static_cast<int64_t>(DTypeSize(t->dtype)),
               static_cast<int64_t>(payloads[i].size()));
     ASSERT_EQ(t->bytes.size(), payloads[i].size()) << specs[i].name;
-    EXPECT_EQ(std::memcmp(t->bytes.data(), payloads[i].data(), payloads[i].size()), 0)
-        << specs[i].name;
+    EXPECT_TRUE(std::equal(t->bytes.begin(), t->bytes.end(), payloads[i].begin())) << specs[i].name;
   }
   EXPECT_EQ(file->Find("scalar")->numel, 1);
   EXPECT_EQ(file->Find("empty")->numel, 0);
