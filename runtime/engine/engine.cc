@@ -71,9 +71,9 @@ void Advance(const GenerationRequest& req, int32_t token, const std::vector<int3
 
 double Quantile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
-  const size_t k = std::min(values.size() - 1,
-                            static_cast<size_t>(std::ceil(q * static_cast<double>(values.size()))) -
-                                (q > 0 ? 1 : 0));
+  // Nearest rank: the ceil(q * n)-th smallest (1-based), the smallest for q <= 0.
+  const double rank = std::ceil(q * static_cast<double>(values.size()));
+  const size_t k = rank < 1 ? 0 : std::min(values.size(), static_cast<size_t>(rank)) - 1;
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), values.end());
   return values[k];
 }

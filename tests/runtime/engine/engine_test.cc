@@ -114,6 +114,16 @@ class EngineTest : public ::testing::Test {
     return run;
   }
 
+  // The same requests with continuous batching and in static batches of batch_size.
+  static std::pair<Run, Run> ContinuousAndStatic(std::span<const GenerationRequest> requests,
+                                                 int64_t batch_size) {
+    EngineOptions o;
+    o.batch_size = batch_size;
+    Run continuous = Generate(requests, o);
+    o.continuous = false;
+    return {std::move(continuous), Generate(requests, o)};
+  }
+
   static std::string* dir_;
   static ModelWeights* weights_;
 };
@@ -122,11 +132,7 @@ ModelWeights* EngineTest::weights_ = nullptr;
 
 TEST_F(EngineTest, ContinuousBatchingKeepsEveryRequestsTokensWithFewerSteps) {
   const std::vector<GenerationRequest> requests = Requests(10);
-  EngineOptions o;
-  o.batch_size = 3;
-  Run continuous = Generate(requests, o);
-  o.continuous = false;
-  Run fixed = Generate(requests, o);
+  auto [continuous, fixed] = ContinuousAndStatic(requests, 3);
   ASSERT_EQ(continuous.results.size(), requests.size());
   ASSERT_EQ(fixed.results.size(), requests.size());
   int64_t generated = 0;
@@ -164,11 +170,7 @@ TEST_F(EngineTest, ContinuousBatchingKeepsEveryRequestsTokensWithFewerSteps) {
 // served request is timed once in the stats, first token before finish.
 TEST_F(EngineTest, ContinuousBatchingGivesWaitingRequestsTheirFirstTokenSooner) {
   const std::vector<GenerationRequest> requests = Requests(10);
-  EngineOptions o;
-  o.batch_size = 3;
-  Run continuous = Generate(requests, o);
-  o.continuous = false;
-  Run fixed = Generate(requests, o);
+  auto [continuous, fixed] = ContinuousAndStatic(requests, 3);
   int64_t continuous_steps = 0, fixed_steps = 0;
   for (const Run* run : {&continuous, &fixed}) {
     ASSERT_EQ(run->results.size(), requests.size());
