@@ -16,7 +16,7 @@ LAYERS=${LAYERS:-4} HIDDEN=${HIDDEN:-256} MLP=${MLP:-1024}
 WORK=${BENCH_DIR:-/tmp/df11-bench-batching}
 DF11="$BUILD/launcher/df11"
 RUN="$BUILD/launcher/df11-run"
-TOKENIZER=${TOKENIZER:-../shared/tokenizers/llama-3.1}
+TOKENIZER=${TOKENIZER:-$BUILD/data/tokenizers/llama-3.1}
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$DF11" -q make-tiny --arch llama --layers "$LAYERS" --hidden "$HIDDEN" --heads 4 --kv-heads 2 \
   --intermediate "$MLP" --vocab-from "$TOKENIZER" --tie-embeddings --seed 9 "$WORK/bf16" > /dev/null

@@ -14,7 +14,7 @@ PROMPTS=${PROMPTS:-8}
 TOKENS=${TOKENS:-32}
 DF11="$BUILD_DIR/launcher/df11"
 RUN="$BUILD_DIR/launcher/df11-run"
-TOKENIZER=${TOKENIZER:-../shared/tokenizers/llama-3.1}
+TOKENIZER=${TOKENIZER:-$BUILD_DIR/data/tokenizers/llama-3.1}
 # Model: hidden 512, 8 layers, 8 heads (4 kv), intermediate 2048, vocab 128256 (tied):
 # 65.7 M embedding + 8 x 3.9 M layers = 97.2 M parameters.
 LAYERS=8 HIDDEN=512 HEADS=8 KV_HEADS=4 INTERMEDIATE=2048

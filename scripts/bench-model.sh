@@ -11,7 +11,7 @@ THREADS=${2:-2}
 WORK=${BENCH_DIR:-/tmp/df11-bench-model}
 DF11="$BUILD/launcher/df11"
 RUN="$BUILD/launcher/df11-run"
-TOKENIZER=${TOKENIZER:-../shared/tokenizers/llama-3.1}
+TOKENIZER=${TOKENIZER:-$BUILD/data/tokenizers/llama-3.1}
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$DF11" -q make-tiny --arch llama --layers 8 --hidden 512 --heads 8 --kv-heads 4 \
   --intermediate 2048 --vocab-from "$TOKENIZER" --tie-embeddings --seed 7 "$WORK/bf16" > /dev/null

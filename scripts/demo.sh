@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The main job on the embedded default, end to end on the CPU: make a tiny random Qwen3-shaped
-# model (with the real Qwen3 tokenizer from tests/data), compress it to DF11, verify it bit for
+# model (with the real Qwen3 tokenizer, kept in tests/data/tokenizers), compress it to DF11, verify it bit for
 # bit, shard it for tensor parallel 2 x pipeline parallel 2, and generate a JSONL batch with
 # four MPI ranks. Work files go to ${DEMO_DIR:-/tmp/df11-demo}.
 set -euo pipefail
@@ -19,7 +19,7 @@ rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 echo "== make a tiny random model (Qwen3 architecture, real tokenizer)"
 "$DF11" -q make-tiny --arch qwen3 --layers 4 --hidden 128 --heads 4 --kv-heads 2 --head-dim 32 \
-  --intermediate 384 --vocab-from tests/data/tokenizers/qwen3 --seed 1 "$DEMO_DIR/bf16"
+  --intermediate 384 --vocab-from "$BUILD_DIR/data/tokenizers/qwen3" --seed 1 "$DEMO_DIR/bf16"
 echo "== compress to DF11"
 "$DF11" -q compress "$DEMO_DIR/bf16" "$DEMO_DIR/df11"
 echo "== verify: every weight bit-identical"

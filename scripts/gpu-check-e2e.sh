@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The end-to-end part of scripts/gpu-check.sh (sourced by it: uses its row, say, budget,
 # json_field, BUILD_DIR, OUT_DIR, REPO; the bundled Open MPI's environment is already set).
-#   tiny: make-tiny (qwen3 tokenizer from tests/data) -> compress -> shard --tp 2; greedy tokens
+#   tiny: make-tiny (the qwen3 tokenizer unpacked from tests/data) -> compress -> shard --tp 2; greedy tokens
 #         of --device cpu == --device cuda for BF16 and DF11, DF11 == BF16, and 2 MPI ranks on
 #         the one GPU (bundled mpirun, --comm mpi) == 1 GPU;
 #   8b:   a random model of Llama-3.1-8B shape (E2E_8B_LAYERS of its 32 layers, fewer when the
@@ -13,7 +13,7 @@ E2E_8B_LAYERS=${E2E_8B_LAYERS:-32}
 E2E_THREADS=${E2E_THREADS:-$(nproc)}
 E2E_TOKENS=16                     # greedy tokens per tiny prompt
 E2E_LOGIT_IDS=128000,791,4062,14198,39935,35308,927,279,16053,5679,13,1115,374,264,1296,315
-TINY_TOKENIZER="$REPO/tests/data/tokenizers/qwen3"
+TINY_TOKENIZER="$BUILD_DIR/data/tokenizers/qwen3"
 
 # e2e_run NAME SECONDS CMD...: runs CMD under timeout, logging to OUT_DIR/e2e-NAME.log; returns
 # its exit status (124: timed out, 127: binary missing).
@@ -281,7 +281,7 @@ e2e_part() {
   local where avail
   DF11_BIN=$BUILD_DIR/$(grep -m1 '/df11$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11)
   RUN_BIN=$BUILD_DIR/$(grep -m1 '/df11-run$' "$BUILD_DIR/gpu-binaries.txt" 2>/dev/null || echo launcher/df11-run)
-  LLAMA_TOKENIZER=$BUILD_DIR/tokenizers/llama-3.1
+  LLAMA_TOKENIZER=$BUILD_DIR/data/tokenizers/llama-3.1
   read -r where avail < <(e2e_workdir 32)
   say "e2e: models in $where (${avail} GiB free)"
   e2e_tiny "$where"

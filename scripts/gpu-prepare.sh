@@ -122,15 +122,10 @@ for b in "${BINARIES[@]}"; do
   echo "${rel}" >>"$BUNDLE/gpu-binaries.txt"
 done
 cp -a "$LIBS" "$BUNDLE/gpu-libs"
-# The Llama 3.1 tokenizer (gpu-check-e2e.sh gives it to the 8B-shaped model for a batch of text
-# requests); from ../shared/tokenizers or LLAMA_TOKENIZER, left out when neither exists.
-LLAMA_TOKENIZER=${LLAMA_TOKENIZER:-$(dirname "$0")/../../shared/tokenizers/llama-3.1}
-if [ -f "$LLAMA_TOKENIZER/tokenizer.json" ]; then
-  mkdir -p "$BUNDLE/tokenizers/llama-3.1"
-  cp "$LLAMA_TOKENIZER"/tokenizer*.json "$BUNDLE/tokenizers/llama-3.1/"
-else
-  echo "gpu-prepare: no Llama 3.1 tokenizer at $LLAMA_TOKENIZER (the 8B batch check will be skipped)"
-fi
+# The tokenizers gpu-check-e2e.sh uses (Qwen 3 for the tiny model, Llama 3.1 for the 8B-shaped
+# one), as the configure step unpacked them from tests/data/tokenizers/.
+mkdir -p "$BUNDLE/data/tokenizers"
+cp -a "$BUILD_DIR/data/tokenizers/qwen3" "$BUILD_DIR/data/tokenizers/llama-3.1" "$BUNDLE/data/tokenizers/"
 
 MPIEXEC=$(sed -n 's/^MPIEXEC_EXECUTABLE:FILEPATH=//p' "$BUILD_DIR/CMakeCache.txt")
 # ctest runs MPI tests with the recorded mpiexec: gpu-check.sh points that at openmpi/.

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Write golden chat-template renderings made with the real Jinja templates.
 
-usage: python make_chat_goldens.py [SHARED_DIR] [OUT_DIR]
-  SHARED_DIR defaults to ../shared next to the repository root, OUT_DIR to tests/data/chat.
+usage: python make_chat_goldens.py [TOKENIZER_DIR] [OUT_DIR]
+  TOKENIZER_DIR defaults to build/data/tokenizers (where the configure step unpacks
+  tests/data/tokenizers/*.tar.xz), OUT_DIR to tests/data/chat.
   Needs only `pip install jinja2` (3.1.x).
 
-Templates: SHARED_DIR/tokenizers/{llama-3.1,qwen3,gemma3}/tokenizer_config.json and
+Templates: TOKENIZER_DIR/{llama-3.1,qwen3,gemma3}/tokenizer_config.json and
 OUT_DIR/templates/<name>/tokenizer_config.json. Each conversation below is rendered with
 add_generation_prompt=True the way transformers' apply_chat_template does it (sandboxed
 environment, trim_blocks, lstrip_blocks, loopcontrols, raise_exception, tojson), with
@@ -24,21 +25,22 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared")
+TOKENIZERS = (sys.argv[1] if len(sys.argv) > 1
+              else os.path.join(ROOT, "build", "data", "tokenizers"))
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests", "data", "chat")
 
-# (family file, template name). "shared:X" = SHARED/tokenizers/X, otherwise OUT/templates/X.
+# (family file, template name). "tokenizer:X" = TOKENIZERS/X, otherwise OUT/templates/X.
 TEMPLATES = [
-    ("llama3", "shared:llama-3.1"),
+    ("llama3", "tokenizer:llama-3.1"),
     ("llama3", "llama-3.2-instruct"),
-    ("chatml", "shared:qwen3"),
+    ("chatml", "tokenizer:qwen3"),
     ("chatml", "chatml"),
     ("chatml", "chatml-default-system"),
     ("mistral", "mistral-7b-instruct-v0.1"),
     ("mistral", "mistral-7b-instruct-v0.1-eos-space"),
     ("mistral", "mistral-7b-instruct-v0.3"),
     ("mistral", "mistral-nemo-instruct-2407"),
-    ("gemma", "shared:gemma3"),
+    ("gemma", "tokenizer:gemma3"),
 ]
 
 
@@ -93,8 +95,8 @@ def token_string(value):
 
 
 def load(name):
-    if name.startswith("shared:"):
-        path = os.path.join(SHARED, "tokenizers", name[len("shared:"):], "tokenizer_config.json")
+    if name.startswith("tokenizer:"):
+        path = os.path.join(TOKENIZERS, name[len("tokenizer:"):], "tokenizer_config.json")
     else:
         path = os.path.join(OUT, "templates", name, "tokenizer_config.json")
     with open(path, encoding="utf-8") as f:

@@ -10,7 +10,7 @@ exactly as dfloat11.compress_model registers them, plus the BF16 inputs as
 NAME.original.<i> (2-D, in unit order). OUT_DIR/manifest.json describes every unit.
 
 Each unit is also checked here, independently of the reference, against
-shared/specs/df11-format.md: the LUT decode reproduces the exponents, gaps/output_positions
+the published DF11 layout: the LUT decode reproduces the exponents, gaps/output_positions
 match the code start positions, and the BF16 originals are rebuilt bit-exactly.
 """
 

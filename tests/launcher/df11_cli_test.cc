@@ -46,7 +46,7 @@ class Df11Cli : public ::testing::Test {
 
 TEST_F(Df11Cli, MainJob) {
   Result r = Df11("-q make-tiny --arch qwen3 --layers 2 --hidden 128 --heads 4 --kv-heads 2 "
-                 "--head-dim 64 --vocab-from " DF11_SHARED_DIR "/tokenizers/qwen3 " + dir_ + "/m");
+                 "--head-dim 64 --vocab-from " DF11_TOKENIZER_DIR "/qwen3 " + dir_ + "/m");
   ASSERT_EQ(r.status, 0) << r.output;
   r = Df11("-q compress " + dir_ + "/m " + dir_ + "/m.df11");
   ASSERT_EQ(r.status, 0) << r.output;

@@ -56,8 +56,8 @@ class Df11RunCli : public ::testing::Test {
     dir_ = tmpl;
     // Small context so a long prompt overflows it.
     auto r = Exec(kBin + "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
-                  "--kv-heads 2 --intermediate 128 --vocab-from " DF11_SHARED_DIR
-                  "/tokenizers/llama-3.1 --seed 3 " + dir_ + "/bf16");
+                  "--kv-heads 2 --intermediate 128 --vocab-from " DF11_TOKENIZER_DIR
+                  "/llama-3.1 --seed 3 " + dir_ + "/bf16");
     ASSERT_EQ(r.status, 0) << r.output;
     auto j = nlohmann::json::parse(std::ifstream(dir_ + "/bf16/config.json"));
     j["max_position_embeddings"] = 64;

@@ -74,7 +74,7 @@ class Df11RunMpi : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     Result r = Sh(kDf11 + " -q make-tiny --layers 4 --hidden 128 --heads 4 --kv-heads 2 "
-                  "--intermediate 256 --vocab-from " DF11_SHARED_DIR "/tokenizers/llama-3.1 " +
+                  "--intermediate 256 --vocab-from " DF11_TOKENIZER_DIR "/llama-3.1 " +
                   dir_ + "/m");
     ASSERT_EQ(r.status, 0) << r.err;
     r = Sh(kDf11 + " -q compress " + dir_ + "/m " + dir_ + "/m.df11");

@@ -129,8 +129,8 @@ class ServeCluster {
   // Makes the tiny BF16 model (context 128, so a long prompt fails) and its DF11 form (dir/df11).
   static bool MakeModel(const std::string& dir, std::string* error) {
     Result r = Sh(dir, kBin + "df11 -q make-tiny --layers 2 --hidden 64 --heads 4 --kv-heads 2 "
-                            "--intermediate 128 --seed 5 --vocab-from " DF11_SHARED_DIR
-                            "/tokenizers/llama-3.1 " + dir + "/bf16");
+                            "--intermediate 128 --seed 5 --vocab-from " DF11_TOKENIZER_DIR
+                            "/llama-3.1 " + dir + "/bf16");
     if (r.status != 0) {
       *error = r.err;
       return false;

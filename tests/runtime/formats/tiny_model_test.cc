@@ -30,8 +30,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const std::string kLlamaTokenizer = std::string(DF11_SHARED_DIR) + "/tokenizers/llama-3.1";
-const std::string kQwenTokenizer = std::string(DF11_SHARED_DIR) + "/tokenizers/qwen3";
+const std::string kLlamaTokenizer = std::string(DF11_TOKENIZER_DIR) + "/llama-3.1";
+const std::string kQwenTokenizer = std::string(DF11_TOKENIZER_DIR) + "/qwen3";
 
 class TinyModelTest : public ::testing::Test {
  protected:

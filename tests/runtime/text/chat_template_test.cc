@@ -18,12 +18,13 @@
 namespace df11 {
 namespace {
 
-const std::string kSharedTokenizers = DF11_SHARED_DIR "/tokenizers";
+const std::string kTokenizers = DF11_TOKENIZER_DIR;
 const std::string kChatData = DF11_TEST_DATA_DIR "/chat";
 
-// "shared:X" names ../shared/tokenizers/X, anything else tests/data/chat/templates/X.
+// "tokenizer:X" names the real tokenizer of family X (BUILD/data/tokenizers/X), anything else
+// tests/data/chat/templates/X.
 std::string TemplateDir(const std::string& name) {
-  if (name.starts_with("shared:")) return kSharedTokenizers + "/" + name.substr(7);
+  if (name.starts_with("tokenizer:")) return kTokenizers + "/" + name.substr(10);
   return kChatData + "/templates/" + name;
 }
 
@@ -31,7 +32,7 @@ const Tokenizer& LoadTokenizer(const std::string& family) {
   static auto* cache = new std::map<std::string, Tokenizer>();
   auto it = cache->find(family);
   if (it == cache->end()) {
-    StatusOr<Tokenizer> t = Tokenizer::FromDirectory(kSharedTokenizers + "/" + family);
+    StatusOr<Tokenizer> t = Tokenizer::FromDirectory(kTokenizers + "/" + family);
     if (!t.ok()) {
       std::fprintf(stderr, "cannot load the %s tokenizer: %s\n", family.c_str(),
                    t.status().ToString().c_str());
@@ -110,7 +111,7 @@ const std::vector<ChatMessage> kConversation = {{"system", "You are terse."}, {"
 
 TEST(ChatTemplateTest, LlamaPromptEncodesWithOneBos) {
   const Tokenizer& tokenizer = LoadTokenizer("llama-3.1");
-  const ChatTemplate chat = LoadTemplate(kSharedTokenizers + "/llama-3.1");
+  const ChatTemplate chat = LoadTemplate(kTokenizers + "/llama-3.1");
   ASSERT_TRUE(chat.adds_bos());
   StatusOr<std::string> text = chat.Apply(kConversation);
   ASSERT_TRUE(text.ok()) << text.status().ToString();
@@ -124,7 +125,7 @@ TEST(ChatTemplateTest, LlamaPromptEncodesWithOneBos) {
 }
 
 TEST(ChatTemplateTest, QwenPromptHasNoBos) {
-  const ChatTemplate chat = LoadTemplate(kSharedTokenizers + "/qwen3");
+  const ChatTemplate chat = LoadTemplate(kTokenizers + "/qwen3");
   EXPECT_EQ(chat.family(), ChatFamily::kChatMl);
   EXPECT_FALSE(chat.adds_bos());
   StatusOr<std::string> text = chat.Apply(kConversation);
@@ -140,14 +141,14 @@ bool Has(const std::vector<int32_t>& ids, int32_t id) {
 
 TEST(ChatTemplateTest, StopTokenIds) {
   const std::vector<int32_t> llama =
-      LoadTemplate(kSharedTokenizers + "/llama-3.1").StopTokenIds(LoadTokenizer("llama-3.1"));
+      LoadTemplate(kTokenizers + "/llama-3.1").StopTokenIds(LoadTokenizer("llama-3.1"));
   EXPECT_TRUE(Has(llama, 128009)) << "<|eot_id|>";
   const std::vector<int32_t> qwen =
-      LoadTemplate(kSharedTokenizers + "/qwen3").StopTokenIds(LoadTokenizer("qwen3"));
+      LoadTemplate(kTokenizers + "/qwen3").StopTokenIds(LoadTokenizer("qwen3"));
   EXPECT_TRUE(Has(qwen, 151645)) << "<|im_end|>";
   const Tokenizer& gemma_tokenizer = LoadTokenizer("gemma3");
   const std::vector<int32_t> gemma =
-      LoadTemplate(kSharedTokenizers + "/gemma3").StopTokenIds(gemma_tokenizer);
+      LoadTemplate(kTokenizers + "/gemma3").StopTokenIds(gemma_tokenizer);
   EXPECT_TRUE(Has(gemma, *gemma_tokenizer.TokenToId("<end_of_turn>")));
 }
 
@@ -169,7 +170,7 @@ TEST(ChatTemplateTest, StopTokenIdsIncludeGenerationConfigWithoutDuplicates) {
 }
 
 TEST(ChatTemplateTest, ErrorsNameTheMessage) {
-  const ChatTemplate chat = LoadTemplate(kSharedTokenizers + "/llama-3.1");
+  const ChatTemplate chat = LoadTemplate(kTokenizers + "/llama-3.1");
   StatusOr<std::string> r = chat.Apply(std::vector<ChatMessage>{{"user", "a"}, {"tool", "b"}});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);

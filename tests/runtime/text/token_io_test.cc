@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // TokenizeJsonl / DetokenizeJsonl with the Llama 3.1 tokenizer: the golden texts of
-// ../shared/tokenizers/golden/dev-llama-3.1.jsonl go through both directions unchanged, and bad
+// tests/data/tokenizers/golden/dev-llama-3.1.jsonl go through both directions unchanged, and bad
 // lines become per-line errors while the other lines still convert.
 #include "runtime/text/token_io.h"
 
@@ -17,7 +17,8 @@
 namespace df11 {
 namespace {
 
-const std::string kTokenizerDir = DF11_SHARED_DIR "/tokenizers";
+const std::string kTokenizerDir = DF11_TOKENIZER_DIR;
+const std::string kGoldenDir = DF11_TEST_DATA_DIR "/tokenizers/golden";
 
 const Tokenizer& Llama() {
   static const Tokenizer* tokenizer = [] {
@@ -41,7 +42,7 @@ std::vector<nlohmann::json> ParseLines(const std::string& text) {
 }
 
 TEST(TokenIoTest, GoldenTextsRoundTrip) {
-  std::ifstream golden(kTokenizerDir + "/golden/dev-llama-3.1.jsonl");
+  std::ifstream golden(kGoldenDir + "/dev-llama-3.1.jsonl");
   ASSERT_TRUE(golden);
   std::vector<nlohmann::json> expected;
   std::string input, line;

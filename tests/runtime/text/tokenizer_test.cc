@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Tokenizer against the golden tokenizations in ../shared/tokenizers/golden (made with
+// Tokenizer against the golden tokenizations in tests/data/tokenizers/golden (made with
 // transformers.js, see its README): every line's ids and decoded text must match exactly. Each
 // tokenizer.json (9-33 MB) is loaded once per binary.
 #include "runtime/text/tokenizer.h"
@@ -21,7 +21,8 @@
 namespace df11 {
 namespace {
 
-const std::string kTokenizerDir = DF11_SHARED_DIR "/tokenizers";
+const std::string kTokenizerDir = DF11_TOKENIZER_DIR;
+const std::string kGoldenDir = DF11_TEST_DATA_DIR "/tokenizers/golden";
 
 // Loads each family's tokenizer on first use and keeps it for the whole binary.
 const Tokenizer& Load(const std::string& family) {
@@ -52,7 +53,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenTest, EveryLineMatchesIdsAndDecodedText) {
   const std::string family = GetParam();
   const Tokenizer& tokenizer = Load(family);
-  const std::string path = kTokenizerDir + "/golden/dev-" + family + ".jsonl";
+  const std::string path = kGoldenDir + "/dev-" + family + ".jsonl";
   std::ifstream in(path);
   ASSERT_TRUE(in) << "cannot open " << path;
   std::string line;
