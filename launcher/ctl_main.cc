@@ -4,6 +4,8 @@
 //   cancel JOB   results JOB [--output F]   cluster
 // Invalid input lines are reported on stderr and recorded as failed items; the valid ones run.
 // Jobs and the cluster print as JSON; results as JSON lines (see control/result_output.h).
+// `submit --wait` outlasts a coordinator restart: an unreachable coordinator is polled again with
+// backoff for up to --reconnect-seconds before it gives up (the job stays on the coordinator).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include "launcher/control/batch_input.h"
 #include "launcher/control/control_client.h"
 #include "launcher/control/result_output.h"
+#include "launcher/control/token_file.h"
 
 namespace df11 {
 namespace {
@@ -25,6 +28,63 @@ int Fail(const Status& s) {
   return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
 }
 
+using Clock = std::chrono::steady_clock;
+
+// Decides, for one job being waited for, whether a failed call is tried again: only when the
+// coordinator was out of reach (kIoError: it may be restarting), with backoff, until it has been
+// out of reach for `limit_s`. Says on stderr what it waits for.
+class Reconnect {
+ public:
+  Reconnect(const ControlClientOptions& client, std::string job_id, double limit_s)
+      : coordinator_(client.host + ":" + std::to_string(client.port)),
+        job_id_(std::move(job_id)),
+        limit_s_(limit_s) {}
+
+  // After a failed call: sleeps and returns OK to retry, else the Status to give up with.
+  Status Retry(const Status& failure) {
+    if (failure.code() != StatusCode::kIoError) return failure;
+    const Clock::time_point now = Clock::now();
+    if (!out_of_reach_) {
+      out_of_reach_ = true;
+      since_ = now;
+      backoff_s_ = 0.25;
+      std::fprintf(stderr,
+                   "job %s: coordinator %s out of reach (%s); waiting for it to come back, up "
+                   "to %.0f s (--reconnect-seconds)\n",
+                   job_id_.c_str(), coordinator_.c_str(), failure.message().c_str(), limit_s_);
+    }
+    const double out_s = std::chrono::duration<double>(now - since_).count();
+    if (out_s >= limit_s_) {
+      return Status::IoError("coordinator " + coordinator_ + " out of reach for " +
+                             std::to_string(static_cast<int>(out_s)) + " s (--reconnect-seconds " +
+                             std::to_string(static_cast<int>(limit_s_)) +
+                             "): stopped waiting for job " + job_id_ +
+                             ", which stays on the coordinator (df11-ctl status|results " +
+                             job_id_ + "); last error: " + failure.message());
+    }
+    std::this_thread::sleep_for(
+        std::chrono::duration<double>(std::min(backoff_s_, limit_s_ - out_s)));
+    backoff_s_ = std::min(backoff_s_ * 2, 5.0);
+    return Status::Ok();
+  }
+  // After a successful call.
+  void Reached() {
+    if (!out_of_reach_) return;
+    out_of_reach_ = false;
+    std::fprintf(stderr, "job %s: coordinator %s back after %.1f s\n", job_id_.c_str(),
+                 coordinator_.c_str(),
+                 std::chrono::duration<double>(Clock::now() - since_).count());
+  }
+
+ private:
+  std::string coordinator_;
+  std::string job_id_;
+  double limit_s_;
+  bool out_of_reach_ = false;
+  Clock::time_point since_;
+  double backoff_s_ = 0.25;
+};
+
 void PrintJson(const nlohmann::json& j) {
   std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
@@ -35,14 +95,17 @@ bool Finished(const rpc::Job& job) {
 }
 
 // Writes every result of `job_id` to `path`, or to stdout when `path` is empty.
-int WriteResults(ControlClient& client, const std::string& job_id, const std::string& path) {
+int WriteResults(ControlClient& client, const std::string& job_id, const std::string& path,
+                 Reconnect* reconnect = nullptr) {
   std::ofstream file;
   if (!path.empty()) {
     file.open(path, std::ios::out | std::ios::trunc);
     if (!file) return Fail(Status::IoError("cannot write " + path));
   }
   std::ostream& out = path.empty() ? std::cout : file;
-  StatusOr<int64_t> n = WriteJobResults(client, job_id, out);
+  RetryPolicy retry;
+  if (reconnect != nullptr) retry = [reconnect](const Status& s) { return reconnect->Retry(s); };
+  StatusOr<int64_t> n = WriteJobResults(client, job_id, out, 1000, retry);
   if (!n.ok()) return Fail(n.status());
   out.flush();
   if (!path.empty())
@@ -56,6 +119,7 @@ struct SubmitFlags {
   std::string label;
   bool wait = false;
   double poll_s = 1.0;
+  double reconnect_s = 600;
 };
 
 int Submit(ControlClient& client, const SubmitFlags& f) {
@@ -95,10 +159,15 @@ int Submit(ControlClient& client, const SubmitFlags& f) {
     return 0;
   }
   rpc::Job current = *job;
+  Reconnect reconnect(client.options(), current.id, f.reconnect_s);
   while (!Finished(current)) {
     std::this_thread::sleep_for(std::chrono::duration<double>(f.poll_s));
     StatusOr<rpc::Job> polled = client.GetJob(current.id);
-    if (!polled.ok()) return Fail(polled.status());
+    if (!polled.ok()) {
+      if (Status s = reconnect.Retry(polled.status()); !s.ok()) return Fail(s);
+      continue;
+    }
+    reconnect.Reached();
     current = *polled;
     std::fprintf(stderr, "job %s: %s %lld/%lld done, %lld failed, %.1f tok/s, eta %.0f s\n",
                  current.id.c_str(), rpc::to_string(current.state).c_str(),
@@ -106,7 +175,7 @@ int Submit(ControlClient& client, const SubmitFlags& f) {
                  static_cast<long long>(current.items_total),
                  static_cast<long long>(current.items_failed), current.tokens_per_s, current.eta_s);
   }
-  if (int rc = WriteResults(client, current.id, f.output); rc != 0) return rc;
+  if (int rc = WriteResults(client, current.id, f.output, &reconnect); rc != 0) return rc;
   return current.state == rpc::JobState::DONE ? 0 : 1;
 }
 
@@ -120,6 +189,8 @@ int Main(int argc, char** argv) {
   app.add_option("--token-file", token_file, "file holding the coordinator's token")
       ->required()
       ->check(CLI::ExistingFile);
+  bool allow_insecure_token = false;
+  app.add_flag(kAllowInsecureTokenFlag, allow_insecure_token, kAllowInsecureTokenHelp);
   app.add_option("--timeout", timeout_s, "seconds to wait for each call")->capture_default_str();
 
   SubmitFlags submit;
@@ -130,7 +201,14 @@ int Main(int argc, char** argv) {
   submit_cmd->add_option("--output", submit.output, "results file for --wait (default: stdout)");
   submit_cmd->add_option("--label", submit.label, "a name for the job (default: the input path)");
   submit_cmd->add_option("--poll-seconds", submit.poll_s, "status poll period for --wait")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  submit_cmd
+      ->add_option("--reconnect-seconds", submit.reconnect_s,
+                   "with --wait: how long to keep polling a coordinator that is out of "
+                   "reach (restarting) before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   std::string job_id;
   std::string results_output;
   CLI::App* status_cmd = app.add_subcommand("status", "print a job");
@@ -148,7 +226,7 @@ int Main(int argc, char** argv) {
 
   ControlClientOptions options;
   if (Status s = ParseHostPort(address, &options.host, &options.port); !s.ok()) return Fail(s);
-  StatusOr<std::string> token = ReadTokenFile(token_file);
+  StatusOr<std::string> token = ReadTokenFile(token_file, allow_insecure_token);
   if (!token.ok()) return Fail(token.status());
   options.token = *token;
   options.rpc_timeout_ms = static_cast<int32_t>(timeout_s * 1000);

@@ -5,30 +5,32 @@
 // `df11-run serve`: the same model as a worker group of df11-coordinator: leases items, generates,
 // reports results (worker/worker_agent.h). Both run on one process, or under mpirun/srun on a
 // sharded model, where rank 0 leads and the other ranks follow its plans. --device cuda runs the
-// forward pass on a GPU (CudaBackend; local rank % device count), --device cpu (default) on the CPU.
-// `df11-run bench` and `df11-run logits`: see bench_command.h. `df11-run plan`: plan_command.h.
-#include <CLI/CLI.hpp>
+// forward pass on a GPU (CudaBackend; local rank % device count), --device cpu (default) on the
+// CPU. `df11-run bench` and `df11-run logits`: see bench_command.h. `df11-run plan`:
+// plan_command.h.
 #include <glog/logging.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <optional>
-#include <xxhash.h>
 
 #include "launcher/backend_select.h"
 #include "launcher/batch/batch_io.h"
 #include "launcher/bench_command.h"
+#include "launcher/control/token_file.h"
+#include "launcher/plan_command.h"
 #include "launcher/worker/batch_generator.h"
 #include "launcher/worker/worker_agent.h"
+#include "parallel/mpi_bootstrap.h"
 #include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
-#include "runtime/engine/engine.h"
-#include "launcher/plan_command.h"
-#include "parallel/mpi_bootstrap.h"
 #include "runtime/engine/distributed_runner.h"
+#include "runtime/engine/engine.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/shard_weights.h"
 #include "runtime/text/chat_template.h"
@@ -58,6 +60,8 @@ struct GenerateFlags {
   bool serve = false;
   std::string coordinator;
   std::string token_file;
+  bool allow_insecure_token = false;
+  std::string token;  // read from token_file before the model is loaded
   int64_t max_items = 0;
   double heartbeat_s = 0;
   double idle_exit_s = 0;
@@ -119,9 +123,7 @@ int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* gener
   if (Status s = ParseHostPort(f.coordinator, &o.control.host, &o.control.port); !s.ok()) {
     return Fail(s);
   }
-  auto token = ReadTokenFile(f.token_file);
-  if (!token.ok()) return Fail(token.status());
-  o.control.token = *token;
+  o.control.token = f.token;
   o.control.rpc_timeout_ms = static_cast<int32_t>(f.rpc_timeout_s * 1000);
   o.control.connect_timeout_ms = std::min(o.control.rpc_timeout_ms, 5000);
   o.group.ranks = static_cast<int32_t>(id.hosts.size());
@@ -433,6 +435,7 @@ int main(int argc, char** argv) {
   serve->add_option("--coordinator", f.coordinator, "HOST:PORT of df11-coordinator")->required();
   serve->add_option("--token-file", f.token_file, "file holding the coordinator's token")
       ->required()->check(CLI::ExistingFile);
+  serve->add_flag(kAllowInsecureTokenFlag, f.allow_insecure_token, kAllowInsecureTokenHelp);
   serve->add_option("--max-items", f.max_items, "exit after serving this many items (0: no limit)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   serve->add_option("--heartbeat-seconds", f.heartbeat_s,
@@ -470,6 +473,11 @@ int main(int argc, char** argv) {
   if (!f.serve && f.prompt.empty() && f.input.empty()) {
     std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
     return 2;
+  }
+  if (f.serve) {  // a bad token file is refused before any weight is read
+    StatusOr<std::string> token = ReadTokenFile(f.token_file, f.allow_insecure_token);
+    if (!token.ok()) return Fail(token.status());
+    f.token = std::move(token).value();
   }
   InitLogging(argv[0], LoggingOptions{});
   if (IsShardedModelDir(f.model)) return RunDistributed(f, argc, argv);

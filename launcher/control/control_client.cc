@@ -12,8 +12,6 @@
 #include <cctype>
 #include <limits>
 
-#include "runtime/core/file_util.h"
-
 namespace df11 {
 
 using apache::thrift::TApplicationException;
@@ -37,17 +35,6 @@ Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   *host = text.substr(0, colon);
   *port = p;
   return Status::Ok();
-}
-
-StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  const auto space = [](unsigned char c) { return std::isspace(c) != 0; };
-  while (!text.empty() && space(text.back())) text.pop_back();
-  size_t start = 0;
-  while (start < text.size() && space(text[start])) ++start;
-  text = text.substr(start);
-  if (text.empty()) return Status::InvalidArgument("token file " + path + " is empty");
-  return text;
 }
 
 ControlClient::ControlClient(ControlClientOptions options) : options_(std::move(options)) {}

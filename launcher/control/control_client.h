@@ -32,8 +32,6 @@ struct ControlClientOptions {
 
 // Parses "HOST:PORT" (the host may be a name or an IPv4 address).
 Status ParseHostPort(const std::string& text, std::string* host, int* port);
-// Reads a token file; surrounding whitespace is dropped, an empty token is an error.
-StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 class ControlClient {
  public:

@@ -4,11 +4,8 @@
 #include <glog/logging.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/TConfiguration.h>
-#include <thrift/TOutput.h>
 #include <thrift/protocol/TBinaryProtocol.h>
-#include <thrift/server/TThreadedServer.h>
 #include <thrift/transport/TBufferTransports.h>
-#include <thrift/transport/TServerSocket.h>
 
 #include <chrono>
 
@@ -19,37 +16,57 @@ namespace {
 
 using apache::thrift::TApplicationException;
 using apache::thrift::TConfiguration;
+using apache::thrift::protocol::TBinaryProtocol;
+using apache::thrift::transport::TMemoryBuffer;
 
 constexpr int32_t kMaxLeaseItems = 10000;
 constexpr int32_t kMaxPageItems = 10000;
+constexpr int32_t kMaxTokenBytes = 1024;  // a longer token field drops the connection
 
-// Wraps each accepted connection in a TFramedTransport whose frames are bounded by `config`:
-// an oversized frame fails that connection's read and nothing else.
-class BoundedFramedTransportFactory : public apache::thrift::transport::TTransportFactory {
- public:
-  explicit BoundedFramedTransportFactory(std::shared_ptr<TConfiguration> config)
-      : config_(std::move(config)) {}
-  std::shared_ptr<apache::thrift::transport::TTransport> getTransport(
-      std::shared_ptr<apache::thrift::transport::TTransport> trans) override {
-    return std::make_shared<apache::thrift::transport::TFramedTransport>(trans, config_);
+// Every Df11Control call's arguments start with field 1, the token, and every call declares
+// Unauthorized as its exception field 2: so the token can be checked from a frame's first bytes,
+// and a wrong one answered with the call's Unauthorized reply before the rest is read.
+FrameCheck CheckToken(const std::string& expected, const uint8_t* data, size_t size,
+                      bool complete) {
+  auto in = std::make_shared<TMemoryBuffer>(const_cast<uint8_t*>(data), static_cast<uint32_t>(size),
+                                            TMemoryBuffer::OBSERVE);
+  TBinaryProtocol proto(in, kMaxTokenBytes, 1, /*strict_read=*/true, /*strict_write=*/true);
+  std::string name, ignored, token;
+  apache::thrift::protocol::TMessageType type;
+  apache::thrift::protocol::TType field_type;
+  int32_t seqid = 0;
+  int16_t field_id = 0;
+  try {
+    proto.readMessageBegin(name, type, seqid);
+    proto.readStructBegin(ignored);
+    proto.readFieldBegin(ignored, field_type, field_id);
+    if (type != apache::thrift::protocol::T_CALL || field_id != 1 ||
+        field_type != apache::thrift::protocol::T_STRING) {
+      return {FrameVerdict::kDrop, ""};
+    }
+    proto.readString(token);
+  } catch (const apache::thrift::transport::TTransportException& e) {
+    const bool short_read =
+        e.getType() == apache::thrift::transport::TTransportException::END_OF_FILE;
+    return {short_read && !complete ? FrameVerdict::kNeedMore : FrameVerdict::kDrop, ""};
+  } catch (const apache::thrift::TException&) {
+    return {FrameVerdict::kDrop, ""};
   }
-
- private:
-  std::shared_ptr<TConfiguration> config_;
-};
-
-// Tells Start() that serve() has bound its socket.
-class ReadyHandler : public apache::thrift::server::TServerEventHandler {
- public:
-  explicit ReadyHandler(std::function<void()> ready) : ready_(std::move(ready)) {}
-  void preServe() override { ready_(); }
-
- private:
-  std::function<void()> ready_;
-};
-
-// Thrift's own messages (a client that died, an oversized frame) go to glog like ours.
-void LogThriftMessage(const char* message) { LOG(WARNING) << "thrift: " << message; }
+  if (TokenMatches(token, expected)) return {FrameVerdict::kAccept, ""};
+  auto out = std::make_shared<TMemoryBuffer>();
+  TBinaryProtocol reply(out);
+  reply.writeMessageBegin(name, apache::thrift::protocol::T_REPLY, seqid);
+  reply.writeStructBegin("result");
+  reply.writeFieldBegin("unauthorized", apache::thrift::protocol::T_STRUCT, 2);
+  rpc::Unauthorized unauthorized;
+  unauthorized.message = "wrong or missing token";
+  unauthorized.write(&reply);
+  reply.writeFieldEnd();
+  reply.writeFieldStop();
+  reply.writeStructEnd();
+  reply.writeMessageEnd();
+  return {FrameVerdict::kReject, out->getBufferAsString()};
+}
 
 [[noreturn]] void ThrowStatus(const Status& s) {
   switch (s.code()) {
@@ -271,6 +288,19 @@ bool TokenMatches(const std::string& given, const std::string& expected) {
   return diff == 0;
 }
 
+void LogExpiredLeases(const ExpiredLeases& expired) {
+  if (expired.requeued > 0) {
+    LOG(INFO) << expired.requeued << " items of expired leases returned to the queue (each is "
+              << "leased alone from now on)";
+  }
+  if (expired.failed > 0) {
+    LOG(WARNING) << expired.failed << " items failed: their leases expired --max-attempts times";
+  }
+  if (expired.cancelled > 0) {
+    LOG(INFO) << expired.cancelled << " items of expired leases belong to cancelled jobs";
+  }
+}
+
 CoordinatorServer::CoordinatorServer(const CoordinatorOptions& options, JobStore* store)
     : options_(options), store_(store) {}
 
@@ -285,54 +315,48 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.port < 0 || options.port > 65535) {
     return Status::InvalidArgument("coordinator: port " + std::to_string(options.port));
   }
-  apache::thrift::GlobalOutput.setOutputFunction(&LogThriftMessage);
+  if (options.handshake_timeout_s <= 0 || options.idle_timeout_s < 0) {
+    return Status::InvalidArgument(
+        "coordinator: --handshake-timeout-seconds must be > 0 and --idle-timeout-seconds >= 0");
+  }
   std::unique_ptr<CoordinatorServer> self(new CoordinatorServer(options, store));
   const int max_bytes = static_cast<int>(options.max_message_bytes);
   auto config = std::make_shared<TConfiguration>(max_bytes, max_bytes);
-  auto socket =
-      std::make_shared<apache::thrift::transport::TServerSocket>(options.host, options.port);
-  if (options.idle_timeout_s > 0) socket->setRecvTimeout(options.idle_timeout_s * 1000);
-  socket->setKeepAlive(true);
-  auto handler = std::make_shared<ControlHandler>(self->options_, store);
-  auto server = std::make_shared<apache::thrift::server::TThreadedServer>(
-      std::make_shared<rpc::Df11ControlProcessor>(handler), socket,
-      std::make_shared<BoundedFramedTransportFactory>(config),
-      std::make_shared<apache::thrift::protocol::TBinaryProtocolFactory>(max_bytes, max_bytes, true,
-                                                                         true));
-  server->setConcurrentClientLimit(options.max_connections);
-  CoordinatorServer* raw = self.get();
-  server->setServerEventHandler(std::make_shared<ReadyHandler>([raw, socket] {
-    std::lock_guard<std::mutex> lock(raw->mu_);
-    raw->port_ = socket->getPort();
-    raw->serving_ = true;
-    raw->cv_.notify_all();
-  }));
-  self->server_ = server;
-  self->serve_thread_ = std::thread([raw] {
-    std::string error;
+  auto processor = std::make_shared<rpc::Df11ControlProcessor>(
+      std::make_shared<ControlHandler>(self->options_, store));
+  FrameServerOptions frames;
+  frames.host = options.host;
+  frames.port = options.port;
+  frames.max_frame_bytes = options.max_message_bytes;
+  frames.max_connections = options.max_connections;
+  frames.max_unauthenticated = options.max_unauthenticated;
+  frames.handshake_timeout_s = options.handshake_timeout_s;
+  frames.idle_timeout_s = options.idle_timeout_s;
+  const std::string token = options.token;
+  auto check = [token](const uint8_t* data, size_t size, bool complete) {
+    return CheckToken(token, data, size, complete);
+  };
+  auto serve = [processor, config, max_bytes](const std::string& request, std::string* reply) {
+    auto in = std::make_shared<TMemoryBuffer>(
+        reinterpret_cast<uint8_t*>(const_cast<char*>(request.data())),
+        static_cast<uint32_t>(request.size()), TMemoryBuffer::OBSERVE, config);
+    auto out = std::make_shared<TMemoryBuffer>(config);
     try {
-      raw->server_->serve();
-    } catch (const std::exception& e) {
-      error = e.what();
+      processor->process(std::make_shared<TBinaryProtocol>(in, max_bytes, max_bytes, true, true),
+                         std::make_shared<TBinaryProtocol>(out), nullptr);
+    } catch (const apache::thrift::TException& e) {
+      LOG_EVERY_N(WARNING, 100) << "malformed request: " << e.what();
+      return false;
     }
-    std::lock_guard<std::mutex> lock(raw->mu_);
-    raw->finished_ = true;
-    raw->serve_error_ = error;
-    raw->cv_.notify_all();
-  });
-  {
-    std::unique_lock<std::mutex> lock(self->mu_);
-    self->cv_.wait(lock, [&] { return self->serving_ || self->finished_; });
-    if (!self->serving_) {
-      const std::string error = self->serve_error_;
-      lock.unlock();
-      self->Stop();
-      return Status::IoError("coordinator: cannot serve on " + options.host + ":" +
-                             std::to_string(options.port) + ": " + error);
-    }
-  }
+    *reply = out->getBufferAsString();
+    return true;
+  };
+  StatusOr<std::unique_ptr<FrameServer>> server = FrameServer::Start(frames, check, serve);
+  if (!server.ok()) return server.status().WithContext("coordinator");
+  self->frames_ = std::move(server).value();
+  CoordinatorServer* raw = self.get();
   self->expire_thread_ = std::thread([raw] { raw->ExpireLoop(); });
-  LOG(INFO) << "coordinator listening on " << options.host << ":" << self->port_;
+  LOG(INFO) << "coordinator listening on " << options.host << ":" << self->port();
   return self;
 }
 
@@ -342,11 +366,11 @@ void CoordinatorServer::ExpireLoop() {
     cv_.wait_for(lock, std::chrono::milliseconds(options_.expire_interval_ms));
     if (stopping_) break;
     lock.unlock();
-    StatusOr<int64_t> n = store_->ExpireLeases(store_->NowMs());
+    StatusOr<ExpiredLeases> n = store_->ExpireLeases(store_->NowMs());
     if (!n.ok()) {
       LOG(ERROR) << "lease expiry: " << n.status().ToString();
-    } else if (*n > 0) {
-      LOG(INFO) << *n << " expired leases returned to the queue";
+    } else {
+      LogExpiredLeases(*n);
     }
     lock.lock();
   }
@@ -359,15 +383,11 @@ void CoordinatorServer::Stop() {
     stopping_ = true;
     cv_.notify_all();
   }
-  if (server_) server_->stop();
-  if (serve_thread_.joinable()) serve_thread_.join();
+  if (frames_) frames_->Stop();
   if (expire_thread_.joinable()) expire_thread_.join();
 }
 
-void CoordinatorServer::Wait() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return stopping_ || finished_; });
-}
+Status CoordinatorServer::Wait() { return frames_->Wait(); }
 
 CoordinatorServer::~CoordinatorServer() { Stop(); }
 

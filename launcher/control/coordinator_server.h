@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// df11-coordinator's server: the Df11Control Thrift service (TBinaryProtocol over
-// TFramedTransport, one thread per connection) in front of a JobStore, plus a background thread
-// that returns expired leases to the queue. Every call's token is compared in constant time; bad
-// input becomes InvalidRequest / Unauthorized / NotFound, a store failure a TApplicationException.
-// A frame larger than max_message_bytes closes that connection only. Thread-safe.
+// df11-coordinator's server: the Df11Control Thrift service (TBinaryProtocol in length-prefixed
+// frames, as TFramedTransport writes them) in front of a JobStore, plus a background thread that
+// ends expired leases. Connections are served by a FrameServer (frame_server.h): idle ones cost
+// no thread, and a frame's token is checked from its first bytes, before the frame is buffered:
+// a wrong token gets Unauthorized without the rest being read, and connections that never send
+// the token are closed after handshake_timeout_s or to make room for new ones, so a flood of
+// them cannot keep callers with the token out. The handler checks the token again (in constant
+// time); bad input becomes InvalidRequest / Unauthorized / NotFound, a store failure a
+// TApplicationException. A frame larger than max_message_bytes closes that connection only.
+// Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -13,12 +18,9 @@
 #include <string>
 #include <thread>
 
+#include "launcher/control/frame_server.h"
 #include "launcher/control/job_store.h"
 #include "runtime/core/status.h"
-
-namespace apache::thrift::server {
-class TServer;
-}
 
 namespace df11 {
 
@@ -31,10 +33,17 @@ struct CoordinatorOptions {
   int32_t expire_interval_ms = 1000;     // period of the lease-expiry sweep
   int32_t max_connections = 1024;        // concurrent client connections
   int32_t idle_timeout_s = 600;          // a connection silent this long is closed; 0: never
+  double handshake_timeout_s = 10;       // a connection that has not sent a request with the
+                                         // token this long after connecting is closed
+  int32_t max_unauthenticated = 128;     // connections yet to send the token; beyond, the
+                                         // oldest of the peer address with most is closed
 };
 
 // Constant-time in the content of `expected` (time depends only on the given token's length).
 bool TokenMatches(const std::string& given, const std::string& expected);
+
+// One log line for what an ExpireLeases call did (nothing when it did nothing).
+void LogExpiredLeases(const ExpiredLeases& expired);
 
 class CoordinatorServer {
  public:
@@ -46,11 +55,12 @@ class CoordinatorServer {
   CoordinatorServer(const CoordinatorServer&) = delete;
   CoordinatorServer& operator=(const CoordinatorServer&) = delete;
 
-  int port() const { return port_; }
-  // Stops accepting, closes connections and joins the threads. Idempotent; any thread.
+  int port() const { return frames_->port(); }
+  // Stops accepting, closes connections and joins the threads (a call being served finishes
+  // first). Idempotent; any thread.
   void Stop();
-  // Blocks until Stop() is called from another thread or the server fails.
-  void Wait();
+  // Blocks until Stop() is called from another thread or the server fails (its error).
+  Status Wait();
 
  private:
   CoordinatorServer(const CoordinatorOptions& options, JobStore* store);
@@ -58,17 +68,12 @@ class CoordinatorServer {
 
   CoordinatorOptions options_;
   JobStore* store_;
-  std::shared_ptr<apache::thrift::server::TServer> server_;
-  std::thread serve_thread_;
+  std::unique_ptr<FrameServer> frames_;
   std::thread expire_thread_;
-  int port_ = 0;
   std::mutex stop_mu_;  // serializes Stop() calls
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;    // guarded by mu_
-  bool serving_ = false;     // guarded by mu_; serve() is running
-  bool finished_ = false;    // guarded by mu_; serve() returned
-  std::string serve_error_;  // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
 };
 
 }  // namespace df11

@@ -141,6 +141,10 @@ JobStore::JobStore(JobStoreOptions options, std::unique_ptr<SqliteDb> db)
 
 StatusOr<std::unique_ptr<JobStore>> JobStore::Open(JobStoreOptions options) {
   if (options.path.empty()) return Status::InvalidArgument("job store: empty database path");
+  if (options.max_attempts < 1) {
+    return Status::InvalidArgument("job store: max attempts " +
+                                   std::to_string(options.max_attempts) + " < 1");
+  }
   DF11_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(options.path));
   std::unique_ptr<JobStore> store(new JobStore(std::move(options), std::move(db)));
   DF11_RETURN_IF_ERROR(store->CreateSchema());
@@ -409,16 +413,21 @@ StatusOr<std::vector<LeasedItem>> JobStore::LeaseItems(const std::string& group_
       return items;
     }
   }
+  // An item leased before (attempts > 0) is back because that lease expired: it goes out alone,
+  // so if it is what kills its groups, no other item is in the lease it takes down.
   SqliteStatement select(*db_,
-                         "SELECT item_id, job_id, custom_id, request_json FROM items "
+                         "SELECT item_id, job_id, custom_id, request_json, attempts FROM items "
                          "WHERE state = 'QUEUED' ORDER BY item_id LIMIT ?");
   select.Bind(1, static_cast<int64_t>(n));
   std::vector<LeasedItem> items;
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) break;
+    const bool retry = select.Int(4) > 0;
+    if (retry && !items.empty()) break;
     items.push_back({select.Int(0), select.Text(1), select.Text(2), select.Text(3),
                      request_lease.empty() ? NewId("lease") : request_lease, expiry});
+    if (retry) break;
   }
   SqliteStatement lease(*db_,
                         "UPDATE items SET state = 'LEASED', lease_id = ?, lease_expiry_ms = ?, "
@@ -439,23 +448,38 @@ StatusOr<std::vector<LeasedItem>> JobStore::LeaseItems(const std::string& group_
   return items;
 }
 
-StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
-                                                 const std::vector<ItemOutcome>& outcomes) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = NowMs();
-  SqliteTransaction tx(*db_);
-  DF11_RETURN_IF_ERROR(tx.status());
-  if (!group_id.empty()) DF11_RETURN_IF_ERROR(CheckGroupLocked(group_id));
+Status JobStore::StoreOutcomeLocked(const std::string& group_id, const ItemOutcome& outcome,
+                                    int64_t now, bool* stored) {
+  *stored = false;
   SqliteStatement item(*db_,
                        "SELECT i.job_id, j.items_done + j.items_failed FROM items i "
                        "JOIN jobs j ON j.id = i.job_id WHERE i.item_id = ?");
+  item.Bind(1, outcome.item_id);
+  DF11_ASSIGN_OR_RETURN(bool found, item.Step());
+  if (!found) return Status::InvalidArgument("no item " + std::to_string(outcome.item_id));
+  const std::string job_id = item.Text(0);
+  const int64_t seq = item.Int(1);
   SqliteStatement insert(*db_,
                          "INSERT INTO results (item_id, job_id, seq, response_json, error, "
                          "completion_tokens, group_id, stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                          "ON CONFLICT (item_id) DO NOTHING");
+  DF11_RETURN_IF_ERROR(insert.Bind(1, outcome.item_id)
+                           .Bind(2, job_id)
+                           .Bind(3, seq)
+                           .Bind(4, outcome.response_json)
+                           .Bind(5, outcome.error)
+                           .Bind(6, outcome.completion_tokens)
+                           .Bind(7, group_id)
+                           .Bind(8, now)
+                           .Run());
+  if (db_->Changes() == 0) return Status::Ok();  // already has a result
+  *stored = true;
+  const bool ok = outcome.error.empty();
   SqliteStatement finish(*db_,
                          "UPDATE items SET state = ?, lease_id = NULL, lease_expiry_ms = NULL "
                          "WHERE item_id = ?");
+  DF11_RETURN_IF_ERROR(
+      finish.Bind(1, std::string(ok ? "DONE" : "FAILED")).Bind(2, outcome.item_id).Run());
   // A job whose last item lands here becomes DONE, or FAILED when no item succeeded.
   SqliteStatement count(
       *db_,
@@ -465,61 +489,79 @@ StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
       "items_done + items_failed + 1 >= items_total THEN "
       "(CASE WHEN items_done + ? > 0 THEN 'DONE' ELSE 'FAILED' END) "
       "ELSE state END WHERE id = ?");
+  return count.Bind(1, int64_t{ok ? 1 : 0})
+      .Bind(2, int64_t{ok ? 0 : 1})
+      .Bind(3, outcome.completion_tokens)
+      .Bind(4, now)
+      .Bind(5, int64_t{ok ? 1 : 0})
+      .Bind(6, job_id)
+      .Run();
+}
+
+StatusOr<CompleteCounts> JobStore::CompleteItems(const std::string& group_id,
+                                                 const std::vector<ItemOutcome>& outcomes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = NowMs();
+  SqliteTransaction tx(*db_);
+  DF11_RETURN_IF_ERROR(tx.status());
+  if (!group_id.empty()) DF11_RETURN_IF_ERROR(CheckGroupLocked(group_id));
   CompleteCounts counts;
   for (const ItemOutcome& outcome : outcomes) {
-    item.Reset();
-    item.Bind(1, outcome.item_id);
-    DF11_ASSIGN_OR_RETURN(bool found, item.Step());
-    if (!found) return Status::InvalidArgument("no item " + std::to_string(outcome.item_id));
-    const std::string job_id = item.Text(0);
-    const int64_t seq = item.Int(1);
-    insert.Reset();
-    DF11_RETURN_IF_ERROR(insert.Bind(1, outcome.item_id)
-                             .Bind(2, job_id)
-                             .Bind(3, seq)
-                             .Bind(4, outcome.response_json)
-                             .Bind(5, outcome.error)
-                             .Bind(6, outcome.completion_tokens)
-                             .Bind(7, group_id)
-                             .Bind(8, now)
-                             .Run());
-    if (db_->Changes() == 0) {
-      ++counts.duplicates;
-      continue;
-    }
-    ++counts.stored;
-    const bool ok = outcome.error.empty();
-    finish.Reset();
-    DF11_RETURN_IF_ERROR(
-        finish.Bind(1, std::string(ok ? "DONE" : "FAILED")).Bind(2, outcome.item_id).Run());
-    count.Reset();
-    DF11_RETURN_IF_ERROR(count.Bind(1, int64_t{ok ? 1 : 0})
-                             .Bind(2, int64_t{ok ? 0 : 1})
-                             .Bind(3, outcome.completion_tokens)
-                             .Bind(4, now)
-                             .Bind(5, int64_t{ok ? 1 : 0})
-                             .Bind(6, job_id)
-                             .Run());
+    bool stored = false;
+    DF11_RETURN_IF_ERROR(StoreOutcomeLocked(group_id, outcome, now, &stored));
+    ++(stored ? counts.stored : counts.duplicates);
   }
   DF11_RETURN_IF_ERROR(tx.Commit());
   return counts;
 }
 
-StatusOr<int64_t> JobStore::ExpireLeases(int64_t now_ms) {
+StatusOr<ExpiredLeases> JobStore::ExpireLeases(int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   SqliteTransaction tx(*db_);
   DF11_RETURN_IF_ERROR(tx.status());
+  ExpiredLeases expired;
   // An item of a cancelled job goes to CANCELLED instead of back to the queue.
-  SqliteStatement st(
+  SqliteStatement cancel(
       *db_,
-      "UPDATE items SET state = CASE WHEN (SELECT state FROM jobs "
-      "WHERE jobs.id = items.job_id) = 'CANCELLED' THEN 'CANCELLED' ELSE 'QUEUED' END, "
-      "lease_id = NULL, lease_expiry_ms = NULL, group_id = NULL "
-      "WHERE state = 'LEASED' AND lease_expiry_ms <= ?");
-  DF11_RETURN_IF_ERROR(st.Bind(1, now_ms).Run());
-  const int64_t n = db_->Changes();
+      "UPDATE items SET state = 'CANCELLED', lease_id = NULL, lease_expiry_ms = NULL, "
+      "group_id = NULL WHERE state = 'LEASED' AND lease_expiry_ms <= ? AND "
+      "(SELECT state FROM jobs WHERE jobs.id = items.job_id) = 'CANCELLED'");
+  DF11_RETURN_IF_ERROR(cancel.Bind(1, now_ms).Run());
+  expired.cancelled = db_->Changes();
+  // Every lease of an item ended this way (a result ends it otherwise), so `attempts` counts
+  // expired leases: an item that has had max_attempts fails, whatever it does to its groups.
+  SqliteStatement used_up(*db_,
+                          "SELECT item_id, attempts FROM items WHERE state = 'LEASED' AND "
+                          "lease_expiry_ms <= ? AND attempts >= ? ORDER BY item_id");
+  used_up.Bind(1, now_ms).Bind(2, static_cast<int64_t>(options_.max_attempts));
+  std::vector<ItemOutcome> failures;
+  for (;;) {
+    DF11_ASSIGN_OR_RETURN(bool row, used_up.Step());
+    if (!row) break;
+    const int64_t attempts = used_up.Int(1);
+    failures.push_back({used_up.Int(0), "",
+                        "no result after " + std::to_string(attempts) +
+                            (attempts == 1 ? " attempt" : " attempts") +
+                            ": each worker group that leased the item "
+                            "stopped heartbeating before reporting it (it died or hung; the "
+                            "request may crash it); "
+                            "df11-coordinator --max-attempts is " +
+                            std::to_string(options_.max_attempts),
+                        0});
+  }
+  for (const ItemOutcome& failure : failures) {
+    bool stored = false;
+    DF11_RETURN_IF_ERROR(StoreOutcomeLocked("", failure, now_ms, &stored));
+    expired.failed += stored ? 1 : 0;
+  }
+  SqliteStatement requeue(*db_,
+                          "UPDATE items SET state = 'QUEUED', lease_id = NULL, "
+                          "lease_expiry_ms = NULL, group_id = NULL "
+                          "WHERE state = 'LEASED' AND lease_expiry_ms <= ?");
+  DF11_RETURN_IF_ERROR(requeue.Bind(1, now_ms).Run());
+  expired.requeued = db_->Changes();
   DF11_RETURN_IF_ERROR(tx.Commit());
-  return n;
+  return expired;
 }
 
 StatusOr<std::vector<GroupInfo>> JobStore::ListGroups() {

@@ -4,6 +4,9 @@
 // CANCELLED when their job is), results (one row per item: item_id is the primary key, so a
 // retried report is never stored twice) and worker_groups. Every state change is one IMMEDIATE
 // transaction. Thread-safe: one connection behind a mutex.
+// Poison items: an item whose lease expired (its group died or hung) is leased alone from then
+// on, so an item that crashes every group serving it takes no other item down with it, and
+// after max_attempts expired leases it fails with an error naming the attempts; its job ends.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +27,7 @@ const char* JobStateName(JobState state);  // "QUEUED", ...
 struct JobStoreOptions {
   std::string path;                   // the SQLite file; created when missing
   std::function<int64_t()> clock_ms;  // ms since the epoch; empty: the system clock
+  int32_t max_attempts = 3;           // an item whose lease expired this often fails; >= 1
 };
 
 // One input line of a job; a non-empty `error` makes it a failed item that is never leased.
@@ -111,6 +115,12 @@ struct HeartbeatResult {
   std::vector<std::string> cancel_job_ids;  // cancelled jobs whose items the group holds
 };
 
+struct ExpiredLeases {
+  int64_t requeued = 0;   // items back in the queue (to be leased alone)
+  int64_t failed = 0;     // items that had used up max_attempts: failed with an error
+  int64_t cancelled = 0;  // items of cancelled jobs
+};
+
 struct QueueCounts {
   int64_t items_queued = 0;
   int64_t items_leased = 0;
@@ -137,17 +147,19 @@ class JobStore {
   // Records the contact and extends every lease the group holds to now + lease_s.
   StatusOr<HeartbeatResult> Heartbeat(const std::string& group_id,
                                       const GroupProgressInfo& progress, int32_t lease_s);
-  // Leases up to `n` queued items (oldest first) to the group for `lease_s` seconds. With a
-  // `request_id`, a repeated request returns the items it leased the first time (still leased to
-  // the group and not yet reported), their leases renewed, instead of leasing more.
+  // Leases up to `n` queued items (oldest first) to the group for `lease_s` seconds; an item
+  // whose earlier lease expired is leased alone. With a `request_id`, a repeated request returns
+  // the items it leased the first time (still leased to the group and not yet reported), their
+  // leases renewed, instead of leasing more.
   StatusOr<std::vector<LeasedItem>> LeaseItems(const std::string& group_id, int32_t n,
                                                int32_t lease_s, const std::string& request_id = "");
   // Stores each outcome unless its item already has one (idempotent). Unknown item ids reject
   // the whole call. `group_id` (empty, or a registered group) is recorded with the result.
   StatusOr<CompleteCounts> CompleteItems(const std::string& group_id,
                                          const std::vector<ItemOutcome>& outcomes);
-  // Returns leases that expired at or before `now_ms` to the queue; returns how many.
-  StatusOr<int64_t> ExpireLeases(int64_t now_ms);
+  // Ends the leases that expired at or before `now_ms`: their items go back to the queue, or
+  // fail once they have had max_attempts leases, or are cancelled with their job.
+  StatusOr<ExpiredLeases> ExpireLeases(int64_t now_ms);
 
   StatusOr<std::vector<GroupInfo>> ListGroups();
   StatusOr<QueueCounts> CountQueue();
@@ -157,6 +169,10 @@ class JobStore {
   Status CreateSchema();
   StatusOr<JobInfo> GetJobLocked(const std::string& job_id);
   Status CheckGroupLocked(const std::string& group_id);
+  // Stores `outcome` as its item's result unless it has one; *stored says whether it did.
+  // Finishes the item and counts it in its job (which ends with its last item).
+  Status StoreOutcomeLocked(const std::string& group_id, const ItemOutcome& outcome, int64_t now,
+                            bool* stored);
   std::string NewId(const char* prefix);
 
   JobStoreOptions options_;

@@ -58,11 +58,17 @@ json ClusterToJson(const rpc::ClusterState& c) {
 }
 
 StatusOr<int64_t> WriteJobResults(ControlClient& client, const std::string& job_id,
-                                  std::ostream& out, int32_t page_size) {
+                                  std::ostream& out, int32_t page_size, const RetryPolicy& retry) {
   int64_t offset = 0;
   int64_t written = 0;
   for (;;) {
-    DF11_ASSIGN_OR_RETURN(rpc::ResultPage page, client.FetchResults(job_id, offset, page_size));
+    StatusOr<rpc::ResultPage> fetched = client.FetchResults(job_id, offset, page_size);
+    if (!fetched.ok()) {
+      if (!retry) return fetched.status();
+      DF11_RETURN_IF_ERROR(retry(fetched.status()));
+      continue;
+    }
+    const rpc::ResultPage& page = *fetched;
     for (const rpc::ItemResult& r : page.results) {
       out << ResultToOutputLine(r).dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
       ++written;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -21,9 +22,13 @@ nlohmann::json JobToJson(const rpc::Job& job);
 nlohmann::json ResultToOutputLine(const rpc::ItemResult& result);
 nlohmann::json ClusterToJson(const rpc::ClusterState& cluster);
 
-// Fetches every stored result of `job_id`, page by page, and writes one line each to `out`.
-// Returns the number of lines written.
+// After a failed call: OK to make it again, else the Status to give up with.
+using RetryPolicy = std::function<Status(const Status& failure)>;
+
+// Fetches every stored result of `job_id`, page by page, and writes one line each to `out`; a
+// page whose fetch fails is fetched again while `retry` says so. Returns the number of lines.
 StatusOr<int64_t> WriteJobResults(ControlClient& client, const std::string& job_id,
-                                  std::ostream& out, int32_t page_size = 1000);
+                                  std::ostream& out, int32_t page_size = 1000,
+                                  const RetryPolicy& retry = nullptr);
 
 }  // namespace df11

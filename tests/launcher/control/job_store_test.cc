@@ -77,16 +77,20 @@ TEST_F(JobStoreTest, LeaseExpireRequeue) {
 
   now_ += 20'000;
   ASSERT_TRUE(store_->Heartbeat(a, {5, 0, 0}, 30).ok());  // leases now end at +50 s
-  EXPECT_EQ(*store_->ExpireLeases(now_ + 29'000), 0);
-  EXPECT_EQ(*store_->ExpireLeases(now_ + 30'000), 5);
+  EXPECT_EQ(store_->ExpireLeases(now_ + 29'000)->requeued, 0);
+  EXPECT_EQ(store_->ExpireLeases(now_ + 30'000)->requeued, 5);
   EXPECT_EQ(store_->CountQueue()->items_queued, 5);
 
+  // Items of an expired lease come back one per lease, with new lease ids.
   const std::string b = Group();
-  auto again = store_->LeaseItems(b, 10, 30);
-  ASSERT_EQ(again->size(), 5u);
   std::set<std::string> lease_ids;
   for (const auto& l : *first) lease_ids.insert(l.lease_id);
-  for (const auto& l : *again) EXPECT_EQ(lease_ids.count(l.lease_id), 0u);
+  for (int i = 0; i < 5; ++i) {
+    auto again = store_->LeaseItems(b, 10, 30);
+    ASSERT_EQ(again->size(), 1u);
+    EXPECT_EQ((*again)[0].custom_id, "req-" + std::to_string(i));
+    EXPECT_EQ(lease_ids.count((*again)[0].lease_id), 0u);
+  }
   EXPECT_EQ(store_->ListGroups()->at(1).items_leased, 5);
 }
 
@@ -103,7 +107,8 @@ TEST_F(JobStoreTest, RepeatedLeaseRequestGetsItsItemsBack) {
   Reopen();  // the restart: everything comes back from the database
   now_ += 20'000;
   ASSERT_TRUE(store_->Heartbeat(a, {2, 0, 0}, 30).ok());
-  EXPECT_EQ(*store_->ExpireLeases(now_ + 25'000), 0) << "the live group's leases are extended";
+  EXPECT_EQ(store_->ExpireLeases(now_ + 25'000)->requeued, 0)
+      << "the live group's leases are extended";
 
   now_ += 1'000;
   auto retry = store_->LeaseItems(a, 2, 30, "lease-0");
@@ -139,6 +144,103 @@ TEST_F(JobStoreTest, LeaseChecksGroupAndArguments) {
   EXPECT_EQ(store_->GetJob("job-nope").status().code(), StatusCode::kNotFound);
 }
 
+// A poison item (one that crashes every group serving it) shared its first lease with innocent
+// items: after that lease expires each of them is leased alone, the innocent ones finish, the
+// poison one fails after its third expired lease with an error naming the attempts, and the job
+// is DONE with every result stored once, the one reported before the crash included.
+TEST_F(JobStoreTest, ItemWhoseLeasesKeepExpiringFailsAloneAndItsJobEnds) {
+  auto job = store_->CreateJob(Items(6), "t");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  const std::string a = Group();
+  auto first = store_->LeaseItems(a, 4, 30);
+  ASSERT_EQ(first->size(), 4u);
+  const int64_t poison = (*first)[2].item_id;  // req-2
+  ASSERT_EQ(store_->CompleteItems(a, {Ok((*first)[1].item_id, "before the crash")})->stored, 1);
+  now_ += 31'000;  // group a died
+  ExpiredLeases e = *store_->ExpireLeases(now_);
+  EXPECT_EQ(e.requeued, 3);
+  EXPECT_EQ(e.failed, 0);
+
+  // Alone from now on: req-0, then req-2 (whose group dies again), then req-3; the fresh items
+  // after them are leased together as before.
+  const std::string b = Group();
+  auto l0 = store_->LeaseItems(b, 8, 30);
+  ASSERT_EQ(l0->size(), 1u);
+  EXPECT_EQ((*l0)[0].custom_id, "req-0");
+  ASSERT_EQ(store_->CompleteItems(b, {Ok((*l0)[0].item_id, "x")})->stored, 1);
+  auto l2 = store_->LeaseItems(b, 8, 30);
+  ASSERT_EQ(l2->size(), 1u);
+  EXPECT_EQ((*l2)[0].item_id, poison);
+  const std::string c = Group();
+  auto l3 = store_->LeaseItems(c, 8, 30);
+  ASSERT_EQ(l3->size(), 1u);
+  EXPECT_EQ((*l3)[0].custom_id, "req-3");
+  auto fresh = store_->LeaseItems(c, 8, 30);
+  ASSERT_EQ(fresh->size(), 2u);
+  EXPECT_EQ((*fresh)[0].custom_id, "req-4");
+  EXPECT_EQ((*fresh)[1].custom_id, "req-5");
+  ASSERT_EQ(store_
+                ->CompleteItems(c, {Ok((*l3)[0].item_id, "x"), Ok((*fresh)[0].item_id, "x"),
+                                    Ok((*fresh)[1].item_id, "x")})
+                ->stored,
+            3);
+  now_ += 31'000;  // group b died with the poison item: attempt 2
+  e = *store_->ExpireLeases(now_);
+  EXPECT_EQ(e.requeued, 1);
+  EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kRunning);
+  const std::string d = Group();
+  auto l2again = store_->LeaseItems(d, 8, 30);
+  ASSERT_EQ(l2again->size(), 1u);
+  EXPECT_EQ((*l2again)[0].item_id, poison);
+  now_ += 31'000;  // group d died too: attempt 3 of 3
+  e = *store_->ExpireLeases(now_);
+  EXPECT_EQ(e.requeued, 0);
+  EXPECT_EQ(e.failed, 1);
+
+  auto done = store_->GetJob(job->id);
+  EXPECT_EQ(done->state, JobState::kDone);
+  EXPECT_EQ(done->items_done, 5);
+  EXPECT_EQ(done->items_failed, 1);
+  EXPECT_EQ(store_->CountQueue()->items_queued + store_->CountQueue()->items_leased, 0);
+  auto page = store_->FetchResults(job->id, 0, 100);
+  ASSERT_EQ(page->results.size(), 6u);
+  EXPECT_TRUE(page->end_of_job);
+  std::set<std::string> ids;
+  for (const StoredResult& r : page->results) {
+    ids.insert(r.custom_id);
+    if (r.item_id == poison) {
+      EXPECT_NE(r.error.find("no result after 3 attempts"), std::string::npos) << r.error;
+      EXPECT_NE(r.error.find("--max-attempts is 3"), std::string::npos) << r.error;
+    } else {
+      EXPECT_TRUE(r.error.empty()) << r.custom_id << ": " << r.error;
+    }
+  }
+  EXPECT_EQ(ids.size(), 6u);
+  EXPECT_EQ(page->results[0].response_json, "{\"text\":\"before the crash\"}");
+  // A late report from a group that was only slow is a duplicate: the outcome stands.
+  EXPECT_EQ(store_->CompleteItems(d, {Ok(poison, "late")})->duplicates, 1);
+}
+
+TEST_F(JobStoreTest, MaxAttemptsIsConfigurable) {
+  EXPECT_EQ(JobStore::Open({dir_ + "/zero.db", {}, 0}).status().code(),
+            StatusCode::kInvalidArgument);
+  store_.reset();
+  auto once = JobStore::Open({dir_ + "/jobs.db", [this] { return now_.load(); }, 1});
+  ASSERT_TRUE(once.ok()) << once.status().ToString();
+  store_ = std::move(once).value();
+  auto job = store_->CreateJob(Items(1), "t");
+  auto leased = store_->LeaseItems(Group(), 1, 30);
+  ASSERT_EQ(leased->size(), 1u);
+  now_ += 31'000;
+  EXPECT_EQ(store_->ExpireLeases(now_)->failed, 1);
+  auto failed = store_->GetJob(job->id);
+  EXPECT_EQ(failed->state, JobState::kFailed) << "its only item failed";
+  auto page = store_->FetchResults(job->id, 0, 10);
+  ASSERT_EQ(page->results.size(), 1u);
+  EXPECT_NE(page->results[0].error.find("no result after 1 attempt:"), std::string::npos)
+      << page->results[0].error;
+}
+
 TEST_F(JobStoreTest, ResultIsStoredOncePerItem) {
   auto job = store_->CreateJob(Items(2), "t");
   const std::string a = Group();
@@ -153,7 +255,7 @@ TEST_F(JobStoreTest, ResultIsStoredOncePerItem) {
 
   // The other item's lease lapses, another group takes it, and both groups report it.
   now_ += 31'000;
-  EXPECT_EQ(*store_->ExpireLeases(now_), 1);
+  EXPECT_EQ(store_->ExpireLeases(now_)->requeued, 1);
   const std::string b = Group();
   auto re = store_->LeaseItems(b, 5, 30);
   ASSERT_EQ(re->size(), 1u);
@@ -223,7 +325,7 @@ TEST_F(JobStoreTest, CancelStopsLeasingAndTellsTheGroup) {
   // A result that was already on its way is kept; an expiring lease does not requeue.
   EXPECT_EQ(store_->CompleteItems(a, {Ok((*leased)[0].item_id, "x")})->stored, 1);
   now_ += 60'000;
-  EXPECT_EQ(*store_->ExpireLeases(now_), 1);
+  EXPECT_EQ(store_->ExpireLeases(now_)->cancelled, 1);
   EXPECT_EQ(store_->CountQueue()->items_queued, 0);
   EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kCancelled);
   EXPECT_EQ(store_->CancelJob("job-nope").status().code(), StatusCode::kNotFound);

@@ -147,6 +147,7 @@ class ServeCluster {
   explicit ServeCluster(std::string dir) : dir_(std::move(dir)) {
     fs::create_directories(dir_);
     std::ofstream(dir_ + "/token") << kToken << "\n";
+    fs::permissions(dir_ + "/token", fs::perms::owner_read | fs::perms::owner_write);
   }
   const std::string& dir() const { return dir_; }
   ~ServeCluster() { coordinator_.Kill(); }

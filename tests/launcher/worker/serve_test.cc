@@ -4,9 +4,11 @@
 // `df11-run generate` gives; two worker groups share a job; the coordinator killed with SIGKILL
 // mid-job and restarted on the same database still finishes it exactly once; finished items are
 // reported while the rest of their lease runs; a coordinator that stays away makes the worker
-// exit non-zero after the lease time.
+// exit non-zero after the lease time; an item that takes down every group serving it fails after
+// three attempts while the items it shared a lease with finish, and its job ends.
 #include <regex>
 
+#include "launcher/control/control_client.h"
 #include "tests/launcher/worker/serve_cluster.h"
 
 namespace df11::testing {
@@ -214,6 +216,64 @@ TEST_F(Serve, CoordinatorGoneWorkerExitsAfterLease) {
   EXPECT_LT(after, 20.0);
   EXPECT_NE(worker.Output().find("unreachable"), std::string::npos) << worker.Output();
   std::printf("coordinator gone: worker exit %d %.2f s after the kill\n", rc, after);
+}
+
+// A poison item: whatever group leases it dies (here: SIGKILL the moment the group holds a lease,
+// as a request that crashes its process would). It is the first line, so the first group's
+// lease holds it and three innocent items; from then on it is leased alone, dies alone twice
+// more and fails naming its attempts, while the innocent items (alone after the first expiry)
+// and the rest finish: the job is DONE, every item has exactly one result.
+TEST_F(Serve, ItemThatKillsEveryGroupFailsAloneAfterThreeAttempts) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/2);
+  std::vector<std::string> lines = {
+      R"({"custom_id": "poison", "prompt": "Never ending", "max_tokens": 100})"};
+  for (const std::string& l : ManyLines("i", 5, 30)) lines.push_back(l);
+  const std::string job = c.Submit(lines, "poison.jsonl");
+  ASSERT_FALSE(job.empty());
+  ControlClientOptions o;
+  o.port = c.port();
+  o.token = kToken;
+  o.rpc_timeout_ms = 10000;
+  ControlClient client(o);
+  auto leased = [&]() -> int64_t {
+    auto s = client.ClusterStatus();
+    return s.ok() ? s->items_leased : -1;
+  };
+  const std::string args = c.ServeArgs(Model(), "--batch-size 2 --idle-exit-seconds 3");
+  for (int round = 1; round <= 3; ++round) {
+    Child worker = Child::Start(kRun + " " + args, c.dir() + "/w" + std::to_string(round) + ".log");
+    const auto start = Clock::now();
+    while (leased() <= 0 && Since(start) < 30) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    worker.Kill();  // the request "crashes" the group while it holds its lease
+    ASSERT_LT(Since(start), 30) << "round " << round << ": nothing leased\n" << worker.Output();
+    // The lease lapses (2 s without a heartbeat) before the next group starts.
+    while (leased() != 0 && Since(start) < 40) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(leased(), 0) << "round " << round << ": the lease never expired";
+  }
+  Child last = Child::Start(kRun + " " + args, c.dir() + "/w4.log");
+  const nlohmann::json status = c.WaitFinished(job, 60);
+  EXPECT_EQ(last.Wait(30), 0) << last.Output();
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << last.Output();
+  EXPECT_EQ(status["items_done"], 5) << status;
+  EXPECT_EQ(status["items_failed"], 1) << status;
+  std::map<std::string, int> count;
+  std::vector<nlohmann::json> results = c.Results(job, &count);
+  ExpectExactlyOnce(count, {"poison", "i0", "i1", "i2", "i3", "i4"});
+  for (const nlohmann::json& r : results) {
+    if (r["custom_id"] == "poison") {
+      EXPECT_TRUE(r["response"].is_null()) << r;
+      const std::string error = r["error"].is_object() ? r["error"].value("message", "") : "";
+      EXPECT_NE(error.find("no result after 3 attempts"), std::string::npos) << r;
+    } else {
+      EXPECT_TRUE(r["error"].is_null()) << r;
+      EXPECT_EQ(r["response"]["body"]["token_ids"].size(), 30u) << r;
+    }
+  }
 }
 
 }  // namespace
