@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launcher/control/control_client.h"
 
+#include <glog/logging.h>
 #include <thrift/TApplicationException.h>
 #include <thrift/TConfiguration.h>
+#include <thrift/TOutput.h>
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <cctype>
 #include <limits>
+#include <mutex>
 
 namespace df11 {
 
@@ -41,7 +44,17 @@ ControlClient::ControlClient(ControlClientOptions options) : options_(std::move(
 
 ControlClient::~ControlClient() { Disconnect(); }
 
+namespace {
+
+// Thrift prints its own line for every failed connect; the Status a call returns says the same,
+// and a caller that retries (df11-ctl submit --wait, a worker group) decides what to show.
+void ThriftMessageToVlog(const char* message) { VLOG(1) << "thrift: " << message; }
+
+}  // namespace
+
 Status ControlClient::Connect() {
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { apache::thrift::GlobalOutput.setOutputFunction(&ThriftMessageToVlog); });
   if (client_ != nullptr) return Status::Ok();
   const int max_bytes = static_cast<int>(
       std::min<int64_t>(options_.max_message_bytes, std::numeric_limits<int>::max()));
