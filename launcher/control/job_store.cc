@@ -102,6 +102,14 @@ JobInfo ReadJob(const SqliteStatement& st, int64_t now_ms) {
   return j;
 }
 
+// The error of an item whose leases expired `attempts` times.
+std::string ExpiredAttemptsError(int64_t attempts, int32_t max_attempts) {
+  return "no result after " + std::to_string(attempts) + (attempts == 1 ? " attempt" : " attempts") +
+         ": each worker group that leased the item stopped heartbeating before reporting it (it "
+         "died or hung; the request may crash it); df11-coordinator --max-attempts is " +
+         std::to_string(max_attempts);
+}
+
 std::string JsonList(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
 
 std::vector<std::string> ParseJsonList(const std::string& s) {
@@ -538,16 +546,8 @@ StatusOr<ExpiredLeases> JobStore::ExpireLeases(int64_t now_ms) {
   for (;;) {
     DF11_ASSIGN_OR_RETURN(bool row, used_up.Step());
     if (!row) break;
-    const int64_t attempts = used_up.Int(1);
-    failures.push_back({used_up.Int(0), "",
-                        "no result after " + std::to_string(attempts) +
-                            (attempts == 1 ? " attempt" : " attempts") +
-                            ": each worker group that leased the item "
-                            "stopped heartbeating before reporting it (it died or hung; the "
-                            "request may crash it); "
-                            "df11-coordinator --max-attempts is " +
-                            std::to_string(options_.max_attempts),
-                        0});
+    failures.push_back(
+        {used_up.Int(0), "", ExpiredAttemptsError(used_up.Int(1), options_.max_attempts), 0});
   }
   for (const ItemOutcome& failure : failures) {
     bool stored = false;
