@@ -56,7 +56,7 @@ CLI::App* AddBenchCommand(CLI::App* app, BenchFlags* f) {
       ->check(IntegerIn(1))->capture_default_str();
   cmd->add_option("--gen-tokens", f->gen_tokens, "tokens generated per sequence")
       ->check(IntegerIn(1))->capture_default_str();
-  cmd->add_option("--seed", f->seed, "prompt seed")->capture_default_str();
+  cmd->add_option("--seed", f->seed, "prompt seed")->check(Unsigned64())->capture_default_str();
   cmd->add_option("--json", f->json, "also append the JSON lines to this file");
   return cmd;
 }

@@ -76,6 +76,16 @@ CLI::Validator IntegerIn(int64_t lo, int64_t hi) {
   });
 }
 
+CLI::Validator Unsigned64() {
+  return Make("an integer in [0, 2^64)", [](const std::string& s) {
+    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+    errno = 0;
+    char* end = nullptr;
+    std::strtoull(s.c_str(), &end, 0);  // as CLI11 reads it
+    return end == s.c_str() + s.size() && errno != ERANGE;
+  });
+}
+
 CLI::Validator NumberIn(double lo, double hi, bool lo_open) {
   const std::string expected =
       "a number in " + std::string(lo_open ? "(" : "[") + Number(lo) + ", " + Number(hi) + "]";

@@ -26,6 +26,8 @@ std::optional<int> ParseFlags(CLI::App* app, int argc, char** argv);
 // An integer in [lo, hi]; the message names the bounds ("an integer in [1, 16777216]", or
 // "an integer >= 1" when hi is the type's maximum).
 CLI::Validator IntegerIn(int64_t lo, int64_t hi = std::numeric_limits<int64_t>::max());
+// An integer in [0, 2^64) (a seed): "-1" is refused, not read as 2^64 - 1.
+CLI::Validator Unsigned64();
 // A finite number in [lo, hi] (or (lo, hi] with lo_open), e.g. "a number in (0, 1]".
 CLI::Validator NumberIn(double lo, double hi, bool lo_open = false);
 // A finite number > 0, and one >= 0.

@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
   make_tiny->add_option("--vocab", tiny.vocab, "vocabulary size (0: the tokenizer's, or 512)")
       ->capture_default_str();
   make_tiny->add_option("--vocab-from", tiny.vocab_from, "directory whose tokenizer to copy");
-  make_tiny->add_option("--seed", tiny.seed, "random seed")->capture_default_str();
+  make_tiny->add_option("--seed", tiny.seed, "random seed")->check(Unsigned64())
+      ->capture_default_str();
   make_tiny->add_flag("--tie-embeddings", tiny.tie_embeddings, "share embedding and LM head");
   make_tiny->add_option("OUT_DIR", out, "new model directory")->required();
 

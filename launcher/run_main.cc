@@ -457,7 +457,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1 is off")
         ->check(FiniteNumber())->capture_default_str();
     cmd->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
-        ->capture_default_str();
+        ->check(Unsigned64())->capture_default_str();
     cmd->add_option("--batch-size", f.batch_size, "most sequences running at once")
         ->check(IntegerIn(1))->capture_default_str();
     cmd->add_option("--batching", f.batching,

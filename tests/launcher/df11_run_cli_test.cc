@@ -273,6 +273,7 @@ TEST_F(Df11RunCli, NumericFlagsSayTheirRange) {
       {gen + "--batch-size 0", "--batch-size: '0' is not an integer >= 1"},
       {gen + "--max-step-tokens 0", "--max-step-tokens: '0' is not an integer in [1, 16777216]"},
       {gen + "--kv-tokens -5", "--kv-tokens: '-5' is not an integer >= 0"},
+      {gen + "--seed -1", "--seed: '-1' is not an integer in [0, 2^64)"},
       {gen + "--collective-timeout 0", "--collective-timeout: '0' is not a number in (0, 1e+06]"},
       {gen + "--gpu-memory-fraction 2", "--gpu-memory-fraction: '2' is not a number in [0.01, 1]"},
       {kBin + "df11-run plan --model x --tp 0", "--tp: '0' is not an integer in [1, 1048576]"},
