@@ -33,9 +33,10 @@ bool ParseInteger(const std::string& text, int64_t* out) {
   return true;
 }
 
+// Integral bounds in full ("1000000", not "1e+06"), others as %g ("0.01").
 std::string Number(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%g", v);
+  std::snprintf(buf, sizeof(buf), v == std::floor(v) && std::fabs(v) < 1e15 ? "%.0f" : "%g", v);
   return buf;
 }
 

@@ -19,7 +19,7 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
   plan->add_option("--pp", f->pp, "pipeline stages")->check(IntegerIn(1, 1 << 20))
       ->capture_default_str();
   plan->add_option("--gpu-memory", f->gpu_memory_gb, "GiB of memory per GPU (80 for an H100 80GB)")
-      ->check(NumberIn(0, 1 << 30, /*lo_open=*/true))->capture_default_str();
+      ->check(NumberIn(0, 1e6, /*lo_open=*/true))->capture_default_str();
   plan->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
                    "share of each GPU the runtime may use")->check(NumberIn(0.01, 1.0))
       ->capture_default_str();

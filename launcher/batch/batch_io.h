@@ -2,9 +2,9 @@
 // Batch generation files: JSON lines in, JSON lines out. Input lines are
 //   {"custom_id", "prompt" | "messages", "max_tokens"?, "temperature"?, "top_p"?, "top_k"?,
 //    "min_p"?, "repetition_penalty"?, "seed"?, "stop"?}
-// (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too);
-// output lines are {"custom_id", "text", "token_ids", "finish_reason", "usage"} or
-// {"custom_id", "error"} for a line that cannot be served.
+// (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too), their
+// fields read by request_fields.h; output lines are {"custom_id", "text", "token_ids",
+// "finish_reason", "usage"} or {"custom_id", "error"} for a line that cannot be served.
 // ResultFile appends result lines to an output file so that an interrupted batch resumes: lines
 // already there are skipped on the next run, and a crash never leaves a torn line behind.
 #pragma once
