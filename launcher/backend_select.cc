@@ -3,8 +3,11 @@
 
 #include <glog/logging.h>
 
+#include <cstdio>
 #include <cstdlib>
 
+#include "launcher/cli_flags.h"
+#include "runtime/core/host_memory.h"
 #include "runtime/model/transformer.h"
 
 #if DF11_WITH_CUDA
@@ -23,7 +26,7 @@ void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
   cmd->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
                   "share of the GPU's memory to plan for (weights, scratch, activations, KV "
                   "cache); split between ranks that share a GPU")
-      ->check(CLI::Range(0.01, 1.0))->capture_default_str();
+      ->check(NumberIn(0.01, 1.0))->capture_default_str();
   cmd->add_option("--comm", f->comm,
                   "tensor-parallel all-reduce with --device cuda: nccl (a GPU per rank), mpi "
                   "(staged through host memory; ranks may share a GPU), auto (nccl unless ranks "
@@ -158,9 +161,23 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
   if (g.tp != nullptr && g.tp->size() > 1) {
     o.all_reduce = [c = g.tp](float* d, int64_t n) { c->AllReduceSum(d, n); };
   }
+  // The KV caches live in host memory: by default they may take 90 % of what is available now,
+  // shared with the other ranks on this host.
+  const int64_t available = AvailableHostMemoryBytes();
+  o.kv_memory_bytes = static_cast<int64_t>(0.9 * static_cast<double>(available)) /
+                      std::max(1, g.local_size);
   Backend b;
   b.device = "cpu";
   b.forward = std::make_unique<Transformer>(w, o);
+  if (const int64_t tokens = b.forward->KvTokenBudget(); tokens > 0) {
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "host memory plan: %.1f MB available, %.1f MB for KV caches = %lld tokens "
+                  "(the default --kv-tokens)\n",
+                  static_cast<double>(available) / 1e6, static_cast<double>(o.kv_memory_bytes) / 1e6,
+                  static_cast<long long>(tokens));
+    b.memory_plan = line;
+  }
   return b;
 }
 

@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <random>
+
+#include "launcher/cli_flags.h"
 
 #include "runtime/model/model_weights.h"
 
@@ -13,7 +16,7 @@ namespace {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-run: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 double Since(std::chrono::steady_clock::time_point t0) {
@@ -23,14 +26,15 @@ double Since(std::chrono::steady_clock::time_point t0) {
 void AddSharedFlags(CLI::App* cmd, std::string* model, BackendFlags* b) {
   cmd->add_option("--model", *model, "model directory (BF16 or DF11, not sharded)")->required();
   AddBackendFlags(cmd, b);
-  cmd->add_option("--threads", b->threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", b->threads, "CPU threads (0: all)")
+      ->check(IntegerIn(0, std::numeric_limits<int>::max()));
   cmd->add_flag("--no-overlap{false}", b->overlap_decode,
                 "decode each layer's weights before it instead of during the previous layer");
   cmd->add_flag("--no-graph{false}", b->cuda_graph, "launch every step's kernels (no CUDA graph)");
   cmd->add_option("--decode-grid-fraction", b->decode_grid_fraction,
                   "cuda: share of the decode kernel's full grid used for decodes that overlap "
                   "the previous layer's compute (less leaves SMs to it)")
-      ->check(CLI::Range(0.01, 1.0))->capture_default_str();
+      ->check(NumberIn(0.01, 1.0))->capture_default_str();
 }
 
 // One greedy step over all sequences; returns the next token of each.
@@ -47,12 +51,12 @@ CLI::App* AddBenchCommand(CLI::App* app, BenchFlags* f) {
   auto* cmd = app->add_subcommand("bench", "greedy generation throughput per batch size");
   AddSharedFlags(cmd, &f->model, &f->backend);
   cmd->add_option("--batch-sizes", f->batch_sizes, "sequences per batch, comma separated")
-      ->delimiter(',')->check(CLI::PositiveNumber)->capture_default_str();
+      ->delimiter(',')->check(IntegerIn(1))->capture_default_str();
   cmd->add_option("--prompt-tokens", f->prompt_tokens, "random prompt tokens per sequence")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(IntegerIn(1))->capture_default_str();
   cmd->add_option("--gen-tokens", f->gen_tokens, "tokens generated per sequence")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--seed", f->seed, "prompt seed")->capture_default_str();
+      ->check(IntegerIn(1))->capture_default_str();
+  cmd->add_option("--seed", f->seed, "prompt seed")->check(Unsigned64())->capture_default_str();
   cmd->add_option("--json", f->json, "also append the JSON lines to this file");
   return cmd;
 }

@@ -11,8 +11,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <limits>
+#include <optional>
 #include <thread>
 
+#include "launcher/cli_flags.h"
 #include "launcher/control/coordinator_server.h"
 #include "launcher/control/job_store.h"
 #include "launcher/control/token_file.h"
@@ -26,7 +29,7 @@ constexpr int kStopGraceSeconds = 10;
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-coordinator: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 // Takes SIGINT/SIGTERM (blocked in every thread) and stops `server`; exits the process if the
@@ -61,7 +64,7 @@ int Main(int argc, char** argv) {
   app.add_option("--host", options.host, "address to listen on")->capture_default_str();
   app.add_option("--port", options.port, "TCP port; 0 picks a free one (see --port-file)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
+      ->check(IntegerIn(0, 65535));
   app.add_option("--token-file", token_file, "file holding the shared secret every call must carry")
       ->required()
       ->check(CLI::ExistingFile);
@@ -70,27 +73,29 @@ int Main(int argc, char** argv) {
   app.add_option("--lease-seconds", options.lease_s,
                  "how long a worker group holds leased items without a heartbeat")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(IntegerIn(1, std::numeric_limits<int32_t>::max()));
   app.add_option("--max-attempts", store_options.max_attempts,
                  "an item fails after this many leases expired without its result (the worker "
                  "groups serving it died: the request may crash them)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
+      ->check(IntegerIn(1, 1000));
   app.add_option("--max-message-bytes", options.max_message_bytes,
                  "largest request accepted; a larger one closes its connection")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(IntegerIn(1, std::numeric_limits<int32_t>::max()));
   app.add_option("--idle-timeout-seconds", options.idle_timeout_s,
                  "close connections silent this long (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(IntegerIn(0, std::numeric_limits<int32_t>::max()));
   app.add_option("--handshake-timeout-seconds", options.handshake_timeout_s,
                  "close connections that have not sent a request with the token this long after "
                  "connecting")
       ->capture_default_str()
-      ->check(CLI::Range(0.1, 3600.0));
+      ->check(NumberIn(0.1, 3600.0));
   app.add_option("--port-file", port_file, "write the port here once listening");
   app.add_option("--log-dir", log_dir, "glog files go here (default: stderr)");
-  app.add_option("-v,--verbosity", verbosity, "VLOG level");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("-v,--verbosity", verbosity, "VLOG level")->check(IntegerIn(0, 100));
+  if (std::optional<int> exit = ParseFlags(&app, argc, argv)) return *exit;
 
   InitLogging(argv[0], LoggingOptions{0, -1, log_dir, verbosity});
   StatusOr<std::string> token = ReadTokenFile(token_file, allow_insecure_token);

@@ -11,8 +11,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <optional>
 #include <thread>
 
+#include "launcher/cli_flags.h"
 #include "launcher/control/batch_input.h"
 #include "launcher/control/control_client.h"
 #include "launcher/control/result_output.h"
@@ -25,7 +28,7 @@ constexpr int kMaxErrorsShown = 20;
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-ctl: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 using Clock = std::chrono::steady_clock;
@@ -191,7 +194,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   bool allow_insecure_token = false;
   app.add_flag(kAllowInsecureTokenFlag, allow_insecure_token, kAllowInsecureTokenHelp);
-  app.add_option("--timeout", timeout_s, "seconds to wait for each call")->capture_default_str();
+  app.add_option("--timeout", timeout_s, "seconds to wait for each call")
+      ->check(NumberIn(0.001, 86400))->capture_default_str();
 
   SubmitFlags submit;
   CLI::App* submit_cmd = app.add_subcommand("submit", "submit a batch JSONL file as a job");
@@ -201,28 +205,28 @@ int Main(int argc, char** argv) {
   submit_cmd->add_option("--output", submit.output, "results file for --wait (default: stdout)");
   submit_cmd->add_option("--label", submit.label, "a name for the job (default: the input path)");
   submit_cmd->add_option("--poll-seconds", submit.poll_s, "status poll period for --wait")
-      ->capture_default_str()
-      ->check(CLI::Range(0.01, 3600.0));
+      ->check(NumberIn(0.001, 86400))->capture_default_str();
   submit_cmd
       ->add_option("--reconnect-seconds", submit.reconnect_s,
                    "with --wait: how long to keep polling a coordinator that is out of "
                    "reach (restarting) before giving up")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(NumberIn(0.0, 1e6));
   std::string job_id;
   std::string results_output;
   CLI::App* status_cmd = app.add_subcommand("status", "print a job");
   status_cmd->add_option("JOB", job_id, "job id")->required();
   int32_t list_limit = 0;
   CLI::App* list_cmd = app.add_subcommand("list", "print jobs, newest first, one per line");
-  list_cmd->add_option("--limit", list_limit, "at most this many (0: all)");
+  list_cmd->add_option("--limit", list_limit, "at most this many (0: all)")
+      ->check(IntegerIn(0, std::numeric_limits<int32_t>::max()));
   CLI::App* cancel_cmd = app.add_subcommand("cancel", "cancel a job");
   cancel_cmd->add_option("JOB", job_id, "job id")->required();
   CLI::App* results_cmd = app.add_subcommand("results", "write a job's results as JSON lines");
   results_cmd->add_option("JOB", job_id, "job id")->required();
   results_cmd->add_option("--output", results_output, "results file (default: stdout)");
   CLI::App* cluster_cmd = app.add_subcommand("cluster", "print worker groups and queue depth");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseFlags(&app, argc, argv)) return *exit;
 
   ControlClientOptions options;
   if (Status s = ParseHostPort(address, &options.host, &options.port); !s.ok()) return Fail(s);

@@ -6,6 +6,9 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
+
+#include "launcher/cli_flags.h"
 
 #include "runtime/convert/compress.h"
 #include "runtime/convert/decompress.h"
@@ -23,7 +26,7 @@ namespace {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 // --pattern-dict takes JSON text, or @FILE to read it from a file.
@@ -115,27 +118,28 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int threads = 0;
   bool quiet = false;
-  app.add_option("--threads", threads, "worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  const CLI::Validator thread_count = IntegerIn(0, 1 << 16);
+  app.add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
   app.add_flag("-q,--quiet", quiet, "no progress output");
 
   std::string src, out, pattern_dict;
   auto* compress = app.add_subcommand("compress", "BF16 model directory -> DF11 directory");
   compress->add_option("SRC_BF16_DIR", src, "Hugging Face BF16 model directory")->required();
   compress->add_option("OUT_DIR", out, "new directory for the DF11 model")->required();
-  compress->add_option("--threads", threads, "worker threads (0: all cores)");
+  compress->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
   compress->add_option("--pattern-dict", pattern_dict,
                        "JSON {regex: [sub.module, ...]} or @FILE; default: the architecture's");
 
   auto* decompress = app.add_subcommand("decompress", "DF11 directory -> BF16 checkpoint");
   decompress->add_option("DF11_DIR", src, "DF11 model directory")->required();
   decompress->add_option("OUT_DIR", out, "new directory for the BF16 model")->required();
-  decompress->add_option("--threads", threads, "worker threads (0: all cores)");
+  decompress->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
 
   std::string bf16_dir;
   auto* verify = app.add_subcommand("verify", "check a DF11 model against its BF16 original");
   verify->add_option("DF11_DIR", src, "DF11 model directory")->required();
   verify->add_option("BF16_DIR", bf16_dir, "the original BF16 model directory")->required();
-  verify->add_option("--threads", threads, "worker threads (0: all cores)");
+  verify->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
 
   bool json = false;
   auto* inspect = app.add_subcommand("inspect", "where a DF11 model's bits go");
@@ -157,7 +161,8 @@ int main(int argc, char** argv) {
   make_tiny->add_option("--vocab", tiny.vocab, "vocabulary size (0: the tokenizer's, or 512)")
       ->capture_default_str();
   make_tiny->add_option("--vocab-from", tiny.vocab_from, "directory whose tokenizer to copy");
-  make_tiny->add_option("--seed", tiny.seed, "random seed")->capture_default_str();
+  make_tiny->add_option("--seed", tiny.seed, "random seed")->check(Unsigned64())
+      ->capture_default_str();
   make_tiny->add_flag("--tie-embeddings", tiny.tie_embeddings, "share embedding and LM head");
   make_tiny->add_option("OUT_DIR", out, "new model directory")->required();
 
@@ -166,12 +171,13 @@ int main(int argc, char** argv) {
   shard->add_option("SRC", src, "BF16 or DF11 model directory")->required();
   shard->add_option("OUT", out, "new directory for manifest.json and rank files")->required();
   shard->add_option("--tp", shard_options.tp, "tensor-parallel ranks per stage")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(IntegerIn(1, 1 << 16))->capture_default_str();
   shard->add_option("--pp", shard_options.pp, "pipeline stages")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(IntegerIn(1, 1 << 16))->capture_default_str();
   shard->add_option("--stage-layers", shard_options.stage_layers,
-                    "layers per stage, e.g. 40,40,46 (default: balanced)")->delimiter(',');
-  shard->add_option("--threads", threads, "worker threads (0: all cores)");
+                    "layers per stage, e.g. 40,40,46 (default: balanced)")
+      ->delimiter(',')->check(IntegerIn(1, 1 << 16));
+  shard->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
 
   std::string model;
   bool bos = false;
@@ -181,7 +187,7 @@ int main(int argc, char** argv) {
   auto* detokenize = app.add_subcommand("detokenize", "JSON lines {\"ids\"} -> {\"text\"}");
   detokenize->add_option("--model", model, "model directory with tokenizer.json")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseFlags(&app, argc, argv)) return *exit;
   LoggingOptions logging;
   InitLogging(argv[0], logging);
 

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "launcher/cli_flags.h"
+
 #include "runtime/model/deploy_config.h"
 #include "runtime/model/memory_plan.h"
 
@@ -12,21 +14,23 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
   auto* plan = app->add_subcommand("plan", "per-GPU memory plan from config.json; does it fit?");
   plan->add_option("--model", f->model, "model directory (config.json is enough)");
   plan->add_option("--config", f->config, "deployment YAML (configs/*.yaml)");
-  plan->add_option("--tp", f->tp, "tensor-parallel GPUs per stage")->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  plan->add_option("--pp", f->pp, "pipeline stages")->check(CLI::PositiveNumber)
+  plan->add_option("--tp", f->tp, "tensor-parallel GPUs per stage")
+      ->check(IntegerIn(1, 1 << 20))->capture_default_str();
+  plan->add_option("--pp", f->pp, "pipeline stages")->check(IntegerIn(1, 1 << 20))
       ->capture_default_str();
   plan->add_option("--gpu-memory", f->gpu_memory_gb, "GiB of memory per GPU (80 for an H100 80GB)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(NumberIn(0, 1e6, /*lo_open=*/true))->capture_default_str();
   plan->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
-                   "share of each GPU the runtime may use")->check(CLI::Range(0.01, 1.0))
+                   "share of each GPU the runtime may use")->check(NumberIn(0.01, 1.0))
       ->capture_default_str();
-  plan->add_option("--context", f->context, "tokens per sequence (0: the model's maximum)")
-      ->check(CLI::NonNegativeNumber);
+  plan->add_option("--context", f->context,
+                   "tokens per sequence, at most the model's max_position_embeddings (0: that "
+                   "maximum)")
+      ->check(IntegerIn(0));
   plan->add_option("--max-step-tokens", f->max_step_tokens,
                    "tokens one forward step takes (df11-run's --max-step-tokens): the step "
                    "workspace is sized for them")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))->capture_default_str();
+      ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
   plan->add_flag("--bf16", f->bf16, "plan for uncompressed BF16 weights instead of DF11");
   return plan;
 }

@@ -17,11 +17,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <optional>
 
 #include "launcher/backend_select.h"
 #include "launcher/batch/batch_io.h"
 #include "launcher/bench_command.h"
+#include "launcher/cli_flags.h"
 #include "launcher/control/token_file.h"
 #include "launcher/plan_command.h"
 #include "launcher/worker/batch_generator.h"
@@ -70,7 +72,43 @@ struct GenerateFlags {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-run: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
+}
+
+// The sampling flags against the sampler's rules (as a request's fields are): 0, or exit 2
+// naming the flag.
+int CheckSamplingFlags(const GenerateFlags& f) {
+  SamplingParams p;
+  p.temperature = f.temperature;
+  p.top_k = f.top_k;
+  p.top_p = f.top_p;
+  p.min_p = f.min_p;
+  p.repetition_penalty = f.repeat_penalty;
+  const char* rule = "";
+  const char* flag = "";
+  double value = 0;
+  switch (InvalidSamplingField(p, &rule)) {
+    case SamplingField::kNone:
+      return 0;
+    case SamplingField::kTemperature:
+      flag = "--temp", value = p.temperature;
+      break;
+    case SamplingField::kTopK:
+      flag = "--top-k", value = p.top_k;
+      break;
+    case SamplingField::kTopP:
+      flag = "--top-p", value = p.top_p;
+      break;
+    case SamplingField::kMinP:
+      flag = "--min-p", value = p.min_p;
+      break;
+    case SamplingField::kRepetitionPenalty:
+      flag = "--repeat-penalty", value = p.repetition_penalty;
+      break;
+  }
+  std::fprintf(stderr, "df11-run %s: %s %g: expected %s\n", f.serve ? "serve" : "generate", flag,
+               value, rule);
+  return 2;
 }
 
 int64_t PeakRssBytes() {
@@ -151,9 +189,10 @@ int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* gener
   return 0;
 }
 
-// The leader's part: requests in, generation through `runner`, results out.
+// The leader's part: requests in, generation through `runner`, results out (`files`: the
+// opened --input and --output, or null).
 int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
-         const GroupIdentity& id, StepRunner* keep_alive) {
+         const GroupIdentity& id, StepRunner* keep_alive, BatchFiles* files) {
   GeneratorOptions g;
   g.model = f.model;
   g.batch_size = f.batch_size;
@@ -190,7 +229,7 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
     if (!r0.error.empty()) return Fail(Status::InvalidArgument(r0.error));
     std::printf("%s\n", r0.text.c_str());
   } else {
-    auto summary = RunBatchFile(generator->get(), f.input, f.output);
+    auto summary = RunBatchFile(generator->get(), files);
     if (!summary.ok()) return Fail(summary.status());
   }
   const EngineStats& s = (*generator)->stats();
@@ -220,7 +259,16 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
   return 0;
 }
 
+// --input and --output, opened (and the output locked) before the model loads, so that a wrong
+// path or a second run on the same output is refused at once.
+StatusOr<BatchFiles> OpenFlagFiles(const GenerateFlags& f) {
+  if (f.serve || f.input.empty()) return BatchFiles{};
+  return OpenBatchFiles(f.input, f.output);
+}
+
 int RunSingle(const GenerateFlags& f) {
+  auto files = OpenFlagFiles(f);
+  if (!files.ok()) return Fail(files.status());
   const auto start = std::chrono::steady_clock::now();
   auto weights = LoadModelWeights(f.model);
   if (!weights.ok()) return Fail(weights.status());
@@ -242,7 +290,7 @@ int RunSingle(const GenerateFlags& f) {
     if (!hash.ok()) return Fail(hash.status());
     id.manifest_hash = *hash;
   }
-  return Lead(resolved, weights->config, &runner, id, nullptr);
+  return Lead(resolved, weights->config, &runner, id, nullptr, &*files);
 }
 
 // The KV budget every rank can hold: the smallest non-zero budget over the ranks (0: none has
@@ -309,6 +357,15 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
   }
   auto world_comm = MpiWorldCommunicator(f.collective_timeout_s);
   auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), f.collective_timeout_s);
+  // Rank 0 reads the input and writes the output.
+  StatusOr<BatchFiles> files =
+      world.rank == 0 ? OpenFlagFiles(f) : StatusOr<BatchFiles>(BatchFiles{});
+  if (!AgreeOnErrors(world_comm.get(), world.rank, files.status())) {
+    world_comm.reset();
+    tp_comm.reset();
+    MpiFinalize();
+    return world.rank == 0 ? ExitCode(files.status()) : 1;
+  }
   const auto start = std::chrono::steady_clock::now();
   auto weights = LoadShardWeights(f.model, *layout, world.rank);
   if (!AgreeOnErrors(world_comm.get(), world.rank, weights.status())) {
@@ -355,7 +412,9 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
         id.manifest_hash = *hash;
       }
     }
-    if (rc == 0) rc = Lead(resolved, weights->config, &runner, id, f.serve ? &runner : nullptr);
+    if (rc == 0) {
+      rc = Lead(resolved, weights->config, &runner, id, f.serve ? &runner : nullptr, &*files);
+    }
     runner.Shutdown();
   } else {
     GatherHosts(world_comm.get(), world.host);
@@ -385,22 +444,24 @@ int main(int argc, char** argv) {
   // The model and generation flags both commands share.
   for (CLI::App* cmd : {gen, serve}) {
     cmd->add_option("--model", f.model, "model directory (BF16, DF11, or sharded)")->required();
-    cmd->add_option("-n,--max-tokens", f.max_tokens, "maximum new tokens per request")
-        ->check(CLI::PositiveNumber)->capture_default_str();
+    // As "max_tokens" in a request: at least 1 (0 would generate nothing, as vLLM refuses).
+    cmd->add_option("-n,--max-tokens", f.max_tokens, "maximum new tokens per request (>= 1)")
+        ->check(IntegerIn(1))->capture_default_str();
+    // Sampling flags: finite numbers here; their ranges are the sampler's (CheckSamplingFlags).
     cmd->add_option("--temp", f.temperature, "sampling temperature; 0 is greedy")
-        ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+        ->check(FiniteNumber())->capture_default_str();
     cmd->add_option("--top-k", f.top_k, "keep the k most likely tokens; 0 is off")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    cmd->add_option("--top-p", f.top_p, "nucleus sampling mass; 1 is off")
-        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+        ->check(IntegerIn(0, std::numeric_limits<int>::max()))->capture_default_str();
+    cmd->add_option("--top-p", f.top_p, "nucleus sampling mass in (0, 1]; 1 is off")
+        ->check(FiniteNumber())->capture_default_str();
     cmd->add_option("--min-p", f.min_p, "drop tokens below min-p times the top probability")
-        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+        ->check(FiniteNumber())->capture_default_str();
     cmd->add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1 is off")
-        ->check(CLI::Range(1e-6, 100.0))->capture_default_str();
+        ->check(FiniteNumber())->capture_default_str();
     cmd->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
-        ->capture_default_str();
+        ->check(Unsigned64())->capture_default_str();
     cmd->add_option("--batch-size", f.batch_size, "most sequences running at once")
-        ->check(CLI::PositiveNumber)->capture_default_str();
+        ->check(IntegerIn(1))->capture_default_str();
     cmd->add_option("--batching", f.batching,
                     "continuous: a finished sequence's place goes to the next request at once; "
                     "static: a new batch starts when the whole batch has finished")
@@ -409,19 +470,19 @@ int main(int argc, char** argv) {
                     "most tokens one forward step takes (decoding sequences plus prompt chunks: "
                     "longer prompts are prefilled over several steps); the GPU's activations are "
                     "sized for it")
-        ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))->capture_default_str();
+        ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
     cmd->add_option("--kv-tokens", f.kv_tokens,
                     "KV cache budget in tokens over the running sequences (each counts prompt + "
-                    "max new tokens); requests wait for room. 0: no limit; default: the GPU "
-                    "memory plan's figure (no limit on the CPU)")
-        ->check(CLI::NonNegativeNumber);
+                    "max new tokens); requests wait for room. 0: no limit; default: what the "
+                    "memory plan leaves (GPU) or 90 % of the available host memory (CPU)")
+        ->check(IntegerIn(0));
     cmd->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
     cmd->add_option("--threads", f.backend.threads, "CPU threads (0: all)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(IntegerIn(0, std::numeric_limits<int>::max()));
     AddBackendFlags(cmd, &f.backend);
     cmd->add_option("--collective-timeout", f.collective_timeout_s,
                     "seconds a rank waits in a collective before ending the job")
-        ->check(CLI::PositiveNumber)->capture_default_str();
+        ->check(NumberIn(0, 1e6, /*lo_open=*/true))->capture_default_str();
   }
   auto* prompt = gen->add_option("--prompt", f.prompt, "one prompt; prints the response");
   auto* input = gen->add_option("--input", f.input, "JSONL requests, one per line");
@@ -437,28 +498,29 @@ int main(int argc, char** argv) {
       ->required()->check(CLI::ExistingFile);
   serve->add_flag(kAllowInsecureTokenFlag, f.allow_insecure_token, kAllowInsecureTokenHelp);
   serve->add_option("--max-items", f.max_items, "exit after serving this many items (0: no limit)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(IntegerIn(0))->capture_default_str();
   serve->add_option("--heartbeat-seconds", f.heartbeat_s,
                     "heartbeat period (0: a third of the coordinator's lease)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(NumberIn(0, 1e6))->capture_default_str();
   serve->add_option("--idle-exit-seconds", f.idle_exit_s,
                     "exit 0 after this long without work (0: never)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(NumberIn(0, 1e9))->capture_default_str();
   serve->add_option("--rpc-timeout", f.rpc_timeout_s, "seconds to wait for each coordinator call")
-      ->check(CLI::Range(0.1, 60.0))->capture_default_str();
+      ->check(NumberIn(0.1, 60.0))->capture_default_str();
   PlanFlags plan_flags;
   CLI::App* plan = AddPlanCommand(&app, &plan_flags);
   BenchFlags bench_flags;
   CLI::App* bench = AddBenchCommand(&app, &bench_flags);
   LogitsFlags logits_flags;
   CLI::App* logits = AddLogitsCommand(&app, &logits_flags);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseFlags(&app, argc, argv)) return *exit;
   if (plan->parsed()) return RunPlan(plan_flags);
   if (bench->parsed() || logits->parsed()) {
     InitLogging(argv[0], LoggingOptions{});
     return bench->parsed() ? RunBench(bench_flags) : RunLogits(logits_flags);
   }
   f.serve = serve->parsed();
+  if (int rc = CheckSamplingFlags(f); rc != 0) return rc;
   // Every running sequence puts a token into each step, so a step can hold a full batch only if
   // --max-step-tokens allows it (the GPU's activations are sized by it).
   if (f.batch_size > f.backend.max_tokens) {

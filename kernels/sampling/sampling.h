@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -21,6 +22,18 @@ struct SamplingParams {
   float repetition_penalty = 1;  // > 0: seen tokens' logits divided (if >= 0) or multiplied
                                  // (if < 0) by it, once per distinct token; 1: off
 };
+
+// The fields of SamplingParams, to name the one a check refuses.
+enum class SamplingField { kNone, kTemperature, kTopK, kTopP, kMinP, kRepetitionPenalty };
+
+// The "valid params" SampleRef and SampleCuda require: temperature finite and >= 0, top_k >= 0,
+// top_p in (0, 1], min_p in [0, 1], repetition_penalty finite and > 0 (NaN fails every rule).
+// Returns the first field outside its rule, kNone when all are valid; *rule (when non-null) gets
+// the rule as text, e.g. "a number in (0, 1]". Requests and flags are checked with this.
+SamplingField InvalidSamplingField(const SamplingParams& params, const char** rule);
+// The same as a message naming the field as requests do, with its value and rule, e.g.
+// "\"top_p\" = 0: expected a number in (0, 1] (1: off)"; "" when `params` are valid.
+std::string SamplingParamsError(const SamplingParams& params);
 
 // Index of the largest logit, the lowest index on ties; NaN entries are skipped (0 if all are).
 // Requires n >= 1.

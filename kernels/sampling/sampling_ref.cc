@@ -4,6 +4,7 @@
 // from torch's float32 only for tokens sitting exactly on a threshold.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <vector>
 
@@ -83,6 +84,57 @@ void MinP(float min_p, int32_t top, const std::vector<float>& scores,
 
 }  // namespace
 
+SamplingField InvalidSamplingField(const SamplingParams& p, const char** rule) {
+  auto bad = [&](SamplingField field, const char* text) {
+    if (rule != nullptr) *rule = text;
+    return field;
+  };
+  // Written so that NaN fails each test.
+  if (!(std::isfinite(p.temperature) && p.temperature >= 0.0f)) {
+    return bad(SamplingField::kTemperature, "a finite number >= 0 (0: greedy)");
+  }
+  if (!(p.top_k >= 0)) return bad(SamplingField::kTopK, "an integer >= 0 (0: off)");
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
+    return bad(SamplingField::kTopP, "a number in (0, 1] (1: off)");
+  }
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) {
+    return bad(SamplingField::kMinP, "a number in [0, 1] (0: off)");
+  }
+  if (!(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0f)) {
+    return bad(SamplingField::kRepetitionPenalty, "a finite number > 0 (1: off)");
+  }
+  if (rule != nullptr) *rule = "";
+  return SamplingField::kNone;
+}
+
+std::string SamplingParamsError(const SamplingParams& p) {
+  const char* rule = "";
+  const char* name = "";
+  double value = 0;
+  switch (InvalidSamplingField(p, &rule)) {
+    case SamplingField::kNone:
+      return "";
+    case SamplingField::kTemperature:
+      name = "temperature", value = p.temperature;
+      break;
+    case SamplingField::kTopK:
+      name = "top_k", value = p.top_k;
+      break;
+    case SamplingField::kTopP:
+      name = "top_p", value = p.top_p;
+      break;
+    case SamplingField::kMinP:
+      name = "min_p", value = p.min_p;
+      break;
+    case SamplingField::kRepetitionPenalty:
+      name = "repetition_penalty", value = p.repetition_penalty;
+      break;
+  }
+  char text[160];
+  std::snprintf(text, sizeof(text), "\"%s\" = %g: expected %s", name, value, rule);
+  return text;
+}
+
 double SampleUniform(uint64_t* state) {
   return static_cast<double>(SplitMix64(state) >> 11) * 0x1p-53;
 }
@@ -100,9 +152,7 @@ int32_t ArgmaxRef(const float* logits, int64_t n) {
 int32_t SampleRef(const float* logits, int64_t vocab, const SamplingParams& p,
                   const int32_t* history, int64_t n_history, uint64_t* rng_state) {
   DF11_CHECK(vocab >= 1 && vocab <= INT32_MAX && logits != nullptr);
-  DF11_CHECK(p.temperature >= 0.0f && p.top_k >= 0);
-  DF11_CHECK(p.top_p > 0.0f && p.top_p <= 1.0f && p.min_p >= 0.0f && p.min_p <= 1.0f);
-  DF11_CHECK(p.repetition_penalty > 0.0f);
+  DF11_CHECK(InvalidSamplingField(p, nullptr) == SamplingField::kNone);
   DF11_CHECK(n_history >= 0 && (n_history == 0 || history != nullptr));
   std::vector<float> scores(logits, logits + vocab);
   if (p.repetition_penalty != 1.0f) {

@@ -2,30 +2,18 @@
 #include "launcher/batch/batch_io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "launcher/batch/request_fields.h"
+
 namespace df11 {
-namespace {
 
-// Reads an optional numeric field into *out; an error message when it has the wrong type/range.
-template <typename T>
-std::string ReadNumber(const nlohmann::json& j, const char* key, double lo, double hi, T* out) {
-  if (!j.contains(key) || j[key].is_null()) return "";
-  if (!j[key].is_number()) return std::string("\"") + key + "\" must be a number";
-  const double v = j[key].get<double>();
-  if (v < lo || v > hi) {
-    return std::string("\"") + key + "\" = " + j[key].dump() + " is outside [" +
-           nlohmann::json(lo).dump() + ", " + nlohmann::json(hi).dump() + "]";
-  }
-  *out = static_cast<T>(v);
-  return "";
-}
-
-}  // namespace
+using nlohmann::json;
 
 StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt, bool chat,
                                             const Tokenizer& tokenizer,
@@ -48,12 +36,10 @@ BatchItem ParseRequest(const std::string& line, const std::string& where,
                        const ChatTemplate* chat) {
   BatchItem item;
   item.custom_id = default_id;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.g. "... syntax error while parsing value - invalid string: ill-formed UTF-8 byte"
-    item.error = where + "not valid JSON: " + e.what();
+  json j;
+  std::string overflow;
+  if (std::string e = ParseRequestJson(line, &j, &overflow); !e.empty()) {
+    item.error = where + e;
     return item;
   }
   if (!j.is_object()) {
@@ -67,38 +53,27 @@ BatchItem ParseRequest(const std::string& line, const std::string& where,
     }
     item.custom_id = j["custom_id"].get<std::string>();
   }
-  // OpenAI batch form: the request is under "body".
-  const nlohmann::json& body = j.contains("body") && j["body"].is_object() ? j["body"] : j;
-  GenerationRequest r;
-  r.id = item.custom_id;
-  r.max_tokens = defaults.max_tokens;
-  r.sampling = defaults.sampling;
-  r.seed = defaults.seed;
-  std::string err;
-  for (const std::string& e :
-       {ReadNumber(body, "max_tokens", 1, 1e9, &r.max_tokens),
-        ReadNumber(body, "temperature", 0, 100, &r.sampling.temperature),
-        ReadNumber(body, "top_p", 0, 1, &r.sampling.top_p),
-        ReadNumber(body, "top_k", 0, 1e9, &r.sampling.top_k),
-        ReadNumber(body, "min_p", 0, 1, &r.sampling.min_p),
-        ReadNumber(body, "repetition_penalty", 1e-6, 100, &r.sampling.repetition_penalty),
-        ReadNumber(body, "seed", 0, 1.8e19, &r.seed)}) {
-    if (err.empty()) err = e;
-  }
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const auto& s = body["stop"];
-    if (s.is_string()) {
-      r.stop.push_back(s.get<std::string>());
-    } else if (s.is_array() && std::all_of(s.begin(), s.end(), [](const auto& x) { return x.is_string(); })) {
-      for (const auto& x : s) r.stop.push_back(x.get<std::string>());
-    } else if (err.empty()) {
-      err = "\"stop\" must be a string or a list of strings";
-    }
-  }
-  if (!err.empty()) {
-    item.error = where + err;
+  if (!overflow.empty()) {
+    item.error = where + overflow;
     return item;
   }
+  // OpenAI batch form: the request is under "body".
+  if (j.contains("body") && !j["body"].is_object()) {
+    item.error = where + "\"body\" must be an object (the request)";
+    return item;
+  }
+  const json& body = j.contains("body") ? j["body"] : j;
+  RequestFields fields{defaults.max_tokens, defaults.sampling, defaults.seed, {}};
+  if (std::string e = ReadRequestFields(body, &fields); !e.empty()) {
+    item.error = where + e;
+    return item;
+  }
+  GenerationRequest r;
+  r.id = item.custom_id;
+  r.max_tokens = fields.max_tokens;
+  r.sampling = fields.sampling;
+  r.seed = fields.seed;
+  r.stop = std::move(fields.stop);
   StatusOr<std::vector<int32_t>> ids = Status::InvalidArgument("needs \"prompt\" or \"messages\"");
   if (body.contains("messages")) {
     auto messages = ParseMessages(body);
@@ -167,16 +142,49 @@ std::string ToJsonLine(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+namespace {
+
+// "a directory", "a character device", ... for messages.
+std::string KindOf(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a pipe";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<ResultFile>> ResultFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  // O_NONBLOCK: opening a pipe must not wait for a reader (it is refused below).
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
   if (fd < 0) {
-    return Status::IoError("--output " + path + ": cannot open: " + std::strerror(errno));
+    return Status::InvalidArgument("--output " + path + ": cannot open for appending: " +
+                                   std::strerror(errno));
   }
   std::unique_ptr<ResultFile> file(new ResultFile(path, fd));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    return Status::IoError("--output " + path + ": stat: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("--output " + path + " is " + KindOf(st.st_mode) +
+                                   ": expected a regular file (results are appended to it)");
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::FailedPrecondition(
+          "--output " + path + ": another df11-run holds it (an exclusive lock): wait for that "
+          "run to finish, or write to another file");
+    }
+    return Status::IoError("--output " + path + ": flock: " + std::strerror(errno));
+  }
   std::string text;
   char buf[1 << 16];
   for (;;) {
     const ssize_t n = ::pread(fd, buf, sizeof(buf), static_cast<off_t>(text.size()));
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::IoError("--output " + path + ": read: " + std::strerror(errno));
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
@@ -209,27 +217,74 @@ StatusOr<std::unique_ptr<ResultFile>> ResultFile::Open(const std::string& path) 
                              std::strerror(errno));
     }
   }
+  file->size_ = static_cast<int64_t>(keep);
   return file;
 }
 
-ResultFile::~ResultFile() { ::close(fd_); }
+ResultFile::~ResultFile() { ::close(fd_); }  // also releases the lock
 
 Status ResultFile::Append(const std::vector<std::string>& lines) {
-  for (const std::string& line : lines) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
     // One write(2) per line; a regular file takes it whole unless the disk fills up, and then
-    // the loop finishes it (a crash in between leaves a torn last line, truncated on resume).
+    // the loop finishes it or fails (a crash in between leaves a torn last line, truncated on
+    // resume).
     size_t done = 0;
     while (done < line.size()) {
       const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status::IoError("--output " + path_ + ": write: " + std::strerror(errno));
+      if (n < 0) {
+        // Cut off the part of this line that was written, so the file holds whole lines.
+        const std::string error = std::strerror(errno);
+        const bool cut = ::ftruncate(fd_, static_cast<off_t>(size_)) == 0 && ::fsync(fd_) == 0;
+        return Status::IoError(
+            "--output " + path_ + ": write: " + error + " (" + std::to_string(lines.size() - i) +
+            " result lines not written; " +
+            (cut ? "the lines before them are kept whole, and a new run serves the rest)"
+                 : "cutting off the partly written line failed as well)"));
+      }
       done += static_cast<size_t>(n);
     }
+    size_ += static_cast<int64_t>(line.size());
   }
   if (::fsync(fd_) != 0) {
-    return Status::IoError("--output " + path_ + ": fsync: " + std::strerror(errno));
+    return Status::IoError("--output " + path_ + ": fsync: " + std::strerror(errno) +
+                           " (the last " + std::to_string(lines.size()) +
+                           " result lines may not be on disk)");
   }
   return Status::Ok();
+}
+
+StatusOr<BatchFiles> OpenBatchFiles(const std::string& input, const std::string& output) {
+  BatchFiles files;
+  files.input_path = input;
+  files.output_path = output;
+  const int fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::InvalidArgument("--input " + input + ": cannot open: " + std::strerror(errno));
+  }
+  files.input.reset(::fdopen(fd, "r"));
+  if (files.input == nullptr) {
+    ::close(fd);
+    return Status::IoError("--input " + input + ": fdopen: " + std::strerror(errno));
+  }
+  struct stat in;
+  if (::fstat(fd, &in) != 0) {
+    return Status::IoError("--input " + input + ": stat: " + std::strerror(errno));
+  }
+  if (!S_ISREG(in.st_mode) && !S_ISFIFO(in.st_mode)) {
+    return Status::InvalidArgument("--input " + input + " is " + KindOf(in.st_mode) +
+                                   ": expected a JSONL file (or a pipe)");
+  }
+  // A new output file cannot be the input; an existing one is compared by device and inode.
+  struct stat out;
+  if (::stat(output.c_str(), &out) == 0 && out.st_dev == in.st_dev && out.st_ino == in.st_ino) {
+    return Status::InvalidArgument("--output " + output + " is the same file as --input " + input +
+                                   ": results would be appended to the requests; write them to "
+                                   "another file");
+  }
+  DF11_ASSIGN_OR_RETURN(files.output, ResultFile::Open(output));
+  return files;
 }
 
 }  // namespace df11

@@ -2,15 +2,16 @@
 // Batch generation files: JSON lines in, JSON lines out. Input lines are
 //   {"custom_id", "prompt" | "messages", "max_tokens"?, "temperature"?, "top_p"?, "top_k"?,
 //    "min_p"?, "repetition_penalty"?, "seed"?, "stop"?}
-// (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too);
-// output lines are {"custom_id", "text", "token_ids", "finish_reason", "usage"} or
-// {"custom_id", "error"} for a line that cannot be served.
+// (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too), their
+// fields read by request_fields.h; output lines are {"custom_id", "text", "token_ids",
+// "finish_reason", "usage"} or {"custom_id", "error"} for a line that cannot be served.
 // ResultFile appends result lines to an output file so that an interrupted batch resumes: lines
 // already there are skipped on the next run, and a crash never leaves a torn line behind.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <set>
@@ -58,10 +59,15 @@ nlohmann::json ErrorToJson(const std::string& custom_id, const std::string& erro
 // `j` as one output line: compact JSON (invalid UTF-8 replaced) and a trailing newline.
 std::string ToJsonLine(const nlohmann::json& j);
 
-// An output file of result lines, opened for appending. Open() reads the lines already there:
-// the custom_id of every complete line (valid JSON ending in a newline) goes to done_ids(); a
-// torn last line (no trailing newline, or not valid JSON) is truncated away. Append() writes each
-// line with one write(2) (O_APPEND) and then fsyncs, so after a crash the file holds whole lines.
+// An output file of result lines, opened for appending. Open() refuses anything but a regular
+// file (a device such as /dev/full, a directory, a pipe: InvalidArgument) and takes an exclusive
+// flock on it for as long as the object lives, so a second run on the same file is refused
+// (FailedPrecondition) instead of serving every item again. It then reads the lines already
+// there: the custom_id of every complete line (valid JSON ending in a newline) goes to
+// done_ids(); a torn last line (no trailing newline, or not valid JSON) is truncated away.
+// Append() writes each line with one write(2) (O_APPEND) and then fsyncs, so after a crash the
+// file holds whole lines; after a write error (a full disk, EIO) a partly written line is cut off
+// again, so the lines already written stay and the file stays whole.
 class ResultFile {
  public:
   static StatusOr<std::unique_ptr<ResultFile>> Open(const std::string& path);
@@ -78,8 +84,23 @@ class ResultFile {
   ResultFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   std::string path_;
   int fd_;
+  int64_t size_ = 0;  // bytes of whole lines in the file
   std::set<std::string> done_;
   int64_t truncated_ = 0;
 };
+
+// The two files of `generate --input IN --output OUT`, opened and checked before the model loads.
+// IN must be a regular file or a pipe (a directory or a device is refused); OUT is a ResultFile
+// and must not be IN itself, by whatever path (device and inode are compared, so symbolic and
+// hard links count). InvalidArgument names the flag, the path and what was expected.
+struct BatchFiles {
+  struct Closer {
+    void operator()(FILE* f) const { std::fclose(f); }
+  };
+  std::string input_path, output_path;
+  std::unique_ptr<FILE, Closer> input;  // read with getline(3)
+  std::unique_ptr<ResultFile> output;
+};
+StatusOr<BatchFiles> OpenBatchFiles(const std::string& input, const std::string& output);
 
 }  // namespace df11

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "launcher/batch/request_fields.h"
+
 namespace df11 {
 namespace {
 
@@ -13,21 +15,6 @@ using nlohmann::json;
 
 constexpr char kCompletions[] = "/v1/completions";
 constexpr char kChatCompletions[] = "/v1/chat/completions";
-
-struct NumberField {
-  const char* key;
-  double lo;
-  double hi;
-  bool integer;
-};
-
-// The same ranges the engine's batch reader accepts (launcher/batch/batch_io.cc).
-constexpr NumberField kNumberFields[] = {
-    {"max_tokens", 1, 1e9, true}, {"temperature", 0, 100, false},
-    {"top_p", 0, 1, false},       {"top_k", 0, 1e9, true},
-    {"min_p", 0, 1, false},       {"repetition_penalty", 1e-6, 100, false},
-    {"seed", 0, 1.8e19, true},
-};
 
 std::string CheckMessages(const json& messages) {
   if (!messages.is_array() || messages.empty()) return "\"messages\" must be a non-empty list";
@@ -57,26 +44,9 @@ std::string CheckBody(const json& body, const std::string& url) {
     std::string e = CheckMessages(body["messages"]);
     if (!e.empty()) return e;
   }
-  for (const NumberField& f : kNumberFields) {
-    if (!body.contains(f.key) || body[f.key].is_null()) continue;
-    const json& v = body[f.key];
-    const std::string name = std::string("\"") + f.key + "\"";
-    if (f.integer ? !v.is_number_integer() : !v.is_number()) {
-      return name + (f.integer ? " must be an integer" : " must be a number");
-    }
-    const double x = v.get<double>();
-    if (x < f.lo || x > f.hi) {
-      return name + " = " + v.dump() + " is outside [" + json(f.lo).dump() + ", " +
-             json(f.hi).dump() + "]";
-    }
-  }
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& s = body["stop"];
-    const bool strings = s.is_array() && std::all_of(s.begin(), s.end(),
-                                                     [](const json& x) { return x.is_string(); });
-    if (!s.is_string() && !strings) return "\"stop\" must be a string or a list of strings";
-  }
-  return "";
+  // The worker's own rules (launcher/batch/request_fields.h).
+  RequestFields fields;
+  return ReadRequestFields(body, &fields);
 }
 
 // Checks one parsed line; returns the error, or "" when valid.
@@ -107,9 +77,10 @@ std::vector<BatchInputLine> ReadBatchInput(std::istream& in) {
     line.line_number = number;
     line.custom_id = "line-" + std::to_string(number);
     const std::string where = "line " + std::to_string(number) + ": ";
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    std::string error;
-    if (j.is_discarded() || !j.is_object()) {
+    json j;
+    std::string overflow;
+    std::string error = ParseRequestJson(text, &j, &overflow);
+    if (!error.empty() || !j.is_object()) {
       error = "not a JSON object";
     } else if (j.contains("custom_id") && (!j["custom_id"].is_string() || j["custom_id"] == "")) {
       error = "\"custom_id\" must be a non-empty string";
@@ -117,7 +88,7 @@ std::vector<BatchInputLine> ReadBatchInput(std::istream& in) {
       if (j.contains("custom_id")) line.custom_id = j["custom_id"].get<std::string>();
       j["custom_id"] = line.custom_id;
       line.request_json = j.dump();
-      error = CheckLine(j);
+      error = overflow.empty() ? CheckLine(j) : overflow;
       auto [it, inserted] = first_line.emplace(line.custom_id, number);
       if (error.empty() && !inserted) {
         error = "duplicate custom_id \"" + line.custom_id + "\" (first on line " +

@@ -6,7 +6,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
+#include <cstring>
 #include <unordered_map>
 
 namespace df11 {
@@ -128,11 +129,9 @@ Status BatchGenerator::Generate(const std::vector<BatchItem>& items,
   });
 }
 
-StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::string& input,
-                                        const std::string& output) {
-  std::ifstream in(input);
-  if (!in) return Status::NotFound("--input " + input + ": cannot open");
-  DF11_ASSIGN_OR_RETURN(std::unique_ptr<ResultFile> out, ResultFile::Open(output));
+StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, BatchFiles* files) {
+  ResultFile* out = files->output.get();
+  const std::string& output = files->output_path;
   BatchFileSummary summary;
   summary.truncated_bytes = out->truncated_bytes();
   if (summary.truncated_bytes > 0) {
@@ -142,8 +141,15 @@ StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::st
   // Every request line; a custom_id seen before gets an error (its first line is the one served).
   std::vector<BatchItem> pending;
   std::unordered_map<std::string, int64_t> first_line;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
+  std::unique_ptr<char, decltype(&std::free)> buffer(nullptr, &std::free);
+  size_t capacity = 0;
+  for (int64_t n = 1;; ++n) {
+    char* raw = buffer.release();
+    const ssize_t length = ::getline(&raw, &capacity, files->input.get());
+    buffer.reset(raw);
+    if (length < 0) break;
+    std::string line(raw, static_cast<size_t>(length));
+    if (!line.empty() && line.back() == '\n') line.pop_back();
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     ++summary.lines;
     BatchItem item = generator->ParseLine(line, n);
@@ -158,6 +164,9 @@ StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::st
                    "\" (first on line " + std::to_string(it->second) + ")";
     }
     pending.push_back(std::move(item));
+  }
+  if (std::ferror(files->input.get())) {
+    return Status::IoError("--input " + files->input_path + ": read: " + std::strerror(errno));
   }
   if (summary.skipped > 0) {
     std::fprintf(stderr, "df11-run: %s already holds %lld of %lld results; serving the other %lld\n",

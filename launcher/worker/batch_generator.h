@@ -73,9 +73,9 @@ struct BatchFileSummary {
   int64_t truncated_bytes = 0;  // a torn last line removed from the output
 };
 
-// Serves `input` into `output` as described above; progress (items, tokens/s, ETA) on stderr.
-StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, const std::string& input,
-                                        const std::string& output);
+// Serves the opened --input into the opened --output (OpenBatchFiles) as described above;
+// progress (items, tokens/s, ETA) on stderr. An error writing the output ends the run.
+StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, BatchFiles* files);
 
 // Items leased from the coordinator through `generator`. `keep_alive`: a distributed leader's
 // runner, stepped with no sequences while the agent waits so followers' plan broadcasts do not

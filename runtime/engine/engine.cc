@@ -137,7 +137,10 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
       return "prompt of " + std::to_string(prompt) + " tokens does not fit the context of " +
              std::to_string(context) + " tokens (max_position_embeddings)";
     }
-    if (r.max_tokens < 1) return "max_tokens must be >= 1";
+    if (r.max_tokens < 1) {
+      return "\"max_tokens\" = " + std::to_string(r.max_tokens) + ": expected an integer >= 1";
+    }
+    if (std::string why = SamplingParamsError(r.sampling); !why.empty()) return why;
     const int64_t need = prompt + std::min(r.max_tokens, context - prompt);
     if (options_.kv_tokens > 0 && need > options_.kv_tokens) {
       return "needs " + std::to_string(need) + " KV cache tokens (prompt " +

@@ -426,6 +426,7 @@ Status CudaBackend::ForwardSample(std::span<const SequenceStep> steps,
   int64_t h = 0;
   for (int64_t r = 0; r < R; ++r) {
     const SampleSpec& s = specs[static_cast<size_t>(r)];
+    DF11_CHECK(InvalidSamplingField(s.params, nullptr) == SamplingField::kNone);  // the engine's
     info[r] = SampleCudaRow{};
     info[r].params = s.params;
     info[r].history_begin = h;

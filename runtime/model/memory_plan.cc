@@ -6,6 +6,36 @@
 #include <cstdio>
 
 namespace df11 {
+namespace {
+
+// Weights of the whole model (the matrices; norms and biases are a rounding error), or
+// InvalidArgument when the count overflows 64 bits: each config size is bounded, their products
+// are not.
+StatusOr<int64_t> ParameterCount(const ModelConfig& c) {
+  int64_t q = 0, kv = 0, mlp = 0, layer = 0, layers = 0, embed = 0, total = 0;
+  const bool ok =
+      !__builtin_mul_overflow(c.num_attention_heads * c.head_dim, c.hidden_size, &q) &&
+      !__builtin_mul_overflow(c.num_key_value_heads * c.head_dim, c.hidden_size, &kv) &&
+      !__builtin_mul_overflow(c.intermediate_size, 3 * c.hidden_size, &mlp) &&
+      !__builtin_add_overflow(q, kv, &layer) && !__builtin_mul_overflow(layer, 2, &layer) &&
+      !__builtin_add_overflow(layer, mlp, &layer) &&
+      !__builtin_mul_overflow(layer, c.num_hidden_layers, &layers) &&
+      !__builtin_mul_overflow(c.vocab_size, c.hidden_size * (c.tie_word_embeddings ? 1 : 2),
+                              &embed) &&
+      !__builtin_add_overflow(layers, embed, &total);
+  if (!ok) {
+    return Status::InvalidArgument(
+        "config.json: the model's parameter count does not fit a 64-bit integer (hidden_size " +
+        std::to_string(c.hidden_size) + ", intermediate_size " +
+        std::to_string(c.intermediate_size) + ", num_attention_heads " +
+        std::to_string(c.num_attention_heads) + ", head_dim " + std::to_string(c.head_dim) +
+        ", num_hidden_layers " + std::to_string(c.num_hidden_layers) + ", vocab_size " +
+        std::to_string(c.vocab_size) + ")");
+  }
+  return total;
+}
+
+}  // namespace
 
 StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o) {
   if (o.tp < 1 || o.pp < 1) return Status::InvalidArgument("--tp and --pp must be >= 1");
@@ -21,9 +51,23 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
     return Status::InvalidArgument("--pp " + std::to_string(o.pp) + " exceeds the " +
                                    std::to_string(c.num_hidden_layers) + " layers");
   }
-  if (o.gpu_memory_bytes <= 0 || o.memory_fraction <= 0 || o.memory_fraction > 1) {
-    return Status::InvalidArgument("--gpu-memory must be > 0 and --gpu-memory-fraction in (0, 1]");
+  // 2^60 bytes bounds every byte figure's conversion to an integer (as tokens) below.
+  if (!(o.gpu_memory_bytes > 0 && o.gpu_memory_bytes <= 0x1p60) || !(o.memory_fraction > 0) ||
+      o.memory_fraction > 1) {
+    return Status::InvalidArgument(
+        "--gpu-memory must be in (0, 2^30] GiB and --gpu-memory-fraction in (0, 1]");
   }
+  if (o.context < 0 || o.context > c.max_position_embeddings) {
+    return Status::InvalidArgument(
+        "--context " + std::to_string(o.context) + " is more than the model supports: expected " +
+        "0 (the model's maximum) to max_position_embeddings " +
+        std::to_string(c.max_position_embeddings) + " (config.json)");
+  }
+  if (o.workspace_tokens < 1 || o.workspace_tokens > (int64_t{1} << 24)) {
+    return Status::InvalidArgument("--max-step-tokens must be in [1, 16777216], got " +
+                                   std::to_string(o.workspace_tokens));
+  }
+  DF11_ASSIGN_OR_RETURN(const int64_t parameters, ParameterCount(c));
   const double h = static_cast<double>(c.hidden_size), hd = static_cast<double>(c.head_dim);
   const double heads = static_cast<double>(c.num_attention_heads) / o.tp;
   const double kv = std::max(1.0, static_cast<double>(c.num_key_value_heads) / o.tp);
@@ -34,10 +78,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   const double bytes_per_weight = o.df11 ? o.df11_bits_per_weight / 8 : 2;
 
   MemoryPlan p;
-  const double full_layer = h * c.num_attention_heads * hd * 2 +
-                            h * c.num_key_value_heads * hd * 2 + 3 * h * c.intermediate_size;
-  p.parameters = static_cast<int64_t>(full_layer * c.num_hidden_layers +
-                                      c.vocab_size * h * (c.tie_word_embeddings ? 1 : 2));
+  p.parameters = parameters;
   // The worst rank: with pp = 1 it holds the embedding and the LM head slices as well.
   const double embed = vocab * h, head = vocab * h;
   const double ends = o.pp == 1 ? embed + (c.tie_word_embeddings ? 0 : head)
@@ -56,14 +97,15 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.context = o.context > 0 ? o.context : c.max_position_embeddings;
   p.kv_tokens = p.kv_bytes > 0 ? static_cast<int64_t>(p.kv_bytes / p.kv_bytes_per_token) : 0;
   p.max_sequences = p.context > 0 ? p.kv_tokens / p.context : 0;
-  p.fits = p.kv_tokens >= std::min<int64_t>(p.context, 4096);
+  // It fits when the cache holds at least one sequence of the whole context.
+  p.fits = p.max_sequences >= 1;
   return p;
 }
 
 std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
   char buf[1024];
   std::snprintf(buf, sizeof(buf),
-                "model: %.1f B parameters, %s weights, tp %d x pp %d (%d GPUs)\n"
+                "model: %.1f B parameters, %s weights, tp %d x pp %d (%lld GPUs)\n"
                 "per GPU (worst rank), of %.1f GiB x %.2f = %.1f GB usable:\n"
                 "  weights            %8.2f GB\n"
                 "  decode scratch     %8.2f GB  (two BF16 buffers of the largest layer slice)\n"
@@ -71,13 +113,17 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
                 "  KV cache           %8.2f GB  = %lld tokens (%.1f KB per token)\n"
                 "  concurrency        %8lld sequences of %lld tokens\n"
                 "verdict: %s\n",
-                parameters / 1e9, o.df11 ? "DF11" : "BF16", o.tp, o.pp, o.tp * o.pp,
+                parameters / 1e9, o.df11 ? "DF11" : "BF16", o.tp, o.pp,
+                static_cast<long long>(o.tp) * o.pp,
                 o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9,
                 weight_bytes / 1e9, scratch_bytes / 1e9, workspace_bytes / 1e9,
                 static_cast<long long>(o.workspace_tokens), std::max(0.0, kv_bytes) / 1e9,
                 static_cast<long long>(kv_tokens), kv_bytes_per_token / 1e3,
                 static_cast<long long>(max_sequences), static_cast<long long>(context),
-                fits ? "FITS" : "DOES NOT FIT");
+                fits ? "FITS"
+                : kv_tokens > 0 ? "DOES NOT FIT (the KV cache holds less than one sequence; "
+                                  "lower --context or use more GPUs)"
+                                : "DOES NOT FIT");
   return buf;
 }
 

@@ -48,6 +48,13 @@ int64_t Transformer::ScratchBytes() const {
   return 2 * static_cast<int64_t>(scratch_[0].size() + scratch_[1].size() + head_scratch_.size());
 }
 
+int64_t Transformer::KvTokenBudget() const {
+  const int64_t per_token = 2 * static_cast<int64_t>(w_->layers.size()) * w_->dims.kv_heads *
+                            w_->config.head_dim * static_cast<int64_t>(sizeof(float));
+  if (options_.kv_memory_bytes <= 0 || per_token <= 0) return 0;
+  return std::max<int64_t>(1, options_.kv_memory_bytes / per_token);
+}
+
 KvCache Transformer::NewCache(int64_t capacity) const {
   return KvCache(static_cast<int64_t>(w_->layers.size()), capacity, w_->dims.kv_heads,
                  w_->config.head_dim);

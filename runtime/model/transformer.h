@@ -29,6 +29,8 @@ struct TransformerOptions {
   int64_t lm_head_chunk = 8192;  // LM-head rows per GEMM (bounds its scratch)
   AllReduceFn all_reduce;     // tensor-parallel sum; null when tp = 1
   bool tp_leader = true;      // adds row-parallel biases (only one rank may)
+  // Host memory the KV caches may take together: KvTokenBudget() is what it holds. 0: no limit.
+  int64_t kv_memory_bytes = 0;
 };
 
 class Transformer : public ForwardBackend {
@@ -55,6 +57,8 @@ class Transformer : public ForwardBackend {
 
   const ModelWeights& weights() const override { return *w_; }
   int64_t ScratchBytes() const override;
+  // options.kv_memory_bytes over the bytes a position takes in this rank's caches.
+  int64_t KvTokenBudget() const override;
 
  private:
   struct LayerView;  // a layer's matrices as BF16 pointers (mapped or in scratch)

@@ -4,7 +4,11 @@
 // context, invalid UTF-8, wrong field types) while the other lines are served; a DF11 model
 // generates exactly what its BF16 original does; missing or corrupt model files fail clearly;
 // `bench` prints one JSON line per batch size and `logits` writes BF16 == DF11 bits, each
-// refusing bad ids, batch sizes, devices, models and output paths by name.
+// refusing bad ids, batch sizes, devices, models and output paths by name. No request takes a run
+// down: lines the sampler cannot serve, or whose KV cache no memory holds, get error lines naming
+// the custom_id and the field while the others are served; bad numeric flags exit 2 naming the
+// flag and its real bounds. `plan` refuses configs whose sizes overflow and contexts beyond the
+// model's, and never calls 0 sequences a fit.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -205,9 +209,143 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   EXPECT_NE(r.output.find("GPT2LMHeadModel"), std::string::npos) << r.output;
 }
 
+TEST_F(Df11RunCli, NoRequestTakesTheRunDown) {
+  const std::string in = dir_ + "/hostile.jsonl";
+  std::ofstream(in) << R"({"custom_id":"ok1","prompt":"The sky is","max_tokens":4})" "\n"
+                    << R"({"custom_id":"inf","prompt":"x","temperature":1e999})" "\n"
+                    << R"({"temperature":0.7,"top_p":0,"custom_id":"p0","prompt":"x"})" "\n"
+                    << R"({"custom_id":"rp","prompt":"x","repetition_penalty":0})" "\n"
+                    << R"({"custom_id":"k","body":{"prompt":"x","top_k":-1}})" "\n"
+                    << R"({"custom_id":"ok2","prompt":"Once","max_tokens":3,"temperature":1.0,"seed":5})"
+                    << "\n";
+  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in + " --output " +
+                dir_ + "/hostile.out.jsonl --batch-size 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& l : ReadLines(dir_ + "/hostile.out.jsonl")) by_id[l["custom_id"]] = l;
+  ASSERT_EQ(by_id.size(), 6u) << r.output;
+  EXPECT_EQ(by_id["ok1"]["token_ids"].size(), 4u) << by_id["ok1"];
+  EXPECT_EQ(by_id["ok2"]["token_ids"].size(), 3u) << by_id["ok2"];
+  const std::map<std::string, std::string> errors = {
+      {"inf", "line 2: \"temperature\" = 1e999: out of range"},
+      {"p0", "line 3: \"top_p\" = 0: expected a number in (0, 1]"},
+      {"rp", "line 4: \"repetition_penalty\" = 0: expected a finite number > 0"},
+      {"k", "line 5: \"top_k\" = -1: expected an integer >= 0"}};
+  for (const auto& [id, text] : errors) {
+    EXPECT_NE(by_id[id].value("error", "").find(text), std::string::npos) << by_id[id];
+  }
+
+  // A context no memory holds: max_tokens 1e9 is an error line for its request, not an
+  // out-of-memory death that loses the batch.
+  std::filesystem::copy(dir_ + "/bf16", dir_ + "/long", std::filesystem::copy_options::recursive);
+  auto j = nlohmann::json::parse(std::ifstream(dir_ + "/long/config.json"));
+  j["max_position_embeddings"] = 1 << 30;
+  std::ofstream(dir_ + "/long/config.json") << j.dump(2);
+  std::ofstream(dir_ + "/huge.jsonl")
+      << R"({"custom_id":"huge","prompt":"x","max_tokens":1000000000})" "\n"
+      << R"({"custom_id":"fine","prompt":"The sky is","max_tokens":4})" "\n";
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/long --input " + dir_ +
+           "/huge.jsonl --output " + dir_ + "/huge.out.jsonl");
+  ASSERT_EQ(r.status, 0) << r.output;
+  by_id.clear();
+  for (const auto& l : ReadLines(dir_ + "/huge.out.jsonl")) by_id[l["custom_id"]] = l;
+  ASSERT_EQ(by_id.size(), 2u);
+  EXPECT_EQ(by_id["fine"]["token_ids"].size(), 4u) << by_id["fine"];
+  EXPECT_NE(by_id["huge"].value("error", "").find("more than the KV budget of"), std::string::npos)
+      << by_id["huge"];
+  EXPECT_NE(r.output.find("host memory plan:"), std::string::npos) << r.output;
+}
+
+// Each numeric flag: a bad value exits 2 naming the flag and what it takes, in numbers a person
+// reads (no "0.000000 to 1.79769e+308").
+TEST_F(Df11RunCli, NumericFlagsSayTheirRange) {
+  const std::string gen = kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi ";
+  const std::pair<std::string, std::string> cases[] = {
+      {gen + "--temp nan", "--temp: 'nan' is not a finite number"},
+      {gen + "--temp inf", "--temp: 'inf' is not a finite number"},
+      {gen + "--temp -1", "--temp -1: expected a finite number >= 0"},
+      {gen + "--top-p 0", "--top-p 0: expected a number in (0, 1]"},
+      {gen + "--min-p 2", "--min-p 2: expected a number in [0, 1]"},
+      {gen + "--repeat-penalty 0", "--repeat-penalty 0: expected a finite number > 0"},
+      {gen + "-n 0", "--max-tokens: '0' is not an integer >= 1"},
+      {gen + "-n 1.5", "--max-tokens: '1.5' is not an integer >= 1"},
+      {gen + "--top-k -2", "--top-k: '-2' is not an integer in [0, 2147483647]"},
+      {gen + "--batch-size 0", "--batch-size: '0' is not an integer >= 1"},
+      {gen + "--max-step-tokens 0", "--max-step-tokens: '0' is not an integer in [1, 16777216]"},
+      {gen + "--kv-tokens -5", "--kv-tokens: '-5' is not an integer >= 0"},
+      {gen + "--seed -1", "--seed: '-1' is not an integer in [0, 2^64)"},
+      {gen + "--collective-timeout 0", "--collective-timeout: '0' is not a number in (0, 1000000]"},
+      {kBin + "df11-run plan --model x --gpu-memory nan",
+       "--gpu-memory: 'nan' is not a number in (0, 1000000]"},
+      {gen + "--gpu-memory-fraction 2", "--gpu-memory-fraction: '2' is not a number in [0.01, 1]"},
+      {kBin + "df11-run plan --model x --tp 0", "--tp: '0' is not an integer in [1, 1048576]"},
+      {kBin + "df11-run plan --model x --context -1", "--context: '-1' is not an integer >= 0"},
+      {kBin + "df11-run bench --model x --gen-tokens 0", "--gen-tokens: '0' is not an integer >= 1"},
+      {kBin + "df11 --threads -1 inspect x", "--threads: '-1' is not an integer in [0, 65536]"},
+      {kBin + "df11 shard a b --tp 0", "--tp: '0' is not an integer in [1, 65536]"},
+      {kBin + "df11-ctl --token-file " + dir_ + "/bf16/config.json --timeout nan list",
+       "--timeout: 'nan' is not a number in [0.001, 86400]"},
+      {kBin + "df11-ctl --token-file " + dir_ + "/bf16/config.json list --limit -1",
+       "--limit: '-1' is not an integer in [0, 2147483647]"},
+      {kBin + "df11-coordinator --db x --token-file " + dir_ + "/bf16/config.json --port 70000",
+       "--port: '70000' is not an integer in [0, 65535]"},
+      {kBin + "df11-coordinator --db x --token-file " + dir_ + "/bf16/config.json --lease-seconds 0",
+       "--lease-seconds: '0' is not an integer in [1, 2147483647]"},
+  };
+  for (const auto& [cmd, message] : cases) {
+    auto r = Exec(cmd);
+    EXPECT_EQ(r.status, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << cmd << "\n" << r.output;
+    EXPECT_EQ(r.output.find("1797"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find(".000000"), std::string::npos) << r.output;
+  }
+}
+
 }  // namespace
 
 namespace {
+
+// Sizes whose products overflow 64 bits are refused, not printed as a negative parameter count;
+// a context beyond max_position_embeddings is refused; a cache that holds no whole sequence of
+// the context does not fit.
+TEST(Df11RunPlan, AbsurdConfigsAndContextsAreRefused) {
+  char tmpl[] = "/tmp/df11_run_plan_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string models = std::string(DF11_TEST_DATA_DIR) + "/../../configs/models";
+  auto j = nlohmann::json::parse(std::ifstream(models + "/llama-3.1-405b/config.json"));
+  j["hidden_size"] = 2147483520;
+  j["intermediate_size"] = 2147483647;
+  j["num_hidden_layers"] = 65536;
+  std::ofstream(dir + "/config.json") << j.dump(2);
+  auto r = Exec(kBin + "df11-run plan --model " + dir);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("parameter count does not fit a 64-bit integer"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("parameters,"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+
+  const std::string model = " --model " + models + "/llama-3.1-405b --tp 8";
+  for (const char* context : {"9000000000000000000", "131073"}) {
+    r = Exec(kBin + "df11-run plan" + model + " --context " + context);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find(std::string("--context ") + context +
+                            " is more than the model supports: expected 0 (the model's maximum) "
+                            "to max_position_embeddings 131072"),
+              std::string::npos)
+        << r.output;
+  }
+  // The whole 131072-token context: ~61 k tokens of cache hold no sequence of it.
+  r = Exec(kBin + "df11-run plan" + model);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("0 sequences of 131072 tokens"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("verdict: DOES NOT FIT (the KV cache holds less than one sequence"),
+            std::string::npos)
+      << r.output;
+  r = Exec(kBin + "df11-run plan" + model + " --context 32768");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("verdict: FITS"), std::string::npos) << r.output;
+}
 
 TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
   const std::string configs = std::string(DF11_TEST_DATA_DIR) + "/../../configs";

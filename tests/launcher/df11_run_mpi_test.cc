@@ -2,8 +2,8 @@
 // `mpirun -np N df11-run generate` as a user runs it: a JSONL batch through a tp 2 x pp 2 shard
 // gives the same output file as one process on the DF11 model, and each way a job can be broken
 // (wrong -np, a missing or corrupt rank file, a manifest that does not match the weights, a rank
-// killed mid-run) ends the whole job with a non-zero status, within a bounded time, with the
-// message on stderr.
+// killed mid-run, an --output that is the --input) ends the whole job with a non-zero status,
+// within a bounded time, with the message on stderr.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -198,6 +198,18 @@ TEST_F(Df11RunMpi, WrongWorldSize) {
       "is laid out for 4 ranks (tp 2 x pp 2) but the job has 3; launch with -np 4";
   EXPECT_NE(SameFromEveryRank(r.err, 3).find(msg), std::string::npos) << r.err;
   std::printf("wrong -np: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+// Rank 0 checks the files before any rank loads its shard; every rank exits with its message.
+TEST_F(Df11RunMpi, OutputThatIsTheInput) {
+  const std::string in = WriteInput("same.jsonl", {R"({"custom_id": "a", "prompt": "Hi"})"});
+  Result r = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --input " + in + " --output " +
+                              in));
+  EXPECT_NE(r.status, 0);
+  EXPECT_LT(r.seconds, kFailBoundS);
+  const std::string msg = "rank 0: Invalid argument: --output " + in + " is the same file as --input";
+  EXPECT_NE(SameFromEveryRank(r.err, 4).find(msg), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(in), "{\"custom_id\": \"a\", \"prompt\": \"Hi\"}\n");
 }
 
 TEST_F(Df11RunMpi, MissingRankFile) {

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // SampleRef / ArgmaxRef: greedy ties, the repetition penalty's HF math, top-k = 1 as greedy,
 // draw frequencies against softmax(logits / T), top-k/top-p/min-p exclusions, and per-request
-// reproducibility (same seed, same tokens, whatever else is sampled in between).
+// reproducibility (same seed, same tokens, whatever else is sampled in between); the params
+// InvalidSamplingField accepts are exactly those SampleRef serves (edge values, NaN, infinities).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -165,6 +167,65 @@ TEST(Sample, SameSeedSameTokensWhateverElseIsSampled) {
   EXPECT_EQ(generate(seed, false), alone);
   EXPECT_EQ(generate(seed, true), alone);
   EXPECT_NE(generate(seed + 1, false), alone);
+}
+
+// Every combination of edge values: accepted params give a token in range (sampled and greedy),
+// refused ones abort SampleRef (its precondition), so a request checked with
+// InvalidSamplingField never takes a process down.
+TEST(SampleDeathTest, ValidParamsAreExactlyWhatSampleRefServes) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  const float denormal = std::numeric_limits<float>::denorm_min();
+  const std::vector<float> logits = {1.5f, -2.0f, 0.25f, 3.0f, -0.5f};
+  const std::vector<int32_t> history = {3, 0, 3};
+  int accepted = 0, refused = 0;
+  for (float temperature : {0.0f, denormal, 0.7f, 1e30f, -1.0f, inf, nan}) {
+    for (float top_p : {1.0f, denormal, 0.5f, 0.0f, 1.5f, nan}) {
+      for (float penalty : {1.0f, denormal, 1.3f, 1e30f, 0.0f, -1.0f, inf, nan}) {
+        for (float min_p : {0.0f, 1.0f, -0.1f, nan}) {
+          for (int top_k : {0, 1, 1 << 30, -1}) {
+            SamplingParams p;
+            p.temperature = temperature;
+            p.top_p = top_p;
+            p.repetition_penalty = penalty;
+            p.min_p = min_p;
+            p.top_k = top_k;
+            const std::string what = SamplingParamsError(p);
+            uint64_t rng = 7;
+            if (InvalidSamplingField(p, nullptr) == SamplingField::kNone) {
+              ++accepted;
+              EXPECT_EQ(what, "");
+              const int32_t token = Sample(logits, p, history, &rng);
+              EXPECT_GE(token, 0);
+              EXPECT_LT(token, 5);
+            } else if (refused++ % 97 == 0) {  // a sample: each death test forks
+              EXPECT_NE(what, "");
+              EXPECT_DEATH(Sample(logits, p, history, &rng), "InvalidSamplingField");
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(accepted, 4 * 3 * 4 * 2 * 3);
+}
+
+TEST(Sample, InvalidParamsAreNamedWithTheirRule) {
+  SamplingParams p;
+  p.top_p = 0;
+  EXPECT_EQ(SamplingParamsError(p), "\"top_p\" = 0: expected a number in (0, 1] (1: off)");
+  p = {};
+  p.temperature = std::nanf("");
+  EXPECT_EQ(SamplingParamsError(p), "\"temperature\" = nan: expected a finite number >= 0 (0: greedy)");
+  p = {};
+  p.top_k = -1;
+  EXPECT_EQ(SamplingParamsError(p), "\"top_k\" = -1: expected an integer >= 0 (0: off)");
+  p = {};
+  p.repetition_penalty = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(SamplingParamsError(p),
+            "\"repetition_penalty\" = inf: expected a finite number > 0 (1: off)");
+  p = {};
+  p.min_p = 2;
+  EXPECT_EQ(SamplingParamsError(p), "\"min_p\" = 2: expected a number in [0, 1] (0: off)");
 }
 
 }  // namespace

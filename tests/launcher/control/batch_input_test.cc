@@ -66,8 +66,8 @@ TEST(BatchInput, ReportsEachBadLine) {
       "line 1: not a JSON object",
       "line 2: \"url\" = \"/v1/embeddings\" is not /v1/completions or /v1/chat/completions",
       "line 3: /v1/completions needs \"prompt\"",
-      "line 4: \"max_tokens\" = 0 is outside [1.0, 1000000000.0]",
-      "line 5: \"temperature\" must be a number",
+      "line 4: \"max_tokens\" = 0: expected an integer >= 1 (new tokens)",
+      "line 5: \"temperature\" = \"hot\": expected a number",
       "line 6: messages[0].content must be a string or a list of parts",
       "",
       "line 8: duplicate custom_id \"ok\" (first on line 7)",
@@ -79,6 +79,29 @@ TEST(BatchInput, ReportsEachBadLine) {
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(lines[i].error, expected[i]) << i;
   EXPECT_EQ(lines[1].custom_id, "x");
   EXPECT_EQ(lines[0].custom_id, "line-1");
+}
+
+// df11-ctl refuses what the worker's sampler cannot serve (the worker's own rules), each line
+// keeping its custom_id; values the sampler serves pass, however unusual.
+TEST(BatchInput, SamplingRulesAreTheWorkers) {
+  auto lines = Read(
+      R"({"custom_id": "p0", "prompt": "x", "temperature": 0.7, "top_p": 0})" "\n"
+      R"({"custom_id": "inf", "prompt": "x", "temperature": 1e999})" "\n"
+      R"({"custom_id": "big", "prompt": "x", "temperature": 1e300})" "\n"
+      R"({"custom_id": "rp", "body": {"prompt": "x", "repetition_penalty": 0}, "url": "/v1/completions"})" "\n"
+      R"({"custom_id": "k", "prompt": "x", "top_k": 2.5})" "\n"
+      R"({"custom_id": "hot", "prompt": "x", "temperature": 250, "top_k": 1e9, "max_tokens": 1e12, "repetition_penalty": 1000})" "\n");
+  ASSERT_EQ(lines.size(), 6u);
+  const std::vector<std::string> expected = {
+      "line 1: \"top_p\" = 0: expected a number in (0, 1] (1: off)",
+      "line 2: \"temperature\" = 1e999: out of range (a double holds at most 1.8e308)",
+      "line 3: \"temperature\" = 1e+300: out of range (a float holds at most 3.4e38)",
+      "line 4: \"repetition_penalty\" = 0: expected a finite number > 0 (1: off)",
+      "line 5: \"top_k\" = 2.5: expected a 32-bit integer",
+      "",
+  };
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(lines[i].error, expected[i]) << i;
+  EXPECT_EQ(lines[1].custom_id, "inf");
 }
 
 }  // namespace

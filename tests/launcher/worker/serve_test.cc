@@ -4,8 +4,9 @@
 // `df11-run generate` gives; two worker groups share a job; the coordinator killed with SIGKILL
 // mid-job and restarted on the same database still finishes it exactly once; finished items are
 // reported while the rest of their lease runs; a coordinator that stays away makes the worker
-// exit non-zero after the lease time; an item that takes down every group serving it fails after
-// three attempts while the items it shared a lease with finish, and its job ends.
+// exit non-zero after the lease time; items the sampler cannot serve fail alone and the job
+// completes; an item that takes down every group serving it fails after three attempts while the
+// items it shared a lease with finish, and its job ends.
 #include <regex>
 
 #include "launcher/control/control_client.h"
@@ -106,6 +107,37 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
 // Results are stored as they finish: with --batch-size 2 a lease holds four items (continuous
 // batching refills the two places from it), and the three short answers are reported one by
 // one while the long one still runs, instead of all four when the lease is done.
+// "top_p": 0 and its kin once killed every worker group that leased them; now they fail alone
+// (refused at submit by the worker's own rules) and the rest of the job is served.
+TEST_F(Serve, ItemsTheSamplerCannotServeFailAloneAndTheJobCompletes) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  const std::string job = c.Submit(
+      {R"({"custom_id": "a", "prompt": "The sky is", "max_tokens": 5})",
+       R"({"custom_id": "p0", "prompt": "x", "temperature": 0.7, "top_p": 0})",
+       R"({"custom_id": "inf", "prompt": "x", "temperature": 1e999})",
+       R"({"custom_id": "b", "prompt": "Once", "max_tokens": 4, "temperature": 0.9, "seed": 3})"},
+      "hostile.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(kRun + " " + c.ServeArgs(Model(), "--idle-exit-seconds 3"),
+                              c.dir() + "/worker.log");
+  const nlohmann::json status = c.WaitFinished(job, 45);
+  EXPECT_EQ(worker.Wait(30), 0) << worker.Output();
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
+  EXPECT_EQ(status["items_done"], 2) << status;
+  EXPECT_EQ(status["items_failed"], 2) << status;
+  std::map<std::string, int> count;
+  for (const nlohmann::json& r : c.Results(job, &count)) {
+    const std::string id = r["custom_id"];
+    if (id == "p0" || id == "inf") {
+      EXPECT_NE(r.dump().find(id == "p0" ? "top_p" : "temperature"), std::string::npos) << r;
+    } else {
+      EXPECT_FALSE(r["response"].is_null()) << r;
+    }
+  }
+  ExpectExactlyOnce(count, {"a", "p0", "inf", "b"});
+}
+
 TEST_F(Serve, FinishedItemsAreReportedWhileTheLeaseRuns) {
   ServeCluster c(TestDir());
   c.StartCoordinator(/*lease_s=*/10);

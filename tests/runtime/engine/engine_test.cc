@@ -5,10 +5,14 @@
 // back instead of failing them, and refuses the ones that can never fit; prompts longer than the
 // step token budget are prefilled in chunks with the same results; results arrive as they
 // finish, and a failing callback stops the run; waiting requests get their first token in
-// earlier steps with continuous batching.
+// earlier steps with continuous batching; a request the sampler cannot serve gets an error
+// naming the field while the others are served; the CPU backend's KV budget is the memory it
+// was given.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -325,6 +329,64 @@ TEST_F(EngineTest, ResultsArriveAsTheyFinishAndACallbackErrorStopsTheRun) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.ToString().find("disk full"), std::string::npos);
   EXPECT_EQ(delivered, 2);
+}
+
+TEST_F(EngineTest, RequestsTheSamplerCannotServeGetAnErrorAndTheOthersAreServed) {
+  const std::vector<GenerationRequest> good = Requests(4);
+  std::vector<GenerationRequest> requests = good;
+  auto bad = [&](const std::string& id, auto set) {
+    GenerationRequest r = good[0];
+    r.id = id;
+    set(&r);
+    requests.insert(requests.begin() + 1, r);
+  };
+  bad("top_p", [](GenerationRequest* r) {
+    r->sampling.temperature = 0.7f;
+    r->sampling.top_p = 0;
+  });
+  bad("temperature", [](GenerationRequest* r) { r->sampling.temperature = std::nanf(""); });
+  bad("repetition_penalty", [](GenerationRequest* r) {
+    r->sampling.repetition_penalty = std::numeric_limits<float>::infinity();
+  });
+  bad("top_k", [](GenerationRequest* r) { r->sampling.top_k = -3; });
+  bad("min_p", [](GenerationRequest* r) { r->sampling.min_p = -0.5f; });
+  bad("max_tokens", [](GenerationRequest* r) { r->max_tokens = 0; });
+  EngineOptions o;
+  o.batch_size = 3;
+  Run run = Generate(requests, o);
+  Run alone = Generate(good, o);
+  ASSERT_EQ(run.results.size(), requests.size());
+  size_t served = 0;
+  for (const GenerationResult& r : run.results) {
+    if (served < good.size() && r.id == good[served].id) {
+      EXPECT_TRUE(r.error.empty()) << r.id << ": " << r.error;
+      EXPECT_EQ(r.tokens, alone.results[served++].tokens) << r.id;
+      continue;
+    }
+    EXPECT_TRUE(r.tokens.empty()) << r.id;
+    EXPECT_EQ(r.error.rfind("\"" + r.id + "\" = ", 0), 0u) << r.id << ": " << r.error;
+  }
+  EXPECT_EQ(served, good.size());
+  EXPECT_EQ(run.unreleased, 0u);
+}
+
+TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
+  TransformerOptions options;
+  EXPECT_EQ(Transformer(weights_, options).KvTokenBudget(), 0);  // no limit given
+  const ModelConfig& c = weights_->config;
+  const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
+  options.kv_memory_bytes = 50 * per_token + per_token / 2;
+  Transformer t(weights_, options);
+  EXPECT_EQ(t.KvTokenBudget(), 50);
+  LocalStepRunner runner(&t);
+  EngineOptions o;
+  o.kv_tokens = t.KvTokenBudget();
+  GenerationRequest r = Requests(1)[0];
+  r.max_tokens = 1'000'000'000;  // clamped to the context (96), more than 50 tokens of memory
+  auto results = Engine(&runner, o).Generate(std::vector<GenerationRequest>{r});
+  ASSERT_TRUE(results.ok());
+  EXPECT_NE((*results)[0].error.find("more than the KV budget of 50 tokens"), std::string::npos)
+      << (*results)[0].error;
 }
 
 }  // namespace
