@@ -13,7 +13,7 @@ namespace {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-run: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 double Since(std::chrono::steady_clock::time_point t0) {

@@ -21,7 +21,7 @@ namespace {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-coordinator: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 int Main(int argc, char** argv) {

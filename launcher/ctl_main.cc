@@ -22,7 +22,7 @@ constexpr int kMaxErrorsShown = 20;
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-ctl: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 void PrintJson(const nlohmann::json& j) {

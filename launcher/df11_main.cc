@@ -23,7 +23,7 @@ namespace {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  return ExitCode(s);
 }
 
 // --pattern-dict takes JSON text, or @FILE to read it from a file.

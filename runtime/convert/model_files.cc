@@ -7,8 +7,16 @@
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
+#include "runtime/formats/model_config.h"
+#include "runtime/formats/weight_set.h"
 
 namespace df11 {
+
+Status CheckBf16WeightsAgainstConfig(const std::string& dir, const Checkpoint& ckpt) {
+  auto config = LoadModelConfig(dir, ConfigUse::kConvert);
+  if (!config.ok()) return Status::Ok();  // not a model this runtime knows: nothing to check
+  return CheckModelWeights(*config, ckpt, {}, dir);
+}
 
 Status PrepareOutputDir(const std::string& out_dir) {
   std::error_code ec;
