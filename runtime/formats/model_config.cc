@@ -211,7 +211,7 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
   if (use == ConfigUse::kServe && !c.unused_keys.empty()) {
     std::string keys;
     for (const std::string& k : c.unused_keys) keys += (keys.empty() ? "" : ", ") + k;
-    LOG(WARNING) << source_name << ": keys " << c.architecture_name
+    LOG(WARNING) << source_name << ": keys that " << c.architecture_name
                  << " does not use (ignored, as transformers ignores them): " << keys;
   }
   c.raw = j;

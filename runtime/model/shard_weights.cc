@@ -5,6 +5,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <tuple>
 
 #include "runtime/core/file_util.h"
 #include "runtime/core/mapped_file.h"
@@ -111,10 +112,20 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   DF11_ASSIGN_OR_RETURN(auto kv_heads, RangeField(entry, "kv_heads", where));
   DF11_ASSIGN_OR_RETURN(auto inter, RangeField(entry, "intermediate", where));
   DF11_ASSIGN_OR_RETURN(auto vocab, RangeField(entry, "vocab", where));
-  if (layers.second > c.num_hidden_layers || q_heads.second > c.num_attention_heads ||
-      kv_heads.second > c.num_key_value_heads || inter.second > c.intermediate_size ||
-      vocab.second > c.vocab_size) {
-    return Status::Corruption(where + ": a range lies outside the model's config");
+  // Ranges past the config's sizes: the config does not describe these weights.
+  const std::tuple<const char*, std::pair<int64_t, int64_t>, const char*, int64_t> ranges[] = {
+      {"layers", layers, "num_hidden_layers", c.num_hidden_layers},
+      {"q_heads", q_heads, "num_attention_heads", c.num_attention_heads},
+      {"kv_heads", kv_heads, "num_key_value_heads", c.num_key_value_heads},
+      {"intermediate", inter, "intermediate_size", c.intermediate_size},
+      {"vocab", vocab, "vocab_size", c.vocab_size}};
+  for (const auto& [key, range, field, size] : ranges) {
+    if (range.second > size) {
+      return Status::InvalidArgument(
+          where + ": the weights do not match config.json: the rank holds " + key + " [" +
+          std::to_string(range.first) + ", " + std::to_string(range.second) + ") but " + field +
+          " is " + std::to_string(size));
+    }
   }
   const int stage = layout.Stage(rank);
   ModelPart part;
