@@ -55,16 +55,16 @@ void GatedActivationCuda(GateActivation act, const float* gate, const float* up,
   DF11_CHECK(gate != nullptr && up != nullptr && out != nullptr);
   switch (act) {
     case GateActivation::kSilu:
-      GatedActivationKernel<GateActivation::kSilu><<<GridFor(n), kThreads, 0, stream>>>(
-          gate, up, out, n);
+      GatedActivationKernel<GateActivation::kSilu>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
       break;
     case GateActivation::kGeluTanh:
-      GatedActivationKernel<GateActivation::kGeluTanh><<<GridFor(n), kThreads, 0, stream>>>(
-          gate, up, out, n);
+      GatedActivationKernel<GateActivation::kGeluTanh>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
       break;
     case GateActivation::kGelu:
-      GatedActivationKernel<GateActivation::kGelu><<<GridFor(n), kThreads, 0, stream>>>(
-          gate, up, out, n);
+      GatedActivationKernel<GateActivation::kGelu>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
       break;
   }
   DF11_CUDA_CHECK_LAUNCH();

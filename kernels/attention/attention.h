@@ -62,7 +62,7 @@ void AttentionCudaPastOnDevice(const float* q,        // (t_new, n_heads, head_d
 // batch of the same token count (caches swapped, lengths grown). Per query the arithmetic of
 // AttentionCuda: identical results. Requires tokens * n_heads <= INT32_MAX and the other
 // requirements of AttentionCuda.
-void AttentionCudaBatched(const float* q,  // (tokens, n_heads, head_dim)
+void AttentionCudaBatched(const float* q,                // (tokens, n_heads, head_dim)
                           const float* const* k_caches,  // (sequences) device pointers
                           const float* const* v_caches,  // (sequences) device pointers
                           const int32_t* seq,            // (tokens) device

@@ -42,8 +42,7 @@ void RopeCuda(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const i
   if (tokens == 0) return;
   DF11_CHECK(x != nullptr && positions != nullptr && inv_freq != nullptr);
   RopeKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, heads, head_dim, positions,
-                                                                     inv_freq,
-                                                                     attention_scaling);
+                                                                     inv_freq, attention_scaling);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

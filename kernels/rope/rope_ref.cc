@@ -70,7 +70,9 @@ std::vector<float> RopeInvFreq(const RopeParams& p) {
     DF11_CHECK(p.original_max_position_embeddings > 0 && p.low_freq_factor > 0.0);
     DF11_CHECK(p.high_freq_factor > p.low_freq_factor);
   }
-  if (yarn) DF11_CHECK(p.original_max_position_embeddings > 0 && p.beta_fast > 0 && p.beta_slow > 0);
+  if (yarn) {
+    DF11_CHECK(p.original_max_position_embeddings > 0 && p.beta_fast > 0 && p.beta_slow > 0);
+  }
   std::vector<double> f(static_cast<size_t>(p.head_dim / 2));
   for (int64_t i = 0; i < p.head_dim / 2; ++i) {
     // 1 / theta^(2i / head_dim), as torch.arange(0, dim, 2) / dim.
@@ -86,7 +88,8 @@ float RopeAttentionScaling(const RopeParams& p) {
   if (p.scaling_type != "yarn") return 1.0f;
   if (p.attention_factor > 0) return static_cast<float>(p.attention_factor);
   if (p.mscale > 0 && p.mscale_all_dim > 0) {
-    return static_cast<float>(YarnMscale(p.factor, p.mscale) / YarnMscale(p.factor, p.mscale_all_dim));
+    return static_cast<float>(YarnMscale(p.factor, p.mscale) /
+                              YarnMscale(p.factor, p.mscale_all_dim));
   }
   return static_cast<float>(YarnMscale(p.factor, 1.0));
 }

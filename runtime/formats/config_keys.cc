@@ -137,7 +137,8 @@ Status CheckConfigKeys(const json& j, const std::string& source, ModelConfig* c)
         source + ": field " + Quoted(k.name) + " is " + Describe(j[std::string(k.name)]) +
         ", which asks for " + std::string(k.reason) + "; this runtime does not compute that for " +
         c->architecture_name + " (supported: " +
-        (k.neutral == "null" ? std::string("absent or null") : std::string(k.neutral) + " or absent") +
+        (k.neutral == "null" ? std::string("absent or null")
+                             : std::string(k.neutral) + " or absent") +
         ")");
   }
   for (const auto& [key, value] : j.items()) {

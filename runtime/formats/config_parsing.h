@@ -6,11 +6,10 @@
 
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/core/status.h"
 #include "runtime/formats/model_config.h"
@@ -50,8 +49,8 @@ class FieldReader {
       return Status::InvalidArgument(source_ + ": missing required field " + Field(key) +
                                      "; expected " + expected);
     }
-    return Status::InvalidArgument(source_ + ": field " + Field(key) + " is " +
-                                   Describe(Get(key)) + "; expected " + expected);
+    return Status::InvalidArgument(source_ + ": field " + Field(key) + " is " + Describe(Get(key)) +
+                                   "; expected " + expected);
   }
   // Unimplemented: a valid value this runtime does not compute; `supported` lists what it does.
   Status Unsupported(const std::string& key, const std::string& supported) const {

@@ -8,13 +8,12 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kernels/activation/activation.h"
 #include "runtime/core/status.h"
@@ -29,12 +28,12 @@ struct RopeScaling {
   double high_freq_factor = 4;  // llama3 only
   // llama3 (required), yarn (default: max_position_embeddings)
   int64_t original_max_position_embeddings = 8192;
-  double beta_fast = 32;         // yarn
-  double beta_slow = 1;          // yarn
-  bool truncate = true;          // yarn
-  double attention_factor = 0;   // yarn; 0: derived from factor (and mscale / mscale_all_dim)
-  double mscale = 0;             // yarn; 0: not given
-  double mscale_all_dim = 0;     // yarn; 0: not given
+  double beta_fast = 32;        // yarn
+  double beta_slow = 1;         // yarn
+  bool truncate = true;         // yarn
+  double attention_factor = 0;  // yarn; 0: derived from factor (and mscale / mscale_all_dim)
+  double mscale = 0;            // yarn; 0: not given
+  double mscale_all_dim = 0;    // yarn; 0: not given
 };
 
 enum class Architecture { kLlama, kQwen2, kQwen3, kMistral };

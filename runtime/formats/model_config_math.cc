@@ -100,7 +100,9 @@ Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
   }
   DF11_ASSIGN_OR_RETURN(c->rope_theta, r.PositiveNumberOr("rope_theta", c->rope_theta));
   if (r.Has("partial_rotary_factor")) {
-    if (!rs["partial_rotary_factor"].is_number()) return r.Error("partial_rotary_factor", "a number");
+    if (!rs["partial_rotary_factor"].is_number()) {
+      return r.Error("partial_rotary_factor", "a number");
+    }
     if (rs["partial_rotary_factor"].get<double>() != 1.0) {
       return r.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
     }
@@ -126,8 +128,8 @@ Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
   if (!r.Has("factor")) return r.Error("factor", "a positive number");
   DF11_ASSIGN_OR_RETURN(s.factor, r.PositiveNumberOr("factor", 1));
   if (type == "llama3") {
-    for (const char* required : {"low_freq_factor", "high_freq_factor",
-                                 "original_max_position_embeddings"}) {
+    for (const char* required :
+         {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
       if (!r.Has(required)) return r.Error(required, "a positive number");
     }
     DF11_ASSIGN_OR_RETURN(s.low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
@@ -160,23 +162,23 @@ Status ParseAttentionWindows(const json& j, const std::string& source, ModelConf
     if (!r.Has("layer_types")) return Status::Ok();
     const json& types = j["layer_types"];
     if (!types.is_array() || static_cast<int64_t>(types.size()) != n) {
-      return r.Error("layer_types", "a list of num_hidden_layers (" + std::to_string(n) +
-                                        ") strings");
+      return r.Error("layer_types",
+                     "a list of num_hidden_layers (" + std::to_string(n) + ") strings");
     }
     for (int64_t i = 0; i < n; ++i) {
       const json& t = types[static_cast<size_t>(i)];
       if (!t.is_string() || !allowed.count(t.get<std::string>())) {
         return Status::Unimplemented(source + ": field \"layer_types\"[" + std::to_string(i) +
-                                     "] is " + Describe(t) + ", which this runtime does not "
-                                     "support for " + c->architecture_name + "; supported: " +
-                                     supported);
+                                     "] is " + Describe(t) +
+                                     ", which this runtime does not support for " +
+                                     c->architecture_name + "; supported: " + supported);
       }
       if (t.get<std::string>() == "sliding_attention") {
         if (window == 0) {
           return Status::Unimplemented(
-              source + ": field \"layer_types\"[" + std::to_string(i) + "] is "
-              "\"sliding_attention\" but no sliding window is set (sliding_window null or "
-              "use_sliding_window false); supported: \"full_attention\" there");
+              source + ": field \"layer_types\"[" + std::to_string(i) +
+              "] is \"sliding_attention\" but no sliding window is set (sliding_window null or"
+              " use_sliding_window false); supported: \"full_attention\" there");
         }
         c->layer_window[static_cast<size_t>(i)] = window;
       } else {
@@ -195,9 +197,9 @@ Status ParseAttentionWindows(const json& j, const std::string& source, ModelConf
       c->layer_window.assign(static_cast<size_t>(n), window);
       // MistralModel masks every layer alike; layer_types may only say the same.
       const std::string same = window > 0 ? "sliding_attention" : "full_attention";
-      return apply_layer_types(window, {same}, Quoted(same) + " for every layer (sliding_window " +
-                                                   (window > 0 ? std::to_string(window) : "null") +
-                                                   ")");
+      return apply_layer_types(window, {same},
+                               Quoted(same) + " for every layer (sliding_window " +
+                                   (window > 0 ? std::to_string(window) : "null") + ")");
     }
     case Architecture::kQwen2:
     case Architecture::kQwen3: {
@@ -206,10 +208,9 @@ Status ParseAttentionWindows(const json& j, const std::string& source, ModelConf
       if (!use) window = 0;  // Qwen2Config: sliding_window = None unless use_sliding_window
       int64_t max_window_layers = 28;
       if (r.Has("max_window_layers")) {
-        DF11_ASSIGN_OR_RETURN(max_window_layers,
-                              r.Int("max_window_layers", 0, kMaxLayers,
-                                    "a non-negative integer (at most " +
-                                        std::to_string(kMaxLayers) + ")"));
+        DF11_ASSIGN_OR_RETURN(max_window_layers, r.Int("max_window_layers", 0, kMaxLayers,
+                                                       "a non-negative integer (at most " +
+                                                           std::to_string(kMaxLayers) + ")"));
       }
       for (int64_t i = max_window_layers; i < n && window > 0; ++i) {
         c->layer_window[static_cast<size_t>(i)] = window;

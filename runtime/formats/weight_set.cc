@@ -47,9 +47,9 @@ Status AddUnitWeights(const Checkpoint& ckpt, const std::vector<Df11Pattern>& pa
       int64_t p = 0;
       std::memcpy(&p, split->bytes.data() + 8 * i, 8);
       if (p < bounds.back() || p > sm->numel) {
-        return Status::Corruption("DF11 unit " + unit + ": split_positions must be "
-                                  "non-decreasing within [0, " + std::to_string(sm->numel) +
-                                  "]; found " + std::to_string(p));
+        return Status::Corruption("DF11 unit " + unit +
+                                  ": split_positions must be non-decreasing within [0, " +
+                                  std::to_string(sm->numel) + "]; found " + std::to_string(p));
       }
       bounds.push_back(p);
     }
@@ -57,8 +57,9 @@ Status AddUnitWeights(const Checkpoint& ckpt, const std::vector<Df11Pattern>& pa
   bounds.push_back(sm->numel);
   if (names.size() != bounds.size() - 1) {
     return Status::Corruption("DF11 unit " + unit + ": its pattern lists " +
-                              std::to_string(names.size()) + " weights but split_positions "
-                              "describes " + std::to_string(bounds.size() - 1));
+                              std::to_string(names.size()) +
+                              " weights but split_positions describes " +
+                              std::to_string(bounds.size() - 1));
   }
   const SafetensorsFile* file = ckpt.FileOf(unit + ".sign_mantissa");
   nlohmann::json recorded;
@@ -98,7 +99,9 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
     const size_t dot = name.rfind('.');
     if (dot != std::string::npos && unit_set.count(name.substr(0, dot))) {
       bool field = false;
-      for (const char* f : kDf11UnitFields) field = field || name.compare(dot + 1, std::string::npos, f) == 0;
+      for (const char* f : kDf11UnitFields) {
+        field = field || name.compare(dot + 1, std::string::npos, f) == 0;
+      }
       if (field) continue;
     }
     const TensorInfo* t = ckpt.Find(name);
@@ -134,15 +137,16 @@ Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
     for (int64_t d : it->second) numel *= d;
     const bool shape_ok = w.shape.empty() ? w.numel == numel : w.shape == it->second;
     if (w.dtype != DType::kBF16 || !shape_ok) {
-      problems.push_back("tensor " + w.name + " in " + w.where + " is " +
-                         std::string(DTypeName(w.dtype)) + " " +
-                         (w.shape.empty() ? std::to_string(w.numel) + " elements"
-                                          : ShapeText(w.shape)) +
-                         "; expected BF16 " + ShapeText(it->second));
+      problems.push_back(
+          "tensor " + w.name + " in " + w.where + " is " + std::string(DTypeName(w.dtype)) + " " +
+          (w.shape.empty() ? std::to_string(w.numel) + " elements" : ShapeText(w.shape)) +
+          "; expected BF16 " + ShapeText(it->second));
     }
   }
   for (const auto& [name, shape] : expected) {
-    if (!seen.count(name)) problems.push_back("tensor " + name + " " + ShapeText(shape) + " is missing");
+    if (!seen.count(name)) {
+      problems.push_back("tensor " + name + " " + ShapeText(shape) + " is missing");
+    }
   }
   if (problems.empty()) return Status::Ok();
   std::string text = source + ": the weights do not match config.json (" + c.architecture_name +

@@ -23,7 +23,8 @@ struct StoredWeight {
   DType dtype = DType::kBF16;  // BF16 inside a unit
   std::vector<int64_t> shape;  // empty inside a unit whose file records no shapes (the reference's)
   int64_t numel = 0;
-  std::string where;  // "model.safetensors", "DF11 unit model.layers.3 (model_layers_3.safetensors)"
+  // "model.safetensors", "DF11 unit model.layers.3 (model_layers_3.safetensors)"
+  std::string where;
 };
 
 // The weights of `ckpt`: its tensors that are not fields of a DF11 unit, and the weights inside

@@ -67,7 +67,7 @@ class Transformer : public ForwardBackend {
   TransformerOptions options_;
   int threads_;
   std::vector<float> inv_freq_;
-  float rope_scaling_ = 1.0f;  // cos/sin factor (yarn's attention factor)
+  float rope_scaling_ = 1.0f;         // cos/sin factor (yarn's attention factor)
   std::vector<uint16_t> scratch_[2];  // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;
 };

@@ -21,10 +21,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/formats/safetensors.h"
 
@@ -66,9 +65,10 @@ class ModelCheckCli : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     for (const char* arch : {"llama", "qwen3"}) {
-      auto r = Exec(kBin + "df11 -q make-tiny --arch " + arch + " --layers 4 --hidden 64 --heads 4 "
-                    "--kv-heads 2 --head-dim 16 --intermediate 128 --vocab 512 " + dir_ + "/" +
-                    arch);
+      auto r = Exec(kBin + "df11 -q make-tiny --arch " + arch +
+                    " --layers 4 --hidden 64 --heads 4 "
+                    "--kv-heads 2 --head-dim 16 --intermediate 128 --vocab 512 " +
+                    dir_ + "/" + arch);
       ASSERT_EQ(r.status, 0) << r.output;
       r = Exec(kBin + "df11 -q compress " + dir_ + "/" + arch + " " + dir_ + "/" + arch + ".df11");
       ASSERT_EQ(r.status, 0) << r.output;
@@ -76,8 +76,7 @@ class ModelCheckCli : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   // A copy of dir_/`model` as dir_/`name` with config.json patched.
-  static std::string Variant(const std::string& model, const std::string& name,
-                             const json& patch) {
+  static std::string Variant(const std::string& model, const std::string& name, const json& patch) {
     const std::string out = dir_ + "/" + name;
     fs::remove_all(out);
     fs::copy(dir_ + "/" + model, out, fs::copy_options::recursive);
@@ -123,10 +122,16 @@ TEST_F(ModelCheckCli, ConfigsThatChangeTheMathAreHonoured) {
   fs::remove_all(silu);
   fs::copy(kHf + "/models/llama_gelu_tanh", silu, fs::copy_options::recursive);
   EditConfig(silu, {{"hidden_act", "silu"}});
-  ASSERT_EQ(Exec(kBin + "df11-run logits --model " + silu + " --ids 1,2,3 --out " + dir_ +
-                 "/silu.f32").status, 0);
-  ASSERT_EQ(Exec(kBin + "df11-run logits --model " + kHf + "/models/llama_gelu_tanh --ids 1,2,3 "
-                 "--out " + dir_ + "/gelu.f32").status, 0);
+  ASSERT_EQ(
+      Exec(kBin + "df11-run logits --model " + silu + " --ids 1,2,3 --out " + dir_ + "/silu.f32")
+          .status,
+      0);
+  ASSERT_EQ(Exec(kBin + "df11-run logits --model " + kHf +
+                 "/models/llama_gelu_tanh --ids 1,2,3 "
+                 "--out " +
+                 dir_ + "/gelu.f32")
+                .status,
+            0);
   EXPECT_NE(Exec("cmp -s " + dir_ + "/silu.f32 " + dir_ + "/gelu.f32").status, 0);
 }
 
@@ -138,12 +143,15 @@ TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
   };
   const Case cases[] = {
       {"relu", {{"hidden_act", "relu"}}, {"\"hidden_act\" is \"relu\"", "gelu_pytorch_tanh"}},
-      {"dynamic", {{"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0}}}},
+      {"dynamic",
+       {{"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0}}}},
        {"\"rope_scaling.rope_type\" is \"dynamic\"", "default, linear, llama3, yarn"}},
-      {"longrope", {{"rope_scaling", {{"rope_type", "longrope"}, {"factor", 2.0}}}},
+      {"longrope",
+       {{"rope_scaling", {{"rope_type", "longrope"}, {"factor", 2.0}}}},
        {"\"longrope\""}},
       {"mlp_bias", {{"mlp_bias", true}}, {"\"mlp_bias\" is true", "biases on the MLP"}},
-      {"quantized", {{"quantization_config", {{"quant_method", "awq"}}}},
+      {"quantized",
+       {{"quantization_config", {{"quant_method", "awq"}}}},
        {"\"quantization_config\"", "quantized weights"}},
       {"partial", {{"partial_rotary_factor", 0.5}}, {"\"partial_rotary_factor\" is 0.5"}},
       {"llama_window", {{"sliding_window", 16}}, {"\"sliding_window\" is 16"}},
@@ -183,7 +191,8 @@ TEST_F(ModelCheckCli, WeightsThatDoNotMatchTheConfigExit2) {
   const Case cases[] = {
       {"llama", {{"num_hidden_layers", 3}}, "unexpected tensor model.layers.3."},
       {"llama", {{"num_hidden_layers", 5}}, "tensor model.layers.4."},
-      {"qwen3", {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}},
+      {"qwen3",
+       {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}},
        "unexpected tensor model.layers.0.self_attn.k_norm.weight"},
   };
   int i = 0;
@@ -209,7 +218,8 @@ TEST_F(ModelCheckCli, WeightsThatDoNotMatchTheConfigExit2) {
         auto r = Exec(kBin + cmd);
         EXPECT_EQ(r.status, 2) << cmd << "\n" << r.output;
         EXPECT_NE(r.output.find("the weights do not match config.json"), std::string::npos)
-            << cmd << "\n" << r.output;
+            << cmd << "\n"
+            << r.output;
         EXPECT_NE(r.output.find(c.expect), std::string::npos) << cmd << "\n" << r.output;
       }
       EXPECT_FALSE(fs::exists(model + ".out/config.json"));

@@ -49,8 +49,7 @@ TEST_F(ActivationCudaTest, GatedActivationMatchesRef) {
 
 void ActivationCudaTest::CheckGated(const Activation& a, int64_t n) {
   const uint64_t seed = FreshSeed();
-  SCOPED_TRACE(std::string(a.name) + " n " + std::to_string(n) + " seed " +
-               std::to_string(seed));
+  SCOPED_TRACE(std::string(a.name) + " n " + std::to_string(n) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   std::vector<float> gate = NormalFloats(n, 4.0f, rng);
   const std::vector<float> up = NormalFloats(n, 1.0f, rng);
@@ -69,7 +68,7 @@ void ActivationCudaTest::CheckGated(const Activation& a, int64_t n) {
   EXPECT_EQ(CompareClose(expected, out, a.atol, kRtol), "");
 
   GatedActivationCuda(a.act, d_gate.get(), d_up.get(), d_gate.get(), n, stream_);  // out == gate
-  GatedActivationCuda(a.act, d_up.get(), d_up.get(), d_up.get(), n, stream_);  // all three
+  GatedActivationCuda(a.act, d_up.get(), d_up.get(), d_up.get(), n, stream_);      // all three
   Sync();
   EXPECT_EQ(CompareExact(out, d_gate.Download()), "") << "in place over gate";
   std::vector<float> squared(n);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // GatedActivationRef for each config "hidden_act" against act(g) * u in double (and at the
 // extremes of exp/tanh/erf), in place; AddRef exactly.
+#include "kernels/activation/activation.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation/activation.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {

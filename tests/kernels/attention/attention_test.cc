@@ -42,8 +42,8 @@ Inputs RandomInputs(const Shape& s, uint64_t seed) {
 
 std::vector<float> Attend(const Shape& s, const Inputs& in, int threads) {
   std::vector<float> out(s.t_new * s.n_heads * s.head_dim, std::numeric_limits<float>::quiet_NaN());
-  AttentionRef(in.q.data(), in.k.data(), in.v.data(), s.t_new, s.t_total, s.n_heads,
-               s.n_kv_heads, s.head_dim, s.window, out.data(), threads);
+  AttentionRef(in.q.data(), in.k.data(), in.v.data(), s.t_new, s.t_total, s.n_heads, s.n_kv_heads,
+               s.head_dim, s.window, out.data(), threads);
   return out;
 }
 
@@ -81,16 +81,16 @@ constexpr double kAtol = 1e-5;
 constexpr double kRtol = 1e-4;
 
 TEST(Attention, MatchesDoubleReference) {
-  const Shape shapes[] = {{1, 1, 4, 4, 64},      {1, 37, 8, 2, 128},     {5, 5, 4, 1, 64},
-                          {3, 20, 6, 3, 16},     {7, 300, 2, 1, 3},      {16, 16, 32, 8, 128},
-                          {16, 16, 4, 2, 32, 4}, {1, 37, 8, 2, 64, 10},  {7, 300, 2, 1, 8, 32},
+  const Shape shapes[] = {{1, 1, 4, 4, 64},      {1, 37, 8, 2, 128},    {5, 5, 4, 1, 64},
+                          {3, 20, 6, 3, 16},     {7, 300, 2, 1, 3},     {16, 16, 32, 8, 128},
+                          {16, 16, 4, 2, 32, 4}, {1, 37, 8, 2, 64, 10}, {7, 300, 2, 1, 8, 32},
                           {5, 5, 2, 2, 16, 1},   {3, 20, 6, 3, 16, 100}};
   for (const Shape& s : shapes) {
     uint64_t seed = FreshSeed();
     SCOPED_TRACE("t_new " + std::to_string(s.t_new) + " t_total " + std::to_string(s.t_total) +
                  " heads " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) +
-                 " head_dim " + std::to_string(s.head_dim) + " window " +
-                 std::to_string(s.window) + " seed " + std::to_string(seed));
+                 " head_dim " + std::to_string(s.head_dim) + " window " + std::to_string(s.window) +
+                 " seed " + std::to_string(seed));
     Inputs in = RandomInputs(s, seed);
     EXPECT_EQ(CompareClose(Reference(s, in), Attend(s, in, 2), kAtol, kRtol), "");
   }

@@ -30,9 +30,9 @@ TEST_F(RopeCudaTest, MatchesRef) {
     int64_t tokens, heads, head_dim;
     const char* scaling;
   };
-  for (const Case& c : {Case{1, 1, 2, ""}, Case{5, 3, 6, ""}, Case{40, 8, 64, "llama3"},
-                        Case{17, 4, 128, ""}, Case{3, 2, 256, "linear"},
-                        Case{33, 4, 128, "yarn"}}) {
+  for (const Case& c :
+       {Case{1, 1, 2, ""}, Case{5, 3, 6, ""}, Case{40, 8, 64, "llama3"}, Case{17, 4, 128, ""},
+        Case{3, 2, 256, "linear"}, Case{33, 4, 128, "yarn"}}) {
     const uint64_t seed = FreshSeed();
     SCOPED_TRACE("tokens " + std::to_string(c.tokens) + " heads " + std::to_string(c.heads) +
                  " head_dim " + std::to_string(c.head_dim) + " scaling '" + c.scaling + "' seed " +
@@ -60,15 +60,14 @@ TEST_F(RopeCudaTest, MatchesRef) {
     for (size_t e = 0; e < x.size(); ++e) {
       const int64_t d = static_cast<int64_t>(e) % c.head_dim;
       const size_t first = e - static_cast<size_t>(d) + static_cast<size_t>(d % half);
-      tol[e] =
-          1e-6 * scaling * (std::abs(x[first]) + std::abs(x[first + half])) +
-          0x1p-22 * std::abs(expected[e]);
+      tol[e] = 1e-6 * scaling * (std::abs(x[first]) + std::abs(x[first + half])) +
+               0x1p-22 * std::abs(expected[e]);
     }
     DeviceArray<float> d_x(x);
     DeviceArray<int32_t> d_positions(positions);
     DeviceArray<float> d_inv_freq(inv_freq);
-    RopeCuda(d_x.get(), c.tokens, c.heads, c.head_dim, d_positions.get(), d_inv_freq.get(),
-             scaling, stream_);
+    RopeCuda(d_x.get(), c.tokens, c.heads, c.head_dim, d_positions.get(), d_inv_freq.get(), scaling,
+             stream_);
     Sync();
     EXPECT_EQ(CompareWithin(expected, d_x.Download(), tol), "");
   }

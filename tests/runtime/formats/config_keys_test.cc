@@ -21,7 +21,7 @@ using ::testing::IsEmpty;
 using json = nlohmann::json;
 
 json Tiny(const std::string& arch) {
-  return {{"architectures", {arch}}, {"vocab_size", 512},   {"hidden_size", 64},
+  return {{"architectures", {arch}},  {"vocab_size", 512},      {"hidden_size", 64},
           {"intermediate_size", 128}, {"num_hidden_layers", 2}, {"num_attention_heads", 4}};
 }
 
@@ -35,12 +35,15 @@ TEST(ConfigKeys, ChangingTheMathUnlessNeutralIsRefused) {
   };
   const Case cases[] = {
       {"LlamaForCausalLM", "mlp_bias", true, "biases on the MLP projections", false},
-      {"MistralForCausalLM", "quantization_config", {{"quant_method", "gptq"}, {"bits", 4}},
-       "quantized weights", nullptr},
+      {"MistralForCausalLM",
+       "quantization_config",
+       {{"quant_method", "gptq"}, {"bits", 4}},
+       "quantized weights",
+       nullptr},
       {"Qwen2ForCausalLM", "is_causal", false, "bidirectional attention", true},
       {"Qwen3ForCausalLM", "attention_chunk_size", 8192, "chunked attention", nullptr},
-      {"LlamaForCausalLM", "kv_sharing_modes", json::array({"reuse", "own"}),
-       "KV cache sharing", nullptr},
+      {"LlamaForCausalLM", "kv_sharing_modes", json::array({"reuse", "own"}), "KV cache sharing",
+       nullptr},
       {"LlamaForCausalLM", "sliding_window", 32, "LlamaForCausalLM attends to every position",
        nullptr},
   };

@@ -22,9 +22,10 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 
 json Tiny(const std::string& arch) {
-  json j = {{"architectures", {arch}}, {"vocab_size", 512},   {"hidden_size", 64},
-            {"intermediate_size", 128}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
-            {"num_key_value_heads", 2}, {"head_dim", 16},         {"max_position_embeddings", 4096}};
+  json j = {
+      {"architectures", {arch}},  {"vocab_size", 512},      {"hidden_size", 64},
+      {"intermediate_size", 128}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
+      {"num_key_value_heads", 2}, {"head_dim", 16},         {"max_position_embeddings", 4096}};
   return j;
 }
 
@@ -44,8 +45,8 @@ TEST(HiddenAct, SupportedActivations) {
       {"swish", GateActivation::kSilu},
       {"gelu_pytorch_tanh", GateActivation::kGeluTanh},
       {"gelu", GateActivation::kGelu}};
-  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                           "MistralForCausalLM"}) {
+  for (const char* arch :
+       {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"}) {
     for (const auto& [name, act] : cases) {
       json j = Tiny(arch);
       j["hidden_act"] = name;
@@ -63,8 +64,8 @@ TEST(HiddenAct, OthersRefusedByName) {
   for (const char* act : {"relu", "gelu_new", "quick_gelu", "gelu_fast"}) {
     json j = Tiny("LlamaForCausalLM");
     j["hidden_act"] = act;
-    ExpectRefused(j, {"\"hidden_act\"", std::string("\"") + act + "\"", "gelu_pytorch_tanh",
-                      "silu"});
+    ExpectRefused(j,
+                  {"\"hidden_act\"", std::string("\"") + act + "\"", "gelu_pytorch_tanh", "silu"});
   }
   json j = Tiny("LlamaForCausalLM");
   j["hidden_act"] = 3;
@@ -85,9 +86,14 @@ TEST(Rope, YarnWithTransformersDefaults) {
   EXPECT_TRUE(c->rope_scaling.truncate);
   EXPECT_DOUBLE_EQ(c->rope_scaling.attention_factor, 0);  // derived from factor
 
-  j["rope_scaling"] = {{"type", "yarn"},        {"factor", 8},         {"beta_fast", 16},
-                       {"beta_slow", 0},        {"mscale", 0.707},     {"mscale_all_dim", 1},
-                       {"truncate", false},     {"attention_factor", 1.1},
+  j["rope_scaling"] = {{"type", "yarn"},
+                       {"factor", 8},
+                       {"beta_fast", 16},
+                       {"beta_slow", 0},
+                       {"mscale", 0.707},
+                       {"mscale_all_dim", 1},
+                       {"truncate", false},
+                       {"attention_factor", 1.1},
                        {"original_max_position_embeddings", 1024}};
   c = ParseModelConfig(j, "m/config.json");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -204,21 +210,18 @@ TEST(SlidingWindow, Qwen2AndQwen3) {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     EXPECT_THAT(c->layer_window, ElementsAre(16, 0, 16, 0));
     j["layer_types"] = {"full_attention"};
-    EXPECT_EQ(ParseModelConfig(j, "m/config.json").status().code(),
-              StatusCode::kInvalidArgument);
+    EXPECT_EQ(ParseModelConfig(j, "m/config.json").status().code(), StatusCode::kInvalidArgument);
     j["layer_types"] = {"sliding_attention", "chunked_attention", "full_attention",
                         "full_attention"};
     ExpectRefused(j, {"\"layer_types\"[1]", "chunked_attention"});
     // A sliding layer without a window: transformers raises; refused.
     j["use_sliding_window"] = false;
-    j["layer_types"] = {"sliding_attention", "full_attention", "full_attention",
-                        "full_attention"};
+    j["layer_types"] = {"sliding_attention", "full_attention", "full_attention", "full_attention"};
     ExpectRefused(j, {"\"layer_types\"[0]", "no sliding window"});
     j["sliding_window"] = -4;
     j["use_sliding_window"] = true;
     j.erase("layer_types");
-    EXPECT_EQ(ParseModelConfig(j, "m/config.json").status().code(),
-              StatusCode::kInvalidArgument);
+    EXPECT_EQ(ParseModelConfig(j, "m/config.json").status().code(), StatusCode::kInvalidArgument);
   }
 }
 

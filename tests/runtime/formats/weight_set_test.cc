@@ -153,8 +153,12 @@ TEST_F(WeightSetTest, TiedHeadMayBeStoredAndUntiedMustBe) {
 }
 
 TEST_F(WeightSetTest, StoredWeightsAgainstTheConfig) {
-  json j = {{"architectures", {"LlamaForCausalLM"}}, {"vocab_size", 8},   {"hidden_size", 4},
-            {"intermediate_size", 6}, {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+  json j = {{"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", 8},
+            {"hidden_size", 4},
+            {"intermediate_size", 6},
+            {"num_hidden_layers", 1},
+            {"num_attention_heads", 2}};
   auto c = ParseModelConfig(j, "x");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   std::vector<StoredWeight> stored;

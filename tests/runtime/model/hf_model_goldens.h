@@ -10,10 +10,9 @@
 #include <stdlib.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/safetensors.h"
@@ -35,9 +34,9 @@ inline std::string HfModelsDir() {
 
 struct HfPrompt {
   std::vector<int32_t> ids;
-  std::vector<float> logits;     // (ids.size(), vocab)
-  std::vector<int32_t> greedy;   // the reference's greedy continuation
-  std::vector<double> margins;   // its top-1 - top-2 logit gap at each greedy step
+  std::vector<float> logits;    // (ids.size(), vocab)
+  std::vector<int32_t> greedy;  // the reference's greedy continuation
+  std::vector<double> margins;  // its top-1 - top-2 logit gap at each greedy step
 };
 
 struct HfModel {

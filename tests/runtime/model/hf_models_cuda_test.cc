@@ -85,8 +85,8 @@ TEST_P(HfModelsCuda, GpuMatchesTransformers) {
     ASSERT_EQ(logits.size(), prompt.logits.size());
     auto [worst, at] = MaxDiff(prompt.logits, logits.data());
     std::printf("%s prompt %zu: max |logit - transformers| %.3g\n", GetParam().c_str(), p, worst);
-    EXPECT_LE(worst, kGpuAtol) << "position " << at / V << " token " << at % V
-                               << ": transformers " << prompt.logits[at] << ", GPU " << logits[at];
+    EXPECT_LE(worst, kGpuAtol) << "position " << at / V << " token " << at % V << ": transformers "
+                               << prompt.logits[at] << ", GPU " << logits[at];
     ASSERT_EQ(std::memcmp(logits.data(), df11_logits.data(), 4 * logits.size()), 0);
 
     // Decode, fed the reference's greedy tokens.
