@@ -56,10 +56,9 @@ Status AddUnitWeights(const Checkpoint& ckpt, const std::vector<Df11Pattern>& pa
   }
   bounds.push_back(sm->numel);
   if (names.size() != bounds.size() - 1) {
-    return Status::Corruption("DF11 unit " + unit + ": its pattern lists " +
-                              std::to_string(names.size()) +
-                              " weights but split_positions describes " +
-                              std::to_string(bounds.size() - 1));
+    return Status::Corruption(
+        "DF11 unit " + unit + ": its pattern lists " + std::to_string(names.size()) +
+        " weights but split_positions describes " + std::to_string(bounds.size() - 1));
   }
   const SafetensorsFile* file = ckpt.FileOf(unit + ".sign_mantissa");
   nlohmann::json recorded;
