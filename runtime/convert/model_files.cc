@@ -14,7 +14,8 @@ namespace df11 {
 
 Status CheckBf16WeightsAgainstConfig(const std::string& dir, const Checkpoint& ckpt) {
   auto config = LoadModelConfig(dir, ConfigUse::kConvert);
-  if (!config.ok()) return Status::Ok();  // not a model this runtime knows: nothing to check
+  // Not a model this runtime serves: nothing to check against.
+  if (!config.ok() || !config->unsupported.empty()) return Status::Ok();
   return CheckModelWeights(*config, ckpt, {}, dir);
 }
 

@@ -22,9 +22,9 @@ Status PrepareOutputDir(const std::string& out_dir);
 Status CopySideFiles(const std::string& src_dir, const std::string& out_dir,
                      const std::vector<std::string>& skip);
 
-// When `dir`/config.json describes a supported architecture (read with ConfigUse::kConvert: the
-// math does not matter to a lossless conversion), the BF16 weights of `ckpt` must be exactly the
-// config's (CheckModelWeights). Other configs are not checked: converting works for any model.
+// When `dir`/config.json describes a model this runtime serves (read with ConfigUse::kConvert),
+// the BF16 weights of `ckpt` must be exactly the config's (CheckModelWeights). Other configs are
+// not checked: converting is lossless and works for any model.
 Status CheckBf16WeightsAgainstConfig(const std::string& dir, const Checkpoint& ckpt);
 
 // The tensor's data as BF16 words: a view when the mapping is 2-byte aligned, else a copy kept

@@ -20,8 +20,10 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
   auto parsed = ParseModelConfig(nlohmann::json::parse(config.dump()), dir + "/config.json",
                                  ConfigUse::kConvert);
   if (parsed.ok()) {
-    // A supported architecture: its weights must be the config's (units named by the patterns).
-    DF11_RETURN_IF_ERROR(CheckModelWeights(*parsed, ckpt, df11.patterns, dir));
+    // A model this runtime serves: its weights must be the config's (units named by the patterns).
+    if (parsed->unsupported.empty()) {
+      DF11_RETURN_IF_ERROR(CheckModelWeights(*parsed, ckpt, df11.patterns, dir));
+    }
     model = std::move(parsed).value();
   }
   Df11Model m{dir, std::move(config), std::move(df11), std::move(model), std::move(ckpt), {}};

@@ -198,8 +198,10 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
   DF11_RETURN_IF_ERROR(ParseTokenIds(j, source_name, c));
   // The keys that change the math. Converting ignores what it does not compute (Unimplemented),
   // never ill-formed fields.
-  auto math = [use](const Status& s) {
-    return use == ConfigUse::kConvert && s.code() == StatusCode::kUnimplemented ? Status::Ok() : s;
+  auto math = [use, &c](const Status& s) {
+    if (use != ConfigUse::kConvert || s.code() != StatusCode::kUnimplemented) return s;
+    if (c.unsupported.empty()) c.unsupported = s.message();
+    return Status::Ok();
   };
   DF11_RETURN_IF_ERROR(math(config_parsing::ParseHiddenAct(j, source_name, &c)));
   DF11_RETURN_IF_ERROR(math(config_parsing::ParseRope(j, source_name, &c)));

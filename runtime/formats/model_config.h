@@ -74,6 +74,10 @@ struct ModelConfig {
   // Keys the architecture's transformers class does not read (nor this runtime), sorted; a
   // warning lists them. They cannot change the math: transformers ignores them too.
   std::vector<std::string> unused_keys;
+  // ConfigUse::kConvert only: why kServe would refuse this config (empty when it would not). A
+  // refused key may also change the tensors (mlp_bias), so converters check the weight set only
+  // when this is empty.
+  std::string unsupported;
   nlohmann::json raw;  // the whole file
 };
 

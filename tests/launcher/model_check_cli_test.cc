@@ -7,7 +7,8 @@
 //    ignore the window, or abort in the RoPE code;
 //  - each config value this runtime does not compute is refused by df11-run generate / serve /
 //    logits / bench / plan and by df11 shard with exit 2, naming config.json, the key, the value
-//    and what is supported, before any weight is read;
+//    and what is supported, before any weight is read (df11 compress / verify / decompress /
+//    inspect, lossless, accept them);
 //  - weights that do not match the config (3 layers in the config, 4 stored; a Llama config over
 //    Qwen3 weights) are refused with exit 2 naming the tensor, for BF16 and DF11 directories, by
 //    df11-run and by df11 compress / verify / decompress / inspect / shard.
@@ -179,6 +180,16 @@ TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
       }
     }
     EXPECT_FALSE(fs::exists(dir_ + "/" + c.name + ".sharded/manifest.json"));
+  }
+  // Lossless conversion does not compute the math: a config this runtime cannot serve still
+  // compresses, verifies and decompresses.
+  const std::string relu = dir_ + "/relu";
+  for (const std::string& cmd : {"df11 -q compress " + relu + " " + relu + ".df11",
+                                 "df11 -q verify " + relu + ".df11 " + relu,
+                                 "df11 -q decompress " + relu + ".df11 " + relu + ".back",
+                                 "df11 inspect " + relu + ".df11"}) {
+    auto r = Exec(kBin + cmd);
+    EXPECT_EQ(r.status, 0) << cmd << "\n" << r.output;
   }
 }
 
