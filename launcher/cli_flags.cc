@@ -51,11 +51,6 @@ CLI::Validator Make(const std::string& expected, std::function<bool(const std::s
 
 }  // namespace
 
-int ExitCode(const Status& status) {
-  if (status.ok()) return 0;
-  return status.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
-
 std::optional<int> ParseFlags(CLI::App* app, int argc, char** argv) {
   try {
     app->parse(argc, argv);

@@ -16,9 +16,6 @@
 
 namespace df11 {
 
-// 2 for InvalidArgument (bad input), 1 for any other error, 0 for OK.
-int ExitCode(const Status& status);
-
 // Parses the command line. nullopt: go on; otherwise the process's exit status (0 after --help,
 // 2 after a flag error, which is printed with the flag's name).
 std::optional<int> ParseFlags(CLI::App* app, int argc, char** argv);

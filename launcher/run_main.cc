@@ -305,22 +305,24 @@ int64_t GroupKvTokenBudget(Communicator* world, int64_t mine) {
   return budget;
 }
 
-// Every rank learns whether any rank failed, and all exit with the first failure's message.
-bool AgreeOnErrors(Communicator* world, int rank, const Status& status) {
-  constexpr int64_t kLen = 512;
+// Every rank learns whether any rank failed, and all exit with the first failure's message and
+// exit code (ExitCode). Returns 0 when every rank succeeded.
+int AgreeOnErrors(Communicator* world, int rank, const Status& status) {
+  constexpr int64_t kLen = 512;  // [exit code][message, NUL-terminated]
   std::vector<char> mine(kLen, 0), all(kLen * world->size(), 0);
   if (!status.ok()) {
+    mine[0] = static_cast<char>(ExitCode(status));
     const std::string text = "rank " + std::to_string(rank) + ": " + status.ToString();
-    std::copy_n(text.begin(), std::min<size_t>(text.size(), kLen - 1), mine.begin());
+    std::copy_n(text.begin(), std::min<size_t>(text.size(), kLen - 2), mine.begin() + 1);
   }
   world->AllGather(mine.data(), all.data(), kLen);
   for (int r = 0; r < world->size(); ++r) {
     if (all[r * kLen] != 0) {
-      std::fprintf(stderr, "df11-run: %s\n", &all[r * kLen]);
-      return false;
+      std::fprintf(stderr, "df11-run: %s\n", &all[r * kLen + 1]);
+      return all[r * kLen];
     }
   }
-  return true;
+  return 0;
 }
 
 // Every rank's host name, in rank order (a collective: every rank calls it).
@@ -342,37 +344,37 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
   InitLogging(argv[0], logging);
   auto layout = ReadShardLayout(f.model);
   if (!layout.ok()) {
-    Fail(layout.status());
+    const int rc = Fail(layout.status());
     MpiFinalize();
-    return 1;
+    return rc;
   }
   if (layout->world_size != world.size) {
-    Fail(Status::InvalidArgument(
+    const int rc = Fail(Status::InvalidArgument(
         f.model + "/manifest.json is laid out for " + std::to_string(layout->world_size) +
         " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
         ") but the job has " + std::to_string(world.size) + "; launch with -np " +
         std::to_string(layout->world_size)));
     MpiFinalize();
-    return 1;
+    return rc;
   }
   auto world_comm = MpiWorldCommunicator(f.collective_timeout_s);
   auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), f.collective_timeout_s);
   // Rank 0 reads the input and writes the output.
   StatusOr<BatchFiles> files =
       world.rank == 0 ? OpenFlagFiles(f) : StatusOr<BatchFiles>(BatchFiles{});
-  if (!AgreeOnErrors(world_comm.get(), world.rank, files.status())) {
+  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, files.status()); rc != 0) {
     world_comm.reset();
     tp_comm.reset();
     MpiFinalize();
-    return world.rank == 0 ? ExitCode(files.status()) : 1;
+    return rc;
   }
   const auto start = std::chrono::steady_clock::now();
   auto weights = LoadShardWeights(f.model, *layout, world.rank);
-  if (!AgreeOnErrors(world_comm.get(), world.rank, weights.status())) {
+  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, weights.status()); rc != 0) {
     world_comm.reset();
     tp_comm.reset();
     MpiFinalize();
-    return 1;
+    return rc;
   }
   BackendGroup group;
   group.tp = layout->tp > 1 ? tp_comm.get() : nullptr;
@@ -381,11 +383,11 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
   group.local_size = world.local_size;
   group.collective_timeout_s = f.collective_timeout_s;
   auto backend = MakeBackend(f.backend, &*weights, group);
-  if (!AgreeOnErrors(world_comm.get(), world.rank, backend.status())) {
+  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, backend.status()); rc != 0) {
     world_comm.reset();
     tp_comm.reset();
     MpiFinalize();
-    return 1;
+    return rc;
   }
   LOG(INFO) << "rank " << world.rank << " on " << world.host << ": stage "
             << layout->Stage(world.rank) << ", tp rank " << layout->TpRank(world.rank)

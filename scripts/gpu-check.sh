@@ -6,7 +6,9 @@
 # Steps, each under `timeout`, each logged raw into OUT_DIR: nvidia-smi -L; library check (ldd,
 # with BUILD_DIR/gpu-libs, the bundled Open MPI, the CUDA toolkit and PyTorch's pip NCCL/cuBLAS
 # on LD_LIBRARY_PATH); then the parts named in GPU_CHECK_PARTS (default kernels,e2e):
-#   kernels: ctest -L gpu; compute-sanitizer memcheck on the pure kernel test; the decode bench;
+#   kernels: ctest -L gpu (among them the CUDA backend against transformers' logits for the
+#            models in tests/data/hf_models); compute-sanitizer memcheck on the pure kernel
+#            test; the decode bench;
 #   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
 #            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
 # Ends with one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only
@@ -233,6 +235,15 @@ if [ "$total" -eq 0 ] || [ "$passed" -ne "$total" ] || [ "$rc" -ne 0 ] || [ "$ca
 [ "$rc" -eq 124 ] && runner+=", timed out"
 row "gpu tests ($runner)" "$passed/$total binaries passed" "$status"
 row "  gtest cases" "$cases_passed passed, $cases_failed failed, $cases_skipped skipped" "$status"
+# The models transformers wrote (tests/data/hf_models: GELU, sliding windows, YaRN): the CUDA
+# backend's logits against transformers' (hf_models_cuda_test, one case per model).
+hf_ok=$(grep -cE '\[ +OK \] Models/HfModelsCuda' "$OUT_DIR/ctest.log")
+hf_failed=$(grep -cE '\[ +FAILED \] Models/HfModelsCuda' "$OUT_DIR/ctest.log")
+hf_worst=$(sed -n 's/.*max |logit - transformers| \([0-9.e+-]*\).*/\1/p' "$OUT_DIR/ctest.log" |
+  sort -g | tail -1)
+hf_status=PASS
+if [ "$hf_ok" -ne 4 ] || [ "$hf_failed" -ne 0 ]; then hf_status=FAIL; fi
+row "  transformers goldens (cuda)" "$hf_ok/4 models, max |logit diff| ${hf_worst:-?}" "$hf_status"
 
 say "compute-sanitizer memcheck"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null ||

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// SwiGluCuda and AddCuda: grid-stride elementwise loops (the grid is capped; each thread walks
-// several elements). silu keeps SwiGluRef's form g / (1 + exp(-g)), so large negative g gives a
-// signed zero, never NaN.
+// GatedActivationCuda and AddCuda: grid-stride elementwise loops (the grid is capped; each thread
+// walks several elements). The activation is a template parameter; its body is the one the CPU
+// reference runs (gate_activation.h). The multiplies are not fused with the activation's adds
+// (__fmul_rn), keeping the reference's rounding.
 #include <algorithm>
 
 #include "kernels/activation/activation.h"
+#include "kernels/activation/gate_activation.h"
 #include "kernels/common/check.h"
 #include "kernels/common/cuda_check.h"
 
@@ -18,12 +20,21 @@ unsigned GridFor(int64_t n) {
   return static_cast<unsigned>(std::min(kMaxBlocks, (n + kThreads - 1) / kThreads));
 }
 
-__global__ void SwiGluKernel(const float* gate, const float* up, float* out, int64_t n) {
+template <GateActivation kAct>
+__global__ void GatedActivationKernel(const float* gate, const float* up, float* out, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     const float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    float a;
+    if constexpr (kAct == GateActivation::kSilu) {
+      a = Silu(g);
+    } else if constexpr (kAct == GateActivation::kGeluTanh) {
+      a = GeluTanh(g);
+    } else {
+      a = GeluErf(g);
+    }
+    out[i] = __fmul_rn(a, up[i]);
   }
 }
 
@@ -37,11 +48,25 @@ __global__ void AddKernel(float* x, const float* __restrict__ y, int64_t n) {
 
 }  // namespace
 
-void SwiGluCuda(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
+void GatedActivationCuda(GateActivation act, const float* gate, const float* up, float* out,
+                         int64_t n, cudaStream_t stream) {
   DF11_CHECK(n >= 0);
   if (n == 0) return;
   DF11_CHECK(gate != nullptr && up != nullptr && out != nullptr);
-  SwiGluKernel<<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
+  switch (act) {
+    case GateActivation::kSilu:
+      GatedActivationKernel<GateActivation::kSilu>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
+      break;
+    case GateActivation::kGeluTanh:
+      GatedActivationKernel<GateActivation::kGeluTanh>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
+      break;
+    case GateActivation::kGelu:
+      GatedActivationKernel<GateActivation::kGelu>
+          <<<GridFor(n), kThreads, 0, stream>>>(gate, up, out, n);
+      break;
+  }
   DF11_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Elementwise activations of the transformer block, FP32: the SwiGLU gate of the MLP
-// (down_proj(silu(gate_proj(x)) * up_proj(x)), silu(g) = g * sigmoid(g)) and the residual add.
+// Elementwise activations of the transformer block, FP32: the gated MLP
+// (down_proj(act(gate_proj(x)) * up_proj(x))) with act the config's "hidden_act" (silu for
+// SwiGLU models, GELU for GeGLU ones), and the residual add.
 #pragma once
 
 #include <cstdint>
@@ -11,11 +12,19 @@
 
 namespace df11 {
 
-// out[i] = silu(gate[i]) * up[i]. Requires n >= 0; out may equal gate or up.
-void SwiGluRef(const float* gate,  // (n)
-               const float* up,    // (n)
-               float* out,         // (n)
-               int64_t n);
+// config.json "hidden_act", as transformers' ACT2FN computes it in float32 on the CPU.
+enum class GateActivation {
+  kSilu,      // "silu" (and its alias "swish"): g / (1 + exp(-g))
+  kGeluTanh,  // "gelu_pytorch_tanh": 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))
+  kGelu,      // "gelu": exact, g * 0.5 * (1 + erf(g / sqrt(2)))
+};
+
+// out[i] = act(gate[i]) * up[i]. Requires n >= 0; out may equal gate or up.
+void GatedActivationRef(GateActivation act,
+                        const float* gate,  // (n)
+                        const float* up,    // (n)
+                        float* out,         // (n)
+                        int64_t n);
 
 // x[i] += y[i] (the residual connection). Requires n >= 0.
 void AddRef(float* x,        // (n)
@@ -23,12 +32,14 @@ void AddRef(float* x,        // (n)
             int64_t n);
 
 #if DF11_WITH_CUDA
-// The same on `stream`, device pointers. SwiGluCuda uses CUDA's expf (<= 2 ulp), so it differs
-// from SwiGluRef by a few ulps; AddCuda is bit-identical to AddRef.
-void SwiGluCuda(const float* gate,  // (n)
-                const float* up,    // (n)
-                float* out,         // (n)
-                int64_t n, cudaStream_t stream);
+// The same on `stream`, device pointers. CUDA's expf, tanhf and erff are within 2 ulp, so
+// GatedActivationCuda differs from GatedActivationRef by a few ulps; AddCuda is bit-identical to
+// AddRef.
+void GatedActivationCuda(GateActivation act,
+                         const float* gate,  // (n)
+                         const float* up,    // (n)
+                         float* out,         // (n)
+                         int64_t n, cudaStream_t stream);
 void AddCuda(float* x,        // (n)
              const float* y,  // (n)
              int64_t n, cudaStream_t stream);

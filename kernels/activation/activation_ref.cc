@@ -1,21 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
-// silu(g) = g / (1 + exp(-g)), as torch's CPU kernel: large negative g gives exp(-g) = inf and
-// a signed zero, never NaN.
+// The gate activations in torch's CPU operation order (float32): silu(g) = g / (1 + exp(-g)), so
+// large negative g gives exp(-g) = inf and a signed zero, never NaN; gelu as x * 0.5 * (1 +
+// erf(x * M_SQRT1_2)); gelu tanh as 0.5 * x * (1 + tanh(kBeta * (x + kKappa * x^3))).
 #include <cmath>
 
 #include "kernels/activation/activation.h"
+#include "kernels/activation/gate_activation.h"
 #include "kernels/common/check.h"
 
 namespace df11 {
 
-void SwiGluRef(const float* gate, const float* up, float* out, int64_t n) {
+void GatedActivationRef(GateActivation act, const float* gate, const float* up, float* out,
+                        int64_t n) {
   DF11_CHECK(n >= 0);
   if (n == 0) return;
   DF11_CHECK(gate != nullptr && up != nullptr && out != nullptr);
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  switch (act) {
+    case GateActivation::kSilu:
+      for (int64_t i = 0; i < n; ++i) out[i] = Silu(gate[i]) * up[i];
+      return;
+    case GateActivation::kGeluTanh:
+      for (int64_t i = 0; i < n; ++i) out[i] = GeluTanh(gate[i]) * up[i];
+      return;
+    case GateActivation::kGelu:
+      for (int64_t i = 0; i < n; ++i) out[i] = GeluErf(gate[i]) * up[i];
+      return;
   }
+  DF11_CHECK_MSG(false, "unknown gate activation");
 }
 
 void AddRef(float* x, const float* y, int64_t n) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// AttentionCuda: one block per (query, head), 4 warps. The visible cache is walked in tiles of
+// AttentionCuda: one block per (query, head), 4 warps. The visible cache (the whole causal prefix,
+// or its last `window` positions) is walked in tiles of
 // kTile positions: each warp computes scores for a quarter of the tile (lanes split head_dim,
 // shuffles sum), warp 0 folds the tile into the running max m and sum l (online softmax:
 // p_j = exp(s_j - m_new), l = l * exp(m_old - m_new) + sum p_j), and every thread rescales its
@@ -45,6 +46,7 @@ struct CacheSource {
   const int32_t* pos = nullptr;           // ...and its position there
   const float* const* k_caches = nullptr;
   const float* const* v_caches = nullptr;
+  int64_t window = 0;                     // > 0: only the last `window` positions are visible
 };
 
 __global__ void __launch_bounds__(kThreads)
@@ -62,16 +64,17 @@ __global__ void __launch_bounds__(kThreads)
   const float* qi = q + i * q_stride + h * head_dim;
   const float* k_cache = src.k_cache;
   const float* v_cache = src.v_cache;
-  int64_t visible = 0;
+  int64_t end = 0;  // one past the query's own position
   if (src.seq != nullptr) {
     const int32_t s = src.seq[i];
     k_cache = src.k_caches[s];
     v_cache = src.v_caches[s];
-    visible = static_cast<int64_t>(src.pos[i]) + 1;
+    end = static_cast<int64_t>(src.pos[i]) + 1;
   } else {
     const int64_t t_total = src.past_length != nullptr ? *src.past_length + t_new : src.t_total;
-    visible = t_total - t_new + i + 1;
+    end = t_total - t_new + i + 1;
   }
+  const int64_t first = src.window > 0 && end > src.window ? end - src.window : 0;
   const float* k_head = k_cache + (h / group) * head_dim;
   const float* v_head = v_cache + (h / group) * head_dim;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -84,8 +87,8 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) running_sum = 0.0f;
   __syncthreads();
 
-  for (int64_t tile = 0; tile < visible; tile += kTile) {
-    const int count = visible - tile < kTile ? static_cast<int>(visible - tile) : kTile;
+  for (int64_t tile = first; tile < end; tile += kTile) {
+    const int count = end - tile < kTile ? static_cast<int>(end - tile) : kTile;
     for (int j = warp; j < count; j += kWarps) {
       const float* kj = k_head + (tile + j) * kv_stride;
       float partial = 0.0f;
@@ -155,9 +158,10 @@ __global__ void KvAppendBatchedKernel(const float* __restrict__ k_new,
   }
 }
 
-void CheckHeads(int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+void CheckShape(int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t window) {
   DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
   DF11_CHECK(head_dim >= 1 && head_dim <= kAttentionCudaMaxHeadDim);
+  DF11_CHECK(window >= 0);
 }
 
 float Scale(int64_t head_dim) {
@@ -176,9 +180,9 @@ void Launch(const float* q, const CacheSource& src, int64_t t_new, int64_t n_hea
 
 void AttentionCuda(const float* q, const float* k_cache, const float* v_cache, int64_t t_new,
                    int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                   float* out, cudaStream_t stream) {
+                   int64_t window, float* out, cudaStream_t stream) {
   DF11_CHECK(t_new >= 0 && t_new <= t_total);
-  CheckHeads(n_heads, n_kv_heads, head_dim);
+  CheckShape(n_heads, n_kv_heads, head_dim, window);
   DF11_CHECK(t_new <= INT32_MAX / n_heads);
   if (t_new == 0) return;
   DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr);
@@ -186,15 +190,16 @@ void AttentionCuda(const float* q, const float* k_cache, const float* v_cache, i
   src.k_cache = k_cache;
   src.v_cache = v_cache;
   src.t_total = t_total;
+  src.window = window;
   Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
 }
 
 void AttentionCudaPastOnDevice(const float* q, const float* k_cache, const float* v_cache,
                                int64_t t_new, const int32_t* past_length, int64_t n_heads,
-                               int64_t n_kv_heads, int64_t head_dim, float* out,
+                               int64_t n_kv_heads, int64_t head_dim, int64_t window, float* out,
                                cudaStream_t stream) {
   DF11_CHECK(t_new >= 0);
-  CheckHeads(n_heads, n_kv_heads, head_dim);
+  CheckShape(n_heads, n_kv_heads, head_dim, window);
   DF11_CHECK(t_new <= INT32_MAX / n_heads);
   if (t_new == 0) return;
   DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr &&
@@ -203,15 +208,16 @@ void AttentionCudaPastOnDevice(const float* q, const float* k_cache, const float
   src.k_cache = k_cache;
   src.v_cache = v_cache;
   src.past_length = past_length;
+  src.window = window;
   Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
 }
 
 void AttentionCudaBatched(const float* q, const float* const* k_caches,
                           const float* const* v_caches, const int32_t* seq, const int32_t* pos,
                           int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                          float* out, cudaStream_t stream) {
+                          int64_t window, float* out, cudaStream_t stream) {
   DF11_CHECK(tokens >= 0);
-  CheckHeads(n_heads, n_kv_heads, head_dim);
+  CheckShape(n_heads, n_kv_heads, head_dim, window);
   DF11_CHECK(tokens <= INT32_MAX / n_heads);
   if (tokens == 0) return;
   DF11_CHECK(q != nullptr && k_caches != nullptr && v_caches != nullptr && seq != nullptr &&
@@ -221,6 +227,7 @@ void AttentionCudaBatched(const float* q, const float* const* k_caches,
   src.pos = pos;
   src.k_caches = k_caches;
   src.v_caches = v_caches;
+  src.window = window;
   Launch(q, src, tokens, n_heads, n_kv_heads, head_dim, out, stream);
 }
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Causal grouped-query attention for one sequence over its KV cache (HF eager attention math):
 //   out = softmax(q · kᵀ / sqrt(head_dim), causal) · v, FP32 throughout.
-// Query i sits at position t_total - t_new + i and sees cache positions 0..its own; query head h
-// reads kv head h / (n_heads / n_kv_heads). Results do not depend on `threads`.
+// Query i sits at position p = t_total - t_new + i and sees cache positions 0..p, or with a
+// sliding window w > 0 only the last w of them, p - w + 1..p (transformers' sliding-window mask:
+// kv > q - w); window 0 means no window. Query head h reads kv head h / (n_heads / n_kv_heads).
+// Results do not depend on `threads`.
 #pragma once
 
 #include <cstdint>
@@ -14,12 +16,12 @@
 namespace df11 {
 
 // Requires 0 <= t_new <= t_total, n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
-// head_dim >= 1, out not overlapping the inputs. Thread-safe.
+// head_dim >= 1, window >= 0, out not overlapping the inputs. Thread-safe.
 void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
                   const float* k_cache,  // (t_total, n_kv_heads, head_dim)
                   const float* v_cache,  // (t_total, n_kv_heads, head_dim)
                   int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
-                  int64_t head_dim,
+                  int64_t head_dim, int64_t window,
                   float* out,  // (t_new, n_heads, head_dim)
                   int threads);
 
@@ -35,7 +37,7 @@ void AttentionCuda(const float* q,        // (t_new, n_heads, head_dim)
                    const float* k_cache,  // (t_total, n_kv_heads, head_dim)
                    const float* v_cache,  // (t_total, n_kv_heads, head_dim)
                    int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
-                   int64_t head_dim,
+                   int64_t head_dim, int64_t window,
                    float* out,  // (t_new, n_heads, head_dim)
                    cudaStream_t stream);
 
@@ -48,22 +50,25 @@ void AttentionCudaPastOnDevice(const float* q,        // (t_new, n_heads, head_d
                                int64_t t_new,
                                const int32_t* past_length,  // (1) device
                                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                               int64_t window,
                                float* out,  // (t_new, n_heads, head_dim)
                                cudaStream_t stream);
 
 // A whole step's attention in one launch, whatever sequences it holds: query t belongs to
-// sequence seq[t] and sits at position pos[t] of it, so it sees positions 0..pos[t] of that
-// sequence's cache, k_caches[seq[t]] / v_caches[seq[t]] (each (capacity, n_kv_heads, head_dim)).
+// sequence seq[t] and sits at position pos[t] of it, so it sees positions 0..pos[t] (the last
+// `window` of them when window > 0) of that sequence's cache, k_caches[seq[t]] / v_caches[seq[t]]
+// (each (capacity, n_kv_heads, head_dim)).
 // Everything but q and out's sizes is read on the device, so a captured CUDA graph serves any
 // batch of the same token count (caches swapped, lengths grown). Per query the arithmetic of
 // AttentionCuda: identical results. Requires tokens * n_heads <= INT32_MAX and the other
 // requirements of AttentionCuda.
-void AttentionCudaBatched(const float* q,  // (tokens, n_heads, head_dim)
+void AttentionCudaBatched(const float* q,                // (tokens, n_heads, head_dim)
                           const float* const* k_caches,  // (sequences) device pointers
                           const float* const* v_caches,  // (sequences) device pointers
                           const int32_t* seq,            // (tokens) device
                           const int32_t* pos,            // (tokens) device
                           int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                          int64_t window,
                           float* out,  // (tokens, n_heads, head_dim)
                           cudaStream_t stream);
 

@@ -23,8 +23,9 @@ float Dot(const float* a, const float* b, int64_t n) {
 
 void AttentionRef(const float* q, const float* k_cache, const float* v_cache, int64_t t_new,
                   int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                  float* out, int threads) {
+                  int64_t window, float* out, int threads) {
   DF11_CHECK(t_new >= 0 && t_new <= t_total);
+  DF11_CHECK(window >= 0);
   DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
   DF11_CHECK(head_dim >= 1);
   if (t_new == 0) return;
@@ -41,20 +42,21 @@ void AttentionRef(const float* q, const float* k_cache, const float* v_cache, in
       for (int64_t i = 0; i < t_new; ++i) {
         const float* qi = q + i * q_stride + h * head_dim;
         float* oi = out + i * q_stride + h * head_dim;
-        const int64_t visible = t_total - t_new + i + 1;  // positions 0 .. own position
+        const int64_t end = t_total - t_new + i + 1;  // positions first .. own position
+        const int64_t first = window > 0 ? std::max<int64_t>(0, end - window) : 0;
         float max_score = -INFINITY;
-        for (int64_t j = 0; j < visible; ++j) {
+        for (int64_t j = first; j < end; ++j) {
           probs[j] = Dot(qi, k_head + j * kv_stride, head_dim) * scale;
           max_score = std::max(max_score, probs[j]);
         }
         float sum = 0.0f;
-        for (int64_t j = 0; j < visible; ++j) {
+        for (int64_t j = first; j < end; ++j) {
           probs[j] = std::exp(probs[j] - max_score);
           sum += probs[j];
         }
         const float inv_sum = 1.0f / sum;
         std::fill(oi, oi + head_dim, 0.0f);
-        for (int64_t j = 0; j < visible; ++j) {
+        for (int64_t j = first; j < end; ++j) {
           const float p = probs[j] * inv_sum;
           const float* vj = v_head + j * kv_stride;
           for (int64_t d = 0; d < head_dim; ++d) oi[d] += p * vj[d];

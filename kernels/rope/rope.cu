@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // RopeCuda: one block per token, threads over its (head, pair) items. The angle is the same FP32
 // product as RopeRef; the rotation uses __fmul_rn/__fadd_rn/__fsub_rn so nvcc cannot fuse it into
-// multiply-adds, keeping HF's rounding: (x1 * cos - x2 * sin, x2 * cos + x1 * sin).
+// multiply-adds, keeping HF's rounding: cos and sin times the attention scaling, then
+// (x1 * cos - x2 * sin, x2 * cos + x1 * sin).
 #include "kernels/common/check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/rope/rope.h"
@@ -13,7 +14,7 @@ constexpr int kThreads = 128;
 
 __global__ void RopeKernel(float* x, int64_t heads, int64_t head_dim,
                            const int32_t* __restrict__ positions,
-                           const float* __restrict__ inv_freq) {
+                           const float* __restrict__ inv_freq, float attention_scaling) {
   const int64_t t = blockIdx.x;
   const int64_t half = head_dim / 2;
   const float pos = static_cast<float>(positions[t]);
@@ -22,6 +23,8 @@ __global__ void RopeKernel(float* x, int64_t heads, int64_t head_dim,
     const int64_t h = item / half, i = item % half;
     float s, c;
     sincosf(__fmul_rn(pos, inv_freq[i]), &s, &c);
+    c = __fmul_rn(c, attention_scaling);
+    s = __fmul_rn(s, attention_scaling);
     float* xh = xt + h * head_dim;
     const float x1 = xh[i];
     const float x2 = xh[i + half];
@@ -33,13 +36,13 @@ __global__ void RopeKernel(float* x, int64_t heads, int64_t head_dim,
 }  // namespace
 
 void RopeCuda(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const int32_t* positions,
-              const float* inv_freq, cudaStream_t stream) {
+              const float* inv_freq, float attention_scaling, cudaStream_t stream) {
   DF11_CHECK(tokens >= 0 && heads >= 1 && head_dim >= 2 && head_dim % 2 == 0);
   DF11_CHECK(tokens <= INT32_MAX);
   if (tokens == 0) return;
   DF11_CHECK(x != nullptr && positions != nullptr && inv_freq != nullptr);
   RopeKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, heads, head_dim, positions,
-                                                                     inv_freq);
+                                                                     inv_freq, attention_scaling);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

@@ -142,6 +142,7 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
     DF11_ASSIGN_OR_RETURN(patterns, DefaultPatterns(archs[0].get<std::string>()));
   }
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(src_dir));
+  DF11_RETURN_IF_ERROR(CheckBf16WeightsAgainstConfig(src_dir, ckpt));
   DF11_ASSIGN_OR_RETURN(std::vector<UnitPlan> units, PlanUnits(patterns, ckpt.tensor_names()));
   if (units.empty()) {
     return Status::InvalidArgument("no module of " + src_dir + " matches the pattern_dict");

@@ -7,8 +7,17 @@
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
+#include "runtime/formats/model_config.h"
+#include "runtime/formats/weight_set.h"
 
 namespace df11 {
+
+Status CheckBf16WeightsAgainstConfig(const std::string& dir, const Checkpoint& ckpt) {
+  auto config = LoadModelConfig(dir, ConfigUse::kConvert);
+  // Not a model this runtime serves: nothing to check against.
+  if (!config.ok() || !config->unsupported.empty()) return Status::Ok();
+  return CheckModelWeights(*config, ckpt, {}, dir);
+}
 
 Status PrepareOutputDir(const std::string& out_dir) {
   std::error_code ec;

@@ -9,6 +9,7 @@
 #include "runtime/convert/model_files.h"
 #include "runtime/core/file_util.h"
 #include "runtime/formats/df11_model_dir.h"
+#include "runtime/formats/weight_set.h"
 
 namespace df11 {
 
@@ -37,8 +38,11 @@ StatusOr<std::unique_ptr<SourceWeights>> SourceWeights::Open(const std::string& 
     DF11_ASSIGN_OR_RETURN(Checkpoint c, Checkpoint::Open(dir));
     s->bf16_.emplace(std::move(c));
   }
+  // Sharding serves the model: a config this runtime does not compute is refused here (DF11
+  // sources had their weight set checked by OpenDf11Model).
   DF11_ASSIGN_OR_RETURN(s->config_, ParseModelConfig(nlohmann::json::parse(s->config_json_.dump()),
                                                      dir + "/config.json"));
+  if (s->bf16_) DF11_RETURN_IF_ERROR(CheckModelWeights(s->config_, *s->bf16_, {}, dir));
   s->hashes_.assign(s->checkpoint().tensor_names().size(), std::nullopt);
   return s;
 }

@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include "runtime/formats/weight_set.h"
+
 namespace df11 {
 
 StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
@@ -15,8 +17,15 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
                         ParseDf11Config(config["dfloat11_config"], dir + "/config.json"));
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
   std::optional<ModelConfig> model;
-  auto parsed = ParseModelConfig(nlohmann::json::parse(config.dump()), dir + "/config.json");
-  if (parsed.ok()) model = std::move(parsed).value();
+  auto parsed = ParseModelConfig(nlohmann::json::parse(config.dump()), dir + "/config.json",
+                                 ConfigUse::kConvert);
+  if (parsed.ok()) {
+    // A model this runtime serves: its weights must be the config's (units named by the patterns).
+    if (parsed->unsupported.empty()) {
+      DF11_RETURN_IF_ERROR(CheckModelWeights(*parsed, ckpt, df11.patterns, dir));
+    }
+    model = std::move(parsed).value();
+  }
   Df11Model m{dir, std::move(config), std::move(df11), std::move(model), std::move(ckpt), {}};
   m.units = FindDf11Units(m.checkpoint);
   return m;

@@ -33,6 +33,9 @@ struct Df11Model {
   std::vector<std::string> units;
 };
 
+// Opens `dir`. When its config.json describes a model this runtime serves (ConfigUse::kConvert,
+// nothing unsupported), the weights must match it (CheckModelWeights: InvalidArgument naming the
+// tensors otherwise).
 StatusOr<Df11Model> OpenDf11Model(const std::string& dir);
 
 // Names, shapes and ranges of the weights in `unit`; Corruption when they disagree with the

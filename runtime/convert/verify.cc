@@ -6,6 +6,7 @@
 #include <set>
 
 #include "kernels/common/parallel_for.h"
+#include "runtime/convert/model_files.h"
 #include "runtime/convert/unit_weights.h"
 #include "runtime/core/progress.h"
 
@@ -30,6 +31,7 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
                                    int threads, bool show_progress) {
   DF11_ASSIGN_OR_RETURN(Df11Model model, OpenDf11Model(df11_dir));
   DF11_ASSIGN_OR_RETURN(Checkpoint original, Checkpoint::Open(bf16_dir));
+  DF11_RETURN_IF_ERROR(CheckBf16WeightsAgainstConfig(bf16_dir, original));
   threads = threads > 0 ? threads : DefaultThreadCount();
   VerifyReport report;
   std::set<std::string> covered;

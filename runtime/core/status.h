@@ -60,6 +60,12 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+// The exit status of a command-line tool that failed with `s` (the one mapping every launcher
+// uses): 2 for bad or unsupported input the user can fix (InvalidArgument: a flag, file, config
+// field or request; Unimplemented: a valid input this build does not compute, such as an
+// architecture or a rope type), 1 for everything else; 0 when `s` is OK.
+int ExitCode(const Status& s);
+
 // Holds either a value or a non-OK Status.
 template <typename T>
 class [[nodiscard]] StatusOr {

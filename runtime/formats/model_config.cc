@@ -1,22 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// ParseModelConfig: field readers that name the file, field and expected type on error; defaults
-// follow transformers' LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig.
+// ParseModelConfig: the architecture, the dims and token ids (here), the keys that change the
+// math (model_config_math.cc) and the key table (config_keys.cc); defaults follow transformers
+// 5.24's LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig. And the tensors each config implies.
 #include "runtime/formats/model_config.h"
+
+#include <glog/logging.h>
 
 #include <array>
 #include <charconv>
-#include <limits>
 
 #include "runtime/core/file_util.h"
+#include "runtime/formats/config_parsing.h"
 
 namespace df11 {
 namespace {
 
 using json = nlohmann::json;
-
-// Widths above this would overflow shape products; layer counts above kMaxLayers are not a model.
-constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
-constexpr int64_t kMaxLayers = 1 << 16;
+using config_parsing::Describe;
+using config_parsing::FieldReader;
+using config_parsing::kMaxDim;
+using config_parsing::kMaxLayers;
+using config_parsing::Quoted;
 
 struct ArchitectureInfo {
   Architecture arch;
@@ -47,75 +51,6 @@ std::string SupportedList() {
   }
   return s;
 }
-
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-// "4096 (string)" style description of a JSON value for error messages (truncated).
-std::string Describe(const json& v) {
-  std::string text = v.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text + " (" + v.type_name() + ")";
-}
-
-// Reads typed fields of one JSON object; every error names the source file and the field path.
-class FieldReader {
- public:
-  FieldReader(const json& obj, std::string source, std::string prefix = "")
-      : obj_(obj), source_(std::move(source)), prefix_(std::move(prefix)) {}
-
-  // Absent and null both count as "not set".
-  bool Has(const std::string& key) const {
-    auto it = obj_.find(key);
-    return it != obj_.end() && !it->is_null();
-  }
-  const json& Get(const std::string& key) const { return obj_.at(key); }
-
-  Status Error(const std::string& key, const std::string& expected) const {
-    const std::string field = Quoted(prefix_ + key);
-    if (!obj_.contains(key)) {
-      return Status::InvalidArgument(source_ + ": missing required field " + field + "; expected " +
-                                     expected);
-    }
-    return Status::InvalidArgument(source_ + ": field " + field + " is " + Describe(Get(key)) +
-                                   "; expected " + expected);
-  }
-
-  StatusOr<int64_t> Int(const std::string& key, int64_t min, int64_t max,
-                        const std::string& expected) const {
-    if (!Has(key)) return Error(key, expected);
-    const json& v = Get(key);
-    if (!v.is_number_integer()) return Error(key, expected);
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) {
-      return Error(key, expected);
-    }
-    int64_t x = v.get<int64_t>();
-    if (x < min || x > max) return Error(key, expected);
-    return x;
-  }
-  StatusOr<int64_t> Dim(const std::string& key) const {
-    return Int(key, 1, kMaxDim, "a positive integer (at most " + std::to_string(kMaxDim) + ")");
-  }
-  StatusOr<int64_t> DimOr(const std::string& key, int64_t fallback) const {
-    if (!Has(key)) return fallback;
-    return Dim(key);
-  }
-  StatusOr<double> PositiveNumberOr(const std::string& key, double fallback) const {
-    if (!Has(key)) return fallback;
-    const json& v = Get(key);
-    if (!v.is_number() || !(v.get<double>() > 0)) return Error(key, "a positive number");
-    return v.get<double>();
-  }
-  StatusOr<bool> BoolOr(const std::string& key, bool fallback) const {
-    if (!Has(key)) return fallback;
-    if (!Get(key).is_boolean()) return Error(key, "true or false");
-    return Get(key).get<bool>();
-  }
-
- private:
-  const json& obj_;
-  std::string source_;
-  std::string prefix_;
-};
 
 StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& source,
                                            ModelConfig& c) {
@@ -151,55 +86,6 @@ StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& sou
   }
   return Status::Unimplemented(source + ": model_type " + Quoted(c.model_type) +
                                " is not supported; supported: " + SupportedList());
-}
-
-// rope_scaling (or rope_parameters): null, or an object with "rope_type"/"type".
-Status ParseRopeScaling(const json& j, const std::string& source, ModelConfig& c) {
-  const char* key = nullptr;
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    key = "rope_scaling";
-  } else if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
-    key = "rope_parameters";
-  }
-  if (key == nullptr) return Status::Ok();
-  FieldReader top(j, source);
-  const json& rs = j[key];
-  if (!rs.is_object()) return top.Error(key, "null or an object with a \"rope_type\"");
-  FieldReader r(rs, source, std::string(key) + ".");
-  std::string type_key = r.Has("rope_type") ? "rope_type" : "type";
-  if (!r.Has(type_key) || !r.Get(type_key).is_string()) {
-    return r.Error("rope_type", "a string such as \"llama3\" (or the older key \"type\")");
-  }
-  std::string type = r.Get(type_key).get<std::string>();
-  RopeScaling& s = c.rope_scaling;
-  if (type == "default") {
-    s = RopeScaling{};
-    return Status::Ok();
-  }
-  if (type != "llama3" && type != "linear" && type != "dynamic" && type != "yarn") {
-    return Status::Unimplemented(source + ": " + key + "." + type_key + " " + Quoted(type) +
-                                 " is not supported; supported: default, llama3, linear, dynamic, "
-                                 "yarn");
-  }
-  s.type = type;
-  if (!r.Has("factor")) return r.Error("factor", "a positive number");
-  DF11_ASSIGN_OR_RETURN(s.factor, r.PositiveNumberOr("factor", 1));
-  if (type == "llama3") {
-    for (const char* required : {"low_freq_factor", "high_freq_factor",
-                                 "original_max_position_embeddings"}) {
-      if (!r.Has(required)) return r.Error(required, "a positive number");
-    }
-    DF11_ASSIGN_OR_RETURN(s.low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
-    DF11_ASSIGN_OR_RETURN(s.high_freq_factor, r.PositiveNumberOr("high_freq_factor", 4));
-    if (!(s.high_freq_factor > s.low_freq_factor)) {
-      return r.Error("high_freq_factor", "a number greater than low_freq_factor (" +
-                                             std::to_string(s.low_freq_factor) + ")");
-    }
-  }
-  // yarn and dynamic default to the model's own context length, as in transformers.
-  DF11_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
-                        r.DimOr("original_max_position_embeddings", c.max_position_embeddings));
-  return Status::Ok();
 }
 
 Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
@@ -257,7 +143,8 @@ std::optional<std::string_view> StripLayerPrefix(std::string_view path, int64_t 
 std::string_view ArchitectureClassName(Architecture arch) { return InfoOf(arch).class_name; }
 std::string_view ArchitectureModelType(Architecture arch) { return InfoOf(arch).model_type; }
 
-StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_name) {
+StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_name,
+                                       ConfigUse use) {
   if (!j.is_object()) {
     return Status::InvalidArgument(source_name + ": expected a JSON object, got " + Describe(j));
   }
@@ -301,14 +188,6 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
                         r.DimOr("max_position_embeddings",
                                 InfoOf(c.arch).default_max_position_embeddings));
   DF11_ASSIGN_OR_RETURN(c.rms_norm_eps, r.PositiveNumberOr("rms_norm_eps", 1e-6));
-  double theta = 10000;
-  if (!r.Has("rope_theta") && j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
-    // transformers 5 moved rope_theta into rope_parameters.
-    FieldReader rp(j["rope_parameters"], source_name, "rope_parameters.");
-    DF11_ASSIGN_OR_RETURN(theta, rp.PositiveNumberOr("rope_theta", theta));
-  }
-  DF11_ASSIGN_OR_RETURN(c.rope_theta, r.PositiveNumberOr("rope_theta", theta));
-  DF11_RETURN_IF_ERROR(ParseRopeScaling(j, source_name, c));
   DF11_ASSIGN_OR_RETURN(c.tie_word_embeddings, r.BoolOr("tie_word_embeddings", false));
   if (c.arch == Architecture::kQwen2) {
     c.attention_bias = true;  // Qwen2Attention hard-codes q/k/v biases
@@ -316,21 +195,42 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
     DF11_ASSIGN_OR_RETURN(c.attention_bias, r.BoolOr("attention_bias", false));
   }
   c.qk_norm = c.arch == Architecture::kQwen3;
-  DF11_ASSIGN_OR_RETURN(bool mlp_bias, r.BoolOr("mlp_bias", false));
-  if (mlp_bias) {
-    return Status::Unimplemented(source_name + ": \"mlp_bias\": true is not supported");
-  }
   DF11_RETURN_IF_ERROR(ParseTokenIds(j, source_name, c));
+  // The keys that change the math. Converting ignores what it does not compute (Unimplemented),
+  // never ill-formed fields.
+  auto math = [use, &c](const Status& s) {
+    if (use != ConfigUse::kConvert || s.code() != StatusCode::kUnimplemented) return s;
+    if (c.unsupported.empty()) c.unsupported = s.message();
+    return Status::Ok();
+  };
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseHiddenAct(j, source_name, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseRope(j, source_name, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseAttentionWindows(j, source_name, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::CheckConfigKeys(j, source_name, &c)));
+  if (c.layer_window.size() != static_cast<size_t>(c.num_hidden_layers)) {
+    c.layer_window.assign(static_cast<size_t>(c.num_hidden_layers), 0);  // kConvert, refused
+  }
+  if (use == ConfigUse::kServe && !c.unused_keys.empty()) {
+    std::string keys;
+    for (const std::string& k : c.unused_keys) keys += (keys.empty() ? "" : ", ") + k;
+    LOG(WARNING) << source_name << ": keys that " << c.architecture_name
+                 << " does not use (ignored, as transformers ignores them): " << keys;
+  }
   c.raw = j;
   return c;
 }
 
-StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, ConfigUse use) {
   const std::string path = JoinPath(model_dir, "config.json");
   DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument(path + ": not valid JSON");
-  return ParseModelConfig(j, path);
+  return ParseModelConfig(j, path, use);
+}
+
+int64_t LayerWindow(const ModelConfig& c, int64_t layer) {
+  if (layer < 0 || layer >= static_cast<int64_t>(c.layer_window.size())) return 0;
+  return c.layer_window[static_cast<size_t>(layer)];
 }
 
 bool OutputProjectionHasBias(const ModelConfig& c) {
@@ -359,33 +259,41 @@ StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::stri
       "mlp.{gate,up,down}_proj})");
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c) {
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c,
+                                                                          const ModelPart& part) {
+  auto all = [](int64_t n, int64_t whole) { return n < 0 ? whole : n; };
+  const int64_t h = c.hidden_size, hd = c.head_dim;
+  const int64_t q_out = all(part.heads, c.num_attention_heads) * hd;
+  const int64_t kv_out = all(part.kv_heads, c.num_key_value_heads) * hd;
+  const int64_t inter = all(part.intermediate, c.intermediate_size);
+  const int64_t vocab = all(part.vocab_rows, c.vocab_size);
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  auto linear = [&](const std::string& module, bool bias) {
-    std::vector<int64_t> shape = WeightShape(c, module).value();
-    out.emplace_back(module + ".weight", shape);
-    if (bias) out.emplace_back(module + ".bias", std::vector<int64_t>{shape[0]});
+  auto linear = [&](const std::string& module, int64_t rows, int64_t cols, bool bias) {
+    out.emplace_back(module + ".weight", std::vector<int64_t>{rows, cols});
+    if (bias) out.emplace_back(module + ".bias", std::vector<int64_t>{rows});
   };
-  out.emplace_back("model.embed_tokens.weight", std::vector<int64_t>{c.vocab_size, c.hidden_size});
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+  if (part.embedding) out.emplace_back("model.embed_tokens.weight", std::vector<int64_t>{vocab, h});
+  for (int64_t i = part.layer_begin; i < all(part.layer_end, c.num_hidden_layers); ++i) {
     const std::string layer = "model.layers." + std::to_string(i) + ".";
-    linear(layer + "self_attn.q_proj", c.attention_bias);
-    linear(layer + "self_attn.k_proj", c.attention_bias);
-    linear(layer + "self_attn.v_proj", c.attention_bias);
-    linear(layer + "self_attn.o_proj", OutputProjectionHasBias(c));
+    linear(layer + "self_attn.q_proj", q_out, h, c.attention_bias);
+    linear(layer + "self_attn.k_proj", kv_out, h, c.attention_bias);
+    linear(layer + "self_attn.v_proj", kv_out, h, c.attention_bias);
+    linear(layer + "self_attn.o_proj", h, q_out, OutputProjectionHasBias(c));
     if (c.qk_norm) {
-      out.emplace_back(layer + "self_attn.q_norm.weight", std::vector<int64_t>{c.head_dim});
-      out.emplace_back(layer + "self_attn.k_norm.weight", std::vector<int64_t>{c.head_dim});
+      out.emplace_back(layer + "self_attn.q_norm.weight", std::vector<int64_t>{hd});
+      out.emplace_back(layer + "self_attn.k_norm.weight", std::vector<int64_t>{hd});
     }
-    linear(layer + "mlp.gate_proj", false);
-    linear(layer + "mlp.up_proj", false);
-    linear(layer + "mlp.down_proj", false);
-    out.emplace_back(layer + "input_layernorm.weight", std::vector<int64_t>{c.hidden_size});
-    out.emplace_back(layer + "post_attention_layernorm.weight", std::vector<int64_t>{c.hidden_size});
+    linear(layer + "mlp.gate_proj", inter, h, false);
+    linear(layer + "mlp.up_proj", inter, h, false);
+    linear(layer + "mlp.down_proj", h, inter, false);
+    out.emplace_back(layer + "input_layernorm.weight", std::vector<int64_t>{h});
+    out.emplace_back(layer + "post_attention_layernorm.weight", std::vector<int64_t>{h});
   }
-  out.emplace_back("model.norm.weight", std::vector<int64_t>{c.hidden_size});
-  if (!c.tie_word_embeddings) {
-    out.emplace_back("lm_head.weight", std::vector<int64_t>{c.vocab_size, c.hidden_size});
+  if (part.head) {
+    out.emplace_back("model.norm.weight", std::vector<int64_t>{h});
+    if (!c.tie_word_embeddings) {
+      out.emplace_back("lm_head.weight", std::vector<int64_t>{vocab, h});
+    }
   }
   return out;
 }

@@ -1,29 +1,39 @@
 // SPDX-License-Identifier: Apache-2.0
 // ModelConfig: a Hugging Face config.json (Llama, Qwen2, Qwen3, Mistral decoder-only models),
-// validated, with the defaults transformers applies, and the parameter shapes each architecture
-// implies. Weight matrices are (out_features, in_features) as in torch.nn.Linear.
+// validated, with the defaults transformers 5.24 applies, and the parameter tensors each
+// architecture implies. Every key that changes the forward pass is either honoured or refused
+// (Unimplemented, naming the file, key, value and what is supported) here, before any weight is
+// read; config_keys.cc lists, per architecture, which keys exist and what each does. Weight
+// matrices are (out_features, in_features) as in torch.nn.Linear.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "kernels/activation/activation.h"
 #include "runtime/core/status.h"
 
 namespace df11 {
 
-// config.json "rope_scaling" (or transformers 5's "rope_parameters").
+// config.json "rope_scaling" (or transformers 5's "rope_parameters"), with transformers' defaults.
 struct RopeScaling {
-  std::string type;  // "" (none/"default"), "llama3", "linear", "dynamic" or "yarn"
+  std::string type;  // "" (none/"default"), "llama3", "linear" or "yarn"
   double factor = 1;
   double low_freq_factor = 1;   // llama3 only
   double high_freq_factor = 4;  // llama3 only
-  int64_t original_max_position_embeddings = 8192;  // llama3 (required), yarn (optional)
+  // llama3 (required), yarn (default: max_position_embeddings)
+  int64_t original_max_position_embeddings = 8192;
+  double beta_fast = 32;        // yarn
+  double beta_slow = 1;         // yarn
+  bool truncate = true;         // yarn
+  double attention_factor = 0;  // yarn; 0: derived from factor (and mscale / mscale_all_dim)
+  double mscale = 0;            // yarn; 0: not given
+  double mscale_all_dim = 0;    // yarn; 0: not given
 };
 
 enum class Architecture { kLlama, kQwen2, kQwen3, kMistral };
@@ -53,18 +63,48 @@ struct ModelConfig {
   // is true, in which case o_proj has one too (see OutputProjectionHasBias).
   bool attention_bias = false;
   bool qk_norm = false;  // Qwen3: RMSNorm over head_dim on q and k (self_attn.{q,k}_norm)
+  GateActivation hidden_act = GateActivation::kSilu;  // the MLP gate's activation
+  // Each layer's attention window (transformers' sliding_window: a query sees the last
+  // `window` positions up to its own), 0 for full causal attention. (num_hidden_layers)
+  // Mistral: every layer when sliding_window is non-null (absent: 4096); Qwen2/Qwen3: layers
+  // >= max_window_layers when use_sliding_window is true (or as layer_types says).
+  std::vector<int64_t> layer_window;
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // config eos_token_id, an int or a list (may be empty)
-  nlohmann::json raw;                  // the whole file
+  // Keys the architecture's transformers class does not read (nor this runtime), sorted; a
+  // warning lists them. They cannot change the math: transformers ignores them too.
+  std::vector<std::string> unused_keys;
+  // ConfigUse::kConvert only: why kServe would refuse this config (empty when it would not). A
+  // refused key may also change the tensors (mlp_bias), so converters check the weight set only
+  // when this is empty.
+  std::string unsupported;
+  nlohmann::json raw;  // the whole file
+};
+
+// What ParseModelConfig checks.
+enum class ConfigUse {
+  // Serving: every key that changes the forward pass must hold a value this runtime computes.
+  kServe,
+  // Lossless conversion (compress, decompress, verify): the tensors the config implies matter,
+  // the math does not, so unsupported activations, rope types or windows are accepted.
+  kConvert,
 };
 
 // Validates `j` (the contents of a config.json; `source_name` is how messages name it).
-// Unimplemented for an architecture other than the four above (naming it and the supported ones);
-// InvalidArgument naming the file and field for a missing, ill-typed or non-positive field, for
-// heads not divisible by kv heads, or hidden_size not divisible by heads when head_dim is implied.
-StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std::string& source_name);
+// Unimplemented for an architecture other than the four above (naming it and the supported ones)
+// and, for kServe, for a key whose value this runtime does not compute (hidden_act, rope type,
+// sliding window layout, mlp_bias, quantization_config, ...: see config_keys.cc), naming the
+// file, key, value and what is supported; InvalidArgument naming the file and field for a
+// missing, ill-typed or out-of-range field, for heads not divisible by kv heads, or hidden_size
+// not divisible by heads when head_dim is implied.
+StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std::string& source_name,
+                                       ConfigUse use = ConfigUse::kServe);
 // Reads and parses `model_dir`/config.json (NotFound when absent, InvalidArgument when not JSON).
-StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
+StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir,
+                                      ConfigUse use = ConfigUse::kServe);
+
+// The attention window of layer `layer` (global index): 0 for full causal attention.
+int64_t LayerWindow(const ModelConfig& c, int64_t layer);
 
 // True when self_attn.o_proj has a bias (Llama/Qwen3 with attention_bias; never Qwen2).
 bool OutputProjectionHasBias(const ModelConfig& c);
@@ -76,10 +116,24 @@ bool OutputProjectionHasBias(const ModelConfig& c);
 // a norm, a misspelt name).
 StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::string& module_path);
 
-// Every parameter tensor the architecture has, in transformers' named_parameters() order:
-// model.embed_tokens.weight; per layer self_attn.{q,k,v}_proj.{weight,bias?}, o_proj,
-// self_attn.{q,k}_norm.weight [head_dim] (Qwen3), mlp.{gate,up,down}_proj.weight,
-// {input,post_attention}_layernorm.weight [hidden]; model.norm.weight; lm_head.weight unless tied.
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c);
+// The share of a model one rank of a sharded layout holds (`df11 shard`); the default is the
+// whole model. Counts of -1 mean "all of the config's".
+struct ModelPart {
+  int64_t layer_begin = 0, layer_end = -1;  // layers [begin, end)
+  int64_t heads = -1;                       // query heads held
+  int64_t kv_heads = -1;                    // key/value heads held
+  int64_t intermediate = -1;                // MLP rows held
+  int64_t vocab_rows = -1;                  // embedding / LM head rows held
+  bool embedding = true;  // model.embed_tokens.weight (a pipeline's first stage)
+  bool head = true;       // model.norm.weight and lm_head.weight (a pipeline's last stage)
+};
+
+// Every parameter tensor the architecture has (in `part`, with its local shapes), in
+// transformers' named_parameters() order: model.embed_tokens.weight; per layer
+// self_attn.{q,k,v}_proj.{weight,bias?}, o_proj, self_attn.{q,k}_norm.weight [head_dim] (Qwen3),
+// mlp.{gate,up,down}_proj.weight, {input,post_attention}_layernorm.weight [hidden];
+// model.norm.weight; lm_head.weight unless tied.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const ModelConfig& c, const ModelPart& part = ModelPart());
 
 }  // namespace df11

@@ -139,13 +139,15 @@ void CudaBackend::EnqueueLayer(size_t li) {
     RmsNormCuda(a.q, L.q_norm, eps, T * nh, hd, a.q, s);
     RmsNormCuda(a.k, L.k_norm, eps, T * nkv, hd, a.k, s);
   }
-  RopeCuda(a.q, T, nh, hd, a.positions, inv_freq_, s);
-  RopeCuda(a.k, T, nkv, hd, a.positions, inv_freq_, s);
+  RopeCuda(a.q, T, nh, hd, a.positions, inv_freq_, rope_scaling_, s);
+  RopeCuda(a.k, T, nkv, hd, a.positions, inv_freq_, rope_scaling_, s);
   // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
   float** k_table = a.kv_tables + 2 * li * sequences_;
   float** v_table = k_table + sequences_;
   KvAppendCudaBatched(a.k, a.v, T, row, a.seq, a.positions, k_table, v_table, s);
-  AttentionCudaBatched(a.q, k_table, v_table, a.seq, a.positions, T, nh, nkv, hd, a.attn, s);
+  const int64_t window = LayerWindow(c, w_->first_layer + static_cast<int64_t>(li));
+  AttentionCudaBatched(a.q, k_table, v_table, a.seq, a.positions, T, nh, nkv, hd, window, a.attn,
+                       s);
   GemmBf16Cuda(a.attn, L.o.Placed(scratch), options_.tp_leader ? L.o_bias : nullptr, a.proj, T, h,
                nh * hd, a.x_bf16, cublas_, s);
   if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
@@ -155,7 +157,7 @@ void CudaBackend::EnqueueLayer(size_t li) {
   RmsNormCuda(a.x, L.post_attention_norm, eps, T, h, a.xn, s);
   GemmBf16Cuda(a.xn, L.gate.Placed(scratch), nullptr, a.gate, T, inter, h, a.x_bf16, cublas_, s);
   GemmBf16Cuda(a.xn, L.up.Placed(scratch), nullptr, a.up, T, inter, h, a.x_bf16, cublas_, s);
-  SwiGluCuda(a.gate, a.up, a.gate, T * inter, s);
+  GatedActivationCuda(c.hidden_act, a.gate, a.up, a.gate, T * inter, s);
   GemmBf16Cuda(a.gate, L.down.Placed(scratch), nullptr, a.proj, T, h, inter, a.x_bf16, cublas_, s);
   if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
   AddCuda(a.x, a.proj, T * h, s);

@@ -175,6 +175,7 @@ class CudaBackend : public ForwardBackend {
   std::unique_ptr<DeviceMatrix> embed_, head_;
   const uint16_t* final_norm_ = nullptr;
   float* inv_freq_ = nullptr;               // (head_dim / 2)
+  float rope_scaling_ = 1.0f;               // cos/sin factor (yarn's attention factor)
   uint16_t* scratch_[2] = {};               // (scratch_elements_) each
   int64_t scratch_elements_ = 0;
   uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)

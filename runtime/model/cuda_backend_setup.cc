@@ -197,6 +197,7 @@ Status CudaBackend::Init() {
   head_ = std::make_unique<DeviceMatrix>(upload(w_->lm_head));
   final_norm_ = UploadSmall(w_->final_norm);
   const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c));
+  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
   inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
   DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
                              cudaMemcpyHostToDevice));

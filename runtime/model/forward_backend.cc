@@ -16,6 +16,12 @@ RopeParams RopeParamsOf(const ModelConfig& c) {
   rope.low_freq_factor = c.rope_scaling.low_freq_factor;
   rope.high_freq_factor = c.rope_scaling.high_freq_factor;
   rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
+  rope.beta_fast = c.rope_scaling.beta_fast;
+  rope.beta_slow = c.rope_scaling.beta_slow;
+  rope.truncate = c.rope_scaling.truncate;
+  rope.attention_factor = c.rope_scaling.attention_factor;
+  rope.mscale = c.rope_scaling.mscale;
+  rope.mscale_all_dim = c.rope_scaling.mscale_all_dim;
   return rope;
 }
 

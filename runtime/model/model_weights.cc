@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "runtime/formats/df11_model_dir.h"
+#include "runtime/formats/weight_set.h"
 
 namespace df11 {
 namespace {
@@ -146,9 +147,16 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
   DF11_ASSIGN_OR_RETURN(w.config,
                         ParseModelConfig(nlohmann::json::parse(raw.dump()), dir + "/config.json"));
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
+  // The weight set must be the config's before anything is read or decoded.
+  const nlohmann::ordered_json df11_json = raw.value("dfloat11_config", nlohmann::ordered_json());
+  std::vector<Df11Pattern> patterns;
+  if (!df11_json.is_null()) {
+    DF11_ASSIGN_OR_RETURN(Df11Config df11, ParseDf11Config(df11_json, dir + "/config.json"));
+    patterns = std::move(df11.patterns);
+  }
+  DF11_RETURN_IF_ERROR(CheckModelWeights(w.config, ckpt, patterns, dir));
   w.checkpoints.push_back(std::move(ckpt));
-  DF11_ASSIGN_OR_RETURN(WeightResolver r,
-                        WeightResolver::Create(&w, raw.value("dfloat11_config", nlohmann::ordered_json())));
+  DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, df11_json));
   const ModelConfig& c = w.config;
   const int64_t hd = c.head_dim, h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};

@@ -5,10 +5,12 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <tuple>
 
 #include "runtime/core/file_util.h"
 #include "runtime/core/mapped_file.h"
 #include "runtime/formats/df11_model_dir.h"
+#include "runtime/formats/weight_set.h"
 
 namespace df11 {
 namespace {
@@ -98,27 +100,52 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   if (!FileExists(path)) {
     return Status::NotFound(path + ": rank " + std::to_string(rank) + "'s shard is missing");
   }
-  DF11_RETURN_IF_ERROR(VerifyFile(path, entry));
 
+  // The config, then the weight set the manifest says this rank holds (headers only), then the
+  // file's checksum: a config this runtime does not compute or weights that do not match it are
+  // refused before any weight is read.
   ModelWeights w;
   DF11_ASSIGN_OR_RETURN(w.config, ParseModelConfig(layout.manifest["config"], where + " config"));
-  DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::OpenFile(dir, file));
-  w.checkpoints.push_back(std::move(ckpt));
-  Df11Config df11;
-  DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns("LlamaForCausalLM"));
-  DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
-
   const ModelConfig& c = w.config;
   DF11_ASSIGN_OR_RETURN(auto layers, RangeField(entry, "layers", where));
   DF11_ASSIGN_OR_RETURN(auto q_heads, RangeField(entry, "q_heads", where));
   DF11_ASSIGN_OR_RETURN(auto kv_heads, RangeField(entry, "kv_heads", where));
   DF11_ASSIGN_OR_RETURN(auto inter, RangeField(entry, "intermediate", where));
   DF11_ASSIGN_OR_RETURN(auto vocab, RangeField(entry, "vocab", where));
-  if (layers.second > c.num_hidden_layers || q_heads.second > c.num_attention_heads ||
-      kv_heads.second > c.num_key_value_heads || inter.second > c.intermediate_size ||
-      vocab.second > c.vocab_size) {
-    return Status::Corruption(where + ": a range lies outside the model's config");
+  // Ranges past the config's sizes: the config does not describe these weights.
+  const std::tuple<const char*, std::pair<int64_t, int64_t>, const char*, int64_t> ranges[] = {
+      {"layers", layers, "num_hidden_layers", c.num_hidden_layers},
+      {"q_heads", q_heads, "num_attention_heads", c.num_attention_heads},
+      {"kv_heads", kv_heads, "num_key_value_heads", c.num_key_value_heads},
+      {"intermediate", inter, "intermediate_size", c.intermediate_size},
+      {"vocab", vocab, "vocab_size", c.vocab_size}};
+  for (const auto& [key, range, field, size] : ranges) {
+    if (range.second > size) {
+      return Status::InvalidArgument(
+          where + ": the weights do not match config.json: the rank holds " + key + " [" +
+          std::to_string(range.first) + ", " + std::to_string(range.second) + ") but " + field +
+          " is " + std::to_string(size));
+    }
   }
+  const int stage = layout.Stage(rank);
+  ModelPart part;
+  part.layer_begin = layers.first;
+  part.layer_end = layers.second;
+  part.heads = q_heads.second - q_heads.first;
+  part.kv_heads = kv_heads.second - kv_heads.first;
+  part.intermediate = inter.second - inter.first;
+  part.vocab_rows = vocab.second - vocab.first;
+  part.embedding = stage == 0;
+  part.head = stage == layout.pp - 1;
+  DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::OpenFile(dir, file));
+  Df11Config df11;
+  DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns("LlamaForCausalLM"));
+  DF11_ASSIGN_OR_RETURN(std::vector<StoredWeight> stored, ListStoredWeights(ckpt, df11.patterns));
+  DF11_RETURN_IF_ERROR(CheckWeightSet(c, part, stored, path));
+  DF11_RETURN_IF_ERROR(VerifyFile(path, entry));
+  w.checkpoints.push_back(std::move(ckpt));
+  DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
+
   const int64_t h = c.hidden_size, hd = c.head_dim;
   w.dims.heads = q_heads.second - q_heads.first;
   w.dims.kv_heads = kv_heads.second - kv_heads.first;
@@ -126,7 +153,6 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   w.dims.vocab_begin = vocab.first;
   w.dims.vocab_rows = vocab.second - vocab.first;
   w.first_layer = layers.first;
-  const int stage = layout.Stage(rank);
   if (stage == 0) {
     DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", w.dims.vocab_rows, h));
   }

@@ -38,6 +38,7 @@ Transformer::Transformer(const ModelWeights* weights, const TransformerOptions& 
       threads_(options.threads > 0 ? options.threads : DefaultThreadCount()) {
   const ModelConfig& c = w_->config;
   inv_freq_ = RopeInvFreq(RopeParamsOf(c));
+  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
   const int64_t scratch = w_->MaxLayerScratch();
   for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
 }
@@ -159,8 +160,9 @@ Status Transformer::RunLayers(std::span<const SequenceStep> steps, float* x) {
       RmsNormRef(q.data(), L.q_norm.data(), eps, T * nh, hd, q.data());
       RmsNormRef(k.data(), L.k_norm.data(), eps, T * nkv, hd, k.data());
     }
-    RopeRef(q.data(), T, nh, hd, positions.data(), inv_freq_.data());
-    RopeRef(k.data(), T, nkv, hd, positions.data(), inv_freq_.data());
+    RopeRef(q.data(), T, nh, hd, positions.data(), inv_freq_.data(), rope_scaling_);
+    RopeRef(k.data(), T, nkv, hd, positions.data(), inv_freq_.data(), rope_scaling_);
+    const int64_t window = LayerWindow(c, w_->first_layer + static_cast<int64_t>(li));
     int64_t t0 = 0;
     for (const SequenceStep& s : steps) {
       const int64_t n = static_cast<int64_t>(s.tokens.size()), row = nkv * hd;
@@ -168,7 +170,7 @@ Status Transformer::RunLayers(std::span<const SequenceStep> steps, float* x) {
       std::memcpy(cache.k[li].data() + cache.length * row, k.data() + t0 * row, 4 * n * row);
       std::memcpy(cache.v[li].data() + cache.length * row, v.data() + t0 * row, 4 * n * row);
       AttentionRef(q.data() + t0 * nh * hd, cache.k[li].data(), cache.v[li].data(), n,
-                   cache.length + n, nh, nkv, hd, attn.data() + t0 * nh * hd, threads_);
+                   cache.length + n, nh, nkv, hd, window, attn.data() + t0 * nh * hd, threads_);
       t0 += n;
     }
     GemmBf16Ref(attn.data(), W.o, options_.tp_leader ? OrNull(L.o_bias) : nullptr, proj.data(),
@@ -180,7 +182,7 @@ Status Transformer::RunLayers(std::span<const SequenceStep> steps, float* x) {
     RmsNormRef(x, L.post_attention_norm.data(), eps, T, h, xn.data());
     GemmBf16Ref(xn.data(), W.gate, nullptr, gate.data(), T, inter, h, threads_);
     GemmBf16Ref(xn.data(), W.up, nullptr, up.data(), T, inter, h, threads_);
-    SwiGluRef(gate.data(), up.data(), gate.data(), T * inter);
+    GatedActivationRef(c.hidden_act, gate.data(), up.data(), gate.data(), T * inter);
     GemmBf16Ref(gate.data(), W.down, nullptr, proj.data(), T, h, inter, threads_);
     if (options_.all_reduce) options_.all_reduce(proj.data(), T * h);
     AddRef(x, proj.data(), T * h);

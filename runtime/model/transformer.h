@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The decoder-only transformer forward pass on the CPU (FP32 math on BF16 weights), written once
-// for Llama, Qwen2 (q/k/v biases), Qwen3 (q/k norms) and Mistral, for any local slice of the model
+// for Llama, Qwen2 (q/k/v biases), Qwen3 (q/k norms) and Mistral, with the config's gate
+// activation, rope scaling and per-layer sliding window, for any local slice of the model
 // (tensor-parallel ranks hold head/row/column/vocab slices; pipeline stages hold a layer range).
 // DF11 layers are decoded into a reused scratch buffer right before their matmuls; the next
 // layer's decode runs on a helper thread while the current layer computes.
@@ -70,6 +71,7 @@ class Transformer : public ForwardBackend {
   TransformerOptions options_;
   int threads_;
   std::vector<float> inv_freq_;
+  float rope_scaling_ = 1.0f;         // cos/sin factor (yarn's attention factor)
   std::vector<uint16_t> scratch_[2];  // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;
 };

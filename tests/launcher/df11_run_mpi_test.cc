@@ -253,14 +253,34 @@ TEST_F(Df11RunMpi, ManifestConfigDoesNotMatchWeights) {
   m["config"]["hidden_size"] = 192;
   std::ofstream(model + "/manifest.json") << m.dump(2);
   Result r = Generate(4, model);
-  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.status, 2) << "bad input";
   EXPECT_LT(r.seconds, kFailBoundS);
-  // Every rank prints the first failing rank's message, which names a weight whose shape no
-  // longer fits and the shape the edited config implies.
+  // Every rank prints the first failing rank's message, which names its shard file, a weight
+  // whose shape no longer fits and the shape the edited config implies.
   const std::string line = SameFromEveryRank(r.err, 4);
-  EXPECT_NE(line.find("weight model."), std::string::npos) << r.err;
+  EXPECT_NE(line.find("the weights do not match config.json"), std::string::npos) << r.err;
+  EXPECT_NE(line.find("rank-0000"), std::string::npos) << r.err;
   EXPECT_NE(line.find(", 192]"), std::string::npos) << r.err;
   std::printf("manifest/config mismatch: exit %d after %.2f s\n", r.status, r.seconds);
+}
+
+// The class, on shards: the manifest's config says 3 layers where the weights hold 4, or asks for
+// something this runtime does not compute; refused with exit 2 by every rank before loading.
+TEST_F(Df11RunMpi, ManifestConfigLayersOrMathRefused) {
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"num_hidden_layers", 3}}, "rank holds layers [2, 4) but num_hidden_layers is 3"},
+      {{{"hidden_act", "relu"}}, "\"hidden_act\" is \"relu\""},
+      {{{"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0}}}}, "\"dynamic\""}};
+  int i = 0;
+  for (const auto& [patch, expect] : cases) {
+    const std::string model = CopyShard("refused" + std::to_string(i++));
+    auto m = nlohmann::json::parse(ReadFile(model + "/manifest.json"));
+    m["config"].merge_patch(patch);
+    std::ofstream(model + "/manifest.json") << m.dump(2);
+    Result r = Generate(4, model);
+    EXPECT_EQ(r.status, 2) << patch.dump() << "\n" << r.err;
+    EXPECT_NE(SameFromEveryRank(r.err, 4).find(expect), std::string::npos) << r.err;
+  }
 }
 
 // The pid of the df11-run process that is rank `rank` of a `generate` job on `model`, or 0.

@@ -3,7 +3,11 @@
 // tiny models, their DF11 copies and shards for every tp x pp layout that fits the job; every rank
 // loads only its shard, rank 0 drives steps and compares against one-rank Transformers on the
 // unsharded BF16 model: greedy tokens identical, logits within kLogitAtol, and DF11 shards' logits
-// bit-identical to BF16 shards' of the same layout. The exit code is non-zero when any rank failed.
+// bit-identical to BF16 shards' of the same layout. Besides make-tiny models, three of the models
+// transformers wrote (tests/data/hf_models: windows on all or some layers, GELU, YaRN), whose
+// one-rank logits hf_models_test checks against transformers: a shard keeps the config, and a
+// stage's layers use their global index for the window. The exit code is non-zero when any rank
+// failed.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -58,9 +62,13 @@ bool AllOk(bool ok) {
 struct Arch {
   std::string name;
   TinyModelOptions options;
+  std::string source;  // a model directory to use instead of make-tiny's
 };
 
 Arch MakeArch(const std::string& name) {
+  for (const char* hf : {"mistral_sliding_window", "qwen2_sliding_layers_gelu", "qwen3_yarn"}) {
+    if (name == hf) return {name, {}, std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/" + hf};
+  }
   TinyModelOptions o;
   o.layers = 4;
   o.hidden = 128;
@@ -82,7 +90,7 @@ Arch MakeArch(const std::string& name) {
     o.arch = "qwen2";  // q/k/v biases, cut by rows
     o.seed = 13;
   }
-  return {name, o};
+  return {name, o, ""};
 }
 
 // Token ids and per-step results of one driven batch.
@@ -160,9 +168,9 @@ struct ArchFiles {
 };
 
 Status PrepareArch(const Arch& arch, ArchFiles* f) {
-  f->bf16 = g_tmp + "/" + arch.name;
+  f->bf16 = arch.source.empty() ? g_tmp + "/" + arch.name : arch.source;
   f->df11 = g_tmp + "/" + arch.name + ".df11";
-  DF11_RETURN_IF_ERROR(MakeTinyModel(arch.options, f->bf16));
+  if (arch.source.empty()) DF11_RETURN_IF_ERROR(MakeTinyModel(arch.options, f->bf16));
   CompressOptions copts;
   copts.threads = 1;
   copts.show_progress = false;
@@ -279,11 +287,12 @@ TEST_P(Distributed, MatchesOneRank) {
     sopts.pp = p.pp;
     sopts.threads = 1;
     sopts.show_progress = false;
-    const std::vector<std::pair<std::string, std::string>> jobs = {
-        {arch.name, bf16_dir}, {arch.name + ".df11", df11_dir}};
+    const ArchFiles& f = Files()[p.arch];
+    const std::vector<std::pair<std::string, std::string>> jobs = {{f.bf16, bf16_dir},
+                                                                   {f.df11, df11_dir}};
     for (const auto& [src, out] : jobs) {
       if (!ok) break;
-      auto summary = ShardModel(g_tmp + "/" + src, out, sopts);
+      auto summary = ShardModel(src, out, sopts);
       EXPECT_TRUE(summary.ok()) << src << ": " << summary.status().ToString();
       ok = summary.ok();
       if (ok) {
@@ -341,6 +350,12 @@ std::vector<Layout> AllLayouts() {
   for (const char* arch : {"llama", "qwen3", "qwen2"}) {
     const std::vector<std::pair<int, int>> layouts = {{4, 1}, {2, 2}, {1, 4}, {2, 1}, {1, 2}};
     for (auto [tp, pp] : layouts) all.push_back({arch, tp, pp});
+  }
+  // 2 or 3 layers: at most 2 stages. Qwen2's second stage holds windowed layer 2 only.
+  for (const char* arch : {"mistral_sliding_window", "qwen2_sliding_layers_gelu", "qwen3_yarn"}) {
+    for (auto [tp, pp] : std::vector<std::pair<int, int>>{{4, 1}, {2, 2}, {2, 1}, {1, 2}}) {
+      all.push_back({arch, tp, pp});
+    }
   }
   return all;
 }

@@ -1,45 +1,81 @@
 // SPDX-License-Identifier: Apache-2.0
-// SwiGluRef against silu(g) * u in double (and at the extremes of exp), in place; AddRef exactly.
+// GatedActivationRef for each config "hidden_act" against act(g) * u in double (and at the
+// extremes of exp/tanh/erf), in place; AddRef exactly.
+#include "kernels/activation/activation.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <numbers>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "kernels/activation/activation.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
 namespace {
 
-// A handful of FP32 roundings (exp, add, divide, multiply): a few ulps.
-constexpr double kAtol = 1e-7;
-constexpr double kRtol = 1e-6;
+struct Case {
+  GateActivation act;
+  const char* name;
+  std::function<double(double)> exact;
+  // A handful of FP32 roundings: a few ulps. GELU's 1 + erf(g) / 1 + tanh(...) cancels for
+  // negative g, so its error is absolute (a few ulps of 1, times |g|).
+  double atol, rtol;
+};
 
-TEST(SwiGlu, MatchesDoubleReference) {
-  uint64_t seed = FreshSeed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 3.0f);
-  const int64_t n = 10'001;
-  std::vector<float> gate(n), up(n);
-  for (auto& v : gate) v = dist(rng);
-  for (auto& v : up) v = dist(rng);
-  gate[0] = -200.0f;  // exp(200) overflows FP32: silu must give -0, not NaN
-  gate[1] = 200.0f;
-  gate[2] = 0.0f;
-  std::vector<double> expected(n);
-  for (int64_t i = 0; i < n; ++i) expected[i] = gate[i] / (1.0 + std::exp(-double{gate[i]})) * up[i];
-  std::vector<float> out(n, std::numeric_limits<float>::quiet_NaN());
-  SwiGluRef(gate.data(), up.data(), out.data(), n);
-  EXPECT_EQ(CompareClose(expected, out, kAtol, kRtol), "");
+const Case kCases[] = {
+    {GateActivation::kSilu, "silu", [](double g) { return g / (1.0 + std::exp(-g)); }, 1e-7, 1e-6},
+    {GateActivation::kGeluTanh, "gelu_pytorch_tanh",
+     [](double g) {
+       const double k = std::sqrt(2.0 / std::numbers::pi);
+       return 0.5 * g * (1.0 + std::tanh(k * (g + 0.044715 * g * g * g)));
+     },
+     1e-6, 1e-6},
+    {GateActivation::kGelu, "gelu",
+     [](double g) { return 0.5 * g * (1.0 + std::erf(g / std::numbers::sqrt2)); }, 1e-6, 1e-6},
+};
 
-  SwiGluRef(gate.data(), up.data(), gate.data(), n);  // in place over gate
-  EXPECT_EQ(std::memcmp(gate.data(), out.data(), n * sizeof(float)), 0);
+TEST(GatedActivation, MatchesDoubleReference) {
+  for (const Case& c : kCases) {
+    uint64_t seed = FreshSeed();
+    SCOPED_TRACE(std::string(c.name) + " seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    const int64_t n = 10'001;
+    std::vector<float> gate(n), up(n);
+    for (auto& v : gate) v = dist(rng);
+    for (auto& v : up) v = dist(rng);
+    gate[0] = -200.0f;  // exp(200) overflows FP32: silu must give -0, not NaN
+    gate[1] = 200.0f;
+    gate[2] = 0.0f;
+    gate[3] = -12.0f;  // erf/tanh saturate to -1: a (signed) zero
+    std::vector<double> expected(n);
+    for (int64_t i = 0; i < n; ++i) expected[i] = c.exact(gate[i]) * up[i];
+    std::vector<float> out(n, std::numeric_limits<float>::quiet_NaN());
+    GatedActivationRef(c.act, gate.data(), up.data(), out.data(), n);
+    EXPECT_EQ(CompareClose(expected, out, c.atol, c.rtol), "");
+
+    GatedActivationRef(c.act, gate.data(), up.data(), gate.data(), n);  // in place over gate
+    EXPECT_EQ(std::memcmp(gate.data(), out.data(), n * sizeof(float)), 0);
+  }
+}
+
+TEST(GatedActivation, ActivationsDiffer) {
+  // At g = 1 the three differ well beyond rounding: a model run with the wrong one is visible.
+  const float g = 1.0f, u = 1.0f;
+  float silu, tanh_gelu, gelu;
+  GatedActivationRef(GateActivation::kSilu, &g, &u, &silu, 1);
+  GatedActivationRef(GateActivation::kGeluTanh, &g, &u, &tanh_gelu, 1);
+  GatedActivationRef(GateActivation::kGelu, &g, &u, &gelu, 1);
+  EXPECT_NEAR(silu, 0.7310586, 1e-6);
+  EXPECT_NEAR(tanh_gelu, 0.8411920, 1e-6);
+  EXPECT_NEAR(gelu, 0.8413447, 1e-6);
 }
 
 TEST(Add, IsExactFp32Addition) {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // AttentionCuda against AttentionRef: prefill (t_new = t_total), decode (one query over a long
 // cache), a chunk continuing a cache, MHA and GQA groups, head_dim 1 to 256, cache lengths on the
-// 32-position tile edges, and peaked scores (q scaled up, so the running max moves between
-// tiles). The output is poisoned (NaN) first. Skips without a CUDA device.
+// 32-position tile edges, peaked scores (q scaled up, so the running max moves between tiles), and
+// sliding windows (shorter, longer and on the tile edges); the device-length and batched variants
+// with and without a window. The output is poisoned (NaN) first. Skips without a CUDA device.
 // Tolerance |gpu - ref| <= atol + 1e-4 * |ref| with q, k, v ~ N(0, 1): outputs are convex
 // combinations of v rows (|out| <~ 4). The dot products are summed in another order (~1e-6 on a
 // score), the online softmax rescales instead of normalising first, and the weighted sum of up
@@ -32,6 +33,7 @@ struct Case {
   int64_t t_new, t_total, n_heads, n_kv_heads, head_dim;
   float q_scale;
   double atol;
+  int64_t window = 0;
 };
 
 class AttentionCudaTest : public kernel_testing::CudaKernelTest {
@@ -41,24 +43,27 @@ class AttentionCudaTest : public kernel_testing::CudaKernelTest {
     SCOPED_TRACE("t_new " + std::to_string(c.t_new) + " t_total " + std::to_string(c.t_total) +
                  " heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) +
                  " head_dim " + std::to_string(c.head_dim) + " q_scale " +
-                 std::to_string(c.q_scale) + " seed " + std::to_string(seed));
+                 std::to_string(c.q_scale) + " window " + std::to_string(c.window) + " seed " +
+                 std::to_string(seed));
     std::mt19937_64 rng(seed);
     const std::vector<float> q = NormalFloats(c.t_new * c.n_heads * c.head_dim, c.q_scale, rng);
     const std::vector<float> k = NormalFloats(c.t_total * c.n_kv_heads * c.head_dim, 1.0f, rng);
     const std::vector<float> v = NormalFloats(c.t_total * c.n_kv_heads * c.head_dim, 1.0f, rng);
     std::vector<float> expected(q.size());
     AttentionRef(q.data(), k.data(), v.data(), c.t_new, c.t_total, c.n_heads, c.n_kv_heads,
-                 c.head_dim, expected.data(), 4);
+                 c.head_dim, c.window, expected.data(), 4);
     DeviceArray<float> d_q(q);
     DeviceArray<float> d_k(k);
     DeviceArray<float> d_v(v);
     DeviceArray<float> d_out(q.size());
     d_out.Poison();
     AttentionCuda(d_q.get(), d_k.get(), d_v.get(), c.t_new, c.t_total, c.n_heads, c.n_kv_heads,
-                  c.head_dim, d_out.get(), stream_);
+                  c.head_dim, c.window, d_out.get(), stream_);
     Sync();
     EXPECT_EQ(CompareClose(expected, d_out.Download(), c.atol, kRtol), "");
   }
+  void CheckPastOnDevice(int64_t window);
+  void CheckBatched(int64_t window);
 };
 
 TEST_F(AttentionCudaTest, Prefill) {
@@ -80,12 +85,21 @@ TEST_F(AttentionCudaTest, ChunkOverExistingCache) {
   ExpectMatchesRef({40, 300, 16, 2, 128, 1.0f, 3e-5});
 }
 
+TEST_F(AttentionCudaTest, SlidingWindow) {
+  for (int64_t window : {1, 5, 31, 32, 33, 64, 200}) {
+    ExpectMatchesRef({100, 100, 4, 2, 64, 1.0f, 3e-5, window});  // prefill
+    ExpectMatchesRef({1, 4097, 4, 1, 128, 1.0f, 3e-5, window});  // decode, long cache
+    ExpectMatchesRef({40, 300, 8, 2, 128, 1.0f, 3e-5, window});  // chunk over a cache
+  }
+  ExpectMatchesRef({100, 100, 4, 2, 128, 8.0f, 2e-4, 40});
+}
+
 TEST_F(AttentionCudaTest, NoQueriesWritesNothing) {
   DeviceArray<float> d_kv(std::vector<float>(2 * 4, 1.0f));
   DeviceArray<float> d_out(4);
   d_out.Poison();
   const std::vector<float> poisoned = d_out.Download();
-  AttentionCuda(d_kv.get(), d_kv.get(), d_kv.get(), 0, 2, 1, 1, 4, d_out.get(), stream_);
+  AttentionCuda(d_kv.get(), d_kv.get(), d_kv.get(), 0, 2, 1, 1, 4, 0, d_out.get(), stream_);
   Sync();
   EXPECT_EQ(CompareExact(poisoned, d_out.Download()), "");
 }
@@ -93,8 +107,12 @@ TEST_F(AttentionCudaTest, NoQueriesWritesNothing) {
 // The graph-replayable pair: append new K/V rows at a device-held length, then attend with the
 // length read on the device; must equal AttentionCuda bit for bit and place rows exactly.
 TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
+  for (int64_t window : {0, 20}) CheckPastOnDevice(window);
+}
+
+void AttentionCudaTest::CheckPastOnDevice(int64_t window) {
   const uint64_t seed = FreshSeed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+  SCOPED_TRACE("window " + std::to_string(window) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const int64_t past = 45, t_new = 3, heads = 4, kv = 2, hd = 64, row = kv * hd, cap = 64;
   const std::vector<float> q = NormalFloats(t_new * heads * hd, 1.0f, rng);
@@ -112,10 +130,10 @@ TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
   DeviceArray<float> d_a(q.size()), d_b(q.size());
   d_a.Poison();
   d_b.Poison();
-  AttentionCuda(d_q.get(), d_k.get(), d_v.get(), t_new, past + t_new, heads, kv, hd, d_a.get(),
-                stream_);
+  AttentionCuda(d_q.get(), d_k.get(), d_v.get(), t_new, past + t_new, heads, kv, hd, window,
+                d_a.get(), stream_);
   AttentionCudaPastOnDevice(d_q.get(), d_k.get(), d_v.get(), t_new, d_past.get(), heads, kv, hd,
-                            d_b.get(), stream_);
+                            window, d_b.get(), stream_);
   Sync();
   EXPECT_EQ(CompareExact(d_a.Download(), d_b.Download()), "");
 }
@@ -125,8 +143,12 @@ TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
 // sequences of different lengths and capacities, a prompt chunk among single decode tokens, and
 // a sequence listed with its tokens out of table order. Caches and outputs equal bit for bit.
 TEST_F(AttentionCudaTest, BatchedStepMatchesPerSequence) {
+  for (int64_t window : {0, 33}) CheckBatched(window);
+}
+
+void AttentionCudaTest::CheckBatched(int64_t window) {
   const uint64_t seed = FreshSeed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+  SCOPED_TRACE("window " + std::to_string(window) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const int64_t heads = 8, kv = 2, hd = 64, row = kv * hd;
   struct Seq {
@@ -163,7 +185,8 @@ TEST_F(AttentionCudaTest, BatchedStepMatchesPerSequence) {
     KvAppendCuda(d_kn.get() + t0 * row, d_vn.get() + t0 * row, s.t_new, row, d_past.get(),
                  k1[i]->get(), v1[i]->get(), stream_);
     AttentionCudaPastOnDevice(d_q.get() + t0 * heads * hd, k1[i]->get(), v1[i]->get(), s.t_new,
-                              d_past.get(), heads, kv, hd, d_a.get() + t0 * heads * hd, stream_);
+                              d_past.get(), heads, kv, hd, window, d_a.get() + t0 * heads * hd,
+                              stream_);
     Sync();  // d_past goes out of scope
     for (int64_t j = 0; j < s.t_new; ++j) {
       seq_of.push_back(i);
@@ -176,7 +199,7 @@ TEST_F(AttentionCudaTest, BatchedStepMatchesPerSequence) {
   KvAppendCudaBatched(d_kn.get(), d_vn.get(), tokens, row, d_seq.get(), d_pos.get(), d_k_tab.get(),
                       d_v_tab.get(), stream_);
   AttentionCudaBatched(d_q.get(), d_k_tab.get(), d_v_tab.get(), d_seq.get(), d_pos.get(), tokens,
-                       heads, kv, hd, d_b.get(), stream_);
+                       heads, kv, hd, window, d_b.get(), stream_);
   Sync();
   for (size_t i = 0; i < seqs.size(); ++i) {
     EXPECT_EQ(CompareExact(k1[i]->Download(), k2[i]->Download()), "") << "K cache " << i;

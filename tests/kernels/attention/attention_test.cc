@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// AttentionRef against a double-precision causal softmax(q·kᵀ/√d)·v, a hand-computed single
-// query, causal masking (future cache entries change nothing), the GQA head → kv-head mapping,
-// and bit-identical results for any thread count.
+// AttentionRef against a double-precision causal softmax(q·kᵀ/√d)·v (with and without a sliding
+// window), a hand-computed single query, causal masking (future cache entries change nothing),
+// the sliding window (entries older than the window change nothing; transformers' rule kv > q - w),
+// the GQA head → kv-head mapping, and bit-identical results for any thread count.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +21,7 @@ namespace {
 
 struct Shape {
   int64_t t_new, t_total, n_heads, n_kv_heads, head_dim;
+  int64_t window = 0;  // 0: none
 };
 
 struct Inputs {
@@ -40,8 +42,8 @@ Inputs RandomInputs(const Shape& s, uint64_t seed) {
 
 std::vector<float> Attend(const Shape& s, const Inputs& in, int threads) {
   std::vector<float> out(s.t_new * s.n_heads * s.head_dim, std::numeric_limits<float>::quiet_NaN());
-  AttentionRef(in.q.data(), in.k.data(), in.v.data(), s.t_new, s.t_total, s.n_heads,
-               s.n_kv_heads, s.head_dim, out.data(), threads);
+  AttentionRef(in.q.data(), in.k.data(), in.v.data(), s.t_new, s.t_total, s.n_heads, s.n_kv_heads,
+               s.head_dim, s.window, out.data(), threads);
   return out;
 }
 
@@ -49,12 +51,13 @@ std::vector<double> Reference(const Shape& s, const Inputs& in) {
   const int64_t d = s.head_dim, group = s.n_heads / s.n_kv_heads;
   std::vector<double> out(s.t_new * s.n_heads * d, 0.0);
   for (int64_t i = 0; i < s.t_new; ++i) {
-    const int64_t visible = s.t_total - s.t_new + i + 1;
+    const int64_t q_pos = s.t_total - s.t_new + i;
     for (int64_t h = 0; h < s.n_heads; ++h) {
       const int64_t kv = h / group;
-      std::vector<double> w(visible);
+      std::vector<double> w(q_pos + 1, -INFINITY);  // masked positions keep weight exp(-inf) = 0
       double max_w = -INFINITY, sum = 0;
-      for (int64_t j = 0; j < visible; ++j) {
+      for (int64_t j = 0; j <= q_pos; ++j) {
+        if (s.window > 0 && !(j > q_pos - s.window)) continue;  // transformers' sliding mask
         double dot = 0;
         for (int64_t e = 0; e < d; ++e) {
           dot += double{in.q[(i * s.n_heads + h) * d + e]} * in.k[(j * s.n_kv_heads + kv) * d + e];
@@ -63,7 +66,7 @@ std::vector<double> Reference(const Shape& s, const Inputs& in) {
         max_w = std::max(max_w, w[j]);
       }
       for (auto& x : w) sum += (x = std::exp(x - max_w));
-      for (int64_t j = 0; j < visible; ++j) {
+      for (int64_t j = 0; j <= q_pos; ++j) {
         for (int64_t e = 0; e < d; ++e) {
           out[(i * s.n_heads + h) * d + e] += w[j] / sum * in.v[(j * s.n_kv_heads + kv) * d + e];
         }
@@ -78,13 +81,16 @@ constexpr double kAtol = 1e-5;
 constexpr double kRtol = 1e-4;
 
 TEST(Attention, MatchesDoubleReference) {
-  const Shape shapes[] = {{1, 1, 4, 4, 64},   {1, 37, 8, 2, 128}, {5, 5, 4, 1, 64},
-                          {3, 20, 6, 3, 16},  {7, 300, 2, 1, 3},  {16, 16, 32, 8, 128}};
+  const Shape shapes[] = {{1, 1, 4, 4, 64},      {1, 37, 8, 2, 128},    {5, 5, 4, 1, 64},
+                          {3, 20, 6, 3, 16},     {7, 300, 2, 1, 3},     {16, 16, 32, 8, 128},
+                          {16, 16, 4, 2, 32, 4}, {1, 37, 8, 2, 64, 10}, {7, 300, 2, 1, 8, 32},
+                          {5, 5, 2, 2, 16, 1},   {3, 20, 6, 3, 16, 100}};
   for (const Shape& s : shapes) {
     uint64_t seed = FreshSeed();
     SCOPED_TRACE("t_new " + std::to_string(s.t_new) + " t_total " + std::to_string(s.t_total) +
                  " heads " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) +
-                 " head_dim " + std::to_string(s.head_dim) + " seed " + std::to_string(seed));
+                 " head_dim " + std::to_string(s.head_dim) + " window " + std::to_string(s.window) +
+                 " seed " + std::to_string(seed));
     Inputs in = RandomInputs(s, seed);
     EXPECT_EQ(CompareClose(Reference(s, in), Attend(s, in, 2), kAtol, kRtol), "");
   }
@@ -126,6 +132,40 @@ TEST(Attention, CausalMaskIgnoresLaterPositions) {
   EXPECT_NE(std::memcmp(before.data() + 4 * q_row, after.data() + 4 * q_row, q_row * sizeof(float)),
             0)
       << "query 4 did not see position 4";
+}
+
+TEST(Attention, SlidingWindowSeesOnlyTheLastWindowPositions) {
+  // Window 3, prefill of 8: query i sees positions i-2..i. Changing position 2 changes queries
+  // 2, 3 and 4 only; without a window every later query sees it.
+  Shape s{8, 8, 2, 1, 16, 3};
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Inputs in = RandomInputs(s, seed);
+  const std::vector<float> before = Attend(s, in, 1);
+  const int64_t row = s.n_kv_heads * s.head_dim, q_row = s.n_heads * s.head_dim;
+  for (int64_t j = 2 * row; j < 3 * row; ++j) in.k[j] += 1.0f;
+  const std::vector<float> after = Attend(s, in, 1);
+  for (int64_t i = 0; i < s.t_new; ++i) {
+    const bool same = std::memcmp(before.data() + i * q_row, after.data() + i * q_row,
+                                  q_row * sizeof(float)) == 0;
+    EXPECT_EQ(same, i < 2 || i > 4) << "query " << i;
+  }
+  // Window 1: each query attends to itself only, so the output is its own value row.
+  s.window = 1;
+  const std::vector<float> own = Attend(s, in, 1);
+  for (int64_t i = 0; i < s.t_new; ++i) {
+    for (int64_t h = 0; h < s.n_heads; ++h) {
+      EXPECT_EQ(std::memcmp(own.data() + i * q_row + h * s.head_dim, in.v.data() + i * row,
+                            s.head_dim * sizeof(float)),
+                0)
+          << "query " << i << " head " << h;
+    }
+  }
+  // A window at least as long as the sequence changes nothing.
+  s.window = 8;
+  const std::vector<float> wide = Attend(s, in, 1);
+  s.window = 0;
+  EXPECT_EQ(wide, Attend(s, in, 1));
 }
 
 TEST(Attention, GroupedHeadsReadTheirKvHead) {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // RoPE: inverse frequencies against hand-evaluated transformers formulas (default, Llama 3.1's
-// llama3 scaling, linear), the rotate_half pairing, position 0 as the identity, and the rotation
-// against double math on HF's float32 angles.
+// llama3 scaling, linear) and against transformers 5.24's yarn numbers (two configs: defaults;
+// beta_fast/beta_slow/mscale/mscale_all_dim/truncate set), the attention scaling of cos and sin,
+// the rotate_half pairing, position 0 as the identity, and the rotation against double math on
+// HF's float32 angles.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -85,6 +87,98 @@ TEST(RopeInvFreq, LinearDividesByFactor) {
   ExpectFreq(scaled, 7, plain[7] / 4.0);
 }
 
+// transformers 5.24's _compute_yarn_parameters(Qwen3Config(head_dim=32, rope_parameters=...)),
+// printed in float32 (torch computes in float32: our double-then-round values are within a few
+// ulps).
+constexpr double kYarnRtol = 1e-6;
+
+TEST(RopeInvFreq, YarnMatchesTransformers) {
+  RopeParams p;
+  p.head_dim = 32;
+  p.theta = 1e6;
+  p.scaling_type = "yarn";
+  p.factor = 4.0;
+  p.original_max_position_embeddings = 32768;
+  const double expected[] = {1.0,
+                             0.4216965138912201,
+                             0.17782793939113617,
+                             0.07498941570520401,
+                             0.03162277862429619,
+                             0.01333521492779255,
+                             0.00477990135550499,
+                             0.001659961650148034,
+                             0.0005499999970197678,
+                             0.00016867858357727528,
+                             4.4456985051510856e-05,
+                             1.8747356079984456e-05,
+                             7.905693564680405e-06,
+                             3.3338035336782923e-06,
+                             1.405853367941745e-06,
+                             5.928434347879374e-07};
+  std::vector<float> inv_freq = RopeInvFreq(p);
+  ASSERT_EQ(inv_freq.size(), 16u);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_LE(std::abs(inv_freq[i] - expected[i]), kYarnRtol * expected[i])
+        << "inv_freq[" << i << "]";
+  }
+  EXPECT_NEAR(RopeAttentionScaling(p), 1.138629436111989, 1e-7);  // 0.1 ln(4) + 1
+
+  // The optional keys: beta_fast, beta_slow, mscale / mscale_all_dim, truncate.
+  p.theta = 10000.0;
+  p.factor = 8.0;
+  p.original_max_position_embeddings = 4096;
+  p.beta_fast = 16;
+  p.beta_slow = 2;
+  p.mscale = 0.707;
+  p.mscale_all_dim = 1.0;
+  p.truncate = false;
+  const double expected2[] = {1.0,
+                              0.5623413324356079,
+                              0.3162277638912201,
+                              0.17782793939113617,
+                              0.10000000149011612,
+                              0.05623412877321243,
+                              0.03162277862429619,
+                              0.015371676534414291,
+                              0.006221889052540064,
+                              0.0021367003209888935,
+                              0.00043557558092288673,
+                              0.00022228492889553308,
+                              0.0001250000059371814,
+                              7.029266271274537e-05,
+                              3.9528473280370235e-05,
+                              2.2228492525755428e-05};
+  inv_freq = RopeInvFreq(p);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_LE(std::abs(inv_freq[i] - expected2[i]), kYarnRtol * expected2[i])
+        << "inv_freq[" << i << "]";
+  }
+  EXPECT_NEAR(RopeAttentionScaling(p), 0.9495608824621653, 1e-7);
+  p.attention_factor = 1.25;  // given explicitly: used as it is
+  EXPECT_FLOAT_EQ(RopeAttentionScaling(p), 1.25f);
+  p.scaling_type = "llama3";  // only yarn scales cos and sin
+  EXPECT_EQ(RopeAttentionScaling(p), 1.0f);
+}
+
+TEST(Rope, AttentionScalingMultipliesCosAndSin) {
+  // Scaling by 2 (a power of two) is exact in FP32: the result is exactly twice the unscaled one.
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const int64_t tokens = 5, heads = 2, head_dim = 16;
+  std::vector<float> x(tokens * heads * head_dim);
+  for (auto& v : x) v = dist(rng);
+  const std::vector<int32_t> positions = {0, 1, 7, 100, 5000};
+  RopeParams p;
+  p.head_dim = head_dim;
+  const std::vector<float> inv_freq = RopeInvFreq(p);
+  std::vector<float> plain = x, doubled = x;
+  RopeRef(plain.data(), tokens, heads, head_dim, positions.data(), inv_freq.data(), 1.0f);
+  RopeRef(doubled.data(), tokens, heads, head_dim, positions.data(), inv_freq.data(), 2.0f);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(doubled[i], 2.0f * plain[i]) << "element " << i;
+}
+
 TEST(Rope, PairsIWithIPlusHalf) {
   // A unit vector along element 0 rotates within (0, half): (cos θ0, sin θ0) at position p.
   const int64_t head_dim = 8, half = 4;
@@ -92,7 +186,7 @@ TEST(Rope, PairsIWithIPlusHalf) {
   std::vector<float> x(head_dim, 0.0f);
   x[0] = 1.0f;
   const int32_t pos = 3;
-  RopeRef(x.data(), 1, 1, head_dim, &pos, inv_freq.data());
+  RopeRef(x.data(), 1, 1, head_dim, &pos, inv_freq.data(), 1.0f);
   EXPECT_NEAR(x[0], std::cos(1.5), 1e-7);
   EXPECT_NEAR(x[half], std::sin(1.5), 1e-7);
   for (int64_t i : {1, 2, 3, 5, 6, 7}) EXPECT_EQ(x[i], 0.0f) << "element " << i;
@@ -112,7 +206,7 @@ TEST(Rope, MatchesDoubleMathOnFloatAngles) {
   positions[0] = 0;
   for (int64_t t = 1; t < tokens; ++t) positions[t] = static_cast<int32_t>(rng() % 131072);
   std::vector<float> y = x;
-  RopeRef(y.data(), tokens, heads, head_dim, positions.data(), inv_freq.data());
+  RopeRef(y.data(), tokens, heads, head_dim, positions.data(), inv_freq.data(), 1.0f);
 
   // Position 0 (token 0) is the identity, bit for bit.
   EXPECT_EQ(std::memcmp(x.data(), y.data(), heads * head_dim * sizeof(float)), 0);

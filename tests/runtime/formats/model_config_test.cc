@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // ModelConfig: real published configs (Llama 3.1 8B, Qwen2.5 0.5B, Qwen3 8B, Mistral 7B v0.3)
-// parse to the right dims, defaults and tensor lists; bad configs give a Status naming the field.
+// parse to the right dims, defaults, math (no unused keys, SiLU, windows) and tensor lists; bad
+// configs give a Status naming the field.
 #include "runtime/formats/model_config.h"
 
 #include <gmock/gmock.h>
@@ -203,6 +204,26 @@ TEST(ModelConfigTest, MistralNullHeadDim) {
   EXPECT_EQ(c->bos_token_id, 1);
   EXPECT_THAT(c->eos_token_ids, ElementsAre(2));
   EXPECT_EQ(AsMap(ExpectedTensors(*c)).count("lm_head.weight"), 1u);
+}
+
+TEST(ModelConfigTest, PublishedConfigsUseEveryKeyAndRunAsWritten) {
+  // Every key of these published configs is one the architecture reads or that has no effect:
+  // no warning, nothing refused; SiLU, no window (Qwen2.5's sliding_window is off without
+  // use_sliding_window; Mistral 7B v0.3 says null).
+  for (const json& j : {Llama31_8B(), Qwen25_05B(), Qwen3_06B(), Mistral7B()}) {
+    StatusOr<ModelConfig> c = ParseModelConfig(j, "published/config.json");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_THAT(c->unused_keys, ::testing::IsEmpty()) << c->architecture_name;
+    EXPECT_EQ(c->hidden_act, GateActivation::kSilu);
+    EXPECT_EQ(c->layer_window, std::vector<int64_t>(c->num_hidden_layers, 0))
+        << c->architecture_name;
+  }
+  // Mistral 7B v0.1 windows every layer at 4096.
+  json v01 = Mistral7B();
+  v01["sliding_window"] = 4096;
+  StatusOr<ModelConfig> c = ParseModelConfig(v01, "mistral-7b-v0.1/config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->layer_window, std::vector<int64_t>(32, 4096));
 }
 
 TEST(ModelConfigTest, TransformersDefaults) {

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// The config.json keys that change the forward pass, read as transformers 5.24 reads them:
+// hidden_act (ACT2FN), the rotary embedding (rope_theta and rope_scaling / rope_parameters:
+// default, linear, llama3, yarn), and sliding-window attention (Mistral: sliding_window, 4096
+// when absent; Qwen2/Qwen3: use_sliding_window, sliding_window, max_window_layers, layer_types).
+// What this runtime does not compute is refused by name (Unimplemented), never approximated.
+#include <map>
+#include <set>
+
+#include "runtime/formats/config_parsing.h"
+
+namespace df11::config_parsing {
+namespace {
+
+using json = nlohmann::json;
+
+// transformers' rope types this runtime computes, and the keys each reads besides rope_type /
+// type, rope_theta and partial_rotary_factor.
+const std::map<std::string, std::set<std::string>>& RopeTypes() {
+  static const auto* types = new std::map<std::string, std::set<std::string>>{
+      {"default", {}},
+      {"linear", {"factor"}},
+      {"llama3",
+       {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}},
+      {"yarn",
+       {"factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor",
+        "mscale", "mscale_all_dim", "truncate"}},
+  };
+  return *types;
+}
+
+constexpr char kRopeTypesList[] = "default, linear, llama3, yarn";
+
+// yarn's optional numbers: transformers reads them with `or` (absent, null or 0 is the default).
+StatusOr<double> NumberOrDefault(const FieldReader& r, const std::string& key, double fallback) {
+  if (!r.Has(key)) return fallback;
+  if (!r.Get(key).is_number() || r.Get(key).get<double>() < 0) {
+    return r.Error(key, "a non-negative number");
+  }
+  const double v = r.Get(key).get<double>();
+  return v == 0 ? fallback : v;
+}
+
+Status ParseYarn(const FieldReader& r, ModelConfig* c) {
+  RopeScaling& s = c->rope_scaling;
+  DF11_ASSIGN_OR_RETURN(s.beta_fast, NumberOrDefault(r, "beta_fast", 32));
+  DF11_ASSIGN_OR_RETURN(s.beta_slow, NumberOrDefault(r, "beta_slow", 1));
+  DF11_ASSIGN_OR_RETURN(s.mscale, NumberOrDefault(r, "mscale", 0));
+  DF11_ASSIGN_OR_RETURN(s.mscale_all_dim, NumberOrDefault(r, "mscale_all_dim", 0));
+  DF11_ASSIGN_OR_RETURN(s.truncate, r.BoolOr("truncate", true));
+  DF11_ASSIGN_OR_RETURN(s.attention_factor, r.PositiveNumberOr("attention_factor", 0));
+  // A correction range wider than the frequencies or an inverted one is still well defined (the
+  // ramp clamps), as in transformers.
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseHiddenAct(const json& j, const std::string& source, ModelConfig* c) {
+  FieldReader r(j, source);
+  DF11_ASSIGN_OR_RETURN(std::string act, r.StringOr("hidden_act", "silu"));
+  if (act == "silu" || act == "swish") {
+    c->hidden_act = GateActivation::kSilu;
+  } else if (act == "gelu_pytorch_tanh") {
+    c->hidden_act = GateActivation::kGeluTanh;
+  } else if (act == "gelu") {
+    c->hidden_act = GateActivation::kGelu;
+  } else {
+    return r.Unsupported("hidden_act", "\"silu\" (or \"swish\"), \"gelu_pytorch_tanh\", \"gelu\"");
+  }
+  return Status::Ok();
+}
+
+Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
+  FieldReader top(j, source);
+  // transformers 5: rope_scaling (when set) wins over rope_parameters; the dict's rope_theta
+  // over the top-level one.
+  std::string key;
+  if (top.Has("rope_scaling") && !(j["rope_scaling"].is_object() && j["rope_scaling"].empty())) {
+    key = "rope_scaling";
+  } else if (top.Has("rope_parameters")) {
+    key = "rope_parameters";
+  }
+  DF11_ASSIGN_OR_RETURN(c->rope_theta, top.PositiveNumberOr("rope_theta", 10000));
+  if (top.Has("partial_rotary_factor")) {
+    const json& v = j["partial_rotary_factor"];
+    if (!v.is_number()) return top.Error("partial_rotary_factor", "a number");
+    if (v.get<double>() != 1.0) {
+      return top.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
+    }
+  }
+  if (key.empty()) return Status::Ok();
+  const json& rs = j[key];
+  if (!rs.is_object()) return top.Error(key, "null or an object with a \"rope_type\"");
+  FieldReader r(rs, source, key + ".");
+  for (const char* layer_type : {"full_attention", "sliding_attention"}) {
+    if (rs.contains(layer_type)) {
+      return r.Unsupported(layer_type, "one rope_parameters for every layer (not per layer type)");
+    }
+  }
+  DF11_ASSIGN_OR_RETURN(c->rope_theta, r.PositiveNumberOr("rope_theta", c->rope_theta));
+  if (r.Has("partial_rotary_factor")) {
+    if (!rs["partial_rotary_factor"].is_number()) {
+      return r.Error("partial_rotary_factor", "a number");
+    }
+    if (rs["partial_rotary_factor"].get<double>() != 1.0) {
+      return r.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
+    }
+  }
+  const std::string type_key = r.Has("rope_type") ? "rope_type" : "type";
+  std::string type = "default";
+  if (r.Has(type_key)) {
+    if (!rs[type_key].is_string()) return r.Error(type_key, "a string such as \"llama3\"");
+    type = rs[type_key].get<std::string>();
+  }
+  auto known = RopeTypes().find(type);
+  if (known == RopeTypes().end()) return r.Unsupported(type_key, kRopeTypesList);
+  for (const auto& [k, v] : rs.items()) {
+    if (k != "rope_type" && k != "type" && k != "rope_theta" && k != "partial_rotary_factor" &&
+        !known->second.count(k)) {
+      c->unused_keys.push_back(key + "." + k);  // transformers warns and ignores them
+    }
+  }
+  RopeScaling& s = c->rope_scaling;
+  s = RopeScaling{};
+  if (type == "default") return Status::Ok();
+  s.type = type;
+  if (!r.Has("factor")) return r.Error("factor", "a positive number");
+  DF11_ASSIGN_OR_RETURN(s.factor, r.PositiveNumberOr("factor", 1));
+  if (type == "llama3") {
+    for (const char* required :
+         {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+      if (!r.Has(required)) return r.Error(required, "a positive number");
+    }
+    DF11_ASSIGN_OR_RETURN(s.low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
+    DF11_ASSIGN_OR_RETURN(s.high_freq_factor, r.PositiveNumberOr("high_freq_factor", 4));
+    if (!(s.high_freq_factor > s.low_freq_factor)) {
+      return r.Error("high_freq_factor", "a number greater than low_freq_factor (" +
+                                             std::to_string(s.low_freq_factor) + ")");
+    }
+  }
+  // yarn defaults to the model's own context length, as transformers' standardize_rope_params.
+  DF11_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
+                        r.DimOr("original_max_position_embeddings", c->max_position_embeddings));
+  if (type == "yarn") DF11_RETURN_IF_ERROR(ParseYarn(r, c));
+  return Status::Ok();
+}
+
+Status ParseAttentionWindows(const json& j, const std::string& source, ModelConfig* c) {
+  FieldReader r(j, source);
+  const int64_t n = c->num_hidden_layers;
+  c->layer_window.assign(static_cast<size_t>(n), 0);
+  auto window_or = [&](int64_t fallback) -> StatusOr<int64_t> {
+    if (!j.contains("sliding_window")) return fallback;
+    if (j["sliding_window"].is_null()) return int64_t{0};
+    return r.Int("sliding_window", 1, kMaxDim, "a positive integer or null");
+  };
+  // layer_types as given, or as the architecture derives it; "sliding_attention" layers get
+  // `window`, which must then be set (transformers raises otherwise).
+  auto apply_layer_types = [&](int64_t window, const std::set<std::string>& allowed,
+                               const std::string& supported) -> Status {
+    if (!r.Has("layer_types")) return Status::Ok();
+    const json& types = j["layer_types"];
+    if (!types.is_array() || static_cast<int64_t>(types.size()) != n) {
+      return r.Error("layer_types",
+                     "a list of num_hidden_layers (" + std::to_string(n) + ") strings");
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const json& t = types[static_cast<size_t>(i)];
+      if (!t.is_string() || !allowed.count(t.get<std::string>())) {
+        return Status::Unimplemented(source + ": field \"layer_types\"[" + std::to_string(i) +
+                                     "] is " + Describe(t) +
+                                     ", which this runtime does not support for " +
+                                     c->architecture_name + "; supported: " + supported);
+      }
+      if (t.get<std::string>() == "sliding_attention") {
+        if (window == 0) {
+          return Status::Unimplemented(
+              source + ": field \"layer_types\"[" + std::to_string(i) +
+              "] is \"sliding_attention\" but no sliding window is set (sliding_window null or"
+              " use_sliding_window false); supported: \"full_attention\" there");
+        }
+        c->layer_window[static_cast<size_t>(i)] = window;
+      } else {
+        c->layer_window[static_cast<size_t>(i)] = 0;
+      }
+    }
+    return Status::Ok();
+  };
+  switch (c->arch) {
+    case Architecture::kLlama:
+      // LlamaForCausalLM masks every layer causally; a sliding_window key would window only the
+      // KV cache of transformers' generate() (config_keys.cc refuses it).
+      return apply_layer_types(0, {"full_attention"}, "\"full_attention\" for every layer");
+    case Architecture::kMistral: {
+      DF11_ASSIGN_OR_RETURN(const int64_t window, window_or(4096));  // MistralConfig default
+      c->layer_window.assign(static_cast<size_t>(n), window);
+      // MistralModel masks every layer alike; layer_types may only say the same.
+      const std::string same = window > 0 ? "sliding_attention" : "full_attention";
+      return apply_layer_types(window, {same},
+                               Quoted(same) + " for every layer (sliding_window " +
+                                   (window > 0 ? std::to_string(window) : "null") + ")");
+    }
+    case Architecture::kQwen2:
+    case Architecture::kQwen3: {
+      DF11_ASSIGN_OR_RETURN(const bool use, r.BoolOr("use_sliding_window", false));
+      DF11_ASSIGN_OR_RETURN(int64_t window, window_or(4096));
+      if (!use) window = 0;  // Qwen2Config: sliding_window = None unless use_sliding_window
+      int64_t max_window_layers = 28;
+      if (r.Has("max_window_layers")) {
+        DF11_ASSIGN_OR_RETURN(max_window_layers, r.Int("max_window_layers", 0, kMaxLayers,
+                                                       "a non-negative integer (at most " +
+                                                           std::to_string(kMaxLayers) + ")"));
+      }
+      for (int64_t i = max_window_layers; i < n && window > 0; ++i) {
+        c->layer_window[static_cast<size_t>(i)] = window;
+      }
+      return apply_layer_types(window, {"full_attention", "sliding_attention"},
+                               "\"full_attention\", \"sliding_attention\"");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace df11::config_parsing

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU backend against Hugging Face transformers on the tiny models transformers itself wrote
+// (tests/data/hf_models): GELU-tanh (Llama), a sliding window on every layer (Mistral, prompt of
+// 3.75x the window, decoding to 7.75x), a window on some layers only with the exact GELU (Qwen2),
+// and YaRN (Qwen3). For each, BF16 and its DF11 compression: every position's logits within
+// 1e-4 of transformers' float32 logits on the same BF16 weights (|logits| < 2; without the
+// feature they move by 0.05 to 1.5), DF11 logits bit-identical to BF16, and greedy decoding
+// (prefill, then one token per step through the KV cache) gives transformers' 32 tokens.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "kernels/sampling/sampling.h"
+#include "runtime/model/model_weights.h"
+#include "runtime/model/transformer.h"
+#include "tests/runtime/model/hf_model_goldens.h"
+#include "tests/runtime/model/model_test_util.h"
+
+namespace df11 {
+namespace {
+
+constexpr float kAtol = 1e-4f;
+
+class HfModels : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfModels, CpuMatchesTransformers) {
+  const model_testing::HfModel ref = model_testing::LoadHfModel(GetParam());
+  ASSERT_EQ(ref.prompts.size(), 3u);
+  const std::string tmp = model_testing::MakeTempDir("df11_hf_models_test");
+  CompressOptions co;
+  co.show_progress = false;
+  auto compressed = CompressModel(ref.dir, tmp + "/df11", co);
+  ASSERT_TRUE(compressed.ok()) << compressed.status().ToString();
+  auto bf16 = LoadModelWeights(ref.dir);
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  auto df11 = LoadModelWeights(tmp + "/df11");
+  ASSERT_TRUE(df11.ok()) << df11.status().ToString();
+  const int64_t V = bf16->config.vocab_size;
+  Transformer b(&*bf16, {}), d(&*df11, {});
+  for (size_t p = 0; p < ref.prompts.size(); ++p) {
+    SCOPED_TRACE(GetParam() + " prompt " + std::to_string(p));
+    const model_testing::HfPrompt& prompt = ref.prompts[p];
+    const int64_t capacity = static_cast<int64_t>(prompt.ids.size() + prompt.greedy.size());
+    KvCache bc = b.NewCache(capacity), dc = d.NewCache(capacity);
+    SequenceStep bs{&bc, prompt.ids}, ds{&dc, prompt.ids};
+    std::vector<float> logits, df11_logits;
+    ASSERT_TRUE(b.Forward(std::span<const SequenceStep>(&bs, 1), true, &logits).ok());
+    ASSERT_TRUE(d.Forward(std::span<const SequenceStep>(&ds, 1), true, &df11_logits).ok());
+    ASSERT_EQ(logits.size(), prompt.logits.size());
+    float worst = 0;
+    size_t worst_at = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const float diff = std::fabs(logits[i] - prompt.logits[i]);
+      if (diff > worst) {
+        worst = diff;
+        worst_at = i;
+      }
+    }
+    std::printf("%s prompt %zu: max |logit - transformers| %.3g\n", GetParam().c_str(), p, worst);
+    EXPECT_LE(worst, kAtol) << "position " << worst_at / V << " token " << worst_at % V
+                            << ": transformers " << prompt.logits[worst_at] << ", ours "
+                            << logits[worst_at];
+    ASSERT_EQ(std::memcmp(logits.data(), df11_logits.data(), 4 * logits.size()), 0)
+        << "DF11 logits differ from BF16";
+
+    // Greedy: every step's top-2 margin in the reference is above the tolerance (checked here),
+    // so the tokens must be transformers' exactly.
+    int32_t next = ArgmaxRef(logits.data() + logits.size() - V, V);
+    for (size_t s = 0; s < prompt.greedy.size(); ++s) {
+      ASSERT_GT(prompt.margins[s], 2 * kAtol) << "step " << s << " is a near-tie";
+      ASSERT_EQ(next, prompt.greedy[s]) << "step " << s;
+      std::vector<int32_t> one = {next};
+      SequenceStep bstep{&bc, one}, dstep{&dc, one};
+      ASSERT_TRUE(b.Forward(std::span<const SequenceStep>(&bstep, 1), false, &logits).ok());
+      ASSERT_TRUE(d.Forward(std::span<const SequenceStep>(&dstep, 1), false, &df11_logits).ok());
+      ASSERT_EQ(std::memcmp(logits.data(), df11_logits.data(), 4 * logits.size()), 0)
+          << "DF11 logits differ from BF16 at step " << s;
+      next = ArgmaxRef(logits.data(), V);
+    }
+  }
+  std::filesystem::remove_all(tmp);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, HfModels, ::testing::ValuesIn(model_testing::kHfModels));
+
+}  // namespace
+}  // namespace df11
