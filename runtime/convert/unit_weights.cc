@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include "runtime/formats/df11_model_check.h"
+
 namespace df11 {
 
 StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
@@ -18,8 +20,15 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
   auto parsed = ParseModelConfig(nlohmann::json::parse(config.dump()), dir + "/config.json");
   if (parsed.ok()) model = std::move(parsed).value();
   Df11Model m{dir, std::move(config), std::move(df11), std::move(model), std::move(ckpt), {}};
+  DF11_RETURN_IF_ERROR(CheckDf11ModelDir(m.checkpoint, m.df11.patterns,
+                                         m.model.has_value() ? &*m.model : nullptr));
   m.units = FindDf11Units(m.checkpoint);
   return m;
+}
+
+bool TiesEmbeddings(const Df11Model& model) {
+  const auto tied = model.config_json.find("tie_word_embeddings");
+  return tied != model.config_json.end() && tied->is_boolean() && tied->get<bool>();
 }
 
 bool IsUnitField(const Df11Model& model, const std::string& tensor_name) {

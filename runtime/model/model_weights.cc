@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/df11_model_dir.h"
 
 namespace df11 {
@@ -147,8 +148,12 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
                         ParseModelConfig(nlohmann::json::parse(raw.dump()), dir + "/config.json"));
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(dir));
   w.checkpoints.push_back(std::move(ckpt));
-  DF11_ASSIGN_OR_RETURN(WeightResolver r,
-                        WeightResolver::Create(&w, raw.value("dfloat11_config", nlohmann::ordered_json())));
+  const nlohmann::ordered_json df11_json = raw.value("dfloat11_config", nlohmann::ordered_json());
+  if (!df11_json.is_null()) {
+    DF11_ASSIGN_OR_RETURN(Df11Config df11, ParseDf11Config(df11_json, dir + "/config.json"));
+    DF11_RETURN_IF_ERROR(CheckDf11ModelDir(w.checkpoints[0], df11.patterns, &w.config));
+  }
+  DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, df11_json));
   const ModelConfig& c = w.config;
   const int64_t hd = c.head_dim, h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
