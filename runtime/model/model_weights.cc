@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/df11_model_dir.h"
@@ -21,6 +22,15 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
     if (const TensorInfo* t = c.Find(name)) return t;
   }
   return nullptr;
+}
+
+// Frees the units no matrix refers to, so that they are neither counted nor uploaded.
+void DropUnusedUnits(ModelWeights* w) {
+  std::set<const Df11Unit*> used = {w->embed.unit, w->lm_head.unit};
+  for (const LayerWeights& l : w->layers) {
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) used.insert(m->unit);
+  }
+  std::erase_if(w->units, [&](const std::unique_ptr<Df11Unit>& u) { return !used.count(u.get()); });
 }
 
 }  // namespace
@@ -158,7 +168,9 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
   const int64_t hd = c.head_dim, h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
   DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", c.vocab_size, h));
-  if (c.tie_word_embeddings && !r.Has("lm_head.weight")) {
+  if (c.tie_word_embeddings) {
+    // The LM head is the embedding. A stored lm_head (the reference encoder writes a copy of
+    // the embedding) is not used; DropUnusedUnits frees its unit.
     w.lm_head = w.embed;
   } else {
     DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", c.vocab_size, h));
@@ -192,6 +204,7 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
     }
     w.layers.push_back(std::move(l));
   }
+  DropUnusedUnits(&w);
   return w;
 }
 

@@ -4,7 +4,8 @@
 // files and tensors that the reference loader (dfloat11 0.5.0 DFloat11Model.from_pretrained)
 // loaded correctly, lm_head unit included (without it the reference's LM head keeps its
 // initial values); our forward pass over those files, and over the reference encoder's own
-// directory, gives the reference loader's float32 logits within 1e-4.
+// directory, gives the reference loader's float32 logits within 1e-4; the stored copy costs no
+// memory when served (the LM head is the embedding).
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -105,6 +106,18 @@ TEST_F(TiedInteropTest, CompressWritesWhatTheReferenceLoaderLoadedCorrectly) {
 TEST_F(TiedInteropTest, OurLogitsMatchTheReferenceLoadersOnBothDirectories) {
   ExpectReferenceLogits(dir_ + "/df11");
   ExpectReferenceLogits(kDir + "/reference_df11");
+}
+
+TEST_F(TiedInteropTest, StoredLmHeadCopyIsNotKeptInMemory) {
+  // Served from the embedding, as without the copy: the same units and bytes.
+  auto with_copy = LoadModelWeights(dir_ + "/df11");
+  ASSERT_TRUE(with_copy.ok()) << with_copy.status().ToString();
+  EXPECT_EQ(with_copy->lm_head.unit, with_copy->embed.unit);
+  fs::remove(dir_ + "/df11/lm_head.safetensors");
+  auto without = LoadModelWeights(dir_ + "/df11");
+  ASSERT_TRUE(without.ok()) << without.status().ToString();
+  EXPECT_EQ(with_copy->units.size(), without->units.size());
+  EXPECT_EQ(with_copy->WeightBytes(), without->WeightBytes());
 }
 
 }  // namespace
