@@ -36,7 +36,9 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
   const bool tied_embeddings = TiesEmbeddings(model);
   auto original_of = [&](const std::string& name) -> const TensorInfo* {
     const TensorInfo* t = original.Find(name);
-    if (t == nullptr && tied_embeddings && name == kLmHeadWeight) t = original.Find(kEmbeddingWeight);
+    if (t == nullptr && tied_embeddings && name == kLmHeadWeight) {
+      t = original.Find(kEmbeddingWeight);
+    }
     return t;
   };
   VerifyReport report;

@@ -534,7 +534,8 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& target_dir) {
   }
   if (progress) progress->Finish();
   if (shards.size() > 1) DF11_RETURN_IF_ERROR(WriteCheckpointIndex(out_dir, weight_map, total_bytes));
-  DF11_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, "config.json"), config_json.dump(2) + "\n"));
+  DF11_RETURN_IF_ERROR(
+      WriteFileAtomic(JoinPath(out_dir, "config.json"), config_json.dump(2) + "\n"));
   return staged.Commit();
 }
 

@@ -37,9 +37,9 @@ struct TinyModelOptions {
 };
 
 // Writes the model into `out_dir` (created if missing; must not hold files already), all or
-// nothing (StagedDir: a failure leaves no out_dir). InvalidArgument naming the flag (--hidden, --kv-heads, ...) for bad options; FailedPrecondition
-// for a non-empty out_dir; NotFound/InvalidArgument for a vocab_from without a usable tokenizer.json;
-// IoError from writes.
+// nothing (StagedDir: a failure leaves no out_dir). InvalidArgument naming the flag (--hidden,
+// --kv-heads, ...) for bad options; FailedPrecondition for a non-empty out_dir;
+// NotFound/InvalidArgument for a vocab_from without a usable tokenizer.json; IoError from writes.
 Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir);
 
 }  // namespace df11

@@ -28,7 +28,9 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
 void DropUnusedUnits(ModelWeights* w) {
   std::set<const Df11Unit*> used = {w->embed.unit, w->lm_head.unit};
   for (const LayerWeights& l : w->layers) {
-    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) used.insert(m->unit);
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      used.insert(m->unit);
+    }
   }
   std::erase_if(w->units, [&](const std::unique_ptr<Df11Unit>& u) { return !used.count(u.get()); });
 }

@@ -210,6 +210,14 @@ TEST_F(Df11BadFiles, GenerateRefusesTokenIdsBeyondTheModelsVocabulary) {
   EXPECT_NE(r.output.find(dir_ + "/small/tokenizer.json: added_tokens[255].id = 128255 is not "
                           "below the vocab_size 1000 of " + dir_ + "/small/config.json"),
             std::string::npos) << r.output;
+  // An absurd id is refused while the tokenizer is read (it used to crash generate).
+  auto t = nlohmann::json::parse(std::ifstream(dir_ + "/small/tokenizer.json"));
+  t["added_tokens"][0]["id"] = 2147483647;
+  std::ofstream(dir_ + "/small/tokenizer.json") << t.dump();
+  r = Exec(kBin + "df11-run generate --model " + dir_ + "/small --prompt hi -n 1");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("tokenizer.json: added_tokens[0].id = 2147483647: a token id must be"),
+            std::string::npos) << r.output;
 }
 
 TEST_F(Df11BadFiles, TiedModelFromTheReferenceEncoderVerifiesAndBothFormsServe) {
