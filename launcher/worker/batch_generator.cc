@@ -68,6 +68,8 @@ StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const Generator
                                                                  StepRunner* runner) {
   auto tokenizer = Tokenizer::FromDirectory(options.model);
   if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizer of " + options.model);
+  DF11_RETURN_IF_ERROR(
+      tokenizer->CheckFitsVocabulary(config.vocab_size, options.model + "/config.json"));
   std::unique_ptr<BatchGenerator> g(new BatchGenerator(options, std::move(tokenizer).value()));
   if (auto c = ChatTemplate::FromDirectory(options.model); c.ok()) g->chat_ = std::move(c).value();
   EngineOptions eopts;

@@ -13,6 +13,7 @@
 #include "runtime/convert/model_files.h"
 #include "runtime/core/file_util.h"
 #include "runtime/core/progress.h"
+#include "runtime/core/staged_dir.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/df11_model_dir.h"
 #include "runtime/formats/df11_unit.h"
@@ -57,16 +58,19 @@ std::vector<FilePlan> PlanFiles(const std::vector<UnitPlan>& units,
   return files;
 }
 
-std::string ShapesJson(const Checkpoint& ckpt, const std::vector<std::string>& weights) {
+std::string ShapesJson(const Checkpoint& ckpt, const UnitPlan& unit) {
   nlohmann::ordered_json shapes = nlohmann::ordered_json::object();
-  for (const std::string& w : weights) shapes[w] = ckpt.Find(w)->shape;
+  for (size_t i = 0; i < unit.weights.size(); ++i) {
+    shapes[unit.weights[i]] = ckpt.Find(unit.SourceOf(i))->shape;
+  }
   return shapes.dump();
 }
 
 // The first weight of the unit holding an exponent DF11 cannot code, for the warning.
 std::string FindUncodable(const Checkpoint& ckpt, const UnitPlan& unit) {
-  for (const std::string& w : unit.weights) {
-    const TensorInfo* t = ckpt.Find(w);
+  for (size_t k = 0; k < unit.weights.size(); ++k) {
+    const std::string& w = unit.weights[k];
+    const TensorInfo* t = ckpt.Find(unit.SourceOf(k));
     std::vector<uint16_t> storage;
     auto words = Bf16Words(*t, &storage);
     if (!words.ok()) continue;
@@ -86,7 +90,7 @@ Status WriteUnitFile(const Checkpoint& ckpt, const FilePlan& plan, const std::st
   std::vector<std::vector<uint16_t>> storage(unit.weights.size());
   std::vector<std::span<const uint16_t>> parts;
   for (size_t i = 0; i < unit.weights.size(); ++i) {
-    DF11_ASSIGN_OR_RETURN(auto words, Bf16Words(*ckpt.Find(unit.weights[i]), &storage[i]));
+    DF11_ASSIGN_OR_RETURN(auto words, Bf16Words(*ckpt.Find(unit.SourceOf(i)), &storage[i]));
     parts.push_back(words);
   }
   Df11EncodedUnit encoded;
@@ -95,7 +99,7 @@ Status WriteUnitFile(const Checkpoint& ckpt, const FilePlan& plan, const std::st
   writer.SetMetadata("format", "pt");
   if (Df11EncodeRef(parts, threads, &encoded, &error)) {
     DF11_RETURN_IF_ERROR(AddDf11UnitTensors(unit.name, encoded, &writer));
-    writer.SetMetadata(kShapesMetadataKey, ShapesJson(ckpt, unit.weights));
+    writer.SetMetadata(kShapesMetadataKey, ShapesJson(ckpt, unit));
     *stored_bytes = static_cast<int64_t>(encoded.luts.size() + encoded.encoded_exponent.size() +
                                          encoded.sign_mantissa.size() +
                                          encoded.output_positions.size() + encoded.gaps.size() +
@@ -106,9 +110,9 @@ Status WriteUnitFile(const Checkpoint& ckpt, const FilePlan& plan, const std::st
     }
     *kept_bf16 = unit.name + " kept in BF16: " + FindUncodable(ckpt, unit);
     *stored_bytes = 0;
-    for (const std::string& w : unit.weights) {
-      const TensorInfo* t = ckpt.Find(w);
-      DF11_RETURN_IF_ERROR(writer.AddTensor(w, t->dtype, t->shape, t->bytes));
+    for (size_t i = 0; i < unit.weights.size(); ++i) {
+      const TensorInfo* t = ckpt.Find(unit.SourceOf(i));
+      DF11_RETURN_IF_ERROR(writer.AddTensor(unit.weights[i], t->dtype, t->shape, t->bytes));
       *stored_bytes += static_cast<int64_t>(t->bytes.size());
     }
   }
@@ -121,7 +125,7 @@ Status WriteUnitFile(const Checkpoint& ckpt, const FilePlan& plan, const std::st
 
 }  // namespace
 
-StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::string& out_dir,
+StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::string& target_dir,
                                         const CompressOptions& options) {
   DF11_ASSIGN_OR_RETURN(nlohmann::ordered_json config, ReadConfigJson(src_dir));
   if (config.contains("dfloat11_config")) {
@@ -141,22 +145,32 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
     }
     DF11_ASSIGN_OR_RETURN(patterns, DefaultPatterns(archs[0].get<std::string>()));
   }
+  const auto tied_it = config.find("tie_word_embeddings");
+  const nlohmann::ordered_json tied =
+      tied_it == config.end() ? nlohmann::ordered_json(false) : *tied_it;
+  if (!tied.is_boolean()) {
+    return Status::InvalidArgument(src_dir + "/config.json: \"tie_word_embeddings\" must be "
+                                   "true or false; got " + tied.dump());
+  }
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(src_dir));
   DF11_RETURN_IF_ERROR(CheckBf16WeightsAgainstConfig(src_dir, ckpt));
-  DF11_ASSIGN_OR_RETURN(std::vector<UnitPlan> units, PlanUnits(patterns, ckpt.tensor_names()));
+  DF11_ASSIGN_OR_RETURN(std::vector<UnitPlan> units,
+                        PlanUnits(patterns, ckpt.tensor_names(), tied.get<bool>()));
   if (units.empty()) {
     return Status::InvalidArgument("no module of " + src_dir + " matches the pattern_dict");
   }
   for (const UnitPlan& u : units) {
-    for (const std::string& w : u.weights) {
-      const TensorInfo* t = ckpt.Find(w);
+    for (size_t i = 0; i < u.weights.size(); ++i) {
+      const TensorInfo* t = ckpt.Find(u.SourceOf(i));
       if (t->dtype != DType::kBF16) {
-        return Status::InvalidArgument("tensor " + w + " is " + std::string(DTypeName(t->dtype)) +
+        return Status::InvalidArgument("tensor " + u.SourceOf(i) + " is " +
+                                       std::string(DTypeName(t->dtype)) +
                                        "; DF11 compresses BF16 models only");
       }
     }
   }
-  DF11_RETURN_IF_ERROR(PrepareOutputDir(out_dir));
+  DF11_ASSIGN_OR_RETURN(StagedDir staged, StagedDir::Create(target_dir));
+  const std::string out_dir = staged.path();
   const std::vector<FilePlan> files = PlanFiles(units, ckpt.tensor_names());
 
   CompressSummary summary;
@@ -168,7 +182,7 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
   const int inner = std::max(1, threads / workers);
   int64_t total_elements = 0;
   for (const UnitPlan& u : units) {
-    for (const std::string& w : u.weights) total_elements += ckpt.Find(w)->numel;
+    for (size_t k = 0; k < u.weights.size(); ++k) total_elements += ckpt.Find(u.SourceOf(k))->numel;
   }
   Progress progress("compress", total_elements, "weights", options.show_progress);
   std::mutex mu;
@@ -182,7 +196,9 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
       int64_t stored = 0, elements = 0;
       std::string kept;
       Status s = WriteUnitFile(ckpt, files[i], out_dir, inner, &stored, &kept);
-      for (const std::string& w : units[i].weights) elements += ckpt.Find(w)->numel;
+      for (size_t k = 0; k < units[i].weights.size(); ++k) {
+        elements += ckpt.Find(units[i].SourceOf(k))->numel;
+      }
       if (options.show_progress) progress.Add(elements);
       std::lock_guard<std::mutex> lock(mu);
       if (!s.ok() && first_error.ok()) first_error = s;
@@ -214,10 +230,13 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
   DF11_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, "config.json"), config.dump(2) + "\n"));
   DF11_RETURN_IF_ERROR(CopySideFiles(src_dir, out_dir, {"config.json"}));
 
-  DF11_ASSIGN_OR_RETURN(Checkpoint written, Checkpoint::Open(out_dir));
-  for (const std::string& name : written.tensor_names()) {
-    summary.total_output_bytes += static_cast<int64_t>(written.Find(name)->bytes.size());
+  {
+    DF11_ASSIGN_OR_RETURN(Checkpoint written, Checkpoint::Open(out_dir));
+    for (const std::string& name : written.tensor_names()) {
+      summary.total_output_bytes += static_cast<int64_t>(written.Find(name)->bytes.size());
+    }
   }
+  DF11_RETURN_IF_ERROR(staged.Commit());
   return summary;
 }
 

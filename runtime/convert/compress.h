@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // `df11 compress`: a BF16 Hugging Face model directory -> a DF11 directory in the published
 // layout (one safetensors file per unit named like the reference's, a remainder model.safetensors,
-// config.json with dfloat11_config, tokenizer and generation files copied). Units are encoded with
-// all threads, two at a time; memory stays near two units because sources are memory-mapped.
+// config.json with dfloat11_config, tokenizer and generation files copied). A tied model
+// (tie_word_embeddings) also gets an "lm_head" unit coded from the embedding, as the reference
+// encoder writes it: the reference loader fills the LM head only from such a unit. Units are
+// encoded with all threads, two at a time; memory stays near two units because sources are
+// memory-mapped. The output directory is written all or nothing (StagedDir).
 #pragma once
 
 #include <cstdint>

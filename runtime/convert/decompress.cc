@@ -8,15 +8,17 @@
 #include "runtime/convert/unit_weights.h"
 #include "runtime/core/file_util.h"
 #include "runtime/core/progress.h"
+#include "runtime/core/staged_dir.h"
 #include "runtime/formats/safetensors_writer.h"
 
 namespace df11 {
 
 StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
-                                            const std::string& out_dir, int threads,
+                                            const std::string& target_dir, int threads,
                                             bool show_progress) {
   DF11_ASSIGN_OR_RETURN(Df11Model model, OpenDf11Model(df11_dir));
-  DF11_RETURN_IF_ERROR(PrepareOutputDir(out_dir));
+  DF11_ASSIGN_OR_RETURN(StagedDir staged, StagedDir::Create(target_dir));
+  const std::string out_dir = staged.path();
   threads = threads > 0 ? threads : DefaultThreadCount();
   int64_t total = 0;
   for (const std::string& t : model.checkpoint.tensor_names()) {
@@ -25,13 +27,17 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
   Progress progress("decompress", total, "bytes", show_progress);
   DecompressSummary summary;
   std::map<std::string, std::string> weight_map;
+  const bool tied = TiesEmbeddings(model);
   // One output file per input file, so memory holds one file's decoded units at a time.
   for (const SafetensorsFile& file : model.checkpoint.files()) {
     const std::string file_name = file.path().substr(file.path().rfind('/') + 1);
     SafetensorsWriter writer;
     writer.SetMetadata("format", "pt");
     std::vector<std::vector<uint16_t>> decoded;  // kept alive until Write()
+    const size_t tensors_before = weight_map.size();
     for (const TensorInfo& t : file.tensors()) {
+      // A tied model's checkpoint has no lm_head: a stored copy is not written back.
+      if (tied && t.name.starts_with(std::string(kLmHeadModule) + ".")) continue;
       if (IsUnitField(model, t.name)) {
         if (!t.name.ends_with(".encoded_exponent")) continue;
         const std::string unit_name = t.name.substr(0, t.name.rfind('.'));
@@ -57,6 +63,7 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
       ++summary.tensors;
       if (show_progress) progress.Add(static_cast<int64_t>(t.bytes.size()));
     }
+    if (weight_map.size() == tensors_before) continue;  // nothing of this file is kept
     DF11_RETURN_IF_ERROR(writer.Write(JoinPath(out_dir, file_name)));
   }
   if (show_progress) progress.Finish();
@@ -66,6 +73,7 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
   config.erase("dfloat11_config");
   DF11_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, "config.json"), config.dump(2) + "\n"));
   DF11_RETURN_IF_ERROR(CopySideFiles(df11_dir, out_dir, {"config.json"}));
+  DF11_RETURN_IF_ERROR(staged.Commit());
   return summary;
 }
 

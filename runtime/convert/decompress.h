@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `df11 decompress`: a DF11 model directory -> the BF16 checkpoint it was made from. Each input
 // file becomes one output file of the same name with its units decoded into their weights;
-// model.safetensors.index.json maps every tensor, config.json loses dfloat11_config.
+// model.safetensors.index.json maps every tensor, config.json loses dfloat11_config. A tied
+// model's stored lm_head (a copy of the embedding) is left out: its original has none. The input
+// is checked to be complete before anything is written; the output is written all or nothing.
 #pragma once
 
 #include <cstdint>

@@ -19,20 +19,6 @@ Status CheckBf16WeightsAgainstConfig(const std::string& dir, const Checkpoint& c
   return CheckModelWeights(*config, ckpt, {}, dir);
 }
 
-Status PrepareOutputDir(const std::string& out_dir) {
-  std::error_code ec;
-  if (std::filesystem::exists(out_dir, ec)) {
-    if (!std::filesystem::is_directory(out_dir, ec)) {
-      return Status::FailedPrecondition(out_dir + ": exists and is not a directory");
-    }
-    if (!std::filesystem::is_empty(out_dir, ec)) {
-      return Status::FailedPrecondition(out_dir + ": directory is not empty; refusing to "
-                                        "overwrite (choose a new output directory)");
-    }
-  }
-  return MakeDirectories(out_dir);
-}
-
 Status CopySideFiles(const std::string& src_dir, const std::string& out_dir,
                      const std::vector<std::string>& skip) {
   std::error_code ec;

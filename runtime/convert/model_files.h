@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the model converters: copying a model directory's side files (tokenizer,
-// generation config, ...), refusing to write into a non-empty directory, BF16 views of tensors.
+// generation config, ...) and BF16 views of tensors.
 #pragma once
 
 #include <cstdint>
@@ -13,9 +13,6 @@
 #include "runtime/formats/safetensors.h"
 
 namespace df11 {
-
-// Creates `out_dir`; FailedPrecondition if it exists and is not empty (nothing is overwritten).
-Status PrepareOutputDir(const std::string& out_dir);
 
 // Copies every regular file of `src_dir` except weights (*.safetensors, the index) and the names
 // in `skip` into `out_dir`.

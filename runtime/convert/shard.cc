@@ -23,6 +23,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/core/mapped_file.h"
 #include "runtime/core/progress.h"
+#include "runtime/core/staged_dir.h"
 #include "runtime/formats/df11_unit.h"
 #include "runtime/formats/safetensors_writer.h"
 
@@ -201,20 +202,19 @@ StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights&
       steps.push_back(std::move(step));
     }
   }
-  Piece head{"lm_head.weight", "lm_head.weight", {c.vocab_size, c.hidden_size}, Split::kRows,
+  Piece head{kLmHeadWeight, kLmHeadWeight, {c.vocab_size, c.hidden_size}, Split::kRows,
              Dim::kVocab};
-  if (!src.Has("lm_head.weight")) {
-    if (!c.tie_word_embeddings) {
-      return Status::NotFound("tensor lm_head.weight is missing from " + src.dir() +
-                              " (and tie_word_embeddings is false)");
-    }
-    head.source = "model.embed_tokens.weight";
+  // Tied: the LM head is the embedding (a stored lm_head, as the reference encoder writes one,
+  // is a copy of it and is not read).
+  if (c.tie_word_embeddings) {
+    head.source = kEmbeddingWeight;
+  } else if (!src.Has(kLmHeadWeight)) {
+    return Status::NotFound("tensor lm_head.weight is missing from " + src.dir() +
+                            " (and tie_word_embeddings is false)");
   }
   // Tied embeddings on a single stage: that rank's embedding unit serves as the LM head too.
   std::vector<Piece> head_matrices = {head};
-  if (c.tie_word_embeddings && !src.Has("lm_head.weight") && stages.size() == 1) {
-    head_matrices.clear();
-  }
+  if (c.tie_word_embeddings && stages.size() == 1) head_matrices.clear();
   steps.push_back({static_cast<int>(stages.size()) - 1, "lm_head", head_matrices,
                    {piece("model.norm.weight", Split::kReplicated, Dim::kNone)},
                    {"lm_head.", "model.norm."}});
@@ -252,9 +252,15 @@ Status WriteRankStep(const Step& step, std::vector<LocalTensor> matrices,
 
 nlohmann::json RangeJson(Range r) { return nlohmann::json::array({r.begin, r.end}); }
 
+// The string at `key` of object `j`; "" when it is absent or not a string.
+std::string StringField(const nlohmann::json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 }  // namespace
 
-StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& out_dir,
+StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& target_dir,
                                   const ShardOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const int threads = options.threads > 0 ? options.threads : DefaultThreadCount();
@@ -276,7 +282,8 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
     slices.push_back(s);
   }
   DF11_ASSIGN_OR_RETURN(std::vector<Step> steps, PlanSteps(c, *src, stages));
-  DF11_RETURN_IF_ERROR(PrepareOutputDir(out_dir));
+  DF11_ASSIGN_OR_RETURN(StagedDir staged, StagedDir::Create(target_dir));
+  const std::string out_dir = staged.path();
 
   std::vector<RankOutput> outs;
   for (int r = 0; r < layout.world(); ++r) outs.emplace_back(out_dir, r);
@@ -381,6 +388,7 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
   DF11_RETURN_IF_ERROR(CopySideFiles(src_dir, out_dir, {"config.json", kShardManifestName}));
   DF11_RETURN_IF_ERROR(
       WriteFileAtomic(JoinPath(out_dir, kShardManifestName), manifest.dump(2) + "\n"));
+  DF11_RETURN_IF_ERROR(staged.Commit());
   summary.elapsed_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
@@ -392,7 +400,7 @@ StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir) {
   nlohmann::json m = nlohmann::json::parse(text, nullptr, false);
   auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
   if (!m.is_object()) return bad("not a JSON object");
-  if (m.value("format", "") != kShardFormat) {
+  if (StringField(m, "format") != kShardFormat) {
     return bad(std::string("\"format\" must be \"") + kShardFormat + "\"");
   }
   if (!m.contains("format_version") || !m["format_version"].is_number_integer()) {
@@ -419,17 +427,18 @@ StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir) {
   for (size_t r = 0; r < ranks.size(); ++r) {
     const nlohmann::json& e = ranks[r];
     const std::string where = "ranks[" + std::to_string(r) + "]";
-    if (!e.is_object() || e.value("rank", -1) != static_cast<int64_t>(r)) {
+    if (!e.is_object() || !e.contains("rank") || !e["rank"].is_number_integer() ||
+        e["rank"].get<int64_t>() != static_cast<int64_t>(r)) {
       return bad(where + ": \"rank\" must be " + std::to_string(r));
     }
-    const std::string file = e.value("file", "");
+    const std::string file = StringField(e, "file");
     if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
       return bad(where + ": \"file\" must be a plain file name");
     }
     if (!e.contains("bytes") || !e["bytes"].is_number_integer() || e["bytes"].get<int64_t>() < 0) {
       return bad(where + ": \"bytes\" must be a non-negative integer");
     }
-    const std::string hash = e.value("xxh64", "");
+    const std::string hash = StringField(e, "xxh64");
     if (hash.size() != 16 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
       return bad(where + ": \"xxh64\" must be 16 lowercase hex digits");
     }

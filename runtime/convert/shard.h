@@ -58,8 +58,8 @@ struct ShardSummary {
 // the hash adds no extra pass over the source). For a DF11 source that is its stored tensors.
 // Errors: NotFound for a missing source; InvalidArgument for a layout that does not fit the model
 // (naming the sizes), a source that is already sharded or not BF16; FailedPrecondition for a
-// non-empty out_dir; IoError from writes. On failure part files are removed and no manifest is
-// written.
+// non-empty out_dir; IoError from writes. out_dir is written all or nothing (StagedDir): on
+// failure no out_dir is left.
 StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& out_dir,
                                   const ShardOptions& options);
 

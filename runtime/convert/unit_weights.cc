@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/weight_set.h"
 
 namespace df11 {
@@ -19,16 +20,20 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
   std::optional<ModelConfig> model;
   auto parsed = ParseModelConfig(nlohmann::json::parse(config.dump()), dir + "/config.json",
                                  ConfigUse::kConvert);
-  if (parsed.ok()) {
-    // A model this runtime serves: its weights must be the config's (units named by the patterns).
-    if (parsed->unsupported.empty()) {
-      DF11_RETURN_IF_ERROR(CheckModelWeights(*parsed, ckpt, df11.patterns, dir));
-    }
-    model = std::move(parsed).value();
+  if (parsed.ok()) model = std::move(parsed).value();
+  DF11_RETURN_IF_ERROR(CheckDf11ModelDir(ckpt, df11.patterns));
+  // A model this runtime serves: its weights must be the config's (units named by the patterns).
+  if (model.has_value() && model->unsupported.empty()) {
+    DF11_RETURN_IF_ERROR(CheckModelWeights(*model, ckpt, df11.patterns, dir));
   }
   Df11Model m{dir, std::move(config), std::move(df11), std::move(model), std::move(ckpt), {}};
   m.units = FindDf11Units(m.checkpoint);
   return m;
+}
+
+bool TiesEmbeddings(const Df11Model& model) {
+  const auto tied = model.config_json.find("tie_word_embeddings");
+  return tied != model.config_json.end() && tied->is_boolean() && tied->get<bool>();
 }
 
 bool IsUnitField(const Df11Model& model, const std::string& tensor_name) {

@@ -33,14 +33,18 @@ struct Df11Model {
   std::vector<std::string> units;
 };
 
-// Opens `dir`. When its config.json describes a model this runtime serves (ConfigUse::kConvert,
-// nothing unsupported), the weights must match it (CheckModelWeights: InvalidArgument naming the
-// tensors otherwise).
+// Opens `dir`, checks that it is complete (CheckDf11ModelDir) and, when its config.json describes
+// a model this runtime serves (ConfigUse::kConvert, nothing unsupported), that the weights match
+// it (CheckModelWeights), before anything is decoded. InvalidArgument naming what is wrong.
 StatusOr<Df11Model> OpenDf11Model(const std::string& dir);
 
 // Names, shapes and ranges of the weights in `unit`; Corruption when they disagree with the
 // unit's split_positions or element count.
 StatusOr<std::vector<UnitWeight>> ResolveUnitWeights(const Df11Model& model, const Df11Unit& unit);
+
+// True when config.json says "tie_word_embeddings": true. Such a model's lm_head is its
+// embedding; an lm_head unit stored anyway (the reference encoder writes one) is a copy of it.
+bool TiesEmbeddings(const Df11Model& model);
 
 // True for tensors that are fields of a unit ("<unit>.luts", ...).
 bool IsUnitField(const Df11Model& model, const std::string& tensor_name);

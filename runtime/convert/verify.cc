@@ -33,6 +33,16 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
   DF11_ASSIGN_OR_RETURN(Checkpoint original, Checkpoint::Open(bf16_dir));
   DF11_RETURN_IF_ERROR(CheckBf16WeightsAgainstConfig(bf16_dir, original));
   threads = threads > 0 ? threads : DefaultThreadCount();
+  // A tied model's original has no lm_head.weight; an lm_head the DF11 model stores anyway (the
+  // reference encoder writes one) must equal the embedding.
+  const bool tied_embeddings = TiesEmbeddings(model);
+  auto original_of = [&](const std::string& name) -> const TensorInfo* {
+    const TensorInfo* t = original.Find(name);
+    if (t == nullptr && tied_embeddings && name == kLmHeadWeight) {
+      t = original.Find(kEmbeddingWeight);
+    }
+    return t;
+  };
   VerifyReport report;
   std::set<std::string> covered;
   auto mismatch = [&](std::string what) {
@@ -40,7 +50,7 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
   };
   int64_t total = 0;
   for (const std::string& u : model.units) {
-    total += model.checkpoint.Find(u + ".sign_mantissa")->numel;
+    if (const TensorInfo* sm = model.checkpoint.Find(u + ".sign_mantissa")) total += sm->numel;
   }
   Progress progress("verify", total, "weights", show_progress);
   std::vector<uint16_t> words;
@@ -53,7 +63,7 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
     for (const UnitWeight& w : weights) {
       covered.insert(w.name);
       ++report.tensors;
-      const TensorInfo* t = original.Find(w.name);
+      const TensorInfo* t = original_of(w.name);
       if (t == nullptr) {
         mismatch(w.name + ": in DF11 unit " + name + " but not in " + bf16_dir);
         continue;
@@ -84,7 +94,7 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
     covered.insert(name);
     ++report.tensors;
     const TensorInfo* mine = model.checkpoint.Find(name);
-    const TensorInfo* t = original.Find(name);
+    const TensorInfo* t = original_of(name);
     if (t == nullptr) {
       mismatch(name + ": in the DF11 model but not in " + bf16_dir);
     } else if (t->dtype != mine->dtype || t->shape != mine->shape) {

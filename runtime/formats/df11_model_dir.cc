@@ -120,7 +120,8 @@ StatusOr<std::vector<Df11Pattern>> DefaultPatterns(const std::string& architectu
 }
 
 StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patterns,
-                                          const std::vector<std::string>& tensor_names) {
+                                          const std::vector<std::string>& tensor_names,
+                                          bool tied_embeddings) {
   const std::set<std::string> names(tensor_names.begin(), tensor_names.end());
   std::set<std::string> modules;
   for (const std::string& t : tensor_names) {
@@ -146,6 +147,16 @@ StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patter
         }
       }
       units[m] = std::move(plan);
+      break;
+    }
+  }
+  if (tied_embeddings && !names.count(kLmHeadWeight) && names.count(kEmbeddingWeight) &&
+      !units.count(kLmHeadModule)) {
+    for (const Df11Pattern& p : patterns) {
+      if (!std::regex_match(std::string(kLmHeadModule), p.regex)) continue;
+      if (p.attrs.empty()) {
+        units[kLmHeadModule] = UnitPlan{kLmHeadModule, {kLmHeadWeight}, {kEmbeddingWeight}};
+      }
       break;
     }
   }

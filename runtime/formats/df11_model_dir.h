@@ -45,13 +45,30 @@ StatusOr<std::vector<Df11Pattern>> DefaultPatterns(const std::string& architectu
 struct UnitPlan {
   std::string name;
   std::vector<std::string> weights;
+  // The checkpoint tensor each weight is read from, when it is not the weight's own name (the
+  // embedding for a tied lm_head); empty otherwise.
+  std::vector<std::string> sources;
+
+  const std::string& SourceOf(size_t i) const { return sources.empty() ? weights[i] : sources[i]; }
 };
+
+// Tied embeddings (config "tie_word_embeddings": true): the checkpoint has no lm_head.weight and
+// the LM head is the embedding. The reference encoder still writes an "lm_head" unit (a copy of
+// the embedding, because the tied model has an lm_head module that the pattern matches), and the
+// reference loader fills the LM head only from such a unit.
+inline constexpr char kLmHeadModule[] = "lm_head";
+inline constexpr char kLmHeadWeight[] = "lm_head.weight";
+inline constexpr char kEmbeddingWeight[] = "model.embed_tokens.weight";
 
 // Units for a checkpoint with these tensor names: every module path (a dot-separated prefix of
 // a tensor name) that fully matches a pattern; InvalidArgument when a matched module lacks one
 // of the pattern's weights. Sorted by name; a module matched by two patterns is an error.
+// `tied_embeddings`: the checkpoint ties lm_head to the embedding; when it has no lm_head.weight
+// but model.embed_tokens.weight and the patterns match the module "lm_head" as a whole, an
+// "lm_head" unit is planned whose weight is read from the embedding, as the reference writes it.
 StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patterns,
-                                          const std::vector<std::string>& tensor_names);
+                                          const std::vector<std::string>& tensor_names,
+                                          bool tied_embeddings);
 
 // The weight tensor names of unit `name` (from the first pattern that matches it).
 StatusOr<std::vector<std::string>> UnitWeightNames(const std::vector<Df11Pattern>& patterns,

@@ -26,6 +26,7 @@
 #include "kernels/common/bf16.h"
 #include "kernels/common/parallel_for.h"
 #include "runtime/core/file_util.h"
+#include "runtime/core/staged_dir.h"
 #include "runtime/core/progress.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
@@ -204,8 +205,8 @@ StatusOr<std::optional<int64_t>> SpecialTokenId(const json& config, const char* 
   const std::string token = v.get<std::string>();
   if (tokenizer.contains("added_tokens") && tokenizer["added_tokens"].is_array()) {
     for (const json& added : tokenizer["added_tokens"]) {
-      if (added.is_object() && added.value("content", "") == token && added.contains("id") &&
-          added["id"].is_number_integer()) {
+      if (added.is_object() && added.contains("content") && added["content"] == token &&
+          added.contains("id") && added["id"].is_number_integer()) {
         return std::optional<int64_t>(added["id"].get<int64_t>());
       }
     }
@@ -225,20 +226,34 @@ StatusOr<TokenizerFacts> ReadTokenizer(const std::string& dir) {
   if (!IsDirectory(dir)) return Status::NotFound("--vocab-from " + dir + ": no such directory");
   DF11_ASSIGN_OR_RETURN(json tok, ReadJson(JoinPath(dir, "tokenizer.json")));
   TokenizerFacts facts;
+  // An id widens the vocabulary to id + 1, within the limits of --vocab.
+  auto take_id = [&](const json& id, const std::string& field) -> Status {
+    if (!id.is_number_integer()) return Status::Ok();
+    if (id.is_number_unsigned() ? id.get<uint64_t>() >= static_cast<uint64_t>(kMaxDim)
+                                : id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxDim) {
+      return Status::InvalidArgument("--vocab-from " + dir + ": tokenizer.json " + field + " = " +
+                                     id.dump() + " is not a token id in [0, " +
+                                     std::to_string(kMaxDim) + ")");
+    }
+    facts.vocab_size = std::max(facts.vocab_size, id.get<int64_t>() + 1);
+    return Status::Ok();
+  };
   if (tok.contains("model") && tok["model"].is_object() && tok["model"].contains("vocab")) {
     const json& vocab = tok["model"]["vocab"];
     if (vocab.is_object()) {  // BPE / WordPiece / WordLevel: token -> id
       for (const auto& [token, id] : vocab.items()) {
-        if (id.is_number_integer()) facts.vocab_size = std::max(facts.vocab_size, id.get<int64_t>() + 1);
+        DF11_RETURN_IF_ERROR(take_id(id, "model.vocab[" + json(token).dump() + "]"));
       }
     } else if (vocab.is_array()) {  // Unigram: [[piece, score], ...], id = position
       facts.vocab_size = static_cast<int64_t>(vocab.size());
     }
   }
   if (tok.contains("added_tokens") && tok["added_tokens"].is_array()) {
-    for (const json& added : tok["added_tokens"]) {
-      if (added.is_object() && added.contains("id") && added["id"].is_number_integer()) {
-        facts.vocab_size = std::max(facts.vocab_size, added["id"].get<int64_t>() + 1);
+    const json& added_tokens = tok["added_tokens"];
+    for (size_t i = 0; i < added_tokens.size(); ++i) {
+      if (added_tokens[i].is_object() && added_tokens[i].contains("id")) {
+        DF11_RETURN_IF_ERROR(
+            take_id(added_tokens[i]["id"], "added_tokens[" + std::to_string(i) + "].id"));
       }
     }
   }
@@ -459,24 +474,9 @@ Status WriteShard(const std::string& path, const Shard& shard, const TinyModelOp
   return file->Commit();
 }
 
-Status CheckOutputDir(const std::string& out_dir) {
-  if (FileExists(out_dir) && !IsDirectory(out_dir)) {
-    return Status::InvalidArgument(out_dir + ": exists and is not a directory");
-  }
-  if (IsDirectory(out_dir)) {
-    std::error_code ec;
-    if (!std::filesystem::is_empty(out_dir, ec) || ec) {
-      return Status::FailedPrecondition(out_dir +
-                                        ": output directory is not empty; make-tiny writes a "
-                                        "fresh model directory");
-    }
-  }
-  return MakeDirectories(out_dir);
-}
-
 }  // namespace
 
-Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir) {
+Status MakeTinyModel(const TinyModelOptions& o, const std::string& target_dir) {
   DF11_ASSIGN_OR_RETURN(Architecture arch, ValidateOptions(o));
   int64_t vocab = o.vocab != 0 ? o.vocab : 512;
   std::optional<int64_t> bos = 1, eos = 2;  // Llama 2 convention when no tokenizer is given
@@ -499,7 +499,8 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir) {
   StatusOr<ModelConfig> config = ParseModelConfig(config_json, "make-tiny config.json");
   if (!config.ok()) return config.status().WithContext("make-tiny built an invalid config");
 
-  DF11_RETURN_IF_ERROR(CheckOutputDir(out_dir));
+  DF11_ASSIGN_OR_RETURN(StagedDir staged, StagedDir::Create(target_dir));
+  const std::string& out_dir = staged.path();
   if (!o.vocab_from.empty()) {
     DF11_RETURN_IF_ERROR(
         CopyFile(JoinPath(o.vocab_from, "tokenizer.json"), JoinPath(out_dir, "tokenizer.json")));
@@ -523,7 +524,7 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir) {
   const int threads = o.threads > 0 ? o.threads : DefaultThreadCount();
   std::unique_ptr<Progress> progress;
   if (total_bytes > static_cast<uint64_t>(kProgressBytes)) {
-    progress = std::make_unique<Progress>("make-tiny " + out_dir, total_bytes, "B");
+    progress = std::make_unique<Progress>("make-tiny " + target_dir, total_bytes, "B");
   }
   std::map<std::string, std::string> weight_map;
   for (const Shard& shard : shards) {
@@ -533,8 +534,9 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir) {
   }
   if (progress) progress->Finish();
   if (shards.size() > 1) DF11_RETURN_IF_ERROR(WriteCheckpointIndex(out_dir, weight_map, total_bytes));
-  // config.json last: a directory that has it holds a complete model.
-  return WriteFileAtomic(JoinPath(out_dir, "config.json"), config_json.dump(2) + "\n");
+  DF11_RETURN_IF_ERROR(
+      WriteFileAtomic(JoinPath(out_dir, "config.json"), config_json.dump(2) + "\n"));
+  return staged.Commit();
 }
 
 }  // namespace df11

@@ -36,10 +36,10 @@ struct TinyModelOptions {
   int threads = 0;                          // --threads; 0: all hardware threads
 };
 
-// Writes the model into `out_dir` (created if missing; must not hold files already).
-// InvalidArgument naming the flag (--hidden, --kv-heads, ...) for bad options; FailedPrecondition
-// for a non-empty out_dir; NotFound/InvalidArgument for a vocab_from without a usable tokenizer.json;
-// IoError from writes.
+// Writes the model into `out_dir` (created if missing; must not hold files already), all or
+// nothing (StagedDir: a failure leaves no out_dir). InvalidArgument naming the flag (--hidden,
+// --kv-heads, ...) for bad options; FailedPrecondition for a non-empty out_dir;
+// NotFound/InvalidArgument for a vocab_from without a usable tokenizer.json; IoError from writes.
 Status MakeTinyModel(const TinyModelOptions& o, const std::string& out_dir);
 
 }  // namespace df11

@@ -84,6 +84,25 @@ Status AddUnitWeights(const Checkpoint& ckpt, const std::vector<Df11Pattern>& pa
   return Status::Ok();
 }
 
+// Where the published DF11 layout keeps `tensor`, for a missing one: " (DF11 unit U, kept in
+// U_file)" when a pattern's unit holds it, " (kept in U_file)" when it belongs to a unit's module
+// but is stored plainly (norms, biases), "" without patterns or for the remainder file's tensors.
+std::string MissingHint(const std::vector<Df11Pattern>& patterns, const std::string& tensor) {
+  std::string unit, module_file;
+  for (size_t dot = tensor.find('.'); dot != std::string::npos; dot = tensor.find('.', dot + 1)) {
+    const std::string module = tensor.substr(0, dot);
+    auto names = UnitWeightNames(patterns, module);
+    if (!names.ok()) continue;
+    module_file = UnitFileName(module);
+    for (const std::string& w : *names) {
+      if (w == tensor) unit = module;
+    }
+  }
+  if (!unit.empty()) return " (DF11 unit " + unit + ", kept in " + UnitFileName(unit) + ")";
+  if (!module_file.empty()) return " (kept in " + module_file + ")";
+  return "";
+}
+
 }  // namespace
 
 StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
@@ -110,7 +129,8 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
 }
 
 Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
-                      const std::vector<StoredWeight>& stored, const std::string& source) {
+                      const std::vector<StoredWeight>& stored, const std::string& source,
+                      const std::vector<Df11Pattern>& patterns) {
   std::map<std::string, std::vector<int64_t>> expected;
   for (auto& [name, shape] : ExpectedTensors(c, part)) expected[name] = shape;
   std::map<std::string, std::vector<int64_t>> optional;
@@ -144,7 +164,8 @@ Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
   }
   for (const auto& [name, shape] : expected) {
     if (!seen.count(name)) {
-      problems.push_back("tensor " + name + " " + ShapeText(shape) + " is missing");
+      problems.push_back("tensor " + name + " " + ShapeText(shape) + " is missing" +
+                         MissingHint(patterns, name));
     }
   }
   if (problems.empty()) return Status::Ok();
@@ -161,7 +182,7 @@ Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
 Status CheckModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
                          const std::vector<Df11Pattern>& patterns, const std::string& source) {
   DF11_ASSIGN_OR_RETURN(std::vector<StoredWeight> stored, ListStoredWeights(ckpt, patterns));
-  return CheckWeightSet(c, ModelPart(), stored, source);
+  return CheckWeightSet(c, ModelPart(), stored, source, patterns);
 }
 
 }  // namespace df11

@@ -38,8 +38,11 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
 // (tensor, where it is, its dtype/shape and what config.json implies) unless `stored` holds
 // exactly ExpectedTensors(c, part): each BF16 with its shape. A tied model may also store
 // lm_head.weight (transformers ties it to the embedding; the reference DF11 encoder stores it).
+// `patterns` (a DF11 directory's pattern dict, or empty) only sharpen the message for a missing
+// weight: the DF11 unit that would hold it and the file the published layout keeps it in.
 Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
-                      const std::vector<StoredWeight>& stored, const std::string& source);
+                      const std::vector<StoredWeight>& stored, const std::string& source,
+                      const std::vector<Df11Pattern>& patterns = {});
 
 // ListStoredWeights + CheckWeightSet over the whole model in `ckpt`.
 Status CheckModelWeights(const ModelConfig& c, const Checkpoint& ckpt,

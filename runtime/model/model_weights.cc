@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
+#include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/df11_model_dir.h"
 #include "runtime/formats/weight_set.h"
 
@@ -21,6 +23,17 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
     if (const TensorInfo* t = c.Find(name)) return t;
   }
   return nullptr;
+}
+
+// Frees the units no matrix refers to, so that they are neither counted nor uploaded.
+void DropUnusedUnits(ModelWeights* w) {
+  std::set<const Df11Unit*> used = {w->embed.unit, w->lm_head.unit};
+  for (const LayerWeights& l : w->layers) {
+    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      used.insert(m->unit);
+    }
+  }
+  std::erase_if(w->units, [&](const std::unique_ptr<Df11Unit>& u) { return !used.count(u.get()); });
 }
 
 }  // namespace
@@ -154,6 +167,7 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
     DF11_ASSIGN_OR_RETURN(Df11Config df11, ParseDf11Config(df11_json, dir + "/config.json"));
     patterns = std::move(df11.patterns);
   }
+  if (!df11_json.is_null()) DF11_RETURN_IF_ERROR(CheckDf11ModelDir(ckpt, patterns));
   DF11_RETURN_IF_ERROR(CheckModelWeights(w.config, ckpt, patterns, dir));
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, df11_json));
@@ -161,7 +175,9 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
   const int64_t hd = c.head_dim, h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
   DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", c.vocab_size, h));
-  if (c.tie_word_embeddings && !r.Has("lm_head.weight")) {
+  if (c.tie_word_embeddings) {
+    // The LM head is the embedding. A stored lm_head (the reference encoder writes a copy of
+    // the embedding) is not used; DropUnusedUnits frees its unit.
     w.lm_head = w.embed;
   } else {
     DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", c.vocab_size, h));
@@ -195,6 +211,7 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
     }
     w.layers.push_back(std::move(l));
   }
+  DropUnusedUnits(&w);
   return w;
 }
 

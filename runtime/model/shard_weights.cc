@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <tuple>
+#include <type_traits>
 
 #include "runtime/core/file_util.h"
 #include "runtime/core/mapped_file.h"
@@ -25,9 +26,21 @@ StatusOr<std::pair<int64_t, int64_t>> RangeField(const nlohmann::json& entry, co
   return std::make_pair(r[0].get<int64_t>(), r[1].get<int64_t>());
 }
 
+// The value at `key` of object `j` if it has type T (integer or string), else `fallback`.
+template <typename T>
+T FieldOr(const nlohmann::json& j, const char* key, T fallback) {
+  const auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if constexpr (std::is_same_v<T, std::string>) {
+    return it->is_string() ? it->get<std::string>() : fallback;
+  } else {
+    return it->is_number_integer() ? it->get<T>() : fallback;
+  }
+}
+
 Status VerifyFile(const std::string& path, const nlohmann::json& entry) {
   DF11_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
-  const int64_t bytes = entry.value("bytes", int64_t{-1});
+  const int64_t bytes = FieldOr<int64_t>(entry, "bytes", -1);
   if (static_cast<int64_t>(file.size()) != bytes) {
     return Status::Corruption(path + ": " + std::to_string(file.size()) + " bytes; manifest.json "
                               "says " + std::to_string(bytes) + " (incomplete copy?)");
@@ -35,7 +48,7 @@ Status VerifyFile(const std::string& path, const nlohmann::json& entry) {
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016" PRIx64,
                 static_cast<uint64_t>(XXH64(file.data(), file.size(), 0)));
-  const std::string expected = entry.value("xxh64", std::string());
+  const std::string expected = FieldOr<std::string>(entry, "xxh64", "");
   if (expected != hex) {
     return Status::Corruption(path + ": xxh64 checksum " + hex + " but manifest.json says " +
                               expected + " (the file is corrupt)");
@@ -56,10 +69,10 @@ StatusOr<ShardLayout> ReadShardLayout(const std::string& dir) {
   l.manifest = nlohmann::json::parse(text, nullptr, false);
   const auto& m = l.manifest;
   if (m.is_discarded() || !m.is_object()) return Status::Corruption(path + ": not a JSON object");
-  if (m.value("format", std::string()) != "df11-sharded") {
+  if (FieldOr<std::string>(m, "format", "") != "df11-sharded") {
     return Status::Corruption(path + ": \"format\" must be \"df11-sharded\"");
   }
-  if (m.value("format_version", 0) != 1) {
+  if (FieldOr<int64_t>(m, "format_version", 0) != 1) {
     return Status::Unimplemented(path + ": format_version " + m.value("format_version", nlohmann::json()).dump() +
                                  "; this build reads version 1");
   }
@@ -88,7 +101,8 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
                                         int rank) {
   const std::string where = JoinPath(dir, kShardManifestName) + " rank " + std::to_string(rank);
   const nlohmann::json& entry = layout.manifest["ranks"][rank];
-  if (!entry.is_object() || entry.value("rank", -1) != rank || !entry.value("file", nlohmann::json()).is_string()) {
+  if (!entry.is_object() || FieldOr<int64_t>(entry, "rank", -1) != rank ||
+      !entry.value("file", nlohmann::json()).is_string()) {
     return Status::Corruption(where + ": entry must be an object with \"rank\": " +
                               std::to_string(rank) + " and a \"file\"");
   }

@@ -20,6 +20,19 @@ struct BpeModel::Cache {
   std::unordered_map<std::string, std::vector<int32_t>, StringViewHash, std::equal_to<>> words;
 };
 
+StatusOr<int32_t> ParseTokenId(const nlohmann::json& value, const std::string& field) {
+  const bool in_range = value.is_number_integer() &&
+                        (value.is_number_unsigned() ? value.get<uint64_t>() < kMaxTokenIds
+                                                    : value.get<int64_t>() >= 0 &&
+                                                          value.get<int64_t>() < kMaxTokenIds);
+  if (!in_range) {
+    return Status::InvalidArgument(field + " = " + value.dump() +
+                                   ": a token id must be an integer in [0, " +
+                                   std::to_string(kMaxTokenIds) + ")");
+  }
+  return static_cast<int32_t>(value.get<int64_t>());
+}
+
 StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& config) {
   const std::string type = config.value("type", "BPE");
   if (type != "BPE") {
@@ -39,8 +52,15 @@ StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& config) {
   model.ignore_merges_ = config.value("ignore_merges", false);
   model.byte_fallback_ = config.value("byte_fallback", false);
   model.fuse_unk_ = config.value("fuse_unk", false);
-  for (const auto& [token, id] : config.at("vocab").items()) {
-    model.vocab_.emplace(token, id.get<int32_t>());
+  const nlohmann::json& vocab = config.at("vocab");
+  if (!vocab.is_object()) {
+    return Status::InvalidArgument("model.vocab must be an object {token: id}; got " +
+                                   std::string(vocab.type_name()));
+  }
+  for (const auto& [token, id] : vocab.items()) {
+    DF11_ASSIGN_OR_RETURN(int32_t parsed, ParseTokenId(id, "model.vocab[" +
+                                                               nlohmann::json(token).dump() + "]"));
+    model.vocab_.emplace(token, parsed);
   }
   const nlohmann::json unk = config.value("unk_token", nlohmann::json());
   if (!unk.is_null()) {

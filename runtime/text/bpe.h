@@ -27,9 +27,17 @@ struct StringViewHash {
 };
 using TokenIdMap = std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>>;
 
+// Token ids of a tokenizer.json must lie in [0, kMaxTokenIds): the id tables are dense, and the
+// largest published vocabularies (Gemma 3: 262,144) are far below this.
+inline constexpr int64_t kMaxTokenIds = int64_t{1} << 22;
+// The id of `value` (a field named `field` in messages), or InvalidArgument when it is not an
+// integer in [0, kMaxTokenIds).
+StatusOr<int32_t> ParseTokenId(const nlohmann::json& value, const std::string& field);
+
 class BpeModel {
  public:
-  // `config` is the "model" value of tokenizer.json.
+  // `config` is the "model" value of tokenizer.json. InvalidArgument naming the field for a token
+  // id that is not an integer in [0, kMaxTokenIds).
   static StatusOr<BpeModel> FromJson(const nlohmann::json& config);
 
   // Appends the ids of `word` (valid UTF-8, as produced by the pre-tokenizer) to `out`.

@@ -72,14 +72,8 @@ std::string_view BeforeFirst(std::string_view s, std::string_view sep) {
 // The string of a special-token entry: "<s>", {"content": "<s>", ...}, or null -> "".
 StatusOr<std::string> TokenString(const nlohmann::json& config, const char* key,
                                   const std::string& source) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return std::string();
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
-    return (*it)["content"].get<std::string>();
-  }
-  return Status::InvalidArgument(source + ": \"" + key +
-                                 "\" must be a string, null or an object with \"content\"");
+  DF11_ASSIGN_OR_RETURN(std::optional<std::string> token, ConfigTokenString(config, key, source));
+  return token.value_or("");
 }
 
 // The text of group 1 of `pattern` in `text`, or `fallback`.
@@ -139,7 +133,7 @@ StatusOr<ChatTemplate> ChatTemplate::FromConfig(const nlohmann::json& tokenizer_
     text = it->get<std::string>();
   } else if (it != tokenizer_config.end() && it->is_array()) {
     for (const nlohmann::json& entry : *it) {  // [{"name": "default", "template": "..."}, ...]
-      if (entry.is_object() && entry.value("name", "") == "default" &&
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
           entry.contains("template") && entry["template"].is_string()) {
         text = entry["template"].get<std::string>();
       }
@@ -208,7 +202,9 @@ StatusOr<ChatTemplate> ChatTemplate::FromConfig(const nlohmann::json& tokenizer_
           return Status::InvalidArgument(
               "generation_config.json: \"eos_token_id\" must be an integer or a list of them");
         }
-        t.generation_eos_ids_.push_back(id.get<int32_t>());
+        DF11_ASSIGN_OR_RETURN(int32_t parsed,
+                              ParseTokenId(id, "generation_config.json: eos_token_id"));
+        t.generation_eos_ids_.push_back(parsed);
       }
     }
   }

@@ -41,6 +41,10 @@ Status ParseDecoder(const nlohmann::json& config, DecoderSpec* spec) {
       return Status::Unimplemented(
           "decoder Replace: only a literal \"String\" pattern before ByteFallback is supported");
     }
+    if (pattern.at("String").get<std::string>().empty()) {
+      // An empty pattern matches everywhere: replacing it would never end.
+      return Status::InvalidArgument("decoder Replace: pattern.String must not be empty");
+    }
     spec->replaces.push_back(
         {pattern.at("String").get<std::string>(), config.at("content").get<std::string>()});
   } else if (type == "ByteFallback") {
@@ -73,15 +77,6 @@ std::string DecodeToken(const DecoderSpec& spec, const std::string& token, bool 
   return text;
 }
 
-// A token string from tokenizer_config.json: "tok", {"content": "tok"} or null.
-std::optional<std::string> ConfigTokenString(const nlohmann::json& config, const char* key) {
-  if (!config.contains(key)) return std::nullopt;
-  const nlohmann::json& v = config.at(key);
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content")) return v.at("content").get<std::string>();
-  return std::nullopt;
-}
-
 // The ids a TemplateProcessing post-processor puts before and after a single sequence.
 Status ParseTemplate(const nlohmann::json& config, std::vector<int32_t>* prefix,
                      std::vector<int32_t>* suffix) {
@@ -103,13 +98,31 @@ Status ParseTemplate(const nlohmann::json& config, std::vector<int32_t>* prefix,
     const std::string name = item.at("SpecialToken").at("id").get<std::string>();
     const nlohmann::json& entry = config.at("special_tokens").at(name);
     for (const nlohmann::json& id : entry.at("ids")) {
-      (seen_sequence ? suffix : prefix)->push_back(id.get<int32_t>());
+      DF11_ASSIGN_OR_RETURN(int32_t parsed,
+                            ParseTokenId(id, "post_processor special_tokens[\"" + name + "\"].ids"));
+      (seen_sequence ? suffix : prefix)->push_back(parsed);
     }
   }
   return Status::Ok();
 }
 
 }  // namespace
+
+StatusOr<std::optional<std::string>> ConfigTokenString(const nlohmann::json& config,
+                                                       const char* key,
+                                                       const std::string& source) {
+  const auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return std::optional<std::string>();
+  if (it->is_string()) return std::optional<std::string>(it->get<std::string>());
+  if (it->is_object()) {
+    const auto content = it->find("content");
+    if (content != it->end() && content->is_string()) {
+      return std::optional<std::string>(content->get<std::string>());
+    }
+  }
+  return Status::InvalidArgument(source + ": \"" + key + "\" must be a token string, " +
+                                 "{\"content\": string, ...} or null; got " + it->dump());
+}
 
 StatusOr<Tokenizer> Tokenizer::FromFile(const std::string& path) {
   DF11_ASSIGN_OR_RETURN(std::string json, ReadFileToString(path));
@@ -126,33 +139,46 @@ StatusOr<Tokenizer> Tokenizer::FromDirectory(const std::string& dir) {
 Status Tokenizer::ApplyConfig(const std::string& config_path) {
   DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object()) return Status::Corruption(config_path + ": not a JSON object");
+  if (!config.is_object()) return Status::InvalidArgument(config_path + ": not a JSON object");
   auto lookup = [&](const char* key, std::optional<int32_t>* id) -> Status {
-    const std::optional<std::string> token = ConfigTokenString(config, key);
+    DF11_ASSIGN_OR_RETURN(const std::optional<std::string> token,
+                          ConfigTokenString(config, key, config_path));
     if (!token) return Status::Ok();
     *id = TokenToId(*token);
     if (!*id) {
-      return Status::Corruption(config_path + ": " + key + " \"" + *token +
-                                "\" is not in the vocabulary");
+      return Status::InvalidArgument(config_path + ": " + key + " \"" + *token +
+                                     "\" is not in the vocabulary");
     }
     return Status::Ok();
   };
   DF11_RETURN_IF_ERROR(lookup("bos_token", &bos_id_));
   DF11_RETURN_IF_ERROR(lookup("eos_token", &eos_id_));
-  if (config.contains("add_bos_token") && config.at("add_bos_token").is_boolean()) {
-    add_bos_ = config.at("add_bos_token").get<bool>() && bos_id_.has_value();
-  }
-  if (config.contains("add_eos_token") && config.at("add_eos_token").is_boolean()) {
-    add_eos_ = config.at("add_eos_token").get<bool>() && eos_id_.has_value();
-  }
-  return Status::Ok();
+  auto flag = [&](const char* key, bool* value, bool has_token) -> Status {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return Status::Ok();
+    if (!it->is_boolean()) {
+      return Status::InvalidArgument(config_path + ": \"" + key + "\" must be true or false; got " +
+                                     it->dump());
+    }
+    *value = it->get<bool>() && has_token;
+    return Status::Ok();
+  };
+  DF11_RETURN_IF_ERROR(flag("add_bos_token", &add_bos_, bos_id_.has_value()));
+  return flag("add_eos_token", &add_eos_, eos_id_.has_value());
 }
 
 StatusOr<Tokenizer> Tokenizer::FromJsonString(std::string_view json, const std::string& source) {
   const nlohmann::json root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!root.is_object()) return Status::Corruption(source + ": not a JSON object");
+  if (!root.is_object()) return Status::InvalidArgument(source + ": not a JSON object");
+  StatusOr<Tokenizer> t = FromParsedJson(root);
+  if (!t.ok()) return t.status().WithContext(source);
+  t->source_ = source;
+  return t;
+}
+
+StatusOr<Tokenizer> Tokenizer::FromParsedJson(const nlohmann::json& root) {
   Tokenizer t;
-  // nlohmann::json throws on a missing key or a wrong type; report it as a corrupt file.
+  // nlohmann::json throws on a missing key or a wrong type; report it as a bad file.
   try {
     DF11_ASSIGN_OR_RETURN(BpeModel model, BpeModel::FromJson(root.at("model")));
     t.model_.emplace(std::move(model));
@@ -170,16 +196,22 @@ StatusOr<Tokenizer> Tokenizer::FromJsonString(std::string_view json, const std::
     }
 
     t.added_tokens_ = std::make_unique<std::vector<AddedToken>>();
-    for (const nlohmann::json& a : root.value("added_tokens", nlohmann::json::array())) {
+    const nlohmann::json added = root.value("added_tokens", nlohmann::json::array());
+    if (!added.is_array()) {
+      return Status::InvalidArgument("added_tokens must be a list; got " +
+                                     std::string(added.type_name()));
+    }
+    for (size_t i = 0; i < added.size(); ++i) {
+      const nlohmann::json& a = added[i];
       AddedToken token;
-      token.id = a.at("id").get<int32_t>();
+      DF11_ASSIGN_OR_RETURN(token.id,
+                            ParseTokenId(a.at("id"), "added_tokens[" + std::to_string(i) + "].id"));
       token.content = a.at("content").get<std::string>();
       token.special = a.value("special", false);
       token.single_word = a.value("single_word", false);
       token.lstrip = a.value("lstrip", false);
       token.rstrip = a.value("rstrip", false);
       token.normalized = a.value("normalized", false);
-      if (token.id < 0) return Status::Corruption(source + ": added token with a negative id");
       t.added_tokens_->push_back(std::move(token));
     }
 
@@ -191,7 +223,6 @@ StatusOr<Tokenizer> Tokenizer::FromJsonString(std::string_view json, const std::
     t.id_to_bytes_.assign(size, "");
     t.id_flags_.assign(size, 0);
     for (const auto& [token, id] : t.model_->vocab()) {
-      if (id < 0) return Status::Corruption(source + ": vocabulary entry with a negative id");
       t.id_to_token_[id] = token;
       t.id_to_bytes_[id] = DecodeToken(decoder, token, /*added=*/false);
       t.id_flags_[id] = kAssigned;
@@ -208,14 +239,36 @@ StatusOr<Tokenizer> Tokenizer::FromJsonString(std::string_view json, const std::
     t.raw_matcher_ = AddedTokenMatcher(t.added_tokens_.get(), raw);
     t.normalized_matcher_ = AddedTokenMatcher(t.added_tokens_.get(), normalized);
 
+    for (const std::vector<int32_t>* ids : {&prefix, &suffix}) {
+      if (ids->empty() || t.IdToToken(ids->front())) continue;
+      const int32_t id = ids->front();
+      {
+        return Status::InvalidArgument("post_processor adds token id " + std::to_string(id) +
+                                       ", which is not in the vocabulary");
+      }
+    }
     if (!prefix.empty()) t.bos_id_ = prefix[0];
     if (!suffix.empty()) t.eos_id_ = suffix[0];
     t.add_bos_ = !prefix.empty();
     t.add_eos_ = !suffix.empty();
   } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(source + ": " + e.what());
+    return Status::InvalidArgument(e.what());
   }
   return t;
+}
+
+Status Tokenizer::CheckFitsVocabulary(int64_t model_vocab_size, const std::string& model) const {
+  if (vocab_size() <= model_vocab_size) return Status::Ok();
+  const int32_t id = vocab_size() - 1;  // the largest id is always assigned
+  const auto added = std::find_if(added_tokens_->begin(), added_tokens_->end(),
+                                  [&](const AddedToken& a) { return a.id == id; });
+  const std::string field = added != added_tokens_->end()
+                                ? "added_tokens[" +
+                                      std::to_string(added - added_tokens_->begin()) + "].id"
+                                : "model.vocab[" + nlohmann::json(id_to_token_[id]).dump() + "]";
+  return Status::InvalidArgument(source_ + ": " + field + " = " + std::to_string(id) +
+                                 " is not below the vocab_size " +
+                                 std::to_string(model_vocab_size) + " of " + model);
 }
 
 void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids) const {

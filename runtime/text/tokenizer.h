@@ -27,8 +27,15 @@ class Tokenizer {
   // Reads `dir`/tokenizer.json and `dir`/tokenizer_config.json (bos_token, eos_token,
   // add_bos_token, add_eos_token; each optional).
   static StatusOr<Tokenizer> FromDirectory(const std::string& dir);
-  // Parses the contents of a tokenizer.json; `source` names it in error messages.
+  // Parses the contents of a tokenizer.json; `source` names it in error messages. Errors are
+  // InvalidArgument naming the file and, where it is one of this code's checks, the field (token
+  // ids must be integers in [0, kMaxTokenIds)); Unimplemented for features not supported.
   static StatusOr<Tokenizer> FromJsonString(std::string_view json, const std::string& source);
+
+  // InvalidArgument naming the file and field of the largest token id when it is not below
+  // `model_vocab_size`, the vocabulary of the model it serves (`model` names it in the message):
+  // such a token could not be embedded.
+  Status CheckFitsVocabulary(int64_t model_vocab_size, const std::string& model) const;
 
   // Token ids of `text` (UTF-8; an error names the offset of the first invalid byte). Added-token
   // strings in the text, special ones included, become their ids. With `add_special_tokens`, BOS
@@ -51,6 +58,7 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
+  static StatusOr<Tokenizer> FromParsedJson(const nlohmann::json& root);
   Status ApplyConfig(const std::string& config_path);
   void EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids) const;
 
@@ -66,7 +74,14 @@ class Tokenizer {
   std::vector<uint8_t> id_flags_;         // kAssigned | kSpecial per id
   std::optional<int32_t> bos_id_, eos_id_;
   bool add_bos_ = false, add_eos_ = false;
+  std::string source_;  // the tokenizer.json it was read from, for messages
 };
+
+// The special token `key` ("bos_token") of a parsed tokenizer_config.json: "tok",
+// {"content": "tok", ...}, null or absent (nullopt). InvalidArgument naming `source` and the key
+// for any other value.
+StatusOr<std::optional<std::string>> ConfigTokenString(const nlohmann::json& config,
+                                                       const char* key, const std::string& source);
 
 // Turns ids fed one at a time into text, emitting only complete UTF-8 characters: bytes of a
 // character split across tokens are held back until it completes; bytes that can never form one

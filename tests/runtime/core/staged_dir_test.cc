@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// StagedDir: the target appears only on Commit(), complete; an uncommitted (failed) run leaves
+// neither the target nor its staging directory; a non-empty target is never touched.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/core/staged_dir.h"
+
+namespace df11 {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StagedDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/df11_staged_dir_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  size_t Entries() const {
+    return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()));
+  }
+  std::string dir_;
+};
+
+TEST_F(StagedDirTest, TargetAppearsOnlyOnCommit) {
+  auto staged = StagedDir::Create(dir_ + "/out/");
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  std::ofstream(staged->path() + "/a.txt") << "a";
+  EXPECT_FALSE(fs::exists(dir_ + "/out"));
+  ASSERT_TRUE(staged->Commit().ok());
+  EXPECT_TRUE(fs::exists(dir_ + "/out/a.txt"));
+  EXPECT_EQ(Entries(), 1u);  // no staging directory left
+}
+
+TEST_F(StagedDirTest, UncommittedLeavesNothing) {
+  {
+    auto staged = StagedDir::Create(dir_ + "/nested/out");
+    ASSERT_TRUE(staged.ok());
+    std::ofstream(staged->path() + "/a.txt") << "a";
+  }
+  EXPECT_FALSE(fs::exists(dir_ + "/nested/out"));
+  EXPECT_TRUE(fs::is_empty(dir_ + "/nested"));
+}
+
+TEST_F(StagedDirTest, EmptyTargetIsReplacedAndNonEmptyRefused) {
+  fs::create_directory(dir_ + "/empty");
+  auto staged = StagedDir::Create(dir_ + "/empty");
+  ASSERT_TRUE(staged.ok());
+  std::ofstream(staged->path() + "/a.txt") << "a";
+  ASSERT_TRUE(staged->Commit().ok());
+  EXPECT_TRUE(fs::exists(dir_ + "/empty/a.txt"));
+
+  auto again = StagedDir::Create(dir_ + "/empty");
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(again.status().message().find("not empty"), std::string::npos);
+  std::ofstream(dir_ + "/file") << "x";
+  EXPECT_EQ(StagedDir::Create(dir_ + "/file").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Entries(), 2u);
+}
+
+}  // namespace
+}  // namespace df11
