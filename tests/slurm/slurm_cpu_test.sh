@@ -166,7 +166,7 @@ log "node $HOST is $state"
 
 # ---- tiny model, DF11, TP2 x PP2 shards, a small batch
 "$DF11" -q make-tiny --arch qwen3 --layers 4 --hidden 64 --heads 4 --kv-heads 2 --head-dim 16 \
-  --intermediate 128 --vocab-from "$SRC_DIR/tests/data/tokenizers/qwen3" --seed 3 "$TMP/bf16"
+  --intermediate 128 --vocab-from "$BUILD_DIR/data/tokenizers/qwen3" --seed 3 "$TMP/bf16"
 "$DF11" -q compress "$TMP/bf16" "$TMP/df11"
 "$DF11" -q shard "$TMP/df11" "$TMP/tp2pp2" --tp 2 --pp 2
 cat > "$TMP/batch.jsonl" << 'EOF'
