@@ -19,12 +19,6 @@ std::string Hex16(uint16_t v) {
   return buf;
 }
 
-std::string ShapeText(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::string& bf16_dir,

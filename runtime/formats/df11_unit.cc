@@ -11,12 +11,6 @@ namespace {
 
 constexpr std::string_view kEncodedSuffix = ".encoded_exponent";
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // The U8 tensor "<unit>.<field>" of rank 1 (or 2 for luts), or Corruption.
 StatusOr<const TensorInfo*> FieldTensor(const Checkpoint& ckpt, const std::string& unit,
                                         const char* field, size_t rank) {
@@ -27,7 +21,7 @@ StatusOr<const TensorInfo*> FieldTensor(const Checkpoint& ckpt, const std::strin
   }
   if (t->dtype != DType::kU8 || t->shape.size() != rank) {
     return Status::Corruption("DF11 unit " + unit + ": " + name + " is " +
-                              std::string(DTypeName(t->dtype)) + " " + ShapeString(t->shape) +
+                              std::string(DTypeName(t->dtype)) + " " + ShapeText(t->shape) +
                               "; expected U8 of rank " + std::to_string(rank));
   }
   return t;
@@ -75,12 +69,12 @@ StatusOr<Df11Unit> LoadDf11Unit(const Checkpoint& ckpt, const std::string& name)
   if (!pos_ok) {
     return Status::Corruption("DF11 unit " + name + ": " + pos_name + " is " +
                               std::string(DTypeName(pos->dtype)) + " " +
-                              ShapeString(pos->shape) +
+                              ShapeText(pos->shape) +
                               "; expected U8 with a multiple of 4 bytes (little-endian uint32)");
   }
   if (luts->shape[1] != 256) {
     return Status::Corruption("DF11 unit " + name + ": luts has shape " +
-                              ShapeString(luts->shape) + "; expected [rows, 256]");
+                              ShapeText(luts->shape) + "; expected [rows, 256]");
   }
   Df11Unit unit;
   unit.name = name;
@@ -101,7 +95,7 @@ StatusOr<Df11Unit> LoadDf11Unit(const Checkpoint& ckpt, const std::string& name)
     if (split->dtype != DType::kI64 || split->shape.size() != 1) {
       return Status::Corruption("DF11 unit " + name + ": " + split_name + " is " +
                                 std::string(DTypeName(split->dtype)) + " " +
-                                ShapeString(split->shape) + "; expected I64 of rank 1");
+                                ShapeText(split->shape) + "; expected I64 of rank 1");
     }
     unit.split_positions.resize(split->numel);
     // (An empty tensor has no data pointer; memcpy may not be given null even for 0 bytes.)

@@ -185,6 +185,12 @@ size_t DTypeSize(DType dtype) { return Entry(dtype).size; }
 
 std::string_view DTypeName(DType dtype) { return Entry(dtype).name; }
 
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
 StatusOr<DType> ParseDType(std::string_view name) {
   std::string accepted;
   for (const DTypeEntry& e : kDTypes) {

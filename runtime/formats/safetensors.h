@@ -28,6 +28,8 @@ enum class DType : uint8_t {
 size_t DTypeSize(DType dtype);
 // The header spelling: "BF16", "F8_E4M3", ...
 std::string_view DTypeName(DType dtype);
+// A shape as messages print it: "[4096, 14336]" ("[]" for a scalar).
+std::string ShapeText(const std::vector<int64_t>& shape);
 // Inverse of DTypeName; InvalidArgument naming the string and the accepted names otherwise.
 StatusOr<DType> ParseDType(std::string_view name);
 

@@ -10,12 +10,6 @@
 namespace df11 {
 namespace {
 
-std::string ShapeText(const std::vector<int64_t>& s) {
-  std::string t = "[";
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + "]";
-}
-
 std::string FileName(const SafetensorsFile* f) {
   if (f == nullptr) return "?";
   const std::string& p = f->path();

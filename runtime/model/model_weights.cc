@@ -12,12 +12,6 @@
 namespace df11 {
 namespace {
 
-std::string ShapeText(const std::vector<int64_t>& s) {
-  std::string t = "[";
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + "]";
-}
-
 const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
   for (const Checkpoint& c : w.checkpoints) {
     if (const TensorInfo* t = c.Find(name)) return t;
