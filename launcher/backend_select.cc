@@ -8,7 +8,7 @@
 
 #include "launcher/cli_flags.h"
 #include "runtime/core/host_memory.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -92,7 +92,7 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
   o.overlap_decode = f.overlap_decode;
   o.decode_grid_fraction = f.decode_grid_fraction;
   o.cuda_graph = f.cuda_graph;
-  o.max_tokens = f.max_tokens;
+  o.max_step_tokens = f.max_tokens;
   o.memory_fraction = f.gpu_memory_fraction / sharing;
   o.context = f.context;
   o.tp_leader = g.tp_leader;
@@ -154,7 +154,7 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
 #endif
   }
   if (f.device != "cpu") return Status::InvalidArgument("--device must be cpu or cuda");
-  TransformerOptions o;
+  CpuBackendOptions o;
   o.threads = f.threads;
   o.overlap_decode = f.overlap_decode;
   o.tp_leader = g.tp_leader;
@@ -168,7 +168,7 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
                       std::max(1, g.local_size);
   Backend b;
   b.device = "cpu";
-  b.forward = std::make_unique<Transformer>(w, o);
+  b.forward = std::make_unique<CpuBackend>(w, o);
   if (const int64_t tokens = b.forward->KvTokenBudget(); tokens > 0) {
     char line[256];
     std::snprintf(line, sizeof(line),

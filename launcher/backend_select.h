@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Picks and builds the forward backend of one rank from the command line: the CPU Transformer or,
+// Picks and builds the forward backend of one rank from the command line: the CPU CpuBackend or,
 // with --device cuda, the CudaBackend on GPU local_rank % device_count, whose tensor-parallel
 // all-reduce goes over NCCL (each rank on its own GPU) or over the MPI communicator staged
 // through pinned host memory (ranks sharing a GPU, where NCCL cannot run): --comm auto|nccl|mpi.

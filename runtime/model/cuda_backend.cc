@@ -18,6 +18,7 @@
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
+#include "runtime/model/forward.h"
 
 namespace df11 {
 
@@ -71,7 +72,7 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
       a.h_ids[t] = s.tokens[j];
       a.h_seq[t] = static_cast<int32_t>(i);
     }
-    for (size_t li = 0; li < layers_.size(); ++li) {
+    for (size_t li = 0; li < w_->layers.size(); ++li) {
       float** table = a.h_kv_tables + 2 * li * S;  // K pointers, then V pointers
       table[i] = s.cache->device_k[li];
       table[S + i] = s.cache->device_v[li];
@@ -85,9 +86,10 @@ void CudaBackend::EnqueueEmbed() {
   const int64_t T = tokens_, h = w_->config.hidden_size;
   const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
   if (T == 0) return;
+  const DeviceMatrix& embed = Device(w_->embed);
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.ids, a.h_ids, 4 * T, cudaMemcpyHostToDevice, compute_));
-  if (embed_->plain != nullptr) {
-    EmbeddingGatherCuda(embed_->plain, rows, h, a.ids, T, lo, a.x, compute_);
+  if (embed.plain != nullptr) {
+    EmbeddingGatherCuda(embed.plain, rows, h, a.ids, T, lo, a.x, compute_);
     return;
   }
   // DF11 table: decode just each token's row, then widen them with a gather over those rows.
@@ -95,8 +97,8 @@ void CudaBackend::EnqueueEmbed() {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t id = a.h_ids[t];
     if (id >= lo && id < lo + rows) {
-      const int64_t b = embed_->begin + (id - lo) * h;
-      Df11DecodeCuda(*embed_->unit, b, b + h, a.embed_rows + t * h, flag, compute_);
+      const int64_t b = embed.begin + (id - lo) * h;
+      Df11DecodeCuda(*embed.unit, b, b + h, a.embed_rows + t * h, flag, compute_);
       a.h_gather[t] = static_cast<int32_t>(t);
     } else {
       a.h_gather[t] = -1;  // outside this shard's rows: a zero row
@@ -107,60 +109,101 @@ void CudaBackend::EnqueueEmbed() {
 }
 
 void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
-  const DeviceLayer& l = layers_[layer];
-  uint16_t* scratch = scratch_[layer % 2];
   int* flag = flags_ + layer;
-  for (const DeviceMatrix* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-    if (m->unit == nullptr) continue;
-    const Df11DeviceUnit& u = *m->unit;
-    Df11DecodeCuda(u, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset, flag,
-                   stream, u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
+  for (const Weight* w : w_->layers[layer].Matrices()) {
+    const DeviceMatrix& m = Device(*w);
+    if (m.unit == nullptr) continue;
+    const Df11DeviceUnit& u = *m.unit;
+    Df11DecodeCuda(u, m.begin, m.begin + w->numel(), scratch_[m.slot] + m.offset, flag, stream,
+                   u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
                    stream == decode_ ? options_.decode_grid_fraction : 1.0);
   }
 }
 
-void CudaBackend::EnqueueLayer(size_t li) {
-  const ModelConfig& c = w_->config;
-  const LocalDims& d = w_->dims;
-  const int64_t T = tokens_, h = c.hidden_size, hd = c.head_dim;
-  const int64_t nh = d.heads, nkv = d.kv_heads, inter = d.intermediate, row = nkv * hd;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  const DeviceLayer& L = layers_[li];
-  const uint16_t* scratch = scratch_[li % 2];
-  Activations& a = *act_;
-  cudaStream_t s = compute_;
+void CudaBackend::EnqueueDecodeAhead(size_t layer) {
+  // The decode stream starts after everything queued so far (the previous step's reads of the
+  // scratch buffers included); under capture this forks it into the graph.
+  if (!layer_compressed_[layer]) return;
+  if (layer >= 2) DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, consumed_[layer % 2], 0));
+  EnqueueDecode(layer, decode_);
+  DF11_CUDA_CHECK(cudaEventRecord(decoded_[layer % 2], decode_));
+}
 
-  // Attention block.
-  RmsNormCuda(a.x, L.input_norm, eps, T, h, a.xn, s);
-  GemmBf16Cuda(a.xn, L.q.Placed(scratch), L.q_bias, a.q, T, nh * hd, h, a.x_bf16, cublas_, s);
-  GemmBf16Cuda(a.xn, L.k.Placed(scratch), L.k_bias, a.k, T, nkv * hd, h, a.x_bf16, cublas_, s);
-  GemmBf16Cuda(a.xn, L.v.Placed(scratch), L.v_bias, a.v, T, nkv * hd, h, a.x_bf16, cublas_, s);
-  if (L.q_norm != nullptr) {
-    RmsNormCuda(a.q, L.q_norm, eps, T * nh, hd, a.q, s);
-    RmsNormCuda(a.k, L.k_norm, eps, T * nkv, hd, a.k, s);
+Status CudaBackend::BeginLayer(size_t layer) {
+  if (overlap_) {
+    if (layer + 1 < layer_compressed_.size()) EnqueueDecodeAhead(layer + 1);
+    if (layer_compressed_[layer]) {
+      DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, decoded_[layer % 2], 0));
+    }
+  } else if (layer_compressed_[layer]) {
+    EnqueueDecode(layer, compute_);
   }
-  RopeCuda(a.q, T, nh, hd, a.positions, inv_freq_, rope_scaling_, s);
-  RopeCuda(a.k, T, nkv, hd, a.positions, inv_freq_, rope_scaling_, s);
-  // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
-  float** k_table = a.kv_tables + 2 * li * sequences_;
-  float** v_table = k_table + sequences_;
-  KvAppendCudaBatched(a.k, a.v, T, row, a.seq, a.positions, k_table, v_table, s);
-  const int64_t window = LayerWindow(c, w_->first_layer + static_cast<int64_t>(li));
-  AttentionCudaBatched(a.q, k_table, v_table, a.seq, a.positions, T, nh, nkv, hd, window, a.attn,
-                       s);
-  GemmBf16Cuda(a.attn, L.o.Placed(scratch), options_.tp_leader ? L.o_bias : nullptr, a.proj, T, h,
-               nh * hd, a.x_bf16, cublas_, s);
-  if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
-  AddCuda(a.x, a.proj, T * h, s);
+  return Status::Ok();  // a corrupt stream raises its layer's flag, read by Finish
+}
 
-  // MLP block.
-  RmsNormCuda(a.x, L.post_attention_norm, eps, T, h, a.xn, s);
-  GemmBf16Cuda(a.xn, L.gate.Placed(scratch), nullptr, a.gate, T, inter, h, a.x_bf16, cublas_, s);
-  GemmBf16Cuda(a.xn, L.up.Placed(scratch), nullptr, a.up, T, inter, h, a.x_bf16, cublas_, s);
-  GatedActivationCuda(c.hidden_act, a.gate, a.up, a.gate, T * inter, s);
-  GemmBf16Cuda(a.gate, L.down.Placed(scratch), nullptr, a.proj, T, h, inter, a.x_bf16, cublas_, s);
-  if (options_.all_reduce) options_.all_reduce(a.proj, T * h, s);
-  AddCuda(a.x, a.proj, T * h, s);
+void CudaBackend::EndLayer(size_t layer) {
+  if (overlap_) DF11_CUDA_CHECK(cudaEventRecord(consumed_[layer % 2], compute_));
+}
+
+void CudaBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
+                          float* out) {
+  RmsNormCuda(x, Device(&w), eps, rows, cols, out, compute_);
+}
+
+void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
+                         float* y) {
+  GemmBf16Cuda(x, Placed(Device(w)), Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16,
+               cublas_, compute_);
+}
+
+void CudaBackend::Rope(float* x, int64_t heads) {
+  RopeCuda(x, tokens_, heads, w_->config.head_dim, act_->positions, inv_freq_, rope_scaling_,
+           compute_);
+}
+
+void CudaBackend::Attention(size_t layer, const float* q, const float* k, const float* v,
+                            int64_t window, float* out) {
+  // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
+  const Activations& a = *act_;
+  const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
+  float** k_table = a.kv_tables + 2 * layer * sequences_;
+  float** v_table = k_table + sequences_;
+  KvAppendCudaBatched(k, v, tokens_, nkv * hd, a.seq, a.positions, k_table, v_table, compute_);
+  AttentionCudaBatched(q, k_table, v_table, a.seq, a.positions, tokens_, nh, nkv, hd, window, out,
+                       compute_);
+}
+
+void CudaBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {
+  GatedActivationCuda(act, gate, up, gate, n, compute_);
+}
+
+void CudaBackend::Add(float* x, const float* y, int64_t n) { AddCuda(x, y, n, compute_); }
+
+void CudaBackend::AllReduce(float* x, int64_t n) {
+  if (options_.all_reduce) options_.all_reduce(x, n, compute_);
+}
+
+Status CudaBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
+  // The same chunks for BF16 and DF11 heads, so both multiply identically.
+  const Activations& a = *act_;
+  const DeviceMatrix& m = Device(head);
+  const int64_t h = head.cols, V = head.rows;
+  int* flag = flags_ + w_->layers.size() + 1;
+  for (int64_t r0 = 0; r0 < V; r0 += head_chunk_) {
+    const int64_t r1 = std::min(V, r0 + head_chunk_), n = r1 - r0;
+    const uint16_t* weight = m.plain != nullptr ? m.plain + r0 * h : head_scratch_;
+    if (m.plain == nullptr) {
+      Df11DecodeCuda(*m.unit, m.begin + r0 * h, m.begin + r1 * h, head_scratch_, flag, compute_);
+    }
+    if (n == V) {
+      GemmBf16Cuda(x, weight, nullptr, logits, rows, V, h, a.x_bf16, cublas_, compute_);
+    } else {
+      GemmBf16Cuda(x, weight, nullptr, a.chunk, rows, n, h, a.x_bf16, cublas_, compute_);
+      DF11_CUDA_CHECK(cudaMemcpy2DAsync(logits + r0, 4 * V, a.chunk, 4 * n, 4 * n, rows,
+                                        cudaMemcpyDeviceToDevice, compute_));
+    }
+  }
+  return Status::Ok();  // a corrupt stream raises the LM head's flag, read by Finish
 }
 
 void CudaBackend::EnqueueLayers() {
@@ -171,34 +214,19 @@ void CudaBackend::EnqueueLayers() {
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(sequences_),
                                   cudaMemcpyHostToDevice, compute_));
-  const size_t n = layers_.size();
-  const bool overlap = options_.overlap_decode &&
-                       std::any_of(layers_.begin(), layers_.end(),
-                                   [](const DeviceLayer& l) { return l.compressed; });
-  // The decode stream starts after everything queued so far (the previous step's reads of the
-  // scratch buffers included); under capture this forks it into the graph.
-  auto decode_async = [&](size_t layer) {
-    if (!layers_[layer].compressed) return;
-    if (layer >= 2) DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, consumed_[layer % 2], 0));
-    EnqueueDecode(layer, decode_);
-    DF11_CUDA_CHECK(cudaEventRecord(decoded_[layer % 2], decode_));
-  };
-  if (overlap) {
+  overlap_ = options_.overlap_decode &&
+             std::find(layer_compressed_.begin(), layer_compressed_.end(), true) !=
+                 layer_compressed_.end();
+  if (overlap_) {
     DF11_CUDA_CHECK(cudaEventRecord(fork_, compute_));
     DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, fork_, 0));
-    decode_async(0);
+    if (!layer_compressed_.empty()) EnqueueDecodeAhead(0);
   }
-  for (size_t li = 0; li < n; ++li) {
-    if (overlap) {
-      if (li + 1 < n) decode_async(li + 1);
-      if (layers_[li].compressed) DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, decoded_[li % 2], 0));
-    } else if (layers_[li].compressed) {
-      EnqueueDecode(li, compute_);
-    }
-    EnqueueLayer(li);
-    if (overlap) DF11_CUDA_CHECK(cudaEventRecord(consumed_[li % 2], compute_));
-  }
-  if (overlap) {
+  StepActivations step{a.x, a.xn, a.q, a.k, a.v, a.attn, a.proj, a.gate, a.up};
+  // This backend's ops report corrupt streams through the flags (Finish), never as a Status.
+  const Status layers = df11::RunLayers(LayerContext{w_, options_.tp_leader}, T, *this, step);
+  DF11_CHECK_MSG(layers.ok(), layers.ToString());
+  if (overlap_) {
     // Join the decode stream back (a capture must end with every forked stream joined).
     DF11_CUDA_CHECK(cudaEventRecord(fork_, decode_));
     DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, fork_, 0));
@@ -210,7 +238,6 @@ void CudaBackend::EnqueueHead(bool argmax) {
   const int64_t h = w_->config.hidden_size, V = w_->dims.vocab_rows;
   const int64_t R = static_cast<int64_t>(rows_.size());
   if (R == 0) return;
-  const float eps = static_cast<float>(w_->config.rms_norm_eps);
   const float* src = a.x;
   if (!rows_identity_) {
     for (int64_t r = 0; r < R; ++r) {
@@ -219,24 +246,8 @@ void CudaBackend::EnqueueHead(bool argmax) {
     }
     src = a.proj;
   }
-  RmsNormCuda(src, final_norm_, eps, R, h, a.xn, compute_);
-  // The same chunks for BF16 and DF11 heads, so both multiply identically.
-  int* flag = flags_ + w_->layers.size() + 1;
-  for (int64_t r0 = 0; r0 < V; r0 += head_chunk_) {
-    const int64_t r1 = std::min(V, r0 + head_chunk_), n = r1 - r0;
-    const uint16_t* weight = head_->plain != nullptr ? head_->plain + r0 * h : head_scratch_;
-    if (head_->plain == nullptr) {
-      Df11DecodeCuda(*head_->unit, head_->begin + r0 * h, head_->begin + r1 * h, head_scratch_,
-                     flag, compute_);
-    }
-    if (n == V) {
-      GemmBf16Cuda(a.xn, weight, nullptr, a.logits, R, V, h, a.x_bf16, cublas_, compute_);
-    } else {
-      GemmBf16Cuda(a.xn, weight, nullptr, a.chunk, R, n, h, a.x_bf16, cublas_, compute_);
-      DF11_CUDA_CHECK(cudaMemcpy2DAsync(a.logits + r0, 4 * V, a.chunk, 4 * n, 4 * n, R,
-                                        cudaMemcpyDeviceToDevice, compute_));
-    }
-  }
+  const Status head = RunHead(*w_, src, R, *this, a.xn, a.logits);
+  DF11_CHECK_MSG(head.ok(), head.ToString());
   if (argmax) {
     for (int64_t r = 0; r < R; ++r) ArgmaxCuda(a.logits + r * V, V, a.argmax + r, compute_);
   }
@@ -294,16 +305,16 @@ Status CudaBackend::Finish() {
     const int64_t layers = static_cast<int64_t>(w_->layers.size());
     if (i < layers) {
       where = "layer " + std::to_string(w_->first_layer + i);
-      for (const DeviceMatrix* m : {&layers_[i].q, &layers_[i].gate}) {
+      for (const Weight* m : w_->layers[i].Matrices()) {
         if (m->unit != nullptr) {
-          where += " (unit " + m->unit_name + ")";
+          where += " (unit " + m->unit->name + ")";
           break;
         }
       }
     } else {
-      const DeviceMatrix& m = i == layers ? *embed_ : *head_;
+      const Weight& m = i == layers ? w_->embed : w_->lm_head;
       where = std::string(i == layers ? "the embedding" : "the LM head") + " (unit " +
-              m.unit_name + ")";
+              (m.unit != nullptr ? m.unit->name : std::string("?")) + ")";
     }
     return Status::Corruption("DF11 stream corrupt while decoding " + where +
                               " on the GPU: error bits " + std::to_string(bits) +

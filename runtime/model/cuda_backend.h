@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // CudaBackend: the forward pass of one rank's slice on one GPU, behind ForwardBackend (host
-// hidden states / logits at the boundary). Weights are uploaded once: each DF11 unit stays
-// compressed on the device (Df11DeviceBuffer), BF16 matrices and small tensors are copied. Each
-// step decodes a layer's DF11 matrices into one of two BF16 scratch buffers on a decode stream
-// while the previous layer computes on the compute stream (events: decode of layer i+1 waits
-// until layer i-1 stopped reading that buffer; layer i waits for its decode). KV caches live on
-// the device (FP32, KvCache::device_k/v). A corrupt DF11 stream sets a per-layer device flag,
-// read after each step and returned as a Corruption Status naming the layer.
+// hidden states / logits at the boundary). The layer is forward.cc's; this backend implements its
+// ops (LayerOps) as kernel launches on a compute stream. Weights are uploaded once: each DF11 unit
+// stays compressed on the device (Df11DeviceBuffer), BF16 matrices and small tensors are copied.
+// Making a layer's weights ready (BeginLayer) decodes its DF11 matrices into one of two BF16
+// scratch buffers on a decode stream while the previous layer computes on the compute stream
+// (events: decode of layer i+1 waits until layer i-1 stopped reading that buffer; layer i waits
+// for its decode). KV caches live on the device (FP32, KvCache::device_k/v). A corrupt DF11
+// stream sets a per-layer device flag, read after each step and returned as a Corruption Status
+// naming the layer.
 //
 // CUDA graph (option cuda_graph, only when there is no tensor-parallel all-reduce): the second
 // consecutive step with the same shape (same tokens per sequence, same output kind; the caches
@@ -34,6 +36,7 @@
 
 #include "kernels/dfloat11/df11_device_unit.h"
 #include "runtime/model/forward_backend.h"
+#include "runtime/model/layer_ops.h"
 #include "runtime/model/memory_plan.h"
 
 namespace df11 {
@@ -49,7 +52,7 @@ struct CudaBackendOptions {
   // every batch size measured on an H100 (BENCHMARKS.md); the option is kept for experiments.
   double decode_grid_fraction = 1.0;
   bool cuda_graph = true;       // capture and replay steady-state steps (see the header)
-  int64_t max_tokens = 2048;    // tokens per step the activations are sized for (grows if needed)
+  int64_t max_step_tokens = 2048;  // tokens per step the activations are sized for (grows if needed)
   int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)
   double memory_fraction = 0.90;  // --gpu-memory-fraction: share of the device's memory to plan
   int64_t context = 0;          // tokens per sequence for the plan; 0: max_position_embeddings
@@ -57,7 +60,7 @@ struct CudaBackendOptions {
   bool tp_leader = true;        // adds row-parallel biases (only one rank may)
 };
 
-class CudaBackend : public ForwardBackend {
+class CudaBackend : public ForwardBackend, private LayerOps {
  public:
   // Uploads `weights` (which must outlive the backend) to options.device. FailedPrecondition when
   // they do not fit in memory_fraction of the device, InvalidArgument for unsupported shapes.
@@ -92,26 +95,16 @@ class CudaBackend : public ForwardBackend {
   int64_t graph_captures() const { return graph_captures_; }
 
  private:
-  // A matrix as plain device BF16 or a resident unit's element range.
+  // A Weight's device copy: plain device BF16, or a resident unit's element range that
+  // BeginLayer decodes into scratch_[slot] at `offset` (the embedding and the LM head decode
+  // rows or chunks of their own).
   struct DeviceMatrix {
-    int64_t rows = 0, cols = 0;
     const uint16_t* plain = nullptr;       // device BF16, or null
     const Df11DeviceUnit* unit = nullptr;  // else elements [begin, begin + rows * cols) of it
     int64_t begin = 0;
     std::string unit_name;
-    int64_t scratch_offset = 0;  // where the layer decode places it
-    const uint16_t* Placed(const uint16_t* scratch) const {
-      return plain != nullptr ? plain : scratch + scratch_offset;
-    }
-  };
-
-  struct DeviceLayer {
-    DeviceMatrix q, k, v, o, gate, up, down;
-    const uint16_t* input_norm = nullptr;
-    const uint16_t* post_attention_norm = nullptr;
-    const uint16_t *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
-    const uint16_t *q_norm = nullptr, *k_norm = nullptr;
-    bool compressed = false;
+    int slot = 0;        // the layer's scratch buffer (layer % 2)
+    int64_t offset = 0;  // where the layer decode places it in that buffer
   };
 
   // Activations for up to `tokens` tokens per step and logits for up to `rows` rows, plus the
@@ -139,17 +132,46 @@ class CudaBackend : public ForwardBackend {
 
   CudaBackend(const ModelWeights* weights, const CudaBackendOptions& options);
   Status Init();
-  DeviceMatrix UploadMatrix(const MatrixRef& m);
-  const uint16_t* UploadSmall(const std::vector<uint16_t>& v);
+  // What the memory plan needs (sets scratch_elements_ and head_chunk_).
+  DeviceMemoryInputs MemoryInputs();
+  // Uploads every matrix and vector (matrices_, vectors_); returns the DF11 units' device bytes.
+  int64_t UploadWeights();
+  const uint16_t* UploadSmall(const Vector& v);
   template <typename T>
   T* DeviceAlloc(int64_t n);
+
+  // LayerOps as launches on the compute stream (the step's sizes come from Prepare).
+  Status BeginLayer(size_t layer) override;
+  void EndLayer(size_t layer) override;
+  void RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
+               float* out) override;
+  void Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
+              float* y) override;
+  void Rope(float* x, int64_t heads) override;
+  void Attention(size_t layer, const float* q, const float* k, const float* v, int64_t window,
+                 float* out) override;
+  void GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) override;
+  void Add(float* x, const float* y, int64_t n) override;
+  void AllReduce(float* x, int64_t n) override;
+  Status LmHead(const float* x, int64_t rows, const Weight& head, float* logits) override;
+
+  // The BF16 device data Linear multiplies by (mapped, or decoded in its layer's scratch).
+  const uint16_t* Placed(const DeviceMatrix& m) const {
+    return m.plain != nullptr ? m.plain : scratch_[m.slot] + m.offset;
+  }
+  const DeviceMatrix& Device(const Weight& w) const { return matrices_[w.id]; }
+  // The device copy of a vector, null when the model has none.
+  const uint16_t* Device(const Vector* v) const {
+    return v == nullptr || v->empty() ? nullptr : vectors_[v->id];
+  }
 
   // Host side of a step: checks the caches (their room for the new tokens when `appends`),
   // grows buffers, picks the logit rows and fills the pinned upload buffers.
   Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
   void EnqueueEmbed();
   void EnqueueDecode(size_t layer, cudaStream_t stream);
-  void EnqueueLayer(size_t layer);
+  // The decode of layer `layer` on the decode stream, ordered by the events (overlap).
+  void EnqueueDecodeAhead(size_t layer);
   void EnqueueLayers();
   void EnqueueHead(bool argmax);
   // Layers + head, from a captured graph when allowed (see the header).
@@ -171,9 +193,9 @@ class CudaBackend : public ForwardBackend {
   cublasHandle_t cublas_ = nullptr;
   std::vector<void*> allocations_;           // weights, scratch, workspace (freed at the end)
   std::vector<Df11DeviceBuffer> units_;      // resident DF11 units, as w_->units
-  std::vector<DeviceLayer> layers_;
-  std::unique_ptr<DeviceMatrix> embed_, head_;
-  const uint16_t* final_norm_ = nullptr;
+  std::vector<DeviceMatrix> matrices_;       // by Weight::id
+  std::vector<const uint16_t*> vectors_;     // by Vector::id: device copies (null when empty)
+  std::vector<bool> layer_compressed_;       // per layer: has a DF11 matrix to decode
   float* inv_freq_ = nullptr;               // (head_dim / 2)
   float rope_scaling_ = 1.0f;               // cos/sin factor (yarn's attention factor)
   uint16_t* scratch_[2] = {};               // (scratch_elements_) each
@@ -192,6 +214,7 @@ class CudaBackend : public ForwardBackend {
   mutable int64_t kv_allocated_ = 0;
 
   // The current step, filled by Prepare.
+  bool overlap_ = false;  // decodes run ahead on the decode stream (EnqueueLayers)
   int64_t tokens_ = 0;
   int64_t sequences_ = 0;
   std::vector<int64_t> rows_;  // rows of the hidden states whose logits are wanted

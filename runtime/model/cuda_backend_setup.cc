@@ -50,17 +50,124 @@ T* CudaBackend::DeviceAlloc(int64_t n) {
   return static_cast<T*>(p);
 }
 
-const uint16_t* CudaBackend::UploadSmall(const std::vector<uint16_t>& v) {
+const uint16_t* CudaBackend::UploadSmall(const Vector& v) {
   if (v.empty()) return nullptr;
-  uint16_t* d = DeviceAlloc<uint16_t>(static_cast<int64_t>(v.size()));
+  uint16_t* d = DeviceAlloc<uint16_t>(v.size());
   DF11_CUDA_CHECK(cudaMemcpy(d, v.data(), 2 * v.size(), cudaMemcpyHostToDevice));
   return d;
 }
 
-Status CudaBackend::Init() {
+DeviceMemoryInputs CudaBackend::MemoryInputs() {
   const ModelConfig& c = w_->config;
   const LocalDims& d = w_->dims;
   const int64_t h = c.hidden_size, hd = c.head_dim;
+  DeviceMemoryInputs in;
+  size_t free_bytes = 0, total_bytes = 0;
+  DF11_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  in.device_total_bytes = static_cast<int64_t>(total_bytes);
+  in.memory_fraction = options_.memory_fraction;
+  for (const auto& u : w_->units) {
+    // Fields padded to 256 bytes, the stream to whole blocks + 16 bytes, and room for a 32 KB
+    // decode table (an estimate for the fit check; the plan is redone with the real sizes).
+    in.compressed_bytes += u->stored_bytes() + 6 * 256 + 4096 + 32 + 32768;
+  }
+  std::map<const uint16_t*, int64_t> plain;
+  auto count_plain = [&](const Weight& m) {
+    if (!m.compressed()) plain[m.bf16] = 2 * m.numel();
+  };
+  int64_t small = 2 * w_->final_norm.size() + 4 * hd / 2;
+  for (const LayerWeights& l : w_->layers) {
+    int64_t elements = 0;
+    for (const Weight* m : l.Matrices()) {
+      count_plain(*m);
+      if (m->compressed()) elements += RoundUp(m->numel(), kAlignElements);
+    }
+    for (const Vector* v : l.Vectors()) small += 2 * v->size();
+    scratch_elements_ = std::max(scratch_elements_, elements);
+  }
+  count_plain(w_->embed);
+  count_plain(w_->lm_head);
+  for (const auto& [ptr, bytes] : plain) in.plain_bytes += bytes;
+  in.small_bytes = small;
+  in.layer_scratch_bytes = 2 * 2 * scratch_elements_;
+  const int64_t V = d.vocab_rows;
+  head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));
+  if (options_.lm_head_chunk >= V) head_chunk_ = V;
+  in.head_scratch_bytes = w_->lm_head.compressed() ? 2 * head_chunk_ * h : 0;
+  const int64_t T = std::max<int64_t>(1, options_.max_step_tokens), R = std::min<int64_t>(T, 256);
+  const int64_t width = std::max({h, d.heads * hd, d.intermediate});
+  in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
+                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
+                        KvTableBytes(T) +
+                        R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
+  // ForwardSample draws one row per sequence; a step holds at most R of them.
+  in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
+  in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
+  in.context = options_.context > 0 ? options_.context : c.max_position_embeddings;
+  return in;
+
+}
+
+int64_t CudaBackend::UploadWeights() {
+  const ModelConfig& c = w_->config;
+  int64_t unit_bytes = 0;
+  units_.reserve(w_->units.size());
+  for (const auto& u : w_->units) {
+    units_.emplace_back(u->view);
+    unit_bytes += static_cast<int64_t>(units_.back().device_bytes());
+  }
+  // Every matrix and vector by its id; BF16 data shared by two matrices (a tied head) once.
+  matrices_.assign(static_cast<size_t>(w_->matrix_count), DeviceMatrix{});
+  vectors_.assign(static_cast<size_t>(w_->vector_count), nullptr);
+  std::map<const uint16_t*, const uint16_t*> uploaded;  // host BF16 -> device copy
+  auto upload = [&](const Weight& m) {
+    DeviceMatrix& dm = matrices_[m.id];
+    if (!m.compressed()) {
+      auto it = uploaded.find(m.bf16);
+      if (it == uploaded.end()) {
+        uint16_t* p = DeviceAlloc<uint16_t>(m.numel());
+        DF11_CUDA_CHECK(cudaMemcpy(p, m.bf16, 2 * m.numel(), cudaMemcpyHostToDevice));
+        it = uploaded.emplace(m.bf16, p).first;
+      }
+      dm.plain = it->second;
+      return;
+    }
+    for (size_t i = 0; i < w_->units.size(); ++i) {
+      if (w_->units[i].get() == m.unit) dm.unit = &units_[i].unit();
+    }
+    DF11_CHECK_MSG(dm.unit != nullptr, "a matrix names a DF11 unit the weights do not own");
+    dm.begin = m.begin;
+    dm.unit_name = m.unit->name;
+  };
+  for (size_t li = 0; li < w_->layers.size(); ++li) {
+    const LayerWeights& l = w_->layers[li];
+    int64_t offset = 0;
+    bool compressed = false;
+    for (const Weight* m : l.Matrices()) {
+      upload(*m);
+      if (!m->compressed()) continue;
+      matrices_[m->id].slot = static_cast<int>(li % 2);
+      matrices_[m->id].offset = offset;
+      offset += RoundUp(m->numel(), kAlignElements);
+      compressed = true;
+    }
+    layer_compressed_.push_back(compressed);
+    for (const Vector* v : l.Vectors()) vectors_[v->id] = UploadSmall(*v);
+  }
+  upload(w_->embed);
+  upload(w_->lm_head);
+  vectors_[w_->final_norm.id] = UploadSmall(w_->final_norm);
+  const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c));
+  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
+  inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
+  DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
+                             cudaMemcpyHostToDevice));
+
+  return unit_bytes;
+}
+
+Status CudaBackend::Init() {
+  const int64_t h = w_->config.hidden_size, hd = w_->config.head_dim;
   if (hd > kAttentionCudaMaxHeadDim) {
     return Status::InvalidArgument("head_dim " + std::to_string(hd) + " exceeds the CUDA "
                                    "attention kernel's " + std::to_string(kAttentionCudaMaxHeadDim));
@@ -79,52 +186,7 @@ Status CudaBackend::Init() {
   DF11_CUDA_CHECK(cudaSetDevice(options_.device));
 
   // Sizes first, so a model that does not fit fails before anything is allocated.
-  DeviceMemoryInputs in;
-  size_t free_bytes = 0, total_bytes = 0;
-  DF11_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  in.device_total_bytes = static_cast<int64_t>(total_bytes);
-  in.memory_fraction = options_.memory_fraction;
-  for (const auto& u : w_->units) {
-    // Fields padded to 256 bytes, the stream to whole blocks + 16 bytes, and room for a 32 KB
-    // decode table (an estimate for the fit check; the plan is redone with the real sizes).
-    in.compressed_bytes += u->stored_bytes() + 6 * 256 + 4096 + 32 + 32768;
-  }
-  std::map<const uint16_t*, int64_t> plain;
-  auto count_plain = [&](const MatrixRef& m) {
-    if (!m.compressed()) plain[m.bf16] = 2 * m.numel();
-  };
-  int64_t small = 2 * static_cast<int64_t>(w_->final_norm.size()) + 4 * hd / 2;
-  for (const LayerWeights& l : w_->layers) {
-    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) count_plain(*m);
-    for (const auto* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias, &l.v_bias,
-                          &l.o_bias, &l.q_norm, &l.k_norm}) {
-      small += 2 * static_cast<int64_t>(v->size());
-    }
-    int64_t elements = 0;
-    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      if (m->compressed()) elements += RoundUp(m->numel(), kAlignElements);
-    }
-    scratch_elements_ = std::max(scratch_elements_, elements);
-  }
-  count_plain(w_->embed);
-  count_plain(w_->lm_head);
-  for (const auto& [ptr, bytes] : plain) in.plain_bytes += bytes;
-  in.small_bytes = small;
-  in.layer_scratch_bytes = 2 * 2 * scratch_elements_;
-  const int64_t V = d.vocab_rows;
-  head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));
-  if (options_.lm_head_chunk >= V) head_chunk_ = V;
-  in.head_scratch_bytes = w_->lm_head.compressed() ? 2 * head_chunk_ * h : 0;
-  const int64_t T = std::max<int64_t>(1, options_.max_tokens), R = std::min<int64_t>(T, 256);
-  const int64_t width = std::max({h, d.heads * hd, d.intermediate});
-  in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
-                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
-                        KvTableBytes(T) +
-                        R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
-  // ForwardSample draws one row per sequence; a step holds at most R of them.
-  in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
-  in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
-  in.context = options_.context > 0 ? options_.context : c.max_position_embeddings;
+  DeviceMemoryInputs in = MemoryInputs();
   DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
 
   // Streams, events, cuBLAS with a fixed workspace (graph capture must not allocate).
@@ -140,77 +202,18 @@ Status CudaBackend::Init() {
   void* workspace = DeviceAlloc<uint8_t>(kCublasWorkspaceBytes);
   DF11_CUBLAS_CHECK(cublasSetWorkspace(cublas_, workspace, kCublasWorkspaceBytes));
 
-  // Weights.
-  int64_t unit_bytes = 0;
-  units_.reserve(w_->units.size());
-  for (const auto& u : w_->units) {
-    units_.emplace_back(u->view);
-    unit_bytes += static_cast<int64_t>(units_.back().device_bytes());
-  }
-  std::map<const uint16_t*, const uint16_t*> uploaded;  // host BF16 -> device copy (tied heads)
-  auto upload = [&](const MatrixRef& m) {
-    DeviceMatrix dm;
-    dm.rows = m.rows;
-    dm.cols = m.cols;
-    if (!m.compressed()) {
-      auto it = uploaded.find(m.bf16);
-      if (it == uploaded.end()) {
-        uint16_t* p = DeviceAlloc<uint16_t>(m.numel());
-        DF11_CUDA_CHECK(cudaMemcpy(p, m.bf16, 2 * m.numel(), cudaMemcpyHostToDevice));
-        it = uploaded.emplace(m.bf16, p).first;
-      }
-      dm.plain = it->second;
-      return dm;
-    }
-    for (size_t i = 0; i < w_->units.size(); ++i) {
-      if (w_->units[i].get() == m.unit) dm.unit = &units_[i].unit();
-    }
-    DF11_CHECK_MSG(dm.unit != nullptr, "a matrix names a DF11 unit the weights do not own");
-    dm.begin = m.begin;
-    dm.unit_name = m.unit->name;
-    return dm;
-  };
-  for (const LayerWeights& l : w_->layers) {
-    DeviceLayer dl;
-    int64_t offset = 0;
-    DeviceMatrix* outs[] = {&dl.q, &dl.k, &dl.v, &dl.o, &dl.gate, &dl.up, &dl.down};
-    const MatrixRef* ins[] = {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down};
-    for (int i = 0; i < 7; ++i) {
-      *outs[i] = upload(*ins[i]);
-      if (outs[i]->unit != nullptr) {
-        outs[i]->scratch_offset = offset;
-        offset += RoundUp(ins[i]->numel(), kAlignElements);
-        dl.compressed = true;
-      }
-    }
-    dl.input_norm = UploadSmall(l.input_norm);
-    dl.post_attention_norm = UploadSmall(l.post_attention_norm);
-    dl.q_bias = UploadSmall(l.q_bias);
-    dl.k_bias = UploadSmall(l.k_bias);
-    dl.v_bias = UploadSmall(l.v_bias);
-    dl.o_bias = UploadSmall(l.o_bias);
-    dl.q_norm = UploadSmall(l.q_norm);
-    dl.k_norm = UploadSmall(l.k_norm);
-    layers_.push_back(std::move(dl));
-  }
-  embed_ = std::make_unique<DeviceMatrix>(upload(w_->embed));
-  head_ = std::make_unique<DeviceMatrix>(upload(w_->lm_head));
-  final_norm_ = UploadSmall(w_->final_norm);
-  const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c));
-  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
-  inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
-  DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
-                             cudaMemcpyHostToDevice));
+  const int64_t unit_bytes = UploadWeights();
 
   // Scratch, flags, activations.
   if (scratch_elements_ > 0) {
     for (auto& s : scratch_) s = DeviceAlloc<uint16_t>(scratch_elements_);
   }
-  if (head_->unit != nullptr) head_scratch_ = DeviceAlloc<uint16_t>(head_chunk_ * h);
+  if (w_->lm_head.compressed()) head_scratch_ = DeviceAlloc<uint16_t>(head_chunk_ * h);
   const int64_t n_flags = static_cast<int64_t>(w_->layers.size()) + 2;
   flags_ = DeviceAlloc<int>(n_flags);
   DF11_CUDA_CHECK(cudaMemset(flags_, 0, 4 * n_flags));
   DF11_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_flags_), 4 * n_flags));
+  const int64_t T = std::max<int64_t>(1, options_.max_step_tokens), R = std::min<int64_t>(T, 256);
   GrowActivations(T, R);
   DF11_CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -273,7 +276,7 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
       {reinterpret_cast<void**>(&a.logits), 4 * rows * V},
       {reinterpret_cast<void**>(&a.chunk), 4 * rows * head_chunk_},
       {reinterpret_cast<void**>(&a.x_bf16), 2 * tokens * width},
-      {reinterpret_cast<void**>(&a.embed_rows), embed_->unit != nullptr ? 2 * tokens * h : 0},
+      {reinterpret_cast<void**>(&a.embed_rows), w_->embed.compressed() ? 2 * tokens * h : 0},
       {reinterpret_cast<void**>(&a.positions), 4 * tokens},
       {reinterpret_cast<void**>(&a.seq), 4 * tokens},
       {reinterpret_cast<void**>(&a.ids), 4 * tokens},

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // ForwardBackend: the forward pass of one rank's slice of a decoder-only transformer, whatever
-// runs it (Transformer on the CPU, CudaBackend on a GPU). Hidden states and logits cross this
+// runs it (CpuBackend on the CPU, CudaBackend on a GPU). Hidden states and logits cross this
 // interface in host memory, so the engine and the distributed runner (pipeline sends over MPI,
 // vocab-parallel embedding sums) drive every backend the same way. Not thread-safe.
 #pragma once

@@ -19,22 +19,11 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
   return nullptr;
 }
 
-// Frees the units no matrix refers to, so that they are neither counted nor uploaded.
-void DropUnusedUnits(ModelWeights* w) {
-  std::set<const Df11Unit*> used = {w->embed.unit, w->lm_head.unit};
-  for (const LayerWeights& l : w->layers) {
-    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      used.insert(m->unit);
-    }
-  }
-  std::erase_if(w->units, [&](const std::unique_ptr<Df11Unit>& u) { return !used.count(u.get()); });
-}
-
 }  // namespace
 
 int64_t LayerWeights::CompressedElements() const {
   int64_t n = 0;
-  for (const MatrixRef* m : {&q, &k, &v, &o, &gate, &up, &down}) {
+  for (const Weight* m : Matrices()) {
     if (m->compressed()) n += m->numel();
   }
   return n;
@@ -48,15 +37,12 @@ int64_t ModelWeights::CompressedBytes() const {
 
 int64_t ModelWeights::WeightBytes() const {
   int64_t n = CompressedBytes();
-  auto plain = [&](const MatrixRef& m) { return m.compressed() ? 0 : 2 * m.numel(); };
+  auto plain = [&](const Weight& m) { return m.compressed() ? 0 : 2 * m.numel(); };
   n += plain(embed) + (lm_head.bf16 == embed.bf16 && !lm_head.compressed() ? 0 : plain(lm_head));
-  n += 2 * static_cast<int64_t>(final_norm.size());
+  n += 2 * final_norm.size();
   for (const LayerWeights& l : layers) {
-    for (const MatrixRef* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += plain(*m);
-    for (const auto* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias, &l.v_bias,
-                          &l.o_bias, &l.q_norm, &l.k_norm}) {
-      n += 2 * static_cast<int64_t>(v->size());
-    }
+    for (const Weight* m : l.Matrices()) n += plain(*m);
+    for (const Vector* v : l.Vectors()) n += 2 * v->size();
   }
   return n;
 }
@@ -65,6 +51,25 @@ int64_t ModelWeights::MaxLayerScratch() const {
   int64_t n = 0;
   for (const LayerWeights& l : layers) n = std::max(n, l.CompressedElements());
   return n;
+}
+
+void ModelWeights::Finish() {
+  matrix_count = 0;
+  vector_count = 0;
+  embed.id = matrix_count++;
+  lm_head.id = matrix_count++;
+  final_norm.id = vector_count++;
+  std::set<const Df11Unit*> used = {embed.unit, lm_head.unit};
+  for (LayerWeights& l : layers) {
+    for (Weight* m : l.Matrices()) {
+      m->id = matrix_count++;
+      used.insert(m->unit);
+    }
+    for (Vector* v : l.Vectors()) v->id = vector_count++;
+  }
+  // Units no matrix refers to (a tied model's stored lm_head copy) are neither counted nor
+  // uploaded.
+  std::erase_if(units, [&](const std::unique_ptr<Df11Unit>& u) { return !used.count(u.get()); });
 }
 
 StatusOr<WeightResolver> WeightResolver::Create(ModelWeights* weights,
@@ -97,8 +102,8 @@ bool WeightResolver::Has(const std::string& name) const {
   return in_units_.count(name) > 0 || FindTensor(*weights_, name) != nullptr;
 }
 
-StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows, int64_t cols) {
-  MatrixRef m;
+StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, int64_t cols) {
+  Weight m;
   m.rows = rows;
   m.cols = cols;
   auto it = in_units_.find(name);
@@ -110,6 +115,7 @@ StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows
                                      "; the model's config implies [" + std::to_string(rows) + ", " +
                                      std::to_string(cols) + "]");
     }
+    m.codec = WeightCodec::kDf11;
     m.unit = it->second.unit;
     m.begin = it->second.begin;
     return m;
@@ -131,11 +137,10 @@ StatusOr<MatrixRef> WeightResolver::Matrix(const std::string& name, int64_t rows
   return m;
 }
 
-StatusOr<std::vector<uint16_t>> WeightResolver::Small(const std::string& name, int64_t numel,
-                                                      bool required) {
+StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel, bool required) {
   const TensorInfo* t = FindTensor(*weights_, name);
   if (t == nullptr) {
-    if (!required) return std::vector<uint16_t>();
+    if (!required) return Vector();
     return Status::NotFound("weight " + name + " is missing from the model");
   }
   if (t->dtype != DType::kBF16 || t->numel != numel) {
@@ -143,9 +148,40 @@ StatusOr<std::vector<uint16_t>> WeightResolver::Small(const std::string& name, i
                                    " " + ShapeText(t->shape) + "; expected BF16 with " +
                                    std::to_string(numel) + " elements");
   }
-  std::vector<uint16_t> v(numel);
-  std::memcpy(v.data(), t->bytes.data(), t->bytes.size());
+  Vector v;
+  v.values.resize(static_cast<size_t>(numel));
+  std::memcpy(v.values.data(), t->bytes.data(), t->bytes.size());
   return v;
+}
+
+StatusOr<LayerWeights> WeightResolver::Layer(const ModelConfig& c, const LocalDims& d,
+                                             int64_t layer) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  const int64_t h = c.hidden_size, hd = c.head_dim;
+  const int64_t nh = d.heads, nkv = d.kv_heads, ni = d.intermediate;
+  LayerWeights l;
+  DF11_ASSIGN_OR_RETURN(l.q, Matrix(p + "self_attn.q_proj.weight", nh * hd, h));
+  DF11_ASSIGN_OR_RETURN(l.k, Matrix(p + "self_attn.k_proj.weight", nkv * hd, h));
+  DF11_ASSIGN_OR_RETURN(l.v, Matrix(p + "self_attn.v_proj.weight", nkv * hd, h));
+  DF11_ASSIGN_OR_RETURN(l.o, Matrix(p + "self_attn.o_proj.weight", h, nh * hd));
+  DF11_ASSIGN_OR_RETURN(l.gate, Matrix(p + "mlp.gate_proj.weight", ni, h));
+  DF11_ASSIGN_OR_RETURN(l.up, Matrix(p + "mlp.up_proj.weight", ni, h));
+  DF11_ASSIGN_OR_RETURN(l.down, Matrix(p + "mlp.down_proj.weight", h, ni));
+  DF11_ASSIGN_OR_RETURN(l.input_norm, Small(p + "input_layernorm.weight", h, true));
+  DF11_ASSIGN_OR_RETURN(l.post_attention_norm, Small(p + "post_attention_layernorm.weight", h, true));
+  if (c.attention_bias) {
+    DF11_ASSIGN_OR_RETURN(l.q_bias, Small(p + "self_attn.q_proj.bias", nh * hd, true));
+    DF11_ASSIGN_OR_RETURN(l.k_bias, Small(p + "self_attn.k_proj.bias", nkv * hd, true));
+    DF11_ASSIGN_OR_RETURN(l.v_bias, Small(p + "self_attn.v_proj.bias", nkv * hd, true));
+  }
+  if (OutputProjectionHasBias(c)) {
+    DF11_ASSIGN_OR_RETURN(l.o_bias, Small(p + "self_attn.o_proj.bias", h, true));
+  }
+  if (c.qk_norm) {
+    DF11_ASSIGN_OR_RETURN(l.q_norm, Small(p + "self_attn.q_norm.weight", hd, true));
+    DF11_ASSIGN_OR_RETURN(l.k_norm, Small(p + "self_attn.k_norm.weight", hd, true));
+  }
+  return l;
 }
 
 StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
@@ -166,7 +202,7 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, df11_json));
   const ModelConfig& c = w.config;
-  const int64_t hd = c.head_dim, h = c.hidden_size;
+  const int64_t h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
   DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", c.vocab_size, h));
   if (c.tie_word_embeddings) {
@@ -177,35 +213,11 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
     DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", c.vocab_size, h));
   }
   DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
-  const bool o_bias = OutputProjectionHasBias(c);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    LayerWeights l;
-    DF11_ASSIGN_OR_RETURN(l.q, r.Matrix(p + "self_attn.q_proj.weight", c.num_attention_heads * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.k, r.Matrix(p + "self_attn.k_proj.weight", c.num_key_value_heads * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.v, r.Matrix(p + "self_attn.v_proj.weight", c.num_key_value_heads * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.o, r.Matrix(p + "self_attn.o_proj.weight", h, c.num_attention_heads * hd));
-    DF11_ASSIGN_OR_RETURN(l.gate, r.Matrix(p + "mlp.gate_proj.weight", c.intermediate_size, h));
-    DF11_ASSIGN_OR_RETURN(l.up, r.Matrix(p + "mlp.up_proj.weight", c.intermediate_size, h));
-    DF11_ASSIGN_OR_RETURN(l.down, r.Matrix(p + "mlp.down_proj.weight", h, c.intermediate_size));
-    DF11_ASSIGN_OR_RETURN(l.input_norm, r.Small(p + "input_layernorm.weight", h, true));
-    DF11_ASSIGN_OR_RETURN(l.post_attention_norm,
-                          r.Small(p + "post_attention_layernorm.weight", h, true));
-    if (c.attention_bias) {
-      DF11_ASSIGN_OR_RETURN(l.q_bias, r.Small(p + "self_attn.q_proj.bias", c.num_attention_heads * hd, true));
-      DF11_ASSIGN_OR_RETURN(l.k_bias, r.Small(p + "self_attn.k_proj.bias", c.num_key_value_heads * hd, true));
-      DF11_ASSIGN_OR_RETURN(l.v_bias, r.Small(p + "self_attn.v_proj.bias", c.num_key_value_heads * hd, true));
-    }
-    if (o_bias) {
-      DF11_ASSIGN_OR_RETURN(l.o_bias, r.Small(p + "self_attn.o_proj.bias", h, true));
-    }
-    if (c.qk_norm) {
-      DF11_ASSIGN_OR_RETURN(l.q_norm, r.Small(p + "self_attn.q_norm.weight", hd, true));
-      DF11_ASSIGN_OR_RETURN(l.k_norm, r.Small(p + "self_attn.k_norm.weight", hd, true));
-    }
+    DF11_ASSIGN_OR_RETURN(LayerWeights l, r.Layer(c, w.dims, i));
     w.layers.push_back(std::move(l));
   }
-  DropUnusedUnits(&w);
+  w.Finish();
   return w;
 }
 

@@ -6,6 +6,7 @@
 // holds slices). Immutable after loading; shareable across threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -20,25 +21,59 @@
 
 namespace df11 {
 
-// A weight matrix (rows, cols), BF16 row-major, either stored plainly or inside a DF11 unit.
-struct MatrixRef {
+// How a weight matrix is stored. Every codec is lossless: the BF16 values it holds are the
+// original's, bit for bit. A backend's Linear dispatches on it (see layer_ops.h).
+enum class WeightCodec {
+  kBf16,  // plain BF16, row-major, mapped from the files
+  kDf11,  // an element range of a DF11 unit (Huffman-coded exponents), decoded before its GEMM
+};
+
+// A weight matrix (rows, cols) = (out_features, in_features) as torch.nn.Linear stores it,
+// whatever its codec: the handle the forward pass multiplies by (LayerOps::Linear). `id` numbers
+// the model's matrices so that a backend can key its own copy (a device upload, a decode
+// placement) by it.
+struct Weight {
   int64_t rows = 0;
   int64_t cols = 0;
-  const uint16_t* bf16 = nullptr;  // plain BF16 data, or null
-  const Df11Unit* unit = nullptr;  // else the unit holding elements [begin, begin + rows * cols)
+  WeightCodec codec = WeightCodec::kBf16;
+  const uint16_t* bf16 = nullptr;  // kBf16: (rows, cols)
+  const Df11Unit* unit = nullptr;  // kDf11: elements [begin, begin + rows * cols) of this unit
   int64_t begin = 0;
+  int32_t id = -1;                 // index among ModelWeights' matrices (NumberWeights)
 
   int64_t numel() const { return rows * cols; }
-  bool compressed() const { return unit != nullptr; }
+  bool compressed() const { return codec != WeightCodec::kBf16; }
+};
+
+// A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
+// when the model has none. `id` numbers the model's vectors like Weight::id.
+struct Vector {
+  std::vector<uint16_t> values;
+  int32_t id = -1;
+
+  bool empty() const { return values.empty(); }
+  const uint16_t* data() const { return values.data(); }
+  int64_t size() const { return static_cast<int64_t>(values.size()); }
 };
 
 struct LayerWeights {
-  MatrixRef q, k, v, o;     // q: (heads * head_dim, hidden); k, v: (kv_heads * head_dim, hidden)
-  MatrixRef gate, up, down;  // gate, up: (intermediate, hidden); down: (hidden, intermediate)
-  std::vector<uint16_t> input_norm;           // (hidden)
-  std::vector<uint16_t> post_attention_norm;  // (hidden)
-  std::vector<uint16_t> q_bias, k_bias, v_bias, o_bias;  // empty when absent
-  std::vector<uint16_t> q_norm, k_norm;                  // (head_dim), Qwen3; empty otherwise
+  Weight q, k, v, o;     // q: (heads * head_dim, hidden); k, v: (kv_heads * head_dim, hidden)
+  Weight gate, up, down;  // gate, up: (intermediate, hidden); down: (hidden, intermediate)
+  Vector input_norm;           // (hidden)
+  Vector post_attention_norm;  // (hidden)
+  Vector q_bias, k_bias, v_bias, o_bias;  // (rows of their matrix); empty when absent
+  Vector q_norm, k_norm;                  // (head_dim), Qwen3; empty otherwise
+
+  // The layer's matrices and vectors, in this fixed order: the one list of them that code
+  // walking a layer's weights uses.
+  std::array<const Weight*, 7> Matrices() const { return {&q, &k, &v, &o, &gate, &up, &down}; }
+  std::array<Weight*, 7> Matrices() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+  std::array<const Vector*, 8> Vectors() const {
+    return {&input_norm, &post_attention_norm, &q_bias, &k_bias, &v_bias, &o_bias, &q_norm, &k_norm};
+  }
+  std::array<Vector*, 8> Vectors() {
+    return {&input_norm, &post_attention_norm, &q_bias, &k_bias, &v_bias, &o_bias, &q_norm, &k_norm};
+  }
 
   // Elements that must be decoded before this layer runs (0 when all BF16).
   int64_t CompressedElements() const;
@@ -56,11 +91,13 @@ struct LocalDims {
 struct ModelWeights {
   ModelConfig config;
   LocalDims dims;
-  MatrixRef embed;    // (vocab_rows, hidden)
-  MatrixRef lm_head;  // (vocab_rows, hidden); the embedding when tied
-  std::vector<uint16_t> final_norm;  // (hidden)
+  Weight embed;    // (vocab_rows, hidden)
+  Weight lm_head;  // (vocab_rows, hidden); the embedding when tied
+  Vector final_norm;                 // (hidden)
   std::vector<LayerWeights> layers;  // (num_hidden_layers), or a pipeline stage's range
   int64_t first_layer = 0;           // global index of layers[0]
+  int32_t matrix_count = 0;          // Weight ids are in [0, matrix_count)
+  int32_t vector_count = 0;          // Vector ids are in [0, vector_count)
 
   // Owners of the memory the views point into.
   std::vector<Checkpoint> checkpoints;
@@ -72,6 +109,9 @@ struct ModelWeights {
   int64_t CompressedBytes() const;
   // The largest number of elements one layer needs decoded (scratch size).
   int64_t MaxLayerScratch() const;
+  // Gives every matrix and vector its id (embedding, LM head, final norm, then the layers in
+  // order) and frees the DF11 units no matrix refers to; the loaders call it last.
+  void Finish();
 };
 
 // Loads the weights of the model directory `dir` (BF16 or DF11, Hugging Face layout).
@@ -84,10 +124,12 @@ class WeightResolver {
   // Indexes the units of every checkpoint in `weights` (their patterns come from `patterns`).
   static StatusOr<WeightResolver> Create(ModelWeights* weights,
                                          const nlohmann::ordered_json& dfloat11_config);
-  StatusOr<MatrixRef> Matrix(const std::string& name, int64_t rows, int64_t cols);
+  StatusOr<Weight> Matrix(const std::string& name, int64_t rows, int64_t cols);
   // A small BF16 tensor copied out (norms, biases); `required` false returns empty if absent.
-  StatusOr<std::vector<uint16_t>> Small(const std::string& name, int64_t numel, bool required);
+  StatusOr<Vector> Small(const std::string& name, int64_t numel, bool required);
   bool Has(const std::string& name) const;
+  // Layer `layer` (global index) of `c` with this rank's local sizes `d`.
+  StatusOr<LayerWeights> Layer(const ModelConfig& c, const LocalDims& d, int64_t layer);
 
  private:
   struct Slice {

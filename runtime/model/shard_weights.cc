@@ -160,7 +160,7 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
 
-  const int64_t h = c.hidden_size, hd = c.head_dim;
+  const int64_t h = c.hidden_size;
   w.dims.heads = q_heads.second - q_heads.first;
   w.dims.kv_heads = kv_heads.second - kv_heads.first;
   w.dims.intermediate = inter.second - inter.first;
@@ -178,33 +178,11 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
     }
     DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
   }
-  const int64_t nh = w.dims.heads, nkv = w.dims.kv_heads, ni = w.dims.intermediate;
   for (int64_t i = layers.first; i < layers.second; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    LayerWeights l;
-    DF11_ASSIGN_OR_RETURN(l.q, r.Matrix(p + "self_attn.q_proj.weight", nh * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.k, r.Matrix(p + "self_attn.k_proj.weight", nkv * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.v, r.Matrix(p + "self_attn.v_proj.weight", nkv * hd, h));
-    DF11_ASSIGN_OR_RETURN(l.o, r.Matrix(p + "self_attn.o_proj.weight", h, nh * hd));
-    DF11_ASSIGN_OR_RETURN(l.gate, r.Matrix(p + "mlp.gate_proj.weight", ni, h));
-    DF11_ASSIGN_OR_RETURN(l.up, r.Matrix(p + "mlp.up_proj.weight", ni, h));
-    DF11_ASSIGN_OR_RETURN(l.down, r.Matrix(p + "mlp.down_proj.weight", h, ni));
-    DF11_ASSIGN_OR_RETURN(l.input_norm, r.Small(p + "input_layernorm.weight", h, true));
-    DF11_ASSIGN_OR_RETURN(l.post_attention_norm, r.Small(p + "post_attention_layernorm.weight", h, true));
-    if (c.attention_bias) {
-      DF11_ASSIGN_OR_RETURN(l.q_bias, r.Small(p + "self_attn.q_proj.bias", nh * hd, true));
-      DF11_ASSIGN_OR_RETURN(l.k_bias, r.Small(p + "self_attn.k_proj.bias", nkv * hd, true));
-      DF11_ASSIGN_OR_RETURN(l.v_bias, r.Small(p + "self_attn.v_proj.bias", nkv * hd, true));
-    }
-    if (OutputProjectionHasBias(c)) {
-      DF11_ASSIGN_OR_RETURN(l.o_bias, r.Small(p + "self_attn.o_proj.bias", h, true));
-    }
-    if (c.qk_norm) {
-      DF11_ASSIGN_OR_RETURN(l.q_norm, r.Small(p + "self_attn.q_norm.weight", hd, true));
-      DF11_ASSIGN_OR_RETURN(l.k_norm, r.Small(p + "self_attn.k_norm.weight", hd, true));
-    }
+    DF11_ASSIGN_OR_RETURN(LayerWeights l, r.Layer(c, w.dims, i));
     w.layers.push_back(std::move(l));
   }
+  w.Finish();
   return w;
 }
 

@@ -29,7 +29,7 @@
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/shard_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 
 namespace df11 {
 namespace {
@@ -178,9 +178,9 @@ Status PrepareArch(const Arch& arch, ArchFiles* f) {
   if (!summary.ok()) return summary.status();
   auto weights = LoadModelWeights(f->bf16);
   if (!weights.ok()) return weights.status();
-  TransformerOptions topts;
+  CpuBackendOptions topts;
   topts.threads = 1;
-  Transformer t(&*weights, topts);
+  CpuBackend t(&*weights, topts);
   LocalStepRunner local(&t);
   f->prompts = Prompts(weights->config.vocab_size);
   DF11_RETURN_IF_ERROR(DriveGreedy(&local, f->prompts, &f->reference));
@@ -233,15 +233,15 @@ class Distributed : public ::testing::TestWithParam<Layout> {
     EXPECT_LE(held, file_bytes) << "rank " << rank << " " << name;
     EXPECT_GE(held, file_bytes * 9 / 10) << "rank " << rank << " " << name;
 
-    TransformerOptions topts;
+    CpuBackendOptions topts;
     topts.threads = 1;
     topts.tp_leader = layout->TpRank(rank) == 0;
     if (layout->tp > 1) {
       topts.all_reduce = [c = tp_comm.get()](float* d, int64_t n) { c->AllReduceSum(d, n); };
     }
-    Transformer transformer(&*weights, topts);
+    CpuBackend cpu(&*weights, topts);
     DistributedContext ctx{rank, *layout, g_comm, tp_comm.get()};
-    DistributedStepRunner runner(&transformer, ctx);
+    DistributedStepRunner runner(&cpu, ctx);
     if (rank == 0) {
       EXPECT_EQ(static_cast<size_t>(runner.vocab_size()),
                 files.reference.logits[0].size() / files.prompts.size());

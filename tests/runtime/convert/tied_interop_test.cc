@@ -18,7 +18,7 @@
 #include "runtime/convert/compress.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 
 namespace df11 {
 namespace {
@@ -53,7 +53,7 @@ class TiedInteropTest : public ::testing::Test {
     ASSERT_TRUE(weights.ok()) << weights.status().ToString();
     auto golden = SafetensorsFile::Open(kDir + "/logits.safetensors");
     ASSERT_TRUE(golden.ok()) << golden.status().ToString();
-    Transformer t(&*weights, {});
+    CpuBackend t(&*weights, {});
     for (size_t p = 0; p < manifest_["prompts"].size(); ++p) {
       const std::string pre = "prompt" + std::to_string(p) + ".";
       const TensorInfo* ids_t = golden->Find(pre + "ids");

@@ -18,7 +18,7 @@
 
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -103,7 +103,7 @@ class EngineTest : public ::testing::Test {
     size_t unreleased = 0;
   };
   static Run Generate(std::span<const GenerationRequest> requests, EngineOptions o) {
-    Transformer t(weights_, {});
+    CpuBackend t(weights_, {});
     WatchedRunner runner(&t);
     Engine engine(&runner, o);
     auto results = engine.Generate(requests);
@@ -308,7 +308,7 @@ TEST_F(EngineTest, ResultsArriveAsTheyFinishAndACallbackErrorStopsTheRun) {
   requests[1].max_tokens = 2;
   requests[2].prompt.clear();  // refused at once
   requests[3].max_tokens = 5;
-  Transformer t(weights_, {});
+  CpuBackend t(weights_, {});
   LocalStepRunner runner(&t);
   EngineOptions o;
   o.batch_size = 4;
@@ -371,12 +371,12 @@ TEST_F(EngineTest, RequestsTheSamplerCannotServeGetAnErrorAndTheOthersAreServed)
 }
 
 TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
-  TransformerOptions options;
-  EXPECT_EQ(Transformer(weights_, options).KvTokenBudget(), 0);  // no limit given
+  CpuBackendOptions options;
+  EXPECT_EQ(CpuBackend(weights_, options).KvTokenBudget(), 0);  // no limit given
   const ModelConfig& c = weights_->config;
   const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
   options.kv_memory_bytes = 50 * per_token + per_token / 2;
-  Transformer t(weights_, options);
+  CpuBackend t(weights_, options);
   EXPECT_EQ(t.KvTokenBudget(), 50);
   LocalStepRunner runner(&t);
   EngineOptions o;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // CudaBackend on tiny models made here (skips without a CUDA device): DF11 logits equal the BF16
-// model's bit for bit; greedy tokens follow the CPU Transformer's; logits are close to the CPU's;
+// model's bit for bit; greedy tokens follow the CPU CpuBackend's; logits are close to the CPU's;
 // decode overlap and CUDA graphs change nothing; device sampling draws what SampleRef draws from
 // the same logits; a corrupt DF11 stream is an error Status.
 #include <cuda_runtime_api.h>
@@ -17,7 +17,7 @@
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/cuda_backend.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -48,7 +48,7 @@ class CudaBackendTest : public ::testing::Test {
     o.overlap_decode = overlap;
     o.decode_grid_fraction = decode_grid_fraction;
     o.cuda_graph = graph;
-    o.max_tokens = 64;
+    o.max_step_tokens = 64;
     o.lm_head_chunk = 256;  // several chunks for a vocab of 700 or more
     auto b = CudaBackend::Create(&w, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
@@ -139,7 +139,7 @@ TEST_F(CudaBackendTest, GreedyTokensFollowTheCpu) {
   ASSERT_TRUE(w.ok());
   auto gpu = Cuda(*w);
   ASSERT_TRUE(gpu);
-  Transformer cpu(&*w, {});
+  CpuBackend cpu(&*w, {});
   const std::vector<std::vector<int32_t>> prompts = {{3, 4, 5, 6, 7, 8, 9}, {100, 200}};
   const int steps = 16;
   const int64_t V = w->dims.vocab_rows;
@@ -189,7 +189,7 @@ TEST_F(CudaBackendTest, LogitsAreCloseToTheCpu) {
     ASSERT_TRUE(w.ok());
     auto gpu = Cuda(*w);
     ASSERT_TRUE(gpu);
-    Transformer cpu(&*w, {});
+    CpuBackend cpu(&*w, {});
     const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {42}};
     auto lg = RunGreedy(*gpu, prompts, 4, true);
     auto lc = RunGreedy(cpu, prompts, 1, true);

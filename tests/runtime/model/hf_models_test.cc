@@ -15,7 +15,7 @@
 
 #include "kernels/sampling/sampling.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 #include "tests/runtime/model/hf_model_goldens.h"
 #include "tests/runtime/model/model_test_util.h"
 
@@ -39,7 +39,7 @@ TEST_P(HfModels, CpuMatchesTransformers) {
   auto df11 = LoadModelWeights(tmp + "/df11");
   ASSERT_TRUE(df11.ok()) << df11.status().ToString();
   const int64_t V = bf16->config.vocab_size;
-  Transformer b(&*bf16, {}), d(&*df11, {});
+  CpuBackend b(&*bf16, {}), d(&*df11, {});
   for (size_t p = 0; p < ref.prompts.size(); ++p) {
     SCOPED_TRACE(GetParam() + " prompt " + std::to_string(p));
     const model_testing::HfPrompt& prompt = ref.prompts[p];

@@ -18,7 +18,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 
 namespace df11 {
 namespace {
@@ -43,7 +43,7 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
   ASSERT_TRUE(weights.ok()) << weights.status().ToString();
   auto file = SafetensorsFile::Open(kDir + "/" + model + ".safetensors");
   ASSERT_TRUE(file.ok()) << file.status().ToString();
-  Transformer t(&*weights, {});
+  CpuBackend t(&*weights, {});
   const int64_t V = weights->config.vocab_size;
   for (size_t p = 0; p < entry["prompts"].size(); ++p) {
     SCOPED_TRACE(model + " prompt " + std::to_string(p));

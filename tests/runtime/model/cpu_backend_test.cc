@@ -14,7 +14,7 @@
 #include "runtime/convert/compress.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "runtime/model/cpu_backend.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -23,7 +23,7 @@ namespace {
 class TransformerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = model_testing::MakeTempDir("df11_transformer_test");
+    dir_ = model_testing::MakeTempDir("df11_cpu_backend_test");
     ASSERT_FALSE(dir_.empty());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -37,7 +37,7 @@ class TransformerTest : public ::testing::Test {
 };
 
 // Greedy generation of `steps` tokens, recording every step's logits.
-std::vector<std::vector<float>> RunGreedy(Transformer& t, const std::vector<int32_t>& prompt,
+std::vector<std::vector<float>> RunGreedy(CpuBackend& t, const std::vector<int32_t>& prompt,
                                           int steps) {
   KvCache cache = t.NewCache(static_cast<int64_t>(prompt.size()) + steps);
   std::vector<std::vector<float>> all;
@@ -84,9 +84,9 @@ TEST_F(TransformerTest, Df11LogitsAreBitIdenticalToBf16) {
     EXPECT_EQ(bf16->CompressedBytes(), 0);
     EXPECT_GT(df11->CompressedBytes(), 0);
     EXPECT_TRUE(df11->layers[0].q.compressed());
-    TransformerOptions opts;
+    CpuBackendOptions opts;
     opts.threads = 2;
-    Transformer tb(&*bf16, opts), td(&*df11, opts);
+    CpuBackend tb(&*bf16, opts), td(&*df11, opts);
     const std::vector<int32_t> prompt = {1, 17, 400, 3, 1499, 250, 7, 7, 9};
     auto lb = RunGreedy(tb, prompt, 6);
     auto ld = RunGreedy(td, prompt, 6);
@@ -107,12 +107,12 @@ TEST_F(TransformerTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
   auto [bf16_dir, df11_dir] = MakePair(o, "m");
   auto w = LoadModelWeights(df11_dir);
   ASSERT_TRUE(w.ok());
-  TransformerOptions a, b;
+  CpuBackendOptions a, b;
   a.threads = 1;
   a.overlap_decode = false;
   b.threads = 2;
   b.overlap_decode = true;
-  Transformer ta(&*w, a), tb(&*w, b);
+  CpuBackend ta(&*w, a), tb(&*w, b);
   auto la = RunGreedy(ta, {5, 6, 7, 8}, 4);
   auto lb = RunGreedy(tb, {5, 6, 7, 8}, 4);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i;
@@ -127,7 +127,7 @@ TEST_F(TransformerTest, BatchingKeepsEachSequencesGreedyTokens) {
   auto [bf16_dir, df11_dir] = MakePair(o, "m");
   auto w = LoadModelWeights(df11_dir);
   ASSERT_TRUE(w.ok());
-  Transformer t(&*w, {});
+  CpuBackend t(&*w, {});
   const std::vector<int32_t> p1 = {3, 4, 5, 6, 7, 8, 9}, p2 = {100, 200};
   auto alone1 = RunGreedy(t, p1, 5);
   auto alone2 = RunGreedy(t, p2, 5);
@@ -161,7 +161,7 @@ TEST_F(TransformerTest, ForwardArgmaxReturnsEachSequencesArgmax) {
   auto [bf16_dir, df11_dir] = MakePair(o, "m");
   auto w = LoadModelWeights(df11_dir);
   ASSERT_TRUE(w.ok());
-  Transformer a(&*w, {}), b(&*w, {});
+  CpuBackend a(&*w, {}), b(&*w, {});
   KvCache ca[] = {a.NewCache(8), a.NewCache(8)}, cb[] = {b.NewCache(8), b.NewCache(8)};
   const std::vector<int32_t> p1 = {1, 2, 3}, p2 = {4};
   SequenceStep sa[] = {{&ca[0], p1}, {&ca[1], p2}}, sb[] = {{&cb[0], p1}, {&cb[1], p2}};
@@ -189,7 +189,7 @@ TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
   EXPECT_LT(d->WeightBytes(), 0.70 * b->WeightBytes());
   const int64_t layer_elements = d->layers[0].CompressedElements();
   EXPECT_EQ(d->MaxLayerScratch(), layer_elements);
-  Transformer t(&*d, {});
+  CpuBackend t(&*d, {});
   EXPECT_EQ(t.ScratchBytes(), 2 * 2 * layer_elements);  // two BF16 buffers (double-buffered)
 }
 

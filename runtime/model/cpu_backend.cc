@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/model/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/activation/activation.h"
+#include "kernels/attention/attention.h"
+#include "kernels/common/bf16.h"
+#include "kernels/common/check.h"
+#include "kernels/common/parallel_for.h"
+#include "kernels/embedding/embedding.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rope/rope.h"
+#include "runtime/model/forward.h"
+
+namespace df11 {
+namespace {
+
+const uint16_t* OrNull(const Vector* v) {
+  return v == nullptr || v->empty() ? nullptr : v->data();
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& options)
+    : w_(weights), options_(options),
+      threads_(options.threads > 0 ? options.threads : DefaultThreadCount()) {
+  const ModelConfig& c = w_->config;
+  inv_freq_ = RopeInvFreq(RopeParamsOf(c));
+  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
+  const int64_t scratch = w_->MaxLayerScratch();
+  for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
+  placed_.assign(static_cast<size_t>(w_->matrix_count), nullptr);
+  for (const LayerWeights& l : w_->layers) {
+    for (const Weight* m : l.Matrices()) {
+      if (!m->compressed()) placed_[m->id] = m->bf16;
+    }
+  }
+}
+
+CpuBackend::~CpuBackend() {
+  if (decoding_.valid()) decoding_.wait();
+}
+
+int64_t CpuBackend::ScratchBytes() const {
+  return 2 * static_cast<int64_t>(scratch_[0].size() + scratch_[1].size() + head_scratch_.size());
+}
+
+int64_t CpuBackend::KvTokenBudget() const {
+  const int64_t per_token = 2 * static_cast<int64_t>(w_->layers.size()) * w_->dims.kv_heads *
+                            w_->config.head_dim * static_cast<int64_t>(sizeof(float));
+  if (options_.kv_memory_bytes <= 0 || per_token <= 0) return 0;
+  return std::max<int64_t>(1, options_.kv_memory_bytes / per_token);
+}
+
+KvCache CpuBackend::NewCache(int64_t capacity) const {
+  return KvCache(static_cast<int64_t>(w_->layers.size()), capacity, w_->dims.kv_heads,
+                 w_->config.head_dim);
+}
+
+Status CpuBackend::DecodeInto(const Weight& m, int64_t row_begin, int64_t row_end,
+                              uint16_t* out) {
+  if (!m.compressed()) {
+    std::memcpy(out, m.bf16 + row_begin * m.cols, 2 * (row_end - row_begin) * m.cols);
+    return Status::Ok();
+  }
+  return DecodeDf11Unit(*m.unit, m.begin + row_begin * m.cols, m.begin + row_end * m.cols,
+                        threads_, out);
+}
+
+Status CpuBackend::Materialize(size_t layer) {
+  uint16_t* scratch = scratch_[layer % 2].data();
+  int64_t offset = 0;
+  for (const Weight* m : w_->layers[layer].Matrices()) {
+    if (!m->compressed()) continue;
+    uint16_t* dst = scratch + offset;
+    offset += m->numel();
+    DF11_RETURN_IF_ERROR(DecodeInto(*m, 0, m->rows, dst));
+    placed_[m->id] = dst;
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::BeginLayer(size_t layer) {
+  // Layer 0's decode is started by RunLayers; each later one by the layer before (overlapped:
+  // in BeginLayer, so it runs while this layer computes; else in EndLayer).
+  DF11_RETURN_IF_ERROR(decoding_.get());
+  if (options_.overlap_decode && layer + 1 < w_->layers.size()) {
+    decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
+  }
+  return Status::Ok();
+}
+
+void CpuBackend::EndLayer(size_t layer) {
+  if (!options_.overlap_decode && layer + 1 < w_->layers.size()) {
+    decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
+  }
+}
+
+void CpuBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
+                         float* out) {
+  RmsNormRef(x, w.data(), eps, rows, cols, out);
+}
+
+void CpuBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
+                        float* y) {
+  GemmBf16Ref(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+}
+
+void CpuBackend::Rope(float* x, int64_t heads) {
+  RopeRef(x, static_cast<int64_t>(positions_.size()), heads, w_->config.head_dim,
+          positions_.data(), inv_freq_.data(), rope_scaling_);
+}
+
+void CpuBackend::Attention(size_t layer, const float* q, const float* k, const float* v,
+                           int64_t window, float* out) {
+  const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
+  const int64_t row = nkv * hd;
+  int64_t t0 = 0;
+  for (const SequenceStep& s : steps_) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    KvCache& cache = *s.cache;
+    std::memcpy(cache.k[layer].data() + cache.length * row, k + t0 * row, 4 * n * row);
+    std::memcpy(cache.v[layer].data() + cache.length * row, v + t0 * row, 4 * n * row);
+    AttentionRef(q + t0 * nh * hd, cache.k[layer].data(), cache.v[layer].data(), n,
+                 cache.length + n, nh, nkv, hd, window, out + t0 * nh * hd, threads_);
+    t0 += n;
+  }
+}
+
+void CpuBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {
+  GatedActivationRef(act, gate, up, gate, n);
+}
+
+void CpuBackend::Add(float* x, const float* y, int64_t n) { AddRef(x, y, n); }
+
+void CpuBackend::AllReduce(float* x, int64_t n) {
+  if (options_.all_reduce) options_.all_reduce(x, n);
+}
+
+Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
+  // In chunks of rows, the same for BF16 and DF11 so both compute identically.
+  const int64_t h = head.cols, V = head.rows, C = std::min(options_.lm_head_chunk, V);
+  if (head.compressed()) head_scratch_.resize(static_cast<size_t>(C * h));
+  std::vector<float> y(rows * C);
+  for (int64_t r0 = 0; r0 < V; r0 += C) {
+    const int64_t r1 = std::min(V, r0 + C);
+    const uint16_t* w = head.bf16 + r0 * h;
+    if (head.compressed()) {
+      DF11_RETURN_IF_ERROR(DecodeInto(head, r0, r1, head_scratch_.data()));
+      w = head_scratch_.data();
+    }
+    GemmBf16Ref(x, w, nullptr, y.data(), rows, r1 - r0, h, threads_);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(logits + r * V + r0, y.data() + r * (r1 - r0), 4 * (r1 - r0));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
+  const int64_t h = w_->config.hidden_size;
+  const Weight& e = w_->embed;
+  const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
+  std::vector<uint16_t> row(static_cast<size_t>(h));
+  int64_t t = 0;
+  for (const SequenceStep& s : steps) {
+    for (int32_t id : s.tokens) {
+      float* out = hidden + t * h;
+      if (!e.compressed()) {
+        EmbeddingGatherRef(e.bf16, rows, h, &id, 1, lo, out);
+      } else if (id >= lo && id < lo + rows) {
+        // Only the blocks holding this row are decoded.
+        DF11_RETURN_IF_ERROR(DecodeInto(e, id - lo, id - lo + 1, row.data()));
+        for (int64_t j = 0; j < h; ++j) out[j] = Bf16ToFloat(row[j]);
+      } else {
+        std::fill(out, out + h, 0.0f);
+      }
+      ++t;
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::RunLayers(std::span<const SequenceStep> steps, float* x) {
+  const int64_t T = TotalTokens(steps), h = w_->config.hidden_size, hd = w_->config.head_dim;
+  const int64_t nh = w_->dims.heads, nkv = w_->dims.kv_heads, inter = w_->dims.intermediate;
+  steps_ = steps;
+  positions_.clear();
+  for (const SequenceStep& s : steps) {
+    DF11_CHECK(s.cache->length + static_cast<int64_t>(s.tokens.size()) <= s.cache->capacity);
+    for (size_t j = 0; j < s.tokens.size(); ++j) {
+      positions_.push_back(static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j)));
+    }
+  }
+  std::vector<float> xn(T * h), q(T * nh * hd), k(T * nkv * hd), v(T * nkv * hd),
+      attn(T * nh * hd), proj(T * h), gate(T * inter), up(T * inter);
+  StepActivations a{x, xn.data(), q.data(), k.data(), v.data(), attn.data(), proj.data(),
+                    gate.data(), up.data()};
+  if (!w_->layers.empty()) {
+    decoding_ = std::async(std::launch::async, [this] { return Materialize(0); });
+  }
+  const Status status = df11::RunLayers({w_, options_.tp_leader}, T, *this, a);
+  if (decoding_.valid()) decoding_.wait();  // an error stopped the layers early
+  if (!status.ok()) return status;
+  for (const SequenceStep& s : steps) s.cache->length += static_cast<int64_t>(s.tokens.size());
+  return Status::Ok();
+}
+
+Status CpuBackend::Logits(std::span<const SequenceStep> steps, const float* hidden,
+                          bool all_tokens, std::vector<float>* logits) {
+  const int64_t h = w_->config.hidden_size;
+  // The rows whose logits are wanted.
+  std::vector<int64_t> rows;
+  int64_t t0 = 0;
+  for (const SequenceStep& s : steps) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    if (all_tokens) {
+      for (int64_t j = 0; j < n; ++j) rows.push_back(t0 + j);
+    } else if (n > 0) {
+      rows.push_back(t0 + n - 1);
+    }
+    t0 += n;
+  }
+  const int64_t R = static_cast<int64_t>(rows.size()), V = w_->dims.vocab_rows;
+  std::vector<float> xs(R * h), xn(R * h);
+  for (int64_t r = 0; r < R; ++r) std::memcpy(&xs[r * h], hidden + rows[r] * h, 4 * h);
+  logits->assign(static_cast<size_t>(R * V), 0.0f);
+  return RunHead(*w_, xs.data(), R, *this, xn.data(), logits->data());
+}
+
+Status CpuBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens,
+                           std::vector<float>* logits) {
+  std::vector<float> hidden(TotalTokens(steps) * w_->config.hidden_size);
+  DF11_RETURN_IF_ERROR(Embed(steps, hidden.data()));
+  DF11_RETURN_IF_ERROR(RunLayers(steps, hidden.data()));
+  return Logits(steps, hidden.data(), all_tokens, logits);
+}
+
+}  // namespace df11
