@@ -21,10 +21,10 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
 
 }  // namespace
 
-int64_t LayerWeights::CompressedElements() const {
+int64_t LayerWeights::ScratchElements() const {
   int64_t n = 0;
   for (const Weight* m : Matrices()) {
-    if (m->compressed()) n += m->numel();
+    if (m->decoded_to_scratch()) n += m->numel();
   }
   return n;
 }
@@ -49,7 +49,7 @@ int64_t ModelWeights::WeightBytes() const {
 
 int64_t ModelWeights::MaxLayerScratch() const {
   int64_t n = 0;
-  for (const LayerWeights& l : layers) n = std::max(n, l.CompressedElements());
+  for (const LayerWeights& l : layers) n = std::max(n, l.ScratchElements());
   return n;
 }
 

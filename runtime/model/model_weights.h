@@ -43,6 +43,9 @@ struct Weight {
 
   int64_t numel() const { return rows * cols; }
   bool compressed() const { return codec != WeightCodec::kBf16; }
+  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); a codec with a fused
+  // matmul would not be, and takes no scratch.
+  bool decoded_to_scratch() const { return codec == WeightCodec::kDf11; }
 };
 
 // A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
@@ -75,8 +78,8 @@ struct LayerWeights {
     return {&input_norm, &post_attention_norm, &q_bias, &k_bias, &v_bias, &o_bias, &q_norm, &k_norm};
   }
 
-  // Elements that must be decoded before this layer runs (0 when all BF16).
-  int64_t CompressedElements() const;
+  // Elements decoded into scratch before this layer runs (0 when none is decoded_to_scratch).
+  int64_t ScratchElements() const;
 };
 
 // Local sizes of this rank's slice; equal to the config's on a single rank.
