@@ -2,6 +2,8 @@
 // The CPU forward pass: a DF11 model's logits equal its BF16 original's bit for bit (prefill and
 // decode steps), batching does not change a sequence's tokens, and a DF11 model holds only its
 // compressed weights plus one layer of scratch.
+#include "runtime/model/transformer.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -14,7 +16,7 @@
 #include "runtime/convert/compress.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/transformer.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -22,18 +24,13 @@ namespace {
 
 class TransformerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = model_testing::MakeTempDir("df11_transformer_test");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
   std::pair<std::string, std::string> MakePair(TinyModelOptions o, const std::string& name) {
     return model_testing::MakeBf16AndDf11(dir_, o, name);
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_transformer_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 // Greedy generation of `steps` tokens, recording every step's logits.
