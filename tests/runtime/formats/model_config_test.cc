@@ -6,14 +6,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "runtime/core/file_util.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -360,9 +359,8 @@ TEST(ModelConfigTest, IllTypedAndNonPositiveFields) {
 }
 
 TEST(ModelConfigTest, LoadModelConfigReadsDirectory) {
-  char tmpl[] = "/tmp/df11_model_config_test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const test_support::TempDir tmp("df11_model_config_test");
+  const std::string& dir = tmp.path();
   StatusOr<ModelConfig> c = LoadModelConfig(dir);
   EXPECT_EQ(c.status().code(), StatusCode::kNotFound);
 
@@ -375,7 +373,6 @@ TEST(ModelConfigTest, LoadModelConfigReadsDirectory) {
   c = LoadModelConfig(dir);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->hidden_size, 896);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
