@@ -114,8 +114,7 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
     if (m->unit == nullptr) continue;
     const Df11DeviceUnit& u = *m->unit;
     Df11DecodeCuda(u, m->begin, m->begin + m->rows * m->cols, scratch + m->scratch_offset, flag,
-                   stream, u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
-                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
+                   stream, stream == decode_ ? options_.decode_grid_fraction : 1.0);
   }
 }
 
