@@ -128,7 +128,7 @@ Status Engine::Retire(Call* call, const ResultCallback& on_result) {
       continue;
     }
     runner_->Release(it->cache());
-    call->budget.Release(it->kv_tokens());
+    call->budget.Release(it->kv_reservation());
     const size_t index = it->index();
     GenerationResult result = std::move(it->result());
     latencies_.Record(result, &stats_);

@@ -27,7 +27,7 @@ class RunningSequence {
 
   size_t index() const { return index_; }
   // KV tokens the sequence holds at most: prompt + max new tokens.
-  int64_t kv_tokens() const { return result_.prompt_tokens + max_new_tokens_; }
+  int64_t kv_reservation() const { return result_.prompt_tokens + max_new_tokens_; }
   // Whether its whole prompt is in the cache (from then on it feeds one token a step).
   bool decoding() const { return decoding_; }
   bool done() const { return done_; }

@@ -79,7 +79,7 @@ TEST_F(SequenceTest, StopStringCutsTheTextAndEndsTheSequence) {
 TEST_F(SequenceTest, PromptIsFedInChunksThenOneTokenAStep) {
   RunningSequence s(3, request_, 8, KvCache(), nullptr);
   EXPECT_EQ(s.index(), 3u);
-  EXPECT_EQ(s.kv_tokens(), 3 + 8);
+  EXPECT_EQ(s.kv_reservation(), 3 + 8);
   EXPECT_FALSE(s.decoding());
   EXPECT_EQ(s.unfed(), 3);
   SequenceStep first = s.Feed(2);
