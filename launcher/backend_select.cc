@@ -92,7 +92,7 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
   o.overlap_decode = f.overlap_decode;
   o.decode_grid_fraction = f.decode_grid_fraction;
   o.cuda_graph = f.cuda_graph;
-  o.max_step_tokens = f.max_tokens;
+  o.max_step_tokens = f.max_step_tokens;
   o.memory_fraction = f.gpu_memory_fraction / sharing;
   o.context = f.context;
   o.tp_leader = g.tp_leader;

@@ -24,7 +24,8 @@ struct BackendFlags {
   bool overlap_decode = true;       // --no-overlap turns it off
   double decode_grid_fraction = 1.0;  // --decode-grid-fraction (cuda, bench: overlapped decodes)
   bool cuda_graph = true;           // --no-graph turns it off
-  int64_t max_tokens = 2048;        // tokens per step the GPU activations are sized for
+  int64_t max_step_tokens = 2048;   // --max-step-tokens: tokens per step the GPU activations
+                                    // are sized for
   int64_t context = 0;              // tokens per sequence for the memory plan (0: the model's)
 };
 

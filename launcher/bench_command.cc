@@ -77,7 +77,8 @@ int RunBench(const BenchFlags& f) {
   BenchFlags flags = f;
   int64_t max_batch = 1;
   for (int64_t b : f.batch_sizes) max_batch = std::max(max_batch, b);
-  flags.backend.max_tokens = std::max(flags.backend.max_tokens, max_batch * f.prompt_tokens);
+  flags.backend.max_step_tokens =
+      std::max(flags.backend.max_step_tokens, max_batch * f.prompt_tokens);
   flags.backend.context = f.prompt_tokens + f.gen_tokens;
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
@@ -167,8 +168,8 @@ int RunLogits(const LogitsFlags& f) {
     }
   }
   LogitsFlags flags = f;
-  flags.backend.max_tokens = std::max<int64_t>(flags.backend.max_tokens,
-                                               static_cast<int64_t>(f.ids.size()));
+  flags.backend.max_step_tokens = std::max<int64_t>(flags.backend.max_step_tokens,
+                                                    static_cast<int64_t>(f.ids.size()));
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
   auto backend = MakeBackend(flags.backend, &*w, group);

@@ -113,10 +113,8 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
   for (const Weight* w : w_->layers[layer].Matrices()) {
     const DeviceMatrix& m = Device(*w);
     if (m.unit == nullptr) continue;
-    const Df11DeviceUnit& u = *m.unit;
-    Df11DecodeCuda(u, m.begin, m.begin + w->numel(), scratch_[m.slot] + m.offset, flag, stream,
-                   u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
-                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
+    Df11DecodeCuda(*m.unit, m.begin, m.begin + w->numel(), scratch_[m.slot] + m.offset, flag,
+                   stream, stream == decode_ ? options_.decode_grid_fraction : 1.0);
   }
 }
 

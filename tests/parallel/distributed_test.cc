@@ -124,12 +124,12 @@ Status DriveGreedy(StepRunner* runner, const std::vector<std::vector<int32_t>>& 
     for (size_t i = 0; i < n; ++i) steps.push_back({&caches[i], inputs[i]});
     StepOutput out;
     DF11_RETURN_IF_ERROR(runner->Step(steps, true, &out));
-    if (out.argmax.size() != n) {
-      return Status::Internal("argmax count " + std::to_string(out.argmax.size()));
+    if (out.tokens.size() != n) {
+      return Status::Internal("token count " + std::to_string(out.tokens.size()));
     }
     for (size_t i = 0; i < n; ++i) {
-      trace->tokens[i].push_back(out.argmax[i]);
-      inputs[i] = {out.argmax[i]};
+      trace->tokens[i].push_back(out.tokens[i]);
+      inputs[i] = {out.tokens[i]};
     }
   }
   return Status::Ok();
