@@ -37,7 +37,7 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
          "continuous: a finished sequence's place goes to the next request at once; static: a "
          "new batch starts when the whole batch has finished")
       ->check(CLI::IsMember({"continuous", "static"}))->default_str("continuous");
-  cmd->add_option("--max-step-tokens", f->backend.max_step_tokens,
+  cmd->add_option("--max-step-tokens", f->backend.forward.max_step_tokens,
                   "most tokens one forward step takes (decoding sequences plus prompt chunks: "
                   "longer prompts are prefilled over several steps); the GPU's activations are "
                   "sized for it")
@@ -49,7 +49,7 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
          "(GPU) or 90 % of the available host memory (CPU)")
       ->check(IntegerIn(0));
   cmd->add_flag("--chat", f->generator.defaults.chat, "wrap prompts in the model's chat template");
-  cmd->add_option("--threads", f->backend.threads, "CPU threads (0: all)")
+  cmd->add_option("--threads", f->backend.forward.threads, "CPU threads (0: all)")
       ->check(IntegerIn(0, std::numeric_limits<int>::max()));
   AddBackendFlags(cmd, &f->backend);
   cmd->add_option("--collective-timeout", f->collective_timeout_s,
@@ -127,7 +127,7 @@ std::string RunFlagsError(const RunFlags& f, const char* command) {
   }
   // Every running sequence puts a token into each step, so a step can hold a full batch only if
   // --max-step-tokens allows it (the GPU's activations are sized by it).
-  const int64_t batch = f.generator.engine.batch_size, step = f.backend.max_step_tokens;
+  const int64_t batch = f.generator.engine.batch_size, step = f.backend.forward.max_step_tokens;
   if (batch > step) {
     return prefix + "--batch-size " + std::to_string(batch) + " is larger than --max-step-tokens " +
            std::to_string(step) + ": every running sequence adds a token to each step; raise "
@@ -138,7 +138,7 @@ std::string RunFlagsError(const RunFlags& f, const char* command) {
 
 GeneratorOptions ResolveGeneratorOptions(const RunFlags& f, int64_t plan_kv_tokens) {
   GeneratorOptions g = f.generator;
-  g.engine.max_step_tokens = f.backend.max_step_tokens;
+  g.engine.max_step_tokens = f.backend.forward.max_step_tokens;
   g.engine.kv_tokens = f.kv_tokens.value_or(plan_kv_tokens);
   return g;
 }

@@ -179,7 +179,7 @@ Status PrepareArch(const Arch& arch, ArchFiles* f) {
   auto weights = LoadModelWeights(f->bf16);
   if (!weights.ok()) return weights.status();
   CpuBackendOptions topts;
-  topts.threads = 1;
+  topts.forward.threads = 1;
   CpuBackend t(&*weights, topts);
   LocalStepRunner local(&t);
   f->prompts = Prompts(weights->config.vocab_size);
@@ -234,7 +234,7 @@ class Distributed : public ::testing::TestWithParam<Layout> {
     EXPECT_GE(held, file_bytes * 9 / 10) << "rank " << rank << " " << name;
 
     CpuBackendOptions topts;
-    topts.threads = 1;
+    topts.forward.threads = 1;
     topts.tp_leader = layout->TpRank(rank) == 0;
     if (layout->tp > 1) {
       topts.all_reduce = [c = tp_comm.get()](float* d, int64_t n) { c->AllReduceSum(d, n); };
