@@ -348,12 +348,12 @@ int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
     MpiFinalize();
     return rc;
   }
-  if (layout->world_size != world.size) {
+  if (layout->world() != world.size) {
     const int rc = Fail(Status::InvalidArgument(
-        f.model + "/manifest.json is laid out for " + std::to_string(layout->world_size) +
+        f.model + "/manifest.json is laid out for " + std::to_string(layout->world()) +
         " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
         ") but the job has " + std::to_string(world.size) + "; launch with -np " +
-        std::to_string(layout->world_size)));
+        std::to_string(layout->world())));
     MpiFinalize();
     return rc;
   }

@@ -139,7 +139,7 @@ Status DistributedStepRunner::Serve() {
 }
 
 Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
-  const ShardLayout& L = ctx_.layout;
+  const ParallelLayout& L = ctx_.layout;
   const int64_t h = t_->weights().config.hidden_size;
   const int64_t vocab = t_->weights().config.vocab_size;
   const int64_t n = static_cast<int64_t>(plan.slots.size());

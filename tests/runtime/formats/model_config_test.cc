@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/core/file_util.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 namespace {

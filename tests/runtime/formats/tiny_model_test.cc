@@ -24,6 +24,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 namespace {
