@@ -36,6 +36,9 @@ struct Weight {
 
   int64_t numel() const { return rows * cols; }
   bool compressed() const { return codec != WeightCodec::kBf16; }
+  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); a codec with a fused
+  // matmul would not be, and takes no scratch.
+  bool decoded_to_scratch() const { return codec == WeightCodec::kDf11; }
 };
 
 // A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
@@ -64,10 +67,10 @@ struct LayerWeights {
   std::array<const Vector*, 8> Vectors() const { return VectorsOf<const Vector>(*this); }
   std::array<Vector*, 8> Vectors() { return VectorsOf<Vector>(*this); }
 
-  // Elements that must be decoded before this layer runs (0 when all BF16).
-  int64_t CompressedElements() const {
+  // Elements decoded into scratch before this layer runs (0 when none is decoded_to_scratch).
+  int64_t ScratchElements() const {
     int64_t n = 0;
-    for (const Weight* m : Matrices()) n += m->compressed() ? m->numel() : 0;
+    for (const Weight* m : Matrices()) n += m->decoded_to_scratch() ? m->numel() : 0;
     return n;
   }
 

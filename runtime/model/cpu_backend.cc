@@ -36,7 +36,7 @@ CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& opt
   placed_.assign(static_cast<size_t>(w_->matrix_count), nullptr);
   for (const LayerWeights& l : w_->layers) {
     for (const Weight* m : l.Matrices()) {
-      if (!m->compressed()) placed_[m->id] = m->bf16;
+      if (!m->decoded_to_scratch()) placed_[m->id] = m->bf16;
     }
   }
 }
@@ -75,7 +75,7 @@ Status CpuBackend::Materialize(size_t layer) {
   uint16_t* scratch = scratch_[layer % 2].data();
   int64_t offset = 0;
   for (const Weight* m : w_->layers[layer].Matrices()) {
-    if (!m->compressed()) continue;
+    if (!m->decoded_to_scratch()) continue;
     uint16_t* dst = scratch + offset;
     offset += m->numel();
     DF11_RETURN_IF_ERROR(DecodeInto(*m, 0, m->rows, dst));

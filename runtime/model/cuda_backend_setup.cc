@@ -80,7 +80,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
     int64_t elements = 0;
     for (const Weight* m : l.Matrices()) {
       count_plain(*m);
-      if (m->compressed()) elements += RoundUp(m->numel(), kAlignElements);
+      if (m->decoded_to_scratch()) elements += RoundUp(m->numel(), kAlignElements);
     }
     for (const Vector* v : l.Vectors()) small += 2 * v->size();
     scratch_elements_ = std::max(scratch_elements_, elements);
@@ -145,7 +145,7 @@ int64_t CudaBackend::UploadWeights() {
     bool compressed = false;
     for (const Weight* m : l.Matrices()) {
       upload(*m);
-      if (!m->compressed()) continue;
+      if (!m->decoded_to_scratch()) continue;
       matrices_[m->id].slot = static_cast<int>(li % 2);
       matrices_[m->id].offset = offset;
       offset += RoundUp(m->numel(), kAlignElements);

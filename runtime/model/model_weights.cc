@@ -41,7 +41,7 @@ int64_t ModelWeights::WeightBytes() const {
 
 int64_t ModelWeights::MaxLayerScratch() const {
   int64_t n = 0;
-  for (const LayerWeights& l : layers) n = std::max(n, l.CompressedElements());
+  for (const LayerWeights& l : layers) n = std::max(n, l.ScratchElements());
   return n;
 }
 

@@ -187,7 +187,7 @@ TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
   auto d = LoadModelWeights(df11_dir);
   ASSERT_TRUE(b.ok() && d.ok());
   EXPECT_LT(d->WeightBytes(), 0.70 * b->WeightBytes());
-  const int64_t layer_elements = d->layers[0].CompressedElements();
+  const int64_t layer_elements = d->layers[0].ScratchElements();
   EXPECT_EQ(d->MaxLayerScratch(), layer_elements);
   CpuBackend t(&*d, {});
   EXPECT_EQ(t.ScratchBytes(), 2 * 2 * layer_elements);  // two BF16 buffers (double-buffered)
