@@ -33,7 +33,7 @@ constexpr TensorRow Norm(std::string_view name, Dim rows, Presence when,
 }
 
 // transformers' LlamaDecoderLayer, Qwen2DecoderLayer, Qwen3DecoderLayer, MistralDecoderLayer.
-// The o_proj bias is replicated: only the tensor-parallel leader adds it (ForwardOptions).
+// The o_proj bias is replicated: only the tensor-parallel leader adds it (LayerContext).
 // clang-format off
 constexpr TensorRow kDecoderLayer[] = {
   // Matrix(name, rows, cols, split, unit, when, field); Bias(name, rows, split, when, field);

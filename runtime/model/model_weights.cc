@@ -90,10 +90,6 @@ StatusOr<WeightResolver> WeightResolver::Create(ModelWeights* weights,
   return r;
 }
 
-bool WeightResolver::Has(const std::string& name) const {
-  return in_units_.count(name) > 0 || FindTensor(*weights_, name) != nullptr;
-}
-
 StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, int64_t cols) {
   Weight m;
   m.rows = rows;
@@ -129,12 +125,9 @@ StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, i
   return m;
 }
 
-StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel, bool required) {
+StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel) {
   const TensorInfo* t = FindTensor(*weights_, name);
-  if (t == nullptr) {
-    if (!required) return Vector();
-    return Status::NotFound("weight " + name + " is missing from the model");
-  }
+  if (t == nullptr) return Status::NotFound("weight " + name + " is missing from the model");
   if (t->dtype != DType::kBF16 || t->numel != numel) {
     return Status::InvalidArgument("weight " + name + " is " + std::string(DTypeName(t->dtype)) +
                                    " " + ShapeText(t->shape) + "; expected BF16 with " +
@@ -157,7 +150,7 @@ StatusOr<LayerWeights> WeightResolver::Layer(const ModelConfig& c, const ModelPa
     if (row.matrix != nullptr) {
       DF11_ASSIGN_OR_RETURN(l.*row.matrix, Matrix(name, shape[0], shape[1]));
     } else {
-      DF11_ASSIGN_OR_RETURN(l.*row.vector, Small(name, shape[0], true));
+      DF11_ASSIGN_OR_RETURN(l.*row.vector, Small(name, shape[0]));
     }
   }
   return l;
@@ -180,8 +173,8 @@ Status WeightResolver::Resolve(const ModelPart& part) {
     w.layers.push_back(std::move(l));
   }
   if (part.head) {
-    DF11_ASSIGN_OR_RETURN(w.final_norm,
-                          Small(std::string(t.final_norm.name), c.hidden_size, true));
+    const int64_t norm = LocalShape(t.final_norm, c, part)[0];
+    DF11_ASSIGN_OR_RETURN(w.final_norm, Small(std::string(t.final_norm.name), norm));
     if (c.tie_word_embeddings && part.embedding) {
       // The LM head is the embedding. A stored LM head (the reference encoder writes a copy of
       // the embedding) is not used; Finish frees its unit.

@@ -68,9 +68,8 @@ class WeightResolver {
   static StatusOr<WeightResolver> Create(ModelWeights* weights,
                                          const nlohmann::ordered_json& dfloat11_config);
   StatusOr<Weight> Matrix(const std::string& name, int64_t rows, int64_t cols);
-  // A small BF16 tensor copied out (norms, biases); `required` false returns empty if absent.
-  StatusOr<Vector> Small(const std::string& name, int64_t numel, bool required);
-  bool Has(const std::string& name) const;
+  // A small BF16 tensor copied out (norms, biases).
+  StatusOr<Vector> Small(const std::string& name, int64_t numel);
   // Every row of the layer table present in `c`, for layer `layer` (global index) of `part`,
   // into its LayerWeights field.
   StatusOr<LayerWeights> Layer(const ModelConfig& c, const ModelPart& part, int64_t layer);
