@@ -30,16 +30,16 @@ int64_t CudaBackend::ScratchBytes() const {
 void CudaBackend::Synchronize() { DF11_CUDA_CHECK(cudaStreamSynchronize(compute_)); }
 
 void CudaBackend::DestroyGraph() {
-  if (graph_exec_ != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_exec_));
-  graph_exec_ = nullptr;
-  graph_key_.clear();
-  last_key_.clear();
+  if (graph_.exec != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_.exec));
+  graph_.exec = nullptr;
+  graph_.key.clear();
+  graph_.last_key.clear();
 }
 
 Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends) {
   DF11_CUDA_CHECK(cudaSetDevice(options_.device));
   const int64_t T = TotalTokens(steps);
-  rows_.clear();
+  step_.rows.clear();
   int64_t t0 = 0;
   for (const SequenceStep& s : steps) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
@@ -52,19 +52,19 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
                                 std::to_string(s.cache->capacity));
     }
     if (all_tokens) {
-      for (int64_t j = 0; j < n; ++j) rows_.push_back(t0 + j);
+      for (int64_t j = 0; j < n; ++j) step_.rows.push_back(t0 + j);
     } else if (n > 0) {
-      rows_.push_back(t0 + n - 1);
+      step_.rows.push_back(t0 + n - 1);
     }
     t0 += n;
   }
-  rows_identity_ = static_cast<int64_t>(rows_.size()) == T;
-  GrowActivations(std::max(T, static_cast<int64_t>(steps.size())), static_cast<int64_t>(rows_.size()));
-  tokens_ = T;
+  step_.rows_identity = static_cast<int64_t>(step_.rows.size()) == T;
+  GrowActivations(std::max(T, static_cast<int64_t>(steps.size())), static_cast<int64_t>(step_.rows.size()));
+  step_.tokens = T;
   Activations& a = *act_;
   int64_t t = 0;
   const int64_t S = static_cast<int64_t>(steps.size());  // <= a.tokens (GrowActivations above)
-  sequences_ = S;
+  step_.sequences = S;
   for (int64_t i = 0; i < S; ++i) {
     const SequenceStep& s = steps[i];
     for (size_t j = 0; j < s.tokens.size(); ++j, ++t) {
@@ -83,7 +83,7 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
 
 void CudaBackend::EnqueueEmbed() {
   Activations& a = *act_;
-  const int64_t T = tokens_, h = w_->config.hidden_size;
+  const int64_t T = step_.tokens, h = w_->config.hidden_size;
   const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
   if (T == 0) return;
   const DeviceMatrix& embed = Device(w_->embed);
@@ -130,7 +130,7 @@ void CudaBackend::EnqueueDecodeAhead(size_t layer) {
 }
 
 Status CudaBackend::BeginLayer(size_t layer) {
-  if (overlap_) {
+  if (step_.overlap) {
     if (layer + 1 < layer_compressed_.size()) EnqueueDecodeAhead(layer + 1);
     if (layer_compressed_[layer]) {
       DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, decoded_[layer % 2], 0));
@@ -142,7 +142,7 @@ Status CudaBackend::BeginLayer(size_t layer) {
 }
 
 void CudaBackend::EndLayer(size_t layer) {
-  if (overlap_) DF11_CUDA_CHECK(cudaEventRecord(consumed_[layer % 2], compute_));
+  if (step_.overlap) DF11_CUDA_CHECK(cudaEventRecord(consumed_[layer % 2], compute_));
 }
 
 void CudaBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
@@ -157,7 +157,7 @@ void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const 
 }
 
 void CudaBackend::Rope(float* x, int64_t heads) {
-  RopeCuda(x, tokens_, heads, w_->config.head_dim, act_->positions, inv_freq_, rope_scaling_,
+  RopeCuda(x, step_.tokens, heads, w_->config.head_dim, act_->positions, inv_freq_, rope_scaling_,
            compute_);
 }
 
@@ -166,10 +166,10 @@ void CudaBackend::Attention(size_t layer, const float* q, const float* k, const 
   // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
   const Activations& a = *act_;
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
-  float** k_table = a.kv_tables + 2 * layer * sequences_;
-  float** v_table = k_table + sequences_;
-  KvAppendCudaBatched(k, v, tokens_, nkv * hd, a.seq, a.positions, k_table, v_table, compute_);
-  AttentionCudaBatched(q, k_table, v_table, a.seq, a.positions, tokens_, nh, nkv, hd, window, out,
+  float** k_table = a.kv_tables + 2 * layer * step_.sequences;
+  float** v_table = k_table + step_.sequences;
+  KvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.seq, a.positions, k_table, v_table, compute_);
+  AttentionCudaBatched(q, k_table, v_table, a.seq, a.positions, step_.tokens, nh, nkv, hd, window, out,
                        compute_);
 }
 
@@ -208,16 +208,16 @@ Status CudaBackend::LmHead(const float* x, int64_t rows, const Weight& head, flo
 
 void CudaBackend::EnqueueLayers() {
   Activations& a = *act_;
-  const int64_t T = tokens_;
+  const int64_t T = step_.tokens;
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.positions, a.h_positions, 4 * T, cudaMemcpyHostToDevice,
                                   compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
-  DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(sequences_),
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(step_.sequences),
                                   cudaMemcpyHostToDevice, compute_));
-  overlap_ = options_.overlap_decode &&
+  step_.overlap = options_.overlap_decode &&
              std::find(layer_compressed_.begin(), layer_compressed_.end(), true) !=
                  layer_compressed_.end();
-  if (overlap_) {
+  if (step_.overlap) {
     DF11_CUDA_CHECK(cudaEventRecord(fork_, compute_));
     DF11_CUDA_CHECK(cudaStreamWaitEvent(decode_, fork_, 0));
     if (!layer_compressed_.empty()) EnqueueDecodeAhead(0);
@@ -226,7 +226,7 @@ void CudaBackend::EnqueueLayers() {
   // This backend's ops report corrupt streams through the flags (Finish), never as a Status.
   const Status layers = df11::RunLayers(LayerContext{w_, options_.tp_leader}, T, *this, step);
   DF11_CHECK_MSG(layers.ok(), layers.ToString());
-  if (overlap_) {
+  if (step_.overlap) {
     // Join the decode stream back (a capture must end with every forked stream joined).
     DF11_CUDA_CHECK(cudaEventRecord(fork_, decode_));
     DF11_CUDA_CHECK(cudaStreamWaitEvent(compute_, fork_, 0));
@@ -236,12 +236,12 @@ void CudaBackend::EnqueueLayers() {
 void CudaBackend::EnqueueHead(bool argmax) {
   Activations& a = *act_;
   const int64_t h = w_->config.hidden_size, V = w_->dims.vocab_rows;
-  const int64_t R = static_cast<int64_t>(rows_.size());
+  const int64_t R = static_cast<int64_t>(step_.rows.size());
   if (R == 0) return;
   const float* src = a.x;
-  if (!rows_identity_) {
+  if (!step_.rows_identity) {
     for (int64_t r = 0; r < R; ++r) {
-      DF11_CUDA_CHECK(cudaMemcpyAsync(a.proj + r * h, a.x + rows_[r] * h, 4 * h,
+      DF11_CUDA_CHECK(cudaMemcpyAsync(a.proj + r * h, a.x + step_.rows[r] * h, 4 * h,
                                       cudaMemcpyDeviceToDevice, compute_));
     }
     src = a.proj;
@@ -258,7 +258,7 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
     EnqueueLayers();
     EnqueueHead(argmax);
   };
-  if (tokens_ == 0) return;
+  if (step_.tokens == 0) return;
   if (!options_.cuda_graph || options_.all_reduce) {
     enqueue();
     return;
@@ -266,29 +266,29 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
   // The graph depends on the buffers (fixed until they grow, which drops it) and each sequence's
   // token count (the logit rows); positions, sequence indices and cache pointers are uploaded
   // inside it, so sequences that finish and are replaced keep the graph.
-  std::vector<int64_t> key = {all_tokens ? 1 : 0, argmax ? 1 : 0, tokens_};
+  std::vector<int64_t> key = {all_tokens ? 1 : 0, argmax ? 1 : 0, step_.tokens};
   for (const SequenceStep& s : steps) key.push_back(static_cast<int64_t>(s.tokens.size()));
-  if (graph_exec_ == nullptr || key != graph_key_) {
-    if (key != last_key_) {  // first sight of this composition: run it plainly
-      last_key_ = key;
+  if (graph_.exec == nullptr || key != graph_.key) {
+    if (key != graph_.last_key) {  // first sight of this composition: run it plainly
+      graph_.last_key = key;
       enqueue();
       return;
     }
-    if (graph_exec_ != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_exec_));
-    graph_exec_ = nullptr;
+    if (graph_.exec != nullptr) DF11_CUDA_CHECK(cudaGraphExecDestroy(graph_.exec));
+    graph_.exec = nullptr;
     cudaGraph_t graph = nullptr;
     DF11_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
     enqueue();
     DF11_CUDA_CHECK(cudaStreamEndCapture(compute_, &graph));
-    DF11_CUDA_CHECK(cudaGraphInstantiate(&graph_exec_, graph, 0));
+    DF11_CUDA_CHECK(cudaGraphInstantiate(&graph_.exec, graph, 0));
     DF11_CUDA_CHECK(cudaGraphDestroy(graph));
-    graph_key_ = key;
-    ++graph_captures_;
-    VLOG(1) << "captured a CUDA graph for " << steps.size() << " sequences, " << tokens_
+    graph_.key = key;
+    ++graph_.captures;
+    VLOG(1) << "captured a CUDA graph for " << steps.size() << " sequences, " << step_.tokens
             << " tokens";
   }
-  DF11_CUDA_CHECK(cudaGraphLaunch(graph_exec_, compute_));
-  ++graph_replays_;
+  DF11_CUDA_CHECK(cudaGraphLaunch(graph_.exec, compute_));
+  ++graph_.replays;
 }
 
 Status CudaBackend::Finish() {
@@ -326,7 +326,7 @@ Status CudaBackend::Finish() {
 Status CudaBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
   DF11_RETURN_IF_ERROR(Prepare(steps, false, false));
   EnqueueEmbed();
-  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  const int64_t bytes = 4 * step_.tokens * w_->config.hidden_size;
   if (bytes > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(hidden, act_->x, bytes, cudaMemcpyDeviceToHost, compute_));
   }
@@ -335,7 +335,7 @@ Status CudaBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
 
 Status CudaBackend::RunLayers(std::span<const SequenceStep> steps, float* hidden) {
   DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
-  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  const int64_t bytes = 4 * step_.tokens * w_->config.hidden_size;
   if (bytes > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(act_->x, hidden, bytes, cudaMemcpyHostToDevice, compute_));
     EnqueueLayers();
@@ -350,8 +350,8 @@ Status CudaBackend::Logits(std::span<const SequenceStep> steps, const float* hid
                            bool all_tokens, std::vector<float>* logits) {
   // The caches already hold these tokens (RunLayers appended them).
   DF11_RETURN_IF_ERROR(Prepare(steps, all_tokens, false));
-  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(rows_.size());
-  const int64_t bytes = 4 * tokens_ * w_->config.hidden_size;
+  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(step_.rows.size());
+  const int64_t bytes = 4 * step_.tokens * w_->config.hidden_size;
   logits->assign(static_cast<size_t>(R * V), 0.0f);
   if (bytes > 0) {
     DF11_CUDA_CHECK(cudaMemcpyAsync(act_->x, hidden, bytes, cudaMemcpyHostToDevice, compute_));
@@ -367,7 +367,7 @@ Status CudaBackend::Logits(std::span<const SequenceStep> steps, const float* hid
 Status CudaBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens,
                             std::vector<float>* logits) {
   DF11_RETURN_IF_ERROR(Prepare(steps, all_tokens, true));
-  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(rows_.size());
+  const int64_t V = w_->dims.vocab_rows, R = static_cast<int64_t>(step_.rows.size());
   logits->assign(static_cast<size_t>(R * V), 0.0f);
   EnqueueEmbed();
   EnqueueCore(steps, all_tokens, false);
@@ -382,7 +382,7 @@ Status CudaBackend::Forward(std::span<const SequenceStep> steps, bool all_tokens
 
 Status CudaBackend::ForwardArgmax(std::span<const SequenceStep> steps, std::vector<int32_t>* ids) {
   DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
-  const int64_t R = static_cast<int64_t>(rows_.size());
+  const int64_t R = static_cast<int64_t>(step_.rows.size());
   EnqueueEmbed();
   EnqueueCore(steps, false, true);
   if (R > 0) {
@@ -405,7 +405,7 @@ Status CudaBackend::ForwardSample(std::span<const SequenceStep> steps,
     return ForwardBackend::ForwardSample(steps, specs, tokens, rngs);
   }
   DF11_RETURN_IF_ERROR(Prepare(steps, false, true));
-  const int64_t R = static_cast<int64_t>(rows_.size());
+  const int64_t R = static_cast<int64_t>(step_.rows.size());
   EnqueueEmbed();
   EnqueueCore(steps, false, false);
   // Rows, history and outputs travel through one pinned buffer; the uniform each row may use is
@@ -418,20 +418,20 @@ Status CudaBackend::ForwardSample(std::span<const SequenceStep> steps,
   const size_t out_bytes = align(8 * static_cast<size_t>(std::max<int64_t>(R, 1)));
   const size_t host_bytes = info_bytes + history_bytes + out_bytes;
   const size_t device_bytes = host_bytes + SampleCudaWorkspaceBytes(R, V);
-  if (device_bytes > sample_device_bytes_) {
+  if (device_bytes > sample_.device_bytes) {
     DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    if (sample_device_ != nullptr) DF11_CUDA_CHECK(cudaFree(sample_device_));
-    DF11_CUDA_CHECK(cudaMalloc(&sample_device_, device_bytes));
-    sample_device_bytes_ = device_bytes;
+    if (sample_.device != nullptr) DF11_CUDA_CHECK(cudaFree(sample_.device));
+    DF11_CUDA_CHECK(cudaMalloc(&sample_.device, device_bytes));
+    sample_.device_bytes = device_bytes;
   }
-  if (host_bytes > sample_host_bytes_) {
+  if (host_bytes > sample_.host_bytes) {
     DF11_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    if (sample_host_ != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_host_));
-    DF11_CUDA_CHECK(cudaMallocHost(&sample_host_, host_bytes));
-    sample_host_bytes_ = host_bytes;
+    if (sample_.host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_.host));
+    DF11_CUDA_CHECK(cudaMallocHost(&sample_.host, host_bytes));
+    sample_.host_bytes = host_bytes;
   }
-  uint8_t* host = static_cast<uint8_t*>(sample_host_);
-  uint8_t* device = static_cast<uint8_t*>(sample_device_);
+  uint8_t* host = static_cast<uint8_t*>(sample_.host);
+  uint8_t* device = static_cast<uint8_t*>(sample_.device);
   auto* info = reinterpret_cast<SampleCudaRow*>(host);
   auto* history = reinterpret_cast<int32_t*>(host + info_bytes);
   auto* out = reinterpret_cast<int32_t*>(host + info_bytes + history_bytes);  // tokens, drew

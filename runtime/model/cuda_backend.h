@@ -91,8 +91,8 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // The compute stream (a device all-reduce is ordered on it).
   cudaStream_t stream() const { return compute_; }
   // Steps that ran by replaying a captured graph (the tests check that graphs are used).
-  int64_t graph_replays() const { return graph_replays_; }
-  int64_t graph_captures() const { return graph_captures_; }
+  int64_t graph_replays() const { return graph_.replays; }
+  int64_t graph_captures() const { return graph_.captures; }
 
  private:
   // A Weight's device copy: plain device BF16, or a resident unit's element range that
@@ -203,27 +203,35 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)
   int64_t head_chunk_ = 0;
   int* flags_ = nullptr;                    // (layers + 2): layers, embedding, LM head
-  // Sampling buffers (grown on demand): device [row info | history ids | tokens + drew |
-  // SampleCuda workspace] and a pinned host copy of the first three parts.
-  void* sample_device_ = nullptr;
-  void* sample_host_ = nullptr;
-  size_t sample_device_bytes_ = 0, sample_host_bytes_ = 0;
   int* host_flags_ = nullptr;               // pinned copy
   std::unique_ptr<Activations> act_;
   DeviceMemoryPlan plan_;
   mutable int64_t kv_allocated_ = 0;
 
-  // The current step, filled by Prepare.
-  bool overlap_ = false;  // decodes run ahead on the decode stream (EnqueueLayers)
-  int64_t tokens_ = 0;
-  int64_t sequences_ = 0;
-  std::vector<int64_t> rows_;  // rows of the hidden states whose logits are wanted
-  bool rows_identity_ = false;
+  // ForwardSample's buffers (grown on demand): device [row info | history ids | tokens + drew |
+  // SampleCuda workspace] and a pinned host copy of the first three parts.
+  struct SampleBuffers {
+    void* device = nullptr;
+    void* host = nullptr;
+    size_t device_bytes = 0, host_bytes = 0;
+  } sample_;
 
-  std::vector<int64_t> last_key_, graph_key_;
-  cudaGraphExec_t graph_exec_ = nullptr;
-  int64_t graph_replays_ = 0;
-  int64_t graph_captures_ = 0;
+  // The current step, filled by Prepare.
+  struct Step {
+    bool overlap = false;  // decodes run ahead on the decode stream (EnqueueLayers)
+    int64_t tokens = 0;
+    int64_t sequences = 0;
+    std::vector<int64_t> rows;  // rows of the hidden states whose logits are wanted
+    bool rows_identity = false;
+  } step_;
+
+  // Captured steps (see the header): the key of the last step run plainly and of the graph.
+  struct Graph {
+    std::vector<int64_t> last_key, key;
+    cudaGraphExec_t exec = nullptr;
+    int64_t replays = 0;
+    int64_t captures = 0;
+  } graph_;
 };
 
 }  // namespace df11

@@ -235,8 +235,8 @@ CudaBackend::~CudaBackend() {
   if (act_->device != nullptr) DF11_CUDA_CHECK(cudaFree(act_->device));
   if (act_->host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(act_->host));
   if (host_flags_ != nullptr) DF11_CUDA_CHECK(cudaFreeHost(host_flags_));
-  if (sample_device_ != nullptr) DF11_CUDA_CHECK(cudaFree(sample_device_));
-  if (sample_host_ != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_host_));
+  if (sample_.device != nullptr) DF11_CUDA_CHECK(cudaFree(sample_.device));
+  if (sample_.host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_.host));
   units_.clear();
   for (void* p : allocations_) DF11_CUDA_CHECK(cudaFree(p));
   if (cublas_ != nullptr) DF11_CUBLAS_CHECK(cublasDestroy(cublas_));

@@ -21,21 +21,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 VENV="${1:-${TMPDIR:-/tmp}/df11-ref-venv}"
 OUT="${2:-$ROOT/tests/data/hf_models}"
-PY="${PYTHON:-python3}"
-TRANSFORMERS_VERSION="5.24.0"
+source "$HERE/venv.sh"
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "creating venv in $VENV" >&2
-  "$PY" -m venv "$VENV"
-fi
-if ! "$VENV/bin/python" -c "import transformers as t, safetensors, torch, numpy; \
-assert t.__version__ == '$TRANSFORMERS_VERSION', t.__version__" 2>/dev/null; then
-  "$VENV/bin/python" -m pip --disable-pip-version-check -q install \
-    "transformers==$TRANSFORMERS_VERSION" safetensors numpy torch
-fi
+ref_venv_transformers "$VENV"
 
 mkdir -p "$OUT"
-export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 \
-  MKL_NUM_THREADS=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1 \
-  PYTHONHASHSEED=0
+ref_cpu_env
 exec "$VENV/bin/python" "$HERE/make_hf_model_goldens.py" "$OUT"

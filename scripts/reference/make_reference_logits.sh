@@ -25,26 +25,12 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 DF11="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 VENV="${2:-${TMPDIR:-/tmp}/df11-ref-venv}"
 OUT="${3:-$ROOT/tests/data/ref_logits}"
-PY="${PYTHON:-python3}"
-TRANSFORMERS_VERSION="5.24.0"
+source "$HERE/venv.sh"
 
 [[ -x "$DF11" ]] || { echo "not an executable: $DF11" >&2; exit 2; }
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "creating venv in $VENV" >&2
-  "$PY" -m venv "$VENV"
-fi
-
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-if ! "$VENV/bin/python" -c "import transformers as t, safetensors, torch, numpy; \
-assert t.__version__ == '$TRANSFORMERS_VERSION', t.__version__" 2>/dev/null; then
-  # pip may report that dfloat11 (installed in the same venv by make_reference_units.sh --no-deps)
-  # lacks accelerate: expected and harmless.
-  "${PIP[@]}" install "transformers==$TRANSFORMERS_VERSION" safetensors numpy torch
-fi
+ref_venv_transformers "$VENV"
 
 mkdir -p "$OUT"
-export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 \
-  MKL_NUM_THREADS=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1 \
-  PYTHONHASHSEED=0
+ref_cpu_env
 exec "$VENV/bin/python" "$HERE/make_reference_logits.py" "$DF11" "$OUT"

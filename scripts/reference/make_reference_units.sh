@@ -20,19 +20,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 VENV="${1:-${TMPDIR:-/tmp}/df11-ref-venv}"
 OUT="${2:-$ROOT/tests/data/ref_units}"
-PY="${PYTHON:-python3}"
+source "$HERE/venv.sh"
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "creating venv in $VENV" >&2
-  "$PY" -m venv "$VENV"
-fi
-
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-if ! "$VENV/bin/python" -c 'import dfloat11_ref_ok' 2>/dev/null; then
-  "${PIP[@]}" install "dahuffman==0.4.2" tqdm numpy safetensors torch
+ref_venv "$VENV"
+if ! ref_venv_has "$VENV" 'import dfloat11_ref_ok'; then
+  ref_pip "$VENV" install "dahuffman==$DAHUFFMAN_VERSION" tqdm numpy safetensors torch
   # pip may report that dfloat11's accelerate/huggingface-hub/transformers are missing: expected,
   # the encoder module does not import them.
-  "${PIP[@]}" install "dfloat11==0.5.0" --no-deps
+  ref_pip "$VENV" install "dfloat11==$DFLOAT11_VERSION" --no-deps
   # marker so that later runs skip the (slow) pip resolution
   site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "# installed by make_reference_units.sh" > "$site/dfloat11_ref_ok.py"

@@ -25,27 +25,19 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 DF11="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 VENV="${2:-${TMPDIR:-/tmp}/df11-ref-venv}"
 OUT="${3:-$ROOT/tests/data/tied_interop}"
-PY="${PYTHON:-python3}"
-TRANSFORMERS_VERSION="5.24.0"
+source "$HERE/venv.sh"
 
 [[ -x "$DF11" ]] || { echo "not an executable: $DF11" >&2; exit 2; }
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "creating venv in $VENV" >&2
-  "$PY" -m venv "$VENV"
-fi
-
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, transformers as t, accelerate, \
-dahuffman, safetensors, torch, numpy; assert m.version('dfloat11') == '0.5.0'; \
-assert t.__version__ == '$TRANSFORMERS_VERSION', t.__version__" 2>/dev/null; then
-  "${PIP[@]}" install "transformers==$TRANSFORMERS_VERSION" "dahuffman==0.4.2" accelerate \
-    safetensors numpy torch tqdm
-  "${PIP[@]}" install "dfloat11==0.5.0" --no-deps
+ref_venv "$VENV"
+if ! ref_venv_has "$VENV" "import importlib.metadata as m, transformers as t, accelerate, \
+dahuffman, safetensors, torch, numpy; assert m.version('dfloat11') == '$DFLOAT11_VERSION'; \
+assert t.__version__ == '$TRANSFORMERS_VERSION', t.__version__"; then
+  ref_pip "$VENV" install "transformers==$TRANSFORMERS_VERSION" "dahuffman==$DAHUFFMAN_VERSION" \
+    accelerate safetensors numpy torch tqdm
+  ref_pip "$VENV" install "dfloat11==$DFLOAT11_VERSION" --no-deps
 fi
 
 mkdir -p "$OUT"
-export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 \
-  MKL_NUM_THREADS=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1 \
-  PYTHONHASHSEED=0
+ref_cpu_env
 exec "$VENV/bin/python" "$HERE/make_tied_interop.py" "$DF11" "$OUT"

@@ -6,11 +6,7 @@
 // refused by name; a tied model compressed by the reference encoder verifies, and both forms of
 // a tied DF11 model (with and without a stored lm_head) are served.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,33 +16,21 @@
 
 #include "runtime/formats/safetensors.h"
 #include "runtime/formats/safetensors_writer.h"
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::CommandResult;
+using test_support::RunCommand;
+using test_support::TempDir;
 
 const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
 const std::string kTiedData = std::string(DF11_TEST_DATA_DIR) + "/tied_interop";
 const char* const kFields[] = {"luts", "encoded_exponent", "sign_mantissa", "output_positions",
                                "gaps", "split_positions"};
-
-struct Result {
-  int status;  // exit status, or -1 when killed by a signal
-  std::string output;
-};
-
-Result Exec(const std::string& cmd) {
-  FILE* p = popen(("(" + cmd + ") 2>&1").c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
 
 // Rewrites safetensors `file` without tensor `drop`.
 void Drop(const std::string& file, const std::string& drop) {
@@ -68,19 +52,14 @@ void Drop(const std::string& file, const std::string& drop) {
 
 class Df11BadFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_bad_files_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // A BF16 model and its DF11 compression (vocab 64: small embedding, larger layers).
   void MakeModels() {
-    auto r = Exec(kBin + "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
-                  "--kv-heads 2 --intermediate 512 --vocab 64 --seed 9 " + dir_ + "/bf16");
+    auto r = RunCommand(kBin +
+                        "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
+                        "--kv-heads 2 --intermediate 512 --vocab 64 --seed 9 " +
+                        dir_ + "/bf16");
     ASSERT_EQ(r.status, 0) << r.output;
-    r = Exec(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/df11");
+    r = RunCommand(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/df11");
     ASSERT_EQ(r.status, 0) << r.output;
   }
 
@@ -97,7 +76,7 @@ class Df11BadFiles : public ::testing::Test {
     };
     for (const std::string& cmd : commands) {
       SCOPED_TRACE(cmd);
-      Result r = Exec(cmd);
+      CommandResult r = RunCommand(cmd);
       EXPECT_EQ(r.status, 2) << r.output;
       EXPECT_NE(r.output.find(expect), std::string::npos) << r.output;
       EXPECT_FALSE(fs::exists(out));
@@ -111,7 +90,8 @@ class Df11BadFiles : public ::testing::Test {
     return names;
   }
 
-  std::string dir_;
+  TempDir tmp_{"df11_bad_files"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(Df11BadFiles, UnitMissingAFieldIsRefusedByEveryCommand) {
@@ -150,14 +130,14 @@ TEST_F(Df11BadFiles, FailedWritesLeaveNoOutputDirectory) {
   };
   for (const std::string& cmd : commands) {
     SCOPED_TRACE(cmd);
-    Result r = Exec(limit + cmd);
+    CommandResult r = RunCommand(limit + cmd);
     EXPECT_NE(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(dir_ + "/out"));
     EXPECT_EQ(Entries(), before);
   }
   // Without the limit the same commands succeed.
-  Result r = Exec(kBin + "df11 -q decompress " + dir_ + "/df11 " + dir_ + "/out");
+  CommandResult r = RunCommand(kBin + "df11 -q decompress " + dir_ + "/df11 " + dir_ + "/out");
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
@@ -172,10 +152,10 @@ TEST_F(Df11BadFiles, TokenizerIdsAndTypesAreCheckedByName) {
     std::ofstream(model + "/tokenizer.json") << t.dump();
   };
   auto tokenize = [&] {
-    return Exec("echo '{\"text\": \"ab\"}' | " + kBin + "df11 tokenize --model " + model);
+    return RunCommand("echo '{\"text\": \"ab\"}' | " + kBin + "df11 tokenize --model " + model);
   };
   write_tokenizer(2, 3);
-  Result r = tokenize();
+  CommandResult r = tokenize();
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("[2]"), std::string::npos) << r.output;
 
@@ -202,11 +182,13 @@ TEST_F(Df11BadFiles, TokenizerIdsAndTypesAreCheckedByName) {
 
 TEST_F(Df11BadFiles, GenerateRefusesTokenIdsBeyondTheModelsVocabulary) {
   // The Llama 3.1 tokenizer has ids up to 128255; a model with 1000 rows cannot embed them.
-  Result r = Exec(kBin + "df11 -q make-tiny --arch llama --layers 1 --hidden 32 --heads 2 "
-                  "--kv-heads 2 --intermediate 64 --vocab 1000 " + dir_ + "/small");
+  CommandResult r = RunCommand(kBin +
+                               "df11 -q make-tiny --arch llama --layers 1 --hidden 32 --heads 2 "
+                               "--kv-heads 2 --intermediate 64 --vocab 1000 " +
+                               dir_ + "/small");
   ASSERT_EQ(r.status, 0) << r.output;
   fs::copy_file(DF11_TOKENIZER_DIR "/llama-3.1/tokenizer.json", dir_ + "/small/tokenizer.json");
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/small --prompt hi -n 1");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/small --prompt hi -n 1");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find(dir_ + "/small/tokenizer.json: added_tokens[255].id = 128255 is not "
                           "below the vocab_size 1000 of " + dir_ + "/small/config.json"),
@@ -215,7 +197,7 @@ TEST_F(Df11BadFiles, GenerateRefusesTokenIdsBeyondTheModelsVocabulary) {
   auto t = nlohmann::json::parse(std::ifstream(dir_ + "/small/tokenizer.json"));
   t["added_tokens"][0]["id"] = 2147483647;
   std::ofstream(dir_ + "/small/tokenizer.json") << t.dump();
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/small --prompt hi -n 1");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/small --prompt hi -n 1");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("tokenizer.json: added_tokens[0].id = 2147483647: a token id must be"),
             std::string::npos) << r.output;
@@ -225,16 +207,16 @@ TEST_F(Df11BadFiles, TiedModelFromTheReferenceEncoderVerifiesAndBothFormsServe) 
   auto manifest = nlohmann::json::parse(std::ifstream(kTiedData + "/manifest.json"));
   std::string flags;
   for (const auto& f : manifest["make_tiny_flags"]) flags += " " + f.get<std::string>();
-  Result r = Exec(kBin + "df11 -q make-tiny" + flags + " " + dir_ + "/bf16");
+  CommandResult r = RunCommand(kBin + "df11 -q make-tiny" + flags + " " + dir_ + "/bf16");
   ASSERT_EQ(r.status, 0) << r.output;
   // The reference encoder stores lm_head (a copy of the embedding) for the tied model.
   const std::string reference = kTiedData + "/reference_df11";
   ASSERT_TRUE(fs::exists(reference + "/lm_head.safetensors"));
-  r = Exec(kBin + "df11 -q verify " + reference + " " + dir_ + "/bf16");
+  r = RunCommand(kBin + "df11 -q verify " + reference + " " + dir_ + "/bf16");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("OK: 3 units"), std::string::npos) << r.output;
   // Ours stores it too; without it (older files) the model is still complete and served.
-  r = Exec(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/ours");
+  r = RunCommand(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/ours");
   ASSERT_EQ(r.status, 0) << r.output;
   ASSERT_TRUE(fs::exists(dir_ + "/ours/lm_head.safetensors"));
   fs::copy(dir_ + "/ours", dir_ + "/ours_without");
@@ -243,17 +225,17 @@ TEST_F(Df11BadFiles, TiedModelFromTheReferenceEncoderVerifiesAndBothFormsServe) 
   const std::string models[4] = {dir_ + "/bf16", reference, dir_ + "/ours",
                                  dir_ + "/ours_without"};
   for (int i = 0; i < 4; ++i) {
-    r = Exec(kBin + "df11-run logits --model " + models[i] + " --ids 1,17,100,5 --out " + dir_ +
-             "/l" + std::to_string(i) + ".f32");
+    r = RunCommand(kBin + "df11-run logits --model " + models[i] + " --ids 1,17,100,5 --out " +
+                   dir_ + "/l" + std::to_string(i) + ".f32");
     ASSERT_EQ(r.status, 0) << models[i] << ": " << r.output;
     std::ifstream in(dir_ + "/l" + std::to_string(i) + ".f32", std::ios::binary);
     logits[i].assign(std::istreambuf_iterator<char>(in), {});
     ASSERT_FALSE(logits[i].empty());
     EXPECT_EQ(logits[i], logits[0]) << models[i] << " gives other logits than the BF16 model";
   }
-  r = Exec(kBin + "df11 -q verify " + dir_ + "/ours " + dir_ + "/bf16");
+  r = RunCommand(kBin + "df11 -q verify " + dir_ + "/ours " + dir_ + "/bf16");
   EXPECT_EQ(r.status, 0) << r.output;
-  r = Exec(kBin + "df11 -q verify " + dir_ + "/ours_without " + dir_ + "/bf16");
+  r = RunCommand(kBin + "df11 -q verify " + dir_ + "/ours_without " + dir_ + "/bf16");
   EXPECT_EQ(r.status, 0) << r.output;
 }
 

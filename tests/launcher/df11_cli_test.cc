@@ -2,51 +2,36 @@
 // The `df11` command line as a user runs it: the main job (make-tiny, compress, verify, inspect,
 // decompress) and the exit status and message for bad flags and bad directories.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
+
 namespace {
+
+using df11::test_support::CommandResult;
+using df11::test_support::RunCommand;
+using df11::test_support::TempDir;
 
 const std::string kDf11 = std::string(DF11_BINARY_DIR) + "/launcher/df11";
 
-struct Result {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-Result Df11(const std::string& args) {
-  std::string cmd = kDf11 + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
+// `df11 ARGS`, stdout and stderr together.
+CommandResult Df11(const std::string& args) { return RunCommand(kDf11 + " " + args); }
 
 class Df11Cli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_cli_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
+  TempDir tmp_{"df11_cli_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(Df11Cli, MainJob) {
-  Result r = Df11("-q make-tiny --arch qwen3 --layers 2 --hidden 128 --heads 4 --kv-heads 2 "
-                 "--head-dim 64 --vocab-from " DF11_TOKENIZER_DIR "/qwen3 " + dir_ + "/m");
+  CommandResult r = Df11(
+      "-q make-tiny --arch qwen3 --layers 2 --hidden 128 --heads 4 --kv-heads 2 "
+      "--head-dim 64 --vocab-from " DF11_TOKENIZER_DIR "/qwen3 " +
+      dir_ + "/m");
   ASSERT_EQ(r.status, 0) << r.output;
   r = Df11("-q compress " + dir_ + "/m " + dir_ + "/m.df11");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -65,7 +50,7 @@ TEST_F(Df11Cli, MainJob) {
 }
 
 TEST_F(Df11Cli, BadFlagsAndInputs) {
-  Result r = Df11("");
+  CommandResult r = Df11("");
   EXPECT_NE(r.status, 0);
   r = Df11("frobnicate");
   EXPECT_NE(r.status, 0);

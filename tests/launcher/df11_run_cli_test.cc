@@ -10,39 +10,25 @@
 // flag and its real bounds. `plan` refuses configs whose sizes overflow and contexts beyond the
 // model's, and never calls 0 sequences a fit.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
+
 namespace {
 
+using df11::test_support::RunCommand;
+using df11::test_support::TempDir;
+
 const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
-
-struct Result {
-  int status;
-  std::string output;
-};
-
-Result Exec(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
 
 std::vector<nlohmann::json> ReadLines(const std::string& path) {
   std::vector<nlohmann::json> out;
@@ -55,27 +41,31 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
 class Df11RunCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_run_cli_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    tmp_.emplace("df11_run_cli");
+    dir_ = tmp_->path();
     // Small context so a long prompt overflows it.
-    auto r = Exec(kBin + "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
-                  "--kv-heads 2 --intermediate 128 --vocab-from " DF11_TOKENIZER_DIR
-                  "/llama-3.1 --seed 3 " + dir_ + "/bf16");
+    auto r = RunCommand(kBin +
+                        "df11 -q make-tiny --arch llama --layers 2 --hidden 64 --heads 4 "
+                        "--kv-heads 2 --intermediate 128 --vocab-from " DF11_TOKENIZER_DIR
+                        "/llama-3.1 --seed 3 " +
+                        dir_ + "/bf16");
     ASSERT_EQ(r.status, 0) << r.output;
     auto j = nlohmann::json::parse(std::ifstream(dir_ + "/bf16/config.json"));
     j["max_position_embeddings"] = 64;
     std::ofstream(dir_ + "/bf16/config.json") << j.dump(2);
-    r = Exec(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/df11");
+    r = RunCommand(kBin + "df11 -q compress " + dir_ + "/bf16 " + dir_ + "/df11");
     ASSERT_EQ(r.status, 0) << r.output;
   }
-  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+  static void TearDownTestSuite() { tmp_.reset(); }
+  static std::optional<TempDir> tmp_;
   static std::string dir_;
 };
+std::optional<TempDir> Df11RunCli::tmp_;
 std::string Df11RunCli::dir_;
 
 TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
-  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt 'Hello there' -n 5");
+  auto r =
+      RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt 'Hello there' -n 5");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("prefill:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
@@ -84,9 +74,9 @@ TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
   // A step budget of 2 tokens prefills the prompt in chunks: more steps, the same text.
   auto run = [&](const std::string& flags, std::string* log) {
     const std::string err = dir_ + "/steps.log";
-    auto out = Exec("(" + kBin + "df11-run generate --model " + dir_ +
-                    "/df11 --prompt 'Hello there, how are you doing' -n 5 " + flags + " 2>" + err +
-                    ")");
+    auto out = RunCommand("(" + kBin + "df11-run generate --model " + dir_ +
+                          "/df11 --prompt 'Hello there, how are you doing' -n 5 " + flags + " 2>" +
+                          err + ")");
     EXPECT_EQ(out.status, 0) << out.output;
     std::ifstream f(err);
     *log = std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
@@ -116,8 +106,8 @@ TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {
     f << R"({"custom_id":"seeded","prompt":"Once","max_tokens":5,"temperature":1.0,"seed":11})" << "\n";
     f << R"({"custom_id":"openai","method":"POST","url":"/v1/completions","body":{"prompt":"Hi","max_tokens":3}})" << "\n";
   }
-  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in + " --output " +
-                dir_ + "/out.jsonl --batch-size 3");
+  auto r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in +
+                      " --output " + dir_ + "/out.jsonl --batch-size 3");
   ASSERT_EQ(r.status, 0) << r.output;
   auto lines = ReadLines(dir_ + "/out.jsonl");
   ASSERT_EQ(lines.size(), 8u);
@@ -145,58 +135,62 @@ TEST_F(Df11RunCli, BatchServesGoodLinesAndReportsBadOnes) {
   // The seeded request alone gives the same tokens as inside the batch.
   std::ofstream(dir_ + "/one.jsonl")
       << R"({"custom_id":"seeded","prompt":"Once","max_tokens":5,"temperature":1.0,"seed":11})" << "\n";
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ +
-           "/one.jsonl --output " + dir_ + "/one_out.jsonl");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ +
+                 "/one.jsonl --output " + dir_ + "/one_out.jsonl");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(ReadLines(dir_ + "/one_out.jsonl")[0]["token_ids"], by_id["seeded"]["token_ids"]);
 
   // The BF16 original generates exactly the same.
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/bf16 --input " + in + " --output " +
-           dir_ + "/out_bf16.jsonl --batch-size 3");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/bf16 --input " + in + " --output " +
+                 dir_ + "/out_bf16.jsonl --batch-size 3");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(ReadLines(dir_ + "/out_bf16.jsonl"), lines);
 }
 
 TEST_F(Df11RunCli, BadModelsAndFlags) {
-  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/nope --prompt hi");
+  auto r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/nope --prompt hi");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("nope"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11");
   EXPECT_NE(r.status, 0);
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt \"$(printf 'bad \\377 byte')\"");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ +
+                 "/df11 --prompt \"$(printf 'bad \\377 byte')\"");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("0xFF"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi --temp -1");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi --temp -1");
   EXPECT_NE(r.status, 0);
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ + "/missing.jsonl --output " + dir_ + "/o.jsonl");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + dir_ +
+                 "/missing.jsonl --output " + dir_ + "/o.jsonl");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
   // Batching flags: each refused naming itself.
   for (const char* flag : {"--batching dynamic", "--kv-tokens -5", "--batch-size 0",
                            "--max-step-tokens 0"}) {
-    r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi " + flag);
+    r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi " + flag);
     EXPECT_NE(r.status, 0) << flag << ": " << r.output;
     EXPECT_NE(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))),
               std::string::npos)
         << r.output;
   }
   // A batch that cannot fit one step: refused before loading anything, naming both flags.
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi --batch-size 16 "
-           "--max-step-tokens 8");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ +
+                 "/df11 --prompt hi --batch-size 16 "
+                 "--max-step-tokens 8");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("--batch-size 16 is larger than --max-step-tokens 8"), std::string::npos)
       << r.output;
-  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
+  r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
   // A prompt that can never fit the KV budget is an error naming both figures.
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi -n 20 --kv-tokens 8");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ +
+                 "/df11 --prompt hi -n 20 --kv-tokens 8");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("KV budget of 8 tokens"), std::string::npos) << r.output;
   // A corrupt unit file.
   std::filesystem::copy(dir_ + "/df11", dir_ + "/broken", std::filesystem::copy_options::recursive);
   std::filesystem::resize_file(dir_ + "/broken/model_layers_1.safetensors", 100);
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/broken --prompt hi");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/broken --prompt hi");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("model_layers_1.safetensors"), std::string::npos) << r.output;
   // An architecture this build does not run.
@@ -204,7 +198,7 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   auto j = nlohmann::json::parse(std::ifstream(dir_ + "/gpt/config.json"));
   j["architectures"] = {"GPT2LMHeadModel"};
   std::ofstream(dir_ + "/gpt/config.json") << j.dump();
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/gpt --prompt hi");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/gpt --prompt hi");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("GPT2LMHeadModel"), std::string::npos) << r.output;
 }
@@ -218,8 +212,8 @@ TEST_F(Df11RunCli, NoRequestTakesTheRunDown) {
                     << R"({"custom_id":"k","body":{"prompt":"x","top_k":-1}})" "\n"
                     << R"({"custom_id":"ok2","prompt":"Once","max_tokens":3,"temperature":1.0,"seed":5})"
                     << "\n";
-  auto r = Exec(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in + " --output " +
-                dir_ + "/hostile.out.jsonl --batch-size 2");
+  auto r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --input " + in +
+                      " --output " + dir_ + "/hostile.out.jsonl --batch-size 2");
   ASSERT_EQ(r.status, 0) << r.output;
   std::map<std::string, nlohmann::json> by_id;
   for (const auto& l : ReadLines(dir_ + "/hostile.out.jsonl")) by_id[l["custom_id"]] = l;
@@ -244,8 +238,8 @@ TEST_F(Df11RunCli, NoRequestTakesTheRunDown) {
   std::ofstream(dir_ + "/huge.jsonl")
       << R"({"custom_id":"huge","prompt":"x","max_tokens":1000000000})" "\n"
       << R"({"custom_id":"fine","prompt":"The sky is","max_tokens":4})" "\n";
-  r = Exec(kBin + "df11-run generate --model " + dir_ + "/long --input " + dir_ +
-           "/huge.jsonl --output " + dir_ + "/huge.out.jsonl");
+  r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/long --input " + dir_ +
+                 "/huge.jsonl --output " + dir_ + "/huge.out.jsonl");
   ASSERT_EQ(r.status, 0) << r.output;
   by_id.clear();
   for (const auto& l : ReadLines(dir_ + "/huge.out.jsonl")) by_id[l["custom_id"]] = l;
@@ -293,7 +287,7 @@ TEST_F(Df11RunCli, NumericFlagsSayTheirRange) {
        "--lease-seconds: '0' is not an integer in [1, 2147483647]"},
   };
   for (const auto& [cmd, message] : cases) {
-    auto r = Exec(cmd);
+    auto r = RunCommand(cmd);
     EXPECT_EQ(r.status, 2) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find(message), std::string::npos) << cmd << "\n" << r.output;
     EXPECT_EQ(r.output.find("1797"), std::string::npos) << r.output;
@@ -309,25 +303,23 @@ namespace {
 // a context beyond max_position_embeddings is refused; a cache that holds no whole sequence of
 // the context does not fit.
 TEST(Df11RunPlan, AbsurdConfigsAndContextsAreRefused) {
-  char tmpl[] = "/tmp/df11_run_plan_XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  TempDir tmp("df11_run_plan");
+  const std::string dir = tmp.path();
   const std::string models = std::string(DF11_TEST_DATA_DIR) + "/../../configs/models";
   auto j = nlohmann::json::parse(std::ifstream(models + "/llama-3.1-405b/config.json"));
   j["hidden_size"] = 2147483520;
   j["intermediate_size"] = 2147483647;
   j["num_hidden_layers"] = 65536;
   std::ofstream(dir + "/config.json") << j.dump(2);
-  auto r = Exec(kBin + "df11-run plan --model " + dir);
+  auto r = RunCommand(kBin + "df11-run plan --model " + dir);
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("parameter count does not fit a 64-bit integer"), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("parameters,"), std::string::npos) << r.output;
-  std::filesystem::remove_all(dir);
 
   const std::string model = " --model " + models + "/llama-3.1-405b --tp 8";
   for (const char* context : {"9000000000000000000", "131073"}) {
-    r = Exec(kBin + "df11-run plan" + model + " --context " + context);
+    r = RunCommand(kBin + "df11-run plan" + model + " --context " + context);
     EXPECT_EQ(r.status, 2) << r.output;
     EXPECT_NE(r.output.find(std::string("--context ") + context +
                             " is more than the model supports: expected 0 (the model's maximum) "
@@ -336,30 +328,33 @@ TEST(Df11RunPlan, AbsurdConfigsAndContextsAreRefused) {
         << r.output;
   }
   // The whole 131072-token context: ~61 k tokens of cache hold no sequence of it.
-  r = Exec(kBin + "df11-run plan" + model);
+  r = RunCommand(kBin + "df11-run plan" + model);
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("0 sequences of 131072 tokens"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("verdict: DOES NOT FIT (the KV cache holds less than one sequence"),
             std::string::npos)
       << r.output;
-  r = Exec(kBin + "df11-run plan" + model + " --context 32768");
+  r = RunCommand(kBin + "df11-run plan" + model + " --context 32768");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("verdict: FITS"), std::string::npos) << r.output;
 }
 
 TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
   const std::string configs = std::string(DF11_TEST_DATA_DIR) + "/../../configs";
-  auto r = Exec(kBin + "df11-run plan --config " + configs + "/llama-3.1-405b-8xh100-tp8.yaml");
+  auto r =
+      RunCommand(kBin + "df11-run plan --config " + configs + "/llama-3.1-405b-8xh100-tp8.yaml");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("verdict: FITS"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 8 --bf16");
+  r = RunCommand(kBin + "df11-run plan --model " + configs +
+                 "/models/llama-3.1-405b --tp 8 --bf16");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("DOES NOT FIT"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 8 "
-           "--max-step-tokens 0");
+  r = RunCommand(kBin + "df11-run plan --model " + configs +
+                 "/models/llama-3.1-405b --tp 8 "
+                 "--max-step-tokens 0");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--max-step-tokens"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
+  r = RunCommand(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("--tp 3"), std::string::npos) << r.output;
 }
@@ -370,8 +365,8 @@ namespace {
 
 // The benchmarking and logits subcommands on the CPU backend, and their bad input.
 TEST_F(Df11RunCli, BenchAndLogitsSubcommands) {
-  auto r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 1,2 " +
-                "--prompt-tokens 4 --gen-tokens 3 --threads 1");
+  auto r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 1,2 " +
+                      "--prompt-tokens 4 --gen-tokens 3 --threads 1");
   ASSERT_EQ(r.status, 0) << r.output;
   int lines = 0;
   std::istringstream in(r.output);
@@ -387,41 +382,43 @@ TEST_F(Df11RunCli, BenchAndLogitsSubcommands) {
 
   // Logits of BF16 and DF11 are bit-identical (both decode to the same weights).
   for (const char* fmt : {"bf16", "df11"}) {
-    r = Exec(kBin + "df11-run logits --model " + dir_ + "/" + fmt + " --ids 1,2,3 --out " + dir_ +
-             "/" + fmt + ".f32 --threads 1");
+    r = RunCommand(kBin + "df11-run logits --model " + dir_ + "/" + fmt + " --ids 1,2,3 --out " +
+                   dir_ + "/" + fmt + ".f32 --threads 1");
     ASSERT_EQ(r.status, 0) << r.output;
   }
   const auto size = std::filesystem::file_size(dir_ + "/df11.f32");
   EXPECT_EQ(size % (3 * 4), 0u);
   EXPECT_GT(size, 0u);
-  EXPECT_EQ(Exec("cmp " + dir_ + "/bf16.f32 " + dir_ + "/df11.f32").status, 0);
+  EXPECT_EQ(RunCommand("cmp " + dir_ + "/bf16.f32 " + dir_ + "/df11.f32").status, 0);
 
   // Bad input: an id outside the vocabulary, a non-number, a zero batch, a missing model, an
   // unwritable output, an unknown device.
-  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,99999999 --out " + dir_ +
-           "/x.f32");
+  r = RunCommand(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,99999999 --out " + dir_ +
+                 "/x.f32");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--ids: 99999999 is outside the vocabulary"), std::string::npos)
       << r.output;
-  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,x --out " + dir_ + "/x.f32");
+  r = RunCommand(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1,x --out " + dir_ +
+                 "/x.f32");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--ids"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 0");
+  r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 0");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--batch-sizes"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run bench --model " + dir_ + "/nope");
+  r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/nope");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find(dir_ + "/nope"), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1 --out /nonexistent-dir/x.f32");
+  r = RunCommand(kBin + "df11-run logits --model " + dir_ +
+                 "/df11 --ids 1 --out /nonexistent-dir/x.f32");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("cannot write --out /nonexistent-dir/x.f32"), std::string::npos)
       << r.output;
   // No GPU here (or a build without CUDA): a clear refusal naming the flag, not a crash.
-  r = Exec(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1 --device cuda --out " +
-           dir_ + "/x.f32");
+  r = RunCommand(kBin + "df11-run logits --model " + dir_ + "/df11 --ids 1 --device cuda --out " +
+                 dir_ + "/x.f32");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--device cuda: "), std::string::npos) << r.output;
-  r = Exec(kBin + "df11-run bench --model " + dir_ + "/df11 --device tpu");
+  r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --device tpu");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--device"), std::string::npos) << r.output;
 }

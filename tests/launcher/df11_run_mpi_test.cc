@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -15,15 +14,22 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 #include "tests/launcher/mpi_rank_pid.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using df11::test_support::CommandResult;
+using df11::test_support::RunCommandSeparateStderr;
+using df11::test_support::TempDir;
 
 const std::string kDf11 = std::string(DF11_BINARY_DIR) + "/launcher/df11";
 const std::string kRun = std::string(DF11_BINARY_DIR) + "/launcher/df11-run";
@@ -32,12 +38,6 @@ const std::string kMpirun = DF11_MPIEXEC;
 constexpr double kFailBoundS = 30;
 // Wall-clock cap on any command, so a hang fails the test instead of stalling ctest.
 constexpr int kHardLimitS = 240;
-
-struct Result {
-  int status = -1;  // exit status; -1 when killed by a signal
-  std::string out, err;
-  double seconds = 0;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -70,37 +70,23 @@ class Df11RunMpi : public ::testing::Test {
   static void SetUpTestSuite() {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    char tmpl[] = "/tmp/df11_run_mpi_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    Result r = Sh(kDf11 + " -q make-tiny --layers 4 --hidden 128 --heads 4 --kv-heads 2 "
-                  "--intermediate 256 --vocab-from " DF11_TOKENIZER_DIR "/llama-3.1 " +
-                  dir_ + "/m");
+    tmp_.emplace("df11_run_mpi_test");
+    dir_ = tmp_->path();
+    CommandResult r = Sh(kDf11 +
+                         " -q make-tiny --layers 4 --hidden 128 --heads 4 --kv-heads 2 "
+                         "--intermediate 256 --vocab-from " DF11_TOKENIZER_DIR "/llama-3.1 " +
+                         dir_ + "/m");
     ASSERT_EQ(r.status, 0) << r.err;
     r = Sh(kDf11 + " -q compress " + dir_ + "/m " + dir_ + "/m.df11");
     ASSERT_EQ(r.status, 0) << r.err;
     r = Sh(kDf11 + " -q shard " + dir_ + "/m.df11 " + dir_ + "/m.tp2pp2 --tp 2 --pp 2");
     ASSERT_EQ(r.status, 0) << r.err;
   }
-  static void TearDownTestSuite() {
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
+  static void TearDownTestSuite() { tmp_.reset(); }
 
-  // Runs `cmd` under sh with stdout and stderr captured, timed.
-  static Result Sh(const std::string& cmd) {
-    static int n = 0;
-    const std::string out = dir_ + "/cmd" + std::to_string(n) + ".out";
-    const std::string err = dir_ + "/cmd" + std::to_string(n++) + ".err";
-    const std::string full = "timeout -s KILL " + std::to_string(kHardLimitS) + " " + cmd + " >" +
-                             out + " 2>" + err;
-    const auto start = std::chrono::steady_clock::now();
-    const int raw = std::system(full.c_str());
-    Result r;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = ReadFile(out);
-    r.err = ReadFile(err);
-    return r;
+  // Runs `cmd` with stdout and stderr apart, killed past the hard limit.
+  static CommandResult Sh(const std::string& cmd) {
+    return RunCommandSeparateStderr(cmd, kHardLimitS);
   }
 
   static std::string Mpirun(int np, const std::string& args) {
@@ -122,15 +108,17 @@ class Df11RunMpi : public ::testing::Test {
   }
 
   // A small greedy batch and the failure a broken `model` dir gives under -np `np`.
-  static Result Generate(int np, const std::string& model) {
+  static CommandResult Generate(int np, const std::string& model) {
     const std::string in = WriteInput("fail.jsonl", {R"({"custom_id": "a", "prompt": "hello"})"});
     return Sh(Mpirun(np, "generate --model " + model + " --input " + in + " --output " + dir_ +
                              "/fail.out.jsonl -n 4 --threads 1"));
   }
 
+  static std::optional<TempDir> tmp_;
   static std::string dir_;
 };
 
+std::optional<TempDir> Df11RunMpi::tmp_;
 std::string Df11RunMpi::dir_;
 
 TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
@@ -145,11 +133,11 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   // Two places for four requests: as sequences finish, waiting ones take their places (and
   // every rank frees the finished caches and makes the new ones).
   const std::string flags = " --input " + in + " -n 16 --threads 1 --batch-size 2";
-  Result one =
+  CommandResult one =
       Sh(kRun + " generate --model " + dir_ + "/m.df11 --output " + dir_ + "/one.jsonl" + flags);
   ASSERT_EQ(one.status, 0) << one.err;
-  Result mpi = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
-                                "/mpi.jsonl" + flags));
+  CommandResult mpi = Sh(
+      Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ + "/mpi.jsonl" + flags));
   ASSERT_EQ(mpi.status, 0) << mpi.err;
   const std::string a = ReadFile(dir_ + "/one.jsonl"), b = ReadFile(dir_ + "/mpi.jsonl");
   EXPECT_EQ(a, b);
@@ -172,15 +160,15 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   EXPECT_EQ(results["s1"]["token_ids"].size(), 16u) << results["s1"];
   // Static batches (the next two start when both have finished) give every request the same
   // tokens.
-  Result fixed = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
-                                  "/static.jsonl --batching static" + flags));
+  CommandResult fixed = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
+                                         "/static.jsonl --batching static" + flags));
   ASSERT_EQ(fixed.status, 0) << fixed.err;
   auto static_results = by_id(ReadFile(dir_ + "/static.jsonl"));
   ASSERT_EQ(static_results.size(), 5u);
   for (const auto& [id, r] : results) EXPECT_EQ(static_results[id], r) << id;
   // Prompts prefilled 3 tokens per step over the 4 ranks: the same tokens again.
-  Result chunked = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
-                                    "/chunked.jsonl --max-step-tokens 3" + flags));
+  CommandResult chunked = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
+                                           "/chunked.jsonl --max-step-tokens 3" + flags));
   ASSERT_EQ(chunked.status, 0) << chunked.err;
   EXPECT_NE(chunked.err.find("steps: "), std::string::npos) << chunked.err;
   auto chunked_results = by_id(ReadFile(dir_ + "/chunked.jsonl"));
@@ -190,7 +178,7 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
 }
 
 TEST_F(Df11RunMpi, WrongWorldSize) {
-  Result r = Generate(3, dir_ + "/m.tp2pp2");
+  CommandResult r = Generate(3, dir_ + "/m.tp2pp2");
   EXPECT_NE(r.status, 0);
   EXPECT_LT(r.seconds, kFailBoundS);
   // Every rank says the same thing, naming both sizes.
@@ -203,8 +191,8 @@ TEST_F(Df11RunMpi, WrongWorldSize) {
 // Rank 0 checks the files before any rank loads its shard; every rank exits with its message.
 TEST_F(Df11RunMpi, OutputThatIsTheInput) {
   const std::string in = WriteInput("same.jsonl", {R"({"custom_id": "a", "prompt": "Hi"})"});
-  Result r = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --input " + in + " --output " +
-                              in));
+  CommandResult r =
+      Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --input " + in + " --output " + in));
   EXPECT_NE(r.status, 0);
   EXPECT_LT(r.seconds, kFailBoundS);
   const std::string msg = "rank 0: Invalid argument: --output " + in + " is the same file as --input";
@@ -215,7 +203,7 @@ TEST_F(Df11RunMpi, OutputThatIsTheInput) {
 TEST_F(Df11RunMpi, MissingRankFile) {
   const std::string model = CopyShard("missing");
   fs::remove(model + "/rank-00003.safetensors");
-  Result r = Generate(4, model);
+  CommandResult r = Generate(4, model);
   EXPECT_NE(r.status, 0);
   EXPECT_LT(r.seconds, kFailBoundS);
   // Every rank reports rank 3's error (they agree before serving).
@@ -238,7 +226,7 @@ TEST_F(Df11RunMpi, CorruptRankFile) {
     f.seekp(at);
     f.write(&c, 1);
   }
-  Result r = Generate(4, model);
+  CommandResult r = Generate(4, model);
   EXPECT_NE(r.status, 0);
   EXPECT_LT(r.seconds, kFailBoundS);
   const std::string msg = "rank 1: Corruption: " + file + ": xxh64 ";
@@ -252,7 +240,7 @@ TEST_F(Df11RunMpi, ManifestConfigDoesNotMatchWeights) {
   ASSERT_EQ(m["config"]["hidden_size"], 128);
   m["config"]["hidden_size"] = 192;
   std::ofstream(model + "/manifest.json") << m.dump(2);
-  Result r = Generate(4, model);
+  CommandResult r = Generate(4, model);
   EXPECT_EQ(r.status, 2) << "bad input";
   EXPECT_LT(r.seconds, kFailBoundS);
   // Every rank prints the first failing rank's message, which names its shard file, a weight
@@ -277,7 +265,7 @@ TEST_F(Df11RunMpi, ManifestConfigLayersOrMathRefused) {
     auto m = nlohmann::json::parse(ReadFile(model + "/manifest.json"));
     m["config"].merge_patch(patch);
     std::ofstream(model + "/manifest.json") << m.dump(2);
-    Result r = Generate(4, model);
+    CommandResult r = Generate(4, model);
     EXPECT_EQ(r.status, 2) << patch.dump() << "\n" << r.err;
     EXPECT_NE(SameFromEveryRank(r.err, 4).find(expect), std::string::npos) << r.err;
   }
@@ -297,7 +285,7 @@ TEST_F(Df11RunMpi, RankKilledMidRun) {
   }
   const std::string in = WriteInput("long.jsonl", lines);
   const std::string model = dir_ + "/m.tp2pp2";
-  Result r;
+  CommandResult r;
   std::thread job([&] {
     r = Sh(Mpirun(4, "generate --model " + model + " --input " + in + " --output " + dir_ +
                          "/long.out.jsonl --threads 1 --collective-timeout 20"));

@@ -13,45 +13,30 @@
 //    Qwen3 weights) are refused with exit 2 naming the tensor, for BF16 and DF11 directories, by
 //    df11-run and by df11 compress / verify / decompress / inspect / shard.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/formats/safetensors.h"
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using df11::test_support::RunCommand;
+using df11::test_support::TempDir;
+using df11::test_support::WriteOwnerOnlyFile;
 
 const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
 const std::string kHf = std::string(DF11_TEST_DATA_DIR) + "/hf_models";
-
-struct Result {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-Result Exec(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
 
 void EditConfig(const std::string& model, const json& patch) {
   json j = json::parse(std::ifstream(model + "/config.json"));
@@ -62,20 +47,20 @@ void EditConfig(const std::string& model, const json& patch) {
 class ModelCheckCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_model_check_cli_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    tmp_.emplace("df11_model_check_cli");
+    dir_ = tmp_->path();
     for (const char* arch : {"llama", "qwen3"}) {
-      auto r = Exec(kBin + "df11 -q make-tiny --arch " + arch +
-                    " --layers 4 --hidden 64 --heads 4 "
-                    "--kv-heads 2 --head-dim 16 --intermediate 128 --vocab 512 " +
-                    dir_ + "/" + arch);
+      auto r = RunCommand(kBin + "df11 -q make-tiny --arch " + arch +
+                          " --layers 4 --hidden 64 --heads 4 "
+                          "--kv-heads 2 --head-dim 16 --intermediate 128 --vocab 512 " +
+                          dir_ + "/" + arch);
       ASSERT_EQ(r.status, 0) << r.output;
-      r = Exec(kBin + "df11 -q compress " + dir_ + "/" + arch + " " + dir_ + "/" + arch + ".df11");
+      r = RunCommand(kBin + "df11 -q compress " + dir_ + "/" + arch + " " + dir_ + "/" + arch +
+                     ".df11");
       ASSERT_EQ(r.status, 0) << r.output;
     }
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static void TearDownTestSuite() { tmp_.reset(); }
   // A copy of dir_/`model` as dir_/`name` with config.json patched.
   static std::string Variant(const std::string& model, const std::string& name, const json& patch) {
     const std::string out = dir_ + "/" + name;
@@ -84,8 +69,10 @@ class ModelCheckCli : public ::testing::Test {
     EditConfig(out, patch);
     return out;
   }
+  static std::optional<TempDir> tmp_;
   static std::string dir_;
 };
+std::optional<TempDir> ModelCheckCli::tmp_;
 std::string ModelCheckCli::dir_;
 
 TEST_F(ModelCheckCli, ConfigsThatChangeTheMathAreHonoured) {
@@ -103,8 +90,8 @@ TEST_F(ModelCheckCli, ConfigsThatChangeTheMathAreHonoured) {
       list += (i ? "," : "") + std::to_string(id);
     }
     const std::string out = dir_ + "/" + name + ".f32";
-    auto r = Exec(kBin + "df11-run logits --model " + kHf + "/models/" + name + " --ids " + list +
-                  " --out " + out + " --threads 2");
+    auto r = RunCommand(kBin + "df11-run logits --model " + kHf + "/models/" + name + " --ids " +
+                        list + " --out " + out + " --threads 2");
     ASSERT_EQ(r.status, 0) << r.output;
     std::ifstream in(out, std::ios::binary);
     std::vector<float> got(static_cast<size_t>(want->numel));
@@ -123,17 +110,17 @@ TEST_F(ModelCheckCli, ConfigsThatChangeTheMathAreHonoured) {
   fs::remove_all(silu);
   fs::copy(kHf + "/models/llama_gelu_tanh", silu, fs::copy_options::recursive);
   EditConfig(silu, {{"hidden_act", "silu"}});
-  ASSERT_EQ(
-      Exec(kBin + "df11-run logits --model " + silu + " --ids 1,2,3 --out " + dir_ + "/silu.f32")
-          .status,
-      0);
-  ASSERT_EQ(Exec(kBin + "df11-run logits --model " + kHf +
-                 "/models/llama_gelu_tanh --ids 1,2,3 "
-                 "--out " +
-                 dir_ + "/gelu.f32")
+  ASSERT_EQ(RunCommand(kBin + "df11-run logits --model " + silu + " --ids 1,2,3 --out " + dir_ +
+                       "/silu.f32")
                 .status,
             0);
-  EXPECT_NE(Exec("cmp -s " + dir_ + "/silu.f32 " + dir_ + "/gelu.f32").status, 0);
+  ASSERT_EQ(RunCommand(kBin + "df11-run logits --model " + kHf +
+                       "/models/llama_gelu_tanh --ids 1,2,3 "
+                       "--out " +
+                       dir_ + "/gelu.f32")
+                .status,
+            0);
+  EXPECT_NE(RunCommand("cmp -s " + dir_ + "/silu.f32 " + dir_ + "/gelu.f32").status, 0);
 }
 
 TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
@@ -159,8 +146,7 @@ TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
       {"gpt2", {{"architectures", {"GPT2LMHeadModel"}}}, {"\"GPT2LMHeadModel\" is not supported"}},
   };
   // A valid token file (owner-only, 32 bytes): serve must get past it to the config check.
-  std::ofstream(dir_ + "/token") << "0123456789abcdef0123456789abcdef";
-  fs::permissions(dir_ + "/token", fs::perms::owner_read | fs::perms::owner_write);
+  WriteOwnerOnlyFile(dir_ + "/token", "0123456789abcdef0123456789abcdef");
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string model = Variant("llama", c.name, c.patch);
@@ -174,7 +160,7 @@ TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
         "df11 -q shard " + model + " " + dir_ + "/" + c.name + ".sharded --tp 2",
     };
     for (const std::string& cmd : commands) {
-      auto r = Exec(kBin + cmd);
+      auto r = RunCommand(kBin + cmd);
       EXPECT_EQ(r.status, 2) << cmd << "\n" << r.output;
       EXPECT_NE(r.output.find(model + "/config.json"), std::string::npos) << cmd << r.output;
       for (const std::string& e : c.expect) {
@@ -190,7 +176,7 @@ TEST_F(ModelCheckCli, UnsupportedConfigValuesExit2NamingTheKey) {
                                  "df11 -q verify " + relu + ".df11 " + relu,
                                  "df11 -q decompress " + relu + ".df11 " + relu + ".back",
                                  "df11 inspect " + relu + ".df11"}) {
-    auto r = Exec(kBin + cmd);
+    auto r = RunCommand(kBin + cmd);
     EXPECT_EQ(r.status, 0) << cmd << "\n" << r.output;
   }
 }
@@ -228,7 +214,7 @@ TEST_F(ModelCheckCli, WeightsThatDoNotMatchTheConfigExit2) {
         commands.push_back("df11 inspect " + model);
       }
       for (const std::string& cmd : commands) {
-        auto r = Exec(kBin + cmd);
+        auto r = RunCommand(kBin + cmd);
         EXPECT_EQ(r.status, 2) << cmd << "\n" << r.output;
         EXPECT_NE(r.output.find("the weights do not match config.json"), std::string::npos)
             << cmd << "\n"

@@ -5,21 +5,20 @@
 
 #include <sys/types.h>
 
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/common/command.h"
+
 namespace df11 {
 
 inline pid_t FindMpiRankPid(const std::string& command_prefix, int rank) {
-  FILE* p = popen(("pgrep -f '^" + command_prefix + " '").c_str(), "r");
-  if (p == nullptr) return 0;
+  std::istringstream listed(
+      test_support::RunCommandSeparateStderr("pgrep -f '^" + command_prefix + " '").output);
   std::vector<pid_t> pids;
-  int pid;
-  while (fscanf(p, "%d", &pid) == 1) pids.push_back(pid);
-  pclose(p);
+  for (pid_t pid; listed >> pid;) pids.push_back(pid);
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
   for (pid_t candidate : pids) {
     std::ifstream in("/proc/" + std::to_string(candidate) + "/environ", std::ios::binary);

@@ -8,7 +8,6 @@
 // reader must return a Status (OK or an error): no crash, no exception. Big maps and lists are
 // sampled (their first two entries and the last).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <xxhash.h>
 #include <yaml-cpp/yaml.h>
 
@@ -19,6 +18,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "runtime/convert/compress.h"
 #include "runtime/convert/decompress.h"
@@ -32,6 +32,7 @@
 #include "runtime/model/shard_weights.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -118,9 +119,8 @@ std::string WithHeader(const std::string& bytes, const json& header) {
 class WrongTypeInputs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_wrong_types_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    tmp_.emplace("df11_wrong_types");
+    dir_ = tmp_->path();
     TinyModelOptions o;
     o.layers = 1;
     o.hidden = 32;
@@ -142,7 +142,7 @@ class WrongTypeInputs : public ::testing::Test {
     s.show_progress = false;
     ASSERT_TRUE(ShardModel(dir_ + "/df11", dir_ + "/shards", s).ok());
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static void TearDownTestSuite() { tmp_.reset(); }
 
   // A tokenizer directory: the family's tokenizer_config.json and a compact tokenizer.json (the
   // real one cut to ids < 300 and the first twelve added tokens, merges among those ids).
@@ -216,8 +216,10 @@ class WrongTypeInputs : public ::testing::Test {
     if (ids.ok()) (void)t.Decode(*ids, false);
   }
 
+  static std::optional<test_support::TempDir> tmp_;
   static std::string dir_;
 };
+std::optional<test_support::TempDir> WrongTypeInputs::tmp_;
 std::string WrongTypeInputs::dir_;
 
 TEST_F(WrongTypeInputs, ConfigJsonOfABf16Model) {

@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -17,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -152,19 +153,17 @@ TEST_F(BatchLines, OverflowingNumbersNameTheirFieldAndKeepTheCustomId) {
 class ResultFiles : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_batch_io_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     in_ = dir_ + "/in.jsonl";
     std::ofstream(in_) << R"({"custom_id": "a", "prompt": "x"})" << "\n" << R"({"custom_id": "b")";
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string Read(const std::string& path) {
     std::stringstream s;
     s << std::ifstream(path).rdbuf();
     return s.str();
   }
-  std::string dir_, in_;
+  test_support::TempDir tmp_{"df11_batch_io"};
+  const std::string dir_ = tmp_.path();
+  std::string in_;
 };
 
 TEST_F(ResultFiles, OutputMustBeARegularFileThatIsNotTheInput) {

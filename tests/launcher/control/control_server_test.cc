@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -17,6 +16,7 @@
 #include "launcher/control/coordinator_server.h"
 #include "launcher/control/job_store.h"
 #include "launcher/control/result_output.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -65,15 +65,9 @@ int64_t DrainQueue(ControlClient& worker, const std::string& group_id, int32_t p
 
 class ControlServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_control_server_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
   void TearDown() override {
     server_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
   void StartServer(int64_t max_message_bytes = 1 << 20) {
     auto store = JobStore::Open({dir_ + "/jobs.db", {}});
@@ -96,7 +90,8 @@ class ControlServerTest : public ::testing::Test {
     return o;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_control_server_test"};
+  const std::string dir_ = tmp_.path();
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<CoordinatorServer> server_;
 };

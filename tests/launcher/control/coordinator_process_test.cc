@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -28,28 +27,27 @@
 #include <thread>
 
 #include "launcher/control/control_client.h"
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
+
+using test_support::CommandResult;
+using test_support::RunCommand;
+using test_support::TempDir;
+using test_support::WriteOwnerOnlyFile;
 
 constexpr char kToken[] = "process-test-token";
 
 class CoordinatorProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_coordinator_process_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::ofstream(dir_ + "/token") << kToken << "\n";
-    std::filesystem::permissions(
-        dir_ + "/token", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
+  void SetUp() override { WriteOwnerOnlyFile(dir_ + "/token", std::string(kToken) + "\n"); }
   void TearDown() override {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
-    std::filesystem::remove_all(dir_);
   }
 
   // Starts df11-coordinator on `port` (0: a free one) and waits until it listens. `constrained`:
@@ -123,7 +121,8 @@ class CoordinatorProcessTest : public ::testing::Test {
     return o;
   }
 
-  std::string dir_;
+  TempDir tmp_{"df11_coordinator_process_test"};
+  const std::string dir_ = tmp_.path();
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -221,21 +220,9 @@ TEST_F(CoordinatorProcessTest, KillNineMidJobThenRestartFinishesEveryItemOnce) {
   for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
 }
 
-struct CtlRun {
-  int status;
-  std::string output;  // stdout and stderr
-};
-
-CtlRun Ctl(const std::string& args) {
-  FILE* p = popen(("timeout 60 " + std::string(DF11_CTL) + " " + args + " 2>&1").c_str(), "r");
-  CtlRun r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
+// `df11-ctl ARGS`, stdout and stderr together; a hang is killed after a minute.
+CommandResult Ctl(const std::string& args) {
+  return RunCommand(std::string(DF11_CTL) + " " + args, 60);
 }
 
 TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
@@ -260,8 +247,8 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
-  CtlRun r = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " + dir_ +
-                 "/out.jsonl");
+  CommandResult r = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " +
+                        dir_ + "/out.jsonl");
   stop = true;
   worker.join();
   ASSERT_EQ(r.status, 0) << r.output;
@@ -277,28 +264,26 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
   EXPECT_EQ(by_id["c"]["response"]["status_code"], 200);
   EXPECT_EQ(by_id["line-2"]["error"]["message"], "line 2: not a JSON object");
 
-  CtlRun list = Ctl(flags + "list");
+  CommandResult list = Ctl(flags + "list");
   ASSERT_EQ(list.status, 0) << list.output;
   auto job = nlohmann::json::parse(list.output);
   EXPECT_EQ(job["state"], "DONE");
   EXPECT_EQ(job["items_done"], 2);
   EXPECT_EQ(job["items_failed"], 1);
-  CtlRun status = Ctl(flags + "status " + job["id"].get<std::string>());
+  CommandResult status = Ctl(flags + "status " + job["id"].get<std::string>());
   EXPECT_EQ(status.status, 0) << status.output;
-  CtlRun results = Ctl(flags + "results " + job["id"].get<std::string>());
+  CommandResult results = Ctl(flags + "results " + job["id"].get<std::string>());
   EXPECT_EQ(std::count(results.output.begin(), results.output.end(), '\n'), 3) << results.output;
-  CtlRun cluster = Ctl(flags + "cluster");
+  CommandResult cluster = Ctl(flags + "cluster");
   ASSERT_EQ(cluster.status, 0) << cluster.output;
   EXPECT_EQ(nlohmann::json::parse(cluster.output)["groups"].size(), 1u);
 
-  CtlRun missing = Ctl(flags + "status job-nope");
+  CommandResult missing = Ctl(flags + "status job-nope");
   EXPECT_NE(missing.status, 0);
   EXPECT_NE(missing.output.find("Not found"), std::string::npos) << missing.output;
-  std::ofstream(dir_ + "/wrong") << "not-the-right-token\n";
-  std::filesystem::permissions(
-      dir_ + "/wrong", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  CtlRun wrong = Ctl("--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " + dir_ +
-                     "/wrong list");
+  WriteOwnerOnlyFile(dir_ + "/wrong", "not-the-right-token\n");
+  CommandResult wrong = Ctl("--coordinator 127.0.0.1:" + std::to_string(port_) + " --token-file " +
+                            dir_ + "/wrong list");
   EXPECT_NE(wrong.status, 0);
   EXPECT_NE(wrong.output.find("Unauthenticated"), std::string::npos) << wrong.output;
 }
@@ -335,7 +320,7 @@ TEST_F(CoordinatorProcessTest, CtlWaitOutlivesACoordinatorRestart) {
   }
   const std::string flags =
       "--coordinator 127.0.0.1:" + std::to_string(port) + " --token-file " + dir_ + "/token ";
-  CtlRun waited;
+  CommandResult waited;
   std::thread ctl([&] {
     waited = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " + dir_ +
                  "/out.jsonl");
@@ -438,7 +423,7 @@ TEST_F(CoordinatorProcessTest, IdleConnectionFloodNeitherBlocksCallsNorSigterm) 
   for (const std::string& call :
        {std::string("list"), "submit --input " + input, std::string("cluster")}) {
     const auto start = std::chrono::steady_clock::now();
-    CtlRun r = Ctl(flags + call);
+    CommandResult r = Ctl(flags + call);
     const double took = SecondsSince(start);
     EXPECT_EQ(r.status, 0) << call << " after " << took << " s: " << r.output << "\n" << Log();
     EXPECT_LT(took, 10.0) << call;

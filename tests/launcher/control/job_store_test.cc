@@ -11,25 +11,18 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <set>
+
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
 
 class JobStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_job_store_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { Reopen(); }
+  void TearDown() override { store_.reset(); }
   void Reopen() {
     store_.reset();
     auto s = JobStore::Open({dir_ + "/jobs.db", [this] { return now_.load(); }});
@@ -53,7 +46,8 @@ class JobStoreTest : public ::testing::Test {
     return {item_id, "{\"text\":\"" + text + "\"}", "", tokens};
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_job_store_test"};
+  const std::string dir_ = tmp_.path();
   std::atomic<int64_t> now_{1'000'000};
   std::unique_ptr<JobStore> store_;
 };

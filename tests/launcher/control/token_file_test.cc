@@ -8,45 +8,29 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::CommandResult;
+using test_support::RunCommand;
+using test_support::TempDir;
+
+// Every command here ends within a second or two; a hang is killed.
+constexpr int kLimitS = 60;
 
 const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
 
-struct Outcome {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-Outcome Sh(const std::string& cmd) {
-  FILE* p = popen(("timeout -s KILL 60 " + cmd + " 2>&1").c_str(), "r");
-  Outcome r;
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
 class TokenFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_token_file_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   // Writes `content` to dir/name with `mode`; returns the path.
   std::string Write(const std::string& name, const std::string& content, mode_t mode) {
     const std::string path = dir_ + "/" + name;
@@ -54,7 +38,8 @@ class TokenFileTest : public ::testing::Test {
     EXPECT_EQ(chmod(path.c_str(), mode), 0);
     return path;
   }
-  std::string dir_;
+  TempDir tmp_{"df11_token_file_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(TokenFileTest, PrivateLongTokenIsRead) {
@@ -122,35 +107,37 @@ TEST_F(TokenFileTest, EveryCommandRefusesAnInsecureTokenFileWithExitTwo) {
       kBin + "df11-run serve --model " + dir_ + "/no-model --coordinator 127.0.0.1:1 --token-file ";
   for (const std::string& file : {open, shrt}) {
     const std::string what = file == open ? "has mode 0644" : "holds a 6-byte token";
-    Outcome c = Sh(coordinator + file);
+    CommandResult c = RunCommand(coordinator + file, kLimitS);
     EXPECT_EQ(c.status, 2) << c.output;
     EXPECT_NE(c.output.find("token file " + file + " " + what), std::string::npos) << c.output;
     EXPECT_FALSE(fs::exists(dir_ + "/port")) << "refused before listening";
     EXPECT_FALSE(fs::exists(db)) << "refused before opening the database";
 
-    Outcome l = Sh(ctl + file + " list");
+    CommandResult l = RunCommand(ctl + file + " list", kLimitS);
     EXPECT_EQ(l.status, 2) << l.output;
     EXPECT_NE(l.output.find("token file " + file + " " + what), std::string::npos) << l.output;
     EXPECT_EQ(l.output.find("cannot connect"), std::string::npos) << l.output;
-    Outcome lf = Sh(ctl + file + " --allow-insecure-token-file list");
+    CommandResult lf = RunCommand(ctl + file + " --allow-insecure-token-file list", kLimitS);
     EXPECT_EQ(lf.status, 1) << lf.output;
     EXPECT_NE(lf.output.find("warning: token file " + file), std::string::npos) << lf.output;
     EXPECT_NE(lf.output.find("cannot connect"), std::string::npos) << lf.output;
 
-    Outcome s = Sh(serve + file);
+    CommandResult s = RunCommand(serve + file, kLimitS);
     EXPECT_EQ(s.status, 2) << s.output;
     EXPECT_NE(s.output.find("token file " + file + " " + what), std::string::npos) << s.output;
     EXPECT_EQ(s.output.find("no-model"), std::string::npos)
         << "refused before the model: " << s.output;
-    Outcome sf = Sh(serve + file + " --allow-insecure-token-file");
+    CommandResult sf = RunCommand(serve + file + " --allow-insecure-token-file", kLimitS);
     EXPECT_EQ(sf.status, 1) << sf.output;
     EXPECT_NE(sf.output.find("no-model"), std::string::npos) << sf.output;
   }
   // With the flag the coordinator starts (and is stopped by SIGTERM at once).
-  Outcome c = Sh("sh -c '" + coordinator + open +
-                 " --allow-insecure-token-file & pid=$!; for i in $(seq 100); do "
-                 "[ -s " +
-                 dir_ + "/port ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid'");
+  CommandResult c =
+      RunCommand("sh -c '" + coordinator + open +
+                     " --allow-insecure-token-file & pid=$!; for i in $(seq 100); do "
+                     "[ -s " +
+                     dir_ + "/port ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid'",
+                 kLimitS);
   EXPECT_EQ(c.status, 0) << c.output;
   EXPECT_NE(c.output.find("warning: token file " + open + " has mode 0644"), std::string::npos)
       << c.output;

@@ -13,33 +13,16 @@
 namespace df11::testing {
 namespace {
 
-class GenerateFiles : public ::testing::Test {
+class GenerateFiles : public TinyModelSuite {
  protected:
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_generate_files_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::string error;
-    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
-  }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-
   static std::string Args(const std::string& in, const std::string& out) {
     return " generate --model " + dir_ + "/df11 --input " + in + " --output " + out +
            " -n 8 --threads 1 --batch-size 2";
   }
-  static Result Generate(const std::string& in, const std::string& out) {
-    return Sh(dir_, kRun + Args(in, out));
+  static CommandResult Generate(const std::string& in, const std::string& out) {
+    return RunCommandSeparateStderr(kRun + Args(in, out), kCommandLimitS);
   }
-  static std::string Write(const std::string& name, const std::vector<std::string>& lines) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream f(path);
-    for (const auto& l : lines) f << l << "\n";
-    return path;
-  }
-  static std::string dir_;
 };
-std::string GenerateFiles::dir_;
 
 TEST_F(GenerateFiles, OutputThatIsTheInputOrNoFileAndInputThatIsADirectoryAreRefused) {
   const std::string in = Write("in.jsonl", ManyLines("a", 2, 3));
@@ -47,7 +30,7 @@ TEST_F(GenerateFiles, OutputThatIsTheInputOrNoFileAndInputThatIsADirectoryAreRef
   fs::create_symlink(in, dir_ + "/link.jsonl");
   fs::create_hard_link(in, dir_ + "/hard.jsonl");
   for (const std::string& out : {in, dir_ + "/link.jsonl", dir_ + "/hard.jsonl"}) {
-    Result r = Generate(in, out);
+    CommandResult r = Generate(in, out);
     EXPECT_EQ(r.status, 2) << out << ": " << r.err;
     EXPECT_NE(r.err.find("--output " + out + " is the same file as --input " + in),
               std::string::npos)
@@ -56,14 +39,14 @@ TEST_F(GenerateFiles, OutputThatIsTheInputOrNoFileAndInputThatIsADirectoryAreRef
   }
   EXPECT_EQ(ReadFile(in), text);
 
-  Result full = Sh(dir_, kRun + Args(in, "/dev/full"), 60);
+  CommandResult full = RunCommandSeparateStderr(kRun + Args(in, "/dev/full"), 60);
   EXPECT_EQ(full.status, 2) << full.err;
   EXPECT_NE(full.err.find("--output /dev/full is a character device: expected a regular file"),
             std::string::npos)
       << full.err;
 
   fs::create_directories(dir_ + "/requests");
-  Result directory = Generate(dir_ + "/requests", dir_ + "/d.out.jsonl");
+  CommandResult directory = Generate(dir_ + "/requests", dir_ + "/d.out.jsonl");
   EXPECT_EQ(directory.status, 2) << directory.err;
   EXPECT_NE(directory.err.find("--input " + dir_ + "/requests is a directory"), std::string::npos)
       << directory.err;
@@ -90,7 +73,7 @@ TEST_F(GenerateFiles, ASecondRunOnTheSameOutputIsRefused) {
   }
   ASSERT_TRUE(locked) << ReadFile(dir_ + "/first.log");
   const std::string other = Write("other.jsonl", ManyLines("b", 2, 3));
-  Result second = Generate(other, out);
+  CommandResult second = Generate(other, out);
   EXPECT_EQ(second.status, 1) << second.err;
   EXPECT_NE(second.err.find("--output " + out + ": another df11-run holds it"), std::string::npos)
       << second.err;
@@ -110,12 +93,14 @@ TEST_F(GenerateFiles, ASecondRunOnTheSameOutputIsRefused) {
 TEST_F(GenerateFiles, AWriteErrorEndsTheRunWithWholeLines) {
   const std::vector<std::string> requests = ManyLines("w", 30, 8);
   const std::string in = Write("w.jsonl", requests), out = dir_ + "/w.out.jsonl";
-  Result limited = Sh(dir_, "sh -c '{ (ulimit -f 2; trap \"\" XFSZ; exec " + kRun + Args(in, out) +
-                                ") 2>&1; echo exit=$?; } | cat'");
-  EXPECT_NE(limited.out.find("exit=1"), std::string::npos) << limited.out;
-  EXPECT_NE(limited.out.find("--output " + out + ": write: File too large"), std::string::npos)
-      << limited.out;
-  EXPECT_NE(limited.out.find("a new run serves the rest"), std::string::npos) << limited.out;
+  CommandResult limited =
+      RunCommandSeparateStderr("sh -c '{ (ulimit -f 2; trap \"\" XFSZ; exec " + kRun +
+                                   Args(in, out) + ") 2>&1; echo exit=$?; } | cat'",
+                               kCommandLimitS);
+  EXPECT_NE(limited.output.find("exit=1"), std::string::npos) << limited.output;
+  EXPECT_NE(limited.output.find("--output " + out + ": write: File too large"), std::string::npos)
+      << limited.output;
+  EXPECT_NE(limited.output.find("a new run serves the rest"), std::string::npos) << limited.output;
   const std::string partial = ReadFile(out);
   ASSERT_FALSE(partial.empty());
   EXPECT_EQ(partial.back(), '\n');
@@ -125,7 +110,7 @@ TEST_F(GenerateFiles, AWriteErrorEndsTheRunWithWholeLines) {
     EXPECT_TRUE(nlohmann::json::accept(line)) << "a torn line: " << line;
   }
 
-  Result again = Generate(in, out);
+  CommandResult again = Generate(in, out);
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(again.err.find("torn last line"), std::string::npos) << again.err;
   EXPECT_EQ(ReadFile(out).substr(0, partial.size()), partial);

@@ -8,37 +8,21 @@
 namespace df11::testing {
 namespace {
 
-class ResumableGenerate : public ::testing::Test {
+class ResumableGenerate : public TinyModelSuite {
  protected:
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_resumable_generate_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::string error;
-    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
+  static CommandResult Generate(const std::string& in, const std::string& out) {
+    return RunCommandSeparateStderr(kRun + " generate --model " + dir_ + "/df11 --input " + in +
+                                        " --output " + out + " -n 8 --threads 1 --batch-size 2",
+                                    kCommandLimitS);
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-
-  static Result Generate(const std::string& in, const std::string& out) {
-    return Sh(dir_, kRun + " generate --model " + dir_ + "/df11 --input " + in + " --output " +
-                        out + " -n 8 --threads 1 --batch-size 2");
-  }
-  static std::string Write(const std::string& name, const std::vector<std::string>& lines) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream f(path);
-    for (const auto& l : lines) f << l << "\n";
-    return path;
-  }
-  static std::string dir_;
 };
-std::string ResumableGenerate::dir_;
 
 TEST_F(ResumableGenerate, RerunAfterTornLineServesOnlyWhatIsMissing) {
   std::vector<std::string> lines = ManyLines("r", 6, 8);
   lines[3] = R"({"custom_id": "r3", "prompt": "Sampled", "temperature": 0.9, "seed": 3})";
   const std::string in = Write("in.jsonl", lines);
   const std::string out = dir_ + "/out.jsonl";
-  Result first = Generate(in, out);
+  CommandResult first = Generate(in, out);
   ASSERT_EQ(first.status, 0) << first.err;
   EXPECT_NE(first.err.find("batch: 6/6 items"), std::string::npos) << first.err;
   EXPECT_NE(first.err.find("tokens/s"), std::string::npos) << first.err;
@@ -52,7 +36,7 @@ TEST_F(ResumableGenerate, RerunAfterTornLineServesOnlyWhatIsMissing) {
   lines.push_back(R"({"custom_id": "new1", "prompt": "Fresh line", "max_tokens": 5})");
   lines.push_back(R"({"custom_id": "new2", "prompt": "Another one"})");
   Write("in.jsonl", lines);
-  Result second = Generate(in, out);
+  CommandResult second = Generate(in, out);
   ASSERT_EQ(second.status, 0) << second.err;
   EXPECT_NE(second.err.find("torn last line"), std::string::npos) << second.err;
   EXPECT_NE(second.err.find("already holds 5 of 8 results"), std::string::npos) << second.err;
@@ -75,7 +59,7 @@ TEST_F(ResumableGenerate, RerunAfterTornLineServesOnlyWhatIsMissing) {
   EXPECT_EQ(by_id["new1"]["token_ids"].size(), 5u);
 
   // Nothing left to do: the file stays as it is.
-  Result third = Generate(in, out);
+  CommandResult third = Generate(in, out);
   ASSERT_EQ(third.status, 0) << third.err;
   EXPECT_EQ(ReadFile(out), after);
   EXPECT_NE(third.err.find("already holds 8 of 8 results"), std::string::npos) << third.err;
@@ -87,7 +71,7 @@ TEST_F(ResumableGenerate, ValidJsonWithoutNewlineIsTornToo) {
   ASSERT_EQ(Generate(in, out).status, 0);
   const std::string full = ReadFile(out);
   fs::resize_file(out, full.size() - 1);  // only the last newline lost
-  Result again = Generate(in, out);
+  CommandResult again = Generate(in, out);
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_EQ(ReadFile(out), full);
 }
@@ -98,7 +82,7 @@ TEST_F(ResumableGenerate, DuplicateCustomIdsGetAnErrorLine) {
                     R"({"custom_id": "b", "prompt": "Two", "max_tokens": 3})",
                     R"({"custom_id": "a", "prompt": "Three", "max_tokens": 3})", "{broken"});
   const std::string out = dir_ + "/dup.out.jsonl";
-  Result r = Generate(in, out);
+  CommandResult r = Generate(in, out);
   ASSERT_EQ(r.status, 0) << r.err;
   const std::vector<std::string> lines = Lines(ReadFile(out));
   ASSERT_EQ(lines.size(), 4u);

@@ -16,19 +16,28 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11::testing {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+using test_support::CommandResult;
+using test_support::RunCommandSeparateStderr;
+
 inline const std::string kBin = std::string(DF11_BINARY_DIR) + "/launcher/";
 inline const std::string kRun = kBin + "df11-run";
 constexpr char kToken[] = "serve-test-token";
+// A command of these tests that runs longer is killed (a hang fails the test, not ctest).
+constexpr int kCommandLimitS = 120;
 
 inline double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -49,29 +58,6 @@ inline std::vector<std::string> Lines(const std::string& text) {
     if (!line.empty()) out.push_back(line);
   }
   return out;
-}
-
-struct Result {
-  int status = -1;  // exit status; -1 when killed by a signal
-  std::string out, err;
-  double seconds = 0;
-};
-
-// Runs `cmd` under sh (hard-capped at `limit_s`), stdout and stderr captured.
-inline Result Sh(const std::string& dir, const std::string& cmd, int limit_s = 120) {
-  static int n = 0;
-  const std::string out = dir + "/sh" + std::to_string(n) + ".out";
-  const std::string err = dir + "/sh" + std::to_string(n++) + ".err";
-  const std::string full =
-      "timeout -s KILL " + std::to_string(limit_s) + " " + cmd + " >" + out + " 2>" + err;
-  const auto start = Clock::now();
-  const int raw = std::system(full.c_str());
-  Result r;
-  r.seconds = Since(start);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
 }
 
 // A child process (sh -c cmd) with output in `log`.
@@ -128,9 +114,12 @@ class ServeCluster {
  public:
   // Makes the tiny BF16 model (context 128, so a long prompt fails) and its DF11 form (dir/df11).
   static bool MakeModel(const std::string& dir, std::string* error) {
-    Result r = Sh(dir, kBin + "df11 -q make-tiny --layers 2 --hidden 64 --heads 4 --kv-heads 2 "
-                            "--intermediate 128 --seed 5 --vocab-from " DF11_TOKENIZER_DIR
-                            "/llama-3.1 " + dir + "/bf16");
+    CommandResult r = RunCommandSeparateStderr(
+        kBin +
+            "df11 -q make-tiny --layers 2 --hidden 64 --heads 4 --kv-heads 2 "
+            "--intermediate 128 --seed 5 --vocab-from " DF11_TOKENIZER_DIR "/llama-3.1 " +
+            dir + "/bf16",
+        kCommandLimitS);
     if (r.status != 0) {
       *error = r.err;
       return false;
@@ -138,7 +127,8 @@ class ServeCluster {
     auto j = nlohmann::json::parse(ReadFile(dir + "/bf16/config.json"));
     j["max_position_embeddings"] = 128;
     std::ofstream(dir + "/bf16/config.json") << j.dump(2);
-    r = Sh(dir, kBin + "df11 -q compress " + dir + "/bf16 " + dir + "/df11");
+    r = RunCommandSeparateStderr(kBin + "df11 -q compress " + dir + "/bf16 " + dir + "/df11",
+                                 kCommandLimitS);
     if (r.status != 0) *error = r.err;
     return r.status == 0;
   }
@@ -146,8 +136,7 @@ class ServeCluster {
   // `dir`: created, with the token file.
   explicit ServeCluster(std::string dir) : dir_(std::move(dir)) {
     fs::create_directories(dir_);
-    std::ofstream(dir_ + "/token") << kToken << "\n";
-    fs::permissions(dir_ + "/token", fs::perms::owner_read | fs::perms::owner_write);
+    test_support::WriteOwnerOnlyFile(dir_ + "/token", std::string(kToken) + "\n");
   }
   const std::string& dir() const { return dir_; }
   ~ServeCluster() { coordinator_.Kill(); }
@@ -171,25 +160,26 @@ class ServeCluster {
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
-  Result Ctl(const std::string& args) {
-    return Sh(dir_, kBin + "df11-ctl --coordinator " + address() + " --token-file " + dir_ +
-                        "/token --timeout 10 " + args, 60);
+  CommandResult Ctl(const std::string& args) {
+    return RunCommandSeparateStderr(kBin + "df11-ctl --coordinator " + address() +
+                                        " --token-file " + dir_ + "/token --timeout 10 " + args,
+                                    60);
   }
   // Submits `lines` as a job; returns its id.
   std::string Submit(const std::vector<std::string>& lines, const std::string& name) {
     const std::string path = WriteLines(name, lines);
-    Result r = Ctl("submit --input " + path);
-    EXPECT_EQ(r.status, 0) << r.out << r.err;
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    CommandResult r = Ctl("submit --input " + path);
+    EXPECT_EQ(r.status, 0) << r.output << r.err;
+    auto j = nlohmann::json::parse(r.output, nullptr, false);
     if (j.is_discarded() || !j.contains("id")) {
-      ADD_FAILURE() << "submit printed " << r.out << r.err;
+      ADD_FAILURE() << "submit printed " << r.output << r.err;
       return "";
     }
     return j["id"].get<std::string>();
   }
   nlohmann::json Status(const std::string& job) {
-    Result r = Ctl("status " + job);
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    CommandResult r = Ctl("status " + job);
+    auto j = nlohmann::json::parse(r.output, nullptr, false);
     return j.is_discarded() ? nlohmann::json{{"state", "UNREACHABLE"}, {"items_done", 0}} : j;
   }
   // Polls until the job is DONE (or FAILED/CANCELLED) or `limit_s` passes; returns its status.
@@ -216,10 +206,10 @@ class ServeCluster {
   }
   // The job's result lines (df11-ctl results), and how often each custom_id occurs.
   std::vector<nlohmann::json> Results(const std::string& job, std::map<std::string, int>* count) {
-    Result r = Ctl("results " + job);
+    CommandResult r = Ctl("results " + job);
     EXPECT_EQ(r.status, 0) << r.err;
     std::vector<nlohmann::json> out;
-    for (const std::string& line : Lines(r.out)) {
+    for (const std::string& line : Lines(r.output)) {
       out.push_back(nlohmann::json::parse(line));
       ++(*count)[out.back()["custom_id"].get<std::string>()];
     }
@@ -242,6 +232,35 @@ class ServeCluster {
   std::string dir_;
   Child coordinator_;
   int port_ = 0;
+};
+
+// A suite whose tests share one tiny model (ServeCluster::MakeModel) in dir_, a temporary
+// directory made before the suite's first test and removed after its last.
+class TinyModelSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_.emplace(std::string("df11_") +
+                 ::testing::UnitTest::GetInstance()->current_test_suite()->name());
+    dir_ = tmp_->path();
+    std::string error;
+    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
+  }
+  static void TearDownTestSuite() { tmp_.reset(); }
+
+  // A fresh directory name for the running test: dir_/<test name>.
+  static std::string TestDir() {
+    return dir_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  // Writes `lines` to dir_/name, one a line; returns the path.
+  static std::string Write(const std::string& name, const std::vector<std::string>& lines) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream f(path);
+    for (const auto& l : lines) f << l << "\n";
+    return path;
+  }
+
+  static inline std::optional<test_support::TempDir> tmp_;
+  static inline std::string dir_;
 };
 
 // `df11-run generate` output lines by custom_id.

@@ -9,31 +9,22 @@
 namespace df11::testing {
 namespace {
 
-class ServeMpi : public ::testing::Test {
+class ServeMpi : public TinyModelSuite {
  protected:
   static void SetUpTestSuite() {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    char tmpl[] = "/tmp/df11_serve_mpi_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::string error;
-    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
-    Result r = Sh(dir_, kBin + "df11 -q shard " + dir_ + "/df11 " + dir_ + "/tp2 --tp 2");
+    TinyModelSuite::SetUpTestSuite();
+    if (HasFatalFailure()) return;
+    CommandResult r = RunCommandSeparateStderr(
+        kBin + "df11 -q shard " + dir_ + "/df11 " + dir_ + "/tp2 --tp 2", kCommandLimitS);
     ASSERT_EQ(r.status, 0) << r.err;
-  }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-
-  static std::string TestDir() {
-    return dir_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
   }
   static std::string Shard() { return dir_ + "/tp2"; }
   static std::string Mpirun(const std::string& args) {
     return std::string(DF11_MPIEXEC) + " --oversubscribe -np 2 " + kRun + " " + args;
   }
-  static std::string dir_;
 };
-std::string ServeMpi::dir_;
 
 // The pid of the df11-run process that is rank `rank` of a `serve` job on `model`, or 0.
 pid_t FindRank(const std::string& model, int rank) {
@@ -60,15 +51,17 @@ TEST_F(ServeMpi, GroupWaitsForWorkThenMatchesOneProcess) {
   ASSERT_FALSE(job.empty());
   const nlohmann::json status = c.WaitFinished(job, 30);
   ASSERT_EQ(status.value("state", ""), "DONE") << status << group.Output();
-  Result cluster = c.Ctl("cluster");
+  CommandResult cluster = c.Ctl("cluster");
   const int rc = group.Wait(30);
   EXPECT_EQ(rc, 0) << group.Output();
   std::map<std::string, int> count;
   std::vector<nlohmann::json> results = c.Results(job, &count);
   ExpectExactlyOnce(count, {"p1", "p2", "o1", "o2", "bad"});
 
-  Result gen = Sh(c.dir(), kRun + " generate --model " + dir_ + "/df11 --input " + c.dir() +
-                               "/batch.jsonl --output " + c.dir() + "/gen.jsonl -n 12 --threads 1");
+  CommandResult gen = RunCommandSeparateStderr(
+      kRun + " generate --model " + dir_ + "/df11 --input " + c.dir() + "/batch.jsonl --output " +
+          c.dir() + "/gen.jsonl -n 12 --threads 1",
+      kCommandLimitS);
   ASSERT_EQ(gen.status, 0) << gen.err;
   auto expected = ByCustomId(ReadFile(c.dir() + "/gen.jsonl"));
   for (const nlohmann::json& r : results) {
@@ -82,8 +75,8 @@ TEST_F(ServeMpi, GroupWaitsForWorkThenMatchesOneProcess) {
     EXPECT_EQ(r["response"]["body"]["token_ids"], expected[id]["token_ids"]) << id;
   }
   // Registered as one group of two ranks with the shard's source hash.
-  auto groups = nlohmann::json::parse(cluster.out)["groups"];
-  ASSERT_EQ(groups.size(), 1u) << cluster.out;
+  auto groups = nlohmann::json::parse(cluster.output)["groups"];
+  ASSERT_EQ(groups.size(), 1u) << cluster.output;
   EXPECT_EQ(groups[0]["ranks"], 2);
   EXPECT_EQ(groups[0]["hosts"].size(), 2u);
   auto manifest = nlohmann::json::parse(ReadFile(Shard() + "/manifest.json"));

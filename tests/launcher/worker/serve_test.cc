@@ -15,25 +15,10 @@
 namespace df11::testing {
 namespace {
 
-class Serve : public ::testing::Test {
+class Serve : public TinyModelSuite {
  protected:
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_serve_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::string error;
-    ASSERT_TRUE(ServeCluster::MakeModel(dir_, &error)) << error;
-  }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-
-  // A fresh coordinator directory for the test.
-  static std::string TestDir() {
-    return dir_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  }
   static std::string Model() { return dir_ + "/df11"; }
-  static std::string dir_;
 };
-std::string Serve::dir_;
 
 // "served N items" from a worker's log, or -1.
 int64_t Served(const std::string& log) {
@@ -72,8 +57,10 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
   std::vector<nlohmann::json> results = c.Results(job, &count);
   ExpectExactlyOnce(count, {"p1", "p2", "o1", "o2", "bad", "long", "line-7"});
 
-  Result gen = Sh(c.dir(), kRun + " generate --model " + Model() + " --input " + c.dir() +
-                               "/batch.jsonl --output " + c.dir() + "/gen.jsonl -n 12 --threads 1");
+  CommandResult gen = RunCommandSeparateStderr(kRun + " generate --model " + Model() + " --input " +
+                                                   c.dir() + "/batch.jsonl --output " + c.dir() +
+                                                   "/gen.jsonl -n 12 --threads 1",
+                                               kCommandLimitS);
   ASSERT_EQ(gen.status, 0) << gen.err;
   auto expected = ByCustomId(ReadFile(c.dir() + "/gen.jsonl"));
   for (const nlohmann::json& r : results) {
@@ -95,9 +82,9 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
     }
   }
   // The group registered itself: one rank, a model hash.
-  Result cluster = c.Ctl("cluster");
-  auto groups = nlohmann::json::parse(cluster.out)["groups"];
-  ASSERT_EQ(groups.size(), 1u) << cluster.out;
+  CommandResult cluster = c.Ctl("cluster");
+  auto groups = nlohmann::json::parse(cluster.output)["groups"];
+  ASSERT_EQ(groups.size(), 1u) << cluster.output;
   EXPECT_EQ(groups[0]["ranks"], 1);
   EXPECT_EQ(groups[0]["manifest_hash"].get<std::string>().size(), 16u) << groups[0];
   std::printf("job of %zu lines served and worker exited in %.2f s\n", lines.size(),

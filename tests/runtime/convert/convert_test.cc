@@ -2,7 +2,6 @@
 // df11 compress / decompress / verify / inspect end to end on small random models, and the errors
 // each gives for bad input (missing or corrupt files, wrong directories, bad pattern dicts).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/safetensors_writer.h"
 #include "runtime/formats/tiny_model.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -24,13 +24,6 @@ namespace fs = std::filesystem;
 
 class ConvertTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_convert_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string Path(const std::string& name) { return dir_ + "/" + name; }
 
   std::string MakeModel(const std::string& name, TinyModelOptions o = {}) {
@@ -64,7 +57,8 @@ class ConvertTest : public ::testing::Test {
     }
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_convert_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(ConvertTest, RoundTripEveryArchitecture) {

@@ -6,11 +6,11 @@
 #include "runtime/convert/shard.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "runtime/convert/compress.h"
 #include "runtime/formats/checkpoint.h"
@@ -20,6 +20,7 @@
 #include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 #include "runtime/formats/tiny_model.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -91,9 +92,8 @@ struct ReadBack {
 class ShardTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/df11_shard_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    root_tmp_.emplace("df11_shard_test");
+    root_ = root_tmp_->path();
     TinyModelOptions o;
     o.seed = 7;
     o.hidden = 128;
@@ -110,14 +110,7 @@ class ShardTest : public ::testing::Test {
     auto s = CompressModel(root_ + "/bf16", root_ + "/df11", co);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
-
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_shard_out_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  static void TearDownTestSuite() { root_tmp_.reset(); }
 
   static ShardOptions Options(int tp, int pp) {
     ShardOptions o;
@@ -245,10 +238,15 @@ class ShardTest : public ::testing::Test {
     return *manifest;
   }
 
+  // The models every test reads (root_ may point elsewhere for a while).
+  static std::optional<test_support::TempDir> root_tmp_;
   static std::string root_;
-  std::string dir_;
+  // This test's outputs.
+  test_support::TempDir tmp_{"df11_shard_out"};
+  const std::string dir_ = tmp_.path();
 };
 
+std::optional<test_support::TempDir> ShardTest::root_tmp_;
 std::string ShardTest::root_;
 
 TEST_F(ShardTest, EveryRankHoldsExactlyItsSlicesFromBf16AndDf11) {

@@ -7,7 +7,6 @@
 // directory, gives the reference loader's float32 logits within 1e-4; the stored copy costs no
 // memory when served (the LM head is the embedding).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -19,6 +18,8 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -31,20 +32,17 @@ const std::string kDir = std::string(DF11_TEST_DATA_DIR) + "/tied_interop";
 class TiedInteropTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_tied_interop_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     manifest_ = nlohmann::json::parse(std::ifstream(kDir + "/manifest.json"));
     std::string cmd = std::string(DF11_BINARY_DIR) + "/launcher/df11 -q make-tiny";
     for (const auto& flag : manifest_["make_tiny_flags"]) cmd += " " + flag.get<std::string>();
-    ASSERT_EQ(std::system((cmd + " " + dir_ + "/bf16 > /dev/null").c_str()), 0) << cmd;
+    const test_support::CommandResult made = test_support::RunCommand(cmd + " " + dir_ + "/bf16");
+    ASSERT_EQ(made.status, 0) << cmd << "\n" << made.output;
     CompressOptions o;
     o.threads = 2;
     o.show_progress = false;
     auto s = CompressModel(dir_ + "/bf16", dir_ + "/df11", o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // Every position's logits of each prompt against the reference loader's.
   void ExpectReferenceLogits(const std::string& model_dir) {
@@ -76,7 +74,8 @@ class TiedInteropTest : public ::testing::Test {
     }
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_tied_interop"};
+  const std::string dir_ = tmp_.path();
   nlohmann::json manifest_;
 };
 

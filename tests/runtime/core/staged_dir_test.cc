@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // StagedDir: the target appears only on Commit(), complete; an uncommitted (failed) run leaves
 // neither the target nor its staging directory; a non-empty target is never touched.
+#include "runtime/core/staged_dir.h"
+
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "runtime/core/staged_dir.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -16,16 +17,11 @@ namespace fs = std::filesystem;
 
 class StagedDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_staged_dir_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   size_t Entries() const {
     return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()));
   }
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_staged_dir_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(StagedDirTest, TargetAppearsOnlyOnCommit) {

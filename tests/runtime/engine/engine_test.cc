@@ -8,17 +8,19 @@
 // earlier steps with continuous batching; a request the sampler cannot serve gets an error
 // naming the field while the others are served; the CPU backend's KV budget is the memory it
 // was given.
+#include "runtime/engine/engine.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
-#include "runtime/engine/engine.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -64,20 +66,19 @@ class WatchedRunner : public StepRunner {
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(model_testing::MakeTempDir("df11_engine_test"));
+    dir_.emplace("df11_engine_test");
     TinyModelOptions o;
     o.vocab = 400;
     o.seed = 21;
     o.max_position_embeddings = 96;
-    auto [bf16, df11] = model_testing::MakeBf16AndDf11(*dir_, o, "m");
+    auto [bf16, df11] = model_testing::MakeBf16AndDf11(dir_->path(), o, "m");
     auto w = LoadModelWeights(df11);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     weights_ = new ModelWeights(std::move(w).value());
   }
   static void TearDownTestSuite() {
     delete weights_;
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
+    dir_.reset();
   }
 
   // Requests of different lengths; every third one sampled.
@@ -128,10 +129,10 @@ class EngineTest : public ::testing::Test {
     return {std::move(continuous), Generate(requests, o)};
   }
 
-  static std::string* dir_;
+  static std::optional<test_support::TempDir> dir_;
   static ModelWeights* weights_;
 };
-std::string* EngineTest::dir_ = nullptr;
+std::optional<test_support::TempDir> EngineTest::dir_;
 ModelWeights* EngineTest::weights_ = nullptr;
 
 TEST_F(EngineTest, ContinuousBatchingKeepsEveryRequestsTokensWithFewerSteps) {

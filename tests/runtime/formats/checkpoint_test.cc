@@ -5,18 +5,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
-#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "runtime/core/file_util.h"
 #include "runtime/formats/safetensors_writer.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -27,13 +25,9 @@ using ::testing::HasSubstr;
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_checkpoint_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     seed_ = std::random_device{}();
     rng_.seed(seed_);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Writes `file` in dir_ holding one random BF16 tensor of shape [2, 3] per name; remembers the
   // bytes in expected_.
@@ -59,7 +53,8 @@ class CheckpointTest : public ::testing::Test {
     EXPECT_EQ(std::memcmp(t->bytes.data(), want.data(), want.size()), 0) << name;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_checkpoint_test"};
+  const std::string dir_ = tmp_.path();
   uint32_t seed_ = 0;
   std::mt19937 rng_;
   std::map<std::string, std::vector<uint8_t>> expected_;

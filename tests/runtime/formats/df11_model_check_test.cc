@@ -3,19 +3,20 @@
 // file: every missing field of a unit, a missing unit file, a missing plain tensor and a unit of
 // the wrong size are refused up front with InvalidArgument naming the file and the tensor or
 // unit; complete directories (ours, with and without a tied lm_head unit) pass.
+#include "runtime/formats/df11_model_check.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 
 #include "runtime/convert/compress.h"
 #include "runtime/formats/checkpoint.h"
-#include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/df11_unit.h"
 #include "runtime/formats/safetensors_writer.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/formats/weight_set.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -25,13 +26,6 @@ using ::testing::HasSubstr;
 
 class Df11ModelCheckTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_model_check_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // A compressed tiny Llama (2 layers) in dir_/df11; returns its path.
   std::string Compressed(bool tied = false) {
     TinyModelOptions o;
@@ -83,7 +77,8 @@ class Df11ModelCheckTest : public ::testing::Test {
     ASSERT_TRUE(writer.Write(file).ok());
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_model_check_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(Df11ModelCheckTest, CompleteDirectoriesPass) {

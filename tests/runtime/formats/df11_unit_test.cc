@@ -6,7 +6,6 @@
 #include "runtime/formats/df11_unit.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
 #include <filesystem>
@@ -15,6 +14,7 @@
 
 #include "kernels/common/bf16.h"
 #include "runtime/core/file_util.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -74,9 +74,6 @@ TEST(Df11UnitReference, EveryReferenceUnitDecodesBitExactly) {
 class Df11UnitFile : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_unit_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     std::mt19937_64 rng(std::random_device{}());
     std::normal_distribution<float> dist(0.0f, 0.02f);
     a_.resize(5000);
@@ -87,7 +84,6 @@ class Df11UnitFile : public ::testing::Test {
     std::string err;
     ASSERT_TRUE(Df11EncodeRef(parts, 1, &encoded_, &err)) << err;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Writes the unit, letting `edit` change the tensors first.
   void Write(const std::function<void(Df11EncodedUnit&)>& edit = nullptr) {
@@ -98,7 +94,8 @@ class Df11UnitFile : public ::testing::Test {
     ASSERT_TRUE(writer.Write(dir_ + "/model_layers_0.safetensors").ok());
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_unit_test"};
+  const std::string dir_ = tmp_.path();
   std::vector<uint16_t> a_, b_;
   Df11EncodedUnit encoded_;
 };

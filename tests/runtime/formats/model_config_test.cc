@@ -6,15 +6,14 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/model_tensors.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -361,9 +360,8 @@ TEST(ModelConfigTest, IllTypedAndNonPositiveFields) {
 }
 
 TEST(ModelConfigTest, LoadModelConfigReadsDirectory) {
-  char tmpl[] = "/tmp/df11_model_config_test.XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const test_support::TempDir tmp("df11_model_config_test");
+  const std::string& dir = tmp.path();
   StatusOr<ModelConfig> c = LoadModelConfig(dir);
   EXPECT_EQ(c.status().code(), StatusCode::kNotFound);
 
@@ -376,7 +374,6 @@ TEST(ModelConfigTest, LoadModelConfigReadsDirectory) {
   c = LoadModelConfig(dir);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->hidden_size, 896);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -6,8 +6,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +15,7 @@
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/safetensors_writer.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -26,13 +25,9 @@ using ::testing::HasSubstr;
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/df11_safetensors_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     seed_ = std::random_device{}();
     rng_.seed(seed_);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::vector<uint8_t> RandomBytes(size_t n) {
     std::vector<uint8_t> v(n);
@@ -56,7 +51,8 @@ class SafetensorsTest : public ::testing::Test {
     return WriteRaw(name, header.size(), header, data_size);
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_safetensors_test"};
+  const std::string dir_ = tmp_.path();
   uint32_t seed_ = 0;
   std::mt19937 rng_;
 };

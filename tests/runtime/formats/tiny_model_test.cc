@@ -6,25 +6,23 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kernels/common/bf16.h"
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
 #include "runtime/formats/model_tensors.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -36,13 +34,6 @@ const std::string kQwenTokenizer = std::string(DF11_TOKENIZER_DIR) + "/qwen3";
 
 class TinyModelTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_tiny_model_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   std::string Out(const std::string& name) { return JoinPath(dir_, name); }
 
   static std::string Read(const std::string& path) {
@@ -97,7 +88,8 @@ class TinyModelTest : public ::testing::Test {
     return *config;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_tiny_model_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(TinyModelTest, EveryArchitectureReadsBack) {

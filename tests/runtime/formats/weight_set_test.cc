@@ -10,14 +10,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "runtime/convert/compress.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -27,13 +26,6 @@ using json = nlohmann::json;
 
 class WeightSetTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/df11_weight_set_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // make-tiny `arch` with 4 layers as dir_/name (and its DF11 copy as dir_/name.df11).
   std::string Make(const std::string& arch, const std::string& name, bool tied = false) {
     TinyModelOptions o;
@@ -73,7 +65,8 @@ class WeightSetTest : public ::testing::Test {
     }
     return CheckModelWeights(*c, *ckpt, patterns, model);
   }
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_weight_set_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(WeightSetTest, MatchingModelsPass) {

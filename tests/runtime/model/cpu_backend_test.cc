@@ -2,6 +2,8 @@
 // The CPU forward pass: a DF11 model's logits equal its BF16 original's bit for bit (prefill and
 // decode steps), batching does not change a sequence's tokens, and a DF11 model holds only its
 // compressed weights plus one layer of scratch.
+#include "runtime/model/cpu_backend.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -14,26 +16,21 @@
 #include "runtime/convert/compress.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
-#include "runtime/model/cpu_backend.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
 namespace {
 
-class TransformerTest : public ::testing::Test {
+class CpuBackendTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = model_testing::MakeTempDir("df11_cpu_backend_test");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
   std::pair<std::string, std::string> MakePair(TinyModelOptions o, const std::string& name) {
     return model_testing::MakeBf16AndDf11(dir_, o, name);
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_cpu_backend_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 // Greedy generation of `steps` tokens, recording every step's logits.
@@ -54,7 +51,7 @@ std::vector<std::vector<float>> RunGreedy(CpuBackend& t, const std::vector<int32
   return all;
 }
 
-TEST_F(TransformerTest, Df11LogitsAreBitIdenticalToBf16) {
+TEST_F(CpuBackendTest, Df11LogitsAreBitIdenticalToBf16) {
   struct Case {
     const char* name;
     TinyModelOptions o;
@@ -98,7 +95,7 @@ TEST_F(TransformerTest, Df11LogitsAreBitIdenticalToBf16) {
   }
 }
 
-TEST_F(TransformerTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
+TEST_F(CpuBackendTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
   TinyModelOptions o;
   o.hidden = 128;
   o.intermediate = 256;
@@ -118,7 +115,7 @@ TEST_F(TransformerTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i;
 }
 
-TEST_F(TransformerTest, BatchingKeepsEachSequencesGreedyTokens) {
+TEST_F(CpuBackendTest, BatchingKeepsEachSequencesGreedyTokens) {
   TinyModelOptions o;
   o.hidden = 128;
   o.intermediate = 256;
@@ -154,7 +151,7 @@ TEST_F(TransformerTest, BatchingKeepsEachSequencesGreedyTokens) {
 }
 
 // The greedy fast path of the ForwardBackend interface returns each step's argmax.
-TEST_F(TransformerTest, ForwardArgmaxReturnsEachSequencesArgmax) {
+TEST_F(CpuBackendTest, ForwardArgmaxReturnsEachSequencesArgmax) {
   TinyModelOptions o;
   o.vocab = 300;
   o.seed = 12;
@@ -176,7 +173,7 @@ TEST_F(TransformerTest, ForwardArgmaxReturnsEachSequencesArgmax) {
   EXPECT_EQ(cb[1].length, 1);
 }
 
-TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
+TEST_F(CpuBackendTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
   TinyModelOptions o;
   o.layers = 4;
   o.hidden = 256;
@@ -193,7 +190,7 @@ TEST_F(TransformerTest, Df11ModelHoldsCompressedWeightsAndOneLayerOfScratch) {
   EXPECT_EQ(t.ScratchBytes(), 2 * 2 * layer_elements);  // two BF16 buffers (double-buffered)
 }
 
-TEST_F(TransformerTest, MismatchedWeightsAreRejected) {
+TEST_F(CpuBackendTest, MismatchedWeightsAreRejected) {
   TinyModelOptions o;
   auto [bf16_dir, df11_dir] = MakePair(o, "m");
   // Claim a larger hidden size than the weights have.

@@ -3,21 +3,22 @@
 // model's bit for bit; greedy tokens follow the CPU CpuBackend's; logits are close to the CPU's;
 // decode overlap and CUDA graphs change nothing; device sampling draws what SampleRef draws from
 // the same logits; a corrupt DF11 stream is an error Status.
+#include "runtime/model/cuda_backend.h"
+
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <tuple>
 
 #include "kernels/sampling/sampling.h"
 #include "runtime/convert/compress.h"
 #include "runtime/formats/tiny_model.h"
-#include "runtime/model/cuda_backend.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -30,11 +31,6 @@ class CudaBackendTest : public ::testing::Test {
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
       GTEST_SKIP() << "no CUDA device";
     }
-    dir_ = model_testing::MakeTempDir("df11_cuda_backend_test");
-    ASSERT_FALSE(dir_.empty());
-  }
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // Makes a model and its DF11 copy; returns {bf16_dir, df11_dir}.
@@ -55,7 +51,8 @@ class CudaBackendTest : public ::testing::Test {
     return b.ok() ? std::move(b).value() : nullptr;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_{"df11_cuda_backend_test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TinyModelOptions Small(uint64_t seed) {

@@ -18,12 +18,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 
 #include "kernels/sampling/sampling.h"
 #include "runtime/convert/compress.h"
 #include "runtime/model/cuda_backend.h"
 #include "runtime/model/model_weights.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/hf_model_goldens.h"
 #include "tests/runtime/model/model_test_util.h"
 
@@ -61,7 +61,8 @@ std::pair<float, size_t> MaxDiff(const std::vector<float>& a, const float* b) {
 TEST_P(HfModelsCuda, GpuMatchesTransformers) {
   const model_testing::HfModel ref = model_testing::LoadHfModel(GetParam());
   ASSERT_EQ(ref.prompts.size(), 3u);
-  const std::string tmp = model_testing::MakeTempDir("df11_hf_models_cuda_test");
+  const test_support::TempDir dir("df11_hf_models_cuda_test");
+  const std::string& tmp = dir.path();
   CompressOptions co;
   co.show_progress = false;
   ASSERT_TRUE(CompressModel(ref.dir, tmp + "/df11", co).ok());
@@ -125,7 +126,6 @@ TEST_P(HfModelsCuda, GpuMatchesTransformers) {
     EXPECT_LE(worst, kGpuAtol) << "batched, prompt " << p << " position " << at / V;
     row0 += ref.prompts[p].ids.size();
   }
-  std::filesystem::remove_all(tmp);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, HfModelsCuda, ::testing::ValuesIn(model_testing::kHfModels));

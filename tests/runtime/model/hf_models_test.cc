@@ -11,11 +11,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 
 #include "kernels/sampling/sampling.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "tests/common/temp_files.h"
 #include "tests/runtime/model/hf_model_goldens.h"
 #include "tests/runtime/model/model_test_util.h"
 
@@ -29,7 +29,8 @@ class HfModels : public ::testing::TestWithParam<std::string> {};
 TEST_P(HfModels, CpuMatchesTransformers) {
   const model_testing::HfModel ref = model_testing::LoadHfModel(GetParam());
   ASSERT_EQ(ref.prompts.size(), 3u);
-  const std::string tmp = model_testing::MakeTempDir("df11_hf_models_test");
+  const test_support::TempDir dir("df11_hf_models_test");
+  const std::string& tmp = dir.path();
   CompressOptions co;
   co.show_progress = false;
   auto compressed = CompressModel(ref.dir, tmp + "/df11", co);
@@ -81,7 +82,6 @@ TEST_P(HfModels, CpuMatchesTransformers) {
       next = ArgmaxRef(logits.data(), V);
     }
   }
-  std::filesystem::remove_all(tmp);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, HfModels, ::testing::ValuesIn(model_testing::kHfModels));

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "runtime/model/deploy_config.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -90,7 +91,8 @@ TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   EXPECT_EQ(two->tp, 8);
   EXPECT_EQ(two->pp, 2);
   EXPECT_EQ(two->max_step_tokens, 2048);
-  const std::string bad = "/tmp/df11_bad_deploy.yaml";
+  const test_support::TempDir tmp("df11_memory_plan_test");
+  const std::string bad = tmp.path() + "/bad_deploy.yaml";
   std::ofstream(bad) << "model: x\nparallel: {tp: eight}\n";
   auto b = LoadDeployConfig(bad);
   ASSERT_FALSE(b.ok());

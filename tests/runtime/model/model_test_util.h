@@ -4,7 +4,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <string>
 #include <utility>
@@ -13,16 +12,6 @@
 #include "runtime/formats/tiny_model.h"
 
 namespace df11::model_testing {
-
-// A new folder under /tmp named after `prefix` (the test removes it).
-inline std::string MakeTempDir(const std::string& prefix) {
-  std::string tmpl = "/tmp/" + prefix + "_XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) {
-    ADD_FAILURE() << "mkdtemp " << tmpl;
-    return "";
-  }
-  return tmpl;
-}
 
 // Makes the model `o` as dir/name and its DF11 copy as dir/name.df11; returns both paths.
 inline std::pair<std::string, std::string> MakeBf16AndDf11(const std::string& dir,

@@ -7,11 +7,9 @@
 // are ~1e-6), and greedy decoding must give the same 32 tokens, up to the first step whose top-2
 // margin in the reference is below that tolerance (where either choice is right).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "kernels/sampling/sampling.h"
@@ -19,6 +17,8 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "tests/common/command.h"
+#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -32,12 +32,12 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
   const std::string model = GetParam();
   auto manifest = nlohmann::json::parse(*ReadFileToString(kDir + "/manifest.json"));
   const auto& entry = manifest["models"][model];
-  char tmpl[] = "/tmp/df11_ref_logits_XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = std::string(tmpl) + "/" + model;
+  const test_support::TempDir tmp("df11_ref_logits");
+  const std::string dir = tmp.path() + "/" + model;
   std::string cmd = std::string(DF11_BINARY_DIR) + "/launcher/df11 -q make-tiny";
   for (const auto& flag : entry["make_tiny_flags"]) cmd += " " + flag.get<std::string>();
-  ASSERT_EQ(std::system((cmd + " " + dir + " > /dev/null").c_str()), 0) << cmd;
+  const test_support::CommandResult made = test_support::RunCommand(cmd + " " + dir);
+  ASSERT_EQ(made.status, 0) << cmd << "\n" << made.output;
 
   auto weights = LoadModelWeights(dir);
   ASSERT_TRUE(weights.ok()) << weights.status().ToString();
@@ -90,7 +90,6 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
     }
     EXPECT_GE(ours.size(), 20u) << "too few comparable steps";
   }
-  std::filesystem::remove_all(tmpl);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceLogits,
