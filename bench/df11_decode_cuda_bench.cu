@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Df11DecodeCuda throughput against the device's own copy bandwidth, for both kernel variants
-// (multi-code lookups, the default, and the per-code table walk). First times a 1 GiB
+// Df11DecodeCuda throughput against the device's own copy bandwidth, beside the kernel's other
+// ways of decoding windows (bench/df11_decode_variants.h: cut per lookup, per-code table walk). First times a 1 GiB
 // device-to-device cudaMemcpyAsync (bytes read + written per second: the roofline), then for
 // each size a unit of N(0, 0.02) BF16 weights (generated and encoded on the host on all
 // threads) is decoded `runs` times after `warmup` runs; reports the median as GB/s of BF16
@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/df11_decode_variants.h"
 #include "kernels/common/bf16.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/parallel_for.h"
@@ -211,7 +212,7 @@ bool BenchSize(const Options& o, int64_t weights, double copy_gbps, cudaStream_t
     DF11_CUDA_CHECK(cudaMemset(flag, 0, sizeof(int)));
     DF11_CUDA_CHECK(cudaDeviceSynchronize());  // legacy-stream memsets land before the decodes
     const Timing timing = TimeRuns(o.warmup, o.runs, stream, [&] {
-      Df11DecodeCuda(device.unit(), 0, weights, out, flag, stream, variant);
+      Df11DecodeVariantCuda(device.unit(), 0, weights, out, flag, stream, variant);
     });
     const double ms = timing.median_ms;
     DF11_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -24,7 +24,7 @@ namespace df11 {
 void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
   cmd->add_option("--device", f->device, "where the forward pass runs")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  cmd->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
+  cmd->add_option("--gpu-memory-fraction", f->forward.gpu_memory_fraction,
                   "share of the GPU's memory to plan for (weights, scratch, activations, KV "
                   "cache); split between ranks that share a GPU")
       ->check(NumberIn(0.01, 1.0))->capture_default_str();
@@ -88,13 +88,9 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
                                    " and NCCL needs one GPU per rank; use --comm mpi");
   }
   CudaBackendOptions o;
+  o.forward = f.forward;
   o.device = device;
-  o.overlap_decode = f.overlap_decode;
-  o.decode_grid_fraction = f.decode_grid_fraction;
-  o.cuda_graph = f.cuda_graph;
-  o.max_step_tokens = f.max_tokens;
-  o.memory_fraction = f.gpu_memory_fraction / sharing;
-  o.context = f.context;
+  o.ranks_on_device = sharing;
   o.tp_leader = g.tp_leader;
   Backend b;
   std::shared_ptr<NcclHolder> nccl;
@@ -134,7 +130,7 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
   b.memory_plan = cuda->memory_plan().Format();
   if (sharing > 1) {
     b.memory_plan += "  (" + std::to_string(sharing) + " ranks share this GPU: each plans for " +
-                     std::to_string(o.memory_fraction) + " of it)\n";
+                     std::to_string(f.forward.gpu_memory_fraction / sharing) + " of it)\n";
   }
   if (o.all_reduce) b.memory_plan += "  tensor-parallel all-reduce: " + comm + "\n";
   b.forward = std::move(cuda);
@@ -155,8 +151,7 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
   }
   if (f.device != "cpu") return Status::InvalidArgument("--device must be cpu or cuda");
   CpuBackendOptions o;
-  o.threads = f.threads;
-  o.overlap_decode = f.overlap_decode;
+  o.forward = f.forward;
   o.tp_leader = g.tp_leader;
   if (g.tp != nullptr && g.tp->size() > 1) {
     o.all_reduce = [c = g.tp](float* d, int64_t n) { c->AllReduceSum(d, n); };

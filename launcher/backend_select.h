@@ -13,19 +13,15 @@
 #include "parallel/communicator.h"
 #include "runtime/core/status.h"
 #include "runtime/model/forward_backend.h"
+#include "runtime/model/forward_options.h"
 
 namespace df11 {
 
 struct BackendFlags {
-  std::string device = "cpu";       // --device cpu|cuda
-  double gpu_memory_fraction = 0.9; // --gpu-memory-fraction (split between ranks sharing a GPU)
-  std::string comm = "auto";        // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
-  int threads = 0;                  // --threads (cpu; 0: all)
-  bool overlap_decode = true;       // --no-overlap turns it off
-  double decode_grid_fraction = 1.0;  // --decode-grid-fraction (cuda, bench: overlapped decodes)
-  bool cuda_graph = true;           // --no-graph turns it off
-  int64_t max_tokens = 2048;        // tokens per step the GPU activations are sized for
-  int64_t context = 0;              // tokens per sequence for the memory plan (0: the model's)
+  std::string device = "cpu";  // --device cpu|cuda
+  std::string comm = "auto";   // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
+  ForwardOptions forward;      // --threads, --gpu-memory-fraction, --max-step-tokens, ... (handed
+                               // to the backend whole)
 };
 
 // Where this rank runs and whom it sums with.

@@ -26,12 +26,12 @@ double Since(std::chrono::steady_clock::time_point t0) {
 void AddSharedFlags(CLI::App* cmd, std::string* model, BackendFlags* b) {
   cmd->add_option("--model", *model, "model directory (BF16 or DF11, not sharded)")->required();
   AddBackendFlags(cmd, b);
-  cmd->add_option("--threads", b->threads, "CPU threads (0: all)")
+  cmd->add_option("--threads", b->forward.threads, "CPU threads (0: all)")
       ->check(IntegerIn(0, std::numeric_limits<int>::max()));
-  cmd->add_flag("--no-overlap{false}", b->overlap_decode,
+  cmd->add_flag("--no-overlap{false}", b->forward.overlap_decode,
                 "decode each layer's weights before it instead of during the previous layer");
-  cmd->add_flag("--no-graph{false}", b->cuda_graph, "launch every step's kernels (no CUDA graph)");
-  cmd->add_option("--decode-grid-fraction", b->decode_grid_fraction,
+  cmd->add_flag("--no-graph{false}", b->forward.cuda_graph, "launch every step's kernels (no CUDA graph)");
+  cmd->add_option("--decode-grid-fraction", b->forward.decode_grid_fraction,
                   "cuda: share of the decode kernel's full grid used for decodes that overlap "
                   "the previous layer's compute (less leaves SMs to it)")
       ->check(NumberIn(0.01, 1.0))->capture_default_str();
@@ -77,8 +77,9 @@ int RunBench(const BenchFlags& f) {
   BenchFlags flags = f;
   int64_t max_batch = 1;
   for (int64_t b : f.batch_sizes) max_batch = std::max(max_batch, b);
-  flags.backend.max_tokens = std::max(flags.backend.max_tokens, max_batch * f.prompt_tokens);
-  flags.backend.context = f.prompt_tokens + f.gen_tokens;
+  flags.backend.forward.max_step_tokens =
+      std::max(flags.backend.forward.max_step_tokens, max_batch * f.prompt_tokens);
+  flags.backend.forward.context = f.prompt_tokens + f.gen_tokens;
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
   auto backend = MakeBackend(flags.backend, &*w, group);
@@ -145,9 +146,9 @@ int RunBench(const BenchFlags& f) {
                   static_cast<long long>(f.prompt_tokens), static_cast<long long>(f.gen_tokens),
                   prefill_tok_s, decode_tok_s, static_cast<long long>(w->WeightBytes()),
                   static_cast<long long>(fb->ScratchBytes()),
-                  f.backend.overlap_decode ? "true" : "false",
-                  f.backend.cuda_graph && f.backend.device == "cuda" ? "true" : "false",
-                  f.backend.decode_grid_fraction);
+                  f.backend.forward.overlap_decode ? "true" : "false",
+                  f.backend.forward.cuda_graph && f.backend.device == "cuda" ? "true" : "false",
+                  f.backend.forward.decode_grid_fraction);
     std::printf("%s\n", line);
     std::fflush(stdout);
     if (json.is_open()) json << line << "\n" << std::flush;
@@ -167,8 +168,8 @@ int RunLogits(const LogitsFlags& f) {
     }
   }
   LogitsFlags flags = f;
-  flags.backend.max_tokens = std::max<int64_t>(flags.backend.max_tokens,
-                                               static_cast<int64_t>(f.ids.size()));
+  flags.backend.forward.max_step_tokens = std::max<int64_t>(flags.backend.forward.max_step_tokens,
+                                                    static_cast<int64_t>(f.ids.size()));
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
   auto backend = MakeBackend(flags.backend, &*w, group);

@@ -14,37 +14,33 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
   auto* plan = app->add_subcommand("plan", "per-GPU memory plan from config.json; does it fit?");
   plan->add_option("--model", f->model, "model directory (config.json is enough)");
   plan->add_option("--config", f->config, "deployment YAML (configs/*.yaml)");
-  plan->add_option("--tp", f->tp, "tensor-parallel GPUs per stage")
+  MemoryPlanOptions& o = f->plan;
+  plan->add_option("--tp", o.tp, "tensor-parallel GPUs per stage")
       ->check(IntegerIn(1, 1 << 20))->capture_default_str();
-  plan->add_option("--pp", f->pp, "pipeline stages")->check(IntegerIn(1, 1 << 20))
+  plan->add_option("--pp", o.pp, "pipeline stages")->check(IntegerIn(1, 1 << 20))
       ->capture_default_str();
-  plan->add_option("--gpu-memory", f->gpu_memory_gb, "GiB of memory per GPU (80 for an H100 80GB)")
-      ->check(NumberIn(0, 1e6, /*lo_open=*/true))->capture_default_str();
-  plan->add_option("--gpu-memory-fraction", f->gpu_memory_fraction,
+  plan->add_option_function<double>(
+         "--gpu-memory", [&o](double gib) { o.gpu_memory_bytes = gib * (1 << 30); },
+         "GiB of memory per GPU (80 for an H100 80GB)")
+      ->check(NumberIn(0, 1e6, /*lo_open=*/true))->default_str("80");
+  plan->add_option("--gpu-memory-fraction", o.memory_fraction,
                    "share of each GPU the runtime may use")->check(NumberIn(0.01, 1.0))
       ->capture_default_str();
-  plan->add_option("--context", f->context,
+  plan->add_option("--context", o.context,
                    "tokens per sequence, at most the model's max_position_embeddings (0: that "
                    "maximum)")
       ->check(IntegerIn(0));
-  plan->add_option("--max-step-tokens", f->max_step_tokens,
+  plan->add_option("--max-step-tokens", o.workspace_tokens,
                    "tokens one forward step takes (df11-run's --max-step-tokens): the step "
                    "workspace is sized for them")
       ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
-  plan->add_flag("--bf16", f->bf16, "plan for uncompressed BF16 weights instead of DF11");
+  plan->add_flag("--bf16{false}", o.df11, "plan for uncompressed BF16 weights instead of DF11");
   return plan;
 }
 
 int RunPlan(const PlanFlags& f) {
-  MemoryPlanOptions o;
+  MemoryPlanOptions o = f.plan;
   std::string model_dir = f.model;
-  o.tp = f.tp;
-  o.pp = f.pp;
-  o.gpu_memory_bytes = f.gpu_memory_gb * (1 << 30);
-  o.memory_fraction = f.gpu_memory_fraction;
-  o.context = f.context;
-  o.workspace_tokens = f.max_step_tokens;
-  o.df11 = !f.bf16;
   if (!f.config.empty()) {
     auto d = LoadDeployConfig(f.config);
     if (!d.ok()) {
@@ -52,12 +48,7 @@ int RunPlan(const PlanFlags& f) {
       return 2;
     }
     model_dir = d->model_config;
-    o.tp = d->tp;
-    o.pp = d->pp;
-    o.gpu_memory_bytes = d->gpu_memory_gb * (1 << 30);
-    o.memory_fraction = d->gpu_memory_fraction;
-    o.context = d->context;
-    o.workspace_tokens = d->max_step_tokens;
+    o = PlanOptionsOf(*d, o.df11);
   }
   if (model_dir.empty()) {
     std::fprintf(stderr, "df11-run plan: give --model DIR or --config FILE\n");

@@ -7,18 +7,14 @@
 
 #include <string>
 
+#include "runtime/model/memory_plan.h"
+
 namespace df11 {
 
 struct PlanFlags {
   std::string model;   // directory with config.json
-  std::string config;  // deployment YAML (overrides the flags below)
-  int tp = 1;
-  int pp = 1;
-  double gpu_memory_gb = 80;
-  double gpu_memory_fraction = 0.9;
-  int64_t context = 0;
-  int64_t max_step_tokens = 2048;  // tokens of activations one step holds (df11-run's flag)
-  bool bf16 = false;
+  std::string config;  // deployment YAML (replaces the plan options below)
+  MemoryPlanOptions plan;  // --tp, --pp, --gpu-memory, ..., read straight into it
 };
 
 // Adds the subcommand to `app`; returns it (check `->parsed()` after parsing).

@@ -26,6 +26,7 @@
 #include "launcher/cli_flags.h"
 #include "launcher/control/token_file.h"
 #include "launcher/plan_command.h"
+#include "launcher/run_flags.h"
 #include "launcher/worker/batch_generator.h"
 #include "launcher/worker/worker_agent.h"
 #include "parallel/mpi_bootstrap.h"
@@ -41,74 +42,9 @@
 namespace df11 {
 namespace {
 
-struct GenerateFlags {
-  std::string model;
-  std::string prompt;
-  std::string input, output;
-  int64_t max_tokens = 128;
-  float temperature = 0;
-  int top_k = 0;
-  float top_p = 1;
-  float min_p = 0;
-  float repeat_penalty = 1;
-  uint64_t seed = 0;
-  int64_t batch_size = 8;
-  std::string batching = "continuous";
-  int64_t kv_tokens = -1;  // -1: the backend's plan (the smallest over the ranks)
-  bool chat = false;
-  BackendFlags backend;
-  double collective_timeout_s = 120;
-  // serve
-  bool serve = false;
-  std::string coordinator;
-  std::string token_file;
-  bool allow_insecure_token = false;
-  std::string token;  // read from token_file before the model is loaded
-  int64_t max_items = 0;
-  double heartbeat_s = 0;
-  double idle_exit_s = 0;
-  double rpc_timeout_s = 10;
-};
-
 int Fail(const Status& s) {
   std::fprintf(stderr, "df11-run: %s\n", s.ToString().c_str());
   return ExitCode(s);
-}
-
-// The sampling flags against the sampler's rules (as a request's fields are): 0, or exit 2
-// naming the flag.
-int CheckSamplingFlags(const GenerateFlags& f) {
-  SamplingParams p;
-  p.temperature = f.temperature;
-  p.top_k = f.top_k;
-  p.top_p = f.top_p;
-  p.min_p = f.min_p;
-  p.repetition_penalty = f.repeat_penalty;
-  const char* rule = "";
-  const char* flag = "";
-  double value = 0;
-  switch (InvalidSamplingField(p, &rule)) {
-    case SamplingField::kNone:
-      return 0;
-    case SamplingField::kTemperature:
-      flag = "--temp", value = p.temperature;
-      break;
-    case SamplingField::kTopK:
-      flag = "--top-k", value = p.top_k;
-      break;
-    case SamplingField::kTopP:
-      flag = "--top-p", value = p.top_p;
-      break;
-    case SamplingField::kMinP:
-      flag = "--min-p", value = p.min_p;
-      break;
-    case SamplingField::kRepetitionPenalty:
-      flag = "--repeat-penalty", value = p.repetition_penalty;
-      break;
-  }
-  std::fprintf(stderr, "df11-run %s: %s %g: expected %s\n", f.serve ? "serve" : "generate", flag,
-               value, rule);
-  return 2;
 }
 
 int64_t PeakRssBytes() {
@@ -133,10 +69,29 @@ void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
                w.CompressedBytes() / 1e6, b.forward->ScratchBytes() / 1e6, b.memory_plan.c_str());
 }
 
+// What the command line asks for: `generate` or `serve`, with the flags both take.
+struct Command {
+  RunFlags run;
+  GenerateFlags generate;
+  ServeFlags serve;
+  bool serving = false;  // `serve`, else `generate`
+  const char* name() const { return serving ? "serve" : "generate"; }
+};
+
 // What `serve` registers: the group's ranks, hosts and devices, and which model it serves.
 struct GroupIdentity {
   std::vector<std::string> hosts;  // one per rank
   std::string manifest_hash;
+};
+
+// What the leader (the only process, or rank 0) works with once the model is loaded.
+struct Leader {
+  const ModelConfig* config = nullptr;
+  StepRunner* runner = nullptr;
+  StepRunner* keep_alive = nullptr;  // serve on a group: rank 0's runner, stepped while idle
+  int64_t plan_kv_tokens = 0;        // the backend's KV budget (the smallest over the ranks)
+  GroupIdentity id;                  // serve: what is registered
+  BatchFiles* files = nullptr;       // generate --input/--output, opened before loading
 };
 
 // The model's identity: a sharded dir's manifest source hash, else the xxh64 of config.json.
@@ -155,29 +110,27 @@ StatusOr<std::string> ModelHash(const std::string& model) {
   return std::string(hex);
 }
 
-int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* generator,
-          StepRunner* keep_alive) {
-  WorkerOptions o;
-  if (Status s = ParseHostPort(f.coordinator, &o.control.host, &o.control.port); !s.ok()) {
+int Serve(const Command& c, const Leader& leader, BatchGenerator* generator) {
+  WorkerOptions o = c.serve.worker;
+  if (Status s = ParseHostPort(c.serve.coordinator, &o.control.host, &o.control.port); !s.ok()) {
     return Fail(s);
   }
-  o.control.token = f.token;
-  o.control.rpc_timeout_ms = static_cast<int32_t>(f.rpc_timeout_s * 1000);
+  o.control.rpc_timeout_ms = static_cast<int32_t>(c.serve.rpc_timeout_s * 1000);
   o.control.connect_timeout_ms = std::min(o.control.rpc_timeout_ms, 5000);
-  o.group.ranks = static_cast<int32_t>(id.hosts.size());
-  o.group.hosts = id.hosts;
-  for (const std::string& h : id.hosts) o.group.devices.push_back(h + ":" + f.backend.device);
-  o.group.manifest_hash = id.manifest_hash;
+  o.group.ranks = static_cast<int32_t>(leader.id.hosts.size());
+  o.group.hosts = leader.id.hosts;
+  for (const std::string& h : leader.id.hosts) {
+    o.group.devices.push_back(h + ":" + c.run.backend.device);
+  }
+  o.group.manifest_hash = leader.id.manifest_hash;
   // With continuous batching a lease holds two batches, so places that short answers free are
   // refilled from it instead of waiting for the lease's longest answer.
-  const int64_t per_lease = f.batching == "continuous" ? 2 * f.batch_size : f.batch_size;
+  const EngineOptions& engine = generator->options().engine;
+  const int64_t per_lease = engine.continuous ? 2 * engine.batch_size : engine.batch_size;
   o.lease_items = static_cast<int32_t>(std::min<int64_t>(per_lease, 1 << 20));
-  o.max_items = f.max_items;
-  o.heartbeat_s = f.heartbeat_s;
-  o.idle_exit_s = f.idle_exit_s;
   // Followers wait for plans at most --collective-timeout: keep-alive steps well within it.
-  o.keepalive_s = std::min(5.0, f.collective_timeout_s / 4);
-  GeneratorItemProcessor processor(generator, keep_alive);
+  o.keepalive_s = std::min(5.0, c.run.collective_timeout_s / 4);
+  GeneratorItemProcessor processor(generator, leader.keep_alive);
   auto summary = RunWorker(o, &processor);
   if (!summary.ok()) return Fail(summary.status().WithContext("serve"));
   std::fprintf(stderr,
@@ -189,50 +142,24 @@ int Serve(const GenerateFlags& f, const GroupIdentity& id, BatchGenerator* gener
   return 0;
 }
 
-// The leader's part: requests in, generation through `runner`, results out (`files`: the
-// opened --input and --output, or null).
-int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
-         const GroupIdentity& id, StepRunner* keep_alive, BatchFiles* files) {
-  GeneratorOptions g;
-  g.model = f.model;
-  g.batch_size = f.batch_size;
-  g.continuous = f.batching == "continuous";
-  g.max_step_tokens = f.backend.max_tokens;
-  g.kv_tokens = std::max<int64_t>(0, f.kv_tokens);
-  g.defaults.max_tokens = f.max_tokens;
-  g.defaults.sampling.temperature = f.temperature;
-  g.defaults.sampling.top_k = f.top_k;
-  g.defaults.sampling.top_p = f.top_p;
-  g.defaults.sampling.min_p = f.min_p;
-  g.defaults.sampling.repetition_penalty = f.repeat_penalty;
-  g.defaults.seed = f.seed;
-  g.defaults.chat = f.chat;
-  auto generator = BatchGenerator::Create(g, config, runner);
-  if (!generator.ok()) return Fail(generator.status());
-  if (f.serve) return Serve(f, id, generator->get(), keep_alive);
+// `generate --prompt`: one request, its text on stdout.
+int GeneratePrompt(const std::string& prompt, BatchGenerator* generator) {
+  auto ids = generator->EncodePrompt(prompt);
+  if (!ids.ok()) return Fail(ids.status().WithContext("--prompt"));
+  BatchItem item;
+  item.custom_id = "prompt";
+  item.request =
+      MakeRequest("prompt", std::move(ids).value(), generator->options().defaults.fields);
+  auto results = generator->Generate({item});
+  if (!results.ok()) return Fail(results.status());
+  const GenerationResult& r0 = (*results)[0];
+  if (!r0.error.empty()) return Fail(Status::InvalidArgument(r0.error));
+  std::printf("%s\n", r0.text.c_str());
+  return 0;
+}
 
-  if (!f.prompt.empty()) {
-    BatchItem item;
-    item.custom_id = "prompt";
-    auto ids = (*generator)->EncodePrompt(f.prompt);
-    if (!ids.ok()) return Fail(ids.status().WithContext("--prompt"));
-    GenerationRequest r;
-    r.id = "prompt";
-    r.prompt = std::move(ids).value();
-    r.max_tokens = f.max_tokens;
-    r.sampling = g.defaults.sampling;
-    r.seed = f.seed;
-    item.request = std::move(r);
-    auto results = (*generator)->Generate({item});
-    if (!results.ok()) return Fail(results.status());
-    const GenerationResult& r0 = (*results)[0];
-    if (!r0.error.empty()) return Fail(Status::InvalidArgument(r0.error));
-    std::printf("%s\n", r0.text.c_str());
-  } else {
-    auto summary = RunBatchFile(generator->get(), files);
-    if (!summary.ok()) return Fail(summary.status());
-  }
-  const EngineStats& s = (*generator)->stats();
+// The end-of-run summary of `generate` on stderr: throughput, steps, KV use and latencies.
+void PrintStats(const EngineStats& s, const EngineOptions& engine) {
   std::fprintf(stderr,
                "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s "
                "(%.1f tokens/s); peak memory %.1f MB\n",
@@ -244,9 +171,10 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
   std::fprintf(stderr, "steps: %lld prefill, %lld decode (%s batching, batch size %lld); %lld "
                        "tokens generated; peak KV reservation %lld tokens%s\n",
                static_cast<long long>(s.prefill_steps), static_cast<long long>(s.decode_steps),
-               f.batching.c_str(), static_cast<long long>(f.batch_size),
+               engine.continuous ? "continuous" : "static",
+               static_cast<long long>(engine.batch_size),
                static_cast<long long>(s.generated_tokens), static_cast<long long>(s.peak_kv_tokens),
-               f.kv_tokens > 0 ? (" of " + std::to_string(f.kv_tokens)).c_str() : "");
+               engine.kv_tokens > 0 ? (" of " + std::to_string(engine.kv_tokens)).c_str() : "");
   if (!s.first_token_seconds.empty()) {
     std::fprintf(stderr,
                  "latency from the start, over %lld request%s: first token median %.3f s, p90 "
@@ -256,18 +184,34 @@ int Lead(const GenerateFlags& f, const ModelConfig& config, StepRunner* runner,
                  Quantile(s.first_token_seconds, 0.9), Quantile(s.finish_seconds, 0.5),
                  Quantile(s.finish_seconds, 0.9));
   }
+}
+
+// The leader's part: requests in, generation through leader.runner, results out.
+int Lead(const Command& c, const Leader& leader) {
+  const GeneratorOptions options = ResolveGeneratorOptions(c.run, leader.plan_kv_tokens);
+  auto generator = BatchGenerator::Create(c.run.model, options, *leader.config, leader.runner);
+  if (!generator.ok()) return Fail(generator.status());
+  if (c.serving) return Serve(c, leader, generator->get());
+  if (!c.generate.prompt.empty()) {
+    if (const int rc = GeneratePrompt(c.generate.prompt, generator->get()); rc != 0) return rc;
+  } else {
+    auto summary = RunBatchFile(generator->get(), leader.files);
+    if (!summary.ok()) return Fail(summary.status());
+  }
+  PrintStats((*generator)->stats(), options.engine);
   return 0;
 }
 
 // --input and --output, opened (and the output locked) before the model loads, so that a wrong
 // path or a second run on the same output is refused at once.
-StatusOr<BatchFiles> OpenFlagFiles(const GenerateFlags& f) {
-  if (f.serve || f.input.empty()) return BatchFiles{};
-  return OpenBatchFiles(f.input, f.output);
+StatusOr<BatchFiles> OpenFlagFiles(const Command& c) {
+  if (c.serving || c.generate.input.empty()) return BatchFiles{};
+  return OpenBatchFiles(c.generate.input, c.generate.output);
 }
 
-int RunSingle(const GenerateFlags& f) {
-  auto files = OpenFlagFiles(f);
+int RunSingle(const Command& c) {
+  const RunFlags& f = c.run;
+  auto files = OpenFlagFiles(c);
   if (!files.ok()) return Fail(files.status());
   const auto start = std::chrono::steady_clock::now();
   auto weights = LoadModelWeights(f.model);
@@ -279,18 +223,20 @@ int RunSingle(const GenerateFlags& f) {
   PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
               *weights, *backend);
   LocalStepRunner runner(backend->forward.get());
-  GenerateFlags resolved = f;
-  if (resolved.kv_tokens < 0) resolved.kv_tokens = backend->forward->KvTokenBudget();
-  GroupIdentity id;
-  if (f.serve) {
+  Leader leader;
+  leader.config = &weights->config;
+  leader.runner = &runner;
+  leader.plan_kv_tokens = backend->forward->KvTokenBudget();
+  leader.files = &*files;
+  if (c.serving) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
-    id.hosts = {host};
+    leader.id.hosts = {host};
     auto hash = ModelHash(f.model);
     if (!hash.ok()) return Fail(hash.status());
-    id.manifest_hash = *hash;
+    leader.id.manifest_hash = *hash;
   }
-  return Lead(resolved, weights->config, &runner, id, nullptr, &*files);
+  return Lead(c, leader);
 }
 
 // The KV budget every rank can hold: the smallest non-zero budget over the ranks (0: none has
@@ -336,97 +282,89 @@ std::vector<std::string> GatherHosts(Communicator* world, const std::string& hos
   return hosts;
 }
 
-// mpirun/srun: each rank loads only its shard; rank 0 leads, the others follow its plans.
-int RunDistributed(const GenerateFlags& f, int argc, char** argv) {
-  World world = MpiInit(&argc, &argv);
-  LoggingOptions logging;
-  logging.rank = world.rank;
-  InitLogging(argv[0], logging);
-  auto layout = ReadShardLayout(f.model);
-  if (!layout.ok()) {
-    const int rc = Fail(layout.status());
-    MpiFinalize();
-    return rc;
-  }
-  if (layout->world() != world.size) {
-    const int rc = Fail(Status::InvalidArgument(
-        f.model + "/manifest.json is laid out for " + std::to_string(layout->world()) +
-        " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
-        ") but the job has " + std::to_string(world.size) + "; launch with -np " +
-        std::to_string(layout->world())));
-    MpiFinalize();
-    return rc;
-  }
-  auto world_comm = MpiWorldCommunicator(f.collective_timeout_s);
-  auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), f.collective_timeout_s);
+// Rank `world.rank`'s part of a sharded run, between MPI's set-up and its end: each rank loads
+// only its shard; rank 0 leads, the others follow its plans. Every rank returns the same exit
+// status for a failure any rank finds before generation starts.
+int RunRank(const Command& c, const World& world, const ShardLayout& layout,
+            Communicator* world_comm, Communicator* tp_comm) {
+  const RunFlags& f = c.run;
   // Rank 0 reads the input and writes the output.
   StatusOr<BatchFiles> files =
-      world.rank == 0 ? OpenFlagFiles(f) : StatusOr<BatchFiles>(BatchFiles{});
-  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, files.status()); rc != 0) {
-    world_comm.reset();
-    tp_comm.reset();
-    MpiFinalize();
-    return rc;
-  }
+      world.rank == 0 ? OpenFlagFiles(c) : StatusOr<BatchFiles>(BatchFiles{});
+  if (const int rc = AgreeOnErrors(world_comm, world.rank, files.status()); rc != 0) return rc;
   const auto start = std::chrono::steady_clock::now();
-  auto weights = LoadShardWeights(f.model, *layout, world.rank);
-  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, weights.status()); rc != 0) {
-    world_comm.reset();
-    tp_comm.reset();
-    MpiFinalize();
-    return rc;
-  }
+  auto weights = LoadShardWeights(f.model, layout, world.rank);
+  if (const int rc = AgreeOnErrors(world_comm, world.rank, weights.status()); rc != 0) return rc;
   BackendGroup group;
-  group.tp = layout->tp > 1 ? tp_comm.get() : nullptr;
-  group.tp_leader = layout->TpRank(world.rank) == 0;
+  group.tp = layout.tp > 1 ? tp_comm : nullptr;
+  group.tp_leader = layout.TpRank(world.rank) == 0;
   group.local_rank = world.local_rank;
   group.local_size = world.local_size;
   group.collective_timeout_s = f.collective_timeout_s;
   auto backend = MakeBackend(f.backend, &*weights, group);
-  if (const int rc = AgreeOnErrors(world_comm.get(), world.rank, backend.status()); rc != 0) {
-    world_comm.reset();
-    tp_comm.reset();
-    MpiFinalize();
-    return rc;
-  }
+  if (const int rc = AgreeOnErrors(world_comm, world.rank, backend.status()); rc != 0) return rc;
   LOG(INFO) << "rank " << world.rank << " on " << world.host << ": stage "
-            << layout->Stage(world.rank) << ", tp rank " << layout->TpRank(world.rank)
+            << layout.Stage(world.rank) << ", tp rank " << layout.TpRank(world.rank)
             << ", layers [" << weights->first_layer << ", "
             << weights->first_layer + static_cast<int64_t>(weights->layers.size())
             << "), weights " << weights->WeightBytes() << " bytes, device " << backend->device;
   if (!backend->memory_plan.empty()) LOG(INFO) << backend->memory_plan;
-  DistributedContext ctx{world.rank, *layout, world_comm.get(), tp_comm.get()};
+  DistributedContext ctx{world.rank, layout, world_comm, tp_comm};
   DistributedStepRunner runner(backend->forward.get(), ctx);
-  const int64_t kv_budget = GroupKvTokenBudget(world_comm.get(), backend->forward->KvTokenBudget());
-  GenerateFlags resolved = f;
-  if (resolved.kv_tokens < 0) resolved.kv_tokens = kv_budget;
+  const int64_t kv_budget = GroupKvTokenBudget(world_comm, backend->forward->KvTokenBudget());
   int rc = 0;
   if (world.rank == 0) {
     PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                 *weights, *backend);
-    GroupIdentity id{GatherHosts(world_comm.get(), world.host), ""};
-    if (f.serve) {
+    Leader leader;
+    leader.config = &weights->config;
+    leader.runner = &runner;
+    leader.keep_alive = c.serving ? &runner : nullptr;
+    leader.plan_kv_tokens = kv_budget;
+    leader.files = &*files;
+    leader.id.hosts = GatherHosts(world_comm, world.host);
+    if (c.serving) {
       auto hash = ModelHash(f.model);
       if (!hash.ok()) {
         rc = Fail(hash.status());
       } else {
-        id.manifest_hash = *hash;
+        leader.id.manifest_hash = *hash;
       }
     }
-    if (rc == 0) {
-      rc = Lead(resolved, weights->config, &runner, id, f.serve ? &runner : nullptr, &*files);
-    }
+    if (rc == 0) rc = Lead(c, leader);
     runner.Shutdown();
   } else {
-    GatherHosts(world_comm.get(), world.host);
+    GatherHosts(world_comm, world.host);
     Status s = runner.Serve();
     if (!s.ok()) rc = Fail(s);
   }
   backend->forward.reset();  // before the communicators it calls and MPI go away
   backend->keep_alive.reset();
-  world_comm.reset();
-  tp_comm.reset();
+  return rc;
+}
+
+// mpirun/srun on a sharded model.
+int RunDistributed(const Command& c, int argc, char** argv) {
+  World world = MpiInit(&argc, &argv);
+  LoggingOptions logging;
+  logging.rank = world.rank;
+  InitLogging(argv[0], logging);
+  auto layout = ReadShardLayout(c.run.model);
+  int rc = 0;
+  if (!layout.ok()) {
+    rc = Fail(layout.status());
+  } else if (layout->world() != world.size) {
+    rc = Fail(Status::InvalidArgument(
+        c.run.model + "/manifest.json is laid out for " + std::to_string(layout->world()) +
+        " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
+        ") but the job has " + std::to_string(world.size) + "; launch with -np " +
+        std::to_string(layout->world())));
+  } else {
+    auto world_comm = MpiWorldCommunicator(c.run.collective_timeout_s);
+    auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), c.run.collective_timeout_s);
+    rc = RunRank(c, world, *layout, world_comm.get(), tp_comm.get());
+  }
   MpiFinalize();
   return rc;
 }
@@ -438,77 +376,14 @@ int main(int argc, char** argv) {
   using namespace df11;
   CLI::App app{"df11-run: generate text with a BF16 or DF11 model"};
   app.require_subcommand(1);
-  GenerateFlags f;
+  Command c;
   auto* gen = app.add_subcommand("generate", "generate from a prompt or a JSONL batch");
   auto* serve = app.add_subcommand(
       "serve", "serve jobs of a df11-coordinator as one worker group (one process, or the ranks "
                "of an mpirun on a sharded model)");
-  // The model and generation flags both commands share.
-  for (CLI::App* cmd : {gen, serve}) {
-    cmd->add_option("--model", f.model, "model directory (BF16, DF11, or sharded)")->required();
-    // As "max_tokens" in a request: at least 1 (0 would generate nothing, as vLLM refuses).
-    cmd->add_option("-n,--max-tokens", f.max_tokens, "maximum new tokens per request (>= 1)")
-        ->check(IntegerIn(1))->capture_default_str();
-    // Sampling flags: finite numbers here; their ranges are the sampler's (CheckSamplingFlags).
-    cmd->add_option("--temp", f.temperature, "sampling temperature; 0 is greedy")
-        ->check(FiniteNumber())->capture_default_str();
-    cmd->add_option("--top-k", f.top_k, "keep the k most likely tokens; 0 is off")
-        ->check(IntegerIn(0, std::numeric_limits<int>::max()))->capture_default_str();
-    cmd->add_option("--top-p", f.top_p, "nucleus sampling mass in (0, 1]; 1 is off")
-        ->check(FiniteNumber())->capture_default_str();
-    cmd->add_option("--min-p", f.min_p, "drop tokens below min-p times the top probability")
-        ->check(FiniteNumber())->capture_default_str();
-    cmd->add_option("--repeat-penalty", f.repeat_penalty, "repetition penalty; 1 is off")
-        ->check(FiniteNumber())->capture_default_str();
-    cmd->add_option("--seed", f.seed, "sampling seed (per request unless a line sets its own)")
-        ->check(Unsigned64())->capture_default_str();
-    cmd->add_option("--batch-size", f.batch_size, "most sequences running at once")
-        ->check(IntegerIn(1))->capture_default_str();
-    cmd->add_option("--batching", f.batching,
-                    "continuous: a finished sequence's place goes to the next request at once; "
-                    "static: a new batch starts when the whole batch has finished")
-        ->check(CLI::IsMember({"continuous", "static"}))->capture_default_str();
-    cmd->add_option("--max-step-tokens", f.backend.max_tokens,
-                    "most tokens one forward step takes (decoding sequences plus prompt chunks: "
-                    "longer prompts are prefilled over several steps); the GPU's activations are "
-                    "sized for it")
-        ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
-    cmd->add_option("--kv-tokens", f.kv_tokens,
-                    "KV cache budget in tokens over the running sequences (each counts prompt + "
-                    "max new tokens); requests wait for room. 0: no limit; default: what the "
-                    "memory plan leaves (GPU) or 90 % of the available host memory (CPU)")
-        ->check(IntegerIn(0));
-    cmd->add_flag("--chat", f.chat, "wrap prompts in the model's chat template");
-    cmd->add_option("--threads", f.backend.threads, "CPU threads (0: all)")
-        ->check(IntegerIn(0, std::numeric_limits<int>::max()));
-    AddBackendFlags(cmd, &f.backend);
-    cmd->add_option("--collective-timeout", f.collective_timeout_s,
-                    "seconds a rank waits in a collective before ending the job")
-        ->check(NumberIn(0, 1e6, /*lo_open=*/true))->capture_default_str();
-  }
-  auto* prompt = gen->add_option("--prompt", f.prompt, "one prompt; prints the response");
-  auto* input = gen->add_option("--input", f.input, "JSONL requests, one per line");
-  auto* output = gen->add_option(
-      "--output", f.output,
-      "JSONL results, one per input line; appended to: custom_ids already there are skipped");
-  prompt->excludes(input);
-  input->needs(output);
-  output->needs(input);
-
-  serve->add_option("--coordinator", f.coordinator, "HOST:PORT of df11-coordinator")->required();
-  serve->add_option("--token-file", f.token_file, "file holding the coordinator's token")
-      ->required()->check(CLI::ExistingFile);
-  serve->add_flag(kAllowInsecureTokenFlag, f.allow_insecure_token, kAllowInsecureTokenHelp);
-  serve->add_option("--max-items", f.max_items, "exit after serving this many items (0: no limit)")
-      ->check(IntegerIn(0))->capture_default_str();
-  serve->add_option("--heartbeat-seconds", f.heartbeat_s,
-                    "heartbeat period (0: a third of the coordinator's lease)")
-      ->check(NumberIn(0, 1e6))->capture_default_str();
-  serve->add_option("--idle-exit-seconds", f.idle_exit_s,
-                    "exit 0 after this long without work (0: never)")
-      ->check(NumberIn(0, 1e9))->capture_default_str();
-  serve->add_option("--rpc-timeout", f.rpc_timeout_s, "seconds to wait for each coordinator call")
-      ->check(NumberIn(0.1, 60.0))->capture_default_str();
+  for (CLI::App* cmd : {gen, serve}) AddRunFlags(cmd, &c.run);
+  AddGenerateFlags(gen, &c.generate);
+  AddServeFlags(serve, &c.serve);
   PlanFlags plan_flags;
   CLI::App* plan = AddPlanCommand(&app, &plan_flags);
   BenchFlags bench_flags;
@@ -521,29 +396,23 @@ int main(int argc, char** argv) {
     InitLogging(argv[0], LoggingOptions{});
     return bench->parsed() ? RunBench(bench_flags) : RunLogits(logits_flags);
   }
-  f.serve = serve->parsed();
-  if (int rc = CheckSamplingFlags(f); rc != 0) return rc;
-  // Every running sequence puts a token into each step, so a step can hold a full batch only if
-  // --max-step-tokens allows it (the GPU's activations are sized by it).
-  if (f.batch_size > f.backend.max_tokens) {
+  c.serving = serve->parsed();
+  if (std::string e = RunFlagsError(c.run, c.name()); !e.empty()) {
+    std::fprintf(stderr, "%s\n", e.c_str());
+    return 2;
+  }
+  if (!c.serving && c.generate.prompt.empty() && c.generate.input.empty()) {
     std::fprintf(stderr,
-                 "df11-run %s: --batch-size %lld is larger than --max-step-tokens %lld: every "
-                 "running sequence adds a token to each step; raise --max-step-tokens or lower "
-                 "--batch-size\n",
-                 f.serve ? "serve" : "generate", static_cast<long long>(f.batch_size),
-                 static_cast<long long>(f.backend.max_tokens));
+                 "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
     return 2;
   }
-  if (!f.serve && f.prompt.empty() && f.input.empty()) {
-    std::fprintf(stderr, "df11-run generate: give --prompt TEXT or --input IN.jsonl --output OUT.jsonl\n");
-    return 2;
-  }
-  if (f.serve) {  // a bad token file is refused before any weight is read
-    StatusOr<std::string> token = ReadTokenFile(f.token_file, f.allow_insecure_token);
+  if (c.serving) {  // a bad token file is refused before any weight is read
+    StatusOr<std::string> token =
+        ReadTokenFile(c.serve.token_file, c.serve.allow_insecure_token);
     if (!token.ok()) return Fail(token.status());
-    f.token = std::move(token).value();
+    c.serve.worker.control.token = std::move(token).value();
   }
   InitLogging(argv[0], LoggingOptions{});
-  if (IsShardedModelDir(f.model)) return RunDistributed(f, argc, argv);
-  return RunSingle(f);
+  if (IsShardedModelDir(c.run.model)) return RunDistributed(c, argc, argv);
+  return RunSingle(c);
 }

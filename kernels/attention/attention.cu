@@ -1,14 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// AttentionCuda: one block per (query, head), 4 warps. The visible cache (the whole causal prefix,
-// or its last `window` positions) is walked in tiles of
-// kTile positions: each warp computes scores for a quarter of the tile (lanes split head_dim,
-// shuffles sum), warp 0 folds the tile into the running max m and sum l (online softmax:
-// p_j = exp(s_j - m_new), l = l * exp(m_old - m_new) + sum p_j), and every thread rescales its
-// accumulators and adds p_j * v_j for the head dimensions it owns. out = acc / l at the end.
-// The ...PastOnDevice variants read the cache length from device memory, so a CUDA graph that
-// captured them stays valid while the cache grows; the ...Batched ones read each query's sequence,
-// position and cache pointers from device tables (one launch per step). KvAppendKernel: one
-// thread per float.
+// AttentionCudaBatched: one block per (query, head), 4 warps. The query's sequence, position and
+// cache pointers come from device tables (one launch per step). The visible cache (the whole
+// causal prefix, or its last `window` positions) is walked in tiles of kTile positions: each warp
+// computes scores for a quarter of the tile (lanes split head_dim, shuffles sum), warp 0 folds
+// the tile into the running max m and sum l (online softmax: p_j = exp(s_j - m_new),
+// l = l * exp(m_old - m_new) + sum p_j), and every thread rescales its accumulators and adds
+// p_j * v_j for the head dimensions it owns. out = acc / l at the end. KvAppendBatchedKernel:
+// one thread per float.
 #include <algorithm>
 #include <cmath>
 
@@ -36,44 +34,32 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-// Where a query's cache is: batched (seq != null) from the step's tables, else one sequence's.
-struct CacheSource {
-  const float* k_cache = nullptr;
-  const float* v_cache = nullptr;
-  int64_t t_total = 0;                    // used when past_length and seq are null
-  const int32_t* past_length = nullptr;   // device: t_total = *past_length + t_new
-  const int32_t* seq = nullptr;           // batched: per query, its sequence...
-  const int32_t* pos = nullptr;           // ...and its position there
+// Where each query's cache is: the step's device tables.
+struct CacheTables {
+  const int32_t* seq = nullptr;  // per query, its sequence...
+  const int32_t* pos = nullptr;  // ...and its position there
   const float* const* k_caches = nullptr;
   const float* const* v_caches = nullptr;
-  int64_t window = 0;                     // > 0: only the last `window` positions are visible
+  int64_t window = 0;  // > 0: only the last `window` positions are visible
 };
 
 __global__ void __launch_bounds__(kThreads)
-    AttentionKernel(const float* __restrict__ q, CacheSource src, int64_t t_new, int64_t n_heads,
-                    int64_t group, int64_t head_dim, float scale, float* __restrict__ out) {
+    AttentionKernel(const float* __restrict__ q, CacheTables src, int64_t n_heads, int64_t group,
+                    int64_t head_dim, float scale, float* __restrict__ out) {
   __shared__ float q_shared[kAttentionCudaMaxHeadDim];
   __shared__ float scores[kTile];  // then the tile's probabilities
   __shared__ float correction;     // exp(m_old - m_new) of the current tile
   __shared__ float running_sum;    // l, written by warp 0 only
 
-  const int64_t i = blockIdx.x / n_heads;  // query index in [0, t_new)
+  const int64_t i = blockIdx.x / n_heads;  // query index in [0, tokens)
   const int64_t h = blockIdx.x % n_heads;
   const int64_t q_stride = n_heads * head_dim;
   const int64_t kv_stride = (n_heads / group) * head_dim;
   const float* qi = q + i * q_stride + h * head_dim;
-  const float* k_cache = src.k_cache;
-  const float* v_cache = src.v_cache;
-  int64_t end = 0;  // one past the query's own position
-  if (src.seq != nullptr) {
-    const int32_t s = src.seq[i];
-    k_cache = src.k_caches[s];
-    v_cache = src.v_caches[s];
-    end = static_cast<int64_t>(src.pos[i]) + 1;
-  } else {
-    const int64_t t_total = src.past_length != nullptr ? *src.past_length + t_new : src.t_total;
-    end = t_total - t_new + i + 1;
-  }
+  const int32_t sequence = src.seq[i];
+  const float* k_cache = src.k_caches[sequence];
+  const float* v_cache = src.v_caches[sequence];
+  const int64_t end = static_cast<int64_t>(src.pos[i]) + 1;  // one past the query's position
   const int64_t first = src.window > 0 && end > src.window ? end - src.window : 0;
   const float* k_head = k_cache + (h / group) * head_dim;
   const float* v_head = v_cache + (h / group) * head_dim;
@@ -132,17 +118,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__global__ void KvAppendKernel(const float* __restrict__ k_new, const float* __restrict__ v_new,
-                               int64_t count, const int32_t* __restrict__ past_length, int64_t row,
-                               float* __restrict__ k_cache, float* __restrict__ v_cache) {
-  const int64_t offset = static_cast<int64_t>(*past_length) * row;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    k_cache[offset + i] = k_new[i];
-    v_cache[offset + i] = v_new[i];
-  }
-}
-
 __global__ void KvAppendBatchedKernel(const float* __restrict__ k_new,
                                       const float* __restrict__ v_new, int64_t count, int64_t row,
                                       const int32_t* __restrict__ seq,
@@ -168,49 +143,7 @@ float Scale(int64_t head_dim) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 }
 
-void Launch(const float* q, const CacheSource& src, int64_t t_new, int64_t n_heads,
-            int64_t n_kv_heads, int64_t head_dim, float* out, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>(t_new * n_heads);
-  AttentionKernel<<<blocks, kThreads, 0, stream>>>(q, src, t_new, n_heads, n_heads / n_kv_heads,
-                                                   head_dim, Scale(head_dim), out);
-  DF11_CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
-
-void AttentionCuda(const float* q, const float* k_cache, const float* v_cache, int64_t t_new,
-                   int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                   int64_t window, float* out, cudaStream_t stream) {
-  DF11_CHECK(t_new >= 0 && t_new <= t_total);
-  CheckShape(n_heads, n_kv_heads, head_dim, window);
-  DF11_CHECK(t_new <= INT32_MAX / n_heads);
-  if (t_new == 0) return;
-  DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr);
-  CacheSource src;
-  src.k_cache = k_cache;
-  src.v_cache = v_cache;
-  src.t_total = t_total;
-  src.window = window;
-  Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
-}
-
-void AttentionCudaPastOnDevice(const float* q, const float* k_cache, const float* v_cache,
-                               int64_t t_new, const int32_t* past_length, int64_t n_heads,
-                               int64_t n_kv_heads, int64_t head_dim, int64_t window, float* out,
-                               cudaStream_t stream) {
-  DF11_CHECK(t_new >= 0);
-  CheckShape(n_heads, n_kv_heads, head_dim, window);
-  DF11_CHECK(t_new <= INT32_MAX / n_heads);
-  if (t_new == 0) return;
-  DF11_CHECK(q != nullptr && k_cache != nullptr && v_cache != nullptr && out != nullptr &&
-             past_length != nullptr);
-  CacheSource src;
-  src.k_cache = k_cache;
-  src.v_cache = v_cache;
-  src.past_length = past_length;
-  src.window = window;
-  Launch(q, src, t_new, n_heads, n_kv_heads, head_dim, out, stream);
-}
 
 void AttentionCudaBatched(const float* q, const float* const* k_caches,
                           const float* const* v_caches, const int32_t* seq, const int32_t* pos,
@@ -222,13 +155,16 @@ void AttentionCudaBatched(const float* q, const float* const* k_caches,
   if (tokens == 0) return;
   DF11_CHECK(q != nullptr && k_caches != nullptr && v_caches != nullptr && seq != nullptr &&
              pos != nullptr && out != nullptr);
-  CacheSource src;
+  CacheTables src;
   src.seq = seq;
   src.pos = pos;
   src.k_caches = k_caches;
   src.v_caches = v_caches;
   src.window = window;
-  Launch(q, src, tokens, n_heads, n_kv_heads, head_dim, out, stream);
+  const unsigned blocks = static_cast<unsigned>(tokens * n_heads);
+  AttentionKernel<<<blocks, kThreads, 0, stream>>>(q, src, n_heads, n_heads / n_kv_heads,
+                                                   head_dim, Scale(head_dim), out);
+  DF11_CUDA_CHECK_LAUNCH();
 }
 
 void KvAppendCudaBatched(const float* k_new, const float* v_new, int64_t tokens, int64_t row,
@@ -243,21 +179,6 @@ void KvAppendCudaBatched(const float* k_new, const float* v_new, int64_t tokens,
   const int64_t blocks = std::min<int64_t>((count + kAppendThreads - 1) / kAppendThreads, 65535);
   KvAppendBatchedKernel<<<static_cast<unsigned>(blocks), kAppendThreads, 0, stream>>>(
       k_new, v_new, count, row, seq, pos, k_caches, v_caches);
-  DF11_CUDA_CHECK_LAUNCH();
-}
-
-void KvAppendCuda(const float* k_new, const float* v_new, int64_t t_new, int64_t row,
-                  const int32_t* past_length, float* k_cache, float* v_cache,
-                  cudaStream_t stream) {
-  DF11_CHECK(t_new >= 0 && row >= 1);
-  const int64_t count = t_new * row;
-  if (count == 0) return;
-  DF11_CHECK(k_new != nullptr && v_new != nullptr && past_length != nullptr &&
-             k_cache != nullptr && v_cache != nullptr);
-  constexpr int kAppendThreads = 256;
-  const int64_t blocks = std::min<int64_t>((count + kAppendThreads - 1) / kAppendThreads, 65535);
-  KvAppendKernel<<<static_cast<unsigned>(blocks), kAppendThreads, 0, stream>>>(
-      k_new, v_new, count, past_length, row, k_cache, v_cache);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

@@ -26,42 +26,20 @@ void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
                   int threads);
 
 #if DF11_WITH_CUDA
-// Largest head_dim AttentionCuda supports.
+// Largest head_dim the CUDA attention supports.
 inline constexpr int64_t kAttentionCudaMaxHeadDim = 256;
-
-// The same attention on `stream` (device pointers), one block per (query, head) walking the
-// visible cache in tiles with an online softmax (running max and sum, rescaled accumulators), so
-// results differ from AttentionRef by rounding only. Same requirements as AttentionRef, plus
-// head_dim <= kAttentionCudaMaxHeadDim and t_new * n_heads <= INT32_MAX.
-void AttentionCuda(const float* q,        // (t_new, n_heads, head_dim)
-                   const float* k_cache,  // (t_total, n_kv_heads, head_dim)
-                   const float* v_cache,  // (t_total, n_kv_heads, head_dim)
-                   int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
-                   int64_t head_dim, int64_t window,
-                   float* out,  // (t_new, n_heads, head_dim)
-                   cudaStream_t stream);
-
-// AttentionCuda with t_total = *past_length + t_new read on the device (past_length: a device
-// int32, the cache length before these queries), so a captured CUDA graph can be replayed as the
-// cache grows. Identical results to AttentionCuda for the same lengths.
-void AttentionCudaPastOnDevice(const float* q,        // (t_new, n_heads, head_dim)
-                               const float* k_cache,  // (*past_length + t_new, n_kv_heads, head_dim)
-                               const float* v_cache,  // (*past_length + t_new, n_kv_heads, head_dim)
-                               int64_t t_new,
-                               const int32_t* past_length,  // (1) device
-                               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                               int64_t window,
-                               float* out,  // (t_new, n_heads, head_dim)
-                               cudaStream_t stream);
 
 // A whole step's attention in one launch, whatever sequences it holds: query t belongs to
 // sequence seq[t] and sits at position pos[t] of it, so it sees positions 0..pos[t] (the last
 // `window` of them when window > 0) of that sequence's cache, k_caches[seq[t]] / v_caches[seq[t]]
-// (each (capacity, n_kv_heads, head_dim)).
-// Everything but q and out's sizes is read on the device, so a captured CUDA graph serves any
-// batch of the same token count (caches swapped, lengths grown). Per query the arithmetic of
-// AttentionCuda: identical results. Requires tokens * n_heads <= INT32_MAX and the other
-// requirements of AttentionCuda.
+// (each (capacity, n_kv_heads, head_dim)), as AttentionRef's query i of one sequence sees
+// positions 0..t_total - t_new + i. Everything but q and out's sizes is read on the device, so a
+// captured CUDA graph serves any batch of the same token count (caches swapped, lengths grown).
+// One block per (query, head) walks the visible cache in tiles with an online softmax (running
+// max and sum, rescaled accumulators), so results differ from AttentionRef by rounding only.
+// Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads, 1 <= head_dim <=
+// kAttentionCudaMaxHeadDim, window >= 0, tokens * n_heads <= INT32_MAX, out not overlapping
+// the inputs.
 void AttentionCudaBatched(const float* q,                // (tokens, n_heads, head_dim)
                           const float* const* k_caches,  // (sequences) device pointers
                           const float* const* v_caches,  // (sequences) device pointers
@@ -72,8 +50,9 @@ void AttentionCudaBatched(const float* q,                // (tokens, n_heads, he
                           float* out,  // (tokens, n_heads, head_dim)
                           cudaStream_t stream);
 
-// KvAppendCuda for a whole step: row t of k_new / v_new goes to position pos[t] of sequence
-// seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (capacity, row) each). Exact.
+// Appends a whole step's K and V rows to the caches: row t of k_new / v_new goes to position
+// pos[t] of sequence seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (capacity, row)
+// each). Exact; graph-replayable as above.
 void KvAppendCudaBatched(const float* k_new,  // (tokens, row)
                          const float* v_new,  // (tokens, row)
                          int64_t tokens, int64_t row,
@@ -82,16 +61,6 @@ void KvAppendCudaBatched(const float* k_new,  // (tokens, row)
                          float* const* k_caches,      // (sequences) device pointers
                          float* const* v_caches,      // (sequences) device pointers
                          cudaStream_t stream);
-
-// Appends t_new positions to a cache: k_cache[*past_length + i] = k_new[i] (rows of `row`
-// floats), the same for v; past_length is a device int32 (graph-replayable, as above). Exact.
-void KvAppendCuda(const float* k_new,  // (t_new, row)
-                  const float* v_new,  // (t_new, row)
-                  int64_t t_new, int64_t row,
-                  const int32_t* past_length,  // (1) device
-                  float* k_cache,              // (capacity, row)
-                  float* v_cache,              // (capacity, row)
-                  cudaStream_t stream);
 #endif
 
 }  // namespace df11

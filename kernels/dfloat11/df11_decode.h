@@ -44,12 +44,14 @@ std::string Df11DecodeRangeRef(const Df11UnitView& unit, const Df11CpuTables& ta
 // The CUDA kernel's algorithm run on the CPU with the same __host__ __device__ window code
 // (df11_window.h): one window at a time, counts, a prefix sum, then the writes. Same contract
 // and the same error rules as Df11DecodeCuda; used to test that logic where no GPU is present.
-// late_cut: the window decoding of kMulti (Df11DecodeWindowGroups<true>), else kMultiCutEach's.
+// late_cut: the window decoding of Df11DecodeCuda (Df11DecodeWindowGroups<true>), else that of
+// the cut-per-lookup variant the benchmark compares it with (bench/df11_decode_variants.h).
 std::string Df11DecodeWindowsRef(const Df11UnitView& unit, int64_t begin, int64_t end,
                                  uint16_t* out, bool late_cut = true);
 
 #if DF11_WITH_CUDA
-// A unit resident on the device. The runtime builds it (Df11DeviceBuffer); the kernel requires
+// A unit resident on the device, as the kernel takes it (see the map in df11_layout.h): a view
+// that a Df11DeviceBuffer owns and builds. The kernel requires
 // `encoded` and `sign_mantissa` 16-byte aligned, `luts` and `output_positions` 4-byte aligned,
 // `encoded` readable (zero-filled) up to Df11BlockCount(n_bytes) * 4096 + 16 bytes and
 // `sign_mantissa` readable up to n_elements rounded up to a multiple of 16.
@@ -58,38 +60,24 @@ struct Df11DeviceUnit {
   const uint8_t* host_output_positions = nullptr;  // host copy, for launch geometry
   int64_t n_position_blocks = 0;                    // n_output_positions - 1
   int32_t max_block_elements = 0;                   // max over b of positions[b + 1] - [b]
-  // Device copy of Df11CpuTables::multi built from the unit's tables (8-byte aligned), or null.
+  // Device copy of Df11CpuTables::multi built from the unit's tables (8-byte aligned).
   const uint64_t* multi = nullptr;
 };
-
-// How windows are decoded: kMulti looks up to four codes at once in `multi` (needs it) and cuts
-// the lookups at the window's end once, after the loop (only the blocks near the stream's end
-// check the last code against it); kWalk walks the stored tables once per code (the reference's
-// way); kMultiCutEach is kMulti with every lookup checking the window's end (the earlier default,
-// 11-13 % slower on an H100). The last two are kept for the benchmark's side-by-side comparison.
-enum class Df11DecodeVariant { kMulti, kWalk, kMultiCutEach };
-
-// Shared memory one block of the kernel uses for this unit: the multi-code table (32 KB, kMulti
-// only), the stored tables and two bytes per element of the largest block (its exponents
-// and its staged sign_mantissa): ~62 KB for typical weights, at most ~102 KB; the launcher
-// raises the kernel's dynamic limit above the default 48 KB once.
-size_t Df11DecodeSharedBytes(const Df11DeviceUnit& unit, Df11DecodeVariant variant);
 
 // Decodes elements [begin, end) into out[0, end - begin) (16-byte aligned) on `stream`. No
 // allocation and no host synchronisation, so it can be captured in a CUDA graph. When the unit
 // is inconsistent, *error_flag (a device int, may be null) gets non-zero bits: 1 bad code,
 // 2 gap mismatch, 4 count mismatch, 8 code past the stream's end.
-// Uses kMulti when the unit has its multi-code table, else kWalk. The grid holds as many CUDA
-// blocks as fit on the device at once (at most one per format block in the range); each walks
-// format blocks with a stride, so the tables are loaded into shared memory once per CUDA block.
+// Windows are decoded with up to four codes per lookup in the unit's multi-code table (which
+// Df11DeviceBuffer builds). The grid holds as many CUDA blocks as fit on the device at once (at
+// most one per format block in the range); each walks format blocks with a stride, so the tables
+// are loaded into shared memory once per CUDA block. grid_fraction in (0, 1] caps the grid at
+// that share of them (at least one): a decode running beside other kernels on another stream can
+// leave them SMs. One block uses the multi-code table (32 KB), the stored tables and two bytes
+// per element of the unit's largest block in shared memory: ~62 KB for typical weights, at most
+// ~102 KB (the launcher raises the kernel's dynamic limit above the default 48 KB once).
 void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
-                    int* error_flag, cudaStream_t stream);
-// grid_fraction in (0, 1] caps the grid at that share of the CUDA blocks that fit on the device
-// at once (at least one): a decode running beside other kernels on another stream can leave them
-// SMs.
-void Df11DecodeCuda(const Df11DeviceUnit& unit, int64_t begin, int64_t end, uint16_t* out,
-                    int* error_flag, cudaStream_t stream, Df11DecodeVariant variant,
-                    double grid_fraction = 1.0);
+                    int* error_flag, cudaStream_t stream, double grid_fraction = 1.0);
 #endif
 
 }  // namespace df11

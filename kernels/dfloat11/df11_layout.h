@@ -22,6 +22,19 @@ inline constexpr int kDf11GapBits = 5;
 // Units are limited to 2^31 - 1 elements (32-bit output positions, int-indexed kernels).
 inline constexpr int64_t kDf11MaxElements = (int64_t{1} << 31) - 1;
 
+// The DF11 unit types (every header that declares one includes this one):
+//   Df11UnitView (here): a view of a unit's stored fields, owned elsewhere (a mapped file, an
+//     encoder's buffers, device memory); what the decoders read.
+//   Df11EncodedUnit (df11_encode.h): owned, host, encoded: Df11EncodeRef's output (the fields in
+//     vectors, the code and histogram it chose); View() to decode, AddDf11UnitTensors to write.
+//   Df11Unit (runtime/formats/df11_unit.h): loaded, host: a unit read from a checkpoint (its
+//     name, a view into the mapping, where its matrices start, the CPU decoder's tables); it
+//     stays compressed in memory.
+//   Df11DeviceBuffer (df11_device_unit.h): owned, device-resident: one allocation holding a
+//     unit's fields, padded for the kernel, and its multi-code table.
+//   Df11DeviceUnit (df11_decode.h): the device view Df11DecodeCuda takes, borrowed from a
+//     Df11DeviceBuffer (device pointers, a host copy of the positions for launch geometry).
+
 // The stored fields of one unit. `output_positions` are little-endian uint32 values stored as
 // bytes; `gaps` are 5-bit fields packed MSB-first.
 struct Df11UnitView {

@@ -9,8 +9,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "launcher/batch/request_fields.h"
-
 namespace df11 {
 
 using nlohmann::json;
@@ -25,6 +23,18 @@ StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& prompt, bool chat
   std::vector<ChatMessage> messages = {{"user", prompt}};
   DF11_ASSIGN_OR_RETURN(std::string text, chat_template->Apply(messages));
   return tokenizer.Encode(text, !chat_template->adds_bos());
+}
+
+GenerationRequest MakeRequest(std::string id, std::vector<int32_t> prompt,
+                              RequestFields fields) {
+  GenerationRequest r;
+  r.id = std::move(id);
+  r.prompt = std::move(prompt);
+  r.max_tokens = fields.max_tokens;
+  r.sampling = fields.sampling;
+  r.seed = fields.seed;
+  r.stop = std::move(fields.stop);
+  return r;
 }
 
 namespace {
@@ -63,17 +73,11 @@ BatchItem ParseRequest(const std::string& line, const std::string& where,
     return item;
   }
   const json& body = j.contains("body") ? j["body"] : j;
-  RequestFields fields{defaults.max_tokens, defaults.sampling, defaults.seed, {}};
+  RequestFields fields = defaults.fields;
   if (std::string e = ReadRequestFields(body, &fields); !e.empty()) {
     item.error = where + e;
     return item;
   }
-  GenerationRequest r;
-  r.id = item.custom_id;
-  r.max_tokens = fields.max_tokens;
-  r.sampling = fields.sampling;
-  r.seed = fields.seed;
-  r.stop = std::move(fields.stop);
   StatusOr<std::vector<int32_t>> ids = Status::InvalidArgument("needs \"prompt\" or \"messages\"");
   if (body.contains("messages")) {
     auto messages = ParseMessages(body);
@@ -102,8 +106,7 @@ BatchItem ParseRequest(const std::string& line, const std::string& where,
     item.error = where + ids.status().message();
     return item;
   }
-  r.prompt = std::move(ids).value();
-  item.request = std::move(r);
+  item.request = MakeRequest(item.custom_id, std::move(ids).value(), std::move(fields));
   return item;
 }
 

@@ -18,8 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "launcher/batch/request_fields.h"
 #include "runtime/core/status.h"
-#include "runtime/engine/engine.h"
+#include "runtime/engine/request.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 
@@ -27,11 +28,12 @@ namespace df11 {
 
 // Defaults for fields a line leaves out (the command-line flags).
 struct BatchDefaults {
-  int64_t max_tokens = 128;
-  SamplingParams sampling;
-  uint64_t seed = 0;
-  bool chat = false;  // apply the chat template to "prompt" lines as one user message
+  RequestFields fields;  // max_tokens, sampling, seed (no stop strings)
+  bool chat = false;     // apply the chat template to "prompt" lines as one user message
 };
+
+// The engine's request `id` over `prompt` with `fields`.
+GenerationRequest MakeRequest(std::string id, std::vector<int32_t> prompt, RequestFields fields);
 
 // One parsed input line: a request, or the error that line gets.
 struct BatchItem {

@@ -63,27 +63,23 @@ class BatchProgress {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const GeneratorOptions& options,
+StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const std::string& model,
+                                                                 const GeneratorOptions& options,
                                                                  const ModelConfig& config,
                                                                  StepRunner* runner) {
-  auto tokenizer = Tokenizer::FromDirectory(options.model);
-  if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizer of " + options.model);
-  DF11_RETURN_IF_ERROR(
-      tokenizer->CheckFitsVocabulary(config.vocab_size, options.model + "/config.json"));
+  auto tokenizer = Tokenizer::FromDirectory(model);
+  if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizer of " + model);
+  DF11_RETURN_IF_ERROR(tokenizer->CheckFitsVocabulary(config.vocab_size, model + "/config.json"));
   std::unique_ptr<BatchGenerator> g(new BatchGenerator(options, std::move(tokenizer).value()));
-  if (auto c = ChatTemplate::FromDirectory(options.model); c.ok()) g->chat_ = std::move(c).value();
-  EngineOptions eopts;
-  eopts.batch_size = options.batch_size;
-  eopts.continuous = options.continuous;
-  eopts.kv_tokens = options.kv_tokens;
-  eopts.max_step_tokens = options.max_step_tokens;
-  eopts.tokenizer = &g->tokenizer_;
-  for (int64_t id : config.eos_token_ids) eopts.eos_ids.push_back(static_cast<int32_t>(id));
-  if (g->tokenizer_.eos_id()) eopts.eos_ids.push_back(*g->tokenizer_.eos_id());
+  if (auto c = ChatTemplate::FromDirectory(model); c.ok()) g->chat_ = std::move(c).value();
+  ModelText text;
+  text.tokenizer = &g->tokenizer_;
+  for (int64_t id : config.eos_token_ids) text.eos_ids.push_back(static_cast<int32_t>(id));
+  if (g->tokenizer_.eos_id()) text.eos_ids.push_back(*g->tokenizer_.eos_id());
   if (g->chat_) {
-    for (int32_t id : g->chat_->StopTokenIds(g->tokenizer_)) eopts.eos_ids.push_back(id);
+    for (int32_t id : g->chat_->StopTokenIds(g->tokenizer_)) text.eos_ids.push_back(id);
   }
-  g->engine_ = std::make_unique<Engine>(runner, eopts);
+  g->engine_ = std::make_unique<Engine>(runner, options.engine, std::move(text));
   return g;
 }
 
@@ -178,7 +174,8 @@ StatusOr<BatchFileSummary> RunBatchFile(BatchGenerator* generator, BatchFiles* f
   // One continuously refilled batch over the whole file; finished results are appended (and
   // fsynced) batch_size lines at a time, and whatever finished is written before an error returns.
   BatchProgress progress(summary.lines, summary.skipped);
-  const size_t flush_lines = static_cast<size_t>(std::max<int64_t>(1, generator->options().batch_size));
+  const size_t flush_lines =
+      static_cast<size_t>(std::max<int64_t>(1, generator->options().engine.batch_size));
   std::vector<std::string> ready;
   int64_t tokens_written = generator->stats().generated_tokens;
   auto flush = [&]() -> Status {

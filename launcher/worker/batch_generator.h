@@ -24,18 +24,19 @@
 
 namespace df11 {
 
+// What df11-run's flags choose for generation, handed down whole: request defaults to the
+// parser, scheduling to the Engine.
 struct GeneratorOptions {
-  std::string model;        // tokenizer and chat template come from here
-  BatchDefaults defaults;   // for fields a request leaves out
-  int64_t batch_size = 8;   // most sequences running at once
-  bool continuous = true;   // refill the batch as sequences finish (EngineOptions::continuous)
-  int64_t kv_tokens = 0;    // KV budget in tokens (EngineOptions::kv_tokens); 0: no limit
-  int64_t max_step_tokens = 0;  // EngineOptions::max_step_tokens; 0: no limit
+  BatchDefaults defaults;  // for fields a request leaves out
+  EngineOptions engine;    // batch size, batching mode, KV budget, tokens per step
 };
 
 class BatchGenerator {
  public:
-  static StatusOr<std::unique_ptr<BatchGenerator>> Create(const GeneratorOptions& options,
+  // The tokenizer and chat template come from the model directory `model`; the end-of-sequence
+  // ids from its config, tokenizer and chat template.
+  static StatusOr<std::unique_ptr<BatchGenerator>> Create(const std::string& model,
+                                                          const GeneratorOptions& options,
                                                           const ModelConfig& config,
                                                           StepRunner* runner);
 

@@ -10,12 +10,6 @@
 namespace df11 {
 namespace {
 
-int64_t CountTokens(std::span<const SequenceStep> steps) {
-  int64_t n = 0;
-  for (const SequenceStep& s : steps) n += static_cast<int64_t>(s.tokens.size());
-  return n;
-}
-
 // (max logit, global index) of one row, packed for the all-gather.
 struct Best {
   float value;
@@ -26,7 +20,7 @@ struct Best {
 
 DistributedStepRunner::DistributedStepRunner(ForwardBackend* backend,
                                              const DistributedContext& context)
-    : t_(backend),
+    : backend_(backend),
       ctx_(context),
       stage_(context.layout.Stage(context.rank)),
       tp_rank_(context.layout.TpRank(context.rank)) {}
@@ -138,151 +132,190 @@ Status DistributedStepRunner::Serve() {
   }
 }
 
-Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
-  const ParallelLayout& L = ctx_.layout;
-  const int64_t h = t_->weights().config.hidden_size;
-  const int64_t vocab = t_->weights().config.vocab_size;
-  const int64_t n = static_cast<int64_t>(plan.slots.size());
+std::vector<SequenceStep> DistributedStepRunner::PrepareSteps(const Plan& plan) {
   // Caches of finished sequences go first; new sequences get theirs at first use.
   for (int64_t slot : plan.released) {
     caches_.erase(slot);
     history_.erase(slot);
   }
   std::vector<SequenceStep> steps;
-  for (int64_t i = 0; i < n; ++i) {
-    if (plan.capacities[i] > 0) caches_[plan.slots[i]] = t_->NewCache(plan.capacities[i]);
+  for (size_t i = 0; i < plan.slots.size(); ++i) {
+    if (plan.capacities[i] > 0) caches_[plan.slots[i]] = backend_->NewCache(plan.capacities[i]);
     auto it = caches_.find(plan.slots[i]);
     DF11_CHECK_MSG(it != caches_.end(), "plan names a sequence slot this rank never allocated");
     steps.push_back({&it->second, plan.tokens[i]});
   }
-  const int source = L.Rank(L.pp - 1, 0);  // the rank that holds full logits and samples
-  if (ctx_.rank == source) {
-    for (int64_t i = 0; i < n; ++i) {
-      std::vector<int32_t>& h = history_[plan.slots[i]];
-      if (plan.capacities[i] > 0) h.clear();
-      h.insert(h.end(), plan.tokens[i].begin(), plan.tokens[i].end());
+  if (ctx_.rank == SamplingRank()) {
+    for (size_t i = 0; i < plan.slots.size(); ++i) {
+      std::vector<int32_t>& seen = history_[plan.slots[i]];
+      if (plan.capacities[i] > 0) seen.clear();
+      seen.insert(seen.end(), plan.tokens[i].begin(), plan.tokens[i].end());
     }
   }
+  return steps;
+}
+
+int DistributedStepRunner::SamplingRank() const { return ctx_.layout.Rank(ctx_.layout.pp - 1, 0); }
+
+Status DistributedStepRunner::RunStages(std::span<const SequenceStep> steps,
+                                        std::vector<float>* last_hidden) {
+  const ParallelLayout& L = ctx_.layout;
+  const int64_t h = backend_->weights().config.hidden_size;
+  const int64_t n = static_cast<int64_t>(steps.size());
   const bool first = stage_ == 0, last = stage_ == L.pp - 1;
   const int micro = static_cast<int>(std::min<int64_t>(L.pp, n));
-  std::vector<int32_t> tokens;     // last stage: argmax per sequence
-  std::vector<float> logits;       // last stage: full logits per sequence
-  std::vector<float> last_hidden;  // last stage: hidden states of all micro-batches
   for (int mb = 0; mb < micro; ++mb) {
     const int64_t b = n * mb / micro, e = n * (mb + 1) / micro;
-    std::span<const SequenceStep> part(steps.data() + b, static_cast<size_t>(e - b));
-    const int64_t T = CountTokens(part);
+    std::span<const SequenceStep> part =
+        steps.subspan(static_cast<size_t>(b), static_cast<size_t>(e - b));
+    const int64_t T = TotalTokens(part);
     std::vector<float> hidden(static_cast<size_t>(T * h));
     if (first) {
-      DF11_RETURN_IF_ERROR(t_->Embed(part, hidden.data()));
+      DF11_RETURN_IF_ERROR(backend_->Embed(part, hidden.data()));
       if (L.tp > 1) ctx_.tp->AllReduceSum(hidden.data(), T * h);
     } else {
       ctx_.world->Recv(hidden.data(), 4 * T * h, L.Rank(stage_ - 1, tp_rank_), Tag::kActivations);
     }
-    DF11_RETURN_IF_ERROR(t_->RunLayers(part, hidden.data()));
+    DF11_RETURN_IF_ERROR(backend_->RunLayers(part, hidden.data()));
     if (!last) {
       ctx_.world->Send(hidden.data(), 4 * T * h, L.Rank(stage_ + 1, tp_rank_), Tag::kActivations);
       continue;
     }
     // The last stage keeps every micro-batch's hidden states: one LM-head pass for all of them.
-    last_hidden.insert(last_hidden.end(), hidden.begin(), hidden.end());
+    last_hidden->insert(last_hidden->end(), hidden.begin(), hidden.end());
   }
-  if (last && n > 0) {
-    std::vector<float> local;
-    DF11_RETURN_IF_ERROR(t_->Logits(steps, last_hidden.data(), false, &local));
-    const int64_t rows = n, vl = t_->weights().dims.vocab_rows;
-    const int64_t v0 = t_->weights().dims.vocab_begin;
-    if (plan.greedy_only) {
-      // Vocab-parallel argmax: each rank's (max, index), then the best (lowest index on ties).
-      std::vector<Best> mine(rows), all(rows * L.tp);
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* row = local.data() + r * vl;
-        int64_t best = 0;
-        for (int64_t j = 1; j < vl; ++j) {
-          if (row[j] > row[best]) best = j;
-        }
-        mine[r] = {row[best], static_cast<int32_t>(v0 + best)};
-      }
-      if (L.tp > 1) {
-        ctx_.tp->AllGather(mine.data(), all.data(), static_cast<int64_t>(sizeof(Best)) * rows);
-      } else {
-        all = mine;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        Best best = all[r];
-        for (int k = 1; k < L.tp; ++k) {
-          const Best& c = all[k * rows + r];
-          if (c.value > best.value || (c.value == best.value && c.index < best.index)) best = c;
-        }
-        tokens.push_back(best.index);
-      }
-    } else {
-      // Gather every rank's vocabulary rows (equal-sized slices, the last padded).
-      const int64_t slice = (vocab + L.tp - 1) / L.tp;
-      std::vector<float> padded(rows * slice, -std::numeric_limits<float>::infinity());
-      for (int64_t r = 0; r < rows; ++r) {
-        std::copy(local.begin() + r * vl, local.begin() + (r + 1) * vl, padded.begin() + r * slice);
-      }
-      std::vector<float> all(padded.size() * L.tp);
-      if (L.tp > 1) {
-        ctx_.tp->AllGather(padded.data(), all.data(), 4 * static_cast<int64_t>(padded.size()));
-      } else {
-        all = padded;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int k = 0; k < L.tp; ++k) {
-          const int64_t lo = k * slice, hi = std::min(vocab, lo + slice);
-          const float* src = all.data() + (k * rows + r) * slice;
-          logits.insert(logits.end(), src, src + (hi - lo));
-        }
-      }
+  return Status::Ok();
+}
+
+std::vector<int32_t> DistributedStepRunner::GreedyTokens(const std::vector<float>& local,
+                                                         int64_t rows) {
+  const int tp = ctx_.layout.tp;
+  const int64_t vl = backend_->weights().dims.vocab_rows;
+  const int64_t v0 = backend_->weights().dims.vocab_begin;
+  // Vocab-parallel argmax: each rank's (max, index), then the best (lowest index on ties).
+  std::vector<Best> mine(rows), all(rows * tp);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = local.data() + r * vl;
+    int64_t best = 0;
+    for (int64_t j = 1; j < vl; ++j) {
+      if (row[j] > row[best]) best = j;
+    }
+    mine[r] = {row[best], static_cast<int32_t>(v0 + best)};
+  }
+  if (tp > 1) {
+    ctx_.tp->AllGather(mine.data(), all.data(), static_cast<int64_t>(sizeof(Best)) * rows);
+  } else {
+    all = mine;
+  }
+  std::vector<int32_t> tokens;
+  for (int64_t r = 0; r < rows; ++r) {
+    Best best = all[r];
+    for (int k = 1; k < tp; ++k) {
+      const Best& c = all[k * rows + r];
+      if (c.value > best.value || (c.value == best.value && c.index < best.index)) best = c;
+    }
+    tokens.push_back(best.index);
+  }
+  return tokens;
+}
+
+std::vector<float> DistributedStepRunner::GatherLogits(const std::vector<float>& local,
+                                                       int64_t rows) {
+  const int tp = ctx_.layout.tp;
+  const int64_t vocab = backend_->weights().config.vocab_size;
+  const int64_t vl = backend_->weights().dims.vocab_rows;
+  // Every rank's vocabulary rows (equal-sized slices, the last padded).
+  const int64_t slice = (vocab + tp - 1) / tp;
+  std::vector<float> padded(rows * slice, -std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(local.begin() + r * vl, local.begin() + (r + 1) * vl, padded.begin() + r * slice);
+  }
+  std::vector<float> all(padded.size() * tp);
+  if (tp > 1) {
+    ctx_.tp->AllGather(padded.data(), all.data(), 4 * static_cast<int64_t>(padded.size()));
+  } else {
+    all = padded;
+  }
+  std::vector<float> logits;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int k = 0; k < tp; ++k) {
+      const int64_t lo = k * slice, hi = std::min(vocab, lo + slice);
+      const float* src = all.data() + (k * rows + r) * slice;
+      logits.insert(logits.end(), src, src + (hi - lo));
     }
   }
-  // Sampling happens here, on the rank that holds the full logits.
-  std::vector<uint64_t> rngs;
-  if (ctx_.rank == source && plan.sampled) {
-    for (int64_t r = 0; r < n; ++r) {
-      uint64_t rng = plan.rngs[r];
-      const std::vector<int32_t>& h = history_[plan.slots[r]];
-      tokens.push_back(SampleRef(logits.data() + r * vocab, vocab, plan.params[r], h.data(),
-                                 static_cast<int64_t>(h.size()), &rng));
-      rngs.push_back(rng);
-    }
+  return logits;
+}
+
+void DistributedStepRunner::Sample(const Plan& plan, const std::vector<float>& logits,
+                                   StepOutput* result) {
+  const int64_t vocab = backend_->weights().config.vocab_size;
+  for (size_t r = 0; r < plan.slots.size(); ++r) {
+    uint64_t rng = plan.rngs[r];
+    const std::vector<int32_t>& seen = history_[plan.slots[r]];
+    result->tokens.push_back(SampleRef(logits.data() + r * vocab, vocab, plan.params[r],
+                                       seen.data(), static_cast<int64_t>(seen.size()), &rng));
+    result->rng.push_back(rng);
   }
-  // The last stage's first TP rank returns the results to the leader after all micro-batches
-  // (so no rank blocks on a send while the leader still sends activations).
+}
+
+void DistributedStepRunner::ReturnResults(const Plan& plan, StepOutput* result, StepOutput* out) {
+  const int source = SamplingRank();
+  const int64_t n = static_cast<int64_t>(plan.slots.size());
+  const int64_t vocab = backend_->weights().config.vocab_size;
   const bool tokens_back = plan.greedy_only || plan.sampled;
   if (ctx_.rank == source && source != 0) {
     if (tokens_back) {
-      ctx_.world->Send(tokens.data(), 4 * n, 0, Tag::kResults);
-      if (plan.sampled) ctx_.world->Send(rngs.data(), 8 * n, 0, Tag::kResults);
+      ctx_.world->Send(result->tokens.data(), 4 * n, 0, Tag::kResults);
+      if (plan.sampled) ctx_.world->Send(result->rng.data(), 8 * n, 0, Tag::kResults);
     } else {
-      ctx_.world->Send(logits.data(), 4 * n * vocab, 0, Tag::kResults);
+      ctx_.world->Send(result->logits.data(), 4 * n * vocab, 0, Tag::kResults);
     }
   }
-  if (ctx_.rank == 0) {
-    out->argmax.clear();
-    out->logits.clear();
-    out->rng.clear();
-    if (tokens_back) {
-      out->argmax.resize(static_cast<size_t>(n));
-      if (plan.sampled) out->rng.resize(static_cast<size_t>(n));
-      if (source == 0) {
-        out->argmax = tokens;
-        out->rng = rngs;
-      } else {
-        ctx_.world->Recv(out->argmax.data(), 4 * n, source, Tag::kResults);
-        if (plan.sampled) ctx_.world->Recv(out->rng.data(), 8 * n, source, Tag::kResults);
-      }
+  if (ctx_.rank != 0) return;
+  if (source == 0) {
+    *out = std::move(*result);
+    return;
+  }
+  out->tokens.clear();
+  out->logits.clear();
+  out->rng.clear();
+  if (tokens_back) {
+    out->tokens.resize(static_cast<size_t>(n));
+    ctx_.world->Recv(out->tokens.data(), 4 * n, source, Tag::kResults);
+    if (plan.sampled) {
+      out->rng.resize(static_cast<size_t>(n));
+      ctx_.world->Recv(out->rng.data(), 8 * n, source, Tag::kResults);
+    }
+  } else {
+    out->logits.resize(static_cast<size_t>(n * vocab));
+    ctx_.world->Recv(out->logits.data(), 4 * n * vocab, source, Tag::kResults);
+  }
+}
+
+Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
+  const std::vector<SequenceStep> steps = PrepareSteps(plan);
+  const int64_t n = static_cast<int64_t>(steps.size());
+  std::vector<float> last_hidden;  // last stage: hidden states of all micro-batches
+  DF11_RETURN_IF_ERROR(RunStages(steps, &last_hidden));
+  StepOutput result;  // on the last stage: this step's tokens or full logits
+  if (stage_ == ctx_.layout.pp - 1 && n > 0) {
+    std::vector<float> local;
+    DF11_RETURN_IF_ERROR(backend_->Logits(steps, last_hidden.data(), false, &local));
+    if (plan.greedy_only) {
+      result.tokens = GreedyTokens(local, n);
     } else {
-      out->logits.resize(static_cast<size_t>(n * vocab));
-      if (source == 0) {
-        out->logits = logits;
-      } else {
-        ctx_.world->Recv(out->logits.data(), 4 * n * vocab, source, Tag::kResults);
-      }
+      result.logits = GatherLogits(local, n);
     }
   }
+  // Sampling happens here, on the rank that holds the full logits.
+  if (ctx_.rank == SamplingRank() && plan.sampled) {
+    Sample(plan, result.logits, &result);
+    result.logits.clear();
+  }
+  // The last stage's first TP rank returns the results to the leader after all micro-batches
+  // (so no rank blocks on a send while the leader still sends activations).
+  ReturnResults(plan, &result, out);
   return Status::Ok();
 }
 

@@ -6,16 +6,18 @@
 // stage to stage point to point, split into as many micro-batches as stages so stages overlap;
 // the last stage returns tokens to the leader: greedy ones found with a vocab-parallel
 // all-gather of (max, index) pairs, sampled ones drawn there from the gathered logits with each
-// request's parameters and RNG state carried in the plan (or full logits when no sampling is given). Followers call Serve() until Shutdown().
+// request's parameters and RNG state carried in the plan (or full logits when no sampling is
+// given). Followers call Serve() until Shutdown().
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <vector>
 
 #include "parallel/communicator.h"
 #include "parallel/world.h"
-#include "runtime/engine/engine.h"
+#include "runtime/engine/step_runner.h"
 #include "runtime/model/forward_backend.h"
 
 namespace df11 {
@@ -31,9 +33,9 @@ class DistributedStepRunner : public StepRunner {
  public:
   DistributedStepRunner(ForwardBackend* backend, const DistributedContext& context);
 
-  int64_t vocab_size() const override { return t_->weights().config.vocab_size; }
+  int64_t vocab_size() const override { return backend_->weights().config.vocab_size; }
   int64_t context_length() const override {
-    return t_->weights().config.max_position_embeddings;
+    return backend_->weights().config.max_position_embeddings;
   }
   // Leader only: a handle whose slot names the cache every rank allocates at first use.
   KvCache NewCache(int64_t capacity) override;
@@ -54,14 +56,34 @@ class DistributedStepRunner : public StepRunner {
     bool sampled = false;  // the last stage samples with `params`/`rngs` (greedy_only false)
     std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
     std::vector<int64_t> released;           // slots to free before the step
-    std::vector<std::vector<int32_t>> tokens;
+    std::vector<std::vector<int32_t>> tokens;  // each sequence's new tokens (SequenceStep)
     std::vector<SamplingParams> params;
     std::vector<uint64_t> rngs;
   };
   void BroadcastPlan(Plan* plan);  // from the leader to all
+  // Every rank's part of a step; `out` is filled on the leader.
   Status Execute(const Plan& plan, StepOutput* out);
+  // Frees released caches, allocates new ones, and (on the sampling rank) extends each
+  // sequence's history; returns the plan's steps over this rank's caches.
+  std::vector<SequenceStep> PrepareSteps(const Plan& plan);
+  // The rank that holds full logits and samples: the last stage's first tensor-parallel rank.
+  int SamplingRank() const;
+  // This stage's layers over the step in micro-batches (embedding on the first stage, hidden
+  // states from and to the neighbouring stages); the last stage collects every micro-batch's
+  // output in *last_hidden.
+  Status RunStages(std::span<const SequenceStep> steps, std::vector<float>* last_hidden);
+  // Last stage: the argmax of each row over the whole vocabulary from this rank's logits
+  // (rows, vocab_rows), by a (max, index) all-gather over the tensor-parallel group.
+  std::vector<int32_t> GreedyTokens(const std::vector<float>& local, int64_t rows);
+  // Last stage: the full logits (rows, vocab) gathered from every tensor-parallel rank.
+  std::vector<float> GatherLogits(const std::vector<float>& local, int64_t rows);
+  // Sampling rank: draws each sequence's token from `logits` with the plan's parameters and RNG
+  // states into result->tokens and result->rng.
+  void Sample(const Plan& plan, const std::vector<float>& logits, StepOutput* result);
+  // Moves the sampling rank's `result` to the leader's `out`.
+  void ReturnResults(const Plan& plan, StepOutput* result, StepOutput* out);
 
-  ForwardBackend* t_;
+  ForwardBackend* backend_;
   DistributedContext ctx_;
   int stage_, tp_rank_;
   int64_t next_slot_ = 0;

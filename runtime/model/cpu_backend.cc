@@ -27,7 +27,7 @@ const uint16_t* OrNull(const Vector* v) {
 
 CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& options)
     : w_(weights), options_(options),
-      threads_(options.threads > 0 ? options.threads : DefaultThreadCount()) {
+      threads_(options.forward.threads > 0 ? options.forward.threads : DefaultThreadCount()) {
   const ModelConfig& c = w_->config;
   inv_freq_ = RopeInvFreq(RopeParamsOf(c));
   rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
@@ -88,14 +88,14 @@ Status CpuBackend::BeginLayer(size_t layer) {
   // Layer 0's decode is started by RunLayers; each later one by the layer before (overlapped:
   // in BeginLayer, so it runs while this layer computes; else in EndLayer).
   DF11_RETURN_IF_ERROR(decoding_.get());
-  if (options_.overlap_decode && layer + 1 < w_->layers.size()) {
+  if (options_.forward.overlap_decode && layer + 1 < w_->layers.size()) {
     decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
   }
   return Status::Ok();
 }
 
 void CpuBackend::EndLayer(size_t layer) {
-  if (!options_.overlap_decode && layer + 1 < w_->layers.size()) {
+  if (!options_.forward.overlap_decode && layer + 1 < w_->layers.size()) {
     decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
   }
 }

@@ -15,6 +15,7 @@
 
 #include "runtime/core/status.h"
 #include "runtime/model/forward_backend.h"
+#include "runtime/model/forward_options.h"
 #include "runtime/model/kv_cache.h"
 #include "runtime/model/layer_ops.h"
 #include "runtime/model/model_weights.h"
@@ -25,11 +26,10 @@ namespace df11 {
 using AllReduceFn = std::function<void(float* data, int64_t n)>;
 
 struct CpuBackendOptions {
-  int threads = 0;            // 0: all hardware threads
-  bool overlap_decode = true; // decode layer i+1 while layer i computes
+  ForwardOptions forward;        // as the user chose (forward_options.h): threads, overlap
   int64_t lm_head_chunk = 8192;  // LM-head rows per GEMM (bounds its scratch)
-  AllReduceFn all_reduce;     // tensor-parallel sum; null when tp = 1
-  bool tp_leader = true;      // adds row-parallel biases (only one rank may)
+  AllReduceFn all_reduce;        // tensor-parallel sum; null when tp = 1
+  bool tp_leader = true;         // adds row-parallel biases (only one rank may)
   // Host memory the KV caches may take together: KvTokenBudget() is what it holds. 0: no limit.
   int64_t kv_memory_bytes = 0;
 };

@@ -113,10 +113,8 @@ void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
   for (const Weight* w : w_->layers[layer].Matrices()) {
     const DeviceMatrix& m = Device(*w);
     if (m.unit == nullptr) continue;
-    const Df11DeviceUnit& u = *m.unit;
-    Df11DecodeCuda(u, m.begin, m.begin + w->numel(), scratch_[m.slot] + m.offset, flag, stream,
-                   u.multi != nullptr ? Df11DecodeVariant::kMulti : Df11DecodeVariant::kWalk,
-                   stream == decode_ ? options_.decode_grid_fraction : 1.0);
+    Df11DecodeCuda(*m.unit, m.begin, m.begin + w->numel(), scratch_[m.slot] + m.offset, flag,
+                   stream, stream == decode_ ? options_.forward.decode_grid_fraction : 1.0);
   }
 }
 
@@ -214,7 +212,7 @@ void CudaBackend::EnqueueLayers() {
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(step_.sequences),
                                   cudaMemcpyHostToDevice, compute_));
-  step_.overlap = options_.overlap_decode &&
+  step_.overlap = options_.forward.overlap_decode &&
              std::find(layer_compressed_.begin(), layer_compressed_.end(), true) !=
                  layer_compressed_.end();
   if (step_.overlap) {
@@ -259,7 +257,7 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
     EnqueueHead(argmax);
   };
   if (step_.tokens == 0) return;
-  if (!options_.cuda_graph || options_.all_reduce) {
+  if (!options_.forward.cuda_graph || options_.all_reduce) {
     enqueue();
     return;
   }

@@ -36,6 +36,7 @@
 
 #include "kernels/dfloat11/df11_device_unit.h"
 #include "runtime/model/forward_backend.h"
+#include "runtime/model/forward_options.h"
 #include "runtime/model/layer_ops.h"
 #include "runtime/model/memory_plan.h"
 
@@ -45,25 +46,20 @@ namespace df11 {
 using DeviceAllReduceFn = std::function<void(float* device_data, int64_t n, cudaStream_t stream)>;
 
 struct CudaBackendOptions {
-  int device = 0;               // CUDA device ordinal
-  bool overlap_decode = true;   // decode layer i+1 on a second stream while layer i computes
-  // Share of the decode kernel's full grid used for those overlapped decodes, (0, 1]: less leaves
-  // SMs to the compute stream's kernels. With the batched attention the whole grid is fastest at
-  // every batch size measured on an H100 (BENCHMARKS.md); the option is kept for experiments.
-  double decode_grid_fraction = 1.0;
-  bool cuda_graph = true;       // capture and replay steady-state steps (see the header)
-  int64_t max_step_tokens = 2048;  // tokens per step the activations are sized for (grows if needed)
+  ForwardOptions forward;        // as the user chose (forward_options.h)
+  int device = 0;                // CUDA device ordinal
+  int ranks_on_device = 1;       // ranks sharing this GPU: each plans for its share of
+                                 // forward.gpu_memory_fraction
   int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)
-  double memory_fraction = 0.90;  // --gpu-memory-fraction: share of the device's memory to plan
-  int64_t context = 0;          // tokens per sequence for the plan; 0: max_position_embeddings
-  DeviceAllReduceFn all_reduce; // tensor-parallel sum; null when tp = 1
-  bool tp_leader = true;        // adds row-parallel biases (only one rank may)
+  DeviceAllReduceFn all_reduce;  // tensor-parallel sum; null when tp = 1
+  bool tp_leader = true;         // adds row-parallel biases (only one rank may)
 };
 
 class CudaBackend : public ForwardBackend, private LayerOps {
  public:
   // Uploads `weights` (which must outlive the backend) to options.device. FailedPrecondition when
-  // they do not fit in memory_fraction of the device, InvalidArgument for unsupported shapes.
+  // they do not fit in this rank's share of the device's memory, InvalidArgument for unsupported
+  // shapes or options.
   static StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelWeights* weights,
                                                        const CudaBackendOptions& options);
   ~CudaBackend() override;

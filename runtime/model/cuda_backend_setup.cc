@@ -33,9 +33,9 @@ CudaBackend::CudaBackend(const ModelWeights* weights, const CudaBackendOptions& 
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeights* weights,
                                                            const CudaBackendOptions& options) {
-  if (!(options.decode_grid_fraction > 0 && options.decode_grid_fraction <= 1)) {
+  if (!(options.forward.decode_grid_fraction > 0 && options.forward.decode_grid_fraction <= 1)) {
     return Status::InvalidArgument("--decode-grid-fraction must be in (0, 1], got " +
-                                   std::to_string(options.decode_grid_fraction));
+                                   std::to_string(options.forward.decode_grid_fraction));
   }
   std::unique_ptr<CudaBackend> b(new CudaBackend(weights, options));
   DF11_RETURN_IF_ERROR(b->Init());
@@ -65,7 +65,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   size_t free_bytes = 0, total_bytes = 0;
   DF11_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   in.device_total_bytes = static_cast<int64_t>(total_bytes);
-  in.memory_fraction = options_.memory_fraction;
+  in.memory_fraction = options_.forward.gpu_memory_fraction / std::max(1, options_.ranks_on_device);
   for (const auto& u : w_->units) {
     // Fields padded to 256 bytes, the stream to whole blocks + 16 bytes, and room for a 32 KB
     // decode table (an estimate for the fit check; the plan is redone with the real sizes).
@@ -94,7 +94,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));
   if (options_.lm_head_chunk >= V) head_chunk_ = V;
   in.head_scratch_bytes = w_->lm_head.compressed() ? 2 * head_chunk_ * h : 0;
-  const int64_t T = std::max<int64_t>(1, options_.max_step_tokens), R = std::min<int64_t>(T, 256);
+  const int64_t T = std::max<int64_t>(1, options_.forward.max_step_tokens), R = std::min<int64_t>(T, 256);
   const int64_t width = std::max({h, d.heads * hd, d.intermediate});
   in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
                         T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
@@ -103,7 +103,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
   in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
-  in.context = options_.context > 0 ? options_.context : c.max_position_embeddings;
+  in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
   return in;
 
 }
@@ -213,7 +213,7 @@ Status CudaBackend::Init() {
   flags_ = DeviceAlloc<int>(n_flags);
   DF11_CUDA_CHECK(cudaMemset(flags_, 0, 4 * n_flags));
   DF11_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_flags_), 4 * n_flags));
-  const int64_t T = std::max<int64_t>(1, options_.max_step_tokens), R = std::min<int64_t>(T, 256);
+  const int64_t T = std::max<int64_t>(1, options_.forward.max_step_tokens), R = std::min<int64_t>(T, 256);
   GrowActivations(T, R);
   DF11_CUDA_CHECK(cudaDeviceSynchronize());
 

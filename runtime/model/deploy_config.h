@@ -7,6 +7,7 @@
 #include <string>
 
 #include "runtime/core/status.h"
+#include "runtime/model/memory_plan.h"
 
 namespace df11 {
 
@@ -25,5 +26,8 @@ struct DeployConfig {
 
 // Relative paths in the file are taken relative to the file's directory.
 StatusOr<DeployConfig> LoadDeployConfig(const std::string& path);
+
+// The memory plan's options for deployment `d` (DF11 weights unless `df11` is false).
+MemoryPlanOptions PlanOptionsOf(const DeployConfig& d, bool df11);
 
 }  // namespace df11

@@ -124,12 +124,12 @@ Status DriveGreedy(StepRunner* runner, const std::vector<std::vector<int32_t>>& 
     for (size_t i = 0; i < n; ++i) steps.push_back({&caches[i], inputs[i]});
     StepOutput out;
     DF11_RETURN_IF_ERROR(runner->Step(steps, true, &out));
-    if (out.argmax.size() != n) {
-      return Status::Internal("argmax count " + std::to_string(out.argmax.size()));
+    if (out.tokens.size() != n) {
+      return Status::Internal("token count " + std::to_string(out.tokens.size()));
     }
     for (size_t i = 0; i < n; ++i) {
-      trace->tokens[i].push_back(out.argmax[i]);
-      inputs[i] = {out.argmax[i]};
+      trace->tokens[i].push_back(out.tokens[i]);
+      inputs[i] = {out.tokens[i]};
     }
   }
   return Status::Ok();
@@ -179,7 +179,7 @@ Status PrepareArch(const Arch& arch, ArchFiles* f) {
   auto weights = LoadModelWeights(f->bf16);
   if (!weights.ok()) return weights.status();
   CpuBackendOptions topts;
-  topts.threads = 1;
+  topts.forward.threads = 1;
   CpuBackend t(&*weights, topts);
   LocalStepRunner local(&t);
   f->prompts = Prompts(weights->config.vocab_size);
@@ -234,7 +234,7 @@ class Distributed : public ::testing::TestWithParam<Layout> {
     EXPECT_GE(held, file_bytes * 9 / 10) << "rank " << rank << " " << name;
 
     CpuBackendOptions topts;
-    topts.threads = 1;
+    topts.forward.threads = 1;
     topts.tp_leader = layout->TpRank(rank) == 0;
     if (layout->tp > 1) {
       topts.all_reduce = [c = tp_comm.get()](float* d, int64_t n) { c->AllReduceSum(d, n); };

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// AttentionCuda against AttentionRef: prefill (t_new = t_total), decode (one query over a long
-// cache), a chunk continuing a cache, MHA and GQA groups, head_dim 1 to 256, cache lengths on the
-// 32-position tile edges, peaked scores (q scaled up, so the running max moves between tiles), and
-// sliding windows (shorter, longer and on the tile edges); the device-length and batched variants
-// with and without a window. The output is poisoned (NaN) first. Skips without a CUDA device.
+// The CUDA attention (AttentionCudaBatched, KvAppendCudaBatched) against AttentionRef, one
+// sequence at a time through the step kernels (its cache the only table entry): prefill
+// (t_new = t_total), decode (one query over a long cache), a chunk continuing a cache, MHA and
+// GQA groups, head_dim 1 to 256, cache lengths on the 32-position tile edges, peaked scores (q
+// scaled up, so the running max moves between tiles), and sliding windows (shorter, longer and
+// on the tile edges); a captured CUDA graph replayed after its device tables changed, and a
+// whole step of several sequences in one launch, with and without a window. The output is
+// poisoned (NaN) first. Skips without a CUDA device.
 // Tolerance |gpu - ref| <= atol + 1e-4 * |ref| with q, k, v ~ N(0, 1): outputs are convex
 // combinations of v rows (|out| <~ 4). The dot products are summed in another order (~1e-6 on a
 // score), the online softmax rescales instead of normalising first, and the weighted sum of up
@@ -11,6 +14,7 @@
 // multiplies score errors by 8, hence atol 2e-4 there.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <random>
 #include <vector>
@@ -28,6 +32,47 @@ using kernel_testing::FreshSeed;
 using kernel_testing::NormalFloats;
 
 constexpr double kRtol = 1e-4;
+
+// Positions past, past + 1, ..., past + t_new - 1.
+std::vector<int32_t> Positions(int64_t past, int64_t t_new) {
+  std::vector<int32_t> pos(static_cast<size_t>(t_new));
+  for (int64_t i = 0; i < t_new; ++i) pos[i] = static_cast<int32_t>(past + i);
+  return pos;
+}
+
+// The step kernels' device tables for one sequence: its caches are entry 0, and its t_new
+// queries sit at positions past..past + t_new - 1 (the tables hold at least one entry, so no
+// copy is empty).
+struct OneSequence {
+  OneSequence(const float* k_cache, const float* v_cache, int64_t past, int64_t t_new)
+      : k(std::vector<float*>{const_cast<float*>(k_cache)}),
+        v(std::vector<float*>{const_cast<float*>(v_cache)}),
+        seq(std::vector<int32_t>(static_cast<size_t>(std::max<int64_t>(t_new, 1)), 0)),
+        pos(Positions(past, std::max<int64_t>(t_new, 1))) {}
+  DeviceArray<float*> k, v;
+  DeviceArray<int32_t> seq, pos;
+};
+
+// Attention of one sequence's t_new queries over its first t_total cache positions, with the
+// arguments of AttentionRef. Waits for the stream (the tables are freed on return).
+void AttentionCuda(const float* q, const float* k_cache, const float* v_cache, int64_t t_new,
+                   int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   int64_t window, float* out, cudaStream_t stream) {
+  ASSERT_LE(t_new, t_total);
+  OneSequence t(k_cache, v_cache, t_total - t_new, t_new);
+  AttentionCudaBatched(q, t.k.get(), t.v.get(), t.seq.get(), t.pos.get(), t_new, n_heads,
+                       n_kv_heads, head_dim, window, out, stream);
+  DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+// Appends t_new K/V rows of one sequence at positions past...; waits for the stream.
+void KvAppendCuda(const float* k_new, const float* v_new, int64_t t_new, int64_t row, int64_t past,
+                  float* k_cache, float* v_cache, cudaStream_t stream) {
+  OneSequence t(k_cache, v_cache, past, t_new);
+  KvAppendCudaBatched(k_new, v_new, t_new, row, t.seq.get(), t.pos.get(), t.k.get(), t.v.get(),
+                      stream);
+  DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
 
 struct Case {
   int64_t t_new, t_total, n_heads, n_kv_heads, head_dim;
@@ -62,7 +107,7 @@ class AttentionCudaTest : public kernel_testing::CudaKernelTest {
     Sync();
     EXPECT_EQ(CompareClose(expected, d_out.Download(), c.atol, kRtol), "");
   }
-  void CheckPastOnDevice(int64_t window);
+  void CheckGraphReplay(int64_t window);
   void CheckBatched(int64_t window);
 };
 
@@ -104,13 +149,14 @@ TEST_F(AttentionCudaTest, NoQueriesWritesNothing) {
   EXPECT_EQ(CompareExact(poisoned, d_out.Download()), "");
 }
 
-// The graph-replayable pair: append new K/V rows at a device-held length, then attend with the
-// length read on the device; must equal AttentionCuda bit for bit and place rows exactly.
-TEST_F(AttentionCudaTest, PastLengthOnDeviceMatchesHostLength) {
-  for (int64_t window : {0, 20}) CheckPastOnDevice(window);
+// The graph-replayable pair: K/V append and attention captured in a CUDA graph with their
+// tables at fixed device addresses, replayed after the positions there changed (the cache grew,
+// as between a backend's steps); must place rows exactly and equal a direct launch bit for bit.
+TEST_F(AttentionCudaTest, GraphReplaysWithPositionsChangedOnDevice) {
+  for (int64_t window : {0, 20}) CheckGraphReplay(window);
 }
 
-void AttentionCudaTest::CheckPastOnDevice(int64_t window) {
+void AttentionCudaTest::CheckGraphReplay(int64_t window) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE("window " + std::to_string(window) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -120,26 +166,35 @@ void AttentionCudaTest::CheckPastOnDevice(int64_t window) {
   const std::vector<float> k_new = NormalFloats(t_new * row, 1.0f, rng);
   const std::vector<float> v_new = NormalFloats(t_new * row, 1.0f, rng);
   DeviceArray<float> d_q(q), d_k(k), d_v(v), d_kn(k_new), d_vn(v_new);
-  DeviceArray<int32_t> d_past(std::vector<int32_t>{static_cast<int32_t>(past)});
-  KvAppendCuda(d_kn.get(), d_vn.get(), t_new, row, d_past.get(), d_k.get(), d_v.get(), stream_);
-  std::copy(k_new.begin(), k_new.end(), k.begin() + past * row);
-  std::copy(v_new.begin(), v_new.end(), v.begin() + past * row);
-  Sync();
-  EXPECT_EQ(CompareExact(k, d_k.Download()), "");
-  EXPECT_EQ(CompareExact(v, d_v.Download()), "");
   DeviceArray<float> d_a(q.size()), d_b(q.size());
   d_a.Poison();
   d_b.Poison();
+  OneSequence tables(d_k.get(), d_v.get(), /*past=*/7, t_new);  // captured at another length
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  DF11_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  KvAppendCudaBatched(d_kn.get(), d_vn.get(), t_new, row, tables.seq.get(), tables.pos.get(),
+                      tables.k.get(), tables.v.get(), stream_);
+  AttentionCudaBatched(d_q.get(), tables.k.get(), tables.v.get(), tables.seq.get(),
+                       tables.pos.get(), t_new, heads, kv, hd, window, d_b.get(), stream_);
+  DF11_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  DF11_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  DF11_CUDA_CHECK(cudaGraphDestroy(graph));
+  tables.pos.Upload(Positions(past, t_new));
+  DF11_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  Sync();
+  DF11_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  std::copy(k_new.begin(), k_new.end(), k.begin() + past * row);
+  std::copy(v_new.begin(), v_new.end(), v.begin() + past * row);
+  EXPECT_EQ(CompareExact(k, d_k.Download()), "");
+  EXPECT_EQ(CompareExact(v, d_v.Download()), "");
   AttentionCuda(d_q.get(), d_k.get(), d_v.get(), t_new, past + t_new, heads, kv, hd, window,
                 d_a.get(), stream_);
-  AttentionCudaPastOnDevice(d_q.get(), d_k.get(), d_v.get(), t_new, d_past.get(), heads, kv, hd,
-                            window, d_b.get(), stream_);
-  Sync();
   EXPECT_EQ(CompareExact(d_a.Download(), d_b.Download()), "");
 }
 
 // One launch for a whole step (AttentionCudaBatched / KvAppendCudaBatched, cache pointers and
-// positions from device tables) against the per-sequence pair on copies of the same caches:
+// positions from device tables) against one launch per sequence on copies of the same caches:
 // sequences of different lengths and capacities, a prompt chunk among single decode tokens, and
 // a sequence listed with its tokens out of table order. Caches and outputs equal bit for bit.
 TEST_F(AttentionCudaTest, BatchedStepMatchesPerSequence) {
@@ -181,13 +236,10 @@ void AttentionCudaTest::CheckBatched(int64_t window) {
   int64_t t0 = 0;
   for (int i : token_order) {
     const Seq& s = seqs[i];
-    DeviceArray<int32_t> d_past(std::vector<int32_t>{static_cast<int32_t>(s.past)});
-    KvAppendCuda(d_kn.get() + t0 * row, d_vn.get() + t0 * row, s.t_new, row, d_past.get(),
+    KvAppendCuda(d_kn.get() + t0 * row, d_vn.get() + t0 * row, s.t_new, row, s.past,
                  k1[i]->get(), v1[i]->get(), stream_);
-    AttentionCudaPastOnDevice(d_q.get() + t0 * heads * hd, k1[i]->get(), v1[i]->get(), s.t_new,
-                              d_past.get(), heads, kv, hd, window, d_a.get() + t0 * heads * hd,
-                              stream_);
-    Sync();  // d_past goes out of scope
+    AttentionCuda(d_q.get() + t0 * heads * hd, k1[i]->get(), v1[i]->get(), s.t_new,
+                  s.past + s.t_new, heads, kv, hd, window, d_a.get() + t0 * heads * hd, stream_);
     for (int64_t j = 0; j < s.t_new; ++j) {
       seq_of.push_back(i);
       pos_of.push_back(static_cast<int32_t>(s.past + j));

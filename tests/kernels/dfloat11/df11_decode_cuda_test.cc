@@ -2,7 +2,8 @@
 // Df11DecodeCuda against the CPU decoders, bit-exact: random and skewed units of many sizes
 // (block edges, 0 and 1 elements, a single value), element sub-ranges, corrupt units (the error
 // flag rises, nothing crashes, the flag agrees with the CPU mirror of the kernel), and decoding
-// inside a CUDA graph. Outputs are poisoned first and a poisoned guard follows each range.
+// inside a CUDA graph; every range is also decoded the kernel's other ways (the benchmark's
+// variants), which must agree. Outputs are poisoned first and a poisoned guard follows each range.
 // Skips when no CUDA device is present. Links no glog and no MPI (runs on bare GPU machines).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <random>
 #include <utility>
 
+#include "bench/df11_decode_variants.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/dfloat11/df11_device_unit.h"
 #include "tests/kernels/dfloat11/df11_test_util.h"
@@ -86,7 +88,7 @@ DeviceResult DecodeOnDevice(const Df11DeviceUnit& unit, int64_t begin, int64_t e
   DeviceArray<int> flag(1);
   out.Upload(std::vector<uint16_t>(n + kGuard, kPoison));
   DF11_CUDA_CHECK(cudaMemsetAsync(flag.get(), 0, sizeof(int), stream));
-  Df11DecodeCuda(unit, begin, end, out.get(), flag.get(), stream, variant);
+  Df11DecodeVariantCuda(unit, begin, end, out.get(), flag.get(), stream, variant);
   DF11_CUDA_CHECK(cudaStreamSynchronize(stream));
   DeviceResult r;
   r.out = out.Download();

@@ -82,7 +82,7 @@ TEST_F(CpuBackendTest, Df11LogitsAreBitIdenticalToBf16) {
     EXPECT_GT(df11->CompressedBytes(), 0);
     EXPECT_TRUE(df11->layers[0].q.compressed());
     CpuBackendOptions opts;
-    opts.threads = 2;
+    opts.forward.threads = 2;
     CpuBackend tb(&*bf16, opts), td(&*df11, opts);
     const std::vector<int32_t> prompt = {1, 17, 400, 3, 1499, 250, 7, 7, 9};
     auto lb = RunGreedy(tb, prompt, 6);
@@ -105,10 +105,10 @@ TEST_F(CpuBackendTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
   auto w = LoadModelWeights(df11_dir);
   ASSERT_TRUE(w.ok());
   CpuBackendOptions a, b;
-  a.threads = 1;
-  a.overlap_decode = false;
-  b.threads = 2;
-  b.overlap_decode = true;
+  a.forward.threads = 1;
+  a.forward.overlap_decode = false;
+  b.forward.threads = 2;
+  b.forward.overlap_decode = true;
   CpuBackend ta(&*w, a), tb(&*w, b);
   auto la = RunGreedy(ta, {5, 6, 7, 8}, 4);
   auto lb = RunGreedy(tb, {5, 6, 7, 8}, 4);

@@ -41,10 +41,10 @@ class CudaBackendTest : public ::testing::Test {
   static std::unique_ptr<CudaBackend> Cuda(const ModelWeights& w, bool overlap = true,
                                            bool graph = true, double decode_grid_fraction = 1.0) {
     CudaBackendOptions o;
-    o.overlap_decode = overlap;
-    o.decode_grid_fraction = decode_grid_fraction;
-    o.cuda_graph = graph;
-    o.max_step_tokens = 64;
+    o.forward.overlap_decode = overlap;
+    o.forward.decode_grid_fraction = decode_grid_fraction;
+    o.forward.cuda_graph = graph;
+    o.forward.max_step_tokens = 64;
     o.lm_head_chunk = 256;  // several chunks for a vocab of 700 or more
     auto b = CudaBackend::Create(&w, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();

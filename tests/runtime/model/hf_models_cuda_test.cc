@@ -40,7 +40,7 @@ class HfModelsCuda : public ::testing::TestWithParam<std::string> {
   }
   static std::unique_ptr<CudaBackend> Cuda(const ModelWeights& w) {
     CudaBackendOptions o;
-    o.max_step_tokens = 64;
+    o.forward.max_step_tokens = 64;
     o.lm_head_chunk = 256;  // two chunks for the vocabulary of 512
     auto b = CudaBackend::Create(&w, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();

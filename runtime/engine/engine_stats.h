@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the generation loop measures: tokens and seconds of prefill and decode steps, the peak KV
+// reservation, and the latencies of served requests (a bounded uniform sample of them, so a
+// long-running worker's memory stays bounded). Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "runtime/engine/request.h"
+
+namespace df11 {
+
+// Steps that take new prompts (alone, or beside running sequences' tokens under continuous
+// batching) count as prefill; the others as decode.
+struct EngineStats {
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;  // in all steps (a prefill step gives each prompt its first)
+  int64_t decode_tokens = 0;     // in decode steps
+  int64_t prefill_steps = 0;
+  int64_t decode_steps = 0;
+  int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
+  // GenerationResult's first_token_seconds and finish_seconds of the served requests (pairs at
+  // the same index); past EngineOptions::latency_samples requests a uniform sample of them
+  // (reservoir).
+  std::vector<double> first_token_seconds;
+  std::vector<double> finish_seconds;
+  int64_t served_requests = 0;  // requests behind those samples
+};
+
+// The q-quantile (0..1, nearest rank) of `values`; 0 when empty.
+double Quantile(std::vector<double> values, double q);
+
+// Adds one step of `sequences` sequences that took `prompt_tokens` prompt tokens (0: a decode
+// step) and `seconds` to `stats`.
+void RecordStep(int64_t prompt_tokens, int64_t sequences, double seconds, EngineStats* stats);
+
+// Keeps the latencies of served requests in EngineStats: all of the first `capacity` (at least
+// one), then a uniform sample of that many (reservoir sampling, fixed seed).
+class LatencySampler {
+ public:
+  explicit LatencySampler(size_t capacity) : capacity_(capacity < 1 ? 1 : capacity) {}
+  void Record(const GenerationResult& result, EngineStats* stats);
+
+ private:
+  size_t capacity_;
+  std::mt19937_64 rng_{1};  // picks the reservoir's replacements
+};
+
+}  // namespace df11

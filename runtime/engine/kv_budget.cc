@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/engine/kv_budget.h"
+
+#include <algorithm>
+
+namespace df11 {
+
+std::string KvBudget::Refusal(int64_t prompt, int64_t max_new) const {
+  const int64_t need = prompt + max_new;
+  if (limit_ <= 0 || need <= limit_) return "";
+  return "needs " + std::to_string(need) + " KV cache tokens (prompt " + std::to_string(prompt) +
+         " + max_tokens " + std::to_string(max_new) + "), more than the KV budget of " +
+         std::to_string(limit_) + " tokens";
+}
+
+void KvBudget::Reserve(int64_t tokens) {
+  reserved_ += tokens;
+  peak_ = std::max(peak_, reserved_);
+}
+
+}  // namespace df11

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// StepRunner: one forward step over a batch of sequences, whatever runs it (LocalStepRunner on
+// one process, DistributedStepRunner over a tensor- and pipeline-parallel group), so the same
+// generation loop drives either. A step appends each sequence's new tokens to its cache and
+// returns, per sequence, its next token (greedy or sampled) or its last token's logits.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/model/forward_backend.h"
+#include "runtime/model/kv_cache.h"
+
+namespace df11 {
+
+// What one forward step returns to the sampling process, one entry per sequence of the step
+// (in the step's order): the last token's logits, (sequences, vocab), or — for a greedy step or
+// one given SampleSpecs — each sequence's next token, which a vocab-parallel group finds without
+// gathering the logits to the leader.
+struct StepOutput {
+  std::vector<float> logits;
+  std::vector<int32_t> tokens;  // greedy steps: the argmax; sampled steps: the drawn token
+  std::vector<uint64_t> rng;    // sampled steps: each sequence's RNG state after its draw
+};
+
+// SampleSpec (runtime/model/forward_backend.h): how to sample one sequence of a step; the runner
+// draws on the process that holds the full logits (a distributed group's last stage), so they
+// never travel to the leader.
+
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  virtual int64_t vocab_size() const = 0;
+  virtual int64_t context_length() const = 0;
+  virtual KvCache NewCache(int64_t capacity) = 0;
+  // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
+  // and RNG states instead of logits.
+  virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+                      std::span<const SampleSpec> sample = {}) = 0;
+  // The sequence of `cache` has finished: its cache may be freed (a distributed group frees it on
+  // every rank). The local runner frees caches with their last copy and needs nothing here.
+  virtual void Release(const KvCache& cache) { (void)cache; }
+};
+
+// StepRunner on one process, over any backend (greedy steps use its ForwardArgmax).
+class LocalStepRunner : public StepRunner {
+ public:
+  explicit LocalStepRunner(ForwardBackend* backend) : backend_(backend) {}
+  int64_t vocab_size() const override { return backend_->weights().config.vocab_size; }
+  int64_t context_length() const override {
+    return backend_->weights().config.max_position_embeddings;
+  }
+  KvCache NewCache(int64_t capacity) override { return backend_->NewCache(capacity); }
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+              std::span<const SampleSpec> sample = {}) override;
+
+ private:
+  ForwardBackend* backend_;
+};
+
+}  // namespace df11
