@@ -15,6 +15,7 @@
 
 #include "kernels/common/cuda_check.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/world.h"
 #include "runtime/model/cuda_backend.h"
 #endif
 
@@ -77,9 +78,8 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     return Status::FailedPrecondition("--device cuda: no CUDA device is visible to this process");
   }
-  const int device = g.local_rank % count;
-  // Local ranks r with r % count == device share this GPU.
-  const int sharing = std::max(1, (g.local_size - device + count - 1) / count);
+  const int device = LocalDevice(g.local_rank, count);
+  const int sharing = LocalDeviceSharers(g.local_size, count, device);
   std::string comm = f.comm;
   if (comm == "auto") comm = sharing > 1 ? "mpi" : "nccl";
   if (comm == "nccl" && sharing > 1 && g.tp != nullptr) {

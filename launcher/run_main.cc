@@ -354,12 +354,12 @@ int RunDistributed(const Command& c, int argc, char** argv) {
   int rc = 0;
   if (!layout.ok()) {
     rc = Fail(layout.status());
-  } else if (layout->world_size != world.size) {
+  } else if (layout->world() != world.size) {
     rc = Fail(Status::InvalidArgument(
-        c.run.model + "/manifest.json is laid out for " + std::to_string(layout->world_size) +
+        c.run.model + "/manifest.json is laid out for " + std::to_string(layout->world()) +
         " ranks (tp " + std::to_string(layout->tp) + " x pp " + std::to_string(layout->pp) +
         ") but the job has " + std::to_string(world.size) + "; launch with -np " +
-        std::to_string(layout->world_size)));
+        std::to_string(layout->world())));
   } else {
     auto world_comm = MpiWorldCommunicator(c.run.collective_timeout_s);
     auto tp_comm = MpiSplitCommunicator(layout->Stage(world.rank), c.run.collective_timeout_s);

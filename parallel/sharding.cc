@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "parallel/sharding.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -13,32 +14,32 @@ std::string S(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
-StatusOr<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
-                                         const std::vector<int64_t>& explicit_counts) {
-  if (pp < 1) return Status::InvalidArgument("pipeline stages (pp) must be >= 1; got " + S(pp));
+LayoutResult<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
+                                             const std::vector<int64_t>& explicit_counts) {
+  if (pp < 1) return LayoutError{"pipeline stages (pp) must be >= 1; got " + S(pp)};
   if (n_layers < pp) {
-    return Status::InvalidArgument("cannot split " + S(n_layers) + " layers into " + S(pp) +
-                                   " pipeline stages: every stage needs at least one layer");
+    return LayoutError{"cannot split " + S(n_layers) + " layers into " + S(pp) +
+                       " pipeline stages: every stage needs at least one layer"};
   }
   std::vector<int64_t> counts = explicit_counts;
   if (counts.empty()) {
     for (int s = 0; s < pp; ++s) counts.push_back(n_layers / pp + (s < n_layers % pp ? 1 : 0));
   } else {
     if (static_cast<int64_t>(counts.size()) != pp) {
-      return Status::InvalidArgument("stage layer counts: got " + S(counts.size()) +
-                                     " counts for " + S(pp) + " pipeline stages");
+      return LayoutError{"stage layer counts: got " + S(counts.size()) + " counts for " + S(pp) +
+                         " pipeline stages"};
     }
     int64_t sum = 0;
     for (size_t s = 0; s < counts.size(); ++s) {
       if (counts[s] < 1) {
-        return Status::InvalidArgument("stage layer counts: stage " + S(s) + " has " +
-                                       S(counts[s]) + " layers; every stage needs at least one");
+        return LayoutError{"stage layer counts: stage " + S(s) + " has " + S(counts[s]) +
+                           " layers; every stage needs at least one"};
       }
       sum += counts[s];
     }
     if (sum != n_layers) {
-      return Status::InvalidArgument("stage layer counts sum to " + S(sum) +
-                                     " but the model has " + S(n_layers) + " layers");
+      return LayoutError{"stage layer counts sum to " + S(sum) + " but the model has " +
+                         S(n_layers) + " layers"};
     }
   }
   std::vector<Range> stages;
@@ -50,36 +51,34 @@ StatusOr<std::vector<Range>> StageLayers(int64_t n_layers, int pp,
   return stages;
 }
 
-StatusOr<TpSlices> TensorParallelSlices(const ModelConfig& c, int tp, int tp_rank) {
+LayoutResult<TpSlices> TensorParallelSlices(const TpDims& d, int tp, int tp_rank) {
   if (tp < 1) {
-    return Status::InvalidArgument("tensor parallel size (tp) must be >= 1; got " + S(tp));
+    return LayoutError{"tensor parallel size (tp) must be >= 1; got " + S(tp)};
   }
   if (tp_rank < 0 || tp_rank >= tp) {
-    return Status::InvalidArgument("tp rank " + S(tp_rank) + " outside [0, " + S(tp) + ")");
+    return LayoutError{"tp rank " + S(tp_rank) + " outside [0, " + S(tp) + ")"};
   }
-  const int64_t heads = c.num_attention_heads;
-  const int64_t kv = c.num_key_value_heads;
+  const int64_t heads = d.num_attention_heads;
+  const int64_t kv = d.num_key_value_heads;
   if (heads % tp != 0) {
-    return Status::InvalidArgument("num_attention_heads " + S(heads) +
-                                   " is not divisible by tp " + S(tp));
+    return LayoutError{"num_attention_heads " + S(heads) + " is not divisible by tp " + S(tp)};
   }
   if (kv < 1 || heads % kv != 0) {
-    return Status::InvalidArgument("num_attention_heads " + S(heads) +
-                                   " is not divisible by num_key_value_heads " + S(kv));
+    return LayoutError{"num_attention_heads " + S(heads) +
+                       " is not divisible by num_key_value_heads " + S(kv)};
   }
   TpSlices s;
   const int64_t q_per_rank = heads / tp;
   s.q_heads = {tp_rank * q_per_rank, (tp_rank + 1) * q_per_rank};
   if (kv >= tp) {
     if (kv % tp != 0) {
-      return Status::InvalidArgument("num_key_value_heads " + S(kv) +
-                                     " is not divisible by tp " + S(tp));
+      return LayoutError{"num_key_value_heads " + S(kv) + " is not divisible by tp " + S(tp)};
     }
     s.kv_heads = {tp_rank * (kv / tp), (tp_rank + 1) * (kv / tp)};
   } else {
     if (tp % kv != 0) {
-      return Status::InvalidArgument("tp " + S(tp) + " is not a multiple of num_key_value_heads " +
-                                     S(kv) + " (kv heads are replicated when fewer than tp)");
+      return LayoutError{"tp " + S(tp) + " is not a multiple of num_key_value_heads " + S(kv) +
+                         " (kv heads are replicated when fewer than tp)"};
     }
     const int64_t head = static_cast<int64_t>(tp_rank) * kv / tp;
     s.kv_heads = {head, head + 1};
@@ -88,23 +87,23 @@ StatusOr<TpSlices> TensorParallelSlices(const ModelConfig& c, int tp, int tp_ran
   // Query head h attends with kv head h / (heads / kv); all of this rank's must be its own.
   const int64_t group = heads / kv;
   if (s.q_heads.begin / group < s.kv_heads.begin || (s.q_heads.end - 1) / group >= s.kv_heads.end) {
-    return Status::InvalidArgument("tp " + S(tp) + " rank " + S(tp_rank) + ": query heads [" +
-                                   S(s.q_heads.begin) + ", " + S(s.q_heads.end) +
-                                   ") do not map onto its kv heads [" + S(s.kv_heads.begin) +
-                                   ", " + S(s.kv_heads.end) + ")");
+    return LayoutError{"tp " + S(tp) + " rank " + S(tp_rank) + ": query heads [" +
+                       S(s.q_heads.begin) + ", " + S(s.q_heads.end) +
+                       ") do not map onto its kv heads [" + S(s.kv_heads.begin) + ", " +
+                       S(s.kv_heads.end) + ")"};
   }
-  if (c.intermediate_size % tp != 0) {
-    return Status::InvalidArgument("intermediate_size " + S(c.intermediate_size) +
-                                   " is not divisible by tp " + S(tp));
+  if (d.intermediate_size % tp != 0) {
+    return LayoutError{"intermediate_size " + S(d.intermediate_size) + " is not divisible by tp " +
+                       S(tp)};
   }
-  const int64_t inter = c.intermediate_size / tp;
+  const int64_t inter = d.intermediate_size / tp;
   s.intermediate = {tp_rank * inter, (tp_rank + 1) * inter};
-  const int64_t per = (c.vocab_size + tp - 1) / tp;
-  if (c.vocab_size < 1 || (tp - 1) * per >= c.vocab_size) {
-    return Status::InvalidArgument("vocab_size " + S(c.vocab_size) + " split into tp " + S(tp) +
-                                   " ranges of " + S(per) + " rows leaves the last rank empty");
+  const int64_t per = (d.vocab_size + tp - 1) / tp;
+  if (d.vocab_size < 1 || (tp - 1) * per >= d.vocab_size) {
+    return LayoutError{"vocab_size " + S(d.vocab_size) + " split into tp " + S(tp) + " ranges of " +
+                       S(per) + " rows leaves the last rank empty"};
   }
-  s.vocab = {tp_rank * per, std::min(c.vocab_size, (tp_rank + 1) * per)};
+  s.vocab = {tp_rank * per, std::min(d.vocab_size, (tp_rank + 1) * per)};
   return s;
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "kernels/common/parallel_for.h"
@@ -17,6 +18,7 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/df11_model_dir.h"
 #include "runtime/formats/df11_unit.h"
+#include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 
 namespace df11 {
@@ -154,8 +156,9 @@ StatusOr<CompressSummary> CompressModel(const std::string& src_dir, const std::s
   }
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(src_dir));
   DF11_RETURN_IF_ERROR(CheckBf16WeightsAgainstConfig(src_dir, ckpt));
+  const std::optional<TiedHeadNames> tied_head = TiedHeadNamesOf(config);
   DF11_ASSIGN_OR_RETURN(std::vector<UnitPlan> units,
-                        PlanUnits(patterns, ckpt.tensor_names(), tied.get<bool>()));
+                        PlanUnits(patterns, ckpt.tensor_names(), tied_head ? &*tied_head : nullptr));
   if (units.empty()) {
     return Status::InvalidArgument("no module of " + src_dir + " matches the pattern_dict");
   }

@@ -9,6 +9,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/core/progress.h"
 #include "runtime/core/staged_dir.h"
+#include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 
 namespace df11 {
@@ -27,7 +28,7 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
   Progress progress("decompress", total, "bytes", show_progress);
   DecompressSummary summary;
   std::map<std::string, std::string> weight_map;
-  const bool tied = TiesEmbeddings(model);
+  const std::optional<TiedHeadNames> tied = TiedHeadNamesOf(model.config_json);
   // One output file per input file, so memory holds one file's decoded units at a time.
   for (const SafetensorsFile& file : model.checkpoint.files()) {
     const std::string file_name = file.path().substr(file.path().rfind('/') + 1);
@@ -37,7 +38,7 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
     const size_t tensors_before = weight_map.size();
     for (const TensorInfo& t : file.tensors()) {
       // A tied model's checkpoint has no lm_head: a stored copy is not written back.
-      if (tied && t.name.starts_with(std::string(kLmHeadModule) + ".")) continue;
+      if (tied && t.name.starts_with(tied->unit + ".")) continue;
       if (IsUnitField(model, t.name)) {
         if (!t.name.ends_with(".encoded_exponent")) continue;
         const std::string unit_name = t.name.substr(0, t.name.rfind('.'));

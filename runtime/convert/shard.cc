@@ -18,6 +18,7 @@
 #include "kernels/common/parallel_for.h"
 #include "kernels/dfloat11/df11_encode.h"
 #include "parallel/sharding.h"
+#include "parallel/world.h"
 #include "runtime/convert/model_files.h"
 #include "runtime/convert/source_weights.h"
 #include "runtime/core/file_util.h"
@@ -25,6 +26,7 @@
 #include "runtime/core/progress.h"
 #include "runtime/core/staged_dir.h"
 #include "runtime/formats/df11_unit.h"
+#include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 
 namespace df11 {
@@ -32,16 +34,12 @@ namespace {
 
 constexpr char kShardManifestName[] = "manifest.json";
 
-// How a source tensor is cut: by rows or columns along a TP dimension, or replicated.
-enum class Split { kRows, kColumns, kReplicated };
-enum class Dim { kNone, kQ, kKv, kIntermediate, kVocab };
-
+// One source tensor as the ranks get it: the table's row says how it is cut.
 struct Piece {
   std::string name;    // output (and source) weight name
   std::string source;  // the source tensor (differs for a tied LM head)
   std::vector<int64_t> shape;  // source shape: (rows, cols) or (n)
-  Split split = Split::kReplicated;
-  Dim dim = Dim::kNone;
+  const TensorRow* row = nullptr;
 };
 
 // One step of the conversion: for each tp rank of `stage`, one unit's matrices + small tensors.
@@ -59,22 +57,18 @@ struct LocalTensor {
   std::vector<uint16_t> data;
 };
 
-// The rank's part of piece `p` (source data `src`); head ranges become rows of head_dim each.
+// The rank's part of piece `p` (source data `src`) of model `c`.
 LocalTensor Cut(const Piece& p, std::span<const uint16_t> src, const TpSlices& s,
-                int64_t head_dim) {
-  Range r{0, p.shape[0]};
-  if (p.dim == Dim::kQ) r = {s.q_heads.begin * head_dim, s.q_heads.end * head_dim};
-  if (p.dim == Dim::kKv) r = {s.kv_heads.begin * head_dim, s.kv_heads.end * head_dim};
-  if (p.dim == Dim::kIntermediate) r = s.intermediate;
-  if (p.dim == Dim::kVocab) r = s.vocab;
+                const ModelConfig& c) {
+  const Range r = SliceOf(*p.row, c, s);
   const int64_t rows = p.shape[0];
   const int64_t cols = p.shape.size() == 2 ? p.shape[1] : 1;
   LocalTensor t{p.name, p.shape, {}};
-  if (p.split == Split::kRows) {
+  if (p.row->split == Split::kRows) {
     t.shape[0] = r.size();
     t.data.resize(r.size() * cols);
     SliceRows(src.data(), rows, cols, r, t.data.data());
-  } else if (p.split == Split::kColumns) {
+  } else if (p.row->split == Split::kColumns) {
     t.shape[1] = r.size();
     t.data.resize(rows * r.size());
     SliceColumns(src.data(), rows, cols, r, t.data.data());
@@ -165,59 +159,42 @@ class RankOutput {
 // The steps of the conversion, in source order: embedding, layers, LM head + final norm.
 StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights& src,
                                       const std::vector<Range>& stages) {
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (auto& [name, shape] : ExpectedTensors(c)) shapes[name] = shape;
-  auto piece = [&](const std::string& name, Split split, Dim dim) {
-    return Piece{name, name, shapes.at(name), split, dim};
+  const ArchitectureTensors& t = TensorsOf(c.arch);
+  auto piece = [&](const TensorRow& row, std::string name) {
+    return Piece{name, name, GlobalShape(row, c), &row};
   };
+  auto module_prefix = [](const TensorRow& row) { return std::string(ModuleOf(row)) + "."; };
   std::vector<Step> steps;
-  steps.push_back({0, "model.embed_tokens",
-                   {piece("model.embed_tokens.weight", Split::kRows, Dim::kVocab)}, {},
-                   {"model.embed_tokens."}});
-  static const std::pair<const char*, std::pair<Split, Dim>> kLayer[] = {
-      {"self_attn.q_proj.weight", {Split::kRows, Dim::kQ}},
-      {"self_attn.k_proj.weight", {Split::kRows, Dim::kKv}},
-      {"self_attn.v_proj.weight", {Split::kRows, Dim::kKv}},
-      {"self_attn.o_proj.weight", {Split::kColumns, Dim::kQ}},
-      {"mlp.gate_proj.weight", {Split::kRows, Dim::kIntermediate}},
-      {"mlp.up_proj.weight", {Split::kRows, Dim::kIntermediate}},
-      {"mlp.down_proj.weight", {Split::kColumns, Dim::kIntermediate}},
-  };
+  steps.push_back({0, UnitName(t, UnitOf::kEmbedding, 0),
+                   {piece(t.embedding, std::string(t.embedding.name))}, {},
+                   {module_prefix(t.embedding)}});
   for (int s = 0; s < static_cast<int>(stages.size()); ++s) {
     for (int64_t i = stages[s].begin; i < stages[s].end; ++i) {
-      const std::string prefix = "model.layers." + std::to_string(i) + ".";
-      Step step{s, "model.layers." + std::to_string(i), {}, {}, {prefix}};
-      for (const auto& [suffix, how] : kLayer) {
-        step.matrices.push_back(piece(prefix + suffix, how.first, how.second));
-      }
-      for (const auto& [name, shape] : shapes) {
-        if (!name.starts_with(prefix) || name.ends_with("_proj.weight")) continue;
-        Piece p = piece(name, Split::kReplicated, Dim::kNone);
-        if (name.ends_with("q_proj.bias")) p = piece(name, Split::kRows, Dim::kQ);
-        if (name.ends_with("k_proj.bias") || name.ends_with("v_proj.bias")) {
-          p = piece(name, Split::kRows, Dim::kKv);
-        }
-        step.small.push_back(p);
+      Step step{s, UnitName(t, UnitOf::kLayer, i), {}, {}, {LayerModule(t, i) + "."}};
+      for (const TensorRow& row : t.layer) {
+        if (!Present(row, c)) continue;
+        std::vector<Piece>& into = row.unit == UnitOf::kLayer ? step.matrices : step.small;
+        into.push_back(piece(row, LayerTensorName(t, i, row)));
       }
       steps.push_back(std::move(step));
     }
   }
-  Piece head{kLmHeadWeight, kLmHeadWeight, {c.vocab_size, c.hidden_size}, Split::kRows,
-             Dim::kVocab};
+  Piece head = piece(t.lm_head, std::string(t.lm_head.name));
   // Tied: the LM head is the embedding (a stored lm_head, as the reference encoder writes one,
   // is a copy of it and is not read).
   if (c.tie_word_embeddings) {
-    head.source = kEmbeddingWeight;
-  } else if (!src.Has(kLmHeadWeight)) {
-    return Status::NotFound("tensor lm_head.weight is missing from " + src.dir() +
+    head.source = t.embedding.name;
+  } else if (!src.Has(head.name)) {
+    return Status::NotFound("tensor " + head.name + " is missing from " + src.dir() +
                             " (and tie_word_embeddings is false)");
   }
   // Tied embeddings on a single stage: that rank's embedding unit serves as the LM head too.
   std::vector<Piece> head_matrices = {head};
   if (c.tie_word_embeddings && stages.size() == 1) head_matrices.clear();
-  steps.push_back({static_cast<int>(stages.size()) - 1, "lm_head", head_matrices,
-                   {piece("model.norm.weight", Split::kReplicated, Dim::kNone)},
-                   {"lm_head.", "model.norm."}});
+  steps.push_back({static_cast<int>(stages.size()) - 1, UnitName(t, UnitOf::kLmHead, 0),
+                   head_matrices,
+                   {piece(t.final_norm, std::string(t.final_norm.name))},
+                   {module_prefix(t.lm_head), module_prefix(t.final_norm)}});
   return steps;
 }
 
@@ -270,12 +247,11 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
   }
   DF11_ASSIGN_OR_RETURN(std::unique_ptr<SourceWeights> src, SourceWeights::Open(src_dir, threads));
   const ModelConfig& c = src->config();
-  const Layout layout{options.tp, options.pp};
+  const ParallelLayout layout{options.tp, options.pp};
   if (layout.tp < 1) {
     return Status::InvalidArgument("--tp must be >= 1; got " + std::to_string(layout.tp));
   }
-  DF11_ASSIGN_OR_RETURN(std::vector<Range> stages,
-                        StageLayers(c.num_hidden_layers, layout.pp, options.stage_layers));
+  DF11_ASSIGN_OR_RETURN(std::vector<Range> stages, StageLayers(c, layout.pp, options.stage_layers));
   std::vector<TpSlices> slices;
   for (int t = 0; t < layout.tp; ++t) {
     DF11_ASSIGN_OR_RETURN(TpSlices s, TensorParallelSlices(c, layout.tp, t));
@@ -313,10 +289,10 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
     ParallelFor(layout.tp, workers, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         for (size_t i = 0; i < step.matrices.size(); ++i) {
-          matrices[t].push_back(Cut(step.matrices[i], matrix_src[i], slices[t], c.head_dim));
+          matrices[t].push_back(Cut(step.matrices[i], matrix_src[i], slices[t], c));
         }
         for (size_t i = 0; i < step.small.size(); ++i) {
-          small[t].push_back(Cut(step.small[i], small_src[i], slices[t], c.head_dim));
+          small[t].push_back(Cut(step.small[i], small_src[i], slices[t], c));
         }
       }
     });

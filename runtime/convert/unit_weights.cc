@@ -5,6 +5,7 @@
 
 #include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/weight_set.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 
@@ -29,11 +30,6 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir) {
   Df11Model m{dir, std::move(config), std::move(df11), std::move(model), std::move(ckpt), {}};
   m.units = FindDf11Units(m.checkpoint);
   return m;
-}
-
-bool TiesEmbeddings(const Df11Model& model) {
-  const auto tied = model.config_json.find("tie_word_embeddings");
-  return tied != model.config_json.end() && tied->is_boolean() && tied->get<bool>();
 }
 
 bool IsUnitField(const Df11Model& model, const std::string& tensor_name) {

@@ -42,10 +42,6 @@ StatusOr<Df11Model> OpenDf11Model(const std::string& dir);
 // unit's split_positions or element count.
 StatusOr<std::vector<UnitWeight>> ResolveUnitWeights(const Df11Model& model, const Df11Unit& unit);
 
-// True when config.json says "tie_word_embeddings": true. Such a model's lm_head is its
-// embedding; an lm_head unit stored anyway (the reference encoder writes one) is a copy of it.
-bool TiesEmbeddings(const Df11Model& model);
-
 // True for tensors that are fields of a unit ("<unit>.luts", ...).
 bool IsUnitField(const Df11Model& model, const std::string& tensor_name);
 

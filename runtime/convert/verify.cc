@@ -9,6 +9,7 @@
 #include "runtime/convert/model_files.h"
 #include "runtime/convert/unit_weights.h"
 #include "runtime/core/progress.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 namespace {
@@ -29,12 +30,10 @@ StatusOr<VerifyReport> VerifyModel(const std::string& df11_dir, const std::strin
   threads = threads > 0 ? threads : DefaultThreadCount();
   // A tied model's original has no lm_head.weight; an lm_head the DF11 model stores anyway (the
   // reference encoder writes one) must equal the embedding.
-  const bool tied_embeddings = TiesEmbeddings(model);
+  const std::optional<TiedHeadNames> tied = TiedHeadNamesOf(model.config_json);
   auto original_of = [&](const std::string& name) -> const TensorInfo* {
     const TensorInfo* t = original.Find(name);
-    if (t == nullptr && tied_embeddings && name == kLmHeadWeight) {
-      t = original.Find(kEmbeddingWeight);
-    }
+    if (t == nullptr && tied && name == tied->weight) t = original.Find(tied->embedding);
     return t;
   };
   VerifyReport report;

@@ -159,7 +159,7 @@ int DistributedStepRunner::SamplingRank() const { return ctx_.layout.Rank(ctx_.l
 
 Status DistributedStepRunner::RunStages(std::span<const SequenceStep> steps,
                                         std::vector<float>* last_hidden) {
-  const ShardLayout& L = ctx_.layout;
+  const ParallelLayout& L = ctx_.layout;
   const int64_t h = backend_->weights().config.hidden_size;
   const int64_t n = static_cast<int64_t>(steps.size());
   const bool first = stage_ == 0, last = stage_ == L.pp - 1;

@@ -16,15 +16,15 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/world.h"
 #include "runtime/engine/step_runner.h"
-#include "runtime/model/shard_weights.h"
 #include "runtime/model/forward_backend.h"
 
 namespace df11 {
 
 struct DistributedContext {
   int rank = 0;  // world rank
-  ShardLayout layout;
+  ParallelLayout layout;
   Communicator* world = nullptr;  // all ranks: plans, activations, results
   Communicator* tp = nullptr;     // this stage's tensor-parallel group
 };

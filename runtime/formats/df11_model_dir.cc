@@ -3,16 +3,13 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "runtime/core/file_util.h"
 
 namespace df11 {
 namespace {
-
-const char* const kLayerAttrs[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                   "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                   "mlp.down_proj"};
 
 std::vector<std::string> WeightsOf(const Df11Pattern& p, const std::string& module) {
   std::vector<std::string> weights;
@@ -105,23 +102,22 @@ nlohmann::ordered_json Df11ConfigToJson(const Df11Config& config) {
 }
 
 StatusOr<std::vector<Df11Pattern>> DefaultPatterns(const std::string& architecture) {
-  static const std::set<std::string> kKnown = {"LlamaForCausalLM", "Qwen2ForCausalLM",
-                                               "Qwen3ForCausalLM", "MistralForCausalLM"};
-  if (!kKnown.count(architecture)) {
+  const std::optional<Architecture> arch = ArchitectureOfClass(architecture);
+  if (!arch) {
     return Status::Unimplemented("no default DF11 pattern for architecture \"" + architecture +
-                                 "\" (known: LlamaForCausalLM, Qwen2ForCausalLM, "
-                                 "Qwen3ForCausalLM, MistralForCausalLM); pass --pattern-dict");
+                                 "\" (known: " + SupportedArchitectureNames() +
+                                 "); pass --pattern-dict");
   }
-  nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  j["lm_head"] = nlohmann::ordered_json::array();
-  j["model.embed_tokens"] = nlohmann::ordered_json::array();
-  j["model.layers.\\d+"] = std::vector<std::string>(std::begin(kLayerAttrs), std::end(kLayerAttrs));
-  return ParsePatternDict(j, "default pattern_dict");
+  return DefaultPatterns(*arch);
+}
+
+StatusOr<std::vector<Df11Pattern>> DefaultPatterns(Architecture arch) {
+  return ParsePatternDict(DefaultPatternDict(TensorsOf(arch)), "default pattern_dict");
 }
 
 StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patterns,
                                           const std::vector<std::string>& tensor_names,
-                                          bool tied_embeddings) {
+                                          const TiedHeadNames* tied) {
   const std::set<std::string> names(tensor_names.begin(), tensor_names.end());
   std::set<std::string> modules;
   for (const std::string& t : tensor_names) {
@@ -150,12 +146,12 @@ StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patter
       break;
     }
   }
-  if (tied_embeddings && !names.count(kLmHeadWeight) && names.count(kEmbeddingWeight) &&
-      !units.count(kLmHeadModule)) {
+  if (tied != nullptr && !names.count(tied->weight) && names.count(tied->embedding) &&
+      !units.count(tied->unit)) {
     for (const Df11Pattern& p : patterns) {
-      if (!std::regex_match(std::string(kLmHeadModule), p.regex)) continue;
+      if (!std::regex_match(tied->unit, p.regex)) continue;
       if (p.attrs.empty()) {
-        units[kLmHeadModule] = UnitPlan{kLmHeadModule, {kLmHeadWeight}, {kEmbeddingWeight}};
+        units[tied->unit] = UnitPlan{tied->unit, {tied->weight}, {tied->embedding}};
       }
       break;
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/core/status.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 
@@ -37,9 +38,10 @@ StatusOr<std::vector<Df11Pattern>> ParsePatternDict(const nlohmann::ordered_json
                                                     const std::string& source);
 nlohmann::ordered_json Df11ConfigToJson(const Df11Config& config);
 
-// The reference's pattern_dict for a transformers architecture name (LlamaForCausalLM,
-// Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM); Unimplemented otherwise.
+// The reference's pattern_dict for an architecture (DefaultPatternDict of its tensor table), by
+// its transformers class name (LlamaForCausalLM, ...; Unimplemented for one without a table).
 StatusOr<std::vector<Df11Pattern>> DefaultPatterns(const std::string& architecture);
+StatusOr<std::vector<Df11Pattern>> DefaultPatterns(Architecture arch);
 
 // One unit to build: its module path and the BF16 weight tensors it concatenates, in order.
 struct UnitPlan {
@@ -52,23 +54,16 @@ struct UnitPlan {
   const std::string& SourceOf(size_t i) const { return sources.empty() ? weights[i] : sources[i]; }
 };
 
-// Tied embeddings (config "tie_word_embeddings": true): the checkpoint has no lm_head.weight and
-// the LM head is the embedding. The reference encoder still writes an "lm_head" unit (a copy of
-// the embedding, because the tied model has an lm_head module that the pattern matches), and the
-// reference loader fills the LM head only from such a unit.
-inline constexpr char kLmHeadModule[] = "lm_head";
-inline constexpr char kLmHeadWeight[] = "lm_head.weight";
-inline constexpr char kEmbeddingWeight[] = "model.embed_tokens.weight";
-
 // Units for a checkpoint with these tensor names: every module path (a dot-separated prefix of
 // a tensor name) that fully matches a pattern; InvalidArgument when a matched module lacks one
 // of the pattern's weights. Sorted by name; a module matched by two patterns is an error.
-// `tied_embeddings`: the checkpoint ties lm_head to the embedding; when it has no lm_head.weight
-// but model.embed_tokens.weight and the patterns match the module "lm_head" as a whole, an
-// "lm_head" unit is planned whose weight is read from the embedding, as the reference writes it.
+// `tied` (null unless the checkpoint ties lm_head to the embedding; TiedHeadNamesOf): when the
+// checkpoint has no LM head weight but the embedding and the patterns match the LM head's module
+// as a whole, that unit is planned with its weight read from the embedding, as the reference
+// writes it (see TiedHeadNames).
 StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patterns,
                                           const std::vector<std::string>& tensor_names,
-                                          bool tied_embeddings);
+                                          const TiedHeadNames* tied);
 
 // The weight tensor names of unit `name` (from the first pattern that matches it).
 StatusOr<std::vector<std::string>> UnitWeightNames(const std::vector<Df11Pattern>& patterns,

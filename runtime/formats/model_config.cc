@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // ParseModelConfig: the architecture, the dims and token ids (here), the keys that change the
 // math (model_config_math.cc) and the key table (config_keys.cc); defaults follow transformers
-// 5.24's LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig. And the tensors each config implies.
+// 5.24's LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig.
 #include "runtime/formats/model_config.h"
 
 #include <glog/logging.h>
 
 #include <array>
-#include <charconv>
 
 #include "runtime/core/file_util.h"
 #include "runtime/formats/config_parsing.h"
@@ -43,15 +42,6 @@ const ArchitectureInfo& InfoOf(Architecture arch) {
   return kArchitectures[0];
 }
 
-std::string SupportedList() {
-  std::string s;
-  for (const ArchitectureInfo& info : kArchitectures) {
-    if (!s.empty()) s += ", ";
-    s += info.class_name;
-  }
-  return s;
-}
-
 StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& source,
                                            ModelConfig& c) {
   FieldReader r(j, source);
@@ -66,11 +56,9 @@ StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& sou
                                           std::string(kArchitectures[0].class_name) + "\"]");
     }
     c.architecture_name = archs[0].get<std::string>();
-    for (const ArchitectureInfo& info : kArchitectures) {
-      if (info.class_name == c.architecture_name) return info.arch;
-    }
+    if (std::optional<Architecture> arch = ArchitectureOfClass(c.architecture_name)) return *arch;
     return Status::Unimplemented(source + ": architecture " + Quoted(c.architecture_name) +
-                                 " is not supported; supported: " + SupportedList());
+                                 " is not supported; supported: " + SupportedArchitectureNames());
   }
   // No "architectures": transformers' AutoModelForCausalLM goes by model_type.
   if (c.model_type.empty()) {
@@ -85,7 +73,7 @@ StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& sou
     }
   }
   return Status::Unimplemented(source + ": model_type " + Quoted(c.model_type) +
-                               " is not supported; supported: " + SupportedList());
+                               " is not supported; supported: " + SupportedArchitectureNames());
 }
 
 Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
@@ -122,26 +110,26 @@ Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
   return Status::Ok();
 }
 
-// Parses "model.layers.<i>." at the front of `path`; returns the rest, or nullopt.
-std::optional<std::string_view> StripLayerPrefix(std::string_view path, int64_t num_layers) {
-  constexpr std::string_view kPrefix = "model.layers.";
-  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
-  path.remove_prefix(kPrefix.size());
-  size_t dot = path.find('.');
-  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
-  std::string_view digits = path.substr(0, dot);
-  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;  // "03" is not a module name
-  int64_t layer = -1;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), layer);
-  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
-  if (layer < 0 || layer >= num_layers) return std::nullopt;
-  return path.substr(dot + 1);
-}
-
 }  // namespace
 
 std::string_view ArchitectureClassName(Architecture arch) { return InfoOf(arch).class_name; }
 std::string_view ArchitectureModelType(Architecture arch) { return InfoOf(arch).model_type; }
+
+std::optional<Architecture> ArchitectureOfClass(std::string_view class_name) {
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (info.class_name == class_name) return info.arch;
+  }
+  return std::nullopt;
+}
+
+std::string SupportedArchitectureNames() {
+  std::string s;
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (!s.empty()) s += ", ";
+    s += info.class_name;
+  }
+  return s;
+}
 
 StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_name,
                                        ConfigUse use) {
@@ -235,67 +223,6 @@ int64_t LayerWindow(const ModelConfig& c, int64_t layer) {
 
 bool OutputProjectionHasBias(const ModelConfig& c) {
   return c.attention_bias && c.arch != Architecture::kQwen2;
-}
-
-StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::string& module_path) {
-  if (module_path == "model.embed_tokens" || module_path == "lm_head") {
-    return std::vector<int64_t>{c.vocab_size, c.hidden_size};
-  }
-  const int64_t q_out = c.num_attention_heads * c.head_dim;
-  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
-  if (std::optional<std::string_view> sub = StripLayerPrefix(module_path, c.num_hidden_layers)) {
-    if (*sub == "self_attn.q_proj") return std::vector<int64_t>{q_out, c.hidden_size};
-    if (*sub == "self_attn.k_proj") return std::vector<int64_t>{kv_out, c.hidden_size};
-    if (*sub == "self_attn.v_proj") return std::vector<int64_t>{kv_out, c.hidden_size};
-    if (*sub == "self_attn.o_proj") return std::vector<int64_t>{c.hidden_size, q_out};
-    if (*sub == "mlp.gate_proj") return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
-    if (*sub == "mlp.up_proj") return std::vector<int64_t>{c.intermediate_size, c.hidden_size};
-    if (*sub == "mlp.down_proj") return std::vector<int64_t>{c.hidden_size, c.intermediate_size};
-  }
-  return Status::NotFound(
-      Quoted(module_path) + " is not a Linear or Embedding module of " + c.architecture_name +
-      " with " + std::to_string(c.num_hidden_layers) +
-      " layers (expected model.embed_tokens, lm_head or model.layers.<i>.{self_attn.{q,k,v,o}_proj,"
-      "mlp.{gate,up,down}_proj})");
-}
-
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(const ModelConfig& c,
-                                                                          const ModelPart& part) {
-  auto all = [](int64_t n, int64_t whole) { return n < 0 ? whole : n; };
-  const int64_t h = c.hidden_size, hd = c.head_dim;
-  const int64_t q_out = all(part.heads, c.num_attention_heads) * hd;
-  const int64_t kv_out = all(part.kv_heads, c.num_key_value_heads) * hd;
-  const int64_t inter = all(part.intermediate, c.intermediate_size);
-  const int64_t vocab = all(part.vocab_rows, c.vocab_size);
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  auto linear = [&](const std::string& module, int64_t rows, int64_t cols, bool bias) {
-    out.emplace_back(module + ".weight", std::vector<int64_t>{rows, cols});
-    if (bias) out.emplace_back(module + ".bias", std::vector<int64_t>{rows});
-  };
-  if (part.embedding) out.emplace_back("model.embed_tokens.weight", std::vector<int64_t>{vocab, h});
-  for (int64_t i = part.layer_begin; i < all(part.layer_end, c.num_hidden_layers); ++i) {
-    const std::string layer = "model.layers." + std::to_string(i) + ".";
-    linear(layer + "self_attn.q_proj", q_out, h, c.attention_bias);
-    linear(layer + "self_attn.k_proj", kv_out, h, c.attention_bias);
-    linear(layer + "self_attn.v_proj", kv_out, h, c.attention_bias);
-    linear(layer + "self_attn.o_proj", h, q_out, OutputProjectionHasBias(c));
-    if (c.qk_norm) {
-      out.emplace_back(layer + "self_attn.q_norm.weight", std::vector<int64_t>{hd});
-      out.emplace_back(layer + "self_attn.k_norm.weight", std::vector<int64_t>{hd});
-    }
-    linear(layer + "mlp.gate_proj", inter, h, false);
-    linear(layer + "mlp.up_proj", inter, h, false);
-    linear(layer + "mlp.down_proj", h, inter, false);
-    out.emplace_back(layer + "input_layernorm.weight", std::vector<int64_t>{h});
-    out.emplace_back(layer + "post_attention_layernorm.weight", std::vector<int64_t>{h});
-  }
-  if (part.head) {
-    out.emplace_back("model.norm.weight", std::vector<int64_t>{h});
-    if (!c.tie_word_embeddings) {
-      out.emplace_back("lm_head.weight", std::vector<int64_t>{vocab, h});
-    }
-  }
-  return out;
 }
 
 }  // namespace df11

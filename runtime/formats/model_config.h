@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // ModelConfig: a Hugging Face config.json (Llama, Qwen2, Qwen3, Mistral decoder-only models),
-// validated, with the defaults transformers 5.24 applies, and the parameter tensors each
-// architecture implies. Every key that changes the forward pass is either honoured or refused
+// validated, with the defaults transformers 5.24 applies (the parameter tensors each
+// architecture implies are model_tensors.h's). Every key that changes the forward pass is either honoured or refused
 // (Unimplemented, naming the file, key, value and what is supported) here, before any weight is
 // read; config_keys.cc lists, per architecture, which keys exist and what each does. Weight
 // matrices are (out_features, in_features) as in torch.nn.Linear.
@@ -42,6 +42,10 @@ enum class Architecture { kLlama, kQwen2, kQwen3, kMistral };
 std::string_view ArchitectureClassName(Architecture arch);
 // The config.json "model_type": "llama", "qwen2", "qwen3", "mistral".
 std::string_view ArchitectureModelType(Architecture arch);
+// The architecture of transformers class `class_name`; nullopt when it is not supported.
+std::optional<Architecture> ArchitectureOfClass(std::string_view class_name);
+// The supported class names, for messages: "LlamaForCausalLM, Qwen2ForCausalLM, ...".
+std::string SupportedArchitectureNames();
 
 struct ModelConfig {
   Architecture arch = Architecture::kLlama;
@@ -108,32 +112,5 @@ int64_t LayerWindow(const ModelConfig& c, int64_t layer);
 
 // True when self_attn.o_proj has a bias (Llama/Qwen3 with attention_bias; never Qwen2).
 bool OutputProjectionHasBias(const ModelConfig& c);
-
-// Shape of the weight of a Linear or Embedding module by its path, e.g.
-// "model.layers.3.self_attn.q_proj" -> {num_attention_heads * head_dim, hidden_size},
-// "model.embed_tokens" and "lm_head" -> {vocab_size, hidden_size} (lm_head also when tied: the
-// module exists and shares the embedding). NotFound for any other path (a layer index out of range,
-// a norm, a misspelt name).
-StatusOr<std::vector<int64_t>> WeightShape(const ModelConfig& c, const std::string& module_path);
-
-// The share of a model one rank of a sharded layout holds (`df11 shard`); the default is the
-// whole model. Counts of -1 mean "all of the config's".
-struct ModelPart {
-  int64_t layer_begin = 0, layer_end = -1;  // layers [begin, end)
-  int64_t heads = -1;                       // query heads held
-  int64_t kv_heads = -1;                    // key/value heads held
-  int64_t intermediate = -1;                // MLP rows held
-  int64_t vocab_rows = -1;                  // embedding / LM head rows held
-  bool embedding = true;  // model.embed_tokens.weight (a pipeline's first stage)
-  bool head = true;       // model.norm.weight and lm_head.weight (a pipeline's last stage)
-};
-
-// Every parameter tensor the architecture has (in `part`, with its local shapes), in
-// transformers' named_parameters() order: model.embed_tokens.weight; per layer
-// self_attn.{q,k,v}_proj.{weight,bias?}, o_proj, self_attn.{q,k}_norm.weight [head_dim] (Qwen3),
-// mlp.{gate,up,down}_proj.weight, {input,post_attention}_layernorm.weight [hidden];
-// model.norm.weight; lm_head.weight unless tied.
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
-    const ModelConfig& c, const ModelPart& part = ModelPart());
 
 }  // namespace df11

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // MakeTinyModel: options -> config.json (parsed back with ParseModelConfig, so the tensor list is
-// ExpectedTensors) -> shard plan -> each shard streamed to disk: header first, then every tensor
+// the table's required tensors, model_tensors.h) -> shard plan -> each shard streamed to disk: header first, then every tensor
 // generated piece by piece (double-buffered) right before it is written. The random fill is split
 // into fixed blocks, each with its own xoshiro256** stream seeded from (seed, tensor name, block),
 // so the bytes depend neither on the thread count nor on the piece size.
@@ -30,6 +30,7 @@
 #include "runtime/core/progress.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 namespace {
@@ -101,24 +102,15 @@ void FillNormalBf16(uint64_t stream_seed, float mean, float stddev, uint16_t* ou
   }
 }
 
-// Norm weights are 1 + noise, biases and everything else N(0, std).
-float MeanOf(const std::string& name) {
-  constexpr std::string_view kNorm = "norm.weight";
-  return name.size() >= kNorm.size() && name.compare(name.size() - kNorm.size(), kNorm.size(),
-                                                     kNorm) == 0
-             ? 1.0f
-             : 0.0f;
-}
-
-// Fills out[0, count) with elements [begin, begin + count) of tensor `name`; `begin` is a multiple
-// of kBlockElems, so any split of a tensor into pieces yields the same bytes.
-void GenerateRange(const std::string& name, int64_t begin, int64_t count,
+// Fills out[0, count) with elements [begin, begin + count) of tensor `name`, N(mean, std)
+// (norm weights: 1 + noise; matrices and biases: mean 0); `begin` is a multiple of kBlockElems,
+// so any split of a tensor into pieces yields the same bytes.
+void GenerateRange(const std::string& name, float mean, int64_t begin, int64_t count,
                    const TinyModelOptions& o, int threads, uint16_t* out) {
   uint64_t mix = o.seed;
   const uint64_t tensor_seed = SplitMix64(mix) ^ Fnv1a(name);
   const int64_t first_block = begin / kBlockElems;
   const int64_t blocks = (count + kBlockElems - 1) / kBlockElems;
-  const float mean = MeanOf(name);
   const float stddev = static_cast<float>(o.init_std);
   ParallelFor(blocks, threads, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) {
@@ -328,6 +320,7 @@ struct PlannedTensor {
   std::string name;
   std::vector<int64_t> shape;
   int64_t numel = 0;
+  float mean = 0;  // of its random values
 };
 
 struct Shard {
@@ -340,7 +333,10 @@ StatusOr<std::vector<Shard>> PlanShards(const ModelConfig& config, int64_t max_s
   std::vector<Shard> shards(1);
   int64_t shard_bytes = 0;
   *total_bytes = 0;
-  for (auto& [name, shape] : ExpectedTensors(config)) {
+  for (const TensorSpec& t : ModelTensors(config)) {
+    if (!t.required) continue;
+    const std::string& name = t.name;
+    const std::vector<int64_t>& shape = t.shape;
     int64_t numel = 1;
     int64_t bytes = 0;
     bool overflow = false;
@@ -355,7 +351,8 @@ StatusOr<std::vector<Shard>> PlanShards(const ModelConfig& config, int64_t max_s
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().tensors.push_back(PlannedTensor{name, shape, numel});
+    const float mean = t.row->kind == TensorKind::kNorm ? 1.0f : 0.0f;
+    shards.back().tensors.push_back(PlannedTensor{name, shape, numel, mean});
     shard_bytes += bytes;
     *total_bytes += static_cast<uint64_t>(bytes);
   }
@@ -453,7 +450,7 @@ Status WriteShard(const std::string& path, const Shard& shard, const TinyModelOp
     const Piece& p = pieces[i];
     std::vector<uint16_t>& buf = buffers[i % 2];
     if (buf.size() < static_cast<size_t>(p.count)) buf.resize(p.count);
-    GenerateRange(p.tensor->name, p.begin, p.count, o, threads, buf.data());
+    GenerateRange(p.tensor->name, p.tensor->mean, p.begin, p.count, o, threads, buf.data());
   };
 
   const std::string header = ShardHeader(shard);

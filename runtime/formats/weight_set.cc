@@ -125,12 +125,10 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
 Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
                       const std::vector<StoredWeight>& stored, const std::string& source,
                       const std::vector<Df11Pattern>& patterns) {
-  std::map<std::string, std::vector<int64_t>> expected;
-  for (auto& [name, shape] : ExpectedTensors(c, part)) expected[name] = shape;
-  std::map<std::string, std::vector<int64_t>> optional;
-  if (c.tie_word_embeddings && part.head) {
-    optional["lm_head.weight"] = {part.vocab_rows < 0 ? c.vocab_size : part.vocab_rows,
-                                  c.hidden_size};
+  // The table's tensors: the required ones must be stored, the optional ones may be.
+  std::map<std::string, std::vector<int64_t>> expected, optional;
+  for (TensorSpec& t : ModelTensors(c, part)) {
+    (t.required ? expected : optional)[std::move(t.name)] = std::move(t.shape);
   }
   std::vector<std::string> problems;
   std::set<std::string> seen;

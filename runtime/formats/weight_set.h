@@ -14,6 +14,7 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/df11_model_dir.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
 
@@ -36,8 +37,9 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
 
 // InvalidArgument naming `source` (the model directory or shard file) and the first problems
 // (tensor, where it is, its dtype/shape and what config.json implies) unless `stored` holds
-// exactly ExpectedTensors(c, part): each BF16 with its shape. A tied model may also store
-// lm_head.weight (transformers ties it to the embedding; the reference DF11 encoder stores it).
+// exactly the required tensors of ModelTensors(c, part), each BF16 with its shape, and perhaps
+// its optional ones (a tied model's lm_head.weight: transformers ties it to the embedding; the
+// reference DF11 encoder stores it).
 // `patterns` (a DF11 directory's pattern dict, or empty) only sharpen the message for a missing
 // weight: the DF11 unit that would hold it and the file the published layout keeps it in.
 Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,

@@ -21,14 +21,6 @@ const TensorInfo* FindTensor(const ModelWeights& w, const std::string& name) {
 
 }  // namespace
 
-int64_t LayerWeights::ScratchElements() const {
-  int64_t n = 0;
-  for (const Weight* m : Matrices()) {
-    if (m->decoded_to_scratch()) n += m->numel();
-  }
-  return n;
-}
-
 int64_t ModelWeights::CompressedBytes() const {
   int64_t n = 0;
   for (const auto& u : units) n += u->stored_bytes();
@@ -98,10 +90,6 @@ StatusOr<WeightResolver> WeightResolver::Create(ModelWeights* weights,
   return r;
 }
 
-bool WeightResolver::Has(const std::string& name) const {
-  return in_units_.count(name) > 0 || FindTensor(*weights_, name) != nullptr;
-}
-
 StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, int64_t cols) {
   Weight m;
   m.rows = rows;
@@ -137,12 +125,9 @@ StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, i
   return m;
 }
 
-StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel, bool required) {
+StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel) {
   const TensorInfo* t = FindTensor(*weights_, name);
-  if (t == nullptr) {
-    if (!required) return Vector();
-    return Status::NotFound("weight " + name + " is missing from the model");
-  }
+  if (t == nullptr) return Status::NotFound("weight " + name + " is missing from the model");
   if (t->dtype != DType::kBF16 || t->numel != numel) {
     return Status::InvalidArgument("weight " + name + " is " + std::string(DTypeName(t->dtype)) +
                                    " " + ShapeText(t->shape) + "; expected BF16 with " +
@@ -154,34 +139,52 @@ StatusOr<Vector> WeightResolver::Small(const std::string& name, int64_t numel, b
   return v;
 }
 
-StatusOr<LayerWeights> WeightResolver::Layer(const ModelConfig& c, const LocalDims& d,
+StatusOr<LayerWeights> WeightResolver::Layer(const ModelConfig& c, const ModelPart& part,
                                              int64_t layer) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
-  const int64_t h = c.hidden_size, hd = c.head_dim;
-  const int64_t nh = d.heads, nkv = d.kv_heads, ni = d.intermediate;
+  const ArchitectureTensors& t = TensorsOf(c.arch);
   LayerWeights l;
-  DF11_ASSIGN_OR_RETURN(l.q, Matrix(p + "self_attn.q_proj.weight", nh * hd, h));
-  DF11_ASSIGN_OR_RETURN(l.k, Matrix(p + "self_attn.k_proj.weight", nkv * hd, h));
-  DF11_ASSIGN_OR_RETURN(l.v, Matrix(p + "self_attn.v_proj.weight", nkv * hd, h));
-  DF11_ASSIGN_OR_RETURN(l.o, Matrix(p + "self_attn.o_proj.weight", h, nh * hd));
-  DF11_ASSIGN_OR_RETURN(l.gate, Matrix(p + "mlp.gate_proj.weight", ni, h));
-  DF11_ASSIGN_OR_RETURN(l.up, Matrix(p + "mlp.up_proj.weight", ni, h));
-  DF11_ASSIGN_OR_RETURN(l.down, Matrix(p + "mlp.down_proj.weight", h, ni));
-  DF11_ASSIGN_OR_RETURN(l.input_norm, Small(p + "input_layernorm.weight", h, true));
-  DF11_ASSIGN_OR_RETURN(l.post_attention_norm, Small(p + "post_attention_layernorm.weight", h, true));
-  if (c.attention_bias) {
-    DF11_ASSIGN_OR_RETURN(l.q_bias, Small(p + "self_attn.q_proj.bias", nh * hd, true));
-    DF11_ASSIGN_OR_RETURN(l.k_bias, Small(p + "self_attn.k_proj.bias", nkv * hd, true));
-    DF11_ASSIGN_OR_RETURN(l.v_bias, Small(p + "self_attn.v_proj.bias", nkv * hd, true));
-  }
-  if (OutputProjectionHasBias(c)) {
-    DF11_ASSIGN_OR_RETURN(l.o_bias, Small(p + "self_attn.o_proj.bias", h, true));
-  }
-  if (c.qk_norm) {
-    DF11_ASSIGN_OR_RETURN(l.q_norm, Small(p + "self_attn.q_norm.weight", hd, true));
-    DF11_ASSIGN_OR_RETURN(l.k_norm, Small(p + "self_attn.k_norm.weight", hd, true));
+  for (const TensorRow& row : t.layer) {
+    if (!Present(row, c)) continue;
+    const std::string name = LayerTensorName(t, layer, row);
+    const std::vector<int64_t> shape = LocalShape(row, c, part);
+    if (row.matrix != nullptr) {
+      DF11_ASSIGN_OR_RETURN(l.*row.matrix, Matrix(name, shape[0], shape[1]));
+    } else {
+      DF11_ASSIGN_OR_RETURN(l.*row.vector, Small(name, shape[0]));
+    }
   }
   return l;
+}
+
+Status WeightResolver::Resolve(const ModelPart& part) {
+  ModelWeights& w = *weights_;
+  const ModelConfig& c = w.config;
+  const ArchitectureTensors& t = TensorsOf(c.arch);
+  auto matrix = [&](const TensorRow& row) {
+    const std::vector<int64_t> shape = LocalShape(row, c, part);
+    return Matrix(std::string(row.name), shape[0], shape[1]);
+  };
+  if (part.embedding) {
+    DF11_ASSIGN_OR_RETURN(w.embed, matrix(t.embedding));
+  }
+  const int64_t end = part.layer_end < 0 ? c.num_hidden_layers : part.layer_end;
+  for (int64_t i = part.layer_begin; i < end; ++i) {
+    DF11_ASSIGN_OR_RETURN(LayerWeights l, Layer(c, part, i));
+    w.layers.push_back(std::move(l));
+  }
+  if (part.head) {
+    const int64_t norm = LocalShape(t.final_norm, c, part)[0];
+    DF11_ASSIGN_OR_RETURN(w.final_norm, Small(std::string(t.final_norm.name), norm));
+    if (c.tie_word_embeddings && part.embedding) {
+      // The LM head is the embedding. A stored LM head (the reference encoder writes a copy of
+      // the embedding) is not used; Finish frees its unit.
+      w.lm_head = w.embed;
+    } else {
+      DF11_ASSIGN_OR_RETURN(w.lm_head, matrix(t.lm_head));
+    }
+  }
+  w.Finish();
+  return Status::Ok();
 }
 
 StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
@@ -202,22 +205,8 @@ StatusOr<ModelWeights> LoadModelWeights(const std::string& dir) {
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, df11_json));
   const ModelConfig& c = w.config;
-  const int64_t h = c.hidden_size;
   w.dims = {c.num_attention_heads, c.num_key_value_heads, c.intermediate_size, 0, c.vocab_size};
-  DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", c.vocab_size, h));
-  if (c.tie_word_embeddings) {
-    // The LM head is the embedding. A stored lm_head (the reference encoder writes a copy of
-    // the embedding) is not used; DropUnusedUnits frees its unit.
-    w.lm_head = w.embed;
-  } else {
-    DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", c.vocab_size, h));
-  }
-  DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    DF11_ASSIGN_OR_RETURN(LayerWeights l, r.Layer(c, w.dims, i));
-    w.layers.push_back(std::move(l));
-  }
-  w.Finish();
+  DF11_RETURN_IF_ERROR(r.Resolve(ModelPart()));
   return w;
 }
 

@@ -1,86 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 // Typed weights of a decoder-only transformer (Llama, Qwen2, Qwen3, Mistral), loaded from a BF16
-// checkpoint or a DF11 directory. BF16 matrices are views into the memory-mapped files; DF11
-// matrices stay compressed and name an element range of their unit, decoded right before use.
-// Small tensors (norms, biases) are copied. Shapes are the local ones (a tensor-parallel shard
-// holds slices). Immutable after loading; shareable across threads.
+// checkpoint or a DF11 directory by the tensor table (model_tensors.h); the weight handles and a
+// layer's fields are layer_weights.h's. BF16 matrices are views into the memory-mapped files;
+// DF11 matrices stay compressed and name an element range of their unit, decoded right before
+// use. Small tensors (norms, biases) are copied. Shapes are the local ones (a tensor-parallel
+// shard holds slices). Immutable after loading; shareable across threads.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
-#include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/core/status.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/df11_unit.h"
+#include "runtime/formats/layer_weights.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 
 namespace df11 {
-
-// How a weight matrix is stored. Every codec is lossless: the BF16 values it holds are the
-// original's, bit for bit. A backend's Linear dispatches on it (see layer_ops.h).
-enum class WeightCodec {
-  kBf16,  // plain BF16, row-major, mapped from the files
-  kDf11,  // an element range of a DF11 unit (Huffman-coded exponents), decoded before its GEMM
-};
-
-// A weight matrix (rows, cols) = (out_features, in_features) as torch.nn.Linear stores it,
-// whatever its codec: the handle the forward pass multiplies by (LayerOps::Linear). `id` numbers
-// the model's matrices so that a backend can key its own copy (a device upload, a decode
-// placement) by it.
-struct Weight {
-  int64_t rows = 0;
-  int64_t cols = 0;
-  WeightCodec codec = WeightCodec::kBf16;
-  const uint16_t* bf16 = nullptr;  // kBf16: (rows, cols)
-  const Df11Unit* unit = nullptr;  // kDf11: elements [begin, begin + rows * cols) of this unit
-  int64_t begin = 0;
-  int32_t id = -1;                 // index among ModelWeights' matrices (NumberWeights)
-
-  int64_t numel() const { return rows * cols; }
-  bool compressed() const { return codec != WeightCodec::kBf16; }
-  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); a codec with a fused
-  // matmul would not be, and takes no scratch.
-  bool decoded_to_scratch() const { return codec == WeightCodec::kDf11; }
-};
-
-// A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
-// when the model has none. `id` numbers the model's vectors like Weight::id.
-struct Vector {
-  std::vector<uint16_t> values;
-  int32_t id = -1;
-
-  bool empty() const { return values.empty(); }
-  const uint16_t* data() const { return values.data(); }
-  int64_t size() const { return static_cast<int64_t>(values.size()); }
-};
-
-struct LayerWeights {
-  Weight q, k, v, o;     // q: (heads * head_dim, hidden); k, v: (kv_heads * head_dim, hidden)
-  Weight gate, up, down;  // gate, up: (intermediate, hidden); down: (hidden, intermediate)
-  Vector input_norm;           // (hidden)
-  Vector post_attention_norm;  // (hidden)
-  Vector q_bias, k_bias, v_bias, o_bias;  // (rows of their matrix); empty when absent
-  Vector q_norm, k_norm;                  // (head_dim), Qwen3; empty otherwise
-
-  // The layer's matrices and vectors, in this fixed order: the one list of them that code
-  // walking a layer's weights uses.
-  std::array<const Weight*, 7> Matrices() const { return {&q, &k, &v, &o, &gate, &up, &down}; }
-  std::array<Weight*, 7> Matrices() { return {&q, &k, &v, &o, &gate, &up, &down}; }
-  std::array<const Vector*, 8> Vectors() const {
-    return {&input_norm, &post_attention_norm, &q_bias, &k_bias, &v_bias, &o_bias, &q_norm, &k_norm};
-  }
-  std::array<Vector*, 8> Vectors() {
-    return {&input_norm, &post_attention_norm, &q_bias, &k_bias, &v_bias, &o_bias, &q_norm, &k_norm};
-  }
-
-  // Elements decoded into scratch before this layer runs (0 when none is decoded_to_scratch).
-  int64_t ScratchElements() const;
-};
 
 // Local sizes of this rank's slice; equal to the config's on a single rank.
 struct LocalDims {
@@ -121,18 +61,22 @@ struct ModelWeights {
 StatusOr<ModelWeights> LoadModelWeights(const std::string& dir);
 
 // Resolves one weight of a loaded checkpoint set: a DF11 unit slice if some unit holds `name`,
-// else the BF16 tensor. InvalidArgument when the shape differs from `shape`.
+// else the BF16 tensor. InvalidArgument when the shape differs from the one the config implies.
 class WeightResolver {
  public:
   // Indexes the units of every checkpoint in `weights` (their patterns come from `patterns`).
   static StatusOr<WeightResolver> Create(ModelWeights* weights,
                                          const nlohmann::ordered_json& dfloat11_config);
   StatusOr<Weight> Matrix(const std::string& name, int64_t rows, int64_t cols);
-  // A small BF16 tensor copied out (norms, biases); `required` false returns empty if absent.
-  StatusOr<Vector> Small(const std::string& name, int64_t numel, bool required);
-  bool Has(const std::string& name) const;
-  // Layer `layer` (global index) of `c` with this rank's local sizes `d`.
-  StatusOr<LayerWeights> Layer(const ModelConfig& c, const LocalDims& d, int64_t layer);
+  // A small BF16 tensor copied out (norms, biases).
+  StatusOr<Vector> Small(const std::string& name, int64_t numel);
+  // Every row of the layer table present in `c`, for layer `layer` (global index) of `part`,
+  // into its LayerWeights field.
+  StatusOr<LayerWeights> Layer(const ModelConfig& c, const ModelPart& part, int64_t layer);
+  // `part` of the model into the weights (their config, dims and first_layer set): the
+  // embedding, the layers, the final norm and the LM head (the embedding when tied and held),
+  // then ModelWeights::Finish.
+  Status Resolve(const ModelPart& part);
 
  private:
   struct Slice {

@@ -56,6 +56,43 @@ Status VerifyFile(const std::string& path, const nlohmann::json& entry) {
   return Status::Ok();
 }
 
+// What the rank holds, from its manifest entry: layer, head, MLP-row and vocabulary ranges,
+// checked against the config; `first` / `last`: the rank is on the first / last stage.
+StatusOr<ModelPart> RankPart(const nlohmann::json& entry, const ModelConfig& c, bool first,
+                             bool last, const std::string& where, int64_t* vocab_begin) {
+  DF11_ASSIGN_OR_RETURN(auto layers, RangeField(entry, "layers", where));
+  DF11_ASSIGN_OR_RETURN(auto q_heads, RangeField(entry, "q_heads", where));
+  DF11_ASSIGN_OR_RETURN(auto kv_heads, RangeField(entry, "kv_heads", where));
+  DF11_ASSIGN_OR_RETURN(auto inter, RangeField(entry, "intermediate", where));
+  DF11_ASSIGN_OR_RETURN(auto vocab, RangeField(entry, "vocab", where));
+  // Ranges past the config's sizes: the config does not describe these weights.
+  const std::tuple<const char*, std::pair<int64_t, int64_t>, const char*, int64_t> ranges[] = {
+      {"layers", layers, "num_hidden_layers", c.num_hidden_layers},
+      {"q_heads", q_heads, "num_attention_heads", c.num_attention_heads},
+      {"kv_heads", kv_heads, "num_key_value_heads", c.num_key_value_heads},
+      {"intermediate", inter, "intermediate_size", c.intermediate_size},
+      {"vocab", vocab, "vocab_size", c.vocab_size}};
+  for (const auto& [key, range, field, size] : ranges) {
+    if (range.second > size) {
+      return Status::InvalidArgument(
+          where + ": the weights do not match config.json: the rank holds " + key + " [" +
+          std::to_string(range.first) + ", " + std::to_string(range.second) + ") but " + field +
+          " is " + std::to_string(size));
+    }
+  }
+  ModelPart part;
+  part.layer_begin = layers.first;
+  part.layer_end = layers.second;
+  part.heads = q_heads.second - q_heads.first;
+  part.kv_heads = kv_heads.second - kv_heads.first;
+  part.intermediate = inter.second - inter.first;
+  part.vocab_rows = vocab.second - vocab.first;
+  part.embedding = first;
+  part.head = last;
+  *vocab_begin = vocab.first;
+  return part;
+}
+
 }  // namespace
 
 bool IsShardedModelDir(const std::string& dir) {
@@ -84,10 +121,9 @@ StatusOr<ShardLayout> ReadShardLayout(const std::string& dir) {
   l.tp = layout["tp"].get<int>();
   l.pp = layout["pp"].get<int>();
   if (l.tp < 1 || l.pp < 1) return Status::Corruption(path + ": tp and pp must be >= 1");
-  l.world_size = l.tp * l.pp;
   if (!m.value("ranks", nlohmann::json()).is_array() ||
-      m["ranks"].size() != static_cast<size_t>(l.world_size)) {
-    return Status::Corruption(path + ": \"ranks\" must list " + std::to_string(l.world_size) +
+      m["ranks"].size() != static_cast<size_t>(l.world())) {
+    return Status::Corruption(path + ": \"ranks\" must list " + std::to_string(l.world()) +
                               " ranks (tp " + std::to_string(l.tp) + " x pp " +
                               std::to_string(l.pp) + ")");
   }
@@ -120,69 +156,22 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   // refused before any weight is read.
   ModelWeights w;
   DF11_ASSIGN_OR_RETURN(w.config, ParseModelConfig(layout.manifest["config"], where + " config"));
-  const ModelConfig& c = w.config;
-  DF11_ASSIGN_OR_RETURN(auto layers, RangeField(entry, "layers", where));
-  DF11_ASSIGN_OR_RETURN(auto q_heads, RangeField(entry, "q_heads", where));
-  DF11_ASSIGN_OR_RETURN(auto kv_heads, RangeField(entry, "kv_heads", where));
-  DF11_ASSIGN_OR_RETURN(auto inter, RangeField(entry, "intermediate", where));
-  DF11_ASSIGN_OR_RETURN(auto vocab, RangeField(entry, "vocab", where));
-  // Ranges past the config's sizes: the config does not describe these weights.
-  const std::tuple<const char*, std::pair<int64_t, int64_t>, const char*, int64_t> ranges[] = {
-      {"layers", layers, "num_hidden_layers", c.num_hidden_layers},
-      {"q_heads", q_heads, "num_attention_heads", c.num_attention_heads},
-      {"kv_heads", kv_heads, "num_key_value_heads", c.num_key_value_heads},
-      {"intermediate", inter, "intermediate_size", c.intermediate_size},
-      {"vocab", vocab, "vocab_size", c.vocab_size}};
-  for (const auto& [key, range, field, size] : ranges) {
-    if (range.second > size) {
-      return Status::InvalidArgument(
-          where + ": the weights do not match config.json: the rank holds " + key + " [" +
-          std::to_string(range.first) + ", " + std::to_string(range.second) + ") but " + field +
-          " is " + std::to_string(size));
-    }
-  }
   const int stage = layout.Stage(rank);
-  ModelPart part;
-  part.layer_begin = layers.first;
-  part.layer_end = layers.second;
-  part.heads = q_heads.second - q_heads.first;
-  part.kv_heads = kv_heads.second - kv_heads.first;
-  part.intermediate = inter.second - inter.first;
-  part.vocab_rows = vocab.second - vocab.first;
-  part.embedding = stage == 0;
-  part.head = stage == layout.pp - 1;
+  int64_t vocab_begin = 0;
+  DF11_ASSIGN_OR_RETURN(
+      ModelPart part,
+      RankPart(entry, w.config, stage == 0, stage == layout.pp - 1, where, &vocab_begin));
   DF11_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::OpenFile(dir, file));
   Df11Config df11;
-  DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns("LlamaForCausalLM"));
+  DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns(w.config.arch));
   DF11_ASSIGN_OR_RETURN(std::vector<StoredWeight> stored, ListStoredWeights(ckpt, df11.patterns));
-  DF11_RETURN_IF_ERROR(CheckWeightSet(c, part, stored, path));
+  DF11_RETURN_IF_ERROR(CheckWeightSet(w.config, part, stored, path));
   DF11_RETURN_IF_ERROR(VerifyFile(path, entry));
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
-
-  const int64_t h = c.hidden_size;
-  w.dims.heads = q_heads.second - q_heads.first;
-  w.dims.kv_heads = kv_heads.second - kv_heads.first;
-  w.dims.intermediate = inter.second - inter.first;
-  w.dims.vocab_begin = vocab.first;
-  w.dims.vocab_rows = vocab.second - vocab.first;
-  w.first_layer = layers.first;
-  if (stage == 0) {
-    DF11_ASSIGN_OR_RETURN(w.embed, r.Matrix("model.embed_tokens.weight", w.dims.vocab_rows, h));
-  }
-  if (stage == layout.pp - 1) {
-    if (stage == 0 && c.tie_word_embeddings && !r.Has("lm_head.weight")) {
-      w.lm_head = w.embed;  // tied, one stage: the embedding unit is the LM head
-    } else {
-      DF11_ASSIGN_OR_RETURN(w.lm_head, r.Matrix("lm_head.weight", w.dims.vocab_rows, h));
-    }
-    DF11_ASSIGN_OR_RETURN(w.final_norm, r.Small("model.norm.weight", h, true));
-  }
-  for (int64_t i = layers.first; i < layers.second; ++i) {
-    DF11_ASSIGN_OR_RETURN(LayerWeights l, r.Layer(c, w.dims, i));
-    w.layers.push_back(std::move(l));
-  }
-  w.Finish();
+  w.dims = {part.heads, part.kv_heads, part.intermediate, vocab_begin, part.vocab_rows};
+  w.first_layer = part.layer_begin;
+  DF11_RETURN_IF_ERROR(r.Resolve(part));
   return w;
 }
 

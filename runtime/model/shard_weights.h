@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "parallel/world.h"
 #include "runtime/core/status.h"
 #include "runtime/model/model_weights.h"
 
@@ -15,16 +16,10 @@ namespace df11 {
 
 inline constexpr char kShardManifestName[] = "manifest.json";
 
-// The parts of manifest.json the runtime needs.
-struct ShardLayout {
-  int tp = 1;
-  int pp = 1;
-  int world_size = 1;
+// The parts of manifest.json the runtime needs: the parallel layout (tp, pp and the rank
+// mapping) and the manifest itself.
+struct ShardLayout : ParallelLayout {
   nlohmann::json manifest;
-
-  int Stage(int rank) const { return rank / tp; }
-  int TpRank(int rank) const { return rank % tp; }
-  int Rank(int stage, int tp_rank) const { return stage * tp + tp_rank; }
 };
 
 bool IsShardedModelDir(const std::string& dir);

@@ -214,7 +214,7 @@ class Distributed : public ::testing::TestWithParam<Layout> {
     const int rank = g_world.rank;
     auto layout = ReadShardLayout(dir);
     ASSERT_TRUE(AllOk(layout.ok())) << (layout.ok() ? "another rank" : layout.status().ToString());
-    ASSERT_EQ(layout->world_size, g_world.size);
+    ASSERT_EQ(layout->world(), g_world.size);
     auto tp_comm = MpiSplitCommunicator(layout->Stage(rank), kCollectiveTimeoutS);
     ASSERT_EQ(tp_comm->size(), layout->tp);
     ASSERT_EQ(tp_comm->rank(), layout->TpRank(rank));

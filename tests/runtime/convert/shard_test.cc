@@ -17,6 +17,7 @@
 #include "runtime/formats/df11_model_dir.h"
 #include "runtime/formats/df11_unit.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 #include "runtime/formats/tiny_model.h"
 #include "tests/common/temp_files.h"

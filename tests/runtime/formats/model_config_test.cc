@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/core/file_util.h"
+#include "runtime/formats/model_tensors.h"
 #include "tests/common/temp_files.h"
 
 namespace df11 {

@@ -21,6 +21,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/model_tensors.h"
 #include "tests/common/temp_files.h"
 
 namespace df11 {

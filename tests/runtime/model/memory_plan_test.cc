@@ -40,6 +40,47 @@ TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
   EXPECT_FALSE(PlanMemory(*c, o).ok());
 }
 
+// meta-llama/Llama-3.1-8B: 8,030,261,248 parameters in its checkpoint, norms included.
+TEST(MemoryPlan, CountsEveryTensorOfTheCheckpoint) {
+  auto c = ParseModelConfig(nlohmann::json::parse(R"({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+    "max_position_embeddings": 131072, "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": false, "vocab_size": 128256})"),
+                            "llama-3.1-8b/config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto p = PlanMemory(*c, MemoryPlanOptions());
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->parameters, 8030261248);
+}
+
+// A layout `df11 shard` refuses is refused by the plan too, for the same reason.
+TEST(MemoryPlan, RefusesLayoutsTheShardCannotWrite) {
+  auto c = ParseModelConfig(nlohmann::json::parse(R"({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 768, "intermediate_size": 2048,
+    "num_attention_heads": 24, "num_hidden_layers": 4, "num_key_value_heads": 6,
+    "vocab_size": 1000})"),
+                            "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  MemoryPlanOptions o;
+  o.tp = 4;  // 24 heads and 2048 MLP rows split 4 ways, but 6 kv heads do not
+  auto kv = PlanMemory(*c, o);
+  EXPECT_EQ(kv.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(kv.status().message().find("--tp 4: num_key_value_heads 6 is not divisible by tp 4"),
+            std::string::npos)
+      << kv.status().ToString();
+  o.tp = 2;
+  o.pp = 5;
+  auto pp = PlanMemory(*c, o);
+  EXPECT_EQ(pp.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pp.status().message().find("--pp 5: cannot split 4 layers"), std::string::npos)
+      << pp.status().ToString();
+  o.pp = 2;
+  EXPECT_TRUE(PlanMemory(*c, o).ok());
+}
+
 TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   for (const char* name : {"llama-3.1-405b-8xh100-tp8.yaml", "llama-3.1-405b-2x8xh100-tp8-pp2.yaml",
                            "tiny-cpu-tp2-pp2.yaml"}) {

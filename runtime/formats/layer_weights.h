@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// Weight handles and a transformer layer's typed weights: the fields the tensor table
+// (model_tensors.h) binds a layer's tensors to. BF16 matrices are views into memory-mapped files;
+// DF11 matrices name an element range of their unit, decoded right before use; small tensors
+// (norms, biases) are copied. Shapes are the local ones (a tensor-parallel shard holds slices).
+// The loaders are in runtime/model/model_weights.h.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "runtime/formats/df11_unit.h"
+
+namespace df11 {
+
+// How a weight matrix is stored. Every codec is lossless: the BF16 values it holds are the
+// original's, bit for bit. A backend's Linear dispatches on it (see runtime/model/layer_ops.h).
+enum class WeightCodec {
+  kBf16,  // plain BF16, row-major, mapped from the files
+  kDf11,  // an element range of a DF11 unit (Huffman-coded exponents), decoded before its GEMM
+};
+
+// A weight matrix (rows, cols) = (out_features, in_features) as torch.nn.Linear stores it,
+// whatever its codec: the handle the forward pass multiplies by (LayerOps::Linear). `id` numbers
+// the model's matrices so that a backend can key its own copy (a device upload, a decode
+// placement) by it.
+struct Weight {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  WeightCodec codec = WeightCodec::kBf16;
+  const uint16_t* bf16 = nullptr;  // kBf16: (rows, cols)
+  const Df11Unit* unit = nullptr;  // kDf11: elements [begin, begin + rows * cols) of this unit
+  int64_t begin = 0;
+  int32_t id = -1;                 // index among ModelWeights' matrices (NumberWeights)
+
+  int64_t numel() const { return rows * cols; }
+  bool compressed() const { return codec != WeightCodec::kBf16; }
+  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); a codec with a fused
+  // matmul would not be, and takes no scratch.
+  bool decoded_to_scratch() const { return codec == WeightCodec::kDf11; }
+};
+
+// A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
+// when the model has none. `id` numbers the model's vectors like Weight::id.
+struct Vector {
+  std::vector<uint16_t> values;
+  int32_t id = -1;
+
+  bool empty() const { return values.empty(); }
+  const uint16_t* data() const { return values.data(); }
+  int64_t size() const { return static_cast<int64_t>(values.size()); }
+};
+
+struct LayerWeights {
+  Weight q, k, v, o;     // q: (heads * head_dim, hidden); k, v: (kv_heads * head_dim, hidden)
+  Weight gate, up, down;  // gate, up: (intermediate, hidden); down: (hidden, intermediate)
+  Vector input_norm;           // (hidden)
+  Vector post_attention_norm;  // (hidden)
+  Vector q_bias, k_bias, v_bias, o_bias;  // (rows of their matrix); empty when absent
+  Vector q_norm, k_norm;                  // (head_dim), Qwen3; empty otherwise
+
+  // The layer's matrices and vectors, in this fixed order: the one list of them that code
+  // walking a layer's weights uses.
+  std::array<const Weight*, 7> Matrices() const { return MatricesOf<const Weight>(*this); }
+  std::array<Weight*, 7> Matrices() { return MatricesOf<Weight>(*this); }
+  std::array<const Vector*, 8> Vectors() const { return VectorsOf<const Vector>(*this); }
+  std::array<Vector*, 8> Vectors() { return VectorsOf<Vector>(*this); }
+
+  // Elements decoded into scratch before this layer runs (0 when none is decoded_to_scratch).
+  int64_t ScratchElements() const {
+    int64_t n = 0;
+    for (const Weight* m : Matrices()) n += m->decoded_to_scratch() ? m->numel() : 0;
+    return n;
+  }
+
+ private:
+  // `L` is LayerWeights or const LayerWeights.
+  template <typename W, typename L>
+  static std::array<W*, 7> MatricesOf(L& l) {
+    return {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down};
+  }
+  template <typename V, typename L>
+  static std::array<V*, 8> VectorsOf(L& l) {
+    return {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias,
+            &l.v_bias,     &l.o_bias,              &l.q_norm, &l.k_norm};
+  }
+};
+
+}  // namespace df11
