@@ -15,11 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/status.h"
+#include "runtime/formats/shard_manifest.h"
 
 namespace df11 {
 
-inline constexpr char kShardFormat[] = "df11-sharded";
-inline constexpr int kShardFormatVersion = 1;
 // Metadata key of each rank file: {unit name: [weight names in unit order]} for its DF11 units
 // (the weights' local shapes are under kShapesMetadataKey, "df11_shapes").
 inline constexpr char kUnitsMetadataKey[] = "df11_units";
@@ -62,14 +61,5 @@ struct ShardSummary {
 // failure no out_dir is left.
 StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string& out_dir,
                                   const ShardOptions& options);
-
-// Reads and validates `dir`/manifest.json: format and version, layout (tp, pp, world_size),
-// one entry per rank in rank order with a plain file name, bytes and a 16-digit xxh64.
-// NotFound when absent; Corruption naming the field otherwise; Unimplemented for a newer version.
-StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir);
-
-// Checks rank `rank`'s file against the manifest: its size, then the xxh64 of the whole file.
-// Corruption naming the file with the expected and actual value; NotFound when the file is missing.
-Status VerifyShardFile(const nlohmann::json& manifest, int rank, const std::string& dir);
 
 }  // namespace df11

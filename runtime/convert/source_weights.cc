@@ -13,12 +13,6 @@
 
 namespace df11 {
 
-std::string Hex64(uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
 StatusOr<std::unique_ptr<SourceWeights>> SourceWeights::Open(const std::string& dir,
                                                              int threads) {
   auto s = std::unique_ptr<SourceWeights>(new SourceWeights);

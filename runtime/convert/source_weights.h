@@ -18,6 +18,7 @@
 #include "runtime/core/status.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/formats/shard_manifest.h"
 
 namespace df11 {
 
@@ -72,7 +73,5 @@ class SourceWeights {
   std::deque<std::vector<uint16_t>> copies_;  // BF16 tensors realigned by Bf16Words
 };
 
-// "0123456789abcdef": a 64-bit hash as 16 lowercase hex digits.
-std::string Hex64(uint64_t h);
 
 }  // namespace df11

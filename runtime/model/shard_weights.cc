@@ -1,12 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/model/shard_weights.h"
 
-#include <xxhash.h>
-
-#include <cinttypes>
-#include <cstdio>
 #include <tuple>
-#include <type_traits>
 
 #include "runtime/core/file_util.h"
 #include "runtime/core/mapped_file.h"
@@ -24,36 +19,6 @@ StatusOr<std::pair<int64_t, int64_t>> RangeField(const nlohmann::json& entry, co
     return Status::Corruption(where + ": \"" + key + "\" must be [begin, end] with 0 <= begin <= end");
   }
   return std::make_pair(r[0].get<int64_t>(), r[1].get<int64_t>());
-}
-
-// The value at `key` of object `j` if it has type T (integer or string), else `fallback`.
-template <typename T>
-T FieldOr(const nlohmann::json& j, const char* key, T fallback) {
-  const auto it = j.find(key);
-  if (it == j.end()) return fallback;
-  if constexpr (std::is_same_v<T, std::string>) {
-    return it->is_string() ? it->get<std::string>() : fallback;
-  } else {
-    return it->is_number_integer() ? it->get<T>() : fallback;
-  }
-}
-
-Status VerifyFile(const std::string& path, const nlohmann::json& entry) {
-  DF11_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
-  const int64_t bytes = FieldOr<int64_t>(entry, "bytes", -1);
-  if (static_cast<int64_t>(file.size()) != bytes) {
-    return Status::Corruption(path + ": " + std::to_string(file.size()) + " bytes; manifest.json "
-                              "says " + std::to_string(bytes) + " (incomplete copy?)");
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016" PRIx64,
-                static_cast<uint64_t>(XXH64(file.data(), file.size(), 0)));
-  const std::string expected = FieldOr<std::string>(entry, "xxh64", "");
-  if (expected != hex) {
-    return Status::Corruption(path + ": xxh64 checksum " + hex + " but manifest.json says " +
-                              expected + " (the file is corrupt)");
-  }
-  return Status::Ok();
 }
 
 // What the rank holds, from its manifest entry: layer, head, MLP-row and vocabulary ranges,
@@ -100,35 +65,13 @@ bool IsShardedModelDir(const std::string& dir) {
 }
 
 StatusOr<ShardLayout> ReadShardLayout(const std::string& dir) {
-  const std::string path = JoinPath(dir, kShardManifestName);
-  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   ShardLayout l;
-  l.manifest = nlohmann::json::parse(text, nullptr, false);
-  const auto& m = l.manifest;
-  if (m.is_discarded() || !m.is_object()) return Status::Corruption(path + ": not a JSON object");
-  if (FieldOr<std::string>(m, "format", "") != "df11-sharded") {
-    return Status::Corruption(path + ": \"format\" must be \"df11-sharded\"");
-  }
-  if (FieldOr<int64_t>(m, "format_version", 0) != 1) {
-    return Status::Unimplemented(path + ": format_version " + m.value("format_version", nlohmann::json()).dump() +
-                                 "; this build reads version 1");
-  }
-  const auto& layout = m.value("layout", nlohmann::json());
-  if (!layout.is_object() || !layout.value("tp", nlohmann::json()).is_number_integer() ||
-      !layout.value("pp", nlohmann::json()).is_number_integer()) {
-    return Status::Corruption(path + ": \"layout\" must hold integer \"tp\" and \"pp\"");
-  }
-  l.tp = layout["tp"].get<int>();
-  l.pp = layout["pp"].get<int>();
-  if (l.tp < 1 || l.pp < 1) return Status::Corruption(path + ": tp and pp must be >= 1");
-  if (!m.value("ranks", nlohmann::json()).is_array() ||
-      m["ranks"].size() != static_cast<size_t>(l.world())) {
-    return Status::Corruption(path + ": \"ranks\" must list " + std::to_string(l.world()) +
-                              " ranks (tp " + std::to_string(l.tp) + " x pp " +
-                              std::to_string(l.pp) + ")");
-  }
-  if (!m.value("config", nlohmann::json()).is_object()) {
-    return Status::Corruption(path + ": \"config\" (the model's config.json) is missing");
+  DF11_ASSIGN_OR_RETURN(l.manifest, ReadShardManifest(dir));
+  l.tp = l.manifest["layout"]["tp"].get<int>();
+  l.pp = l.manifest["layout"]["pp"].get<int>();
+  if (!l.manifest.value("config", nlohmann::json()).is_object()) {
+    return Status::Corruption(JoinPath(dir, kShardManifestName) +
+                              ": \"config\" (the model's config.json) is missing");
   }
   return l;
 }
@@ -136,16 +79,9 @@ StatusOr<ShardLayout> ReadShardLayout(const std::string& dir) {
 StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayout& layout,
                                         int rank) {
   const std::string where = JoinPath(dir, kShardManifestName) + " rank " + std::to_string(rank);
+  // ReadShardLayout checked the entry's rank, plain file name, size and checksum fields.
   const nlohmann::json& entry = layout.manifest["ranks"][rank];
-  if (!entry.is_object() || FieldOr<int64_t>(entry, "rank", -1) != rank ||
-      !entry.value("file", nlohmann::json()).is_string()) {
-    return Status::Corruption(where + ": entry must be an object with \"rank\": " +
-                              std::to_string(rank) + " and a \"file\"");
-  }
   const std::string file = entry["file"].get<std::string>();
-  if (file.find('/') != std::string::npos || file == ".." || file.empty()) {
-    return Status::Corruption(where + ": \"file\" must be a plain file name");
-  }
   const std::string path = JoinPath(dir, file);
   if (!FileExists(path)) {
     return Status::NotFound(path + ": rank " + std::to_string(rank) + "'s shard is missing");
@@ -166,7 +102,7 @@ StatusOr<ModelWeights> LoadShardWeights(const std::string& dir, const ShardLayou
   DF11_ASSIGN_OR_RETURN(df11.patterns, DefaultPatterns(w.config.arch));
   DF11_ASSIGN_OR_RETURN(std::vector<StoredWeight> stored, ListStoredWeights(ckpt, df11.patterns));
   DF11_RETURN_IF_ERROR(CheckWeightSet(w.config, part, stored, path));
-  DF11_RETURN_IF_ERROR(VerifyFile(path, entry));
+  DF11_RETURN_IF_ERROR(VerifyShardFile(layout.manifest, rank, dir));
   w.checkpoints.push_back(std::move(ckpt));
   DF11_ASSIGN_OR_RETURN(WeightResolver r, WeightResolver::Create(&w, Df11ConfigToJson(df11)));
   w.dims = {part.heads, part.kv_heads, part.intermediate, vocab_begin, part.vocab_rows};

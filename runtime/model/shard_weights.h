@@ -10,11 +10,10 @@
 
 #include "parallel/world.h"
 #include "runtime/core/status.h"
+#include "runtime/formats/shard_manifest.h"
 #include "runtime/model/model_weights.h"
 
 namespace df11 {
-
-inline constexpr char kShardManifestName[] = "manifest.json";
 
 // The parts of manifest.json the runtime needs: the parallel layout (tp, pp and the rank
 // mapping) and the manifest itself.
@@ -24,7 +23,7 @@ struct ShardLayout : ParallelLayout {
 
 bool IsShardedModelDir(const std::string& dir);
 
-// Reads and checks manifest.json (format, version, layout, one entry per rank).
+// Reads and checks manifest.json (ReadShardManifest) and that it holds the model's config.
 StatusOr<ShardLayout> ReadShardLayout(const std::string& dir);
 
 // Loads rank `rank`'s weights; verifies its file's size and checksum first.
