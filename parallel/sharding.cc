@@ -98,7 +98,7 @@ LayoutResult<TpSlices> TensorParallelSlices(const TpDims& d, int tp, int tp_rank
   }
   const int64_t inter = d.intermediate_size / tp;
   s.intermediate = {tp_rank * inter, (tp_rank + 1) * inter};
-  const int64_t per = (d.vocab_size + tp - 1) / tp;
+  const int64_t per = VocabRowsPerRank(d.vocab_size, tp);
   if (d.vocab_size < 1 || (tp - 1) * per >= d.vocab_size) {
     return LayoutError{"vocab_size " + S(d.vocab_size) + " split into tp " + S(tp) + " ranges of " +
                        S(per) + " rows leaves the last rank empty"};
@@ -106,6 +106,8 @@ LayoutResult<TpSlices> TensorParallelSlices(const TpDims& d, int tp, int tp_rank
   s.vocab = {tp_rank * per, std::min(d.vocab_size, (tp_rank + 1) * per)};
   return s;
 }
+
+int64_t VocabRowsPerRank(int64_t vocab, int tp) { return (vocab + tp - 1) / tp; }
 
 void SliceRows(const uint16_t* src, int64_t rows, int64_t cols, Range r, uint16_t* dst) {
   DF11_CHECK(0 <= r.begin && r.begin <= r.end && r.end <= rows && cols >= 0);

@@ -79,6 +79,10 @@ struct TpSlices {
 // ranges of ceil(vocab / tp) rows, the last possibly shorter but never empty.
 LayoutResult<TpSlices> TensorParallelSlices(const TpDims& d, int tp, int tp_rank);
 
+// Rows per tensor-parallel rank of a vocabulary of `vocab` rows: ceil(vocab / tp); rank r holds
+// [r * rows, min(vocab, (r + 1) * rows)) (the last slice may be shorter). Requires tp >= 1.
+int64_t VocabRowsPerRank(int64_t vocab, int tp);
+
 // dst (r.size(), cols) = src[r.begin:r.end, :] of a BF16 row-major (rows, cols) matrix.
 // Fatal (DF11_CHECK) when r is outside [0, rows].
 void SliceRows(const uint16_t* src, int64_t rows, int64_t cols, Range r, uint16_t* dst);

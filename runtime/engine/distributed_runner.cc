@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kernels/common/check.h"
+#include "parallel/sharding.h"
 
 namespace df11 {
 namespace {
@@ -225,7 +226,7 @@ std::vector<float> DistributedStepRunner::GatherLogits(const std::vector<float>&
   const int64_t vocab = backend_->weights().config.vocab_size;
   const int64_t vl = backend_->weights().dims.vocab_rows;
   // Every rank's vocabulary rows (equal-sized slices, the last padded).
-  const int64_t slice = (vocab + tp - 1) / tp;
+  const int64_t slice = VocabRowsPerRank(vocab, tp);
   std::vector<float> padded(rows * slice, -std::numeric_limits<float>::infinity());
   for (int64_t r = 0; r < rows; ++r) {
     std::copy(local.begin() + r * vl, local.begin() + (r + 1) * vl, padded.begin() + r * slice);

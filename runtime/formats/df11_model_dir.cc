@@ -130,7 +130,7 @@ StatusOr<std::vector<UnitPlan>> PlanUnits(const std::vector<Df11Pattern>& patter
   for (const std::string& m : modules) {
     for (const Df11Pattern& p : patterns) {
       if (!std::regex_match(m, p.regex)) continue;
-      UnitPlan plan{m, WeightsOf(p, m)};
+      UnitPlan plan{m, WeightsOf(p, m), {}};
       for (const std::string& w : plan.weights) {
         if (!names.count(w)) {
           return Status::InvalidArgument("pattern \"" + p.source + "\" matches module " + m +
