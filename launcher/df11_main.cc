@@ -17,6 +17,7 @@
 #include "runtime/convert/verify.h"
 #include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
+#include "runtime/formats/model_config.h"
 #include "runtime/formats/tiny_model.h"
 #include "runtime/text/token_io.h"
 #include "runtime/text/tokenizer.h"
@@ -148,8 +149,8 @@ int main(int argc, char** argv) {
 
   TinyModelOptions tiny;
   auto* make_tiny = app.add_subcommand("make-tiny", "write a random BF16 model for tests/demos");
-  make_tiny->add_option("--arch", tiny.arch, "llama | qwen2 | qwen3 | mistral")
-      ->check(CLI::IsMember({"llama", "qwen2", "qwen3", "mistral"}))
+  make_tiny->add_option("--arch", tiny.arch, "the config.json model_type")
+      ->check(CLI::IsMember(SupportedModelTypes()))
       ->capture_default_str();
   make_tiny->add_option("--layers", tiny.layers, "decoder layers")->capture_default_str();
   make_tiny->add_option("--hidden", tiny.hidden, "hidden size")->capture_default_str();

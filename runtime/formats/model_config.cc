@@ -115,6 +115,19 @@ Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
 std::string_view ArchitectureClassName(Architecture arch) { return InfoOf(arch).class_name; }
 std::string_view ArchitectureModelType(Architecture arch) { return InfoOf(arch).model_type; }
 
+std::optional<Architecture> ArchitectureOfModelType(std::string_view model_type) {
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (info.model_type == model_type) return info.arch;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> SupportedModelTypes() {
+  std::vector<std::string> types;
+  for (const ArchitectureInfo& info : kArchitectures) types.emplace_back(info.model_type);
+  return types;
+}
+
 std::optional<Architecture> ArchitectureOfClass(std::string_view class_name) {
   for (const ArchitectureInfo& info : kArchitectures) {
     if (info.class_name == class_name) return info.arch;

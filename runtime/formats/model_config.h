@@ -44,6 +44,10 @@ std::string_view ArchitectureClassName(Architecture arch);
 std::string_view ArchitectureModelType(Architecture arch);
 // The architecture of transformers class `class_name`; nullopt when it is not supported.
 std::optional<Architecture> ArchitectureOfClass(std::string_view class_name);
+// The architecture whose config.json "model_type" is `model_type`; nullopt when not supported.
+std::optional<Architecture> ArchitectureOfModelType(std::string_view model_type);
+// The supported model types, in order: "llama", "qwen2", "qwen3", "mistral".
+std::vector<std::string> SupportedModelTypes();
 // The supported class names, for messages: "LlamaForCausalLM, Qwen2ForCausalLM, ...".
 std::string SupportedArchitectureNames();
 

@@ -133,14 +133,12 @@ Status CheckRange(const char* flag, int64_t value, int64_t min, int64_t max) {
 }
 
 StatusOr<Architecture> ValidateOptions(const TinyModelOptions& o) {
-  std::optional<Architecture> arch;
-  for (Architecture a : {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3,
-                         Architecture::kMistral}) {
-    if (o.arch == ArchitectureModelType(a)) arch = a;
-  }
+  const std::optional<Architecture> arch = ArchitectureOfModelType(o.arch);
   if (!arch) {
-    return Status::InvalidArgument("--arch \"" + o.arch +
-                                   "\" is not supported; expected llama, qwen2, qwen3 or mistral");
+    std::string expected;
+    for (const std::string& t : SupportedModelTypes()) expected += (expected.empty() ? "" : ", ") + t;
+    return Status::InvalidArgument("--arch \"" + o.arch + "\" is not supported; expected one of " +
+                                   expected);
   }
   DF11_RETURN_IF_ERROR(CheckRange("--layers", o.layers, 1, kMaxLayers));
   DF11_RETURN_IF_ERROR(CheckRange("--hidden", o.hidden, 1, kMaxDim));
