@@ -82,11 +82,13 @@ int RunBench(const BenchFlags& f) {
   flags.backend.forward.context = f.prompt_tokens + f.gen_tokens;
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
+  auto codec_line = ApplyWeightCodec(flags.backend, group, nullptr, &*w);
+  if (!codec_line.ok()) return Fail(codec_line.status());
   auto backend = MakeBackend(flags.backend, &*w, group);
   if (!backend.ok()) return Fail(backend.status());
   ForwardBackend* fb = backend->forward.get();
-  std::fprintf(stderr, "%s", backend->memory_plan.c_str());
-  const std::string format = w->CompressedBytes() > 0 ? "df11" : "bf16";
+  std::fprintf(stderr, "%s%s", codec_line->c_str(), backend->memory_plan.c_str());
+  const std::string format = w->CodecSummary();
   const int64_t vocab = w->dims.vocab_rows;
   std::ofstream json;
   if (!f.json.empty()) {
@@ -172,6 +174,9 @@ int RunLogits(const LogitsFlags& f) {
                                                     static_cast<int64_t>(f.ids.size()));
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
+  auto codec_line = ApplyWeightCodec(flags.backend, group, nullptr, &*w);
+  if (!codec_line.ok()) return Fail(codec_line.status());
+  std::fprintf(stderr, "%s", codec_line->c_str());
   auto backend = MakeBackend(flags.backend, &*w, group);
   if (!backend.ok()) return Fail(backend.status());
   KvCache cache = backend->forward->NewCache(static_cast<int64_t>(f.ids.size()));
