@@ -2,6 +2,7 @@
 #include "kernels/ew4/ew4_encode.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <span>
 
 #include "kernels/common/parallel_for.h"
@@ -31,6 +32,15 @@ Ew4View Ew4Encoded::View() const {
   v.escape_values = escape_values.data();
   v.n_escapes = n_escapes();
   return v;
+}
+
+std::string Ew4Encoded::TooManyEscapes() const {
+  if (escape_rate() <= kEw4MaxEscapeRate) return "";
+  char buf[160];
+  std::snprintf(buf, sizeof(buf),
+                "%.3f %% of its weights escape the ew4 window (the limit is %.1f %%)",
+                100 * escape_rate(), 100 * kEw4MaxEscapeRate);
+  return buf;
 }
 
 int32_t Ew4ChooseWindow(const ExponentHistogram& h) {

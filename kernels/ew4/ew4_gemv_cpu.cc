@@ -10,7 +10,9 @@
 // into the decoded vectors before they are multiplied (a branch per block, taken rarely).
 // GCC 12 warns that the "undefined" source operand its own AVX-512 headers pass to
 // _mm512_inserti64x4 may be uninitialized; that operand is fully overwritten.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

@@ -45,12 +45,8 @@ Status Encode(ModelWeights* w, Weight* m, const std::string& name, const uint16_
         *why_kept = err;
         return Status::Ok();
       }
-      const double rate = n > 0 ? static_cast<double>(e->n_escapes()) / static_cast<double>(n) : 0;
-      if (rate > kEw4MaxEscapeRate) {
-        char buf[160];
-        std::snprintf(buf, sizeof(buf), "%.3f %% of its weights escape the ew4 window (the limit "
-                      "is %.1f %%)", 100 * rate, 100 * kEw4MaxEscapeRate);
-        *why_kept = buf;
+      if (std::string too_many = e->TooManyEscapes(); !too_many.empty()) {
+        *why_kept = too_many;
         return Status::Ok();
       }
       out.ew4 = e->View();

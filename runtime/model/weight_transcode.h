@@ -4,8 +4,9 @@
 // re-encoded, one matrix at a time, so peak memory is the result plus one matrix. Lossless: the
 // decoded weights are the files' bit for bit, so a BF16 and a DF11 source served with the same
 // codec hold identical weights and give identical logits.
-// ew4 is not used for a matrix whose escape rate exceeds kEw4MaxEscapeRate (the window leaves
-// too many weights out: it would be larger and slower); such a matrix keeps its stored codec.
+// ew4 is not used for a matrix whose escape rate exceeds kEw4MaxEscapeRate (ew4_encode.h: the
+// window leaves too many weights out, it would be larger and slower); such a matrix keeps its
+// stored codec.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +17,6 @@
 #include "runtime/model/model_weights.h"
 
 namespace df11 {
-
-// Above 0.5 % escapes an ew4 matrix costs more than 12.24 bits per weight and its fused kernels
-// patch an escape in most 64-weight blocks; trained LLM weights have 0.02-0.05 %.
-inline constexpr double kEw4MaxEscapeRate = 0.005;
 
 struct TranscodeReport {
   WeightCodec target = WeightCodec::kBf16;
