@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "kernels/common/cpu_features.h"
 #include "launcher/cli_flags.h"
 #include "kernels/common/parallel_for.h"
 #include "runtime/core/host_memory.h"
@@ -239,6 +240,7 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
 #endif
   }
   if (f.device != "cpu") return Status::InvalidArgument("--device must be cpu or cuda");
+  if (std::string e = CpuLevelEnvironmentError(); !e.empty()) return Status::InvalidArgument(e);
   CpuBackendOptions o;
   o.forward = f.forward;
   o.tp_leader = g.tp_leader;
@@ -262,6 +264,8 @@ StatusOr<Backend> MakeBackend(const BackendFlags& f, const ModelWeights* w,
                   static_cast<long long>(tokens));
     b.memory_plan = line;
   }
+  b.memory_plan += std::string("cpu kernels: ") + CpuLevelName(ActiveCpuLevel()) + " (this CPU: " +
+                   CpuLevelName(DetectedCpuLevel()) + "; " + kCpuLevelVariable + " lowers it)\n";
   return b;
 }
 

@@ -42,7 +42,7 @@ struct Backend {
   std::shared_ptr<void> keep_alive;         // communicators the backend calls (outlive it)
   std::unique_ptr<ForwardBackend> forward;
   std::string device;       // "cpu" or "cuda:N"
-  std::string memory_plan;  // the GPU memory plan (empty on the CPU)
+  std::string memory_plan;  // printed at start: the memory plan; on the CPU, also the kernel level
 };
 
 // --device, --gpu-memory-fraction and --comm on `cmd`.

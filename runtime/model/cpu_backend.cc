@@ -98,14 +98,14 @@ Status CpuBackend::BeginLayer(size_t layer) {
   // in BeginLayer, so it runs while this layer computes; else in EndLayer).
   DF11_RETURN_IF_ERROR(decoding_.get());
   if (options_.forward.overlap_decode && layer + 1 < w_->layers.size()) {
-    decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
+    decoding_ = RunInBackground([this, layer] { return Materialize(layer + 1); });
   }
   return Status::Ok();
 }
 
 void CpuBackend::EndLayer(size_t layer) {
   if (!options_.forward.overlap_decode && layer + 1 < w_->layers.size()) {
-    decoding_ = std::async(std::launch::async, [this, layer] { return Materialize(layer + 1); });
+    decoding_ = RunInBackground([this, layer] { return Materialize(layer + 1); });
   }
 }
 
@@ -223,7 +223,7 @@ Status CpuBackend::RunLayers(std::span<const SequenceStep> steps, float* x) {
   StepActivations a{x, xn.data(), q.data(), k.data(), v.data(), attn.data(), proj.data(),
                     gate.data(), up.data()};
   if (!w_->layers.empty()) {
-    decoding_ = std::async(std::launch::async, [this] { return Materialize(0); });
+    decoding_ = RunInBackground([this] { return Materialize(0); });
   }
   const Status status = df11::RunLayers({w_, options_.tp_leader}, T, *this, a);
   if (decoding_.valid()) decoding_.wait();  // an error stopped the layers early

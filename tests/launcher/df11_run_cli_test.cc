@@ -364,6 +364,22 @@ TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
 namespace {
 
 // The benchmarking and logits subcommands on the CPU backend, and their bad input.
+// DF11_CPU_LEVEL lowers the kernels' instruction set (the level used is printed at start); a
+// value that names no level is bad input.
+TEST_F(Df11RunCli, CpuLevelVariable) {
+  const std::string bench = kBin + "df11-run bench --model " + dir_ +
+                            "/bf16 --batch-sizes 1 --prompt-tokens 2 --gen-tokens 2 --threads 1";
+  auto r = RunCommand("DF11_CPU_LEVEL=scalar " + bench);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("cpu kernels: scalar"), std::string::npos) << r.output;
+  r = RunCommand("DF11_CPU_LEVEL=avx-512 " + bench);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("DF11_CPU_LEVEL='avx-512': expected one of scalar, avx2, avx512, "
+                          "avx512bf16"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(Df11RunCli, BenchAndLogitsSubcommands) {
   auto r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --batch-sizes 1,2 " +
                       "--prompt-tokens 4 --gen-tokens 3 --threads 1");

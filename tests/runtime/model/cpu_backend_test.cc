@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "kernels/sampling/sampling.h"
@@ -113,6 +116,49 @@ TEST_F(CpuBackendTest, ThreadsAndDecodeOverlapDoNotChangeLogits) {
   auto la = RunGreedy(ta, {5, 6, 7, 8}, 4);
   auto lb = RunGreedy(tb, {5, 6, 7, 8}, 4);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i;
+}
+
+std::set<std::string> ProcessThreads() {
+  std::set<std::string> tids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    tids.insert(e.path().filename().string());
+  }
+  return tids;
+}
+
+// Forward steps reuse the thread pool and the background decode thread: a thread sampling
+// /proc/self/task while 40 steps run sees no thread it did not see before them.
+TEST_F(CpuBackendTest, StepsCreateNoThreads) {
+  TinyModelOptions o;
+  o.layers = 4;
+  o.hidden = 128;
+  o.intermediate = 256;
+  o.vocab = 700;
+  auto [bf16_dir, df11_dir] = MakePair(o, "m");
+  auto w = LoadModelWeights(df11_dir);
+  ASSERT_TRUE(w.ok());
+  CpuBackendOptions options;
+  options.forward.threads = 2;
+  options.forward.overlap_decode = true;
+  CpuBackend t(&*w, options);
+  RunGreedy(t, {5, 6, 7, 8}, 2);  // the pool and the background thread exist from here on
+  std::atomic<bool> stop{false};
+  std::set<std::string> seen;
+  std::thread sampler([&] {
+    while (!stop.load()) {
+      for (const std::string& tid : ProcessThreads()) seen.insert(tid);
+    }
+  });
+  while (seen.empty()) std::this_thread::yield();
+  const std::set<std::string> before = ProcessThreads();
+  RunGreedy(t, {5, 6, 7, 8}, 40);
+  stop = true;
+  sampler.join();
+  std::vector<std::string> created;
+  for (const std::string& tid : seen) {
+    if (!before.count(tid)) created.push_back(tid);
+  }
+  EXPECT_TRUE(created.empty()) << created.size() << " threads appeared during 40 steps";
 }
 
 TEST_F(CpuBackendTest, BatchingKeepsEachSequencesGreedyTokens) {
