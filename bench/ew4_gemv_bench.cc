@@ -4,7 +4,7 @@
 // (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights (GemmBf16Ref), and the ew4
 // kernel's summation order on raw BF16 (Bf16GemvOrderedCpu). Weights N(0, 0.02) in BF16 (~1.5e-4
 // escapes). Counters: weights/s and weight bytes/s read.
-//   ew4_gemv_bench [--threads N] [--level scalar|avx2|avx512] [google benchmark flags]
+//   [DF11_CPU_LEVEL=scalar|avx2|avx512] ew4_gemv_bench [--threads N] [google benchmark flags]
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -23,7 +23,6 @@ namespace df11 {
 namespace {
 
 int g_threads = 2;
-Ew4CpuLevel g_level = Ew4GemvCpuLevel();
 
 struct Matrix {
   std::vector<uint16_t> bf16;
@@ -71,14 +70,13 @@ void BM_Gemv(benchmark::State& state, Kind kind) {
   for (auto _ : state) {
     switch (kind) {
       case kEw4Fused:
-        Ew4GemvCpu(x.data(), w.ew4.View(), nullptr, y.data(), batch, g_threads, g_level);
+        Ew4GemvCpu(x.data(), w.ew4.View(), nullptr, y.data(), batch, g_threads);
         break;
       case kBf16Gemv:
         GemmBf16Ref(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
         break;
       case kBf16SameOrder:
-        Bf16GemvOrderedCpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads,
-                           g_level);
+        Bf16GemvOrderedCpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
         break;
     }
     benchmark::DoNotOptimize(y.data());
@@ -112,17 +110,12 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) {
       df11::g_threads = std::stoi(argv[++i]);
-    } else if (a == "--level" && i + 1 < argc) {
-      const std::string l = argv[++i];
-      df11::g_level = l == "scalar" ? df11::Ew4CpuLevel::kScalar
-                      : l == "avx2" ? df11::Ew4CpuLevel::kAvx2
-                                    : df11::Ew4CpuLevel::kAvx512;
     } else {
       rest.push_back(argv[i]);
     }
   }
-  std::printf("ew4 GEMV: %d threads, %s path\n", df11::g_threads,
-              df11::Ew4CpuLevelName(std::min(df11::g_level, df11::Ew4GemvCpuLevel())));
+  std::printf("ew4 GEMV: %d threads, %s path (%s lowers it)\n", df11::g_threads,
+              df11::CpuLevelName(df11::ActiveCpuLevel()), df11::kCpuLevelVariable);
   int n = static_cast<int>(rest.size());
   benchmark::Initialize(&n, rest.data());
   benchmark::RunSpecifiedBenchmarks();

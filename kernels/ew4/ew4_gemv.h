@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/cpu_features.h"
 #include "kernels/common/host_device.h"
 #include "kernels/ew4/ew4_format.h"
 
@@ -33,25 +34,21 @@ inline constexpr int kEw4GemvLanes = 16;
 // AVX-512 decode holds it in (4 per 128-bit lane of 16 weights: ew4_gemv_cpu.cc).
 DF11_HD int Ew4GemvLane(int64_t p) { return static_cast<int>(((p & 63) >> 4) * 4 + (p & 3)); }
 
-// CPU instruction sets the fused GEMV can use; Ew4GemvCpuLevel() is the best this CPU runs.
-enum class Ew4CpuLevel { kScalar, kAvx2, kAvx512 };
-Ew4CpuLevel Ew4GemvCpuLevel();
-const char* Ew4CpuLevelName(Ew4CpuLevel level);
-
 // x (m, k) FP32, w (n, k) ew4 (host, validated), bias (n) BF16 or null, y (m, n).
 // Requires 1 <= m <= kEw4GemvMaxBatch, y not overlapping x. Thread-safe.
-// Ew4GemvRef: the plain C++ oracle. Ew4GemvCpu: the fastest path `level` allows (default: what
-// this CPU has; a level above it is lowered to it).
+// Ew4GemvRef: the plain C++ oracle. Ew4GemvCpu: the fastest path `level` allows (default: the
+// run-time dispatch's ActiveCpuLevel(); a level above this CPU's is lowered to it). AVX-512 and
+// AVX512-BF16 run the AVX-512 path, AVX2 the AVX2 path, scalar the oracle.
 void Ew4GemvRef(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
                 int threads);
 void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
-                int threads, Ew4CpuLevel level = Ew4GemvCpuLevel());
+                int threads, CpuLevel level = ActiveCpuLevel());
 // The same order on raw BF16 weights w (n, k).
 void Bf16GemvOrderedRef(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t m, int64_t n, int64_t k, int threads);
 void Bf16GemvOrderedCpu(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t m, int64_t n, int64_t k, int threads,
-                        Ew4CpuLevel level = Ew4GemvCpuLevel());
+                        CpuLevel level = ActiveCpuLevel());
 
 #if DF11_WITH_CUDA
 // Device pointers; w a device view (Ew4DeviceBuffer). Each row's k range is cut into `splits`

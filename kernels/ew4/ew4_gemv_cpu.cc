@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU fused GEMV's vector paths, compiled per instruction set with function attributes and
-// chosen at run time (Ew4GemvCpuLevel), so one binary uses what the machine it runs on has.
+// chosen at run time (kernels/common/cpu_features), so one binary uses what the machine it runs on has.
 // A block of 64 weights is decoded in registers: two byte lookups (vpshufb) turn 64 codes into
 // the exponent's bits of each weight's low and high byte, two bit merges add the sign|mantissa
 // bytes, and unpacks with zero give four vectors of 16 FP32 weights, F0..F3, where lane
@@ -111,14 +111,12 @@ uint16_t Ew4WeightAt(const Ew4View& w, const Ew4Row& r, int64_t j, int64_t p) {
 
 // ---- AVX-512 ----
 
-#define DF11_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-
 // Decoded block: four vectors F0..F3 of 16 weights (see the header).
 struct Block512 {
   __m512 f[4];
 };
 
-DF11_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value) {
+DF11_TARGET_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value) {
   const __m512 v = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int32_t>(value) << 16));
   const __mmask16 lane = static_cast<__mmask16>(1u << Ew4GemvLane(p));
   const int f = static_cast<int>((p & 15) >> 2);
@@ -128,13 +126,13 @@ DF11_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value) {
 struct Ew4Source512 {
   const Ew4View* w;
   __m512i low, high;
-  explicit DF11_AVX512 Ew4Source512(const Ew4View& view, const ExponentTables& t) : w(&view) {
+  explicit DF11_TARGET_AVX512 Ew4Source512(const Ew4View& view, const ExponentTables& t) : w(&view) {
     low = _mm512_load_si512(t.low);
     high = _mm512_load_si512(t.high);
   }
   using Row = Ew4Row;
   Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
-  DF11_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
+  DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i lo = _mm256_and_si256(packed, nibble);
@@ -166,7 +164,7 @@ struct Bf16Source512 {
   const uint16_t* w;
   int64_t k;
   __m512i index[4];
-  DF11_AVX512 Bf16Source512(const uint16_t* weights, int64_t cols) : w(weights), k(cols) {
+  DF11_TARGET_AVX512 Bf16Source512(const uint16_t* weights, int64_t cols) : w(weights), k(cols) {
     alignas(64) uint16_t idx[4][32];
     for (int f = 0; f < 4; ++f) {
       for (int e = 0; e < 16; ++e) {
@@ -180,7 +178,7 @@ struct Bf16Source512 {
     const uint16_t* w;
   };
   Row RowAt(int64_t j) const { return {w + j * k}; }
-  DF11_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
+  DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
     const __m512i a = _mm512_loadu_si512(r.w + blk), b = _mm512_loadu_si512(r.w + blk + 32);
     Block512 out;
     for (int f = 0; f < 4; ++f) {
@@ -194,7 +192,7 @@ struct Bf16Source512 {
 
 // Rows [j, j + R) for all M batches: R * M accumulator vectors.
 template <int M, int R, typename Source>
-DF11_AVX512 void Rows512(const Source& src, const float* xp, const float* x, int64_t k,
+DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float* x, int64_t k,
                          const uint16_t* bias, float* y, int64_t n, int64_t j) {
   __m512 acc[R][M];
   typename Source::Row rows[R];
@@ -226,15 +224,13 @@ DF11_AVX512 void Rows512(const Source& src, const float* xp, const float* x, int
 
 // ---- AVX2 ----
 
-#define DF11_AVX2 __attribute__((target("avx2,fma")))
-
 // Decoded half block (weights 32 * h .. 32 * h + 31): F0..F3 of 8 weights, lane 4 * q + i of Ff
 // holding weight 32 * h + 16 * q + 4 * f + i.
 struct Half256 {
   __m256 f[4];
 };
 
-DF11_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) {
+DF11_TARGET_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) {
   const __m256 v = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(value) << 16));
   const __m256i lane = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(Ew4GemvLane(p) & 7));
@@ -245,13 +241,13 @@ DF11_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) {
 struct Ew4Source256 {
   const Ew4View* w;
   __m256i low, high;
-  DF11_AVX2 Ew4Source256(const Ew4View& view, const ExponentTables& t) : w(&view) {
+  DF11_TARGET_AVX2 Ew4Source256(const Ew4View& view, const ExponentTables& t) : w(&view) {
     low = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.low));
     high = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.high));
   }
   using Row = Ew4Row;
   Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
-  DF11_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
+  DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i codes[2] = {_mm256_and_si256(packed, nibble),
@@ -287,7 +283,7 @@ struct Bf16Source256 {
     const uint16_t* w;
   };
   Row RowAt(int64_t j) const { return {w + j * k}; }
-  DF11_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
+  DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
     for (int h = 0; h < 2; ++h) {
       for (int f = 0; f < 4; ++f) {
         const uint16_t* p = r.w + blk + 32 * h + 4 * f;
@@ -302,7 +298,7 @@ struct Bf16Source256 {
 };
 
 template <int M, int R, typename Source>
-DF11_AVX2 void Rows256(const Source& src, const float* xp, const float* x, int64_t k,
+DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x, int64_t k,
                        const uint16_t* bias, float* y, int64_t n, int64_t j) {
   __m256 acc[R][M][2];
   typename Source::Row rows[R];
@@ -384,43 +380,21 @@ void Run(const Source& src, const float* x, int64_t m, int64_t n, int64_t k,
   });
 }
 
-Ew4CpuLevel Lower(Ew4CpuLevel wanted) {
-  return static_cast<Ew4CpuLevel>(std::min(static_cast<int>(wanted),
-                                           static_cast<int>(Ew4GemvCpuLevel())));
+CpuLevel Lower(CpuLevel wanted) {
+  return static_cast<CpuLevel>(std::min(static_cast<int>(wanted),
+                                        static_cast<int>(DetectedCpuLevel())));
 }
 
 }  // namespace
 
-Ew4CpuLevel Ew4GemvCpuLevel() {
-  static const Ew4CpuLevel level = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-      return Ew4CpuLevel::kAvx512;
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Ew4CpuLevel::kAvx2;
-    return Ew4CpuLevel::kScalar;
-  }();
-  return level;
-}
-
-const char* Ew4CpuLevelName(Ew4CpuLevel level) {
-  switch (level) {
-    case Ew4CpuLevel::kAvx512: return "avx512";
-    case Ew4CpuLevel::kAvx2: return "avx2";
-    case Ew4CpuLevel::kScalar: break;
-  }
-  return "scalar";
-}
-
 void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
-                int threads, Ew4CpuLevel level) {
+                int threads, CpuLevel level) {
   DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
   level = Lower(level);
   const ExponentTables tables(w.window_start);
-  if (level == Ew4CpuLevel::kAvx512) {
+  if (level >= CpuLevel::kAvx512) {
     Run<Avx512>(Ew4Source512(w, tables), x, m, w.rows, w.cols, bias, y, threads);
-  } else if (level == Ew4CpuLevel::kAvx2) {
+  } else if (level == CpuLevel::kAvx2) {
     Run<Avx2>(Ew4Source256(w, tables), x, m, w.rows, w.cols, bias, y, threads);
   } else {
     Ew4GemvRef(x, w, bias, y, m, threads);
@@ -428,12 +402,12 @@ void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y
 }
 
 void Bf16GemvOrderedCpu(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
-                        int64_t m, int64_t n, int64_t k, int threads, Ew4CpuLevel level) {
+                        int64_t m, int64_t n, int64_t k, int threads, CpuLevel level) {
   DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
   level = Lower(level);
-  if (level == Ew4CpuLevel::kAvx512) {
+  if (level >= CpuLevel::kAvx512) {
     Run<Avx512>(Bf16Source512(w, k), x, m, n, k, bias, y, threads);
-  } else if (level == Ew4CpuLevel::kAvx2) {
+  } else if (level == CpuLevel::kAvx2) {
     Run<Avx2>(Bf16Source256{w, k}, x, m, n, k, bias, y, threads);
   } else {
     Bf16GemvOrderedRef(x, w, bias, y, m, n, k, threads);

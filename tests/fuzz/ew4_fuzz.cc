@@ -74,8 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint16_t> out(kRows * kCols);
   df11::Ew4DecodeRowsRef(v, 0, kRows, 1, out.data());
   std::vector<float> x(2 * kCols, 0.5f), y(2 * kRows);
-  for (auto level : {df11::Ew4CpuLevel::kScalar, df11::Ew4CpuLevel::kAvx2,
-                     df11::Ew4CpuLevel::kAvx512}) {
+  for (auto level : {df11::CpuLevel::kScalar, df11::CpuLevel::kAvx2, df11::CpuLevel::kAvx512}) {
     df11::Ew4GemvCpu(x.data(), v, nullptr, y.data(), 2, 1, level);
   }
   return 0;

@@ -53,12 +53,12 @@ Problem MakeProblem(int64_t n, int64_t k, uint64_t seed, int32_t window_start = 
 
 std::vector<float> Poisoned(int64_t n) { return std::vector<float>(n, std::nanf("")); }
 
-const Ew4CpuLevel kLevels[] = {Ew4CpuLevel::kScalar, Ew4CpuLevel::kAvx2, Ew4CpuLevel::kAvx512};
+const CpuLevel kLevels[] = {CpuLevel::kScalar, CpuLevel::kAvx2, CpuLevel::kAvx512};
 
 TEST(Ew4Gemv, EveryPathMatchesTheOrderOnRawWeightsBitForBit) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE("seed " + std::to_string(seed) + ", this CPU: " +
-               Ew4CpuLevelName(Ew4GemvCpuLevel()));
+               CpuLevelName(DetectedCpuLevel()));
   for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 256}, {9, 64}, {20, 333}, {5, 40}, {64, 1000}}) {
     Problem p = MakeProblem(n, k, seed + n * k);
     ASSERT_GT(p.ew4.n_escapes(), 0);
@@ -72,8 +72,8 @@ TEST(Ew4Gemv, EveryPathMatchesTheOrderOnRawWeightsBitForBit) {
         std::vector<float> got = Poisoned(m * n);
         Ew4GemvRef(p.x.data(), p.ew4.View(), bias, got.data(), m, 2);
         EXPECT_EQ(FirstMismatches(want, got), "") << "Ew4GemvRef";
-        for (Ew4CpuLevel level : kLevels) {
-          SCOPED_TRACE(Ew4CpuLevelName(level));
+        for (CpuLevel level : kLevels) {
+          SCOPED_TRACE(CpuLevelName(level));
           got = Poisoned(m * n);
           Ew4GemvCpu(p.x.data(), p.ew4.View(), bias, got.data(), m, 2, level);
           EXPECT_EQ(FirstMismatches(want, got), "") << "Ew4GemvCpu";
@@ -94,10 +94,10 @@ TEST(Ew4Gemv, AllEscapeWeightsAreExactToo) {
   for (int64_t m : {1, 3, 8}) {
     std::vector<float> want = Poisoned(m * 12);
     Bf16GemvOrderedRef(p.x.data(), p.w.data(), p.bias.data(), want.data(), m, 12, 200, 1);
-    for (Ew4CpuLevel level : kLevels) {
+    for (CpuLevel level : kLevels) {
       std::vector<float> got = Poisoned(m * 12);
       Ew4GemvCpu(p.x.data(), p.ew4.View(), p.bias.data(), got.data(), m, 1, level);
-      EXPECT_EQ(FirstMismatches(want, got), "") << Ew4CpuLevelName(level) << " batch " << m;
+      EXPECT_EQ(FirstMismatches(want, got), "") << CpuLevelName(level) << " batch " << m;
     }
   }
 }
