@@ -26,7 +26,8 @@ namespace df11 {
 
 int64_t CudaBackend::ScratchBytes() const {
   const int64_t head = head_scratch_ != nullptr ? 2 * head_chunk_ * w_->config.hidden_size : 0;
-  return 2 * 2 * scratch_elements_ + head;
+  const int64_t ew4 = ew4_scratch_ != nullptr ? 2 * ew4_scratch_elements_ : 0;
+  return 2 * 2 * scratch_elements_ + head + ew4 + 4 * ew4_workspace_floats_;
 }
 
 void CudaBackend::Synchronize() { DF11_CUDA_CHECK(cudaStreamSynchronize(compute_)); }
