@@ -109,7 +109,7 @@ BINARIES=()
 if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
   mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
 else
-  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH")
+  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH")
 fi
 
 # The build recorded absolute paths (ctest's test commands, the test data folder): where this
@@ -185,7 +185,7 @@ else
   row "shared libraries" "all found" PASS
 fi
 heavy=""
-for b in "$KERNEL_TEST" "$BENCH"; do
+for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH"; do
   if [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then heavy+="$(basename "$b") "; fi
 done
 if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL
