@@ -107,7 +107,7 @@ void CpuBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t row
 
 void CpuBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
                         float* y) {
-  GemmBf16Ref(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+  GemmBf16Cpu(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
 }
 
 void CpuBackend::Rope(float* x, int64_t heads) {
@@ -153,7 +153,7 @@ Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, floa
       DF11_RETURN_IF_ERROR(DecodeInto(head, r0, r1, head_scratch_.data()));
       w = head_scratch_.data();
     }
-    GemmBf16Ref(x, w, nullptr, y.data(), rows, r1 - r0, h, threads_);
+    GemmBf16Cpu(x, w, nullptr, y.data(), rows, r1 - r0, h, threads_);
     for (int64_t r = 0; r < rows; ++r) {
       std::memcpy(logits + r * V + r0, y.data() + r * (r1 - r0), 4 * (r1 - r0));
     }

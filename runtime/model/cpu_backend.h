@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // CpuBackend: the forward pass of one rank's slice on the host (FP32 math on BF16 weights,
-// OpenBLAS GEMMs, threads), the project's oracle and embedded default. The layer is forward.cc's;
+// GemmBf16Cpu, threads), the project's oracle and embedded default. The layer is forward.cc's;
 // this file implements its ops (LayerOps) on host memory. DF11 matrices are decoded into one of
 // two reused scratch buffers right before their layer (BeginLayer); the next layer's decode runs
 // on a helper thread while the current layer computes.
