@@ -4,10 +4,12 @@
 // Query i sits at position p = t_total - t_new + i and sees cache positions 0..p, or with a
 // sliding window w > 0 only the last w of them, p - w + 1..p (transformers' sliding-window mask:
 // kv > q - w); window 0 means no window. Query head h reads kv head h / (n_heads / n_kv_heads).
-// Results do not depend on `threads`.
+// On the CPU each (query, head) row is computed in one fixed order (attention_head.h), so
+// AttentionRef and AttentionCpu give the same bits for any `threads`, CPU level and batch.
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -24,6 +26,21 @@ void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
                   int64_t head_dim, int64_t window,
                   float* out,  // (t_new, n_heads, head_dim)
                   int threads);
+
+// One sequence of a step: its new queries over its cache (which already holds their keys).
+struct AttentionSequence {
+  const float* q;        // (t_new, n_heads, head_dim)
+  const float* k_cache;  // (t_total, n_kv_heads, head_dim)
+  const float* v_cache;  // (t_total, n_kv_heads, head_dim)
+  int64_t t_new, t_total;
+  float* out;  // (t_new, n_heads, head_dim)
+};
+
+// AttentionRef of every sequence of a step at once, (sequence, head, block of queries) items
+// spread over `threads`, with the kernels of ActiveCpuLevel(); bit-identical to AttentionRef
+// of each sequence. Same requirements per sequence. Thread-safe.
+void AttentionCpu(std::span<const AttentionSequence> sequences, int64_t n_heads,
+                  int64_t n_kv_heads, int64_t head_dim, int64_t window, int threads);
 
 #if DF11_WITH_CUDA
 // Largest head_dim the CUDA attention supports.

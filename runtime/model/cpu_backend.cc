@@ -119,16 +119,19 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
                            int64_t window, float* out) {
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
   const int64_t row = nkv * hd;
+  std::vector<AttentionSequence> sequences;
   int64_t t0 = 0;
   for (const SequenceStep& s : steps_) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
     KvCache& cache = *s.cache;
     std::memcpy(cache.k[layer].data() + cache.length * row, k + t0 * row, 4 * n * row);
     std::memcpy(cache.v[layer].data() + cache.length * row, v + t0 * row, 4 * n * row);
-    AttentionRef(q + t0 * nh * hd, cache.k[layer].data(), cache.v[layer].data(), n,
-                 cache.length + n, nh, nkv, hd, window, out + t0 * nh * hd, threads_);
+    sequences.push_back({q + t0 * nh * hd, cache.k[layer].data(), cache.v[layer].data(), n,
+                         cache.length + n, out + t0 * nh * hd});
     t0 += n;
   }
+  // All sequences at once: (sequence, head) pairs spread over the threads.
+  AttentionCpu(sequences, nh, nkv, hd, window, threads_);
 }
 
 void CpuBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {

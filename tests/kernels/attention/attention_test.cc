@@ -2,7 +2,8 @@
 // AttentionRef against a double-precision causal softmax(q·kᵀ/√d)·v (with and without a sliding
 // window), a hand-computed single query, causal masking (future cache entries change nothing),
 // the sliding window (entries older than the window change nothing; transformers' rule kv > q - w),
-// the GQA head → kv-head mapping, and bit-identical results for any thread count.
+// the GQA head → kv-head mapping, bit-identical results for any thread count, and AttentionCpu
+// (a whole step's sequences) giving AttentionRef's bits at every CPU level.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
+#include "kernels/common/cpu_features.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
@@ -199,6 +201,51 @@ TEST(Attention, BitIdenticalForAnyThreadCount) {
     EXPECT_EQ(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)), 0)
         << "threads " << threads;
   }
+}
+
+// A step of several sequences (decode, prefill, a chunk of a longer prompt, one with no new
+// tokens) through AttentionCpu at every CPU level this machine has and any thread count gives
+// each sequence's AttentionRef bits.
+TEST(AttentionCpu, EveryLevelAndThreadCountGivesTheReferenceBits) {
+  struct Seq { int64_t t_new, t_total; };
+  const Seq seqs[] = {{1, 1}, {1, 77}, {40, 40}, {17, 300}, {0, 5}, {3, 3}};
+  struct Config { int64_t n_heads, n_kv_heads, head_dim, window; };
+  const Config configs[] = {{8, 2, 64, 0}, {4, 4, 128, 0}, {6, 3, 20, 0}, {4, 1, 32, 16},
+                            {2, 2, 3, 0}};
+  const CpuLevel saved = ActiveCpuLevel();
+  for (const Config& c : configs) {
+    const uint64_t seed = FreshSeed();
+    std::vector<Inputs> inputs;
+    std::vector<std::vector<float>> want;
+    for (const Seq& q : seqs) {
+      const Shape s{q.t_new, q.t_total, c.n_heads, c.n_kv_heads, c.head_dim, c.window};
+      inputs.push_back(RandomInputs(s, seed + inputs.size()));
+      want.push_back(Attend(s, inputs.back(), 1));
+    }
+    for (int l = 0; l <= static_cast<int>(CpuLevel::kAvx512Bf16); ++l) {
+      const CpuLevel level = static_cast<CpuLevel>(l);
+      if (SetCpuLevel(level) != level) continue;
+      for (int threads : {1, 2, 3, 8}) {
+        SCOPED_TRACE(std::string("level ") + CpuLevelName(level) + " threads " +
+                     std::to_string(threads) + " heads " + std::to_string(c.n_heads) + "/" +
+                     std::to_string(c.n_kv_heads) + " head_dim " + std::to_string(c.head_dim) +
+                     " window " + std::to_string(c.window) + " seed " + std::to_string(seed));
+        std::vector<std::vector<float>> got;
+        std::vector<AttentionSequence> step;
+        for (size_t i = 0; i < std::size(seqs); ++i) {
+          got.emplace_back(want[i].size(), std::numeric_limits<float>::quiet_NaN());
+          step.push_back({inputs[i].q.data(), inputs[i].k.data(), inputs[i].v.data(),
+                          seqs[i].t_new, seqs[i].t_total, got.back().data()});
+        }
+        AttentionCpu(step, c.n_heads, c.n_kv_heads, c.head_dim, c.window, threads);
+        for (size_t i = 0; i < std::size(seqs); ++i) {
+          EXPECT_EQ(std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float)), 0)
+              << "sequence " << i;
+        }
+      }
+    }
+  }
+  SetCpuLevel(saved);
 }
 
 }  // namespace
