@@ -18,7 +18,8 @@
 #              llama-batched-bench -npp 128 -ntg 32 -npl 1,8 (prefill and decode of 1 and 8
 #              sequences)
 #   df11-run   bench --prompt-tokens 128 --gen-tokens 32 --batch-sizes 1,8, BF16 and DF11
-# Raw JSON lines go to WORK/results.jsonl; the summary table gives min-max over the rounds.
+# Raw JSON lines go to WORK/results.jsonl, the programs' logs to WORK/runs.log; the summary
+# table gives min-max over the rounds.
 # Environment: WORK (default /tmp/df11-llama-cpp), ROUNDS (2), LLAMA_CPP_PYTHON_VERSION
 # (0.3.36), VENV (reference venv, default /tmp/df11-ref-venv), LAYERS HIDDEN HEADS KV_HEADS MLP
 # (the model), PROMPT (128), GEN (32).
@@ -67,8 +68,9 @@ if [[ ! -f "$MODEL/gguf/model-bf16.gguf" ]]; then
 fi
 
 # 3. Alternating runs.
-RESULTS="$WORK/results.jsonl"
+RESULTS="$WORK/results.jsonl" LOG="$WORK/runs.log"
 : > "$RESULTS"
+: > "$LOG"
 tag() {  # program round threads: prefix each JSON line of stdin
   sed -n "s/^{/{\"program\": \"$1\", \"round\": $2, \"threads_run\": $3, /p" >> "$RESULTS"
 }
@@ -76,13 +78,13 @@ for round in $(seq "$ROUNDS"); do
   for t in ${THREADS//,/ }; do
     echo "round $round, $t thread(s)" >&2
     "$LBUILD/bin/llama-bench" -m "$MODEL/gguf/model-bf16.gguf" -t "$t" -p "$PROMPT" -n "$GEN" \
-      -r 1 -o jsonl 2> /dev/null | tag llama-bench "$round" "$t"
+      -r 1 -o jsonl 2>> "$LOG" | tag llama-bench "$round" "$t"
     "$LBUILD/bin/llama-batched-bench" -m "$MODEL/gguf/model-bf16.gguf" -t "$t" -tb "$t" \
       -c $(((PROMPT + GEN) * 8)) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$GEN" -npl 1,8 \
-      --output-format jsonl 2> /dev/null | tag llama-batched-bench "$round" "$t"
+      --output-format jsonl 2>> "$LOG" | tag llama-batched-bench "$round" "$t"
     for format in bf16 df11; do
       "$BUILD/launcher/df11-run" bench --model "$MODEL/$format" --threads "$t" \
-        --batch-sizes 1,8 --prompt-tokens "$PROMPT" --gen-tokens "$GEN" 2> /dev/null |
+        --batch-sizes 1,8 --prompt-tokens "$PROMPT" --gen-tokens "$GEN" 2>> "$LOG" |
         tag "df11-run-$format" "$round" "$t"
     done
   done
