@@ -283,7 +283,8 @@ TEST_F(TinyModelTest, BadOptionsNameTheFlag) {
     const char* flag;
   };
   const std::vector<Case> cases = {
-      {[](TinyModelOptions& o) { o.arch = "gemma3"; }, "--arch \"gemma3\""},
+      {[](TinyModelOptions& o) { o.arch = "gemma2"; }, "--arch \"gemma2\""},
+      {[](TinyModelOptions& o) { o.sliding_window = 8; }, "--sliding-window applies to --arch"},
       {[](TinyModelOptions& o) { o.layers = 0; }, "--layers"},
       {[](TinyModelOptions& o) { o.hidden = -64; }, "--hidden"},
       {[](TinyModelOptions& o) { o.heads = 0; }, "--heads"},
