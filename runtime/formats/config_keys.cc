@@ -88,7 +88,6 @@ constexpr ConfigKey kKeys[] = {
     {"sliding_window_pattern", kGemma3, KeyUse::kRead, "", ""},
     {"layer_types", kText, KeyUse::kRead, "", ""},
     {"query_pre_attn_scalar", kGemma3, KeyUse::kRead, "", ""},
-    {"attn_logit_softcapping", kGemma3, KeyUse::kRead, "", ""},
     {"final_logit_softcapping", kGemma3, KeyUse::kRead, "", ""},
     {"text_config", kGemma3Outer, KeyUse::kRead, "", ""},
     // Changes the math unless neutral.

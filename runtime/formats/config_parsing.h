@@ -115,7 +115,7 @@ class FieldReader {
 Status ParseHiddenAct(const FieldReader& r, ModelConfig* c);
 Status ParseRope(const FieldReader& r, ModelConfig* c);
 Status ParseAttentionWindows(const FieldReader& r, ModelConfig* c);
-// Gemma 3's embedding multiplier, (1 + w) norms, query_pre_attn_scalar and softcappings; the
+// Gemma 3's embedding multiplier, (1 + w) norms, query_pre_attn_scalar and final softcapping; the
 // defaults (1, 0, head_dim^-0.5, none) for the other architectures.
 Status ParseScalings(const FieldReader& r, ModelConfig* c);
 

@@ -82,7 +82,6 @@ struct ModelConfig {
   float embedding_multiplier = 1;  // embedding rows times this: sqrt(hidden_size) rounded to BF16
   float norm_weight_offset = 0;    // RMSNorm multiplies by (offset + weight): Gemma's (1 + w)
   double attention_scale = 0;      // scores = q·k * this: head_dim^-0.5, query_pre_attn_scalar^-0.5
-  double attn_logit_softcapping = 0;   // > 0: scores = cap * tanh(scores / cap)
   double final_logit_softcapping = 0;  // > 0: logits = cap * tanh(logits / cap)
   bool tie_word_embeddings = false;  // true: no lm_head.weight; the LM head is embed_tokens
   // q/k/v projections have biases: always for Qwen2; for Llama/Qwen3 when config attention_bias

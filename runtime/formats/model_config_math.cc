@@ -5,7 +5,7 @@
 // the sliding layers' from rope_local_base_freq), sliding-window attention (Mistral:
 // sliding_window, 4096 when absent; Qwen2/Qwen3: use_sliding_window, sliding_window,
 // max_window_layers, layer_types; Gemma 3: layer_types or sliding_window_pattern) and Gemma 3's
-// scalings (embedding, (1 + w) norms, query_pre_attn_scalar, softcapping).
+// scalings (embedding, (1 + w) norms, query_pre_attn_scalar, final logit softcapping).
 // What this runtime does not compute is refused by name (Unimplemented), never approximated.
 #include <cmath>
 #include <map>
@@ -315,7 +315,8 @@ Status ParseScalings(const FieldReader& r, ModelConfig* c) {
   c->norm_weight_offset = 1;  // Gemma3RMSNorm: x_normed * (1 + w)
   DF11_ASSIGN_OR_RETURN(const double scalar, r.PositiveNumberOr("query_pre_attn_scalar", 256));
   c->attention_scale = 1.0 / std::sqrt(scalar);
-  DF11_ASSIGN_OR_RETURN(c->attn_logit_softcapping, r.PositiveNumberOr("attn_logit_softcapping", 0));
+  // attn_logit_softcapping is in no row of the key table: transformers 5.24's Gemma3Attention
+  // never passes it to the attention, so it is an unused key (a warning), as there.
   if (c->arch == Architecture::kGemma3) {
     DF11_ASSIGN_OR_RETURN(c->final_logit_softcapping,
                           r.PositiveNumberOr("final_logit_softcapping", 0));

@@ -30,8 +30,8 @@ void RunLayer(const LayerContext& ctx, size_t li, int64_t T, LayerOps& ops, Step
   const bool local_rope = LayerUsesLocalRope(c, layer);
   ops.Rope(a.q, nh, local_rope);
   ops.Rope(a.k, nkv, local_rope);
-  const AttentionParams attention{LayerWindow(c, layer), static_cast<float>(c.attention_scale),
-                                  static_cast<float>(c.attn_logit_softcapping)};
+  // No score softcap: transformers' Gemma3Attention does not apply attn_logit_softcapping.
+  const AttentionParams attention{LayerWindow(c, layer), static_cast<float>(c.attention_scale)};
   ops.Attention(li, a.q, a.k, a.v, attention, a.attn);  // (T, nh * hd)
   ops.Linear(a.attn, T, L.o, ctx.tp_leader ? &L.o_bias : nullptr, a.proj);  // (T, h)
   ops.AllReduce(a.proj, T * h);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The decoder layer and the model's forward, written once against LayerOps (layer_ops.h) for
 // every backend: Llama, Qwen2 (q/k/v biases), Qwen3 (q/k norms), Mistral and Gemma 3 (four
-// (1 + w) norms per layer, local and global rope, query_pre_attn_scalar, soft caps), with the
+// (1 + w) norms per layer, local and global rope, query_pre_attn_scalar, final soft cap), with the
 // config's gate activation and sliding windows, on any local slice of the model (tensor-parallel ranks
 // hold head / row / column slices and all-reduce after o_proj and down_proj; pipeline stages
 // hold a range of layers).
