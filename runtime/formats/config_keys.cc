@@ -126,6 +126,8 @@ constexpr ConfigKey kKeys[] = {
     {"dfloat11_config", kAll, KeyUse::kNoMath, "", ""},  // how the weights are stored
     {"cache_implementation", kGemma3, KeyUse::kNoMath, "", ""},   // generate()'s cache class
     {"_sliding_window_pattern", kGemma3, KeyUse::kNoMath, "", ""},  // layer_types says it
+    // transformers 5.24's Gemma3Attention never passes it to the attention.
+    {"attn_logit_softcapping", kGemma3, KeyUse::kNoMath, "", ""},
     // The vision tower and the image tokens: recognised, not served (a request with an image is
     // refused).
     {"vision_config", kGemma3Outer, KeyUse::kNoMath, "", ""},

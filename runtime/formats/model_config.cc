@@ -180,16 +180,24 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
   // The language model's fields: the file's, or the multimodal config's "text_config".
   const FieldReader r = multimodal ? top.Nested("text_config") : top;
   const bool gemma = IsGemma3(c.arch);
-  DF11_ASSIGN_OR_RETURN(c.vocab_size, r.Dim("vocab_size"));
-  DF11_ASSIGN_OR_RETURN(c.hidden_size, r.Dim("hidden_size"));
-  DF11_ASSIGN_OR_RETURN(c.intermediate_size, r.Dim("intermediate_size"));
-  DF11_ASSIGN_OR_RETURN(
-      c.num_hidden_layers,
-      r.Int("num_hidden_layers", 1, kMaxLayers,
-            "a positive integer (at most " + std::to_string(kMaxLayers) + ")"));
-  DF11_ASSIGN_OR_RETURN(c.num_attention_heads, r.Dim("num_attention_heads"));
+  // Required, except that Gemma3TextConfig has defaults (published text_configs omit some).
+  auto dim = [&](const std::string& key, int64_t gemma_default) {
+    return gemma ? r.DimOr(key, gemma_default) : r.Dim(key);
+  };
+  DF11_ASSIGN_OR_RETURN(c.vocab_size, dim("vocab_size", 262208));
+  DF11_ASSIGN_OR_RETURN(c.hidden_size, dim("hidden_size", 2304));
+  DF11_ASSIGN_OR_RETURN(c.intermediate_size, dim("intermediate_size", 9216));
+  if (gemma && !r.Has("num_hidden_layers")) {
+    c.num_hidden_layers = 26;
+  } else {
+    DF11_ASSIGN_OR_RETURN(
+        c.num_hidden_layers,
+        r.Int("num_hidden_layers", 1, kMaxLayers,
+              "a positive integer (at most " + std::to_string(kMaxLayers) + ")"));
+  }
+  DF11_ASSIGN_OR_RETURN(c.num_attention_heads, dim("num_attention_heads", 8));
   DF11_ASSIGN_OR_RETURN(c.num_key_value_heads,
-                        r.DimOr("num_key_value_heads", c.num_attention_heads));
+                        r.DimOr("num_key_value_heads", gemma ? 4 : c.num_attention_heads));
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     return Status::InvalidArgument(
         source_name + ": " + r.prefix() + "num_attention_heads (" +

@@ -315,8 +315,8 @@ Status ParseScalings(const FieldReader& r, ModelConfig* c) {
   c->norm_weight_offset = 1;  // Gemma3RMSNorm: x_normed * (1 + w)
   DF11_ASSIGN_OR_RETURN(const double scalar, r.PositiveNumberOr("query_pre_attn_scalar", 256));
   c->attention_scale = 1.0 / std::sqrt(scalar);
-  // attn_logit_softcapping is in no row of the key table: transformers 5.24's Gemma3Attention
-  // never passes it to the attention, so it is an unused key (a warning), as there.
+  // attn_logit_softcapping has no effect (config_keys.cc): transformers 5.24's Gemma3Attention
+  // never passes it to the attention.
   if (c->arch == Architecture::kGemma3) {
     DF11_ASSIGN_OR_RETURN(c->final_logit_softcapping,
                           r.PositiveNumberOr("final_logit_softcapping", 0));
