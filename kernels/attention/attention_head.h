@@ -3,9 +3,9 @@
 // level of AttentionCpu (internal to kernels/attention). Written in fixed orders with lane-wise
 // vector arithmetic and built with -ffp-contract=off (no multiply-add is fused), so the compiler
 // vectorises it for each level without changing a rounding: every level gives the same bits.
-// Per query: scores q·k (DotInLanes) times 1/sqrt(head_dim), max-subtracted exponentials summed
-// in position order, probabilities normalised first (as HF's softmax), then out[d] += p_j *
-// v_j[d] over positions in order.
+// Per query: scores q·k (DotInLanes) times the scale, soft-capped when asked (/ cap, tanh, * cap,
+// as transformers does), max-subtracted exponentials summed in position order, probabilities
+// normalised first (as HF's softmax), then out[d] += p_j * v_j[d] over positions in order.
 #pragma once
 
 #include <algorithm>
@@ -18,8 +18,16 @@
 namespace df11::attention_internal {
 
 struct HeadDims {
-  int64_t n_heads, n_kv_heads, head_dim, window;
+  int64_t n_heads, n_kv_heads, head_dim;
 };
+
+// Where position j's row is: the cache (slot j, or j % ring) before the step, the new rows after.
+[[gnu::always_inline]] inline const float* RowOf(const float* cache, const float* fresh,
+                                                 int64_t j, int64_t past, int64_t ring,
+                                                 int64_t stride) {
+  if (j >= past) return fresh + (j - past) * stride;
+  return cache + (ring > 0 ? j % ring : j) * stride;
+}
 
 // 16 floats as one value: GCC lowers the arithmetic to ZMM, YMM pairs or XMM quadruples by the
 // level a function is compiled for, lane by lane, so the results are the same.
@@ -51,25 +59,28 @@ using Lanes4 = float __attribute__((vector_size(16)));
   return sum;
 }
 
-// Queries [q_begin, q_end) of head h of sequence s; `probs` holds s.t_total floats.
+// Queries [q_begin, q_end) of head h of sequence s; `probs` holds s.kv.past + s.t_new floats.
 [[gnu::always_inline]] inline void AttendHead(const AttentionSequence& s, const HeadDims& d,
-                                              int64_t h, int64_t q_begin, int64_t q_end,
-                                              float* probs) {
+                                              const AttentionParams& params, int64_t h,
+                                              int64_t q_begin, int64_t q_end, float* probs) {
   const int64_t hd = d.head_dim, group = d.n_heads / d.n_kv_heads;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const float scale = params.scale, cap = params.softcap;
   const int64_t q_stride = d.n_heads * hd;      // between tokens of q and out
   const int64_t kv_stride = d.n_kv_heads * hd;  // between positions of the cache
-  const float* k_head = s.k_cache + (h / group) * hd;
-  const float* v_head = s.v_cache + (h / group) * hd;
+  const int64_t head = (h / group) * hd;
+  const KvSource& kv = s.kv;
   for (int64_t i = q_begin; i < q_end; ++i) {
     const float* qi = s.q + i * q_stride + h * hd;
     float* oi = s.out + i * q_stride + h * hd;
-    const int64_t end = s.t_total - s.t_new + i + 1;  // positions first .. own position
-    const int64_t first = d.window > 0 ? std::max<int64_t>(0, end - d.window) : 0;
+    const int64_t end = kv.past + i + 1;  // positions first .. own position
+    const int64_t first = params.window > 0 ? std::max<int64_t>(0, end - params.window) : 0;
     float max_score = -INFINITY;
     for (int64_t j = first; j < end; ++j) {
-      probs[j] = DotInLanes(qi, k_head + j * kv_stride, hd) * scale;
-      max_score = std::max(max_score, probs[j]);
+      const float* kj = RowOf(kv.k_cache, kv.k_new, j, kv.past, kv.ring, kv_stride) + head;
+      float score = DotInLanes(qi, kj, hd) * scale;
+      if (cap > 0) score = std::tanh(score / cap) * cap;
+      probs[j] = score;
+      max_score = std::max(max_score, score);
     }
     float sum = 0.0f;
     for (int64_t j = first; j < end; ++j) {
@@ -80,7 +91,7 @@ using Lanes4 = float __attribute__((vector_size(16)));
     std::fill(oi, oi + hd, 0.0f);
     for (int64_t j = first; j < end; ++j) {
       const float p = probs[j] * inv_sum;
-      const float* vj = v_head + j * kv_stride;
+      const float* vj = RowOf(kv.v_cache, kv.v_new, j, kv.past, kv.ring, kv_stride) + head;
       for (int64_t e = 0; e < hd; ++e) oi[e] += p * vj[e];
     }
   }
