@@ -167,6 +167,9 @@ int main(int argc, char** argv) {
   make_tiny->add_option("--seed", tiny.seed, "random seed")->check(Unsigned64())
       ->capture_default_str();
   make_tiny->add_flag("--tie-embeddings", tiny.tie_embeddings, "share embedding and LM head");
+  make_tiny->add_option("--sliding-window", tiny.sliding_window,
+                        "gemma3_text / gemma3: the local layers' window (0: 16)")
+      ->capture_default_str();
   make_tiny->add_option("OUT_DIR", out, "new model directory")->required();
 
   ShardOptions shard_options;

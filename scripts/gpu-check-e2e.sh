@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The end-to-end part of scripts/gpu-check.sh (sourced by it: uses its row, say, budget,
 # json_field, BUILD_DIR, OUT_DIR, REPO; the bundled Open MPI's environment is already set).
+#   gemma: make-tiny --arch gemma3 (Gemma3ForConditionalGeneration with its vision tower, the
+#         gemma3 tokenizer, 7 layers: windows of 4 on all but layer 5) -> compress; greedy tokens
+#         of --device cpu == --device cuda for BF16 and DF11, DF11 == BF16 on the GPU;
 #   tiny: make-tiny (the qwen3 tokenizer unpacked from tests/data) -> compress -> shard --tp 2; greedy tokens
 #         of --device cpu == --device cuda for BF16 and DF11, DF11 == BF16, and 2 MPI ranks on
 #         the one GPU (bundled mpirun, --comm mpi) == 1 GPU;
@@ -134,6 +137,36 @@ e2e_tiny() {
   [ "$rc" -eq 0 ] || row "tiny tp2 mpirun -np 2 --device cuda" "$(e2e_why "$rc") (e2e-tiny-tp2-mpi.log)" FAIL
   e2e_same "tiny tp2 (2 ranks, 1 GPU) == 1 GPU" "$w/df11-cuda.jsonl" "$w/tp2-cuda.jsonl"
   row "  tp2 memory plan" "$(e2e_plan "$OUT_DIR/e2e-tiny-tp2-mpi.log")" info
+}
+
+# Gemma 3: local (window 4) and global layers, (1 + w) norms, GeGLU, local/global rope on the
+# GPU, against the CPU backend; prompts longer than 3 windows.
+e2e_gemma() {
+  local w=$1/gemma rc gen
+  rm -rf "$w" && mkdir -p "$w"
+  e2e_run gemma-make 30 "$DF11_BIN" -q make-tiny --arch gemma3 --layers 7 --sliding-window 4 \
+    --vocab-from "$BUILD_DIR/data/tokenizers/gemma3" --seed 3 "$w/bf16" &&
+    e2e_run gemma-compress 30 "$DF11_BIN" -q compress "$w/bf16" "$w/df11" --threads "$E2E_THREADS"
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    row "e2e gemma3: make, compress" "$(e2e_why "$rc") (e2e-gemma-*.log)" FAIL
+    return
+  fi
+  row "e2e gemma3: make, compress" "Gemma3ForConditionalGeneration 7 layers, window 4" PASS
+  printf '%s\n' '{"custom_id":"a","prompt":"The capital of France is Paris, and the capital of Italy is"}' \
+    '{"custom_id":"b","prompt":"def fibonacci(n): return n if n < 2 else fibonacci(n - 1) +"}' \
+    >"$w/requests.jsonl"
+  gen=(generate --input "$w/requests.jsonl" -n "$E2E_TOKENS" --temp 0)
+  for fmt in bf16 df11; do
+    for dev in cpu cuda; do
+      e2e_run "gemma-$fmt-$dev" 45 "$RUN_BIN" "${gen[@]}" --model "$w/$fmt" --device "$dev" \
+        --output "$w/$fmt-$dev.jsonl"
+      rc=$?
+      [ "$rc" -eq 0 ] || row "gemma3 $fmt generate --device $dev" "$(e2e_why "$rc") (e2e-gemma-$fmt-$dev.log)" FAIL
+    done
+    e2e_same "gemma3 $fmt greedy: cpu == cuda" "$w/$fmt-cpu.jsonl" "$w/$fmt-cuda.jsonl"
+  done
+  e2e_same "gemma3 greedy cuda: df11 == bf16" "$w/bf16-cuda.jsonl" "$w/df11-cuda.jsonl"
 }
 
 # Llama-3.1-8B: per layer 218 M weights (436 MB BF16, ~295 MB DF11); embeddings and LM head
@@ -329,6 +362,7 @@ e2e_part() {
   read -r where avail < <(e2e_workdir 32)
   say "e2e: models in $where (${avail} GiB free)"
   e2e_tiny "$where"
+  e2e_gemma "$where"
   if [ "$GPU_FOUND" -eq 1 ]; then
     e2e_8b "$where" "$avail"
   else

@@ -240,15 +240,17 @@ if [ "$total" -eq 0 ] || [ "$passed" -ne "$total" ] || [ "$rc" -ne 0 ] || [ "$ca
 [ "$rc" -eq 124 ] && runner+=", timed out"
 row "gpu tests ($runner)" "$passed/$total binaries passed" "$status"
 row "  gtest cases" "$cases_passed passed, $cases_failed failed, $cases_skipped skipped" "$status"
-# The models transformers wrote (tests/data/hf_models: GELU, sliding windows, YaRN): the CUDA
-# backend's logits against transformers' (hf_models_cuda_test, one case per model).
+# The models transformers wrote (tests/data/hf_models: GELU, sliding windows, YaRN, Gemma 3 alone
+# and multimodal): the CUDA backend's logits against transformers' (hf_models_cuda_test, one case
+# per model).
+HF_MODELS=6
 hf_ok=$(grep -cE '\[ +OK \] Models/HfModelsCuda' "$OUT_DIR/ctest.log")
 hf_failed=$(grep -cE '\[ +FAILED \] Models/HfModelsCuda' "$OUT_DIR/ctest.log")
 hf_worst=$(sed -n 's/.*max |logit - transformers| \([0-9.e+-]*\).*/\1/p' "$OUT_DIR/ctest.log" |
   sort -g | tail -1)
 hf_status=PASS
-if [ "$hf_ok" -ne 4 ] || [ "$hf_failed" -ne 0 ]; then hf_status=FAIL; fi
-row "  transformers goldens (cuda)" "$hf_ok/4 models, max |logit diff| ${hf_worst:-?}" "$hf_status"
+if [ "$hf_ok" -ne "$HF_MODELS" ] || [ "$hf_failed" -ne 0 ]; then hf_status=FAIL; fi
+row "  transformers goldens (cuda)" "$hf_ok/$HF_MODELS models, max |logit diff| ${hf_worst:-?}" "$hf_status"
 
 say "compute-sanitizer memcheck"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null ||

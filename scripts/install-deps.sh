@@ -8,7 +8,7 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config clang libclang-rt-14-dev
   libgoogle-glog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev libutf8proc-dev libxxhash-dev
-  libsqlite3-dev libopenblas-dev libopenmpi-dev openmpi-bin libthrift-dev thrift-compiler
+  libsqlite3-dev libopenmpi-dev openmpi-bin libthrift-dev thrift-compiler
   libboost-dev slurm-wlm munge
 )
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// GatedActivationCuda and AddCuda: grid-stride elementwise loops (the grid is capped; each thread
+// GatedActivationCuda, AddCuda and SoftcapCuda: grid-stride elementwise loops (the grid is capped; each thread
 // walks several elements). The activation is a template parameter; its body is the one the CPU
 // reference runs (gate_activation.h). The multiplies are not fused with the activation's adds
 // (__fmul_rn), keeping the reference's rounding.
@@ -46,6 +46,14 @@ __global__ void AddKernel(float* x, const float* __restrict__ y, int64_t n) {
   }
 }
 
+__global__ void SoftcapKernel(float* x, int64_t n, float cap) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    x[i] = Softcap(x[i], cap);
+  }
+}
+
 }  // namespace
 
 void GatedActivationCuda(GateActivation act, const float* gate, const float* up, float* out,
@@ -75,6 +83,14 @@ void AddCuda(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   DF11_CHECK(x != nullptr && y != nullptr);
   AddKernel<<<GridFor(n), kThreads, 0, stream>>>(x, y, n);
+  DF11_CUDA_CHECK_LAUNCH();
+}
+
+void SoftcapCuda(float* x, int64_t n, float cap, cudaStream_t stream) {
+  DF11_CHECK(n >= 0 && cap > 0);
+  if (n == 0) return;
+  DF11_CHECK(x != nullptr);
+  SoftcapKernel<<<GridFor(n), kThreads, 0, stream>>>(x, n, cap);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

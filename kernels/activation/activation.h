@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Elementwise activations of the transformer block, FP32: the gated MLP
 // (down_proj(act(gate_proj(x)) * up_proj(x))) with act the config's "hidden_act" (silu for
-// SwiGLU models, GELU for GeGLU ones), and the residual add.
+// SwiGLU models, GELU for GeGLU ones), the residual add, and Gemma's logit soft cap.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,10 @@ void AddRef(float* x,        // (n)
             const float* y,  // (n)
             int64_t n);
 
+// x[i] = cap * tanh(x[i] / cap) (final_logit_softcapping). Requires n >= 0, cap > 0.
+void SoftcapRef(float* x,  // (n)
+                int64_t n, float cap);
+
 #if DF11_WITH_CUDA
 // The same on `stream`, device pointers. CUDA's expf, tanhf and erff are within 2 ulp, so
 // GatedActivationCuda differs from GatedActivationRef by a few ulps; AddCuda is bit-identical to
@@ -43,6 +47,9 @@ void GatedActivationCuda(GateActivation act,
 void AddCuda(float* x,        // (n)
              const float* y,  // (n)
              int64_t n, cudaStream_t stream);
+// Within a few ulps of SoftcapRef (CUDA's tanhf).
+void SoftcapCuda(float* x,  // (n)
+                 int64_t n, float cap, cudaStream_t stream);
 #endif
 
 }  // namespace df11

@@ -36,4 +36,11 @@ void AddRef(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+void SoftcapRef(float* x, int64_t n, float cap) {
+  DF11_CHECK(n >= 0 && cap > 0);
+  if (n == 0) return;
+  DF11_CHECK(x != nullptr);
+  for (int64_t i = 0; i < n; ++i) x[i] = Softcap(x[i], cap);
+}
+
 }  // namespace df11

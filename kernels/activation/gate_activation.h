@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The per-element gate activations, shared by GatedActivationRef and the CUDA kernel (host:
-// the C library's expf/tanhf/erff; device: CUDA's, within 2 ulp). Operation order as torch's CPU
-// kernels, float32 throughout.
+// The per-element gate activations and the logit soft cap, shared by the references and the CUDA
+// kernels (host: the C library's expf/tanhf/erff; device: CUDA's, within 2 ulp). Operation order
+// as torch's CPU kernels, float32 throughout.
 #pragma once
 
 #include <math.h>
@@ -27,5 +27,8 @@ DF11_HD float GeluErf(float g) {
   const float kAlpha = 0.7071067811865476f;  // M_SQRT1_2
   return g * 0.5f * (1.0f + erff(g * kAlpha));
 }
+
+// Gemma's soft cap as transformers computes it: (x / cap), tanh, * cap.
+DF11_HD float Softcap(float x, float cap) { return tanhf(x / cap) * cap; }
 
 }  // namespace df11

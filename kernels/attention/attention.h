@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-// Causal grouped-query attention for one sequence over its KV cache (HF eager attention math):
-//   out = softmax(q · kᵀ / sqrt(head_dim), causal) · v, FP32 throughout.
-// Query i sits at position p = t_total - t_new + i and sees cache positions 0..p, or with a
-// sliding window w > 0 only the last w of them, p - w + 1..p (transformers' sliding-window mask:
-// kv > q - w); window 0 means no window. Query head h reads kv head h / (n_heads / n_kv_heads).
-// Results do not depend on `threads`.
+// Causal grouped-query attention of one step's new tokens (HF eager attention math, FP32):
+//   s_j = q · k_j * scale, with a softcap c > 0: s_j = c * tanh(s_j / c) (Gemma's
+//   attn_logit_softcapping); out = softmax(s over the visible positions) · v.
+// Query i of a sequence whose cache held `past` positions sits at position p = past + i and sees
+// positions 0..p, or with a sliding window w > 0 only the last w of them, p - w + 1..p
+// (transformers' sliding-window mask: kv > q - w); window 0 means no window. The positions before
+// the step come from the sequence's cache, the step's own from its new K/V rows, so a sliding-
+// window layer's cache can be a ring that keeps only the last `ring` >= window positions
+// (position j in slot j % ring) however many tokens the step adds. Query head h reads kv head
+// h / (n_heads / n_kv_heads). On the CPU each (query, head) row is computed in one fixed order
+// (attention_head.h), so AttentionRef and AttentionCpu give the same bits for any `threads`, CPU
+// level and batch.
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -15,14 +22,54 @@
 
 namespace df11 {
 
-// Requires 0 <= t_new <= t_total, n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
-// head_dim >= 1, window >= 0, out not overlapping the inputs. Thread-safe.
-void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
-                  const float* k_cache,  // (t_total, n_kv_heads, head_dim)
-                  const float* v_cache,  // (t_total, n_kv_heads, head_dim)
-                  int64_t t_new, int64_t t_total, int64_t n_heads, int64_t n_kv_heads,
-                  int64_t head_dim, int64_t window,
+// How scores are formed and which positions a query sees.
+struct AttentionParams {
+  int64_t window = 0;  // > 0: only the last `window` positions up to the query's own
+  float scale = 0;     // head_dim^-0.5 (AttentionScale), Gemma 3: query_pre_attn_scalar^-0.5
+  float softcap = 0;   // > 0: scores = softcap * tanh(scores / softcap)
+};
+
+// head_dim^-0.5, computed in double and rounded once (transformers' default `scaling`).
+float AttentionScale(int64_t head_dim);
+
+// One sequence's keys and values for a step of t_new tokens.
+struct KvSource {
+  const float* k_cache = nullptr;  // (slots, n_kv_heads, head_dim): positions [0, past)...
+  const float* v_cache = nullptr;
+  int64_t past = 0;  // ...in slot j, or slot j % ring when ring > 0 (the last `ring` of them)
+  int64_t ring = 0;  // 0, or >= the window: the cache is a ring of that many slots
+  const float* k_new = nullptr;  // (t_new, n_kv_heads, head_dim): positions [past, past + t_new)
+  const float* v_new = nullptr;
+};
+
+// Requires t_new >= 0, n_kv_heads >= 1, n_heads a multiple of n_kv_heads, head_dim >= 1,
+// window >= 0, ring 0 or >= window > 0, out not overlapping the inputs. Thread-safe.
+void AttentionRef(const float* q,  // (t_new, n_heads, head_dim)
+                  const KvSource& kv, int64_t t_new, int64_t n_heads, int64_t n_kv_heads,
+                  int64_t head_dim, const AttentionParams& params,
                   float* out,  // (t_new, n_heads, head_dim)
+                  int threads);
+
+// Appends the step's rows to a cache holding `past` positions: row i goes to the slot of
+// position past + i (slot j, or j % ring when ring > 0, where only the last `ring` rows are
+// written: earlier ones would be overwritten by later ones). Exact.
+void KvAppendRef(const float* k_new, const float* v_new,  // (t_new, row)
+                 int64_t t_new, int64_t row, int64_t past, int64_t ring,
+                 float* k_cache, float* v_cache);  // (slots, row)
+
+// One sequence of a step: its new queries over its keys and values.
+struct AttentionSequence {
+  const float* q = nullptr;  // (t_new, n_heads, head_dim)
+  KvSource kv;
+  int64_t t_new = 0;
+  float* out = nullptr;  // (t_new, n_heads, head_dim)
+};
+
+// AttentionRef of every sequence of a step at once, (sequence, head, block of queries) items
+// spread over `threads`, with the kernels of ActiveCpuLevel(); bit-identical to AttentionRef
+// of each sequence. Same requirements per sequence. Thread-safe.
+void AttentionCpu(std::span<const AttentionSequence> sequences, int64_t n_heads,
+                  int64_t n_kv_heads, int64_t head_dim, const AttentionParams& params,
                   int threads);
 
 #if DF11_WITH_CUDA
@@ -30,34 +77,41 @@ void AttentionRef(const float* q,        // (t_new, n_heads, head_dim)
 inline constexpr int64_t kAttentionCudaMaxHeadDim = 256;
 
 // A whole step's attention in one launch, whatever sequences it holds: query t belongs to
-// sequence seq[t] and sits at position pos[t] of it, so it sees positions 0..pos[t] (the last
-// `window` of them when window > 0) of that sequence's cache, k_caches[seq[t]] / v_caches[seq[t]]
-// (each (capacity, n_kv_heads, head_dim)), as AttentionRef's query i of one sequence sees
-// positions 0..t_total - t_new + i. Everything but q and out's sizes is read on the device, so a
-// captured CUDA graph serves any batch of the same token count (caches swapped, lengths grown).
-// One block per (query, head) walks the visible cache in tiles with an online softmax (running
-// max and sum, rescaled accumulators), so results differ from AttentionRef by rounding only.
-// Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads, 1 <= head_dim <=
-// kAttentionCudaMaxHeadDim, window >= 0, tokens * n_heads <= INT32_MAX, out not overlapping
-// the inputs.
-void AttentionCudaBatched(const float* q,                // (tokens, n_heads, head_dim)
+// sequence seq[t], sits at position pos[t] of it, and that sequence's cache held past[t]
+// positions before the step (k_caches[seq[t]] / v_caches[seq[t]], slots as KvSource's with this
+// layer's `ring`); the step's rows of one sequence are consecutive and in position order, so
+// position j >= past[t] is row t - (pos[t] - j) of k_new / v_new. Query t sees what
+// AttentionRef's query pos[t] - past[t] sees. Everything but q and out's sizes is read on the
+// device, so a captured CUDA graph serves any batch of the same token count (caches swapped,
+// lengths grown). One block per (query, head) walks the visible positions in tiles with an
+// online softmax (running max and sum, rescaled accumulators), so results differ from
+// AttentionRef by rounding only. Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
+// 1 <= head_dim <= kAttentionCudaMaxHeadDim, window >= 0, ring 0 or >= window > 0,
+// tokens * n_heads <= INT32_MAX, out not overlapping the inputs.
+void AttentionCudaBatched(const float* q,      // (tokens, n_heads, head_dim)
+                          const float* k_new,  // (tokens, n_kv_heads, head_dim)
+                          const float* v_new,  // (tokens, n_kv_heads, head_dim)
                           const float* const* k_caches,  // (sequences) device pointers
                           const float* const* v_caches,  // (sequences) device pointers
                           const int32_t* seq,            // (tokens) device
                           const int32_t* pos,            // (tokens) device
+                          const int32_t* past,           // (tokens) device
                           int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                          int64_t window,
+                          int64_t ring, const AttentionParams& params,
                           float* out,  // (tokens, n_heads, head_dim)
                           cudaStream_t stream);
 
-// Appends a whole step's K and V rows to the caches: row t of k_new / v_new goes to position
-// pos[t] of sequence seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (capacity, row)
-// each). Exact; graph-replayable as above.
+// Appends a whole step's K and V rows to the caches: row t of k_new / v_new goes to the slot of
+// position pos[t] of sequence seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (slots, row)
+// each; slot pos[t], or pos[t] % ring when ring > 0, where a row is skipped when a later row of
+// its sequence takes the same slot). As KvAppendRef for each sequence; exact; graph-replayable as
+// above.
 void KvAppendCudaBatched(const float* k_new,  // (tokens, row)
                          const float* v_new,  // (tokens, row)
                          int64_t tokens, int64_t row,
                          const int32_t* seq,          // (tokens) device
                          const int32_t* pos,          // (tokens) device
+                         int64_t ring,
                          float* const* k_caches,      // (sequences) device pointers
                          float* const* v_caches,      // (sequences) device pointers
                          cudaStream_t stream);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Token embedding lookup (nn.Embedding) from a BF16 table into FP32 rows. For a vocab-parallel
-// shard the table holds global rows [row_begin, row_begin + vocab); ids outside that range give
-// zero rows, so summing the shards' outputs (all-reduce) yields the full lookup.
+// Token embedding lookup (nn.Embedding) from a BF16 table into FP32 rows, each multiplied by
+// `scale` (1, or Gemma's embedding multiplier: Gemma3TextScaledWordEmbedding). For a
+// vocab-parallel shard the table holds global rows [row_begin, row_begin + vocab); ids outside
+// that range give zero rows, so summing the shards' outputs (all-reduce) yields the full lookup.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +13,12 @@
 
 namespace df11 {
 
-// Exact (BF16 widens to FP32 without rounding). Requires vocab, hidden >= 1, n >= 0.
+// out = float(row) * scale, one FP32 multiply (exact for scale 1). Requires vocab, hidden >= 1,
+// n >= 0.
 void EmbeddingGatherRef(const uint16_t* table,  // (vocab, hidden) BF16
                         int64_t vocab, int64_t hidden,
                         const int32_t* ids,  // (n) global token ids
-                        int64_t n, int64_t row_begin,
+                        int64_t n, int64_t row_begin, float scale,
                         float* out);  // (n, hidden)
 
 #if DF11_WITH_CUDA
@@ -25,7 +27,7 @@ void EmbeddingGatherRef(const uint16_t* table,  // (vocab, hidden) BF16
 void EmbeddingGatherCuda(const uint16_t* table,  // (vocab, hidden) BF16
                          int64_t vocab, int64_t hidden,
                          const int32_t* ids,  // (n) global token ids
-                         int64_t n, int64_t row_begin,
+                         int64_t n, int64_t row_begin, float scale,
                          float* out,  // (n, hidden)
                          cudaStream_t stream);
 #endif

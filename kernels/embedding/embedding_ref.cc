@@ -8,7 +8,7 @@
 namespace df11 {
 
 void EmbeddingGatherRef(const uint16_t* table, int64_t vocab, int64_t hidden, const int32_t* ids,
-                        int64_t n, int64_t row_begin, float* out) {
+                        int64_t n, int64_t row_begin, float scale, float* out) {
   DF11_CHECK(vocab >= 1 && hidden >= 1 && n >= 0);
   if (n == 0) return;
   DF11_CHECK(table != nullptr && ids != nullptr && out != nullptr);
@@ -20,7 +20,7 @@ void EmbeddingGatherRef(const uint16_t* table, int64_t vocab, int64_t hidden, co
       continue;
     }
     const uint16_t* src = table + row * hidden;
-    for (int64_t j = 0; j < hidden; ++j) dst[j] = Bf16ToFloat(src[j]);
+    for (int64_t j = 0; j < hidden; ++j) dst[j] = Bf16ToFloat(src[j]) * scale;
   }
 }
 

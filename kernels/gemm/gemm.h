@@ -1,8 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // Linear layer on BF16 weights: y = x · wᵀ (+ bias), as torch.nn.Linear with the weight stored
-// (out_features, in_features) row-major. FP32 activations, FP32 accumulation. Results are
-// bit-identical for any `threads`; the m == 1 path (GEMV) rounds differently from m > 1, so a
-// row's result may depend on the batch size (allowed: see DESIGN "Lossless means").
+// (out_features, in_features) row-major. FP32 activations, FP32 accumulation.
+//
+// On the CPU every element is the same function of its x row and w row, computed in one fixed
+// order (the "16-lane order"): 16 partial sums s_l = fma(x[16q + l], w[16q + l], s_l) over
+// q = 0, 1, ... while 16q + 16 <= k; then s_l += s_{l+8}, s_l += s_{l+4}, s_l += s_{l+2},
+// s_0 += s_1 (each for l below the step); then s = fma(x[t], w[t], s_0) over the last k % 16
+// elements in order; finally y = s + bias (one FP32 add). So GemmBf16Ref and GemmBf16Cpu give
+// bit-identical results for any `threads`, any batch composition (a row's y depends only on its x
+// row, not on m or the other rows) and any CPU level; they differ from a plain sequential sum by
+// rounding only.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +21,22 @@
 
 namespace df11 {
 
+// The oracle: plain C++ (std::fma) in the 16-lane order, rows of w spread over `threads`.
 // Requires m, n, k >= 1, x, w, y non-null, y not overlapping x or w. Thread-safe.
 void GemmBf16Ref(const float* x,        // (m, k)
+                 const uint16_t* w,     // (n, k) BF16
+                 const uint16_t* bias,  // (n) BF16, or nullptr
+                 float* y,              // (m, n)
+                 int64_t m, int64_t n, int64_t k, int threads);
+
+// The CPU backend's GEMV (m <= 8, decode) and GEMM (prefill): GemmBf16Ref's results, computed by
+// the kernels of ActiveCpuLevel() (kernels/common/cpu_features.h). AVX-512 and AVX2 read BF16
+// weights straight from w, widen them in registers (never a tile in memory) and multiply blocks
+// of up to 7 rows of x by 1-8 rows of w with one FMA accumulator per pair; the AVX512-BF16 level
+// runs the AVX-512 kernels (its dot instruction takes BF16 activations, which this FP32 path
+// does not round to). The threads get tiles of y (x rows by w rows) fixed by m, n and k, never
+// by timing. Same contract as GemmBf16Ref.
+void GemmBf16Cpu(const float* x,        // (m, k)
                  const uint16_t* w,     // (n, k) BF16
                  const uint16_t* bias,  // (n) BF16, or nullptr
                  float* y,              // (m, n)

@@ -1,93 +1,57 @@
 // SPDX-License-Identifier: Apache-2.0
-// m > 1: w is cut into fixed tiles of kTileRows rows; each tile is widened to FP32 in a per-thread
-// buffer and multiplied with OpenBLAS (single-threaded, so the tiles, not BLAS, carry the
-// parallelism and every output element comes from the same call whatever `threads` is).
-// m == 1: a memory-bound GEMV reading BF16 directly, kLanes independent FP32 partial sums per row
-// (a fixed order, so the vectorizer needs no reassociation) summed pairwise at the end.
-#include "kernels/gemm/gemm.h"
-
-#include <cblas.h>
-
-#include <algorithm>
-#include <mutex>
-#include <vector>
+// The 16-lane order of gemm.h written out in plain C++: the oracle the vector kernels match bit
+// for bit, and the scalar level of GemmBf16Cpu.
+#include <cmath>
 
 #include "kernels/common/bf16.h"
 #include "kernels/common/check.h"
 #include "kernels/common/parallel_for.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_rows.h"
 
 namespace df11 {
+namespace gemm_internal {
 namespace {
 
-constexpr int64_t kTileRows = 128;  // rows of w per BLAS call (k = 8192: 4 MiB of FP32)
-constexpr int64_t kGemvRows = 16;   // rows of w per ParallelFor chunk in the GEMV
-constexpr int kLanes = 16;          // independent partial sums per GEMV row
+constexpr int kLanes = 16;
 
-void UseSingleThreadedBlas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
-
-float GemvRow(const float* x, const uint16_t* w_row, int64_t k) {
-  float acc[kLanes] = {};
+float DotInLaneOrder(const float* x, const uint16_t* w, int64_t k) {
+  float s[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= k; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * Bf16ToFloat(w_row[i + l]);
+    for (int l = 0; l < kLanes; ++l) s[l] = std::fma(x[i + l], Bf16ToFloat(w[i + l]), s[l]);
   }
-  for (int l = 0; i < k; ++i, ++l) acc[l] += x[i] * Bf16ToFloat(w_row[i]);
   for (int width = kLanes / 2; width > 0; width /= 2) {
-    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+    for (int l = 0; l < width; ++l) s[l] += s[l + width];
   }
-  return acc[0];
-}
-
-void Gemv(const float* x, const uint16_t* w, const uint16_t* bias, float* y, int64_t n,
-          int64_t k, int threads) {
-  ParallelFor(n, threads, kGemvRows, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      float v = GemvRow(x, w + j * k, k);
-      y[j] = bias != nullptr ? v + Bf16ToFloat(bias[j]) : v;
-    }
-  });
-}
-
-void TiledGemm(const float* x, const uint16_t* w, const uint16_t* bias, float* y, int64_t m,
-               int64_t n, int64_t k, int threads) {
-  UseSingleThreadedBlas();
-  const int64_t n_tiles = (n + kTileRows - 1) / kTileRows;
-  ParallelFor(n_tiles, threads, 1, [&](int64_t tile_begin, int64_t tile_end) {
-    thread_local std::vector<float> w_tile;  // (kTileRows, k)
-    w_tile.resize(static_cast<size_t>(std::min(n, kTileRows) * k));
-    for (int64_t t = tile_begin; t < tile_end; ++t) {
-      const int64_t row0 = t * kTileRows;
-      const int64_t rows = std::min(kTileRows, n - row0);
-      const uint16_t* src = w + row0 * k;
-      for (int64_t i = 0; i < rows * k; ++i) w_tile[i] = Bf16ToFloat(src[i]);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
-                  static_cast<int>(rows), static_cast<int>(k), 1.0f, x, static_cast<int>(k),
-                  w_tile.data(), static_cast<int>(k), 0.0f, y + row0, static_cast<int>(n));
-      if (bias == nullptr) continue;
-      for (int64_t r = 0; r < m; ++r) {
-        float* y_row = y + r * n + row0;
-        for (int64_t j = 0; j < rows; ++j) y_row[j] += Bf16ToFloat(bias[row0 + j]);
-      }
-    }
-  });
+  float sum = s[0];
+  for (; i < k; ++i) sum = std::fma(x[i], Bf16ToFloat(w[i]), sum);
+  return sum;
 }
 
 }  // namespace
+
+void GemmTileScalar(const GemmProblem& p, int64_t x_begin, int64_t x_end, int64_t w_begin,
+                    int64_t w_end) {
+  for (int64_t r = x_begin; r < x_end; ++r) {
+    for (int64_t j = w_begin; j < w_end; ++j) {
+      float v = DotInLaneOrder(p.x + r * p.k, p.w + j * p.k, p.k);
+      if (p.bias != nullptr) v += Bf16ToFloat(p.bias[j]);
+      p.y[r * p.n + j] = v;
+    }
+  }
+}
+
+}  // namespace gemm_internal
 
 void GemmBf16Ref(const float* x, const uint16_t* w, const uint16_t* bias, float* y, int64_t m,
                  int64_t n, int64_t k, int threads) {
   DF11_CHECK(m >= 1 && n >= 1 && k >= 1);
   DF11_CHECK(x != nullptr && w != nullptr && y != nullptr);
-  // cblas takes int dimensions and leading strides.
-  DF11_CHECK(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX);
-  if (m == 1) {
-    Gemv(x, w, bias, y, n, k, threads);
-  } else {
-    TiledGemm(x, w, bias, y, m, n, k, threads);
-  }
+  const gemm_internal::GemmProblem p{x, w, bias, y, m, n, k};
+  ParallelFor(n, threads, 16, [&p](int64_t begin, int64_t end) {
+    gemm_internal::GemmTileScalar(p, 0, p.m, begin, end);
+  });
 }
 
 }  // namespace df11

@@ -164,9 +164,14 @@ StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights&
     return Piece{name, name, GlobalShape(row, c), &row};
   };
   auto module_prefix = [](const TensorRow& row) { return std::string(ModuleOf(row)) + "."; };
+  // A row the table stores plainly (Gemma 3 multimodal's embedding and LM head) stays BF16.
+  auto coded = [](const TensorRow& row) { return row.unit != UnitOf::kPlain; };
   std::vector<Step> steps;
+  std::vector<Piece> embedding = {piece(t.embedding, std::string(t.embedding.name))};
+  const bool embedding_coded = coded(t.embedding);
   steps.push_back({0, UnitName(t, UnitOf::kEmbedding, 0),
-                   {piece(t.embedding, std::string(t.embedding.name))}, {},
+                   embedding_coded ? embedding : std::vector<Piece>{},
+                   embedding_coded ? std::vector<Piece>{} : embedding,
                    {module_prefix(t.embedding)}});
   for (int s = 0; s < static_cast<int>(stages.size()); ++s) {
     for (int64_t i = stages[s].begin; i < stages[s].end; ++i) {
@@ -191,9 +196,13 @@ StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights&
   // Tied embeddings on a single stage: that rank's embedding unit serves as the LM head too.
   std::vector<Piece> head_matrices = {head};
   if (c.tie_word_embeddings && stages.size() == 1) head_matrices.clear();
+  std::vector<Piece> head_small = {piece(t.final_norm, std::string(t.final_norm.name))};
+  if (!coded(t.lm_head)) {
+    head_small.insert(head_small.end(), head_matrices.begin(), head_matrices.end());
+    head_matrices.clear();
+  }
   steps.push_back({static_cast<int>(stages.size()) - 1, UnitName(t, UnitOf::kLmHead, 0),
-                   head_matrices,
-                   {piece(t.final_norm, std::string(t.final_norm.name))},
+                   head_matrices, head_small,
                    {module_prefix(t.lm_head), module_prefix(t.final_norm)}});
   return steps;
 }

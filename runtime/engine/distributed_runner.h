@@ -39,6 +39,9 @@ class DistributedStepRunner : public StepRunner {
   }
   // Leader only: a handle whose slot names the cache every rank allocates at first use.
   KvCache NewCache(int64_t capacity) override;
+  int64_t KvTokens(int64_t capacity) const override {
+    return KvCacheTokens(backend_->weights().config.layer_window, capacity);
+  }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
   // Leader only: the slot is freed on every rank with the next plan.

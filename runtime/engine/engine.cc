@@ -63,7 +63,9 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
     const GenerationRequest& r = call->requests[call->next];
     const int64_t prompt = static_cast<int64_t>(r.prompt.size());
     std::string error = RequestError(r, vocab, context);
-    if (error.empty()) error = call->budget.Refusal(prompt, MaxNewTokens(r, context));
+    const int64_t max_new = MaxNewTokens(r, context);
+    const int64_t need = runner_->KvTokens(prompt + max_new);
+    if (error.empty()) error = call->budget.Refusal(prompt, max_new, need);
     if (!error.empty()) {
       GenerationResult refused;
       refused.id = r.id;
@@ -72,9 +74,8 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
       DF11_RETURN_IF_ERROR(on_result(call->next++, std::move(refused)));
       continue;
     }
-    const int64_t max_new = MaxNewTokens(r, context);
-    if (!call->budget.HasRoom(prompt + max_new)) break;  // waits for room, in order
-    call->budget.Reserve(prompt + max_new);
+    if (!call->budget.HasRoom(need)) break;  // waits for room, in order
+    call->budget.Reserve(need);
     call->running.emplace_back(call->next++, r, max_new, runner_->NewCache(prompt + max_new),
                                text_.tokenizer);
   }
@@ -128,7 +129,7 @@ Status Engine::Retire(Call* call, const ResultCallback& on_result) {
       continue;
     }
     runner_->Release(it->cache());
-    call->budget.Release(it->kv_reservation());
+    call->budget.Release(runner_->KvTokens(it->kv_reservation()));
     const size_t index = it->index();
     GenerationResult result = std::move(it->result());
     latencies_.Record(result, &stats_);

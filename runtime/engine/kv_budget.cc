@@ -5,12 +5,12 @@
 
 namespace df11 {
 
-std::string KvBudget::Refusal(int64_t prompt, int64_t max_new) const {
-  const int64_t need = prompt + max_new;
+std::string KvBudget::Refusal(int64_t prompt, int64_t max_new, int64_t need) const {
   if (limit_ <= 0 || need <= limit_) return "";
   return "needs " + std::to_string(need) + " KV cache tokens (prompt " + std::to_string(prompt) +
-         " + max_tokens " + std::to_string(max_new) + "), more than the KV budget of " +
-         std::to_string(limit_) + " tokens";
+         " + max_tokens " + std::to_string(max_new) +
+         (need < prompt + max_new ? ", sliding-window layers keeping only their window" : "") +
+         "), more than the KV budget of " + std::to_string(limit_) + " tokens";
 }
 
 void KvBudget::Reserve(int64_t tokens) {

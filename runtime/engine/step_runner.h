@@ -35,6 +35,9 @@ class StepRunner {
   virtual int64_t vocab_size() const = 0;
   virtual int64_t context_length() const = 0;
   virtual KvCache NewCache(int64_t capacity) = 0;
+  // The KV budget tokens a cache of `capacity` positions takes (KvCacheTokens over the model's
+  // layers: less than `capacity` when sliding-window layers keep only their window).
+  virtual int64_t KvTokens(int64_t capacity) const { return capacity; }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -53,6 +56,9 @@ class LocalStepRunner : public StepRunner {
     return backend_->weights().config.max_position_embeddings;
   }
   KvCache NewCache(int64_t capacity) override { return backend_->NewCache(capacity); }
+  int64_t KvTokens(int64_t capacity) const override {
+    return KvCacheTokens(backend_->weights().config.layer_window, capacity);
+  }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

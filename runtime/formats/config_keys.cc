@@ -7,7 +7,8 @@
 //  - kNeutral: changes the math unless it holds its neutral value, which is all this runtime
 //    computes: any other value is refused, naming the reason.
 // Keys in no row are unused by the architecture: transformers ignores them, so does this runtime
-// (ModelConfig::unused_keys, a warning).
+// (ModelConfig::unused_keys, a warning). Gemma3ForConditionalGeneration has two tables: its own
+// top-level keys (kGemma3Outer) and its "text_config", read as a Gemma3ForCausalLM config's.
 #include <algorithm>
 #include <string_view>
 
@@ -23,7 +24,10 @@ enum ArchBit : unsigned {
   kQwen2 = 1u << 1,
   kQwen3 = 1u << 2,
   kMistral = 1u << 3,
-  kAll = kLlama | kQwen2 | kQwen3 | kMistral,
+  kGemma3 = 1u << 4,       // Gemma3ForCausalLM, and the text_config of the multimodal class
+  kGemma3Outer = 1u << 5,  // Gemma3ForConditionalGeneration's own keys
+  kText = kLlama | kQwen2 | kQwen3 | kMistral | kGemma3,  // language model configs
+  kAll = kText | kGemma3Outer,
 };
 
 unsigned BitOf(Architecture arch) {
@@ -36,6 +40,10 @@ unsigned BitOf(Architecture arch) {
       return kQwen3;
     case Architecture::kMistral:
       return kMistral;
+    case Architecture::kGemma3:
+      return kGemma3;
+    case Architecture::kGemma3Multimodal:
+      return kGemma3Outer;
   }
   return 0;
 }
@@ -54,28 +62,34 @@ constexpr ConfigKey kKeys[] = {
     // Read by ParseModelConfig.
     {"architectures", kAll, KeyUse::kRead, "", ""},
     {"model_type", kAll, KeyUse::kRead, "", ""},
-    {"vocab_size", kAll, KeyUse::kRead, "", ""},
-    {"hidden_size", kAll, KeyUse::kRead, "", ""},
-    {"intermediate_size", kAll, KeyUse::kRead, "", ""},
-    {"num_hidden_layers", kAll, KeyUse::kRead, "", ""},
-    {"num_attention_heads", kAll, KeyUse::kRead, "", ""},
-    {"num_key_value_heads", kAll, KeyUse::kRead, "", ""},
-    {"head_dim", kAll, KeyUse::kRead, "", ""},  // Qwen2 reads it with getattr
-    {"max_position_embeddings", kAll, KeyUse::kRead, "", ""},
-    {"rms_norm_eps", kAll, KeyUse::kRead, "", ""},
-    {"hidden_act", kAll, KeyUse::kRead, "", ""},
-    {"rope_theta", kAll, KeyUse::kRead, "", ""},
-    {"rope_scaling", kAll, KeyUse::kRead, "", ""},
-    {"rope_parameters", kAll, KeyUse::kRead, "", ""},
-    {"partial_rotary_factor", kAll, KeyUse::kRead, "", ""},
+    {"vocab_size", kText, KeyUse::kRead, "", ""},
+    {"hidden_size", kText, KeyUse::kRead, "", ""},
+    {"intermediate_size", kText, KeyUse::kRead, "", ""},
+    {"num_hidden_layers", kText, KeyUse::kRead, "", ""},
+    {"num_attention_heads", kText, KeyUse::kRead, "", ""},
+    {"num_key_value_heads", kText, KeyUse::kRead, "", ""},
+    {"head_dim", kText, KeyUse::kRead, "", ""},  // Qwen2 reads it with getattr
+    {"max_position_embeddings", kText, KeyUse::kRead, "", ""},
+    {"rms_norm_eps", kText, KeyUse::kRead, "", ""},
+    {"hidden_act", kText & ~kGemma3, KeyUse::kRead, "", ""},
+    {"hidden_activation", kGemma3, KeyUse::kRead, "", ""},
+    {"rope_theta", kText, KeyUse::kRead, "", ""},
+    {"rope_scaling", kText, KeyUse::kRead, "", ""},
+    {"rope_parameters", kText, KeyUse::kRead, "", ""},
+    {"rope_local_base_freq", kGemma3, KeyUse::kRead, "", ""},
+    {"partial_rotary_factor", kText, KeyUse::kRead, "", ""},
     {"tie_word_embeddings", kAll, KeyUse::kRead, "", ""},
     {"bos_token_id", kAll, KeyUse::kRead, "", ""},
     {"eos_token_id", kAll, KeyUse::kRead, "", ""},
-    {"attention_bias", kLlama | kQwen3, KeyUse::kRead, "", ""},
-    {"sliding_window", kQwen2 | kQwen3 | kMistral, KeyUse::kRead, "", ""},
+    {"attention_bias", kLlama | kQwen3 | kGemma3, KeyUse::kRead, "", ""},
+    {"sliding_window", kQwen2 | kQwen3 | kMistral | kGemma3, KeyUse::kRead, "", ""},
     {"use_sliding_window", kQwen2 | kQwen3, KeyUse::kRead, "", ""},
     {"max_window_layers", kQwen2 | kQwen3, KeyUse::kRead, "", ""},
-    {"layer_types", kAll, KeyUse::kRead, "", ""},
+    {"sliding_window_pattern", kGemma3, KeyUse::kRead, "", ""},
+    {"layer_types", kText, KeyUse::kRead, "", ""},
+    {"query_pre_attn_scalar", kGemma3, KeyUse::kRead, "", ""},
+    {"final_logit_softcapping", kGemma3, KeyUse::kRead, "", ""},
+    {"text_config", kGemma3Outer, KeyUse::kRead, "", ""},
     // Changes the math unless neutral.
     {"mlp_bias", kLlama, KeyUse::kNeutral, "false", "biases on the MLP projections"},
     {"sliding_window", kLlama, KeyUse::kNeutral, "null",
@@ -85,6 +99,8 @@ constexpr ConfigKey kKeys[] = {
     {"is_causal", kAll, KeyUse::kNeutral, "true", "bidirectional attention"},
     {"attention_chunk_size", kAll, KeyUse::kNeutral, "null", "chunked attention"},
     {"kv_sharing_modes", kAll, KeyUse::kNeutral, "null", "KV cache sharing between layers"},
+    {"use_bidirectional_attention", kGemma3, KeyUse::kNeutral, "false",
+     "bidirectional attention over text tokens"},
     // No effect on the forward pass.
     {"pretraining_tp", kLlama, KeyUse::kNoMath, "", ""},
     {"attention_dropout", kAll, KeyUse::kNoMath, "", ""},
@@ -108,6 +124,17 @@ constexpr ConfigKey kKeys[] = {
     {"label2id", kAll, KeyUse::kNoMath, "", ""},
     {"tokenizer_class", kAll, KeyUse::kNoMath, "", ""},
     {"dfloat11_config", kAll, KeyUse::kNoMath, "", ""},  // how the weights are stored
+    {"cache_implementation", kGemma3, KeyUse::kNoMath, "", ""},   // generate()'s cache class
+    {"_sliding_window_pattern", kGemma3, KeyUse::kNoMath, "", ""},  // layer_types says it
+    // transformers 5.24's Gemma3Attention never passes it to the attention.
+    {"attn_logit_softcapping", kGemma3, KeyUse::kNoMath, "", ""},
+    // The vision tower and the image tokens: recognised, not served (a request with an image is
+    // refused).
+    {"vision_config", kGemma3Outer, KeyUse::kNoMath, "", ""},
+    {"mm_tokens_per_image", kGemma3Outer, KeyUse::kNoMath, "", ""},
+    {"boi_token_index", kGemma3Outer, KeyUse::kNoMath, "", ""},
+    {"eoi_token_index", kGemma3Outer, KeyUse::kNoMath, "", ""},
+    {"image_token_index", kGemma3Outer, KeyUse::kNoMath, "", ""},
 };
 
 // The row of `key` for `arch`, or null.
@@ -129,20 +156,21 @@ bool IsNeutral(const json& j, const ConfigKey& k) {
 
 }  // namespace
 
-Status CheckConfigKeys(const json& j, const std::string& source, ModelConfig* c) {
-  const unsigned arch = BitOf(c->arch);
+Status CheckConfigKeys(const FieldReader& r, Architecture table, ModelConfig* c) {
+  const json& j = r.obj();
+  const unsigned arch = BitOf(table);
   for (const ConfigKey& k : kKeys) {
     if (k.use != KeyUse::kNeutral || (k.archs & arch) == 0 || IsNeutral(j, k)) continue;
     return Status::Unimplemented(
-        source + ": field " + Quoted(k.name) + " is " + Describe(j[std::string(k.name)]) +
-        ", which asks for " + std::string(k.reason) + "; this runtime does not compute that for " +
-        c->architecture_name + " (supported: " +
+        r.source() + ": field " + r.Field(std::string(k.name)) + " is " +
+        Describe(j[std::string(k.name)]) + ", which asks for " + std::string(k.reason) +
+        "; this runtime does not compute that for " + c->architecture_name + " (supported: " +
         (k.neutral == "null" ? std::string("absent or null")
                              : std::string(k.neutral) + " or absent") +
         ")");
   }
   for (const auto& [key, value] : j.items()) {
-    if (Find(key, arch) == nullptr) c->unused_keys.push_back(key);
+    if (Find(key, arch) == nullptr) c->unused_keys.push_back(r.prefix() + key);
   }
   std::sort(c->unused_keys.begin(), c->unused_keys.end());
   return Status::Ok();

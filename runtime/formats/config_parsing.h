@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Internal to the config.json parser (model_config.cc, model_config_math.cc, config_keys.cc):
-// typed field reads whose errors name the source file and the field path ("rope_scaling.factor")
-// and say what was expected, and the parts of ParseModelConfig that live in the other files.
+// typed field reads whose errors name the source file and the field path ("rope_scaling.factor",
+// "text_config.sliding_window") and say what was expected, and the parts of ParseModelConfig that
+// live in the other files.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +96,12 @@ class FieldReader {
   }
 
   const std::string& source() const { return source_; }
+  const std::string& prefix() const { return prefix_; }
+  const nlohmann::json& obj() const { return obj_; }
+  // A reader of the object at `key` (which must be an object), its fields named "<key>.<field>".
+  FieldReader Nested(const std::string& key) const {
+    return FieldReader(obj_.at(key), source_, prefix_ + key + ".");
+  }
 
  private:
   const nlohmann::json& obj_;
@@ -103,15 +110,19 @@ class FieldReader {
 };
 
 // model_config_math.cc: the keys that change the forward pass. Each fills its fields of *c from
-// `j` (c's dims already parsed) or returns InvalidArgument (ill-typed) / Unimplemented
-// (a value this runtime does not compute).
-Status ParseHiddenAct(const nlohmann::json& j, const std::string& source, ModelConfig* c);
-Status ParseRope(const nlohmann::json& j, const std::string& source, ModelConfig* c);
-Status ParseAttentionWindows(const nlohmann::json& j, const std::string& source, ModelConfig* c);
+// the language model's fields `r` (c's dims already parsed) or returns InvalidArgument
+// (ill-typed) / Unimplemented (a value this runtime does not compute).
+Status ParseHiddenAct(const FieldReader& r, ModelConfig* c);
+Status ParseRope(const FieldReader& r, ModelConfig* c);
+Status ParseAttentionWindows(const FieldReader& r, ModelConfig* c);
+// Gemma 3's embedding multiplier, (1 + w) norms, query_pre_attn_scalar and final softcapping; the
+// defaults (1, 0, head_dim^-0.5, none) for the other architectures.
+Status ParseScalings(const FieldReader& r, ModelConfig* c);
 
-// config_keys.cc: refuses (Unimplemented) keys whose value changes the math in a way this runtime
-// does not compute (quantization_config, mlp_bias, ...) and lists the keys c->arch does not use in
-// c->unused_keys.
-Status CheckConfigKeys(const nlohmann::json& j, const std::string& source, ModelConfig* c);
+// config_keys.cc: refuses (Unimplemented) keys of `r`'s object whose value changes the math in a
+// way this runtime does not compute (quantization_config, mlp_bias, ...) and lists the keys
+// `table` does not use in c->unused_keys (named with r's prefix). `table` is c->arch, or the text
+// model's table for the "text_config" of a multimodal config.
+Status CheckConfigKeys(const FieldReader& r, Architecture table, ModelConfig* c);
 
 }  // namespace df11::config_parsing

@@ -69,10 +69,13 @@ struct Vector {
 struct LayerWeights {
   Weight q, k, v, o;     // q: (heads * head_dim, hidden); k, v: (kv_heads * head_dim, hidden)
   Weight gate, up, down;  // gate, up: (intermediate, hidden); down: (hidden, intermediate)
-  Vector input_norm;           // (hidden)
-  Vector post_attention_norm;  // (hidden)
+  Vector input_norm;  // (hidden) before attention
+  Vector mlp_norm;    // (hidden) before the MLP (Llama's post_attention_layernorm)
   Vector q_bias, k_bias, v_bias, o_bias;  // (rows of their matrix); empty when absent
-  Vector q_norm, k_norm;                  // (head_dim), Qwen3; empty otherwise
+  Vector q_norm, k_norm;                  // (head_dim), Qwen3 and Gemma 3; empty otherwise
+  // Gemma 3's norms of the block outputs, before each residual add (its post_attention_layernorm
+  // and post_feedforward_layernorm); empty otherwise.
+  Vector attention_out_norm, mlp_out_norm;  // (hidden)
 
   // The layer's matrices and vectors, in this fixed order: the one list of them that code
   // walking a layer's weights uses. kMatrixNames names the matrices in that order.
@@ -81,8 +84,8 @@ struct LayerWeights {
                                                               "down_proj"};
   std::array<const Weight*, 7> Matrices() const { return MatricesOf<const Weight>(*this); }
   std::array<Weight*, 7> Matrices() { return MatricesOf<Weight>(*this); }
-  std::array<const Vector*, 8> Vectors() const { return VectorsOf<const Vector>(*this); }
-  std::array<Vector*, 8> Vectors() { return VectorsOf<Vector>(*this); }
+  std::array<const Vector*, 10> Vectors() const { return VectorsOf<const Vector>(*this); }
+  std::array<Vector*, 10> Vectors() { return VectorsOf<Vector>(*this); }
 
   // Elements decoded into scratch before this layer runs (0 when none is decoded_to_scratch).
   int64_t ScratchElements() const {
@@ -98,9 +101,9 @@ struct LayerWeights {
     return {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down};
   }
   template <typename V, typename L>
-  static std::array<V*, 8> VectorsOf(L& l) {
-    return {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias,
-            &l.v_bias,     &l.o_bias,              &l.q_norm, &l.k_norm};
+  static std::array<V*, 10> VectorsOf(L& l) {
+    return {&l.input_norm, &l.mlp_norm, &l.q_bias, &l.k_bias, &l.v_bias,
+            &l.o_bias,     &l.q_norm,   &l.k_norm, &l.attention_out_norm, &l.mlp_out_norm};
   }
 };
 

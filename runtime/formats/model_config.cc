@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // ParseModelConfig: the architecture, the dims and token ids (here), the keys that change the
 // math (model_config_math.cc) and the key table (config_keys.cc); defaults follow transformers
-// 5.24's LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig.
+// 5.24's LlamaConfig/Qwen2Config/Qwen3Config/MistralConfig/Gemma3TextConfig/Gemma3Config.
 #include "runtime/formats/model_config.h"
 
 #include <glog/logging.h>
@@ -28,11 +28,13 @@ struct ArchitectureInfo {
   int64_t default_max_position_embeddings;  // transformers' default when the field is absent
 };
 
-constexpr std::array<ArchitectureInfo, 4> kArchitectures = {{
+constexpr std::array<ArchitectureInfo, 6> kArchitectures = {{
     {Architecture::kLlama, "LlamaForCausalLM", "llama", 2048},
     {Architecture::kQwen2, "Qwen2ForCausalLM", "qwen2", 32768},
     {Architecture::kQwen3, "Qwen3ForCausalLM", "qwen3", 32768},
     {Architecture::kMistral, "MistralForCausalLM", "mistral", 4096 * 32},
+    {Architecture::kGemma3, "Gemma3ForCausalLM", "gemma3_text", 131072},
+    {Architecture::kGemma3Multimodal, "Gemma3ForConditionalGeneration", "gemma3", 131072},
 }};
 
 const ArchitectureInfo& InfoOf(Architecture arch) {
@@ -76,24 +78,31 @@ StatusOr<Architecture> ResolveArchitecture(const json& j, const std::string& sou
                                " is not supported; supported: " + SupportedArchitectureNames());
 }
 
-Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
-  FieldReader r(j, source);
+// The token ids of `r` (the file, or a multimodal config's text_config); absent ones take the
+// config classes' defaults (Llama/Mistral BOS 1, EOS 2; Gemma 3 BOS 2, EOS 1) when `defaults`,
+// else stay as they are.
+Status ParseTokenIds(const FieldReader& r, bool defaults, ModelConfig& c) {
+  const json& j = r.obj();
   const std::string id_range = "a token id in [0, vocab_size=" + std::to_string(c.vocab_size) + ")";
+  const bool llama_ids = c.arch == Architecture::kLlama || c.arch == Architecture::kMistral;
+  std::optional<int64_t> default_bos, default_eos;
+  if (llama_ids && c.vocab_size > 2) default_bos = 1, default_eos = 2;
+  if (IsGemma3(c.arch) && c.vocab_size > 2) default_bos = 2, default_eos = 1;
   if (r.Has("bos_token_id")) {
     DF11_ASSIGN_OR_RETURN(c.bos_token_id, r.Int("bos_token_id", 0, c.vocab_size - 1, id_range));
-  } else if (!j.contains("bos_token_id") &&
-             (c.arch == Architecture::kLlama || c.arch == Architecture::kMistral) &&
-             c.vocab_size > 2) {
-    c.bos_token_id = 1;  // LlamaConfig/MistralConfig default
+  } else if (defaults && !j.contains("bos_token_id")) {
+    c.bos_token_id = default_bos;
   }
+  if (r.Has("eos_token_id") || defaults) c.eos_token_ids.clear();
   if (r.Has("eos_token_id")) {
     const json& eos = r.Get("eos_token_id");
     if (eos.is_array()) {
       for (size_t i = 0; i < eos.size(); ++i) {
         if (!eos[i].is_number_integer() || eos[i].get<int64_t>() < 0 ||
             eos[i].get<int64_t>() >= c.vocab_size) {
-          return Status::InvalidArgument(source + ": field \"eos_token_id\"[" + std::to_string(i) +
-                                         "] is " + Describe(eos[i]) + "; expected " + id_range);
+          return Status::InvalidArgument(r.source() + ": field " + r.Field("eos_token_id") + "[" +
+                                         std::to_string(i) + "] is " + Describe(eos[i]) +
+                                         "; expected " + id_range);
         }
         c.eos_token_ids.push_back(eos[i].get<int64_t>());
       }
@@ -102,10 +111,24 @@ Status ParseTokenIds(const json& j, const std::string& source, ModelConfig& c) {
                             r.Int("eos_token_id", 0, c.vocab_size - 1, id_range + " or a list"));
       c.eos_token_ids.push_back(id);
     }
-  } else if (!j.contains("eos_token_id") &&
-             (c.arch == Architecture::kLlama || c.arch == Architecture::kMistral) &&
-             c.vocab_size > 2) {
-    c.eos_token_ids.push_back(2);  // LlamaConfig/MistralConfig default
+  } else if (defaults && !j.contains("eos_token_id") && default_eos) {
+    c.eos_token_ids.push_back(*default_eos);
+  }
+  return Status::Ok();
+}
+
+// Gemma3ForConditionalGeneration's own keys: its text_config (an object) holds the language model;
+// its vision_config is kept as it is (the vision tower is not served); tie_word_embeddings (true
+// when absent) is the top level's, as transformers ties the LM head by it.
+Status ParseMultimodalTop(const FieldReader& top, ModelConfig& c) {
+  if (!top.Has("text_config") || !top.Get("text_config").is_object()) {
+    return top.Error("text_config", "an object holding the language model's config (" +
+                                        std::string(ArchitectureModelType(Architecture::kGemma3)) +
+                                        ")");
+  }
+  if (top.Has("vision_config")) {
+    if (!top.Get("vision_config").is_object()) return top.Error("vision_config", "an object");
+    c.vision_config = top.Get("vision_config");
   }
   return Status::Ok();
 }
@@ -151,35 +174,59 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
   }
   ModelConfig c;
   DF11_ASSIGN_OR_RETURN(c.arch, ResolveArchitecture(j, source_name, c));
-  FieldReader r(j, source_name);
-  DF11_ASSIGN_OR_RETURN(c.vocab_size, r.Dim("vocab_size"));
-  DF11_ASSIGN_OR_RETURN(c.hidden_size, r.Dim("hidden_size"));
-  DF11_ASSIGN_OR_RETURN(c.intermediate_size, r.Dim("intermediate_size"));
-  DF11_ASSIGN_OR_RETURN(
-      c.num_hidden_layers,
-      r.Int("num_hidden_layers", 1, kMaxLayers,
-            "a positive integer (at most " + std::to_string(kMaxLayers) + ")"));
-  DF11_ASSIGN_OR_RETURN(c.num_attention_heads, r.Dim("num_attention_heads"));
+  const FieldReader top(j, source_name);
+  const bool multimodal = c.arch == Architecture::kGemma3Multimodal;
+  if (multimodal) DF11_RETURN_IF_ERROR(ParseMultimodalTop(top, c));
+  // The language model's fields: the file's, or the multimodal config's "text_config".
+  const FieldReader r = multimodal ? top.Nested("text_config") : top;
+  const bool gemma = IsGemma3(c.arch);
+  // Required, except that Gemma3TextConfig has defaults (published text_configs omit some).
+  auto dim = [&](const std::string& key, int64_t gemma_default) {
+    return gemma ? r.DimOr(key, gemma_default) : r.Dim(key);
+  };
+  DF11_ASSIGN_OR_RETURN(c.vocab_size, dim("vocab_size", 262208));
+  DF11_ASSIGN_OR_RETURN(c.hidden_size, dim("hidden_size", 2304));
+  DF11_ASSIGN_OR_RETURN(c.intermediate_size, dim("intermediate_size", 9216));
+  if (gemma && !r.Has("num_hidden_layers")) {
+    c.num_hidden_layers = 26;
+  } else {
+    DF11_ASSIGN_OR_RETURN(
+        c.num_hidden_layers,
+        r.Int("num_hidden_layers", 1, kMaxLayers,
+              "a positive integer (at most " + std::to_string(kMaxLayers) + ")"));
+  }
+  DF11_ASSIGN_OR_RETURN(c.num_attention_heads, dim("num_attention_heads", 8));
   DF11_ASSIGN_OR_RETURN(c.num_key_value_heads,
-                        r.DimOr("num_key_value_heads", c.num_attention_heads));
+                        r.DimOr("num_key_value_heads", gemma ? 4 : c.num_attention_heads));
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     return Status::InvalidArgument(
-        source_name + ": num_attention_heads (" + std::to_string(c.num_attention_heads) +
-        ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) +
-        ")");
+        source_name + ": " + r.prefix() + "num_attention_heads (" +
+        std::to_string(c.num_attention_heads) + ") must be a multiple of " + r.prefix() +
+        "num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
   }
+  // Gemma3TextConfig checks this even with head_dim given.
+  const bool heads_divide_hidden = c.hidden_size % c.num_attention_heads == 0;
   if (r.Has("head_dim")) {
     DF11_ASSIGN_OR_RETURN(c.head_dim, r.Dim("head_dim"));
-  } else if (c.arch == Architecture::kQwen3 && !j.contains("head_dim")) {
+  } else if (c.arch == Architecture::kQwen3 && !r.obj().contains("head_dim")) {
     c.head_dim = 128;  // Qwen3Config default
+  } else if (gemma && !r.obj().contains("head_dim")) {
+    c.head_dim = 256;  // Gemma3TextConfig default
   } else {
-    if (c.hidden_size % c.num_attention_heads != 0) {
+    if (!heads_divide_hidden) {
       return Status::InvalidArgument(
-          source_name + ": hidden_size (" + std::to_string(c.hidden_size) +
+          source_name + ": " + r.prefix() + "hidden_size (" + std::to_string(c.hidden_size) +
           ") must be a multiple of num_attention_heads (" + std::to_string(c.num_attention_heads) +
           ") when \"head_dim\" is not given");
     }
     c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (gemma && !heads_divide_hidden) {
+    return Status::InvalidArgument(source_name + ": " + r.prefix() + "hidden_size (" +
+                                   std::to_string(c.hidden_size) +
+                                   ") must be a multiple of num_attention_heads (" +
+                                   std::to_string(c.num_attention_heads) +
+                                   "), as Gemma3TextConfig requires");
   }
   if (c.num_attention_heads * c.head_dim > kMaxDim) {
     return Status::InvalidArgument(source_name + ": num_attention_heads * head_dim is larger than " +
@@ -189,14 +236,17 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
                         r.DimOr("max_position_embeddings",
                                 InfoOf(c.arch).default_max_position_embeddings));
   DF11_ASSIGN_OR_RETURN(c.rms_norm_eps, r.PositiveNumberOr("rms_norm_eps", 1e-6));
-  DF11_ASSIGN_OR_RETURN(c.tie_word_embeddings, r.BoolOr("tie_word_embeddings", false));
+  DF11_ASSIGN_OR_RETURN(c.tie_word_embeddings,
+                        (multimodal ? top : r).BoolOr("tie_word_embeddings", gemma));
   if (c.arch == Architecture::kQwen2) {
     c.attention_bias = true;  // Qwen2Attention hard-codes q/k/v biases
   } else if (c.arch != Architecture::kMistral) {
     DF11_ASSIGN_OR_RETURN(c.attention_bias, r.BoolOr("attention_bias", false));
   }
-  c.qk_norm = c.arch == Architecture::kQwen3;
-  DF11_RETURN_IF_ERROR(ParseTokenIds(j, source_name, c));
+  c.qk_norm = c.arch == Architecture::kQwen3 || gemma;
+  DF11_RETURN_IF_ERROR(ParseTokenIds(r, /*defaults=*/true, c));
+  // A multimodal config's own token ids (the published ones carry eos_token_id) win.
+  if (multimodal) DF11_RETURN_IF_ERROR(ParseTokenIds(top, /*defaults=*/false, c));
   // The keys that change the math. Converting ignores what it does not compute (Unimplemented),
   // never ill-formed fields.
   auto math = [use, &c](const Status& s) {
@@ -204,10 +254,15 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source_
     if (c.unsupported.empty()) c.unsupported = s.message();
     return Status::Ok();
   };
-  DF11_RETURN_IF_ERROR(math(config_parsing::ParseHiddenAct(j, source_name, &c)));
-  DF11_RETURN_IF_ERROR(math(config_parsing::ParseRope(j, source_name, &c)));
-  DF11_RETURN_IF_ERROR(math(config_parsing::ParseAttentionWindows(j, source_name, &c)));
-  DF11_RETURN_IF_ERROR(math(config_parsing::CheckConfigKeys(j, source_name, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseHiddenAct(r, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseRope(r, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseAttentionWindows(r, &c)));
+  DF11_RETURN_IF_ERROR(math(config_parsing::ParseScalings(r, &c)));
+  if (multimodal) {
+    DF11_RETURN_IF_ERROR(math(config_parsing::CheckConfigKeys(top, c.arch, &c)));
+  }
+  DF11_RETURN_IF_ERROR(math(config_parsing::CheckConfigKeys(
+      r, multimodal ? Architecture::kGemma3 : c.arch, &c)));
   if (c.layer_window.size() != static_cast<size_t>(c.num_hidden_layers)) {
     c.layer_window.assign(static_cast<size_t>(c.num_hidden_layers), 0);  // kConvert, refused
   }
@@ -232,6 +287,10 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir, ConfigUse us
 int64_t LayerWindow(const ModelConfig& c, int64_t layer) {
   if (layer < 0 || layer >= static_cast<int64_t>(c.layer_window.size())) return 0;
   return c.layer_window[static_cast<size_t>(layer)];
+}
+
+bool LayerUsesLocalRope(const ModelConfig& c, int64_t layer) {
+  return c.local_rope_theta > 0 && LayerWindow(c, layer) > 0;
 }
 
 bool OutputProjectionHasBias(const ModelConfig& c) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// ModelConfig: a Hugging Face config.json (Llama, Qwen2, Qwen3, Mistral decoder-only models),
+// ModelConfig: a Hugging Face config.json (Llama, Qwen2, Qwen3, Mistral decoder-only models and
+// Gemma 3's text model, alone or inside Gemma3ForConditionalGeneration's "text_config"),
 // validated, with the defaults transformers 5.24 applies (the parameter tensors each
 // architecture implies are model_tensors.h's). Every key that changes the forward pass is either honoured or refused
 // (Unimplemented, naming the file, key, value and what is supported) here, before any weight is
@@ -36,17 +37,24 @@ struct RopeScaling {
   double mscale_all_dim = 0;    // yarn; 0: not given
 };
 
-enum class Architecture { kLlama, kQwen2, kQwen3, kMistral };
+// kGemma3: Gemma3ForCausalLM (text-only checkpoints); kGemma3Multimodal:
+// Gemma3ForConditionalGeneration, whose language model is served (its vision tower is not).
+enum class Architecture { kLlama, kQwen2, kQwen3, kMistral, kGemma3, kGemma3Multimodal };
+
+inline bool IsGemma3(Architecture arch) {
+  return arch == Architecture::kGemma3 || arch == Architecture::kGemma3Multimodal;
+}
 
 // The transformers class name: "LlamaForCausalLM", "Qwen2ForCausalLM", ...
 std::string_view ArchitectureClassName(Architecture arch);
-// The config.json "model_type": "llama", "qwen2", "qwen3", "mistral".
+// The config.json "model_type": "llama", "qwen2", "qwen3", "mistral", "gemma3_text", "gemma3".
 std::string_view ArchitectureModelType(Architecture arch);
 // The architecture of transformers class `class_name`; nullopt when it is not supported.
 std::optional<Architecture> ArchitectureOfClass(std::string_view class_name);
 // The architecture whose config.json "model_type" is `model_type`; nullopt when not supported.
 std::optional<Architecture> ArchitectureOfModelType(std::string_view model_type);
-// The supported model types, in order: "llama", "qwen2", "qwen3", "mistral".
+// The supported model types, in order: "llama", "qwen2", "qwen3", "mistral", "gemma3_text",
+// "gemma3".
 std::vector<std::string> SupportedModelTypes();
 // The supported class names, for messages: "LlamaForCausalLM, Qwen2ForCausalLM, ...".
 std::string SupportedArchitectureNames();
@@ -66,16 +74,26 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000;
   RopeScaling rope_scaling;
+  // > 0 (Gemma 3): sliding-window layers rotate with this base and local_rope_scaling
+  // (rope_local_base_freq, or rope_parameters["sliding_attention"]); the others with the above.
+  double local_rope_theta = 0;
+  RopeScaling local_rope_scaling;
+  // Gemma 3's scalings (1, 0 and head_dim^-0.5 elsewhere):
+  float embedding_multiplier = 1;  // embedding rows times this: sqrt(hidden_size) rounded to BF16
+  float norm_weight_offset = 0;    // RMSNorm multiplies by (offset + weight): Gemma's (1 + w)
+  double attention_scale = 0;      // scores = q·k * this: head_dim^-0.5, query_pre_attn_scalar^-0.5
+  double final_logit_softcapping = 0;  // > 0: logits = cap * tanh(logits / cap)
   bool tie_word_embeddings = false;  // true: no lm_head.weight; the LM head is embed_tokens
   // q/k/v projections have biases: always for Qwen2; for Llama/Qwen3 when config attention_bias
   // is true, in which case o_proj has one too (see OutputProjectionHasBias).
   bool attention_bias = false;
-  bool qk_norm = false;  // Qwen3: RMSNorm over head_dim on q and k (self_attn.{q,k}_norm)
+  bool qk_norm = false;  // Qwen3, Gemma 3: RMSNorm over head_dim on q and k (self_attn.{q,k}_norm)
   GateActivation hidden_act = GateActivation::kSilu;  // the MLP gate's activation
   // Each layer's attention window (transformers' sliding_window: a query sees the last
   // `window` positions up to its own), 0 for full causal attention. (num_hidden_layers)
   // Mistral: every layer when sliding_window is non-null (absent: 4096); Qwen2/Qwen3: layers
-  // >= max_window_layers when use_sliding_window is true (or as layer_types says).
+  // >= max_window_layers when use_sliding_window is true (or as layer_types says); Gemma 3: the
+  // "sliding_attention" layers of layer_types, or all but every sliding_window_pattern-th.
   std::vector<int64_t> layer_window;
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;  // config eos_token_id, an int or a list (may be empty)
@@ -87,6 +105,9 @@ struct ModelConfig {
   // when this is empty.
   std::string unsupported;
   nlohmann::json raw;  // the whole file
+  // Gemma3ForConditionalGeneration: its "vision_config" (the vision tower is recognised, never
+  // loaded); null otherwise.
+  nlohmann::json vision_config;
 };
 
 // What ParseModelConfig checks.
@@ -99,7 +120,7 @@ enum class ConfigUse {
 };
 
 // Validates `j` (the contents of a config.json; `source_name` is how messages name it).
-// Unimplemented for an architecture other than the four above (naming it and the supported ones)
+// Unimplemented for an architecture other than the six above (naming it and the supported ones)
 // and, for kServe, for a key whose value this runtime does not compute (hidden_act, rope type,
 // sliding window layout, mlp_bias, quantization_config, ...: see config_keys.cc), naming the
 // file, key, value and what is supported; InvalidArgument naming the file and field for a
@@ -113,6 +134,8 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir,
 
 // The attention window of layer `layer` (global index): 0 for full causal attention.
 int64_t LayerWindow(const ModelConfig& c, int64_t layer);
+// Whether layer `layer` rotates with the local rope parameters (Gemma 3's sliding layers).
+bool LayerUsesLocalRope(const ModelConfig& c, int64_t layer);
 
 // True when self_attn.o_proj has a bias (Llama/Qwen3 with attention_bias; never Qwen2).
 bool OutputProjectionHasBias(const ModelConfig& c);

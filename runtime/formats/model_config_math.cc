@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // The config.json keys that change the forward pass, read as transformers 5.24 reads them:
-// hidden_act (ACT2FN), the rotary embedding (rope_theta and rope_scaling / rope_parameters:
-// default, linear, llama3, yarn), and sliding-window attention (Mistral: sliding_window, 4096
-// when absent; Qwen2/Qwen3: use_sliding_window, sliding_window, max_window_layers, layer_types).
+// hidden_act (ACT2FN; Gemma 3: hidden_activation), the rotary embedding (rope_theta and
+// rope_scaling / rope_parameters: default, linear, llama3, yarn; Gemma 3: one set per layer type,
+// the sliding layers' from rope_local_base_freq), sliding-window attention (Mistral:
+// sliding_window, 4096 when absent; Qwen2/Qwen3: use_sliding_window, sliding_window,
+// max_window_layers, layer_types; Gemma 3: layer_types or sliding_window_pattern) and Gemma 3's
+// scalings (embedding, (1 + w) norms, query_pre_attn_scalar, final logit softcapping).
 // What this runtime does not compute is refused by name (Unimplemented), never approximated.
+#include <cmath>
 #include <map>
 #include <set>
 
+#include "kernels/common/bf16.h"
 #include "runtime/formats/config_parsing.h"
 
 namespace df11::config_parsing {
@@ -41,72 +46,35 @@ StatusOr<double> NumberOrDefault(const FieldReader& r, const std::string& key, d
   return v == 0 ? fallback : v;
 }
 
-Status ParseYarn(const FieldReader& r, ModelConfig* c) {
-  RopeScaling& s = c->rope_scaling;
-  DF11_ASSIGN_OR_RETURN(s.beta_fast, NumberOrDefault(r, "beta_fast", 32));
-  DF11_ASSIGN_OR_RETURN(s.beta_slow, NumberOrDefault(r, "beta_slow", 1));
-  DF11_ASSIGN_OR_RETURN(s.mscale, NumberOrDefault(r, "mscale", 0));
-  DF11_ASSIGN_OR_RETURN(s.mscale_all_dim, NumberOrDefault(r, "mscale_all_dim", 0));
-  DF11_ASSIGN_OR_RETURN(s.truncate, r.BoolOr("truncate", true));
-  DF11_ASSIGN_OR_RETURN(s.attention_factor, r.PositiveNumberOr("attention_factor", 0));
+Status ParseYarn(const FieldReader& r, RopeScaling* s) {
+  DF11_ASSIGN_OR_RETURN(s->beta_fast, NumberOrDefault(r, "beta_fast", 32));
+  DF11_ASSIGN_OR_RETURN(s->beta_slow, NumberOrDefault(r, "beta_slow", 1));
+  DF11_ASSIGN_OR_RETURN(s->mscale, NumberOrDefault(r, "mscale", 0));
+  DF11_ASSIGN_OR_RETURN(s->mscale_all_dim, NumberOrDefault(r, "mscale_all_dim", 0));
+  DF11_ASSIGN_OR_RETURN(s->truncate, r.BoolOr("truncate", true));
+  DF11_ASSIGN_OR_RETURN(s->attention_factor, r.PositiveNumberOr("attention_factor", 0));
   // A correction range wider than the frequencies or an inverted one is still well defined (the
   // ramp clamps), as in transformers.
   return Status::Ok();
 }
 
-}  // namespace
-
-Status ParseHiddenAct(const json& j, const std::string& source, ModelConfig* c) {
-  FieldReader r(j, source);
-  DF11_ASSIGN_OR_RETURN(std::string act, r.StringOr("hidden_act", "silu"));
-  if (act == "silu" || act == "swish") {
-    c->hidden_act = GateActivation::kSilu;
-  } else if (act == "gelu_pytorch_tanh") {
-    c->hidden_act = GateActivation::kGeluTanh;
-  } else if (act == "gelu") {
-    c->hidden_act = GateActivation::kGelu;
-  } else {
-    return r.Unsupported("hidden_act", "\"silu\" (or \"swish\"), \"gelu_pytorch_tanh\", \"gelu\"");
+Status CheckPartialRotary(const FieldReader& r) {
+  if (!r.Has("partial_rotary_factor")) return Status::Ok();
+  const json& v = r.Get("partial_rotary_factor");
+  if (!v.is_number()) return r.Error("partial_rotary_factor", "a number");
+  if (v.get<double>() != 1.0) {
+    return r.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
   }
   return Status::Ok();
 }
 
-Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
-  FieldReader top(j, source);
-  // transformers 5: rope_scaling (when set) wins over rope_parameters; the dict's rope_theta
-  // over the top-level one.
-  std::string key;
-  if (top.Has("rope_scaling") && !(j["rope_scaling"].is_object() && j["rope_scaling"].empty())) {
-    key = "rope_scaling";
-  } else if (top.Has("rope_parameters")) {
-    key = "rope_parameters";
-  }
-  DF11_ASSIGN_OR_RETURN(c->rope_theta, top.PositiveNumberOr("rope_theta", 10000));
-  if (top.Has("partial_rotary_factor")) {
-    const json& v = j["partial_rotary_factor"];
-    if (!v.is_number()) return top.Error("partial_rotary_factor", "a number");
-    if (v.get<double>() != 1.0) {
-      return top.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
-    }
-  }
-  if (key.empty()) return Status::Ok();
-  const json& rs = j[key];
-  if (!rs.is_object()) return top.Error(key, "null or an object with a \"rope_type\"");
-  FieldReader r(rs, source, key + ".");
-  for (const char* layer_type : {"full_attention", "sliding_attention"}) {
-    if (rs.contains(layer_type)) {
-      return r.Unsupported(layer_type, "one rope_parameters for every layer (not per layer type)");
-    }
-  }
-  DF11_ASSIGN_OR_RETURN(c->rope_theta, r.PositiveNumberOr("rope_theta", c->rope_theta));
-  if (r.Has("partial_rotary_factor")) {
-    if (!rs["partial_rotary_factor"].is_number()) {
-      return r.Error("partial_rotary_factor", "a number");
-    }
-    if (rs["partial_rotary_factor"].get<double>() != 1.0) {
-      return r.Unsupported("partial_rotary_factor", "1 (rotary embedding over all of head_dim)");
-    }
-  }
+// One rope dict `r` (rope_scaling, rope_parameters, or one of Gemma 3's per-layer-type entries)
+// into *theta (its rope_theta, else the value *theta holds) and *s; the keys its type does not
+// read go to c->unused_keys (transformers warns and ignores them).
+Status ParseRopeDict(const FieldReader& r, double* theta, RopeScaling* s, ModelConfig* c) {
+  const json& rs = r.obj();
+  DF11_ASSIGN_OR_RETURN(*theta, r.PositiveNumberOr("rope_theta", *theta));
+  DF11_RETURN_IF_ERROR(CheckPartialRotary(r));
   const std::string type_key = r.Has("rope_type") ? "rope_type" : "type";
   std::string type = "default";
   if (r.Has(type_key)) {
@@ -118,36 +86,125 @@ Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
   for (const auto& [k, v] : rs.items()) {
     if (k != "rope_type" && k != "type" && k != "rope_theta" && k != "partial_rotary_factor" &&
         !known->second.count(k)) {
-      c->unused_keys.push_back(key + "." + k);  // transformers warns and ignores them
+      c->unused_keys.push_back(r.prefix() + k);
     }
   }
-  RopeScaling& s = c->rope_scaling;
-  s = RopeScaling{};
+  *s = RopeScaling{};
   if (type == "default") return Status::Ok();
-  s.type = type;
+  s->type = type;
   if (!r.Has("factor")) return r.Error("factor", "a positive number");
-  DF11_ASSIGN_OR_RETURN(s.factor, r.PositiveNumberOr("factor", 1));
+  DF11_ASSIGN_OR_RETURN(s->factor, r.PositiveNumberOr("factor", 1));
   if (type == "llama3") {
     for (const char* required :
          {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
       if (!r.Has(required)) return r.Error(required, "a positive number");
     }
-    DF11_ASSIGN_OR_RETURN(s.low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
-    DF11_ASSIGN_OR_RETURN(s.high_freq_factor, r.PositiveNumberOr("high_freq_factor", 4));
-    if (!(s.high_freq_factor > s.low_freq_factor)) {
+    DF11_ASSIGN_OR_RETURN(s->low_freq_factor, r.PositiveNumberOr("low_freq_factor", 1));
+    DF11_ASSIGN_OR_RETURN(s->high_freq_factor, r.PositiveNumberOr("high_freq_factor", 4));
+    if (!(s->high_freq_factor > s->low_freq_factor)) {
       return r.Error("high_freq_factor", "a number greater than low_freq_factor (" +
-                                             std::to_string(s.low_freq_factor) + ")");
+                                             std::to_string(s->low_freq_factor) + ")");
     }
   }
   // yarn defaults to the model's own context length, as transformers' standardize_rope_params.
-  DF11_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
+  DF11_ASSIGN_OR_RETURN(s->original_max_position_embeddings,
                         r.DimOr("original_max_position_embeddings", c->max_position_embeddings));
-  if (type == "yarn") DF11_RETURN_IF_ERROR(ParseYarn(r, c));
+  if (type == "yarn") DF11_RETURN_IF_ERROR(ParseYarn(r, s));
   return Status::Ok();
 }
 
-Status ParseAttentionWindows(const json& j, const std::string& source, ModelConfig* c) {
-  FieldReader r(j, source);
+// rope_scaling, when set and not {}, wins over rope_parameters (transformers 5).
+bool HasRopeScaling(const FieldReader& r) {
+  return r.Has("rope_scaling") && !(r.Get("rope_scaling").is_object() &&
+                                    r.Get("rope_scaling").empty());
+}
+
+// Gemma3TextConfig.convert_rope_params_to_dict: rope_parameters holds one entry per layer type
+// ("full_attention", "sliding_attention"); rope_scaling (older configs) updates the full
+// attention entry; an entry's rope_theta defaults to rope_theta (1e6) for the full layers and to
+// rope_local_base_freq (1e4) for the sliding ones.
+Status ParseGemmaRope(const FieldReader& top, ModelConfig* c) {
+  DF11_RETURN_IF_ERROR(CheckPartialRotary(top));
+  DF11_ASSIGN_OR_RETURN(c->rope_theta, top.PositiveNumberOr("rope_theta", 1e6));
+  DF11_ASSIGN_OR_RETURN(c->local_rope_theta, top.PositiveNumberOr("rope_local_base_freq", 1e4));
+  json full = json::object(), sliding = json::object();
+  std::string full_name = "rope_parameters.full_attention";
+  if (top.Has("rope_parameters")) {
+    const json& rp = top.Get("rope_parameters");
+    if (!rp.is_object()) {
+      return top.Error("rope_parameters",
+                       "an object with \"full_attention\" and \"sliding_attention\" entries");
+    }
+    const FieldReader r = top.Nested("rope_parameters");
+    for (const auto& [k, v] : rp.items()) {
+      if (k != "full_attention" && k != "sliding_attention") {
+        return r.Unsupported(k, "one entry per layer type: \"full_attention\", "
+                                "\"sliding_attention\"");
+      }
+      if (!v.is_null() && !v.is_object()) return r.Error(k, "null or an object");
+      if (v.is_object()) (k == "full_attention" ? full : sliding) = v;
+    }
+  }
+  if (HasRopeScaling(top)) {
+    if (!top.Get("rope_scaling").is_object()) {
+      return top.Error("rope_scaling", "null or an object with a \"rope_type\"");
+    }
+    full.update(top.Get("rope_scaling"));
+    full_name = "rope_scaling";
+  }
+  DF11_RETURN_IF_ERROR(ParseRopeDict(FieldReader(full, top.source(), top.prefix() + full_name + "."),
+                                     &c->rope_theta, &c->rope_scaling, c));
+  return ParseRopeDict(FieldReader(sliding, top.source(),
+                                   top.prefix() + "rope_parameters.sliding_attention."),
+                       &c->local_rope_theta, &c->local_rope_scaling, c);
+}
+
+}  // namespace
+
+Status ParseHiddenAct(const FieldReader& r, ModelConfig* c) {
+  const bool gemma = IsGemma3(c->arch);
+  // Gemma3MLP reads hidden_activation; the other families hidden_act.
+  const std::string key = gemma ? "hidden_activation" : "hidden_act";
+  DF11_ASSIGN_OR_RETURN(std::string act, r.StringOr(key, gemma ? "gelu_pytorch_tanh" : "silu"));
+  if (act == "silu" || act == "swish") {
+    c->hidden_act = GateActivation::kSilu;
+  } else if (act == "gelu_pytorch_tanh") {
+    c->hidden_act = GateActivation::kGeluTanh;
+  } else if (act == "gelu") {
+    c->hidden_act = GateActivation::kGelu;
+  } else {
+    return r.Unsupported(key, "\"silu\" (or \"swish\"), \"gelu_pytorch_tanh\", \"gelu\"");
+  }
+  return Status::Ok();
+}
+
+Status ParseRope(const FieldReader& top, ModelConfig* c) {
+  if (IsGemma3(c->arch)) return ParseGemmaRope(top, c);
+  DF11_ASSIGN_OR_RETURN(c->rope_theta, top.PositiveNumberOr("rope_theta", 10000));
+  DF11_RETURN_IF_ERROR(CheckPartialRotary(top));
+  // transformers 5: rope_scaling (when set) wins over rope_parameters; the dict's rope_theta
+  // over the top-level one.
+  std::string key;
+  if (HasRopeScaling(top)) {
+    key = "rope_scaling";
+  } else if (top.Has("rope_parameters")) {
+    key = "rope_parameters";
+  }
+  c->rope_scaling = RopeScaling{};
+  if (key.empty()) return Status::Ok();
+  if (!top.Get(key).is_object()) return top.Error(key, "null or an object with a \"rope_type\"");
+  const FieldReader r = top.Nested(key);
+  for (const char* layer_type : {"full_attention", "sliding_attention"}) {
+    if (r.obj().contains(layer_type)) {
+      return r.Unsupported(layer_type, "one rope_parameters for every layer (not per layer type)");
+    }
+  }
+  return ParseRopeDict(r, &c->rope_theta, &c->rope_scaling, c);
+}
+
+Status ParseAttentionWindows(const FieldReader& r, ModelConfig* c) {
+  const json& j = r.obj();
+  const std::string& source = r.source();
   const int64_t n = c->num_hidden_layers;
   c->layer_window.assign(static_cast<size_t>(n), 0);
   auto window_or = [&](int64_t fallback) -> StatusOr<int64_t> {
@@ -168,15 +225,15 @@ Status ParseAttentionWindows(const json& j, const std::string& source, ModelConf
     for (int64_t i = 0; i < n; ++i) {
       const json& t = types[static_cast<size_t>(i)];
       if (!t.is_string() || !allowed.count(t.get<std::string>())) {
-        return Status::Unimplemented(source + ": field \"layer_types\"[" + std::to_string(i) +
-                                     "] is " + Describe(t) +
+        return Status::Unimplemented(source + ": field " + r.Field("layer_types") + "[" +
+                                     std::to_string(i) + "] is " + Describe(t) +
                                      ", which this runtime does not support for " +
                                      c->architecture_name + "; supported: " + supported);
       }
       if (t.get<std::string>() == "sliding_attention") {
         if (window == 0) {
           return Status::Unimplemented(
-              source + ": field \"layer_types\"[" + std::to_string(i) +
+              source + ": field " + r.Field("layer_types") + "[" + std::to_string(i) +
               "] is \"sliding_attention\" but no sliding window is set (sliding_window null or"
               " use_sliding_window false); supported: \"full_attention\" there");
         }
@@ -218,6 +275,54 @@ Status ParseAttentionWindows(const json& j, const std::string& source, ModelConf
       return apply_layer_types(window, {"full_attention", "sliding_attention"},
                                "\"full_attention\", \"sliding_attention\"");
     }
+    case Architecture::kGemma3:
+    case Architecture::kGemma3Multimodal: {
+      DF11_ASSIGN_OR_RETURN(const int64_t window, window_or(4096));  // Gemma3TextConfig default
+      if (r.Has("layer_types")) {
+        return apply_layer_types(window, {"full_attention", "sliding_attention"},
+                                 "\"full_attention\", \"sliding_attention\"");
+      }
+      // Older configs: every sliding_window_pattern-th layer is global, the others slide.
+      int64_t pattern = 6;
+      if (r.Has("sliding_window_pattern")) {
+        DF11_ASSIGN_OR_RETURN(pattern, r.Int("sliding_window_pattern", 1, kMaxLayers,
+                                             "a positive integer (at most " +
+                                                 std::to_string(kMaxLayers) + ")"));
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        if ((i + 1) % pattern == 0) continue;
+        if (window == 0) {
+          return Status::Unimplemented(
+              source + ": field " + r.Field("sliding_window") + " is null but layer " +
+              std::to_string(i) + " is a sliding-window layer (sliding_window_pattern " +
+              std::to_string(pattern) + "); supported: a positive integer");
+        }
+        c->layer_window[static_cast<size_t>(i)] = window;
+      }
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseScalings(const FieldReader& r, ModelConfig* c) {
+  c->attention_scale = 1.0 / std::sqrt(static_cast<double>(c->head_dim));
+  if (!IsGemma3(c->arch)) return Status::Ok();
+  // Gemma3TextScaledWordEmbedding: embed_scale (float32 sqrt(hidden_size)) cast to the weights'
+  // dtype, BF16, before it multiplies the rows: sqrt(3840) = 61.97 becomes 62.
+  c->embedding_multiplier =
+      Bf16ToFloat(FloatToBf16(static_cast<float>(std::sqrt(static_cast<double>(c->hidden_size)))));
+  c->norm_weight_offset = 1;  // Gemma3RMSNorm: x_normed * (1 + w)
+  DF11_ASSIGN_OR_RETURN(const double scalar, r.PositiveNumberOr("query_pre_attn_scalar", 256));
+  c->attention_scale = 1.0 / std::sqrt(scalar);
+  // attn_logit_softcapping has no effect (config_keys.cc): transformers 5.24's Gemma3Attention
+  // never passes it to the attention.
+  if (c->arch == Architecture::kGemma3) {
+    DF11_ASSIGN_OR_RETURN(c->final_logit_softcapping,
+                          r.PositiveNumberOr("final_logit_softcapping", 0));
+  } else if (r.Has("final_logit_softcapping")) {
+    // Gemma3ForConditionalGeneration's forward returns the LM head's logits as they are.
+    c->unused_keys.push_back(r.prefix() + "final_logit_softcapping");
   }
   return Status::Ok();
 }

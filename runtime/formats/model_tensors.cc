@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The tensor tables (one per module tree; Llama, Qwen2, Qwen3 and Mistral share theirs, their
-// differences being the config switches of the Presence column) and the views every reader takes
-// of them.
+// differences being the config switches of the Presence column; Gemma 3's text model has its
+// own, kept under "language_model." by Gemma3ForConditionalGeneration) and the views every reader
+// takes of them.
 #include "runtime/formats/model_tensors.h"
 
 #include <charconv>
@@ -52,7 +53,7 @@ constexpr TensorRow kDecoderLayer[] = {
   Matrix("mlp.up_proj.weight",         kIntermediate, kHidden, kRows, kLayer, kAlways, &L::up),
   Matrix("mlp.down_proj.weight",       kHidden, kIntermediate, kColumns, kLayer, kAlways, &L::down),
   Norm(  "input_layernorm.weight",     kHidden, kAlways, &L::input_norm),
-  Norm(  "post_attention_layernorm.weight", kHidden, kAlways, &L::post_attention_norm),
+  Norm(  "post_attention_layernorm.weight", kHidden, kAlways, &L::mlp_norm),
 };
 
 constexpr ArchitectureTensors kDecoder = {
@@ -61,6 +62,52 @@ constexpr ArchitectureTensors kDecoder = {
   .layer      = kDecoderLayer,
   .final_norm = Norm(  "model.norm.weight",         kHidden, kAlways),
   .lm_head    = Matrix("lm_head.weight",            kVocab, kHidden, kRows, kLmHead, kUntiedHead),
+};
+
+// transformers' Gemma3DecoderLayer: four norms, its post_attention_layernorm on the attention
+// output (not before the MLP, which has pre_feedforward_layernorm).
+constexpr TensorRow kGemma3Layer[] = {
+  Matrix("self_attn.q_proj.weight",    kQ, kHidden, kRows, kLayer, kAlways, &L::q),
+  Bias(  "self_attn.q_proj.bias",      kQ, kRows, kAttentionBias, &L::q_bias),
+  Matrix("self_attn.k_proj.weight",    kKv, kHidden, kRows, kLayer, kAlways, &L::k),
+  Bias(  "self_attn.k_proj.bias",      kKv, kRows, kAttentionBias, &L::k_bias),
+  Matrix("self_attn.v_proj.weight",    kKv, kHidden, kRows, kLayer, kAlways, &L::v),
+  Bias(  "self_attn.v_proj.bias",      kKv, kRows, kAttentionBias, &L::v_bias),
+  Matrix("self_attn.o_proj.weight",    kHidden, kQ, kColumns, kLayer, kAlways, &L::o),
+  Bias(  "self_attn.o_proj.bias",      kHidden, kReplicated, kOutputBias, &L::o_bias),
+  Norm(  "self_attn.q_norm.weight",    kHeadDim, kQkNorm, &L::q_norm),
+  Norm(  "self_attn.k_norm.weight",    kHeadDim, kQkNorm, &L::k_norm),
+  Matrix("mlp.gate_proj.weight",       kIntermediate, kHidden, kRows, kLayer, kAlways, &L::gate),
+  Matrix("mlp.up_proj.weight",         kIntermediate, kHidden, kRows, kLayer, kAlways, &L::up),
+  Matrix("mlp.down_proj.weight",       kHidden, kIntermediate, kColumns, kLayer, kAlways, &L::down),
+  Norm(  "input_layernorm.weight",     kHidden, kAlways, &L::input_norm),
+  Norm(  "post_attention_layernorm.weight", kHidden, kAlways, &L::attention_out_norm),
+  Norm(  "pre_feedforward_layernorm.weight", kHidden, kAlways, &L::mlp_norm),
+  Norm(  "post_feedforward_layernorm.weight", kHidden, kAlways, &L::mlp_out_norm),
+};
+
+// Gemma3ForCausalLM (text-only checkpoints such as gemma-3-1b).
+constexpr ArchitectureTensors kGemma3 = {
+  .layer_prefix = "model.layers.",
+  .embedding  = Matrix("model.embed_tokens.weight", kVocab, kHidden, kRows, kEmbedding, kAlways),
+  .layer      = kGemma3Layer,
+  .final_norm = Norm(  "model.norm.weight",         kHidden, kAlways),
+  .lm_head    = Matrix("lm_head.weight",            kVocab, kHidden, kRows, kLmHead, kUntiedHead),
+};
+
+// Gemma3ForConditionalGeneration as its checkpoints (and transformers' save_pretrained) name it:
+// the language model under "language_model.", the vision tower and its projector beside it. The
+// published DF11 releases code the layers only: the embedding and a stored LM head stay BF16.
+constexpr std::string_view kGemma3VisionModules[] = {"vision_tower", "multi_modal_projector"};
+constexpr ArchitectureTensors kGemma3Multimodal = {
+  .layer_prefix = "language_model.model.layers.",
+  .embedding  = Matrix("language_model.model.embed_tokens.weight", kVocab, kHidden, kRows, kPlain,
+                       kAlways),
+  .layer      = kGemma3Layer,
+  .final_norm = Norm(  "language_model.model.norm.weight", kHidden, kAlways),
+  .lm_head    = Matrix("language_model.lm_head.weight", kVocab, kHidden, kRows, kPlain,
+                       kUntiedHead),
+  .unserved_modules = kGemma3VisionModules,
 };
 // clang-format on
 
@@ -94,8 +141,21 @@ const ArchitectureTensors& TensorsOf(Architecture arch) {
     case Architecture::kQwen3:
     case Architecture::kMistral:
       return kDecoder;
+    case Architecture::kGemma3:
+      return kGemma3;
+    case Architecture::kGemma3Multimodal:
+      return kGemma3Multimodal;
   }
   return kDecoder;
+}
+
+bool IsUnserved(const ArchitectureTensors& t, std::string_view name) {
+  for (std::string_view module : t.unserved_modules) {
+    if (name.size() > module.size() && name.starts_with(module) && name[module.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool Present(const TensorRow& row, const ModelConfig& c) {
@@ -145,8 +205,9 @@ nlohmann::ordered_json DefaultPatternDict(const ArchitectureTensors& t) {
   }
   // Module paths as written (the reference leaves their dots unescaped), the layer index \d+.
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  j[std::string(ModuleOf(t.lm_head))] = nlohmann::ordered_json::array();
-  j[std::string(ModuleOf(t.embedding))] = nlohmann::ordered_json::array();
+  for (const TensorRow* row : {&t.lm_head, &t.embedding}) {
+    if (row->unit != kPlain) j[std::string(ModuleOf(*row))] = nlohmann::ordered_json::array();
+  }
   j[std::string(t.layer_prefix) + "\\d+"] = layer_unit;
   return j;
 }

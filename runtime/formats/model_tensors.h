@@ -80,12 +80,18 @@ struct ArchitectureTensors {
   std::span<const TensorRow> layer;
   TensorRow final_norm;
   TensorRow lm_head;
+  // Modules of the checkpoint that this runtime recognises and never loads (a multimodal
+  // model's vision tower): their tensors, "<module>.<anything>", are neither checked nor read.
+  std::span<const std::string_view> unserved_modules = {};
 };
 
 const ArchitectureTensors& TensorsOf(Architecture arch);
 
 // True when the config has the tensor; for kUntiedHead, when it is required (untied).
 bool Present(const TensorRow& row, const ModelConfig& c);
+
+// True when tensor `name` belongs to one of t.unserved_modules (a vision tower's).
+bool IsUnserved(const ArchitectureTensors& t, std::string_view name);
 
 // "model.layers.3" (layer 3's module and DF11 unit) and "model.layers.3.<row.name>".
 std::string LayerModule(const ArchitectureTensors& t, int64_t layer);
@@ -97,8 +103,9 @@ std::string_view ModuleOf(const TensorRow& row);
 std::string UnitName(const ArchitectureTensors& t, UnitOf unit, int64_t layer);
 
 // The pattern_dict `df11 compress` uses for the architecture when none is given, as the
-// reference writes it: {"lm_head": [], "model.embed_tokens": [],
-// "model.layers.\\d+": [the layer rows' modules in unit order]}.
+// published DF11 models have it: {"lm_head": [], "model.embed_tokens": [],
+// "model.layers.\\d+": [the layer rows' modules in unit order]}, without the embedding or LM head
+// where their row is stored plainly (Gemma 3's multimodal releases code only the layers).
 nlohmann::ordered_json DefaultPatternDict(const ArchitectureTensors& t);
 
 // Tied embeddings (config "tie_word_embeddings": true): the checkpoint has no LM head weight and

@@ -31,6 +31,7 @@
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/model_config.h"
 #include "runtime/formats/model_tensors.h"
+#include "runtime/formats/tiny_model_config.h"
 
 namespace df11 {
 namespace {
@@ -151,6 +152,11 @@ StatusOr<Architecture> ValidateOptions(const TinyModelOptions& o) {
       CheckRange("--max-position-embeddings", o.max_position_embeddings, 1, kMaxDim));
   DF11_RETURN_IF_ERROR(CheckRange("--max-shard-bytes", o.max_shard_bytes, 1, INT64_MAX));
   DF11_RETURN_IF_ERROR(CheckRange("--threads", o.threads, 0, 1 << 16));
+  DF11_RETURN_IF_ERROR(CheckRange("--sliding-window", o.sliding_window, 0, kMaxDim));
+  if (o.sliding_window != 0 && !IsGemma3(*arch)) {
+    return Status::InvalidArgument("--sliding-window applies to --arch gemma3_text and gemma3; "
+                                   "got --arch \"" + o.arch + "\"");
+  }
   if (o.heads % o.kv_heads != 0) {
     return Status::InvalidArgument("--heads (" + std::to_string(o.heads) +
                                    ") must be a multiple of --kv-heads (" +
@@ -262,55 +268,7 @@ StatusOr<TokenizerFacts> ReadTokenizer(const std::string& dir) {
   return facts;
 }
 
-// ---- config ----
-
 json IdOrNull(const std::optional<int64_t>& id) { return id ? json(*id) : json(nullptr); }
-
-json BuildConfig(const TinyModelOptions& o, Architecture arch, int64_t vocab,
-                 const std::optional<int64_t>& bos, const std::optional<int64_t>& eos) {
-  const bool llama = arch == Architecture::kLlama;
-  json c = json::object();
-  c["architectures"] = {std::string(ArchitectureClassName(arch))};
-  c["model_type"] = std::string(ArchitectureModelType(arch));
-  c["vocab_size"] = vocab;
-  c["hidden_size"] = o.hidden;
-  c["intermediate_size"] = o.intermediate;
-  c["num_hidden_layers"] = o.layers;
-  c["num_attention_heads"] = o.heads;
-  c["num_key_value_heads"] = o.kv_heads;
-  c["head_dim"] = o.head_dim != 0 ? o.head_dim : o.hidden / o.heads;
-  c["max_position_embeddings"] = o.max_position_embeddings;
-  c["hidden_act"] = "silu";
-  c["initializer_range"] = o.init_std;
-  c["rms_norm_eps"] = arch == Architecture::kQwen2 || arch == Architecture::kQwen3 ? 1e-6 : 1e-5;
-  c["rope_theta"] = llama ? 500000.0 : 1000000.0;
-  c["rope_scaling"] = nullptr;
-  if (llama && o.llama3_rope_scaling) {
-    c["rope_scaling"] = {{"factor", 8.0},
-                         {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0},
-                         {"original_max_position_embeddings", 8192},
-                         {"rope_type", "llama3"}};
-  }
-  c["attention_dropout"] = 0.0;
-  if (llama || arch == Architecture::kQwen3) c["attention_bias"] = false;
-  if (llama) {
-    c["mlp_bias"] = false;
-    c["pretraining_tp"] = 1;
-  }
-  if (arch == Architecture::kQwen2 || arch == Architecture::kQwen3) {
-    c["use_sliding_window"] = false;
-    c["max_window_layers"] = o.layers;
-  }
-  if (arch != Architecture::kLlama) c["sliding_window"] = nullptr;
-  c["tie_word_embeddings"] = o.tie_embeddings;
-  c["torch_dtype"] = "bfloat16";
-  c["use_cache"] = true;
-  c["bos_token_id"] = IdOrNull(bos);
-  c["eos_token_id"] = IdOrNull(eos);
-  c["transformers_version"] = "4.51.3";
-  return c;
-}
 
 // ---- weights ----
 
@@ -326,13 +284,25 @@ struct Shard {
   std::vector<PlannedTensor> tensors;
 };
 
+// The tensors to write: the table's required ones (norm weights around 1, or around 0 where the
+// norm multiplies by 1 + w), then the unserved ones (a vision tower).
+std::vector<tiny_model::ExtraTensor> TensorsToWrite(const ModelConfig& config) {
+  std::vector<tiny_model::ExtraTensor> out;
+  for (const TensorSpec& t : ModelTensors(config)) {
+    if (!t.required) continue;
+    const bool norm = t.row->kind == TensorKind::kNorm;
+    out.push_back({t.name, t.shape, norm ? 1.0f - config.norm_weight_offset : 0.0f});
+  }
+  for (tiny_model::ExtraTensor& t : tiny_model::UnservedTensors(config)) out.push_back(std::move(t));
+  return out;
+}
+
 StatusOr<std::vector<Shard>> PlanShards(const ModelConfig& config, int64_t max_shard_bytes,
                                         uint64_t* total_bytes) {
   std::vector<Shard> shards(1);
   int64_t shard_bytes = 0;
   *total_bytes = 0;
-  for (const TensorSpec& t : ModelTensors(config)) {
-    if (!t.required) continue;
+  for (const tiny_model::ExtraTensor& t : TensorsToWrite(config)) {
     const std::string& name = t.name;
     const std::vector<int64_t>& shape = t.shape;
     int64_t numel = 1;
@@ -349,8 +319,7 @@ StatusOr<std::vector<Shard>> PlanShards(const ModelConfig& config, int64_t max_s
       shards.emplace_back();
       shard_bytes = 0;
     }
-    const float mean = t.row->kind == TensorKind::kNorm ? 1.0f : 0.0f;
-    shards.back().tensors.push_back(PlannedTensor{name, shape, numel, mean});
+    shards.back().tensors.push_back(PlannedTensor{name, shape, numel, t.mean});
     shard_bytes += bytes;
     *total_bytes += static_cast<uint64_t>(bytes);
   }
@@ -490,7 +459,7 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& target_dir) {
   if (bos && *bos >= vocab) bos.reset();
   if (eos && *eos >= vocab) eos.reset();
 
-  const json config_json = BuildConfig(o, arch, vocab, bos, eos);
+  const json config_json = tiny_model::BuildConfig(o, arch, vocab, bos, eos);
   StatusOr<ModelConfig> config = ParseModelConfig(config_json, "make-tiny config.json");
   if (!config.ok()) return config.status().WithContext("make-tiny built an invalid config");
 

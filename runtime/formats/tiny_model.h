@@ -14,7 +14,9 @@
 namespace df11 {
 
 struct TinyModelOptions {
-  std::string arch = "llama";  // --arch: llama | qwen2 | qwen3 | mistral
+  // --arch: a model_type: llama | qwen2 | qwen3 | mistral | gemma3_text (Gemma3ForCausalLM) |
+  // gemma3 (Gemma3ForConditionalGeneration, with a small vision tower beside the language model)
+  std::string arch = "llama";
   int64_t layers = 2;          // --layers
   int64_t hidden = 64;         // --hidden
   int64_t heads = 4;           // --heads
@@ -34,6 +36,8 @@ struct TinyModelOptions {
   double init_std = 0.02;                 // --init-std: weights ~ N(0, init_std), norms 1 + N(0, init_std)
   int64_t max_shard_bytes = 2'000'000'000;  // --max-shard-bytes: larger models are sharded
   int threads = 0;                          // --threads; 0: all hardware threads
+  // --sliding-window: Gemma 3's window (its layers slide but every min(6, layers)-th); 0: 16
+  int64_t sliding_window = 0;
 };
 
 // Writes the model into `out_dir` (created if missing; must not hold files already), all or

@@ -141,8 +141,9 @@ Status CheckWeightSet(const ModelConfig& c, const ModelPart& part,
   }
   std::vector<std::string> problems;
   std::set<std::string> seen;
+  const ArchitectureTensors& table = TensorsOf(c.arch);
   for (const StoredWeight& w : stored) {
-    if (IsIgnoredLeftover(w.name)) continue;
+    if (IsIgnoredLeftover(w.name) || IsUnserved(table, w.name)) continue;
     auto it = expected.find(w.name);
     if (it == expected.end()) it = optional.find(w.name);
     if (it == optional.end()) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // A model directory's weights against its config: every tensor the config implies is present,
 // BF16, with its shape, and nothing else is (except the leftovers transformers ignores too:
-// "rotary_emb.inv_freq" buffers of old checkpoints). Decided from the safetensors headers, the
+// "rotary_emb.inv_freq" buffers of old checkpoints, and the modules the architecture's table
+// recognises without serving them: a multimodal model's vision tower). Decided from the safetensors headers, the
 // DF11 pattern dict, the units' split_positions and recorded shapes: before any weight is read
 // or decoded. Used by every loader (BF16, DF11, a rank's shard) and by the converters.
 #pragma once

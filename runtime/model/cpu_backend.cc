@@ -7,7 +7,6 @@
 
 #include "kernels/activation/activation.h"
 #include "kernels/attention/attention.h"
-#include "kernels/common/bf16.h"
 #include "kernels/common/check.h"
 #include "kernels/common/parallel_for.h"
 #include "kernels/embedding/embedding.h"
@@ -31,8 +30,13 @@ CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& opt
     : w_(weights), options_(options),
       threads_(options.forward.threads > 0 ? options.forward.threads : DefaultThreadCount()) {
   const ModelConfig& c = w_->config;
-  inv_freq_ = RopeInvFreq(RopeParamsOf(c));
-  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
+  for (bool local : {false, true}) {
+    inv_freq_[local] = RopeInvFreq(RopeParamsOf(c, local));
+    rope_scaling_[local] = RopeAttentionScaling(RopeParamsOf(c, local));
+  }
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    windows_.push_back(LayerWindow(c, w_->first_layer + static_cast<int64_t>(l)));
+  }
   const int64_t scratch = w_->MaxLayerScratch();
   for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
   placed_.assign(static_cast<size_t>(w_->matrix_count), nullptr);
@@ -53,15 +57,17 @@ int64_t CpuBackend::ScratchBytes() const {
 }
 
 int64_t CpuBackend::KvTokenBudget() const {
-  const int64_t per_token = 2 * static_cast<int64_t>(w_->layers.size()) * w_->dims.kv_heads *
-                            w_->config.head_dim * static_cast<int64_t>(sizeof(float));
+  const double row_bytes = 2.0 * static_cast<double>(w_->dims.kv_heads * w_->config.head_dim) *
+                           sizeof(float);
+  const double per_token =
+      KvBytesPerBudgetToken(windows_, w_->config.layer_window, row_bytes);
   if (options_.kv_memory_bytes <= 0 || per_token <= 0) return 0;
-  return std::max<int64_t>(1, options_.kv_memory_bytes / per_token);
+  return std::max<int64_t>(
+      1, static_cast<int64_t>(static_cast<double>(options_.kv_memory_bytes) / per_token));
 }
 
 KvCache CpuBackend::NewCache(int64_t capacity) const {
-  return KvCache(static_cast<int64_t>(w_->layers.size()), capacity, w_->dims.kv_heads,
-                 w_->config.head_dim);
+  return KvCache(windows_, capacity, w_->dims.kv_heads, w_->config.head_dim);
 }
 
 Status CpuBackend::DecodeInto(const Weight& m, int64_t row_begin, int64_t row_end,
@@ -109,42 +115,53 @@ void CpuBackend::EndLayer(size_t layer) {
   }
 }
 
-void CpuBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
-                         float* out) {
-  RmsNormRef(x, w.data(), eps, rows, cols, out);
+void CpuBackend::RmsNorm(const float* x, const Vector& w, float weight_offset, float eps,
+                         int64_t rows, int64_t cols, float* out) {
+  RmsNormRef(x, w.data(), weight_offset, eps, rows, cols, out);
 }
 
 void CpuBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
                         float* y) {
   if (w.codec != WeightCodec::kEw4) {
-    GemmBf16Ref(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+    GemmBf16Cpu(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
   } else if (tokens <= kEw4GemvMaxBatch) {
     Ew4GemvCpu(x, w.ew4, OrNull(bias), y, tokens, threads_);
   } else {
     // Larger batches: decoded (quickly: no Huffman) right before the BF16 GEMM.
     ew4_scratch_.resize(static_cast<size_t>(w.numel()));
     Ew4DecodeRowsRef(w.ew4, 0, w.rows, threads_, ew4_scratch_.data());
-    GemmBf16Ref(x, ew4_scratch_.data(), OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+    GemmBf16Cpu(x, ew4_scratch_.data(), OrNull(bias), y, tokens, w.rows, w.cols, threads_);
   }
 }
 
-void CpuBackend::Rope(float* x, int64_t heads) {
+void CpuBackend::Rope(float* x, int64_t heads, bool local) {
   RopeRef(x, static_cast<int64_t>(positions_.size()), heads, w_->config.head_dim,
-          positions_.data(), inv_freq_.data(), rope_scaling_);
+          positions_.data(), inv_freq_[local].data(), rope_scaling_[local]);
 }
 
 void CpuBackend::Attention(size_t layer, const float* q, const float* k, const float* v,
-                           int64_t window, float* out) {
+                           const AttentionParams& params, float* out) {
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
   const int64_t row = nkv * hd;
+  std::vector<AttentionSequence> sequences;
   int64_t t0 = 0;
   for (const SequenceStep& s : steps_) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
     KvCache& cache = *s.cache;
-    std::memcpy(cache.k[layer].data() + cache.length * row, k + t0 * row, 4 * n * row);
-    std::memcpy(cache.v[layer].data() + cache.length * row, v + t0 * row, 4 * n * row);
-    AttentionRef(q + t0 * nh * hd, cache.k[layer].data(), cache.v[layer].data(), n,
-                 cache.length + n, nh, nkv, hd, window, out + t0 * nh * hd, threads_);
+    const KvSource kv{cache.k[layer].data(), cache.v[layer].data(), cache.length,
+                      cache.window[layer], k + t0 * row, v + t0 * row};
+    sequences.push_back({q + t0 * nh * hd, kv, n, out + t0 * nh * hd});
+    t0 += n;
+  }
+  // All sequences at once: (sequence, head, query block) items spread over the threads; the
+  // step's rows join the caches after every query has read them (a ring may overwrite slots).
+  AttentionCpu(sequences, nh, nkv, hd, params, threads_);
+  t0 = 0;
+  for (const SequenceStep& s : steps_) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    KvCache& cache = *s.cache;
+    KvAppendRef(k + t0 * row, v + t0 * row, n, row, cache.length, cache.window[layer],
+                cache.k[layer].data(), cache.v[layer].data());
     t0 += n;
   }
 }
@@ -154,6 +171,8 @@ void CpuBackend::GatedActivation(GateActivation act, float* gate, const float* u
 }
 
 void CpuBackend::Add(float* x, const float* y, int64_t n) { AddRef(x, y, n); }
+
+void CpuBackend::Softcap(float* x, int64_t n, float cap) { SoftcapRef(x, n, cap); }
 
 void CpuBackend::AllReduce(float* x, int64_t n) {
   if (options_.all_reduce) options_.all_reduce(x, n);
@@ -175,7 +194,7 @@ Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, floa
       DF11_RETURN_IF_ERROR(DecodeInto(head, r0, r1, head_scratch_.data()));
       w = head_scratch_.data();
     }
-    GemmBf16Ref(x, w, nullptr, y.data(), rows, r1 - r0, h, threads_);
+    GemmBf16Cpu(x, w, nullptr, y.data(), rows, r1 - r0, h, threads_);
     for (int64_t r = 0; r < rows; ++r) {
       std::memcpy(logits + r * V + r0, y.data() + r * (r1 - r0), 4 * (r1 - r0));
     }
@@ -185,6 +204,7 @@ Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, floa
 
 Status CpuBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
   const int64_t h = w_->config.hidden_size;
+  const float scale = w_->config.embedding_multiplier;
   const Weight& e = w_->embed;
   const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
   std::vector<uint16_t> row(static_cast<size_t>(h));
@@ -193,11 +213,11 @@ Status CpuBackend::Embed(std::span<const SequenceStep> steps, float* hidden) {
     for (int32_t id : s.tokens) {
       float* out = hidden + t * h;
       if (!e.compressed()) {
-        EmbeddingGatherRef(e.bf16, rows, h, &id, 1, lo, out);
+        EmbeddingGatherRef(e.bf16, rows, h, &id, 1, lo, scale, out);
       } else if (id >= lo && id < lo + rows) {
         // Only the blocks holding this row are decoded.
         DF11_RETURN_IF_ERROR(DecodeInto(e, id - lo, id - lo + 1, row.data()));
-        for (int64_t j = 0; j < h; ++j) out[j] = Bf16ToFloat(row[j]);
+        EmbeddingGatherRef(row.data(), 1, h, &id, 1, id, scale, out);
       } else {
         std::fill(out, out + h, 0.0f);
       }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // CpuBackend: the forward pass of one rank's slice on the host (FP32 math on BF16 weights,
-// OpenBLAS GEMMs, threads), the project's oracle and embedded default. The layer is forward.cc's;
+// GemmBf16Cpu, threads), the project's oracle and embedded default. The layer is forward.cc's;
 // this file implements its ops (LayerOps) on host memory. DF11 matrices are decoded into one of
 // two reused scratch buffers right before their layer (BeginLayer); the next layer's decode runs
 // on a helper thread while the current layer computes. ew4 matrices are multiplied by the fused
@@ -32,7 +32,8 @@ struct CpuBackendOptions {
   int64_t lm_head_chunk = 8192;  // LM-head rows per GEMM (bounds its scratch)
   AllReduceFn all_reduce;        // tensor-parallel sum; null when tp = 1
   bool tp_leader = true;         // adds row-parallel biases (only one rank may)
-  // Host memory the KV caches may take together: KvTokenBudget() is what it holds. 0: no limit.
+  // Host memory the KV caches may take together: KvTokenBudget() is what it holds (in
+  // KvCacheTokens). 0: no limit.
   int64_t kv_memory_bytes = 0;
 };
 
@@ -41,7 +42,8 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   CpuBackend(const ModelWeights* weights, const CpuBackendOptions& options);
   ~CpuBackend() override;
 
-  // A cache sized for `capacity` positions of this rank's layers and kv heads.
+  // A cache sized for `capacity` positions of this rank's layers and kv heads (sliding-window
+  // layers: a ring of their window).
   KvCache NewCache(int64_t capacity) const override;
 
   // hidden (total_tokens, hidden) = embedding of every step's tokens (local vocab rows; the
@@ -60,22 +62,23 @@ class CpuBackend : public ForwardBackend, private LayerOps {
 
   const ModelWeights& weights() const override { return *w_; }
   int64_t ScratchBytes() const override;
-  // options.kv_memory_bytes over the bytes a position takes in this rank's caches.
+  // options.kv_memory_bytes over the bytes a budget token takes in this rank's caches.
   int64_t KvTokenBudget() const override;
 
  private:
   // LayerOps on host memory.
   Status BeginLayer(size_t layer) override;
   void EndLayer(size_t layer) override;
-  void RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
-               float* out) override;
+  void RmsNorm(const float* x, const Vector& w, float weight_offset, float eps, int64_t rows,
+               int64_t cols, float* out) override;
   void Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
               float* y) override;
-  void Rope(float* x, int64_t heads) override;
-  void Attention(size_t layer, const float* q, const float* k, const float* v, int64_t window,
-                 float* out) override;
+  void Rope(float* x, int64_t heads, bool local) override;
+  void Attention(size_t layer, const float* q, const float* k, const float* v,
+                 const AttentionParams& params, float* out) override;
   void GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) override;
   void Add(float* x, const float* y, int64_t n) override;
+  void Softcap(float* x, int64_t n, float cap) override;
   void AllReduce(float* x, int64_t n) override;
   Status LmHead(const float* x, int64_t rows, const Weight& head, float* logits) override;
 
@@ -87,8 +90,11 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   const ModelWeights* w_;
   CpuBackendOptions options_;
   int threads_;
-  std::vector<float> inv_freq_;
-  float rope_scaling_ = 1.0f;           // cos/sin factor (yarn's attention factor)
+  // The rotary tables: [0] global, [1] local (Gemma 3's sliding layers; the global one's copy
+  // otherwise), and their cos/sin factors (yarn's attention factor).
+  std::vector<float> inv_freq_[2];
+  float rope_scaling_[2] = {1.0f, 1.0f};
+  std::vector<int64_t> windows_;        // per local layer: its attention window (0: none)
   std::vector<uint16_t> scratch_[2];    // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;  // one LM-head chunk, decoded
   std::vector<uint16_t> ew4_scratch_;   // one ew4 matrix, decoded for a step of > 8 tokens

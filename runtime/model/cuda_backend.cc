@@ -46,7 +46,8 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
   int64_t t0 = 0;
   for (const SequenceStep& s : steps) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (!s.cache->on_device() || s.cache->device_k.size() != w_->layers.size()) {
+    if (!s.cache->on_device() || s.cache->device_k.size() != w_->layers.size() ||
+        s.cache->window != windows_) {
       return Status::InvalidArgument("a sequence's KV cache was not made by this CUDA backend");
     }
     if (appends && s.cache->length + n > s.cache->capacity) {
@@ -74,6 +75,7 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
       a.h_positions[t] = static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j));
       a.h_ids[t] = s.tokens[j];
       a.h_seq[t] = static_cast<int32_t>(i);
+      a.h_past[t] = static_cast<int32_t>(s.cache->length);
     }
     for (size_t li = 0; li < w_->layers.size(); ++li) {
       float** table = a.h_kv_tables + 2 * li * S;  // K pointers, then V pointers
@@ -88,11 +90,12 @@ void CudaBackend::EnqueueEmbed() {
   Activations& a = *act_;
   const int64_t T = step_.tokens, h = w_->config.hidden_size;
   const int64_t lo = w_->dims.vocab_begin, rows = w_->dims.vocab_rows;
+  const float scale = w_->config.embedding_multiplier;
   if (T == 0) return;
   const DeviceMatrix& embed = Device(w_->embed);
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.ids, a.h_ids, 4 * T, cudaMemcpyHostToDevice, compute_));
   if (embed.plain != nullptr) {
-    EmbeddingGatherCuda(embed.plain, rows, h, a.ids, T, lo, a.x, compute_);
+    EmbeddingGatherCuda(embed.plain, rows, h, a.ids, T, lo, scale, a.x, compute_);
     return;
   }
   // DF11 or ew4 table: decode just each token's row, then widen them with a gather over those
@@ -113,7 +116,7 @@ void CudaBackend::EnqueueEmbed() {
     }
   }
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.gather, a.h_gather, 4 * T, cudaMemcpyHostToDevice, compute_));
-  EmbeddingGatherCuda(a.embed_rows, T, h, a.gather, T, 0, a.x, compute_);
+  EmbeddingGatherCuda(a.embed_rows, T, h, a.gather, T, 0, scale, a.x, compute_);
 }
 
 void CudaBackend::EnqueueDecode(size_t layer, cudaStream_t stream) {
@@ -151,9 +154,9 @@ void CudaBackend::EndLayer(size_t layer) {
   if (step_.overlap) DF11_CUDA_CHECK(cudaEventRecord(consumed_[layer % 2], compute_));
 }
 
-void CudaBackend::RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
-                          float* out) {
-  RmsNormCuda(x, Device(&w), eps, rows, cols, out, compute_);
+void CudaBackend::RmsNorm(const float* x, const Vector& w, float weight_offset, float eps,
+                          int64_t rows, int64_t cols, float* out) {
+  RmsNormCuda(x, Device(&w), weight_offset, eps, rows, cols, out, compute_);
 }
 
 void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
@@ -171,21 +174,24 @@ void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const 
   }
 }
 
-void CudaBackend::Rope(float* x, int64_t heads) {
-  RopeCuda(x, step_.tokens, heads, w_->config.head_dim, act_->positions, inv_freq_, rope_scaling_,
-           compute_);
+void CudaBackend::Rope(float* x, int64_t heads, bool local) {
+  RopeCuda(x, step_.tokens, heads, w_->config.head_dim, act_->positions, inv_freq_[local],
+           rope_scaling_[local], compute_);
 }
 
 void CudaBackend::Attention(size_t layer, const float* q, const float* k, const float* v,
-                            int64_t window, float* out) {
-  // Every sequence at once: rows go to their caches, queries read theirs (tables per layer).
+                            const AttentionParams& params, float* out) {
+  // Every sequence at once: queries read their caches and the step's rows (tables per layer),
+  // then the rows go to the caches (a sliding-window layer's ring keeps its window).
   const Activations& a = *act_;
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
+  const int64_t ring = windows_[layer];
   float** k_table = a.kv_tables + 2 * layer * step_.sequences;
   float** v_table = k_table + step_.sequences;
-  KvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.seq, a.positions, k_table, v_table, compute_);
-  AttentionCudaBatched(q, k_table, v_table, a.seq, a.positions, step_.tokens, nh, nkv, hd, window, out,
-                       compute_);
+  AttentionCudaBatched(q, k, v, k_table, v_table, a.seq, a.positions, a.past, step_.tokens, nh,
+                       nkv, hd, ring, params, out, compute_);
+  KvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.seq, a.positions, ring, k_table, v_table,
+                      compute_);
 }
 
 void CudaBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {
@@ -193,6 +199,8 @@ void CudaBackend::GatedActivation(GateActivation act, float* gate, const float* 
 }
 
 void CudaBackend::Add(float* x, const float* y, int64_t n) { AddCuda(x, y, n, compute_); }
+
+void CudaBackend::Softcap(float* x, int64_t n, float cap) { SoftcapCuda(x, n, cap, compute_); }
 
 void CudaBackend::AllReduce(float* x, int64_t n) {
   if (options_.all_reduce) options_.all_reduce(x, n, compute_);
@@ -234,6 +242,7 @@ void CudaBackend::EnqueueLayers() {
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.positions, a.h_positions, 4 * T, cudaMemcpyHostToDevice,
                                   compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
+  DF11_CUDA_CHECK(cudaMemcpyAsync(a.past, a.h_past, 4 * T, cudaMemcpyHostToDevice, compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(step_.sequences),
                                   cudaMemcpyHostToDevice, compute_));
   step_.overlap = options_.forward.overlap_decode &&

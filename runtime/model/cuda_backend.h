@@ -116,16 +116,17 @@ class CudaBackend : public ForwardBackend, private LayerOps {
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr,
           *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr, *chunk = nullptr;
     uint16_t *x_bf16 = nullptr, *embed_rows = nullptr;
-    // positions and seq: each token's position in its sequence and the sequence's index.
-    int32_t *positions = nullptr, *seq = nullptr, *ids = nullptr, *gather = nullptr,
-            *argmax = nullptr;
+    // positions, seq and past: each token's position in its sequence, the sequence's index and
+    // the positions its cache held before the step.
+    int32_t *positions = nullptr, *seq = nullptr, *past = nullptr, *ids = nullptr,
+            *gather = nullptr, *argmax = nullptr;
     // Per layer, the step's sequences' K then V cache pointers (2 * sequences per layer; room for
     // `tokens` sequences): the batched attention reads them, so one graph serves any sequences
     // of the same token counts.
     float** kv_tables = nullptr;
     // Pinned host mirrors of the int32 arrays (same order) and of the cache tables.
-    int32_t *h_positions = nullptr, *h_seq = nullptr, *h_ids = nullptr, *h_gather = nullptr,
-            *h_argmax = nullptr;
+    int32_t *h_positions = nullptr, *h_seq = nullptr, *h_past = nullptr, *h_ids = nullptr,
+            *h_gather = nullptr, *h_argmax = nullptr;
     float** h_kv_tables = nullptr;
   };
 
@@ -143,15 +144,16 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // LayerOps as launches on the compute stream (the step's sizes come from Prepare).
   Status BeginLayer(size_t layer) override;
   void EndLayer(size_t layer) override;
-  void RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
-               float* out) override;
+  void RmsNorm(const float* x, const Vector& w, float weight_offset, float eps, int64_t rows,
+               int64_t cols, float* out) override;
   void Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
               float* y) override;
-  void Rope(float* x, int64_t heads) override;
-  void Attention(size_t layer, const float* q, const float* k, const float* v, int64_t window,
-                 float* out) override;
+  void Rope(float* x, int64_t heads, bool local) override;
+  void Attention(size_t layer, const float* q, const float* k, const float* v,
+                 const AttentionParams& params, float* out) override;
   void GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) override;
   void Add(float* x, const float* y, int64_t n) override;
+  void Softcap(float* x, int64_t n, float cap) override;
   void AllReduce(float* x, int64_t n) override;
   Status LmHead(const float* x, int64_t rows, const Weight& head, float* logits) override;
 
@@ -201,8 +203,11 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   std::vector<DeviceMatrix> matrices_;       // by Weight::id
   std::vector<const uint16_t*> vectors_;     // by Vector::id: device copies (null when empty)
   std::vector<bool> layer_compressed_;       // per layer: has a DF11 matrix to decode
-  float* inv_freq_ = nullptr;               // (head_dim / 2)
-  float rope_scaling_ = 1.0f;               // cos/sin factor (yarn's attention factor)
+  // The rotary tables, (head_dim / 2) each: [0] global, [1] local (Gemma 3's sliding layers; the
+  // global one otherwise), and their cos/sin factors (yarn's attention factor).
+  float* inv_freq_[2] = {};
+  float rope_scaling_[2] = {1.0f, 1.0f};
+  std::vector<int64_t> windows_;            // per layer: its attention window, the caches' ring
   uint16_t* scratch_[2] = {};               // (scratch_elements_) each
   int64_t scratch_elements_ = 0;
   uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)

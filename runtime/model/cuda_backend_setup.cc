@@ -5,6 +5,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "kernels/attention/attention.h"
@@ -82,7 +83,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
     ew4_workspace_floats_ = std::max(ew4_workspace_floats_,
                                      Ew4GemvWorkspaceFloats(kEw4GemvMaxBatch, m.rows, m.cols));
   };
-  int64_t small = 2 * w_->final_norm.size() + 4 * hd / 2;
+  int64_t small = 2 * w_->final_norm.size() + 2 * 4 * hd / 2;  // norms, two rotary tables
   for (const LayerWeights& l : w_->layers) {
     int64_t elements = 0;
     for (const Weight* m : l.Matrices()) {
@@ -111,12 +112,14 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   const int64_t T = std::max<int64_t>(1, options_.forward.max_step_tokens), R = std::min<int64_t>(T, 256);
   const int64_t width = std::max({h, d.heads * hd, d.intermediate});
   in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
-                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 5 +
+                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 6 +
                         KvTableBytes(T) +
                         R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
-  in.kv_bytes_per_token = 2 * 4 * static_cast<int64_t>(w_->layers.size()) * d.kv_heads * hd;
+  // In KV budget tokens: sliding-window layers keep only their window (kv_cache.h).
+  in.kv_bytes_per_token = static_cast<int64_t>(std::ceil(KvBytesPerBudgetToken(
+      windows_, c.layer_window, 2.0 * 4.0 * static_cast<double>(d.kv_heads * hd))));
   in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
   return in;
 
@@ -182,11 +185,13 @@ int64_t CudaBackend::UploadWeights() {
   upload(w_->embed);
   upload(w_->lm_head);
   vectors_[w_->final_norm.id] = UploadSmall(w_->final_norm);
-  const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c));
-  rope_scaling_ = RopeAttentionScaling(RopeParamsOf(c));
-  inv_freq_ = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
-  DF11_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), 4 * inv_freq.size(),
-                             cudaMemcpyHostToDevice));
+  for (bool local : {false, true}) {
+    const std::vector<float> inv_freq = RopeInvFreq(RopeParamsOf(c, local));
+    rope_scaling_[local] = RopeAttentionScaling(RopeParamsOf(c, local));
+    inv_freq_[local] = DeviceAlloc<float>(static_cast<int64_t>(inv_freq.size()));
+    DF11_CUDA_CHECK(cudaMemcpy(inv_freq_[local], inv_freq.data(), 4 * inv_freq.size(),
+                               cudaMemcpyHostToDevice));
+  }
 
   return unit_bytes;
 }
@@ -209,6 +214,9 @@ Status CudaBackend::Init() {
                                    " does not exist (" + std::to_string(count) + " present)");
   }
   DF11_CUDA_CHECK(cudaSetDevice(options_.device));
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    windows_.push_back(LayerWindow(w_->config, w_->first_layer + static_cast<int64_t>(l)));
+  }
 
   // Sizes first, so a model that does not fit fails before anything is allocated.
   DeviceMemoryInputs in = MemoryInputs();
@@ -308,6 +316,7 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
       {reinterpret_cast<void**>(&a.embed_rows), w_->embed.compressed() ? 2 * tokens * h : 0},
       {reinterpret_cast<void**>(&a.positions), 4 * tokens},
       {reinterpret_cast<void**>(&a.seq), 4 * tokens},
+      {reinterpret_cast<void**>(&a.past), 4 * tokens},
       {reinterpret_cast<void**>(&a.ids), 4 * tokens},
       {reinterpret_cast<void**>(&a.gather), 4 * tokens},
       {reinterpret_cast<void**>(&a.argmax), 4 * rows},
@@ -322,28 +331,28 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
   for (size_t i = 0; i < pieces.size(); ++i) {
     *pieces[i].first = static_cast<uint8_t*>(a.device) + offsets[i];
   }
-  // Pinned host mirrors: the cache tables, then positions, seq, ids, gather (tokens each),
+  // Pinned host mirrors: the cache tables, then positions, seq, past, ids, gather (tokens each),
   // argmax (rows).
   const int64_t tables = KvTableBytes(tokens);
-  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (4 * tokens + rows))));
+  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (5 * tokens + rows))));
   a.h_kv_tables = static_cast<float**>(a.host);
   int32_t* hp = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.host) + tables);
   a.h_positions = hp;
   a.h_seq = hp + tokens;
-  a.h_ids = hp + 2 * tokens;
-  a.h_gather = hp + 3 * tokens;
-  a.h_argmax = hp + 4 * tokens;
+  a.h_past = hp + 2 * tokens;
+  a.h_ids = hp + 3 * tokens;
+  a.h_gather = hp + 4 * tokens;
+  a.h_argmax = hp + 5 * tokens;
   a.tokens = tokens;
   a.rows = rows;
 }
 
 KvCache CudaBackend::NewCache(int64_t capacity) const {
   KvCache cache;
-  const int64_t layers = static_cast<int64_t>(w_->layers.size());
   cache.capacity = capacity;
   cache.row = w_->dims.kv_heads * w_->config.head_dim;
-  const int64_t per = capacity * cache.row;  // floats per layer per K or V
-  const int64_t bytes = 2 * layers * per * 4;
+  cache.window = windows_;
+  const int64_t bytes = cache.Bytes();
   DF11_CUDA_CHECK(cudaSetDevice(options_.device));
   void* p = nullptr;
   DF11_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 4))));
@@ -353,9 +362,11 @@ KvCache CudaBackend::NewCache(int64_t capacity) const {
     DF11_CUDA_CHECK(cudaFree(q));
   });
   float* base = static_cast<float*>(p);
-  for (int64_t l = 0; l < layers; ++l) {
-    cache.device_k.push_back(base + 2 * l * per);
-    cache.device_v.push_back(base + (2 * l + 1) * per);
+  for (size_t l = 0; l < windows_.size(); ++l) {
+    const int64_t per = cache.Slots(l) * cache.row;  // floats of K, then of V
+    cache.device_k.push_back(base);
+    cache.device_v.push_back(base + per);
+    base += 2 * per;
   }
   kv_allocated_ += bytes;
   if (kv_allocated_ > plan_.kv_bytes) {

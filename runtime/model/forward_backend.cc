@@ -7,21 +7,23 @@
 
 namespace df11 {
 
-RopeParams RopeParamsOf(const ModelConfig& c) {
+RopeParams RopeParamsOf(const ModelConfig& c, bool local) {
+  const bool own = local && c.local_rope_theta > 0;
+  const RopeScaling& s = own ? c.local_rope_scaling : c.rope_scaling;
   RopeParams rope;
   rope.head_dim = c.head_dim;
-  rope.theta = c.rope_theta;
-  rope.scaling_type = c.rope_scaling.type;
-  rope.factor = c.rope_scaling.factor;
-  rope.low_freq_factor = c.rope_scaling.low_freq_factor;
-  rope.high_freq_factor = c.rope_scaling.high_freq_factor;
-  rope.original_max_position_embeddings = c.rope_scaling.original_max_position_embeddings;
-  rope.beta_fast = c.rope_scaling.beta_fast;
-  rope.beta_slow = c.rope_scaling.beta_slow;
-  rope.truncate = c.rope_scaling.truncate;
-  rope.attention_factor = c.rope_scaling.attention_factor;
-  rope.mscale = c.rope_scaling.mscale;
-  rope.mscale_all_dim = c.rope_scaling.mscale_all_dim;
+  rope.theta = own ? c.local_rope_theta : c.rope_theta;
+  rope.scaling_type = s.type;
+  rope.factor = s.factor;
+  rope.low_freq_factor = s.low_freq_factor;
+  rope.high_freq_factor = s.high_freq_factor;
+  rope.original_max_position_embeddings = s.original_max_position_embeddings;
+  rope.beta_fast = s.beta_fast;
+  rope.beta_slow = s.beta_slow;
+  rope.truncate = s.truncate;
+  rope.attention_factor = s.attention_factor;
+  rope.mscale = s.mscale;
+  rope.mscale_all_dim = s.mscale_all_dim;
   return rope;
 }
 

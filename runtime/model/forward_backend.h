@@ -26,8 +26,10 @@ struct SequenceStep {
 // Tokens in all steps.
 int64_t TotalTokens(std::span<const SequenceStep> steps);
 
-// The rotary embedding config.json asks for (rope_theta, rope_scaling, head_dim).
-RopeParams RopeParamsOf(const ModelConfig& c);
+// The rotary embedding config.json asks for (rope_theta, rope_scaling, head_dim); `local`: the
+// sliding-window layers' of Gemma 3 (rope_local_base_freq), the same as the global one for
+// models without one.
+RopeParams RopeParamsOf(const ModelConfig& c, bool local = false);
 
 // How to sample one sequence of a step.
 struct SampleSpec {
@@ -70,8 +72,9 @@ class ForwardBackend {
   virtual const ModelWeights& weights() const = 0;
   // Bytes of decode scratch (two layer buffers and the LM-head chunk).
   virtual int64_t ScratchBytes() const = 0;
-  // KV cache positions this rank's memory plan leaves room for (summed over sequences), or 0
-  // where caches live in host memory and no plan limits them.
+  // KV budget tokens (KvCacheTokens: a cache of C positions takes KvCacheTokens(windows, C))
+  // this rank's memory plan leaves room for, summed over sequences, or 0 where caches live in
+  // host memory and no plan limits them.
   virtual int64_t KvTokenBudget() const { return 0; }
   // Blocks until queued device work is done (timing); a no-op on the CPU.
   virtual void Synchronize() {}

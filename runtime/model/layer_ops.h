@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/activation/activation.h"
+#include "kernels/attention/attention.h"
 #include "runtime/core/status.h"
 #include "runtime/model/model_weights.h"
 
@@ -40,24 +41,29 @@ class LayerOps {
   // Layer `layer` has run: what BeginLayer prepared for it may be reused.
   virtual void EndLayer(size_t layer) = 0;
 
-  // out (rows, cols) = x / sqrt(mean(x^2) + eps) * w, row by row; out may be x.
-  virtual void RmsNorm(const float* x, const Vector& w, float eps, int64_t rows, int64_t cols,
-                       float* out) = 0;
+  // out (rows, cols) = x / sqrt(mean(x^2) + eps) * (weight_offset + w), row by row (offset 0,
+  // or Gemma's 1); out may be x.
+  virtual void RmsNorm(const float* x, const Vector& w, float weight_offset, float eps,
+                       int64_t rows, int64_t cols, float* out) = 0;
   // y (tokens, w.rows) = x (tokens, w.cols) · wᵀ (+ bias (w.rows) when not null and not empty),
   // whatever w's codec.
   virtual void Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
                       float* y) = 0;
-  // x (T, heads, head_dim) rotated by each token's position (the model's RoPE parameters).
-  virtual void Rope(float* x, int64_t heads) = 0;
-  // Appends k and v (T, kv_heads * head_dim) to layer `layer`'s KV caches at the tokens'
-  // positions, then out (T, heads, head_dim) = causal attention of q over each token's sequence,
-  // the last `window` positions only when window > 0.
+  // x (T, heads, head_dim) rotated by each token's position, with the model's global RoPE
+  // parameters or (local: Gemma 3's sliding-window layers) its local ones.
+  virtual void Rope(float* x, int64_t heads, bool local) = 0;
+  // out (T, heads, head_dim) = causal attention of q over each token's sequence: the positions
+  // in layer `layer`'s KV caches and this step's k and v (T, kv_heads * head_dim), the last
+  // params.window positions only when that is > 0, scores scaled and soft-capped as `params`
+  // says (attention.h); then k and v are appended to the caches at the tokens' positions.
   virtual void Attention(size_t layer, const float* q, const float* k, const float* v,
-                         int64_t window, float* out) = 0;
+                         const AttentionParams& params, float* out) = 0;
   // gate (n) = act(gate) * up (the gated MLP).
   virtual void GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) = 0;
   // x (n) += y (the residual connection).
   virtual void Add(float* x, const float* y, int64_t n) = 0;
+  // x (n) = cap * tanh(x / cap) (Gemma's final_logit_softcapping).
+  virtual void Softcap(float* x, int64_t n, float cap) = 0;
   // Sums x (n) across the tensor-parallel group; nothing on a single rank.
   virtual void AllReduce(float* x, int64_t n) = 0;
   // logits (rows, head.rows) = x (rows, head.cols) · headᵀ (the LM head; a backend may cut it

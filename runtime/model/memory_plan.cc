@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/formats/model_tensors.h"
+#include "runtime/model/kv_cache.h"
 
 namespace df11 {
 namespace {
@@ -85,6 +86,27 @@ const char* CodecLabel(WeightCodec codec) {
     case WeightCodec::kBf16: break;
   }
   return "BF16";
+}
+
+// The sliding-window lines of MemoryPlan::Format ("" when no layer slides).
+std::string WindowSaving(const MemoryPlan& p) {
+  if (p.window_layers == 0) return "";
+  char buf[512];
+  const bool unbounded = p.kv_tokens_windowed == INT64_MAX;
+  std::snprintf(
+      buf, sizeof(buf),
+      "  window saving      %lld sliding-window layers keep only their window: a sequence of\n"
+      "                     %lld tokens takes %.2f GB of KV cache instead of %.2f GB (%.0f%% less);\n"
+      "                     one sequence can reach %s tokens (%lld without the saving);\n"
+      "                     %lld sequences of %lld tokens without it\n",
+      static_cast<long long>(p.window_layers), static_cast<long long>(p.context),
+      p.sequence_kv_bytes / 1e9, p.sequence_kv_bytes_full / 1e9,
+      p.sequence_kv_bytes_full > 0 ? 100.0 * (1 - p.sequence_kv_bytes / p.sequence_kv_bytes_full)
+                                   : 0.0,
+      unbounded ? "any number of" : std::to_string(p.kv_tokens_windowed).c_str(),
+      static_cast<long long>(p.kv_tokens), static_cast<long long>(p.max_sequences_full),
+      static_cast<long long>(p.context));
+  return buf;
 }
 
 }  // namespace
@@ -180,6 +202,19 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
                                                                  : 2;
   double layer_unit = 0, largest_matrix = 0;
   int64_t layers = 0;
+  p.context = o.context > 0 ? o.context : c.max_position_embeddings;
+  // Per stage: its layers' windows, and the KV slots of a sequence of `context` tokens.
+  std::vector<int64_t> worst_windows;
+  for (size_t stage = 0; stage < stages->size(); ++stage) {
+    const Range r = (*stages)[stage];
+    std::vector<int64_t> windows;
+    for (int64_t l = r.begin; l < r.end; ++l) windows.push_back(LayerWindow(c, l));
+    if (stage == 0 || KvSlotsOfLayers(windows, p.context) >
+                          KvSlotsOfLayers(worst_windows, p.context)) {
+      worst_windows = std::move(windows);
+    }
+  }
+  for (int64_t w : c.layer_window) p.window_layers += w > 0 ? 1 : 0;
   for (size_t stage = 0; stage < stages->size(); ++stage) {
     const Range held = (*stages)[stage];
     ModelPart part{held.begin,
@@ -213,16 +248,38 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.kv_bytes_per_token = 2.0 * 4.0 * kv * hd * static_cast<double>(layers);
   p.budget_bytes = o.gpu_memory_bytes * o.memory_fraction;
   p.kv_bytes = p.budget_bytes - p.weight_bytes - p.scratch_bytes - p.workspace_bytes;
-  p.context = o.context > 0 ? o.context : c.max_position_embeddings;
   p.kv_tokens = p.kv_bytes > 0 ? static_cast<int64_t>(p.kv_bytes / p.kv_bytes_per_token) : 0;
-  p.max_sequences = p.context > 0 ? p.kv_tokens / p.context : 0;
+  const double row_bytes = 2.0 * 4.0 * kv * hd;  // K and V of one position of one layer
+  p.sequence_kv_bytes =
+      row_bytes * static_cast<double>(KvSlotsOfLayers(worst_windows, p.context));
+  p.sequence_kv_bytes_full = p.kv_bytes_per_token * static_cast<double>(p.context);
+  if (p.kv_bytes > 0) {
+    p.max_sequences = static_cast<int64_t>(p.kv_bytes / p.sequence_kv_bytes);
+    p.max_sequences_full = static_cast<int64_t>(p.kv_bytes / p.sequence_kv_bytes_full);
+    // The longest sequence whose slots fit: slots grow by one per position on every layer
+    // until a window is full, then on its full-attention layers only.
+    const double slots = p.kv_bytes / row_bytes;
+    int64_t full = 0, windowed_slots = 0;
+    for (int64_t w : worst_windows) {
+      full += w == 0 ? 1 : 0;
+      windowed_slots += w;
+    }
+    p.kv_tokens_windowed = full == 0 ? INT64_MAX : p.kv_tokens;
+    if (full > 0 && full < static_cast<int64_t>(worst_windows.size())) {
+      // Past every window (the usual case): slots = full * n + sum of windows.
+      const double n = (slots - static_cast<double>(windowed_slots)) / static_cast<double>(full);
+      int64_t longest = static_cast<int64_t>(std::min(n, 0x1p62));
+      while (longest > 0 && KvSlotsOfLayers(worst_windows, longest) > slots) --longest;
+      p.kv_tokens_windowed = std::max(p.kv_tokens, longest);
+    }
+  }
   // It fits when the cache holds at least one sequence of the whole context.
   p.fits = p.max_sequences >= 1;
   return p;
 }
 
 std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
-  char buf[1024];
+  char buf[2048];
   std::snprintf(
       buf, sizeof(buf),
       "model: %.1f B parameters, %s weights, tp %d x pp %d (%lld GPUs)\n"
@@ -232,6 +289,7 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       "  step workspace     %8.2f GB  (%lld tokens of activations)\n"
       "  KV cache           %8.2f GB  = %lld tokens (%.1f KB per token)\n"
       "  concurrency        %8lld sequences of %lld tokens\n"
+      "%s"
       "verdict: %s\n",
       parameters / 1e9, CodecLabel(o.codec), o.tp, o.pp, static_cast<long long>(o.tp) * o.pp,
       o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9, weight_bytes / 1e9,
@@ -241,6 +299,7 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
                                      : "none", workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
       std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens), kv_bytes_per_token / 1e3,
       static_cast<long long>(max_sequences), static_cast<long long>(context),
+      WindowSaving(*this).c_str(),
       fits            ? "FITS"
       : kv_tokens > 0 ? "DOES NOT FIT (the KV cache holds less than one sequence; "
                         "lower --context or use more GPUs)"

@@ -3,6 +3,8 @@
 // weights of the worst rank in a codec (DF11, ew4 or BF16), their decode scratch, an activation
 // workspace, and what is left for the KV cache (tokens, and sequences at a context); and, over
 // the codecs, the fastest one that leaves the minimum KV cache (ChooseFastestCodec: `auto`).
+// Sliding-window layers keep only their window (kv_cache.h): a sequence costs less than its
+// positions times the full per-token bytes, and the plan says by how much.
 #pragma once
 
 #include <cstdint>
@@ -41,9 +43,17 @@ struct MemoryPlan {
   double kv_bytes_per_token = 0;     // this rank's layers and kv heads, FP32 K and V (as stored)
   double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction
   double kv_bytes = 0;               // what is left for the cache
-  int64_t kv_tokens = 0;
+  int64_t kv_tokens = 0;             // positions at kv_bytes_per_token (no window saving)
   int64_t context = 0;
-  int64_t max_sequences = 0;         // kv_tokens / context
+  // One sequence of `context` tokens on the worst rank: its cache with sliding-window layers
+  // keeping only their window, and without that saving (equal when no layer slides).
+  double sequence_kv_bytes = 0;
+  double sequence_kv_bytes_full = 0;
+  int64_t window_layers = 0;         // sliding-window layers of the model
+  // Tokens one sequence can reach in kv_bytes with the window saving (kv_tokens without it).
+  int64_t kv_tokens_windowed = 0;
+  int64_t max_sequences = 0;         // kv_bytes / sequence_kv_bytes
+  int64_t max_sequences_full = 0;    // the same without the window saving
   bool fits = false;
 
   std::string Format(const MemoryPlanOptions& options) const;

@@ -375,6 +375,27 @@ std::vector<int32_t> ChatTemplate::StopTokenIds(const Tokenizer& tokenizer) cons
   return ids;
 }
 
+namespace {
+
+// The index of the first image part of a list-of-parts content ({"type": "image_url", ...},
+// {"type": "image"}, ...), or -1.
+int64_t FirstImagePart(const nlohmann::json& content) {
+  if (!content.is_array()) return -1;
+  for (size_t p = 0; p < content.size(); ++p) {
+    const nlohmann::json& part = content[p];
+    if (!part.is_object()) continue;
+    auto type = part.find("type");
+    const bool image_type = type != part.end() && type->is_string() &&
+                            type->get<std::string>().find("image") != std::string::npos;
+    if (image_type || part.contains("image_url") || part.contains("image")) {
+      return static_cast<int64_t>(p);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
 StatusOr<std::vector<ChatMessage>> ParseMessages(const nlohmann::json& j) {
   if (!j.is_object()) return Status::InvalidArgument("request: expected a JSON object");
   auto it = j.find("messages");
@@ -389,6 +410,14 @@ StatusOr<std::vector<ChatMessage>> ParseMessages(const nlohmann::json& j) {
     ChatMessage message;
     const std::pair<const char*, std::string*> fields[] = {{"role", &message.role},
                                                            {"content", &message.content}};
+    if (auto c = m.find("content"); c != m.end()) {
+      if (const int64_t image = FirstImagePart(*c); image >= 0) {
+        return Status::InvalidArgument(
+            where + ".content[" + std::to_string(image) +
+            "]: an image; this runtime serves text only (a multimodal model's vision tower is "
+            "not loaded): expected the content as a string");
+      }
+    }
     for (const auto& [key, value] : fields) {
       auto f = m.find(key);
       if (f == m.end()) return Status::InvalidArgument(where + "." + key + ": missing");

@@ -80,7 +80,8 @@ class ChatTemplate {
 };
 
 // Parses {"messages": [{"role": ..., "content": ...}, ...]}; extra fields are ignored.
-// InvalidArgument naming the field ("messages[2].content: expected a string").
+// InvalidArgument naming the field ("messages[2].content: expected a string"); content with an
+// image part ("messages[0].content[1]: an image; ...") is refused as such: text only is served.
 StatusOr<std::vector<ChatMessage>> ParseMessages(const nlohmann::json& j);
 
 }  // namespace df11

@@ -6,8 +6,13 @@ usage: python make_hf_model_goldens.py OUT_DIR
 
 Each model in MODELS exercises config keys that change the math: hidden_act gelu_pytorch_tanh
 (Llama), a sliding window on every layer (Mistral, prompt >= 3x the window), a sliding window on
-some layers only plus the exact erf GELU (Qwen2: use_sliding_window, max_window_layers), and YaRN
-rope scaling (Qwen3). For each, the script
+some layers only plus the exact erf GELU (Qwen2: use_sliding_window, max_window_layers), YaRN
+rope scaling (Qwen3), and Gemma 3's text model (embedding scale, (1 + w) norms, four norms per
+layer, q/k norms, GeGLU, query_pre_attn_scalar, local and global rope by layer_types, sliding
+windows with a global layer, final logit softcapping; attn_logit_softcapping is set too, and
+transformers 5.24 does not apply it) both as Gemma3ForCausalLM and inside
+Gemma3ForConditionalGeneration (tied LM head, a small vision tower saved beside the language
+model, sliding_window_pattern; its forward applies no final softcapping). For each, the script
 
   1. builds the config with transformers' own config class and `XxxForCausalLM(config)` under
      torch.manual_seed(seed), then makes the norms 1 + N(0, 0.1) and the biases N(0, 0.1) (the
@@ -49,7 +54,8 @@ import safetensors  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import (AutoModelForCausalLM, GenerationConfig, LlamaConfig,  # noqa: E402
+from transformers import (GenerationConfig, Gemma3Config, Gemma3ForCausalLM,  # noqa: E402
+                          Gemma3ForConditionalGeneration, Gemma3TextConfig, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
@@ -58,6 +64,29 @@ VOCAB = 512
 COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.05,
               tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+# Gemma 3's text model: 4 layers, local (window 8, rope theta 1e4) but every 4th global (linear
+# rope, factor 8), query_pre_attn_scalar 24 (not head_dim 16), a final logit softcap small enough
+# to bend these tiny models' logits, and an attention softcap that transformers' Gemma3Attention
+# never applies (the runtime must ignore it too).
+GEMMA_TEXT = dict(COMMON, num_hidden_layers=4, head_dim=16, hidden_activation="gelu_pytorch_tanh",
+                  sliding_window=8, query_pre_attn_scalar=24, attn_logit_softcapping=0.5,
+                  final_logit_softcapping=1.5,
+                  layer_types=["sliding_attention"] * 3 + ["full_attention"],
+                  rope_parameters={
+                      "full_attention": {"rope_type": "linear", "factor": 8.0,
+                                         "rope_theta": 1000000.0},
+                      "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+GEMMA_PLAIN = dict(layer_types=["full_attention"] * 4, attn_logit_softcapping=None,
+                   final_logit_softcapping=None, query_pre_attn_scalar=16)
+# The multimodal class: tied LM head, the layout from sliding_window_pattern 2 (layers 1 and 3
+# global), a SigLIP vision tower (its tensors saved, never used by a text prompt).
+GEMMA_MM_TEXT = {k: v for k, v in GEMMA_TEXT.items() if k != "layer_types"}
+GEMMA_MM_TEXT.update(num_hidden_layers=4, sliding_window_pattern=2, tie_word_embeddings=True)
+GEMMA_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                    num_attention_heads=2, image_size=28, patch_size=14)
+GEMMA_MM = dict(text_config=GEMMA_MM_TEXT, vision_config=GEMMA_VISION, mm_tokens_per_image=4,
+                tie_word_embeddings=True, initializer_range=0.05)
 
 # name -> (config class, model class, config kwargs, the same without the feature, seed)
 MODELS = {
@@ -80,6 +109,11 @@ MODELS = {
              rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1000000.0,
                               "original_max_position_embeddings": 128}),
         dict(rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}), 24),
+    "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM, GEMMA_TEXT, GEMMA_PLAIN, 25),
+    "gemma3_multimodal": (
+        Gemma3Config, Gemma3ForConditionalGeneration, GEMMA_MM,
+        dict(text_config=dict(GEMMA_MM_TEXT, sliding_window_pattern=1, **{
+            k: v for k, v in GEMMA_PLAIN.items() if k != "layer_types"})), 26),
 }
 
 # Fixed prompts (token ids < 512; no tokenizer): lengths 1, 7 and 30 (30 >= 3 x the window 8).
@@ -102,17 +136,19 @@ def build(config_cls, model_cls, kwargs, seed):
     config = config_cls(**kwargs)
     torch.manual_seed(seed)
     model = model_cls(config)
+    # Gemma's RMSNorm multiplies by (1 + w): its weights sit around 0.
+    norm_mean = 0.0 if model_cls in (Gemma3ForCausalLM, Gemma3ForConditionalGeneration) else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+                p.copy_(norm_mean + 0.1 * torch.randn_like(p))
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn_like(p))
     return model.to(torch.bfloat16).eval()
 
 
-def load_f32(model_dir):
-    model, info = AutoModelForCausalLM.from_pretrained(
+def load_f32(model_cls, model_dir):
+    model, info = model_cls.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
     bad = {k: v for k, v in info.items() if v}
     if bad:
@@ -151,16 +187,18 @@ def greedy_generate(model, ids):
 def check_built(name, model):
     """transformers built what the config asks for; returns notes for the manifest."""
     c = model.config
-    layer0 = model.model.layers[0]
+    text = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    c = getattr(c, "text_config", c)
+    layer0 = text.layers[0]
     notes = {
         "config_class": type(c).__name__,
         "act_fn": type(layer0.mlp.act_fn).__name__,
-        "rotary_rope_type": model.model.rotary_emb.rope_type,
-        "attention_scaling": float(model.model.rotary_emb.attention_scaling),
+        "rotary_rope_type": str(getattr(text.rotary_emb, "rope_type", None)),
+        "attention_scaling": float(getattr(text.rotary_emb, "attention_scaling", 1.0)),
         "sliding_window": getattr(c, "sliding_window", None),
         "layer_types": list(getattr(c, "layer_types", None) or []),
         "layer_sliding_window": [getattr(l.self_attn, "sliding_window", None)
-                                 for l in model.model.layers],
+                                 for l in text.layers],
     }
     if name == "llama_gelu_tanh":
         assert notes["act_fn"] == "GELUTanh", notes
@@ -174,6 +212,14 @@ def check_built(name, model):
     if name == "qwen3_yarn":
         assert notes["rotary_rope_type"] == "yarn", notes
         assert notes["attention_scaling"] > 1.1, notes
+    if name.startswith("gemma3"):
+        assert notes["act_fn"] == "GELUTanh", notes
+        global_layers = [1, 3] if name == "gemma3_multimodal" else [3]
+        assert notes["layer_sliding_window"] == [None if i in global_layers else 8
+                                                 for i in range(4)], notes
+        assert float(text.embed_tokens.embed_scale) == 8.0, notes  # sqrt(64), exact in BF16
+        assert layer0.self_attn.scaling == 24 ** -0.5, notes
+        notes["rope_parameters"] = c.rope_parameters
     return notes
 
 
@@ -197,13 +243,13 @@ def main():
         mdir = os.path.join(models_dir, name)
         shutil.rmtree(mdir, ignore_errors=True)
         build(config_cls, model_cls, kwargs, seed).save_pretrained(mdir)
-        model = load_f32(mdir)
+        model = load_f32(model_cls, mdir)
         notes = check_built(name, model)
         # The same BF16 weights under the config without the feature.
         plain_dir = mdir + ".without-feature"
         shutil.rmtree(plain_dir, ignore_errors=True)
         build(config_cls, model_cls, dict(kwargs, **without), seed).save_pretrained(plain_dir)
-        plain = load_f32(plain_dir)
+        plain = load_f32(model_cls, plain_dir)
         shutil.rmtree(plain_dir)
 
         entry = {"config_json": json.load(open(os.path.join(mdir, "config.json"))),

@@ -3,8 +3,9 @@
 // tiny models, their DF11 copies and shards for every tp x pp layout that fits the job; every rank
 // loads only its shard, rank 0 drives steps and compares against one-rank Transformers on the
 // unsharded BF16 model: greedy tokens identical, logits within kLogitAtol, and DF11 shards' logits
-// bit-identical to BF16 shards' of the same layout. Besides make-tiny models, three of the models
-// transformers wrote (tests/data/hf_models: windows on all or some layers, GELU, YaRN), whose
+// bit-identical to BF16 shards' of the same layout. Besides make-tiny models, five of the models
+// transformers wrote (tests/data/hf_models: windows on all or some layers, GELU, YaRN, Gemma 3's
+// local and global layers alone and inside Gemma3ForConditionalGeneration), whose
 // one-rank logits hf_models_test checks against transformers: a shard keeps the config, and a
 // stage's layers use their global index for the window. The exit code is non-zero when any rank
 // failed.
@@ -65,8 +66,15 @@ struct Arch {
   std::string source;  // a model directory to use instead of make-tiny's
 };
 
+// The models transformers wrote that run sharded, with their layer counts.
+constexpr std::pair<const char*, int> kHfArchs[] = {{"mistral_sliding_window", 2},
+                                                    {"qwen2_sliding_layers_gelu", 3},
+                                                    {"qwen3_yarn", 2},
+                                                    {"gemma3_text", 4},
+                                                    {"gemma3_multimodal", 4}};
+
 Arch MakeArch(const std::string& name) {
-  for (const char* hf : {"mistral_sliding_window", "qwen2_sliding_layers_gelu", "qwen3_yarn"}) {
+  for (auto [hf, layers] : kHfArchs) {
     if (name == hf) return {name, {}, std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/" + hf};
   }
   TinyModelOptions o;
@@ -221,14 +229,21 @@ class Distributed : public ::testing::TestWithParam<Layout> {
 
     auto weights = LoadShardWeights(dir, *layout, rank);
     EXPECT_TRUE(weights.ok()) << "rank " << rank << ": " << weights.status().ToString();
-    // A rank maps only its own file, and holds (nearly) all of it.
+    // A rank maps only its own file, and holds (nearly) all of its tensors.
     char name[64];
     std::snprintf(name, sizeof(name), "rank-%05d.safetensors", rank);
     const bool one_file = weights.ok() && weights->checkpoints.size() == 1 &&
                           weights->checkpoints[0].files().size() == 1;
     EXPECT_TRUE(!weights.ok() || one_file) << "rank " << rank << " maps more than " << name;
     if (!AllOk(one_file)) return;
-    const int64_t file_bytes = static_cast<int64_t>(std::filesystem::file_size(dir + "/" + name));
+    // The file's tensor bytes: its size less the safetensors header (u64 length + JSON).
+    uint64_t header = 0;
+    if (std::FILE* f = std::fopen((dir + "/" + name).c_str(), "rb")) {
+      if (std::fread(&header, sizeof(header), 1, f) != 1) header = 0;
+      std::fclose(f);
+    }
+    const int64_t file_bytes =
+        static_cast<int64_t>(std::filesystem::file_size(dir + "/" + name) - 8 - header);
     const int64_t held = weights->WeightBytes();
     EXPECT_LE(held, file_bytes) << "rank " << rank << " " << name;
     EXPECT_GE(held, file_bytes * 9 / 10) << "rank " << rank << " " << name;
@@ -351,10 +366,11 @@ std::vector<Layout> AllLayouts() {
     const std::vector<std::pair<int, int>> layouts = {{4, 1}, {2, 2}, {1, 4}, {2, 1}, {1, 2}};
     for (auto [tp, pp] : layouts) all.push_back({arch, tp, pp});
   }
-  // 2 or 3 layers: at most 2 stages. Qwen2's second stage holds windowed layer 2 only.
-  for (const char* arch : {"mistral_sliding_window", "qwen2_sliding_layers_gelu", "qwen3_yarn"}) {
-    for (auto [tp, pp] : std::vector<std::pair<int, int>>{{4, 1}, {2, 2}, {2, 1}, {1, 2}}) {
-      all.push_back({arch, tp, pp});
+  // 2 or 3 layers: at most 2 stages. Qwen2's second stage holds windowed layer 2 only; with 4
+  // stages each of Gemma's holds one layer, local or global.
+  for (auto [arch, layers] : kHfArchs) {
+    for (auto [tp, pp] : std::vector<std::pair<int, int>>{{4, 1}, {2, 2}, {2, 1}, {1, 2}, {1, 4}}) {
+      if (pp <= layers) all.push_back({arch, tp, pp});
     }
   }
   return all;

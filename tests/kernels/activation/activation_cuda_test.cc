@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// GatedActivationCuda (silu, gelu_pytorch_tanh, gelu) and AddCuda against their references, with
+// GatedActivationCuda (silu, gelu_pytorch_tanh, gelu), AddCuda and SoftcapCuda against their
+// references, with
 // sizes past one grid of the grid-stride loop, in place, and the extremes (large |g|, where exp
 // overflows: -0 not NaN; tanh/erf saturate). Tolerance |gpu - ref| <= atol + 1e-6 * |ref|: CUDA
 // expf/tanhf/erff (<= 2 ulp) against glibc (<= 1 ulp), then a few adds and multiplies rounded
 // alike (<= ~5 ulp = 6e-7 relative); silu's atol covers results that underflow near the exp
 // overflow threshold, GELU's (1e-6) the cancellation in 1 + erf / 1 + tanh for negative g.
-// Add is bit-exact. Skips without a CUDA device.
+// Add is bit-exact; the soft cap (|out| < cap = 30) within 2e-6 + 1e-6 relative. Skips without a
+// CUDA device.
 #include <gtest/gtest.h>
 
 #include <iterator>
@@ -91,6 +93,22 @@ TEST_F(ActivationCudaTest, AddMatchesRefBitExact) {
     AddCuda(d_x.get(), d_y.get(), n, stream_);
     Sync();
     EXPECT_EQ(CompareExact(expected, d_x.Download()), "");
+  }
+}
+
+TEST_F(ActivationCudaTest, SoftcapMatchesRef) {
+  for (int64_t n : kSizes) {
+    const uint64_t seed = FreshSeed();
+    SCOPED_TRACE("n " + std::to_string(n) + " seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    std::vector<float> x = NormalFloats(n, 40.0f, rng);
+    x[0] = 1e30f;
+    std::vector<float> expected = x;
+    SoftcapRef(expected.data(), n, 30.0f);
+    DeviceArray<float> d_x(x);
+    SoftcapCuda(d_x.get(), n, 30.0f, stream_);
+    Sync();
+    EXPECT_EQ(CompareClose(expected, d_x.Download(), 2e-6, kRtol), "");
   }
 }
 

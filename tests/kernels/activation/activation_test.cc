@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // GatedActivationRef for each config "hidden_act" against act(g) * u in double (and at the
-// extremes of exp/tanh/erf), in place; AddRef exactly.
+// extremes of exp/tanh/erf), in place; AddRef exactly; SoftcapRef against cap * tanh(x / cap).
 #include "kernels/activation/activation.h"
 
 #include <gtest/gtest.h>
@@ -92,6 +92,27 @@ TEST(Add, IsExactFp32Addition) {
   for (int64_t i = 0; i < n; ++i) expected[i] = static_cast<float>(double{x[i]} + y[i]);
   AddRef(x.data(), y.data(), n);
   EXPECT_EQ(CompareClose(expected, x, 0.0, 0.0), "");
+}
+
+// Gemma's final_logit_softcapping: logits of any size end up inside (-cap, cap), small ones
+// barely move, and the order of distinct values is kept.
+TEST(Softcap, MatchesDoubleTanhAndBoundsTheLogits) {
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 40.0f);
+  const float cap = 30.0f;
+  std::vector<float> x(1000);
+  for (auto& v : x) v = dist(rng);
+  x[0] = 1e30f;
+  x[1] = -1e30f;
+  x[2] = 0.001f;
+  std::vector<double> expected(x.size());
+  for (size_t i = 0; i < x.size(); ++i) expected[i] = cap * std::tanh(double{x[i]} / cap);
+  SoftcapRef(x.data(), static_cast<int64_t>(x.size()), cap);
+  EXPECT_EQ(CompareClose(expected, x, 1e-5, 1e-6), "");
+  for (float v : x) ASSERT_LE(std::fabs(v), cap);
+  EXPECT_NEAR(x[2], 0.001f, 1e-9);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // AttentionRef against a double-precision causal softmax(q·kᵀ/√d)·v (with and without a sliding
-// window), a hand-computed single query, causal masking (future cache entries change nothing),
-// the sliding window (entries older than the window change nothing; transformers' rule kv > q - w),
-// the GQA head → kv-head mapping, and bit-identical results for any thread count.
+// window, with Gemma's query_pre_attn_scalar scale and score soft cap), a hand-computed single
+// query, causal masking (future cache entries change nothing), the sliding window (entries older
+// than the window change nothing; transformers' rule kv > q - w), a sliding-window layer's ring
+// cache (KvAppendRef) giving the flat cache's bits over steps of any size, the GQA head → kv-head
+// mapping, bit-identical results for any thread count, and AttentionCpu (a whole step's
+// sequences) giving AttentionRef's bits at every CPU level.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "kernels/attention/attention.h"
+#include "kernels/common/cpu_features.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace df11 {
@@ -22,7 +26,13 @@ namespace {
 struct Shape {
   int64_t t_new, t_total, n_heads, n_kv_heads, head_dim;
   int64_t window = 0;  // 0: none
+  float scale = 0;     // 0: head_dim^-0.5
+  float softcap = 0;   // 0: none
 };
+
+AttentionParams ParamsOf(const Shape& s) {
+  return {s.window, s.scale > 0 ? s.scale : AttentionScale(s.head_dim), s.softcap};
+}
 
 struct Inputs {
   std::vector<float> q, k, v;  // (t_new, n_heads, d), (t_total, n_kv_heads, d) twice
@@ -40,10 +50,14 @@ Inputs RandomInputs(const Shape& s, uint64_t seed) {
   return in;
 }
 
+// The positions before the step in a flat cache, the step's own as its new rows.
 std::vector<float> Attend(const Shape& s, const Inputs& in, int threads) {
   std::vector<float> out(s.t_new * s.n_heads * s.head_dim, std::numeric_limits<float>::quiet_NaN());
-  AttentionRef(in.q.data(), in.k.data(), in.v.data(), s.t_new, s.t_total, s.n_heads, s.n_kv_heads,
-               s.head_dim, s.window, out.data(), threads);
+  const int64_t past = s.t_total - s.t_new, row = s.n_kv_heads * s.head_dim;
+  const KvSource kv{in.k.data(), in.v.data(), past, 0, in.k.data() + past * row,
+                    in.v.data() + past * row};
+  AttentionRef(in.q.data(), kv, s.t_new, s.n_heads, s.n_kv_heads, s.head_dim, ParamsOf(s),
+               out.data(), threads);
   return out;
 }
 
@@ -62,7 +76,8 @@ std::vector<double> Reference(const Shape& s, const Inputs& in) {
         for (int64_t e = 0; e < d; ++e) {
           dot += double{in.q[(i * s.n_heads + h) * d + e]} * in.k[(j * s.n_kv_heads + kv) * d + e];
         }
-        w[j] = dot / std::sqrt(static_cast<double>(d));
+        w[j] = s.scale > 0 ? dot * s.scale : dot / std::sqrt(static_cast<double>(d));
+        if (s.softcap > 0) w[j] = s.softcap * std::tanh(w[j] / s.softcap);
         max_w = std::max(max_w, w[j]);
       }
       for (auto& x : w) sum += (x = std::exp(x - max_w));
@@ -84,12 +99,18 @@ TEST(Attention, MatchesDoubleReference) {
   const Shape shapes[] = {{1, 1, 4, 4, 64},      {1, 37, 8, 2, 128},    {5, 5, 4, 1, 64},
                           {3, 20, 6, 3, 16},     {7, 300, 2, 1, 3},     {16, 16, 32, 8, 128},
                           {16, 16, 4, 2, 32, 4}, {1, 37, 8, 2, 64, 10}, {7, 300, 2, 1, 8, 32},
-                          {5, 5, 2, 2, 16, 1},   {3, 20, 6, 3, 16, 100}};
+                          {5, 5, 2, 2, 16, 1},   {3, 20, 6, 3, 16, 100},
+                          // Gemma 3: query_pre_attn_scalar 168 on head_dim 128, a soft cap of 2
+                          // on scores up to ~4, both with a window.
+                          {9, 40, 4, 2, 128, 0, 0.0771517f, 0.0f},
+                          {9, 40, 4, 2, 16, 8, 0.0771517f, 2.0f},
+                          {3, 20, 6, 3, 16, 0, 0.0f, 1.5f}};
   for (const Shape& s : shapes) {
     uint64_t seed = FreshSeed();
     SCOPED_TRACE("t_new " + std::to_string(s.t_new) + " t_total " + std::to_string(s.t_total) +
                  " heads " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) +
                  " head_dim " + std::to_string(s.head_dim) + " window " + std::to_string(s.window) +
+                 " scale " + std::to_string(s.scale) + " softcap " + std::to_string(s.softcap) +
                  " seed " + std::to_string(seed));
     Inputs in = RandomInputs(s, seed);
     EXPECT_EQ(CompareClose(Reference(s, in), Attend(s, in, 2), kAtol, kRtol), "");
@@ -188,6 +209,54 @@ TEST(Attention, GroupedHeadsReadTheirKvHead) {
   EXPECT_EQ(Attend(gqa, in, 2), Attend(mha, expanded, 2));
 }
 
+TEST(Attention, SoftcapBoundsTheScores) {
+  // Scores of 40 and 0 capped at 1: weights exp(tanh(40)) and exp(0), not e^40 : 1.
+  const Shape s{1, 2, 1, 1, 1, 0, 1.0f, 1.0f};
+  Inputs in{{1.0f}, {40.0f, 0.0f}, {1.0f, 0.0f}};
+  const double e = std::exp(std::tanh(40.0));
+  EXPECT_EQ(CompareClose({e / (e + 1.0)}, Attend(s, in, 1), kAtol, kRtol), "");
+}
+
+// A sliding-window layer's cache kept as a ring (KvAppendRef after each step, attention reading
+// the ring for the past positions) gives the flat cache's bits, over prefill chunks longer than
+// the ring and single-token steps, for a ring of the window and a longer one.
+TEST(Attention, RingCacheMatchesTheFlatCache) {
+  const int64_t heads = 4, kv_heads = 2, dim = 16, window = 5, row = kv_heads * dim;
+  const int64_t steps[] = {7, 1, 1, 3, 12, 1, 2, 1};
+  int64_t total = 0;
+  for (int64_t n : steps) total += n;
+  for (int64_t ring : {window, window + 3}) {
+    uint64_t seed = FreshSeed();
+    SCOPED_TRACE("ring " + std::to_string(ring) + " seed " + std::to_string(seed));
+    const Shape all{total, total, heads, kv_heads, dim, window, 0.0f, 3.0f};
+    Inputs in = RandomInputs(all, seed);
+    std::vector<float> k_ring(ring * row, std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> v_ring(ring * row, std::numeric_limits<float>::quiet_NaN());
+    int64_t past = 0;
+    for (int64_t n : steps) {
+      const Shape step{n, past + n, heads, kv_heads, dim, window, 0.0f, 3.0f};
+      Inputs flat{std::vector<float>(in.q.begin() + past * heads * dim,
+                                     in.q.begin() + (past + n) * heads * dim),
+                  std::vector<float>(in.k.begin(), in.k.begin() + (past + n) * row),
+                  std::vector<float>(in.v.begin(), in.v.begin() + (past + n) * row)};
+      const std::vector<float> expected = Attend(step, flat, 1);
+      std::vector<float> out(n * heads * dim, std::numeric_limits<float>::quiet_NaN());
+      const KvSource kv{k_ring.data(), v_ring.data(), past, ring, in.k.data() + past * row,
+                        in.v.data() + past * row};
+      AttentionRef(flat.q.data(), kv, n, heads, kv_heads, dim, ParamsOf(step), out.data(), 1);
+      ASSERT_EQ(std::memcmp(expected.data(), out.data(), out.size() * sizeof(float)), 0)
+          << "step at position " << past;
+      KvAppendRef(kv.k_new, kv.v_new, n, row, past, ring, k_ring.data(), v_ring.data());
+      past += n;
+    }
+    // The ring holds the last `ring` positions, position j in slot j % ring.
+    for (int64_t j = total - ring; j < total; ++j) {
+      ASSERT_EQ(std::memcmp(k_ring.data() + (j % ring) * row, in.k.data() + j * row, 4 * row), 0)
+          << "position " << j;
+    }
+  }
+}
+
 TEST(Attention, BitIdenticalForAnyThreadCount) {
   const Shape s{4, 50, 8, 2, 64};
   uint64_t seed = FreshSeed();
@@ -199,6 +268,58 @@ TEST(Attention, BitIdenticalForAnyThreadCount) {
     EXPECT_EQ(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)), 0)
         << "threads " << threads;
   }
+}
+
+// A step of several sequences (decode, prefill, a chunk of a longer prompt, one with no new
+// tokens) through AttentionCpu at every CPU level this machine has and any thread count gives
+// each sequence's AttentionRef bits.
+TEST(AttentionCpu, EveryLevelAndThreadCountGivesTheReferenceBits) {
+  struct Seq { int64_t t_new, t_total; };
+  const Seq seqs[] = {{1, 1}, {1, 77}, {40, 40}, {17, 300}, {0, 5}, {3, 3}};
+  struct Config {
+    int64_t n_heads, n_kv_heads, head_dim, window;
+    float scale = 0, softcap = 0;
+  };
+  const Config configs[] = {{8, 2, 64, 0}, {4, 4, 128, 0}, {6, 3, 20, 0}, {4, 1, 32, 16},
+                            {2, 2, 3, 0},  {4, 2, 16, 8, 0.0771517f, 2.0f}};
+  const CpuLevel saved = ActiveCpuLevel();
+  for (const Config& c : configs) {
+    const uint64_t seed = FreshSeed();
+    std::vector<Inputs> inputs;
+    std::vector<std::vector<float>> want;
+    for (const Seq& q : seqs) {
+      const Shape s{q.t_new,  q.t_total, c.n_heads, c.n_kv_heads,
+                    c.head_dim, c.window,  c.scale,   c.softcap};
+      inputs.push_back(RandomInputs(s, seed + inputs.size()));
+      want.push_back(Attend(s, inputs.back(), 1));
+    }
+    for (int l = 0; l <= static_cast<int>(CpuLevel::kAvx512Bf16); ++l) {
+      const CpuLevel level = static_cast<CpuLevel>(l);
+      if (SetCpuLevel(level) != level) continue;
+      for (int threads : {1, 2, 3, 8}) {
+        SCOPED_TRACE(std::string("level ") + CpuLevelName(level) + " threads " +
+                     std::to_string(threads) + " heads " + std::to_string(c.n_heads) + "/" +
+                     std::to_string(c.n_kv_heads) + " head_dim " + std::to_string(c.head_dim) +
+                     " window " + std::to_string(c.window) + " seed " + std::to_string(seed));
+        std::vector<std::vector<float>> got;
+        std::vector<AttentionSequence> step;
+        for (size_t i = 0; i < std::size(seqs); ++i) {
+          got.emplace_back(want[i].size(), std::numeric_limits<float>::quiet_NaN());
+          const int64_t past = seqs[i].t_total - seqs[i].t_new, row = c.n_kv_heads * c.head_dim;
+          const KvSource kv{inputs[i].k.data(), inputs[i].v.data(), past, 0,
+                            inputs[i].k.data() + past * row, inputs[i].v.data() + past * row};
+          step.push_back({inputs[i].q.data(), kv, seqs[i].t_new, got.back().data()});
+        }
+        const Shape params{0, 0, c.n_heads, c.n_kv_heads, c.head_dim, c.window, c.scale, c.softcap};
+        AttentionCpu(step, c.n_heads, c.n_kv_heads, c.head_dim, ParamsOf(params), threads);
+        for (size_t i = 0; i < std::size(seqs); ++i) {
+          EXPECT_EQ(std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float)), 0)
+              << "sequence " << i;
+        }
+      }
+    }
+  }
+  SetCpuLevel(saved);
 }
 
 }  // namespace

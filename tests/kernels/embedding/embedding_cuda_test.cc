@@ -25,6 +25,8 @@ TEST_F(EmbeddingCudaTest, MatchesRefBitExact) {
   };
   for (const Shape& s : {Shape{1, 1, 1, 0}, Shape{50, 33, 7, 0}, Shape{300, 257, 64, 1000},
                          Shape{1000, 4096, 300, 5000}}) {
+    // Gemma's embedding multiplier (sqrt(5376) rounded to BF16) on every other shape.
+    const float scale = s.hidden % 2 == 1 ? 73.5f : 1.0f;
     const uint64_t seed = FreshSeed();
     SCOPED_TRACE("vocab " + std::to_string(s.vocab) + " hidden " + std::to_string(s.hidden) +
                  " n " + std::to_string(s.n) + " row_begin " + std::to_string(s.row_begin) +
@@ -39,13 +41,13 @@ TEST_F(EmbeddingCudaTest, MatchesRefBitExact) {
     for (int32_t& id : ids) id = static_cast<int32_t>(id_dist(rng));
 
     std::vector<float> expected(s.n * s.hidden);
-    EmbeddingGatherRef(table.data(), s.vocab, s.hidden, ids.data(), s.n, s.row_begin,
+    EmbeddingGatherRef(table.data(), s.vocab, s.hidden, ids.data(), s.n, s.row_begin, scale,
                        expected.data());
     DeviceArray<uint16_t> d_table(table);
     DeviceArray<int32_t> d_ids(ids);
     DeviceArray<float> d_out(s.n * s.hidden);
     d_out.Poison();
-    EmbeddingGatherCuda(d_table.get(), s.vocab, s.hidden, d_ids.get(), s.n, s.row_begin,
+    EmbeddingGatherCuda(d_table.get(), s.vocab, s.hidden, d_ids.get(), s.n, s.row_begin, scale,
                         d_out.get(), stream_);
     Sync();
     EXPECT_EQ(CompareExact(expected, d_out.Download()), "");
@@ -58,7 +60,7 @@ TEST_F(EmbeddingCudaTest, NoTokensWritesNothing) {
   DeviceArray<float> d_out(8);
   d_out.Poison();
   const std::vector<float> poisoned = d_out.Download();
-  EmbeddingGatherCuda(d_table.get(), 4, 8, d_ids.get(), 0, 0, d_out.get(), stream_);
+  EmbeddingGatherCuda(d_table.get(), 4, 8, d_ids.get(), 0, 0, 1.0f, d_out.get(), stream_);
   Sync();
   EXPECT_EQ(CompareExact(poisoned, d_out.Download()), "");
 }

@@ -27,10 +27,10 @@ std::vector<uint16_t> RandomTable(std::mt19937_64& rng) {
 }
 
 std::vector<float> Gather(const uint16_t* table, int64_t vocab, const std::vector<int32_t>& ids,
-                          int64_t row_begin) {
+                          int64_t row_begin, float scale = 1.0f) {
   std::vector<float> out(ids.size() * kHidden, std::numeric_limits<float>::quiet_NaN());
   EmbeddingGatherRef(table, vocab, kHidden, ids.data(), static_cast<int64_t>(ids.size()),
-                     row_begin, out.data());
+                     row_begin, scale, out.data());
   return out;
 }
 
@@ -71,6 +71,25 @@ TEST(EmbeddingGather, VocabShardsSumToTheFullLookup) {
   for (size_t i = 0; i < full.size(); ++i) {
     ASSERT_EQ(low[i] + high[i], full[i]) << "element " << i << " (id " << ids[i / kHidden] << ")";
     ASSERT_TRUE(low[i] == 0.0f || high[i] == 0.0f) << "element " << i;
+  }
+}
+
+// Gemma's embedding multiplier: each element is float(row) * scale, one FP32 product (62 is
+// sqrt(3840) rounded to BF16), and zero rows stay zero.
+TEST(EmbeddingGather, ScaledRowsAreOneFloatProduct) {
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto table = RandomTable(rng);
+  const std::vector<int32_t> ids = {3, kVocab + 1, 0, 17};
+  const float scale = 62.0f;
+  auto out = Gather(table.data(), kVocab, ids, 0, scale);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const bool inside = ids[i] >= 0 && ids[i] < kVocab;
+    for (int64_t j = 0; j < kHidden; ++j) {
+      const float expected = inside ? Bf16ToFloat(table[ids[i] * kHidden + j]) * scale : 0.0f;
+      ASSERT_EQ(out[i * kHidden + j], expected) << "token " << i << " element " << j;
+    }
   }
 }
 

@@ -392,3 +392,51 @@ TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
 
 }  // namespace
 }  // namespace df11
+
+namespace df11 {
+namespace {
+
+// Gemma 3 (tests/data/hf_models/gemma3_text: windows of 8 on layers 0-2, layer 3 global): a
+// sequence of 60 positions keeps 3 x 8 + 60 slots, 21 budget tokens, so a budget of 25 serves
+// requests of 30 + 30 tokens one at a time (it would refuse them if every layer kept every
+// position), with the tokens of an unlimited run; 26 + 80 positions (33 tokens) is refused,
+// the message saying why it counts fewer than its positions.
+TEST(EngineWindowTest, KvBudgetCountsSlidingWindowLayersByTheirWindow) {
+  auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  CpuBackend backend(&*w, {});
+  LocalStepRunner runner(&backend);
+  EXPECT_EQ(runner.KvTokens(60), 21);
+  std::vector<GenerationRequest> requests(3);
+  for (int i = 0; i < 3; ++i) {
+    requests[i].id = "r" + std::to_string(i);
+    for (int j = 0; j < 30; ++j) requests[i].prompt.push_back(3 + (17 * i + 5 * j) % 500);
+    requests[i].max_tokens = 30;
+  }
+  GenerationRequest too_long = requests[0];
+  too_long.id = "long";
+  too_long.prompt.resize(26);
+  too_long.max_tokens = 80;
+  requests.push_back(too_long);
+  EngineOptions o;
+  o.batch_size = 4;
+  o.kv_tokens = 25;
+  auto limited = Engine(&runner, o).Generate(requests);
+  ASSERT_TRUE(limited.ok()) << limited.status().ToString();
+  o.kv_tokens = 0;
+  auto free = Engine(&runner, o).Generate(requests);
+  ASSERT_TRUE(free.ok()) << free.status().ToString();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE((*limited)[i].error.empty()) << (*limited)[i].error;
+    EXPECT_FALSE((*limited)[i].tokens.empty());
+    EXPECT_EQ((*limited)[i].tokens, (*free)[i].tokens) << requests[i].id;
+  }
+  const std::string& error = (*limited)[3].error;
+  EXPECT_NE(error.find("needs 33 KV cache tokens (prompt 26 + max_tokens 80, sliding-window "
+                       "layers keeping only their window)"),
+            std::string::npos)
+      << error;
+}
+
+}  // namespace
+}  // namespace df11

@@ -62,8 +62,8 @@ TEST(StepPlan, APromptAloneMovesByAtLeastOneToken) {
 
 TEST(KvBudget, HoldsBackWhatDoesNotFitNowAndRefusesWhatNeverFits) {
   KvBudget budget(30);
-  EXPECT_EQ(budget.Refusal(3, 27), "");
-  EXPECT_EQ(budget.Refusal(3, 40),
+  EXPECT_EQ(budget.Refusal(3, 27, 30), "");
+  EXPECT_EQ(budget.Refusal(3, 40, 43),
             "needs 43 KV cache tokens (prompt 3 + max_tokens 40), more than the KV budget of 30 "
             "tokens");
   budget.Reserve(14);
@@ -75,7 +75,13 @@ TEST(KvBudget, HoldsBackWhatDoesNotFitNowAndRefusesWhatNeverFits) {
   EXPECT_EQ(budget.reserved(), 14);
   EXPECT_EQ(budget.peak(), 28);
   KvBudget unlimited(0);
-  EXPECT_EQ(unlimited.Refusal(1, int64_t{1} << 40), "");
+  EXPECT_EQ(unlimited.Refusal(1, int64_t{1} << 40, (int64_t{1} << 40) + 1), "");
+  // Sliding-window layers keep only their window: 140 positions that cost 25 budget tokens fit,
+  // and a refusal says why its figure is below prompt + max_tokens.
+  EXPECT_EQ(budget.Refusal(100, 40, 25), "");
+  EXPECT_EQ(budget.Refusal(100, 100, 40),
+            "needs 40 KV cache tokens (prompt 100 + max_tokens 100, sliding-window layers keeping "
+            "only their window), more than the KV budget of 30 tokens");
   EXPECT_TRUE(unlimited.HasRoom(int64_t{1} << 40));
 }
 

@@ -292,12 +292,13 @@ TEST(ModelConfigTest, RopeScalingOlderKeyAndOtherTypes) {
 
 TEST(ModelConfigTest, UnknownArchitectureIsUnimplemented) {
   json j = Llama31_8B();
-  j["architectures"] = {"Gemma3ForCausalLM"};
+  j["architectures"] = {"Gemma2ForCausalLM"};
   StatusOr<ModelConfig> c = ParseModelConfig(j, "gemma/config.json");
   EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
-  EXPECT_THAT(c.status().message(), HasSubstr("Gemma3ForCausalLM"));
+  EXPECT_THAT(c.status().message(), HasSubstr("Gemma2ForCausalLM"));
   EXPECT_THAT(c.status().message(), HasSubstr("LlamaForCausalLM"));
   EXPECT_THAT(c.status().message(), HasSubstr("Qwen3ForCausalLM"));
+  EXPECT_THAT(c.status().message(), HasSubstr("Gemma3ForConditionalGeneration"));
   EXPECT_THAT(c.status().message(), HasSubstr("gemma/config.json"));
 }
 

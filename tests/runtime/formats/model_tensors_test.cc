@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// The tensor table: the DF11 unit patterns it gives are the published ones, every LayerWeights
-// field is bound by exactly one row, a rank's local shapes (what the loaders and the weight-set
-// check expect) are the slices the sharder cuts, the layer prefix is one property, tied heads are
-// named from it, and the runtime's slice overloads turn layout errors into InvalidArgument.
+// The tensor table: the DF11 unit patterns it gives are the published ones (Gemma 3's multimodal
+// releases: the layers only), every LayerWeights field is bound by exactly one row of a table, a
+// rank's local shapes (what the loaders and the weight-set check expect) are the slices the
+// sharder cuts, the layer prefix is one property, tied heads are named from it, a vision tower's
+// tensors are recognised as unserved, and the runtime's slice overloads turn layout errors into
+// InvalidArgument.
 #include "runtime/formats/model_tensors.h"
 
 #include <gmock/gmock.h>
@@ -20,8 +22,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr Architecture kAll[] = {Architecture::kLlama, Architecture::kQwen2, Architecture::kQwen3,
-                                 Architecture::kMistral};
+constexpr Architecture kAll[] = {Architecture::kLlama,  Architecture::kQwen2,
+                                 Architecture::kQwen3,  Architecture::kMistral,
+                                 Architecture::kGemma3, Architecture::kGemma3Multimodal};
 
 // A small config of `arch`: 8 heads, 2 kv heads, head_dim 4, 2 layers.
 ModelConfig Config(Architecture arch, bool tied = false) {
@@ -35,6 +38,10 @@ ModelConfig Config(Architecture arch, bool tied = false) {
                       {"head_dim", 4},
                       {"tie_word_embeddings", tied}};
   if (arch == Architecture::kLlama) j["attention_bias"] = true;  // q/k/v and o biases
+  if (arch == Architecture::kGemma3Multimodal) {
+    j = {{"architectures", j["architectures"]}, {"tie_word_embeddings", tied}, {"text_config", j}};
+    j["text_config"].erase("architectures");
+  }
   StatusOr<ModelConfig> c = ParseModelConfig(j, "config.json");
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return c.ok() ? *c : ModelConfig();
@@ -46,26 +53,36 @@ TEST(ModelTensorsTest, DefaultPatternsAreThePublishedOnes) {
       R"({"lm_head":[],"model.embed_tokens":[],"model.layers.\\d+":["self_attn.q_proj",)"
       R"("self_attn.k_proj","self_attn.v_proj","self_attn.o_proj","mlp.gate_proj","mlp.up_proj",)"
       R"("mlp.down_proj"]})";
+  // Gemma 3's multimodal releases (gemma-3-12b-it-DF11, gemma-3-27b-it-DF11) code the language
+  // model's layers only.
+  const std::string gemma_multimodal =
+      R"({"language_model.model.layers.\\d+":["self_attn.q_proj","self_attn.k_proj",)"
+      R"("self_attn.v_proj","self_attn.o_proj","mlp.gate_proj","mlp.up_proj","mlp.down_proj"]})";
   for (Architecture arch : kAll) {
     SCOPED_TRACE(std::string(ArchitectureClassName(arch)));
-    EXPECT_EQ(DefaultPatternDict(TensorsOf(arch)).dump(), published);
+    const std::string& expected =
+        arch == Architecture::kGemma3Multimodal ? gemma_multimodal : published;
+    EXPECT_EQ(DefaultPatternDict(TensorsOf(arch)).dump(), expected);
     StatusOr<std::vector<Df11Pattern>> by_name =
         DefaultPatterns(std::string(ArchitectureClassName(arch)));
     ASSERT_TRUE(by_name.ok()) << by_name.status().ToString();
-    EXPECT_EQ(Df11ConfigToJson(Df11Config{.patterns = *by_name})["pattern_dict"].dump(),
-              published);
+    EXPECT_EQ(Df11ConfigToJson(Df11Config{.patterns = *by_name})["pattern_dict"].dump(), expected);
   }
   StatusOr<std::vector<Df11Pattern>> gpt = DefaultPatterns("GPTNeoXForCausalLM");
   EXPECT_EQ(gpt.status().code(), StatusCode::kUnimplemented);
   EXPECT_THAT(gpt.status().message(),
               HasSubstr("\"GPTNeoXForCausalLM\" (known: LlamaForCausalLM, Qwen2ForCausalLM, "
-                        "Qwen3ForCausalLM, MistralForCausalLM); pass --pattern-dict"));
+                        "Qwen3ForCausalLM, MistralForCausalLM, Gemma3ForCausalLM, "
+                        "Gemma3ForConditionalGeneration); pass --pattern-dict"));
 }
 
 TEST(ModelTensorsTest, EveryLayerWeightsFieldIsBoundByExactlyOneRow) {
+  // Each table binds a field at most once; together they bind every field (Gemma 3's block
+  // output norms are its own).
+  LayerWeights l;
+  std::set<const void*> any_table;
   for (Architecture arch : kAll) {
     SCOPED_TRACE(std::string(ArchitectureClassName(arch)));
-    LayerWeights l;
     std::map<const void*, int> bound;
     for (const TensorRow& row : TensorsOf(arch).layer) {
       // A matrix row binds a Weight and sits in the layer's DF11 unit; the others a Vector.
@@ -76,11 +93,16 @@ TEST(ModelTensorsTest, EveryLayerWeightsFieldIsBoundByExactlyOneRow) {
       if (row.matrix != nullptr) ++bound[&(l.*row.matrix)];
       if (row.vector != nullptr) ++bound[&(l.*row.vector)];
     }
-    std::map<const void*, int> fields;
-    for (const Weight* m : l.Matrices()) fields[m] = 1;
-    for (const Vector* v : l.Vectors()) fields[v] = 1;
-    EXPECT_EQ(bound, fields);
+    for (const auto& [field, times] : bound) {
+      EXPECT_EQ(times, 1);
+      any_table.insert(field);
+    }
+    EXPECT_EQ(bound.size(), IsGemma3(arch) ? 17u : 15u);
   }
+  std::set<const void*> fields;
+  for (const Weight* m : l.Matrices()) fields.insert(m);
+  for (const Vector* v : l.Vectors()) fields.insert(v);
+  EXPECT_EQ(any_table, fields);
 }
 
 TEST(ModelTensorsTest, LocalShapesAreTheSlicesTheSharderCuts) {
@@ -143,6 +165,44 @@ TEST(ModelTensorsTest, TiedHeadsAreNamedFromTheTable) {
     EXPECT_EQ(all.back().name, "lm_head.weight");
     EXPECT_EQ(all.back().required, !tie);
   }
+  // Gemma3ForConditionalGeneration ties (by default) to its language model's embedding.
+  const std::optional<TiedHeadNames> gemma = TiedHeadNamesOf(
+      nlohmann::ordered_json{{"architectures", {"Gemma3ForConditionalGeneration"}},
+                             {"tie_word_embeddings", true}});
+  ASSERT_TRUE(gemma.has_value());
+  EXPECT_EQ(gemma->unit, "language_model.lm_head");
+  EXPECT_EQ(gemma->embedding, "language_model.model.embed_tokens.weight");
+}
+
+// The multimodal table's language model is under "language_model."; its vision tower and
+// projector are recognised as unserved (never checked against config.json, never loaded), and
+// nothing else is.
+TEST(ModelTensorsTest, GemmaMultimodalTable) {
+  const ModelConfig c = Config(Architecture::kGemma3Multimodal, /*tied=*/true);
+  const ArchitectureTensors& t = TensorsOf(c.arch);
+  const std::vector<TensorSpec> all = ModelTensors(c);
+  EXPECT_EQ(all.front().name, "language_model.model.embed_tokens.weight");
+  EXPECT_EQ(all[1].name, "language_model.model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(all[all.size() - 2].name, "language_model.model.norm.weight");
+  EXPECT_EQ(all.back().name, "language_model.lm_head.weight");
+  EXPECT_FALSE(all.back().required);
+  std::set<std::string> layer0;
+  for (const TensorSpec& s : all) {
+    if (s.layer == 0) layer0.insert(s.name.substr(std::string("language_model.model.layers.0.").size()));
+  }
+  EXPECT_EQ(layer0, (std::set<std::string>{
+                        "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                        "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                        "self_attn.q_norm.weight", "self_attn.k_norm.weight",
+                        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+                        "input_layernorm.weight", "post_attention_layernorm.weight",
+                        "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"}));
+  EXPECT_TRUE(IsUnserved(t, "vision_tower.encoder.layers.0.mlp.fc1.weight"));
+  EXPECT_TRUE(IsUnserved(t, "vision_tower.vision_model.post_layernorm.bias"));
+  EXPECT_TRUE(IsUnserved(t, "multi_modal_projector.mm_input_projection_weight"));
+  EXPECT_FALSE(IsUnserved(t, "vision_towerx.weight"));
+  EXPECT_FALSE(IsUnserved(t, "language_model.model.norm.weight"));
+  EXPECT_FALSE(IsUnserved(TensorsOf(Architecture::kGemma3), "vision_tower.encoder.weight"));
 }
 
 TEST(ModelTensorsTest, ConfigOverloadsNameTheSizesInInvalidArgument) {

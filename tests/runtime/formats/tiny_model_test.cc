@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,61 @@ TEST_F(TinyModelTest, EveryArchitectureReadsBack) {
     EXPECT_TRUE(FileExists(JoinPath(out, "generation_config.json")));
     EXPECT_TRUE(FileExists(JoinPath(out, "model.safetensors")));
     EXPECT_FALSE(FileExists(JoinPath(out, kCheckpointIndexName)));
+  }
+}
+
+// Gemma 3, both classes: the text model's tensors (under language_model. for the multimodal one,
+// beside a small vision tower that nothing loads), local layers with the asked window and a
+// global one, (1 + w) norms stored around 0.
+TEST_F(TinyModelTest, Gemma3BothClassesReadBack) {
+  for (const char* arch : {"gemma3_text", "gemma3"}) {
+    SCOPED_TRACE(arch);
+    const bool multimodal = std::string(arch) == "gemma3";
+    TinyModelOptions o;
+    o.arch = arch;
+    o.layers = 3;
+    o.sliding_window = 4;
+    o.seed = 5;
+    const std::string out = Out(arch);
+    Status s = MakeTinyModel(o, out);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    StatusOr<ModelConfig> c = LoadModelConfig(out);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_THAT(c->unused_keys, ::testing::IsEmpty());
+    EXPECT_EQ(c->arch, multimodal ? Architecture::kGemma3Multimodal : Architecture::kGemma3);
+    EXPECT_EQ(c->layer_window, (std::vector<int64_t>{4, 4, 0}));
+    EXPECT_EQ(c->norm_weight_offset, 1.0f);
+    StatusOr<Checkpoint> ckpt = Checkpoint::Open(out);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    std::set<std::string> expected;
+    for (const auto& [name, shape] : ExpectedTensors(*c)) {
+      expected.insert(name);
+      const TensorInfo* t = ckpt->Find(name);
+      ASSERT_NE(t, nullptr) << name;
+      EXPECT_EQ(t->shape, shape) << name;
+    }
+    EXPECT_EQ(expected.count("language_model.model.layers.2.post_feedforward_layernorm.weight"),
+              multimodal ? 1u : 0u);
+    int vision = 0;
+    for (const std::string& name : ckpt->tensor_names()) {
+      if (expected.count(name)) continue;
+      EXPECT_TRUE(multimodal && (name.starts_with("vision_tower.") ||
+                                 name.starts_with("multi_modal_projector.")))
+          << name;
+      ++vision;
+    }
+    EXPECT_EQ(vision > 0, multimodal);
+    const std::string norm = std::string(multimodal ? "language_model." : "") +
+                             "model.layers.0.pre_feedforward_layernorm.weight";
+    const TensorInfo* t = ckpt->Find(norm);
+    ASSERT_NE(t, nullptr) << norm;
+    double sum = 0;
+    for (int64_t i = 0; i < t->numel; ++i) {
+      uint16_t v;
+      std::memcpy(&v, t->bytes.data() + 2 * i, 2);
+      sum += Bf16ToFloat(v);
+    }
+    EXPECT_LT(std::fabs(sum / static_cast<double>(t->numel)), 0.1) << norm;
   }
 }
 
@@ -283,7 +339,8 @@ TEST_F(TinyModelTest, BadOptionsNameTheFlag) {
     const char* flag;
   };
   const std::vector<Case> cases = {
-      {[](TinyModelOptions& o) { o.arch = "gemma3"; }, "--arch \"gemma3\""},
+      {[](TinyModelOptions& o) { o.arch = "gemma2"; }, "--arch \"gemma2\""},
+      {[](TinyModelOptions& o) { o.sliding_window = 8; }, "--sliding-window applies to --arch"},
       {[](TinyModelOptions& o) { o.layers = 0; }, "--layers"},
       {[](TinyModelOptions& o) { o.hidden = -64; }, "--hidden"},
       {[](TinyModelOptions& o) { o.heads = 0; }, "--heads"},

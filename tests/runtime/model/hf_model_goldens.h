@@ -25,6 +25,12 @@ inline const std::vector<std::string> kHfModels = {
     "mistral_sliding_window",     // sliding_window 8 on every layer, prompt of 30
     "qwen2_sliding_layers_gelu",  // use_sliding_window: layers 1-2 windowed, layer 0 not; gelu
     "qwen3_yarn",                 // rope yarn, factor 4 (cos and sin scaled by 1.139)
+    // Gemma 3: embedding scale, (1 + w) norms, four norms per layer, q/k norms, GeGLU,
+    // query_pre_attn_scalar 24, local rope (theta 1e4) on the window-8 layers and linear rope
+    // (factor 8) on the global ones, final softcap 1.5 (CausalLM only), prompt of 3.75x the
+    // window; attn_logit_softcapping 0.5 in the config, which transformers does not apply.
+    "gemma3_text",        // Gemma3ForCausalLM, layers 0-2 local, layer 3 global
+    "gemma3_multimodal",  // Gemma3ForConditionalGeneration: tied head, vision tower, 1 and 3 global
 };
 
 inline std::string HfModelsDir() {

@@ -2,9 +2,11 @@
 // The CPU backend against Hugging Face transformers on the tiny models transformers itself wrote
 // (tests/data/hf_models): GELU-tanh (Llama), a sliding window on every layer (Mistral, prompt of
 // 3.75x the window, decoding to 7.75x), a window on some layers only with the exact GELU (Qwen2),
-// and YaRN (Qwen3). For each, BF16 and its DF11 compression: every position's logits within
-// 1e-4 of transformers' float32 logits on the same BF16 weights (|logits| < 2; without the
-// feature they move by 0.05 to 1.5), DF11 logits bit-identical to BF16, and greedy decoding
+// YaRN (Qwen3), and Gemma 3's text model alone (Gemma3ForCausalLM) and inside
+// Gemma3ForConditionalGeneration (local and global layers, tied head, vision tower beside). For
+// each, BF16 and its DF11 compression: every position's logits within 1e-4 of transformers'
+// float32 logits on the same BF16 weights (|logits| < 2; without the feature they move by 0.05
+// to 1.9), DF11 logits bit-identical to BF16, and greedy decoding
 // (prefill, then one token per step through the KV cache) gives transformers' 32 tokens.
 #include <gtest/gtest.h>
 

@@ -40,6 +40,43 @@ TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
   EXPECT_FALSE(PlanMemory(*c, o).ok());
 }
 
+// Gemma 3 27B (configs/models/gemma-3-27b-it: 62 layers, 52 of them with a 1024-token window):
+// its sliding-window layers keep only their window, so a 32768-token sequence takes about a fifth
+// of the full cache on one 80 GB GPU, and the plan says so; Llama has nothing to save.
+TEST(MemoryPlan, CountsSlidingWindowLayersByTheirWindow) {
+  auto c = LoadModelConfig(kConfigs + "/models/gemma-3-27b-it");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  MemoryPlanOptions o;
+  o.context = 32768;
+  auto p = PlanMemory(*c, o);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->window_layers, 52);
+  // Per position and layer: 16 kv heads x 128 x (K, V) x 4 bytes = 16384 bytes.
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes_full, 16384.0 * 62 * 32768);
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, 16384.0 * (10 * 32768 + 52 * 1024));
+  EXPECT_GT(p->max_sequences, p->max_sequences_full);
+  EXPECT_EQ(p->max_sequences, static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes));
+  // One sequence: 10 full layers grow per token once every window is full.
+  const double slots = p->kv_bytes / 16384.0;
+  EXPECT_EQ(p->kv_tokens_windowed, static_cast<int64_t>((slots - 52 * 1024) / 10));
+  EXPECT_GT(p->kv_tokens_windowed, 5 * p->kv_tokens);
+  EXPECT_TRUE(p->fits);
+  const std::string text = p->Format(o);
+  EXPECT_NE(text.find("52 sliding-window layers keep only their window"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(81% less)"), std::string::npos) << text;
+
+  auto llama = LoadModelConfig(kConfigs + "/models/llama-3.1-405b");
+  ASSERT_TRUE(llama.ok());
+  o.tp = 8;
+  auto q = PlanMemory(*llama, o);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->window_layers, 0);
+  EXPECT_DOUBLE_EQ(q->sequence_kv_bytes, q->sequence_kv_bytes_full);
+  EXPECT_EQ(q->max_sequences, q->max_sequences_full);
+  EXPECT_EQ(q->Format(o).find("window saving"), std::string::npos);
+}
+
 // meta-llama/Llama-3.1-8B: 8,030,261,248 parameters in its checkpoint, norms included.
 TEST(MemoryPlan, CountsEveryTensorOfTheCheckpoint) {
   auto c = ParseModelConfig(nlohmann::json::parse(R"({

@@ -210,6 +210,13 @@ TEST(ParseMessagesTest, ParsesAndNamesBadFields) {
       {R"({"messages": []})", "messages"},
       {R"({"messages": {}})", "messages"},
       {R"({"prompt": "x"})", "messages"},
+      // An image, as OpenAI-style chat requests carry it: refused by name.
+      {R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is it?"},
+          {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})",
+       "messages[0].content[1]: an image; this runtime serves text only"},
+      {R"({"messages": [{"role": "user", "content": "a"},
+          {"role": "user", "content": [{"type": "image", "url": "cat.png"}]}]})",
+       "messages[1].content[0]: an image"},
   };
   for (const auto& [text, field] : bad) {
     m = ParseMessages(nlohmann::json::parse(text));
