@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // CPU GEMV benchmarks at the shapes (out x in: 4096 x 4096, 14336 x 4096, 4096 x 14336,
 // 128256 x 4096) and batches 1, 4, 8, side by side in one run: the ew4 fused decode-GEMV
-// (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights (GemmBf16Ref), and the ew4
+// (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights (GemmBf16Cpu), and the ew4
 // kernel's summation order on raw BF16 (Bf16GemvOrderedCpu). Weights N(0, 0.02) in BF16 (~1.5e-4
 // escapes). Counters: weights/s and weight bytes/s read.
 //   [DF11_CPU_LEVEL=scalar|avx2|avx512] ew4_gemv_bench [--threads N] [google benchmark flags]
@@ -73,7 +73,7 @@ void BM_Gemv(benchmark::State& state, Kind kind) {
         Ew4GemvCpu(x.data(), w.ew4.View(), nullptr, y.data(), batch, g_threads);
         break;
       case kBf16Gemv:
-        GemmBf16Ref(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
+        GemmBf16Cpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
         break;
       case kBf16SameOrder:
         Bf16GemvOrderedCpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
@@ -98,7 +98,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(BM_Gemv, ew4_fused, kEw4Fused)->Apply(Shapes);
-BENCHMARK_CAPTURE(BM_Gemv, bf16_gemm_ref, kBf16Gemv)->Apply(Shapes);
+BENCHMARK_CAPTURE(BM_Gemv, bf16_gemm_cpu, kBf16Gemv)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16_same_order, kBf16SameOrder)->Apply(Shapes);
 
 }  // namespace
