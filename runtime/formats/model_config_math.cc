@@ -202,105 +202,117 @@ Status ParseRope(const FieldReader& top, ModelConfig* c) {
   return ParseRopeDict(r, &c->rope_theta, &c->rope_scaling, c);
 }
 
-Status ParseAttentionWindows(const FieldReader& r, ModelConfig* c) {
-  const json& j = r.obj();
-  const std::string& source = r.source();
+namespace {
+
+// The config's sliding_window: `fallback` when absent (the architecture's default), 0 for null.
+StatusOr<int64_t> SlidingWindowOr(const FieldReader& r, int64_t fallback) {
+  if (!r.obj().contains("sliding_window")) return fallback;
+  if (r.obj()["sliding_window"].is_null()) return int64_t{0};
+  return r.Int("sliding_window", 1, kMaxDim, "a positive integer or null");
+}
+
+// layer_types as given (when present): "sliding_attention" layers get `window`, which must then
+// be set (transformers raises otherwise), "full_attention" layers none; any other type, or one
+// outside `allowed`, is refused naming `supported`.
+Status ApplyLayerTypes(const FieldReader& r, int64_t window, const std::set<std::string>& allowed,
+                       const std::string& supported, ModelConfig* c) {
+  if (!r.Has("layer_types")) return Status::Ok();
   const int64_t n = c->num_hidden_layers;
-  c->layer_window.assign(static_cast<size_t>(n), 0);
-  auto window_or = [&](int64_t fallback) -> StatusOr<int64_t> {
-    if (!j.contains("sliding_window")) return fallback;
-    if (j["sliding_window"].is_null()) return int64_t{0};
-    return r.Int("sliding_window", 1, kMaxDim, "a positive integer or null");
-  };
-  // layer_types as given, or as the architecture derives it; "sliding_attention" layers get
-  // `window`, which must then be set (transformers raises otherwise).
-  auto apply_layer_types = [&](int64_t window, const std::set<std::string>& allowed,
-                               const std::string& supported) -> Status {
-    if (!r.Has("layer_types")) return Status::Ok();
-    const json& types = j["layer_types"];
-    if (!types.is_array() || static_cast<int64_t>(types.size()) != n) {
-      return r.Error("layer_types",
-                     "a list of num_hidden_layers (" + std::to_string(n) + ") strings");
+  const json& types = r.obj()["layer_types"];
+  if (!types.is_array() || static_cast<int64_t>(types.size()) != n) {
+    return r.Error("layer_types", "a list of num_hidden_layers (" + std::to_string(n) + ") strings");
+  }
+  const std::string field = r.source() + ": field " + r.Field("layer_types");
+  for (int64_t i = 0; i < n; ++i) {
+    const json& t = types[static_cast<size_t>(i)];
+    if (!t.is_string() || !allowed.count(t.get<std::string>())) {
+      return Status::Unimplemented(field + "[" + std::to_string(i) + "] is " + Describe(t) +
+                                   ", which this runtime does not support for " +
+                                   c->architecture_name + "; supported: " + supported);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const json& t = types[static_cast<size_t>(i)];
-      if (!t.is_string() || !allowed.count(t.get<std::string>())) {
-        return Status::Unimplemented(source + ": field " + r.Field("layer_types") + "[" +
-                                     std::to_string(i) + "] is " + Describe(t) +
-                                     ", which this runtime does not support for " +
-                                     c->architecture_name + "; supported: " + supported);
-      }
-      if (t.get<std::string>() == "sliding_attention") {
-        if (window == 0) {
-          return Status::Unimplemented(
-              source + ": field " + r.Field("layer_types") + "[" + std::to_string(i) +
-              "] is \"sliding_attention\" but no sliding window is set (sliding_window null or"
-              " use_sliding_window false); supported: \"full_attention\" there");
-        }
-        c->layer_window[static_cast<size_t>(i)] = window;
-      } else {
-        c->layer_window[static_cast<size_t>(i)] = 0;
-      }
+    const bool sliding = t.get<std::string>() == "sliding_attention";
+    if (sliding && window == 0) {
+      return Status::Unimplemented(
+          field + "[" + std::to_string(i) +
+          "] is \"sliding_attention\" but no sliding window is set (sliding_window null or"
+          " use_sliding_window false); supported: \"full_attention\" there");
     }
-    return Status::Ok();
-  };
+    c->layer_window[static_cast<size_t>(i)] = sliding ? window : 0;
+  }
+  return Status::Ok();
+}
+
+// Qwen2/Qwen3: layers from max_window_layers on slide when use_sliding_window is set.
+Status ApplyQwenWindows(const FieldReader& r, ModelConfig* c) {
+  DF11_ASSIGN_OR_RETURN(const bool use, r.BoolOr("use_sliding_window", false));
+  DF11_ASSIGN_OR_RETURN(int64_t window, SlidingWindowOr(r, 4096));
+  if (!use) window = 0;  // Qwen2Config: sliding_window = None unless use_sliding_window
+  int64_t max_window_layers = 28;
+  if (r.Has("max_window_layers")) {
+    DF11_ASSIGN_OR_RETURN(max_window_layers,
+                          r.Int("max_window_layers", 0, kMaxLayers,
+                                "a non-negative integer (at most " + std::to_string(kMaxLayers) +
+                                    ")"));
+  }
+  for (int64_t i = max_window_layers; i < c->num_hidden_layers && window > 0; ++i) {
+    c->layer_window[static_cast<size_t>(i)] = window;
+  }
+  return ApplyLayerTypes(r, window, {"full_attention", "sliding_attention"},
+                         "\"full_attention\", \"sliding_attention\"", c);
+}
+
+// Gemma 3: layer_types, or in older configs every sliding_window_pattern-th layer is global and
+// the others slide.
+Status ApplyGemma3Windows(const FieldReader& r, ModelConfig* c) {
+  DF11_ASSIGN_OR_RETURN(const int64_t window, SlidingWindowOr(r, 4096));  // Gemma3TextConfig
+  if (r.Has("layer_types")) {
+    return ApplyLayerTypes(r, window, {"full_attention", "sliding_attention"},
+                           "\"full_attention\", \"sliding_attention\"", c);
+  }
+  int64_t pattern = 6;
+  if (r.Has("sliding_window_pattern")) {
+    DF11_ASSIGN_OR_RETURN(pattern, r.Int("sliding_window_pattern", 1, kMaxLayers,
+                                         "a positive integer (at most " +
+                                             std::to_string(kMaxLayers) + ")"));
+  }
+  for (int64_t i = 0; i < c->num_hidden_layers; ++i) {
+    if ((i + 1) % pattern == 0) continue;
+    if (window == 0) {
+      return Status::Unimplemented(
+          r.source() + ": field " + r.Field("sliding_window") + " is null but layer " +
+          std::to_string(i) + " is a sliding-window layer (sliding_window_pattern " +
+          std::to_string(pattern) + "); supported: a positive integer");
+    }
+    c->layer_window[static_cast<size_t>(i)] = window;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseAttentionWindows(const FieldReader& r, ModelConfig* c) {
+  c->layer_window.assign(static_cast<size_t>(c->num_hidden_layers), 0);
   switch (c->arch) {
     case Architecture::kLlama:
       // LlamaForCausalLM masks every layer causally; a sliding_window key would window only the
       // KV cache of transformers' generate() (config_keys.cc refuses it).
-      return apply_layer_types(0, {"full_attention"}, "\"full_attention\" for every layer");
+      return ApplyLayerTypes(r, 0, {"full_attention"}, "\"full_attention\" for every layer", c);
     case Architecture::kMistral: {
-      DF11_ASSIGN_OR_RETURN(const int64_t window, window_or(4096));  // MistralConfig default
-      c->layer_window.assign(static_cast<size_t>(n), window);
+      DF11_ASSIGN_OR_RETURN(const int64_t window, SlidingWindowOr(r, 4096));  // MistralConfig
+      c->layer_window.assign(static_cast<size_t>(c->num_hidden_layers), window);
       // MistralModel masks every layer alike; layer_types may only say the same.
       const std::string same = window > 0 ? "sliding_attention" : "full_attention";
-      return apply_layer_types(window, {same},
-                               Quoted(same) + " for every layer (sliding_window " +
-                                   (window > 0 ? std::to_string(window) : "null") + ")");
+      return ApplyLayerTypes(r, window, {same},
+                             Quoted(same) + " for every layer (sliding_window " +
+                                 (window > 0 ? std::to_string(window) : "null") + ")",
+                             c);
     }
     case Architecture::kQwen2:
-    case Architecture::kQwen3: {
-      DF11_ASSIGN_OR_RETURN(const bool use, r.BoolOr("use_sliding_window", false));
-      DF11_ASSIGN_OR_RETURN(int64_t window, window_or(4096));
-      if (!use) window = 0;  // Qwen2Config: sliding_window = None unless use_sliding_window
-      int64_t max_window_layers = 28;
-      if (r.Has("max_window_layers")) {
-        DF11_ASSIGN_OR_RETURN(max_window_layers, r.Int("max_window_layers", 0, kMaxLayers,
-                                                       "a non-negative integer (at most " +
-                                                           std::to_string(kMaxLayers) + ")"));
-      }
-      for (int64_t i = max_window_layers; i < n && window > 0; ++i) {
-        c->layer_window[static_cast<size_t>(i)] = window;
-      }
-      return apply_layer_types(window, {"full_attention", "sliding_attention"},
-                               "\"full_attention\", \"sliding_attention\"");
-    }
+    case Architecture::kQwen3:
+      return ApplyQwenWindows(r, c);
     case Architecture::kGemma3:
-    case Architecture::kGemma3Multimodal: {
-      DF11_ASSIGN_OR_RETURN(const int64_t window, window_or(4096));  // Gemma3TextConfig default
-      if (r.Has("layer_types")) {
-        return apply_layer_types(window, {"full_attention", "sliding_attention"},
-                                 "\"full_attention\", \"sliding_attention\"");
-      }
-      // Older configs: every sliding_window_pattern-th layer is global, the others slide.
-      int64_t pattern = 6;
-      if (r.Has("sliding_window_pattern")) {
-        DF11_ASSIGN_OR_RETURN(pattern, r.Int("sliding_window_pattern", 1, kMaxLayers,
-                                             "a positive integer (at most " +
-                                                 std::to_string(kMaxLayers) + ")"));
-      }
-      for (int64_t i = 0; i < n; ++i) {
-        if ((i + 1) % pattern == 0) continue;
-        if (window == 0) {
-          return Status::Unimplemented(
-              source + ": field " + r.Field("sliding_window") + " is null but layer " +
-              std::to_string(i) + " is a sliding-window layer (sliding_window_pattern " +
-              std::to_string(pattern) + "); supported: a positive integer");
-        }
-        c->layer_window[static_cast<size_t>(i)] = window;
-      }
-      return Status::Ok();
-    }
+    case Architecture::kGemma3Multimodal:
+      return ApplyGemma3Windows(r, c);
   }
   return Status::Ok();
 }
