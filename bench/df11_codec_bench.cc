@@ -4,14 +4,21 @@
 // roofline), with bits/weight against the field-split floor (8 + exponent entropy) as counters.
 //   df11_codec_bench [--weights N] [--save-input FILE.bf16] [google benchmark flags]
 //   df11_codec_bench --size-sweep [--weights N]
+//   df11_codec_bench --size-of LIST
 // --save-input writes the unit's raw little-endian BF16 for scripts/reference/bench_reference_encoder.py.
 // --size-sweep prints, for several weight distributions, how far the encoded size is above the
 // field-split floor and where the difference goes (prefix-code redundancy vs the format's fixed
-// costs), instead of running the benchmarks.
+// costs), instead of running the benchmarks; beside DF11, the same weights as ew4 (a matrix of
+// rows of 4096): bits/weight and escape rate.
+// --size-of LIST prints DF11 (one unit per matrix) against ew4 for real matrices: LIST has lines
+// "name rows cols file" (file: raw little-endian BF16, relative to LIST's folder), as
+// scripts/reference/make_minilm_bf16.sh writes them.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <queue>
 #include <random>
@@ -22,6 +29,7 @@
 #include "kernels/common/parallel_for.h"
 #include "kernels/dfloat11/df11_decode.h"
 #include "kernels/dfloat11/df11_encode.h"
+#include "kernels/ew4/ew4_encode.h"
 
 namespace df11 {
 namespace {
@@ -145,6 +153,82 @@ double HuffmanBitsPerSymbol(const ExponentHistogram& h) {
   return static_cast<double>(bits) / static_cast<double>(total);
 }
 
+// DF11 bits/weight of `w` encoded as one unit (0 and a message on stderr when it cannot be).
+double Df11Bits(const std::vector<uint16_t>& w, Df11EncodedUnit* u) {
+  std::string err;
+  std::span<const uint16_t> one(w);
+  if (!Df11EncodeRef(std::span<const std::span<const uint16_t>>(&one, 1), DefaultThreadCount(), u,
+                     &err)) {
+    std::fprintf(stderr, "encode failed: %s\n", err.c_str());
+    return 0;
+  }
+  return 8.0 *
+         static_cast<double>(u->luts.size() + u->encoded_exponent.size() +
+                             u->sign_mantissa.size() + u->output_positions.size() +
+                             u->gaps.size()) /
+         static_cast<double>(u->n_elements);
+}
+
+// `w` as an ew4 (rows, cols) matrix.
+Ew4Encoded Ew4Of(const std::vector<uint16_t>& w, int64_t rows, int64_t cols) {
+  Ew4Encoded e;
+  if (std::string err = Ew4EncodeRef(w.data(), rows, cols, DefaultThreadCount(), &e); !err.empty()) {
+    std::fprintf(stderr, "ew4 encode failed: %s\n", err.c_str());
+  }
+  return e;
+}
+
+double Ew4Bits(const Ew4Encoded& e) {
+  return 8.0 * static_cast<double>(e.stored_bytes()) / static_cast<double>(e.rows * e.cols);
+}
+
+int SizeOf(const std::string& list) {
+  std::ifstream in(list);
+  if (!in) {
+    std::fprintf(stderr, "--size-of %s: cannot open the list\n", list.c_str());
+    return 2;
+  }
+  const std::string dir = list.find('/') == std::string::npos ? "." : list.substr(0, list.rfind('/'));
+  std::printf("| matrix | shape | DF11 bits/w | ew4 bits/w | ew4 escape rate | ew4 kept (<= %.1f %%) |\n",
+              100 * kEw4MaxEscapeRate);
+  std::printf("|---|---|---|---|---|---|\n");
+  double df11_bytes = 0, ew4_bytes = 0, served_bytes = 0, weights = 0, escapes = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string name, file;
+    int64_t rows = 0, cols = 0;
+    if (!(fields >> name >> rows >> cols >> file) || rows <= 0 || cols <= 0) {
+      std::fprintf(stderr, "%s: expected \"name rows cols file\", got \"%s\"\n", list.c_str(),
+                   line.c_str());
+      return 2;
+    }
+    std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
+    std::ifstream f(dir + "/" + file, std::ios::binary);
+    if (!f.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(2 * w.size()))) {
+      std::fprintf(stderr, "%s: %s: expected %lld BF16 weights\n", list.c_str(), file.c_str(),
+                   static_cast<long long>(w.size()));
+      return 2;
+    }
+    Df11EncodedUnit u;
+    const double df11 = Df11Bits(w, &u);
+    const Ew4Encoded e = Ew4Of(w, rows, cols);
+    const double n = static_cast<double>(w.size());
+    std::printf("| %s | %lld x %lld | %.3f | %.3f | %.4f %% | %s |\n", name.c_str(),
+                static_cast<long long>(rows), static_cast<long long>(cols), df11, Ew4Bits(e),
+                100 * e.escape_rate(), e.TooManyEscapes().empty() ? "ew4" : "no (DF11)");
+    weights += n;
+    df11_bytes += df11 * n / 8;
+    ew4_bytes += static_cast<double>(e.stored_bytes());
+    served_bytes += e.TooManyEscapes().empty() ? static_cast<double>(e.stored_bytes()) : df11 * n / 8;
+    escapes += static_cast<double>(e.n_escapes());
+  }
+  std::printf("| **all (%.1f M weights)** | | **%.3f** | **%.3f** | **%.4f %%** | %.3f served |\n",
+              weights / 1e6, 8 * df11_bytes / weights, 8 * ew4_bytes / weights,
+              100 * escapes / weights, 8 * served_bytes / weights);
+  return 0;
+}
+
 int SizeSweep() {
   struct Dist {
     std::string name;
@@ -174,8 +258,8 @@ int SizeSweep() {
                      }});
   }
   std::printf("%zu M weights per distribution; bits/weight\n", static_cast<size_t>(g_weights >> 20));
-  std::printf("| weights | total | floor | above floor | codes above entropy | Huffman optimum above entropy | gaps | positions + tables |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| weights | total | floor | above floor | codes above entropy | Huffman optimum above entropy | gaps | positions + tables | ew4 | ew4 escape rate |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Dist& d : dists) {
     std::vector<uint16_t> w(g_weights);
     std::mt19937_64 rng(99);
@@ -198,9 +282,11 @@ int SizeSweep() {
     const double gaps = 8.0 * static_cast<double>(u.gaps.size()) / n;
     const double rest =
         8.0 * static_cast<double>(u.luts.size() + u.output_positions.size()) / n;
-    std::printf("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f |\n", d.name.c_str(),
-                total, 8.0 + entropy, total - 8.0 - entropy, code - entropy,
-                HuffmanBitsPerSymbol(u.histogram) - entropy, gaps, rest);
+    const Ew4Encoded e = Ew4Of(w, g_weights / 4096, 4096);
+    std::printf("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f %% |\n",
+                d.name.c_str(), total, 8.0 + entropy, total - 8.0 - entropy, code - entropy,
+                HuffmanBitsPerSymbol(u.histogram) - entropy, gaps, rest, Ew4Bits(e),
+                100 * e.escape_rate());
   }
   return 0;
 }
@@ -216,10 +302,13 @@ int main(int argc, char** argv) {
   std::vector<char*> rest = {argv[0]};
   std::string save;
   bool sweep = false;
+  std::string size_of;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--weights" && i + 1 < argc) {
       df11::g_weights = std::stoll(argv[++i]);
+    } else if (a == "--size-of" && i + 1 < argc) {
+      size_of = argv[++i];
     } else if (a == "--size-sweep") {
       sweep = true;
     } else if (a == "--save-input" && i + 1 < argc) {
@@ -229,6 +318,7 @@ int main(int argc, char** argv) {
     }
   }
   if (sweep) return df11::SizeSweep();
+  if (!size_of.empty()) return df11::SizeOf(size_of);
   if (!save.empty()) {
     const auto& w = df11::Weights();
     FILE* f = std::fopen(save.c_str(), "wb");

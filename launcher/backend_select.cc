@@ -3,13 +3,17 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
 #include "kernels/common/cpu_features.h"
 #include "launcher/cli_flags.h"
+#include "kernels/common/parallel_for.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/model/cpu_backend.h"
+#include "runtime/model/memory_plan.h"
+#include "runtime/model/weight_transcode.h"
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -34,6 +38,15 @@ void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
                   "(staged through host memory; ranks may share a GPU), auto (nccl unless ranks "
                   "share a GPU)")
       ->check(CLI::IsMember({"auto", "nccl", "mpi"}))->capture_default_str();
+  cmd->add_option("--weight-codec", f->weight_codec,
+                  "codec the weights are served in: stored (as the files hold them), ew4 (fused "
+                  "decode-GEMV, 12 bits/weight, fastest), bf16, df11 (densest), or auto (the "
+                  "fastest that leaves --min-kv-tokens of KV cache); converted at load, lossless")
+      ->check(CLI::IsMember({"stored", "auto", "ew4", "bf16", "df11"}))->capture_default_str();
+  cmd->add_option("--min-kv-tokens", f->min_kv_tokens,
+                  "--weight-codec auto: the KV cache tokens the codec must leave (0: one sequence "
+                  "of the model's context)")
+      ->check(IntegerIn(0));
 }
 
 int LocalRankFromEnvironment() {
@@ -41,6 +54,82 @@ int LocalRankFromEnvironment() {
     if (const char* v = std::getenv(name); v != nullptr && *v != '\0') return std::atoi(v);
   }
   return 0;
+}
+
+namespace {
+
+// Bytes the weights, their scratch and the KV cache may take together on this rank.
+double RankMemoryBytes(const BackendFlags& f, const BackendGroup& g, const ModelWeights& w) {
+#if DF11_WITH_CUDA
+  if (f.device == "cuda") {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return 0;
+    const int device = LocalDevice(g.local_rank, count);
+    cudaDeviceProp prop{};
+    DF11_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    const double share = f.forward.gpu_memory_fraction /
+                         std::max(1, LocalDeviceSharers(g.local_size, count, device));
+    // Less the activations of a full step (as the CUDA backend's plan sizes them).
+    const ModelConfig& c = w.config;
+    const double T = static_cast<double>(std::max<int64_t>(1, f.forward.max_step_tokens));
+    const double activations =
+        T * 4 * (3.0 * c.hidden_size + 2.0 * w.dims.heads * c.head_dim +
+                 2.0 * w.dims.kv_heads * c.head_dim + 2.0 * w.dims.intermediate) +
+        std::min(T, 256.0) * 8 * static_cast<double>(w.dims.vocab_rows) + (32 << 20);
+    return share * static_cast<double>(prop.totalGlobalMem) - activations;
+  }
+#endif
+  // The weights held now count as room: they are what a codec replaces.
+  return 0.9 * static_cast<double>(AvailableHostMemoryBytes()) / std::max(1, g.local_size) +
+         static_cast<double>(w.WeightBytes());
+}
+
+WeightCodec CodecNamed(const std::string& name) {
+  return name == "ew4" ? WeightCodec::kEw4 : name == "df11" ? WeightCodec::kDf11 : WeightCodec::kBf16;
+}
+
+}  // namespace
+
+StatusOr<std::string> ApplyWeightCodec(const BackendFlags& f, const BackendGroup& g,
+                                       Communicator* world, ModelWeights* w) {
+  if (f.weight_codec == "stored") return std::string();
+  WeightCodec target = CodecNamed(f.weight_codec);
+  std::string why;
+  if (f.weight_codec == "auto") {
+    const double memory = RankMemoryBytes(f, g, *w);
+    const ModelConfig& c = w->config;
+    const double per_token = 2.0 * 4 * static_cast<double>(w->layers.size()) * w->dims.kv_heads *
+                             c.head_dim;
+    std::vector<CodecFit> fits;
+    for (WeightCodec codec : kCodecsBySpeed) {
+      const double left = memory - static_cast<double>(ServedBytes(*w, codec));
+      fits.push_back({codec, left > 0 && per_token > 0 ? static_cast<int64_t>(left / per_token) : 0});
+    }
+    const int64_t min_tokens = f.min_kv_tokens > 0      ? f.min_kv_tokens
+                               : f.forward.context > 0 ? f.forward.context
+                                                       : c.max_position_embeddings;
+    target = ChooseFastestCodec(fits, min_tokens);
+    if (world != nullptr && world->size() > 1) {
+      // Every rank serves the densest codec any rank needs.
+      int32_t mine = 0;
+      while (kCodecsBySpeed[mine] != target) ++mine;
+      std::vector<int32_t> all(static_cast<size_t>(world->size()));
+      world->AllGather(&mine, all.data(), sizeof(mine));
+      target = kCodecsBySpeed[*std::max_element(all.begin(), all.end())];
+    }
+    char line[160];
+    std::snprintf(line, sizeof(line), "auto: %s, the fastest codec that leaves %lld KV cache tokens; ",
+                  WeightCodecName(target), static_cast<long long>(min_tokens));
+    why = line;
+  }
+  TranscodeReport report;
+  DF11_RETURN_IF_ERROR(TranscodeWeights(w, target, f.forward.threads > 0 ? f.forward.threads
+                                                                         : DefaultThreadCount(),
+                                        &report));
+  if (report.transcoded == 0 && report.kept.empty()) {
+    return "weights served as " + w->CodecSummary() + " (" + why + "as stored)\n";
+  }
+  return "weights served as " + w->CodecSummary() + " (" + why + report.Format() + ")\n";
 }
 
 #if DF11_WITH_CUDA

@@ -19,6 +19,11 @@ namespace df11 {
 
 struct BackendFlags {
   std::string device = "cpu";  // --device cpu|cuda
+  // --weight-codec stored|auto|ew4|bf16|df11: the codec the weights are served in (stored: as
+  // the files hold them), and --min-kv-tokens, the KV cache `auto` must leave (0: one sequence
+  // of the context).
+  std::string weight_codec = "stored";
+  int64_t min_kv_tokens = 0;
   std::string comm = "auto";   // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
   ForwardOptions forward;      // --threads, --gpu-memory-fraction, --max-step-tokens, ... (handed
                                // to the backend whole)
@@ -44,6 +49,14 @@ struct Backend {
 void AddBackendFlags(CLI::App* cmd, BackendFlags* flags);
 // The local rank from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, else 0.
 int LocalRankFromEnvironment();
+// Re-encodes `weights` into the codec --weight-codec names (weight_transcode.h). `auto` picks the
+// fastest codec (ew4, BF16, DF11) whose weights and decode scratch leave --min-kv-tokens of KV
+// cache in this rank's memory (the GPU's share with --device cuda, else 90 % of the available
+// host memory shared by the host's ranks); with `world` (all ranks of a sharded run, a
+// collective) every rank takes the densest codec any rank picked. Returns the line to print
+// ("" when the weights stay as stored).
+StatusOr<std::string> ApplyWeightCodec(const BackendFlags& flags, const BackendGroup& group,
+                                       Communicator* world, ModelWeights* weights);
 // Builds the backend over `weights` (which must outlive it). Collective over group.tp when NCCL
 // is chosen. InvalidArgument for bad flags (cuda without a CUDA build, nccl on a shared GPU).
 StatusOr<Backend> MakeBackend(const BackendFlags& flags, const ModelWeights* weights,

@@ -72,6 +72,7 @@ CLI::App* AddLogitsCommand(CLI::App* app, LogitsFlags* f) {
 }
 
 int RunBench(const BenchFlags& f) {
+  const auto load_start = std::chrono::steady_clock::now();
   auto w = LoadModelWeights(f.model);
   if (!w.ok()) return Fail(w.status());
   BenchFlags flags = f;
@@ -82,11 +83,16 @@ int RunBench(const BenchFlags& f) {
   flags.backend.forward.context = f.prompt_tokens + f.gen_tokens;
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
+  auto codec_line = ApplyWeightCodec(flags.backend, group, nullptr, &*w);
+  if (!codec_line.ok()) return Fail(codec_line.status());
   auto backend = MakeBackend(flags.backend, &*w, group);
   if (!backend.ok()) return Fail(backend.status());
+  // Reading the files, any transcoding and the backend's set-up (a GPU's uploads included).
+  const double load_s = Since(load_start);
   ForwardBackend* fb = backend->forward.get();
-  std::fprintf(stderr, "%s", backend->memory_plan.c_str());
-  const std::string format = w->CompressedBytes() > 0 ? "df11" : "bf16";
+  std::fprintf(stderr, "%s%sloaded in %.3f s\n", codec_line->c_str(), backend->memory_plan.c_str(),
+               load_s);
+  const std::string format = w->CodecSummary();
   const int64_t vocab = w->dims.vocab_rows;
   std::ofstream json;
   if (!f.json.empty()) {
@@ -141,14 +147,14 @@ int RunBench(const BenchFlags& f) {
                   "{\"bench\":\"generate\",\"device\":\"%s\",\"format\":\"%s\",\"batch\":%lld,"
                   "\"prompt_tokens\":%lld,\"gen_tokens\":%lld,\"prefill_tok_s\":%.3f,"
                   "\"decode_tok_s\":%.3f,\"weight_bytes\":%lld,\"scratch_bytes\":%lld,"
-                  "\"overlap\":%s,\"graph\":%s,\"decode_grid_fraction\":%.3f}",
+                  "\"overlap\":%s,\"graph\":%s,\"decode_grid_fraction\":%.3f,\"load_s\":%.3f}",
                   backend->device.c_str(), format.c_str(), static_cast<long long>(B),
                   static_cast<long long>(f.prompt_tokens), static_cast<long long>(f.gen_tokens),
                   prefill_tok_s, decode_tok_s, static_cast<long long>(w->WeightBytes()),
                   static_cast<long long>(fb->ScratchBytes()),
                   f.backend.forward.overlap_decode ? "true" : "false",
                   f.backend.forward.cuda_graph && f.backend.device == "cuda" ? "true" : "false",
-                  f.backend.forward.decode_grid_fraction);
+                  f.backend.forward.decode_grid_fraction, load_s);
     std::printf("%s\n", line);
     std::fflush(stdout);
     if (json.is_open()) json << line << "\n" << std::flush;
@@ -172,6 +178,9 @@ int RunLogits(const LogitsFlags& f) {
                                                     static_cast<int64_t>(f.ids.size()));
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
+  auto codec_line = ApplyWeightCodec(flags.backend, group, nullptr, &*w);
+  if (!codec_line.ok()) return Fail(codec_line.status());
+  std::fprintf(stderr, "%s", codec_line->c_str());
   auto backend = MakeBackend(flags.backend, &*w, group);
   if (!backend.ok()) return Fail(backend.status());
   KvCache cache = backend->forward->NewCache(static_cast<int64_t>(f.ids.size()));

@@ -94,10 +94,12 @@ int RunInspect(const std::string& dir, bool json, int threads) {
 int RunShard(const std::string& src, const std::string& out, const ShardOptions& options) {
   auto summary = ShardModel(src, out, options);
   if (!summary.ok()) return Fail(summary.status());
-  std::printf("sharded into %zu ranks (tp %d x pp %d), %lld units, %.3f MB in %.2f s\n",
-              summary->rank_bytes.size(), options.tp, options.pp,
-              static_cast<long long>(summary->units), summary->total_bytes / 1e6,
-              summary->elapsed_s);
+  const std::string written = options.codec == WeightCodec::kEw4
+                                  ? std::to_string(summary->ew4_matrices) + " ew4 matrices"
+                                  : std::to_string(summary->units) + " units";
+  std::printf("sharded into %zu ranks (tp %d x pp %d), %s, %.3f MB in %.2f s\n",
+              summary->rank_bytes.size(), options.tp, options.pp, written.c_str(),
+              summary->total_bytes / 1e6, summary->elapsed_s);
   for (const std::string& k : summary->kept_bf16) std::printf("warning: %s\n", k.c_str());
   return 0;
 }
@@ -182,6 +184,14 @@ int main(int argc, char** argv) {
                     "layers per stage, e.g. 40,40,46 (default: balanced)")
       ->delimiter(',')->check(IntegerIn(1, 1 << 16));
   shard->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
+  shard->add_option_function<std::string>(
+           "--codec",
+           [&shard_options](const std::string& v) {
+             shard_options.codec = v == "ew4" ? WeightCodec::kEw4 : WeightCodec::kDf11;
+           },
+           "the rank files' matrices: df11 (Huffman units, densest) or ew4 (4-bit exponent codes, "
+           "served by fused kernels)")
+      ->check(CLI::IsMember({"df11", "ew4"}))->default_str("df11");
 
   std::string model;
   bool bos = false;

@@ -34,7 +34,15 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
                    "tokens one forward step takes (df11-run's --max-step-tokens): the step "
                    "workspace is sized for them")
       ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
-  plan->add_flag("--bf16{false}", o.df11, "plan for uncompressed BF16 weights instead of DF11");
+  plan->add_option("--weight-codec", f->codec,
+                   "the weights' codec: auto (the fastest that leaves --min-kv-tokens of KV "
+                   "cache; every codec's figures are printed), ew4, bf16 or df11")
+      ->check(CLI::IsMember({"auto", "ew4", "bf16", "df11"}))->capture_default_str();
+  plan->add_flag_callback("--bf16", [f] { f->codec = "bf16"; },
+                          "plan for uncompressed BF16 weights (--weight-codec bf16)");
+  plan->add_option("--min-kv-tokens", o.min_kv_tokens,
+                   "auto: the KV cache tokens a codec must leave (0: one sequence of --context)")
+      ->check(IntegerIn(0));
   return plan;
 }
 
@@ -48,7 +56,7 @@ int RunPlan(const PlanFlags& f) {
       return 2;
     }
     model_dir = d->model_config;
-    o = PlanOptionsOf(*d, o.df11);
+    o = PlanOptionsOf(*d, o);
   }
   if (model_dir.empty()) {
     std::fprintf(stderr, "df11-run plan: give --model DIR or --config FILE\n");
@@ -59,13 +67,18 @@ int RunPlan(const PlanFlags& f) {
     std::fprintf(stderr, "df11-run plan: %s\n", config.status().ToString().c_str());
     return 2;
   }
-  auto plan = PlanMemory(*config, o);
-  if (!plan.ok()) {
-    std::fprintf(stderr, "df11-run plan: %s\n", plan.status().ToString().c_str());
+  auto codecs = PlanCodecs(*config, o);
+  if (!codecs.ok()) {
+    std::fprintf(stderr, "df11-run plan: %s\n", codecs.status().ToString().c_str());
     return 2;
   }
-  std::printf("%s", plan->Format(o).c_str());
-  return plan->fits ? 0 : 1;
+  o.codec = f.codec == "auto"   ? codecs->chosen
+            : f.codec == "ew4"  ? WeightCodec::kEw4
+            : f.codec == "bf16" ? WeightCodec::kBf16
+                                : WeightCodec::kDf11;
+  const MemoryPlan& plan = codecs->Of(o.codec);
+  std::printf("%s%s", codecs->Format().c_str(), plan.Format(o).c_str());
+  return plan.fits ? 0 : 1;
 }
 
 }  // namespace df11

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `df11-run plan`: the per-GPU memory plan of a deployment from config.json alone (or from a
-// configs/*.yaml deployment file), and whether it fits.
+// configs/*.yaml deployment file) for each weight codec, which one `auto` picks, and whether the
+// chosen (or --weight-codec) plan fits.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,7 @@ struct PlanFlags {
   std::string model;   // directory with config.json
   std::string config;  // deployment YAML (replaces the plan options below)
   MemoryPlanOptions plan;  // --tp, --pp, --gpu-memory, ..., read straight into it
+  std::string codec = "auto";  // --weight-codec auto|ew4|bf16|df11 (--bf16: bf16)
 };
 
 // Adds the subcommand to `app`; returns it (check `->parsed()` after parsing).

@@ -61,12 +61,13 @@ int64_t PeakRssBytes() {
 }
 
 void PrintLoaded(const std::string& what, double seconds, const ModelWeights& w,
-                 const Backend& b) {
+                 const Backend& b, const std::string& codec_line) {
   std::fprintf(stderr,
                "loaded %s in %.2f s on %s: weights %.1f MB (%.1f MB DF11-compressed), layer "
-               "scratch %.1f MB\n%s",
+               "scratch %.1f MB\n%s%s",
                what.c_str(), seconds, b.device.c_str(), w.WeightBytes() / 1e6,
-               w.CompressedBytes() / 1e6, b.forward->ScratchBytes() / 1e6, b.memory_plan.c_str());
+               w.CompressedBytes() / 1e6, b.forward->ScratchBytes() / 1e6, codec_line.c_str(),
+               b.memory_plan.c_str());
 }
 
 // What the command line asks for: `generate` or `serve`, with the flags both take.
@@ -218,10 +219,12 @@ int RunSingle(const Command& c) {
   if (!weights.ok()) return Fail(weights.status());
   BackendGroup group;
   group.local_rank = LocalRankFromEnvironment();
+  auto codec_line = ApplyWeightCodec(f.backend, group, nullptr, &*weights);
+  if (!codec_line.ok()) return Fail(codec_line.status());
   auto backend = MakeBackend(f.backend, &*weights, group);
   if (!backend.ok()) return Fail(backend.status());
   PrintLoaded(f.model, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-              *weights, *backend);
+              *weights, *backend, *codec_line);
   LocalStepRunner runner(backend->forward.get());
   Leader leader;
   leader.config = &weights->config;
@@ -301,6 +304,8 @@ int RunRank(const Command& c, const World& world, const ShardLayout& layout,
   group.local_rank = world.local_rank;
   group.local_size = world.local_size;
   group.collective_timeout_s = f.collective_timeout_s;
+  auto codec_line = ApplyWeightCodec(f.backend, group, world_comm, &*weights);
+  if (const int rc = AgreeOnErrors(world_comm, world.rank, codec_line.status()); rc != 0) return rc;
   auto backend = MakeBackend(f.backend, &*weights, group);
   if (const int rc = AgreeOnErrors(world_comm, world.rank, backend.status()); rc != 0) return rc;
   LOG(INFO) << "rank " << world.rank << " on " << world.host << ": stage "
@@ -316,7 +321,7 @@ int RunRank(const Command& c, const World& world, const ShardLayout& layout,
   if (world.rank == 0) {
     PrintLoaded(f.model + " (rank 0 of " + std::to_string(world.size) + ")",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                *weights, *backend);
+                *weights, *backend, *codec_line);
     Leader leader;
     leader.config = &weights->config;
     leader.runner = &runner;

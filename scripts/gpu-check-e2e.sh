@@ -9,7 +9,9 @@
 #         the one GPU (bundled mpirun, --comm mpi) == 1 GPU;
 #   8b:   a random model of Llama-3.1-8B shape (E2E_8B_LAYERS of its 32 layers, fewer when the
 #         disk is short) -> compress; logits of BF16 and DF11 bit-identical; generation speed of
-#         both at batch 1, 8, 64 (targets: DF11/BF16 >= 0.8 at batch 1, >= 0.97 at batch 64).
+#         both at batch 1, 8, 64 (targets: DF11/BF16 >= 0.8 at batch 1, >= 0.97 at batch 64);
+#         served as ew4 (--weight-codec ew4): logits of the BF16 and the DF11 files bit-identical,
+#         decode speed against BF16 (target: ew4/BF16 >= 1.1 at batch 1).
 # Models live in E2E_WORK (default: /tmp/df11-gpu-check, or the first folder with room), kept
 # for a rerun on the same machine; logs go to OUT_DIR/e2e-*.log.
 E2E_8B_LAYERS=${E2E_8B_LAYERS:-32}
@@ -256,11 +258,53 @@ e2e_8b() {
       row "  df11 decode grid $frac batch $b" "$(json_field "$g" decode_tok_s) tok/s" info
     done
   done
+  e2e_8b_ew4 "$w"
   e2e_8b_batch "$w"
   for fmt in bf16 df11; do
     line=$(grep -h -m1 '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | head -1)
     row "  $fmt weight_bytes, scratch" "$(json_field "$line" weight_bytes) B, $(json_field "$line" scratch_bytes) B" info
     row "  $fmt memory plan" "$(e2e_plan "$OUT_DIR/e2e-8b-bench-$fmt.log")" info
+  done
+}
+
+# The 8B-shaped model served as ew4 from its BF16 and its DF11 files: logits bitwise equal;
+# decode tokens/s of ew4 (from the DF11 files) against BF16 as stored.
+e2e_8b_ew4() {
+  local w=$1 src rc b bf ew ratio status
+  for src in bf16 df11; do
+    rm -f "$w/logits-ew4-$src.f32"
+    e2e_run "8b-logits-ew4-$src" 120 "$RUN_BIN" logits --model "$w/$src" --device cuda \
+      --weight-codec ew4 --ids "$E2E_LOGIT_IDS" --out "$w/logits-ew4-$src.f32"
+    rc=$?
+    [ "$rc" -eq 0 ] || row "8b logits ew4 from $src" "$(e2e_why "$rc") (e2e-8b-logits-ew4-$src.log)" FAIL
+  done
+  if [ ! -s "$w/logits-ew4-bf16.f32" ] || [ ! -s "$w/logits-ew4-df11.f32" ]; then
+    row "8b ew4 logits: df11 == bf16 source" "no logits" FAIL
+  elif cmp -s "$w/logits-ew4-bf16.f32" "$w/logits-ew4-df11.f32"; then
+    row "8b ew4 logits: df11 == bf16 source" "$(stat -c %s "$w/logits-ew4-bf16.f32") bytes identical" PASS
+  else
+    row "8b ew4 logits: df11 == bf16 source" "$(cmp "$w/logits-ew4-bf16.f32" "$w/logits-ew4-df11.f32" | cut -c1-52)" FAIL
+  fi
+  rm -f "$w/bench-ew4.jsonl"
+  e2e_run "8b-bench-ew4" 150 "$RUN_BIN" bench --model "$w/df11" --device cuda --weight-codec ew4 \
+    --batch-sizes 1,8,64 --prompt-tokens 32 --gen-tokens 64 --json "$w/bench-ew4.jsonl"
+  rc=$?
+  [ "$rc" -eq 0 ] || row "8b bench ew4" "$(e2e_why "$rc") (e2e-8b-bench-ew4.log)" FAIL
+  cp "$w/bench-ew4.jsonl" "$OUT_DIR/e2e-8b-bench-ew4.jsonl" 2>/dev/null
+  for b in 1 8 64; do
+    bf=$(grep -h '"bench":"generate"' "$w/bench-bf16.jsonl" 2>/dev/null | grep -m1 "\"batch\":$b[,}]")
+    ew=$(grep -h '"bench":"generate"' "$w/bench-ew4.jsonl" 2>/dev/null | grep -m1 "\"batch\":$b[,}]")
+    if [ -z "$bf" ] || [ -z "$ew" ]; then
+      row "8b ew4 decode batch $b" "no result" FAIL
+      continue
+    fi
+    bf=$(json_field "$bf" decode_tok_s) ew=$(json_field "$ew" decode_tok_s)
+    ratio=$(awk -v a="$ew" -v b="$bf" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "nan"}')
+    status=info
+    if [ "$b" -eq 1 ]; then
+      if awk -v r="$ratio" 'BEGIN {exit !(r + 0 >= 1.1)}'; then status=PASS; else status=MISS; fi
+    fi
+    row "8b ew4 decode tok/s batch $b" "bf16 $bf, ew4 $ew, ratio $ratio$([ "$b" -eq 1 ] && echo ' (target >= 1.1)')" "$status"
   done
 }
 

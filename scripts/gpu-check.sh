@@ -8,7 +8,9 @@
 # on LD_LIBRARY_PATH); then the parts named in GPU_CHECK_PARTS (default kernels,e2e):
 #   kernels: ctest -L gpu (among them the CUDA backend against transformers' logits for the
 #            models in tests/data/hf_models); compute-sanitizer memcheck on the pure kernel
-#            test; the decode bench;
+#            test; the decode bench; the ew4 kernel test under memcheck and the ew4 fused GEMV
+#            against cuBLAS BF16 (bench/ew4_gemv_cuda_bench: four shapes, batch 1, 4, 8;
+#            targets >= 1.2x at batch 1, >= 1.0x at batch 8);
 #   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
 #            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
 # Ends with one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only
@@ -32,6 +34,9 @@ GPU_CHECK_BUDGET=${GPU_CHECK_BUDGET:-540}
 TARGET_PCT=60     # decode bytes moved / copy bandwidth, at 256 Mi weights
 KERNEL_TEST=tests/kernels/df11_decode_cuda_test
 BENCH=bench/df11_decode_cuda_bench
+EW4_TEST=tests/kernels/ew4_gemv_cuda_test
+EW4_BENCH=bench/ew4_gemv_cuda_bench
+EW4_BENCH_TIMEOUT=${EW4_BENCH_TIMEOUT:-90}
 
 START=$SECONDS
 ROWS=()
@@ -104,7 +109,7 @@ BINARIES=()
 if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
   mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
 else
-  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH")
+  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH")
 fi
 
 # The build recorded absolute paths (ctest's test commands, the test data folder): where this
@@ -180,7 +185,7 @@ else
   row "shared libraries" "all found" PASS
 fi
 heavy=""
-for b in "$KERNEL_TEST" "$BENCH"; do
+for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH"; do
   if [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then heavy+="$(basename "$b") "; fi
 done
 if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL
@@ -319,6 +324,50 @@ if [ -f "$BUILD_DIR/$BENCH" ]; then
 else
   row "decode bench" "$BENCH absent" FAIL
 fi
+ew4_kernel_rows
+}
+
+# The ew4 kernels: their test under memcheck, then the fused GEMV against cuBLAS BF16.
+ew4_kernel_rows() {
+  say "ew4 memcheck"
+  if [ -z "$SANITIZER" ] || [ ! -f "$BUILD_DIR/$EW4_TEST" ]; then
+    row "ew4 memcheck errors" "compute-sanitizer or $EW4_TEST absent" FAIL
+  else
+    timeout "$(budget "$MEMCHECK_TIMEOUT")" "$SANITIZER" --tool memcheck --error-exitcode 99 \
+      --print-limit 50 "$BUILD_DIR/$EW4_TEST" >"$OUT_DIR/ew4-memcheck.log" 2>&1
+    rc=$?
+    errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$OUT_DIR/ew4-memcheck.log" | tail -1)
+    if [ "$rc" -eq 0 ] && [ "${errors:-x}" = 0 ] && ! grep -q '^\[  SKIPPED \]' "$OUT_DIR/ew4-memcheck.log"; then
+      row "ew4 memcheck errors" "0 (tests passed under memcheck)" PASS
+    else
+      row "ew4 memcheck errors" "${errors:-?} errors, exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')" FAIL
+    fi
+  fi
+  say "ew4 GEMV bench"
+  if [ ! -f "$BUILD_DIR/$EW4_BENCH" ]; then
+    row "ew4 GEMV bench" "$EW4_BENCH absent" FAIL
+    return
+  fi
+  timeout "$(budget "$EW4_BENCH_TIMEOUT")" "$BUILD_DIR/$EW4_BENCH" >"$OUT_DIR/ew4-bench.log" 2>&1
+  rc=$?
+  cat "$OUT_DIR/ew4-bench.log"
+  local line n k b speed target status got=0
+  while IFS= read -r line; do
+    got=$((got + 1))
+    n=$(json_field "$line" n) k=$(json_field "$line" k) b=$(json_field "$line" batch)
+    speed=$(json_field "$line" speedup)
+    case $b in 1) target=1.2 ;; 8) target=1.0 ;; *) target="" ;; esac
+    status=info
+    if [ "$(json_field "$line" verified)" != true ]; then
+      status=FAIL
+    elif [ -n "$target" ]; then
+      if awk -v r="$speed" -v t="$target" 'BEGIN {exit !(r + 0 >= t)}'; then status=PASS; else status=MISS; fi
+    fi
+    row "ew4 GEMV ${n}x${k} batch $b" "$(json_field "$line" ew4_us) us vs cuBLAS $(json_field "$line" cublas_us) us: ${speed}x${target:+ (>= $target)}" "$status"
+  done < <(grep '^{"bench":"ew4_gemv_cuda"' "$OUT_DIR/ew4-bench.log")
+  if [ "$rc" -ne 0 ] || [ "$got" -ne 12 ]; then
+    row "ew4 GEMV bench" "exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)'), $got/12 results" FAIL
+  fi
 }
 
 if part kernels; then kernel_part; fi

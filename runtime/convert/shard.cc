@@ -17,6 +17,7 @@
 
 #include "kernels/common/parallel_for.h"
 #include "kernels/dfloat11/df11_encode.h"
+#include "kernels/ew4/ew4_encode.h"
 #include "parallel/sharding.h"
 #include "parallel/world.h"
 #include "runtime/convert/model_files.h"
@@ -26,6 +27,7 @@
 #include "runtime/core/progress.h"
 #include "runtime/core/staged_dir.h"
 #include "runtime/formats/df11_unit.h"
+#include "runtime/formats/ew4_tensors.h"
 #include "runtime/formats/model_tensors.h"
 #include "runtime/formats/safetensors_writer.h"
 
@@ -205,6 +207,30 @@ StatusOr<std::vector<Step>> PlanSteps(const ModelConfig& c, const SourceWeights&
   return steps;
 }
 
+// One rank's output of a step as ew4 matrices (BF16 when too many escape) + small tensors.
+Status WriteRankStepEw4(std::vector<LocalTensor> matrices, std::vector<LocalTensor> small,
+                        int threads, RankOutput* out, int64_t* written, std::string* kept_bf16) {
+  SafetensorsWriter writer;
+  std::vector<Ew4Encoded> encoded(matrices.size());
+  for (size_t i = 0; i < matrices.size(); ++i) {
+    LocalTensor& m = matrices[i];
+    std::string why = Ew4EncodeRef(m.data.data(), m.shape[0], m.shape[1], threads, &encoded[i]);
+    if (why.empty()) why = encoded[i].TooManyEscapes();
+    if (!why.empty()) {
+      *kept_bf16 += (kept_bf16->empty() ? out->file_name() + ": " : "; ") + m.name +
+                    " kept in BF16: " + why;
+      small.push_back(std::move(m));
+      continue;
+    }
+    DF11_RETURN_IF_ERROR(AddEw4Tensors(m.name, encoded[i], &writer));
+    ++*written;
+  }
+  for (const LocalTensor& t : small) {
+    DF11_RETURN_IF_ERROR(writer.AddTensor(t.name, DType::kBF16, t.shape, Bytes(t.data)));
+  }
+  return out->AddPart(writer, "", {});
+}
+
 // One rank's output of a step: its DF11 unit (BF16 weights when uncodable) + small tensors.
 Status WriteRankStep(const Step& step, std::vector<LocalTensor> matrices,
                      std::vector<LocalTensor> small, int threads, RankOutput* out,
@@ -302,14 +328,19 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
     ParallelFor(layout.tp, workers, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         std::string kept;
+        int64_t ew4_written = 0;
         RankOutput* out = &outs[layout.Rank(step.stage, static_cast<int>(t))];
-        status[t] = WriteRankStep(step, std::move(matrices[t]), std::move(small[t]), inner, out,
-                                  &kept);
+        status[t] = options.codec == WeightCodec::kEw4
+                        ? WriteRankStepEw4(std::move(matrices[t]), std::move(small[t]), inner,
+                                           out, &ew4_written, &kept)
+                        : WriteRankStep(step, std::move(matrices[t]), std::move(small[t]),
+                                        inner, out, &kept);
         std::lock_guard<std::mutex> lock(mu);
+        summary.ew4_matrices += ew4_written;
         if (!kept.empty()) {
           LOG(WARNING) << kept;
           summary.kept_bf16.push_back(kept);
-        } else if (status[t].ok()) {
+        } else if (status[t].ok() && options.codec == WeightCodec::kDf11) {
           summary.units += 1;
         }
       }
@@ -326,6 +357,7 @@ StatusOr<ShardSummary> ShardModel(const std::string& src_dir, const std::string&
   nlohmann::ordered_json manifest;
   manifest["format"] = kShardFormat;
   manifest["format_version"] = kShardFormatVersion;
+  manifest["codec"] = WeightCodecName(options.codec);
   summary.source_hash = src->SourceHash();
   manifest["source"] = {{"dir", src_dir},
                         {"format", src->is_df11() ? "df11" : "bf16"},

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/status.h"
+#include "runtime/formats/layer_weights.h"
 #include "runtime/formats/shard_manifest.h"
 
 namespace df11 {
@@ -25,6 +26,9 @@ inline constexpr char kUnitsMetadataKey[] = "df11_units";
 
 struct ShardOptions {
   int tp = 1;                         // --tp: tensor-parallel ranks per stage
+  // --codec df11|ew4: the rank files' matrices as DF11 units (one per layer) or as ew4 matrices
+  // (kernels/ew4/ew4_format.h, stored as runtime/formats/ew4_tensors.h says), served as they are.
+  WeightCodec codec = WeightCodec::kDf11;
   int pp = 1;                         // --pp: pipeline stages
   std::vector<int64_t> stage_layers;  // --stage-layers: layers per stage; empty: balanced
   int threads = 0;                    // --threads; 0: all hardware threads
@@ -33,7 +37,10 @@ struct ShardOptions {
 
 struct ShardSummary {
   int64_t units = 0;                   // DF11 units written, all ranks together
-  std::vector<std::string> kept_bf16;  // units written as plain BF16 (uncodable values), why
+  int64_t ew4_matrices = 0;            // ew4 matrices written, all ranks together
+  // Units (DF11: uncodable values) or matrices (ew4: kEw4MaxEscapeRate) written as plain BF16,
+  // and why.
+  std::vector<std::string> kept_bf16;
   std::vector<int64_t> rank_bytes;     // size of each rank's file, by rank
   int64_t total_bytes = 0;             // sum of rank_bytes
   std::string source_hash;             // manifest "source.hash"
@@ -49,7 +56,9 @@ struct ShardSummary {
 //  - last stage: DF11 unit "lm_head" (vocabulary rows of lm_head, or of the embedding when tied)
 //    and BF16 model.norm.weight.
 // A unit holding a value DF11 cannot code (exponent >= 240) is written as BF16 weights instead,
-// with a warning. Tensors are ordered by alignment (I64, uint32 positions, BF16, bytes) so every
+// with a warning. With codec ew4, each matrix is an ew4 weight instead of the layer's DF11 unit
+// (manifest "codec": "ew4"), or BF16 with a warning when its escape rate exceeds
+// kEw4MaxEscapeRate. Tensors are ordered by alignment (I64, uint32 positions, BF16, bytes) so every
 // typed view into the mapping is naturally aligned.
 // Source hash (manifest "source.hash", hex): XXH64 over config.json's bytes, then for each source
 // tensor in Checkpoint::tensor_names() order: name, '\0', dtype name, '\0', each dimension as int64

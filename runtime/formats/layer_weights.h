@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Weight handles and a transformer layer's typed weights: the fields the tensor table
-// (model_tensors.h) binds a layer's tensors to. BF16 matrices are views into memory-mapped files;
-// DF11 matrices name an element range of their unit, decoded right before use; small tensors
-// (norms, biases) are copied. Shapes are the local ones (a tensor-parallel shard holds slices).
+// (model_tensors.h) binds a layer's tensors to. BF16 matrices are views into memory-mapped files
+// (or into BF16 the loader decoded); DF11 matrices name an element range of their unit, decoded
+// right before use; ew4 matrices are views of ew4 fields (transcoded at load or mapped from a
+// shard), read by the fused kernels; small tensors (norms, biases) are copied. Shapes are the local ones (a tensor-parallel shard holds slices).
 // The loaders are in runtime/model/model_weights.h.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/ew4/ew4_format.h"
 #include "runtime/formats/df11_unit.h"
 
 namespace df11 {
@@ -19,7 +21,13 @@ namespace df11 {
 enum class WeightCodec {
   kBf16,  // plain BF16, row-major, mapped from the files
   kDf11,  // an element range of a DF11 unit (Huffman-coded exponents), decoded before its GEMM
+  kEw4,   // 4-bit exponent codes + sign|mantissa bytes + escapes (kernels/ew4/ew4_format.h):
+          // multiplied by the fused decode-GEMV up to kEw4GemvMaxBatch tokens, else decoded to
+          // scratch right before its GEMM
 };
+
+// "bf16", "df11", "ew4".
+const char* WeightCodecName(WeightCodec codec);
 
 // A weight matrix (rows, cols) = (out_features, in_features) as torch.nn.Linear stores it,
 // whatever its codec: the handle the forward pass multiplies by (LayerOps::Linear). `id` numbers
@@ -32,13 +40,19 @@ struct Weight {
   const uint16_t* bf16 = nullptr;  // kBf16: (rows, cols)
   const Df11Unit* unit = nullptr;  // kDf11: elements [begin, begin + rows * cols) of this unit
   int64_t begin = 0;
+  Ew4View ew4;                     // kEw4: (rows, cols), validated
   int32_t id = -1;                 // index among ModelWeights' matrices (NumberWeights)
 
   int64_t numel() const { return rows * cols; }
   bool compressed() const { return codec != WeightCodec::kBf16; }
-  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); a codec with a fused
-  // matmul would not be, and takes no scratch.
+  // Decoded whole into a layer's BF16 scratch before its GEMMs (DF11); ew4, multiplied by fused
+  // kernels (or decoded per GEMM for larger batches), takes no layer scratch.
   bool decoded_to_scratch() const { return codec == WeightCodec::kDf11; }
+  // Stored bytes of the matrix's own fields (BF16: 2 per weight; DF11: its unit's bytes are
+  // counted once per unit by ModelWeights instead, so 0 here).
+  int64_t own_bytes() const;
+  // Whether two handles refer to the same stored weights (a tied LM head and its embedding).
+  bool SameStorage(const Weight& other) const;
 };
 
 // A small BF16 vector of the model (a norm's weight or a bias), copied out of the files; empty
@@ -64,7 +78,10 @@ struct LayerWeights {
   Vector attention_out_norm, mlp_out_norm;  // (hidden)
 
   // The layer's matrices and vectors, in this fixed order: the one list of them that code
-  // walking a layer's weights uses.
+  // walking a layer's weights uses. kMatrixNames names the matrices in that order.
+  static constexpr std::array<const char*, 7> kMatrixNames = {"q_proj", "k_proj", "v_proj",
+                                                              "o_proj", "gate_proj", "up_proj",
+                                                              "down_proj"};
   std::array<const Weight*, 7> Matrices() const { return MatricesOf<const Weight>(*this); }
   std::array<Weight*, 7> Matrices() { return MatricesOf<Weight>(*this); }
   std::array<const Vector*, 10> Vectors() const { return VectorsOf<const Vector>(*this); }

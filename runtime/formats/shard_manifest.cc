@@ -43,6 +43,11 @@ StatusOr<nlohmann::json> ReadShardManifest(const std::string& dir) {
                                  "; this build reads version " +
                                  std::to_string(kShardFormatVersion));
   }
+  // "codec" (the rank files' matrices: "df11" units or "ew4" weights) is absent in files written
+  // before ew4 existed: DF11.
+  if (m.contains("codec") && StringField(m, "codec") != "df11" && StringField(m, "codec") != "ew4") {
+    return bad("\"codec\" must be \"df11\" or \"ew4\"");
+  }
   const nlohmann::json& l = m.value("layout", nlohmann::json());
   auto positive = [&](const char* key) {
     return l.is_object() && l.contains(key) && l[key].is_number_integer() &&

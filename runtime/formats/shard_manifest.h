@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The manifest of a sharded model directory (`df11 shard`, read by every rank): format and
-// version, the parallel layout, the source model's config, and per rank its file, size, xxh64
+// version, the codec of the rank files' matrices ("df11" or "ew4"), the parallel layout, the source model's config, and per rank its file, size, xxh64
 // and the ranges of layers, heads, MLP rows and vocabulary it holds. Reading validates every
 // field it relies on; a rank checks its own file against it before mapping the weights.
 #pragma once

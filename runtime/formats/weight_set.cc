@@ -6,6 +6,7 @@
 #include <set>
 
 #include "runtime/formats/df11_unit.h"
+#include "runtime/formats/ew4_tensors.h"
 
 namespace df11 {
 namespace {
@@ -115,6 +116,14 @@ StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,
         field = field || name.compare(dot + 1, std::string::npos, f) == 0;
       }
       if (field) continue;
+    }
+    if (const std::string weight = Ew4WeightOfField(name); !weight.empty()) {
+      // An ew4 weight: listed once, with the shape its sign_mantissa tensor gives.
+      if (!name.ends_with(".ew4_sign_mantissa")) continue;
+      DF11_ASSIGN_OR_RETURN(auto shape, Ew4WeightShape(ckpt, weight));
+      out.push_back({weight, DType::kBF16, {shape.first, shape.second}, shape.first * shape.second,
+                     "ew4 weight in " + FileName(ckpt.FileOf(name))});
+      continue;
     }
     const TensorInfo* t = ckpt.Find(name);
     out.push_back({name, t->dtype, t->shape, t->numel, FileName(ckpt.FileOf(name))});

@@ -29,8 +29,8 @@ struct StoredWeight {
   std::string where;
 };
 
-// The weights of `ckpt`: its tensors that are not fields of a DF11 unit, and the weights inside
-// each unit, named by `patterns` (the dfloat11_config pattern dict), sized by split_positions,
+// The weights of `ckpt`: its tensors that are not fields of a DF11 unit or an ew4 weight, the
+// ew4 weights (ew4_tensors.h), and the weights inside each unit, named by `patterns` (the dfloat11_config pattern dict), sized by split_positions,
 // shaped by the file's df11_shapes metadata when present. Corruption naming the unit when a unit
 // lacks sign_mantissa, matches no pattern, or holds another number of weights than its pattern.
 StatusOr<std::vector<StoredWeight>> ListStoredWeights(const Checkpoint& ckpt,

@@ -10,6 +10,8 @@
 #include "kernels/common/check.h"
 #include "kernels/common/parallel_for.h"
 #include "kernels/embedding/embedding.h"
+#include "kernels/ew4/ew4_decode.h"
+#include "kernels/ew4/ew4_gemv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
@@ -50,7 +52,8 @@ CpuBackend::~CpuBackend() {
 }
 
 int64_t CpuBackend::ScratchBytes() const {
-  return 2 * static_cast<int64_t>(scratch_[0].size() + scratch_[1].size() + head_scratch_.size());
+  return 2 * static_cast<int64_t>(scratch_[0].size() + scratch_[1].size() +
+                                  head_scratch_.size() + ew4_scratch_.size());
 }
 
 int64_t CpuBackend::KvTokenBudget() const {
@@ -69,9 +72,15 @@ KvCache CpuBackend::NewCache(int64_t capacity) const {
 
 Status CpuBackend::DecodeInto(const Weight& m, int64_t row_begin, int64_t row_end,
                               uint16_t* out) {
-  if (!m.compressed()) {
-    std::memcpy(out, m.bf16 + row_begin * m.cols, 2 * (row_end - row_begin) * m.cols);
-    return Status::Ok();
+  switch (m.codec) {
+    case WeightCodec::kBf16:
+      std::memcpy(out, m.bf16 + row_begin * m.cols, 2 * (row_end - row_begin) * m.cols);
+      return Status::Ok();
+    case WeightCodec::kEw4:
+      Ew4DecodeRowsRef(m.ew4, row_begin, row_end, threads_, out);
+      return Status::Ok();
+    case WeightCodec::kDf11:
+      break;
   }
   return DecodeDf11Unit(*m.unit, m.begin + row_begin * m.cols, m.begin + row_end * m.cols,
                         threads_, out);
@@ -113,7 +122,16 @@ void CpuBackend::RmsNorm(const float* x, const Vector& w, float weight_offset, f
 
 void CpuBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
                         float* y) {
-  GemmBf16Cpu(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+  if (w.codec != WeightCodec::kEw4) {
+    GemmBf16Cpu(x, placed_[w.id], OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+  } else if (tokens <= kEw4GemvMaxBatch) {
+    Ew4GemvCpu(x, w.ew4, OrNull(bias), y, tokens, threads_);
+  } else {
+    // Larger batches: decoded (quickly: no Huffman) right before the BF16 GEMM.
+    ew4_scratch_.resize(static_cast<size_t>(w.numel()));
+    Ew4DecodeRowsRef(w.ew4, 0, w.rows, threads_, ew4_scratch_.data());
+    GemmBf16Cpu(x, ew4_scratch_.data(), OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+  }
 }
 
 void CpuBackend::Rope(float* x, int64_t heads, bool local) {
@@ -161,7 +179,11 @@ void CpuBackend::AllReduce(float* x, int64_t n) {
 }
 
 Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
-  // In chunks of rows, the same for BF16 and DF11 so both compute identically.
+  if (head.codec == WeightCodec::kEw4 && rows <= kEw4GemvMaxBatch) {
+    Ew4GemvCpu(x, head.ew4, nullptr, logits, rows, threads_);
+    return Status::Ok();
+  }
+  // In chunks of rows, the same for every codec so all compute identically.
   const int64_t h = head.cols, V = head.rows, C = std::min(options_.lm_head_chunk, V);
   if (head.compressed()) head_scratch_.resize(static_cast<size_t>(C * h));
   std::vector<float> y(rows * C);

@@ -3,7 +3,9 @@
 // GemmBf16Cpu, threads), the project's oracle and embedded default. The layer is forward.cc's;
 // this file implements its ops (LayerOps) on host memory. DF11 matrices are decoded into one of
 // two reused scratch buffers right before their layer (BeginLayer); the next layer's decode runs
-// on a helper thread while the current layer computes.
+// on a helper thread while the current layer computes. ew4 matrices are multiplied by the fused
+// decode-GEMV (Ew4GemvCpu) for steps of up to kEw4GemvMaxBatch tokens, and decoded into a
+// one-matrix scratch right before the BF16 GEMM for larger steps.
 // Not thread-safe: one CpuBackend per rank, called from one thread.
 #pragma once
 
@@ -95,6 +97,7 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   std::vector<int64_t> windows_;        // per local layer: its attention window (0: none)
   std::vector<uint16_t> scratch_[2];    // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;  // one LM-head chunk, decoded
+  std::vector<uint16_t> ew4_scratch_;   // one ew4 matrix, decoded for a step of > 8 tokens
   std::vector<const uint16_t*> placed_;  // by Weight::id: where Linear reads the matrix
   std::future<Status> decoding_;         // the decode of the next layer, when overlapped
 

@@ -14,6 +14,8 @@
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/embedding/embedding.h"
+#include "kernels/ew4/ew4_decode.h"
+#include "kernels/ew4/ew4_gemv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
@@ -24,7 +26,8 @@ namespace df11 {
 
 int64_t CudaBackend::ScratchBytes() const {
   const int64_t head = head_scratch_ != nullptr ? 2 * head_chunk_ * w_->config.hidden_size : 0;
-  return 2 * 2 * scratch_elements_ + head;
+  const int64_t ew4 = ew4_scratch_ != nullptr ? 2 * ew4_scratch_elements_ : 0;
+  return 2 * 2 * scratch_elements_ + head + ew4 + 4 * ew4_workspace_floats_;
 }
 
 void CudaBackend::Synchronize() { DF11_CUDA_CHECK(cudaStreamSynchronize(compute_)); }
@@ -95,13 +98,18 @@ void CudaBackend::EnqueueEmbed() {
     EmbeddingGatherCuda(embed.plain, rows, h, a.ids, T, lo, scale, a.x, compute_);
     return;
   }
-  // DF11 table: decode just each token's row, then widen them with a gather over those rows.
+  // DF11 or ew4 table: decode just each token's row, then widen them with a gather over those
+  // rows.
   int* flag = flags_ + w_->layers.size();
   for (int64_t t = 0; t < T; ++t) {
     const int64_t id = a.h_ids[t];
     if (id >= lo && id < lo + rows) {
       const int64_t b = embed.begin + (id - lo) * h;
-      Df11DecodeCuda(*embed.unit, b, b + h, a.embed_rows + t * h, flag, compute_);
+      if (embed.ew4 != nullptr) {
+        Ew4DecodeRowsCuda(*embed.ew4, id - lo, id - lo + 1, a.embed_rows + t * h, compute_);
+      } else {
+        Df11DecodeCuda(*embed.unit, b, b + h, a.embed_rows + t * h, flag, compute_);
+      }
       a.h_gather[t] = static_cast<int32_t>(t);
     } else {
       a.h_gather[t] = -1;  // outside this shard's rows: a zero row
@@ -153,8 +161,17 @@ void CudaBackend::RmsNorm(const float* x, const Vector& w, float weight_offset, 
 
 void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const Vector* bias,
                          float* y) {
-  GemmBf16Cuda(x, Placed(Device(w)), Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16,
-               cublas_, compute_);
+  const DeviceMatrix& m = Device(w);
+  if (m.ew4 == nullptr) {
+    GemmBf16Cuda(x, Placed(m), Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16, cublas_,
+                 compute_);
+  } else if (tokens <= kEw4GemvMaxBatch) {
+    Ew4GemvCuda(x, *m.ew4, Device(bias), y, tokens, ew4_workspace_, compute_);
+  } else {
+    Ew4DecodeRowsCuda(*m.ew4, 0, w.rows, ew4_scratch_, compute_);
+    GemmBf16Cuda(x, ew4_scratch_, Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16, cublas_,
+                 compute_);
+  }
 }
 
 void CudaBackend::Rope(float* x, int64_t heads, bool local) {
@@ -190,15 +207,22 @@ void CudaBackend::AllReduce(float* x, int64_t n) {
 }
 
 Status CudaBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
-  // The same chunks for BF16 and DF11 heads, so both multiply identically.
+  // The same chunks for BF16 and DF11 heads (and ew4 above kEw4GemvMaxBatch rows), so they
+  // multiply identically; an ew4 head up to kEw4GemvMaxBatch rows takes the fused GEMV whole.
   const Activations& a = *act_;
   const DeviceMatrix& m = Device(head);
   const int64_t h = head.cols, V = head.rows;
+  if (m.ew4 != nullptr && rows <= kEw4GemvMaxBatch) {
+    Ew4GemvCuda(x, *m.ew4, nullptr, logits, rows, ew4_workspace_, compute_);
+    return Status::Ok();
+  }
   int* flag = flags_ + w_->layers.size() + 1;
   for (int64_t r0 = 0; r0 < V; r0 += head_chunk_) {
     const int64_t r1 = std::min(V, r0 + head_chunk_), n = r1 - r0;
     const uint16_t* weight = m.plain != nullptr ? m.plain + r0 * h : head_scratch_;
-    if (m.plain == nullptr) {
+    if (m.ew4 != nullptr) {
+      Ew4DecodeRowsCuda(*m.ew4, r0, r1, head_scratch_, compute_);
+    } else if (m.plain == nullptr) {
       Df11DecodeCuda(*m.unit, m.begin + r0 * h, m.begin + r1 * h, head_scratch_, flag, compute_);
     }
     if (n == V) {

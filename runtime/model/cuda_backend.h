@@ -29,12 +29,14 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/dfloat11/df11_device_unit.h"
+#include "kernels/ew4/ew4_device.h"
 #include "runtime/model/forward_backend.h"
 #include "runtime/model/forward_options.h"
 #include "runtime/model/layer_ops.h"
@@ -91,11 +93,13 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   int64_t graph_captures() const { return graph_.captures; }
 
  private:
-  // A Weight's device copy: plain device BF16, or a resident unit's element range that
+  // A Weight's device copy: plain device BF16, a resident unit's element range that
   // BeginLayer decodes into scratch_[slot] at `offset` (the embedding and the LM head decode
-  // rows or chunks of their own).
+  // rows or chunks of their own), or a resident ew4 matrix that Linear multiplies with the fused
+  // decode-GEMV up to kEw4GemvMaxBatch tokens (above, decoded into ew4_scratch_ first).
   struct DeviceMatrix {
     const uint16_t* plain = nullptr;       // device BF16, or null
+    const Ew4View* ew4 = nullptr;          // else an ew4 matrix (device pointers), or null
     const Df11DeviceUnit* unit = nullptr;  // else elements [begin, begin + rows * cols) of it
     int64_t begin = 0;
     std::string unit_name;
@@ -191,6 +195,11 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   cublasHandle_t cublas_ = nullptr;
   std::vector<void*> allocations_;           // weights, scratch, workspace (freed at the end)
   std::vector<Df11DeviceBuffer> units_;      // resident DF11 units, as w_->units
+  std::deque<Ew4DeviceBuffer> ew4_;          // resident ew4 matrices (DeviceMatrix::ew4 views)
+  uint16_t* ew4_scratch_ = nullptr;          // (ew4_scratch_elements_): an ew4 matrix decoded
+  int64_t ew4_scratch_elements_ = 0;         //   for steps above kEw4GemvMaxBatch tokens
+  float* ew4_workspace_ = nullptr;           // (ew4_workspace_floats_): the fused GEMV's slices
+  int64_t ew4_workspace_floats_ = 0;
   std::vector<DeviceMatrix> matrices_;       // by Weight::id
   std::vector<const uint16_t*> vectors_;     // by Vector::id: device copies (null when empty)
   std::vector<bool> layer_compressed_;       // per layer: has a DF11 matrix to decode

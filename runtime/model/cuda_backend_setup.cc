@@ -12,6 +12,7 @@
 #include "kernels/common/check.h"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
+#include "kernels/ew4/ew4_gemv.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
 #include "runtime/model/cuda_backend.h"
@@ -73,8 +74,14 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
     in.compressed_bytes += u->stored_bytes() + 6 * 256 + 4096 + 32 + 32768;
   }
   std::map<const uint16_t*, int64_t> plain;
+  std::map<const uint8_t*, int64_t> ew4;  // by sign_mantissa: a tied head counts once
+  ew4_scratch_elements_ = ew4_workspace_floats_ = 0;
   auto count_plain = [&](const Weight& m) {
     if (!m.compressed()) plain[m.bf16] = 2 * m.numel();
+    if (m.codec != WeightCodec::kEw4) return;
+    ew4[m.ew4.sign_mantissa] = m.own_bytes() + 5 * 256;  // fields on 256-byte boundaries
+    ew4_workspace_floats_ = std::max(ew4_workspace_floats_,
+                                     Ew4GemvWorkspaceFloats(kEw4GemvMaxBatch, m.rows, m.cols));
   };
   int64_t small = 2 * w_->final_norm.size() + 2 * 4 * hd / 2;  // norms, two rotary tables
   for (const LayerWeights& l : w_->layers) {
@@ -82,6 +89,9 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
     for (const Weight* m : l.Matrices()) {
       count_plain(*m);
       if (m->decoded_to_scratch()) elements += RoundUp(m->numel(), kAlignElements);
+      if (m->codec == WeightCodec::kEw4) {
+        ew4_scratch_elements_ = std::max(ew4_scratch_elements_, m->numel());
+      }
     }
     for (const Vector* v : l.Vectors()) small += 2 * v->size();
     scratch_elements_ = std::max(scratch_elements_, elements);
@@ -89,8 +99,12 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   count_plain(w_->embed);
   count_plain(w_->lm_head);
   for (const auto& [ptr, bytes] : plain) in.plain_bytes += bytes;
+  for (const auto& [ptr, bytes] : ew4) in.compressed_bytes += bytes;
   in.small_bytes = small;
   in.layer_scratch_bytes = 2 * 2 * scratch_elements_;
+  // A layer's ew4 matrix decoded for a step above kEw4GemvMaxBatch tokens (one at a time; the
+  // LM head uses head_scratch_), and the fused GEMV's slice sums.
+  in.layer_scratch_bytes += 2 * ew4_scratch_elements_ + 4 * ew4_workspace_floats_;
   const int64_t V = d.vocab_rows;
   head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));
   if (options_.lm_head_chunk >= V) head_chunk_ = V;
@@ -123,8 +137,19 @@ int64_t CudaBackend::UploadWeights() {
   matrices_.assign(static_cast<size_t>(w_->matrix_count), DeviceMatrix{});
   vectors_.assign(static_cast<size_t>(w_->vector_count), nullptr);
   std::map<const uint16_t*, const uint16_t*> uploaded;  // host BF16 -> device copy
+  std::map<const uint8_t*, const Ew4View*> uploaded_ew4;  // host sign_mantissa -> device view
   auto upload = [&](const Weight& m) {
     DeviceMatrix& dm = matrices_[m.id];
+    if (m.codec == WeightCodec::kEw4) {
+      auto it = uploaded_ew4.find(m.ew4.sign_mantissa);
+      if (it == uploaded_ew4.end()) {
+        ew4_.emplace_back(m.ew4);
+        unit_bytes += static_cast<int64_t>(ew4_.back().device_bytes());
+        it = uploaded_ew4.emplace(m.ew4.sign_mantissa, &ew4_.back().view()).first;
+      }
+      dm.ew4 = it->second;
+      return;
+    }
     if (!m.compressed()) {
       auto it = uploaded.find(m.bf16);
       if (it == uploaded.end()) {
@@ -217,6 +242,8 @@ Status CudaBackend::Init() {
     for (auto& s : scratch_) s = DeviceAlloc<uint16_t>(scratch_elements_);
   }
   if (w_->lm_head.compressed()) head_scratch_ = DeviceAlloc<uint16_t>(head_chunk_ * h);
+  if (ew4_scratch_elements_ > 0) ew4_scratch_ = DeviceAlloc<uint16_t>(ew4_scratch_elements_);
+  if (ew4_workspace_floats_ > 0) ew4_workspace_ = DeviceAlloc<float>(ew4_workspace_floats_);
   const int64_t n_flags = static_cast<int64_t>(w_->layers.size()) + 2;
   flags_ = DeviceAlloc<int>(n_flags);
   DF11_CUDA_CHECK(cudaMemset(flags_, 0, 4 * n_flags));
@@ -229,7 +256,8 @@ Status CudaBackend::Init() {
   in.compressed_bytes = unit_bytes;
   DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
   LOG(INFO) << "CUDA backend on device " << options_.device << ": " << units_.size()
-            << " DF11 units resident (" << unit_bytes << " bytes), layer scratch 2 x "
+            << " DF11 units and " << ew4_.size() << " ew4 matrices resident (" << unit_bytes
+            << " bytes), layer scratch 2 x "
             << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows";
   return Status::Ok();
 }
@@ -246,6 +274,7 @@ CudaBackend::~CudaBackend() {
   if (sample_.device != nullptr) DF11_CUDA_CHECK(cudaFree(sample_.device));
   if (sample_.host != nullptr) DF11_CUDA_CHECK(cudaFreeHost(sample_.host));
   units_.clear();
+  ew4_.clear();
   for (void* p : allocations_) DF11_CUDA_CHECK(cudaFree(p));
   if (cublas_ != nullptr) DF11_CUBLAS_CHECK(cublasDestroy(cublas_));
   for (cudaEvent_t e : {fork_, decoded_[0], decoded_[1], consumed_[0], consumed_[1]}) {

@@ -95,15 +95,14 @@ StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
   return c;
 }
 
-MemoryPlanOptions PlanOptionsOf(const DeployConfig& d, bool df11) {
-  MemoryPlanOptions o;
+MemoryPlanOptions PlanOptionsOf(const DeployConfig& d, const MemoryPlanOptions& flags) {
+  MemoryPlanOptions o = flags;
   o.tp = d.tp;
   o.pp = d.pp;
   o.gpu_memory_bytes = d.gpu_memory_gb * (1 << 30);
   o.memory_fraction = d.gpu_memory_fraction;
   o.context = d.context;
   o.workspace_tokens = d.max_step_tokens;
-  o.df11 = df11;
   return o;
 }
 

@@ -27,7 +27,8 @@ struct DeployConfig {
 // Relative paths in the file are taken relative to the file's directory.
 StatusOr<DeployConfig> LoadDeployConfig(const std::string& path);
 
-// The memory plan's options for deployment `d` (DF11 weights unless `df11` is false).
-MemoryPlanOptions PlanOptionsOf(const DeployConfig& d, bool df11);
+// The memory plan's options for deployment `d`: its layout, memory, context and step tokens over
+// `flags` (the codec and what the deployment file does not set).
+MemoryPlanOptions PlanOptionsOf(const DeployConfig& d, const MemoryPlanOptions& flags);
 
 }  // namespace df11

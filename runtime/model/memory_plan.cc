@@ -49,6 +49,7 @@ struct HeldElements {
   double unit = 0;
   double plain = 0;
   double layer_unit = 0;
+  double largest_layer_matrix = 0;  // elements of a layer's largest matrix
 };
 
 HeldElements CountHeld(const ModelConfig& c, const ModelPart& part) {
@@ -59,6 +60,7 @@ HeldElements CountHeld(const ModelConfig& c, const ModelPart& part) {
     double n = 1;
     for (int64_t d : LocalShape(row, c, part)) n *= static_cast<double>(d);
     (row.unit == UnitOf::kPlain ? e.plain : e.unit) += n * times;
+    if (row.unit == UnitOf::kLayer) e.largest_layer_matrix = std::max(e.largest_layer_matrix, n);
     return n;
   };
   const double layers = static_cast<double>(part.layer_end - part.layer_begin);
@@ -75,6 +77,15 @@ HeldElements CountHeld(const ModelConfig& c, const ModelPart& part) {
     if (Present(t.lm_head, c) || !part.embedding) add(t.lm_head, 1);
   }
   return e;
+}
+
+const char* CodecLabel(WeightCodec codec) {
+  switch (codec) {
+    case WeightCodec::kDf11: return "DF11";
+    case WeightCodec::kEw4: return "ew4";
+    case WeightCodec::kBf16: break;
+  }
+  return "BF16";
 }
 
 // The sliding-window lines of MemoryPlan::Format ("" when no layer slides).
@@ -99,6 +110,59 @@ std::string WindowSaving(const MemoryPlan& p) {
 }
 
 }  // namespace
+
+WeightCodec ChooseFastestCodec(std::span<const CodecFit> fits, int64_t min_kv_tokens) {
+  const CodecFit* most = nullptr;
+  for (WeightCodec codec : kCodecsBySpeed) {
+    for (const CodecFit& f : fits) {
+      if (f.codec != codec) continue;
+      if (f.kv_tokens >= std::max<int64_t>(1, min_kv_tokens)) return codec;
+      if (most == nullptr || f.kv_tokens > most->kv_tokens) most = &f;
+    }
+  }
+  return most != nullptr ? most->codec : WeightCodec::kDf11;
+}
+
+const MemoryPlan& CodecPlans::Of(WeightCodec codec) const {
+  for (size_t i = 0; i < plans.size(); ++i) {
+    if (kCodecsBySpeed[i] == codec) return plans[i];
+  }
+  return plans.back();
+}
+
+StatusOr<CodecPlans> PlanCodecs(const ModelConfig& c, const MemoryPlanOptions& options) {
+  CodecPlans out;
+  std::vector<CodecFit> fits;
+  for (WeightCodec codec : kCodecsBySpeed) {
+    MemoryPlanOptions o = options;
+    o.codec = codec;
+    DF11_ASSIGN_OR_RETURN(MemoryPlan p, PlanMemory(c, o));
+    fits.push_back({codec, p.kv_tokens});
+    out.plans.push_back(p);
+  }
+  out.min_kv_tokens = options.min_kv_tokens > 0 ? options.min_kv_tokens : out.plans[0].context;
+  out.chosen = ChooseFastestCodec(fits, out.min_kv_tokens);
+  return out;
+}
+
+std::string CodecPlans::Format() const {
+  std::string out = "codecs (fastest first), per GPU (worst rank):\n";
+  char line[256];
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const MemoryPlan& p = plans[i];
+    std::snprintf(line, sizeof(line),
+                  "  %-5s weights %8.2f GB + scratch %6.2f GB -> KV cache %8lld tokens%s\n",
+                  CodecLabel(kCodecsBySpeed[i]), p.weight_bytes / 1e9, p.scratch_bytes / 1e9,
+                  static_cast<long long>(p.kv_tokens),
+                  kCodecsBySpeed[i] == chosen ? "   <- auto" : "");
+    out += line;
+  }
+  std::snprintf(line, sizeof(line),
+                "auto: %s, the fastest codec whose KV cache holds >= %lld tokens%s\n",
+                CodecLabel(chosen), static_cast<long long>(min_kv_tokens),
+                Of(chosen).kv_tokens >= min_kv_tokens ? "" : " (none does: the one with the most)");
+  return out + line;
+}
 
 StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o) {
   if (o.tp < 1 || o.pp < 1) return Status::InvalidArgument("--tp and --pp must be >= 1");
@@ -133,8 +197,10 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   DF11_ASSIGN_OR_RETURN(p.parameters, ParameterCount(c));
   // The worst rank: tp rank 0 (the longest vocabulary slice) of the stage holding the most.
   const TpSlices& s = *slices;
-  const double bytes_per_weight = o.df11 ? o.df11_bits_per_weight / 8 : 2;
-  double layer_unit = 0;
+  const double bytes_per_weight = o.codec == WeightCodec::kDf11  ? o.df11_bits_per_weight / 8
+                                  : o.codec == WeightCodec::kEw4 ? o.ew4_bits_per_weight / 8
+                                                                 : 2;
+  double layer_unit = 0, largest_matrix = 0;
   int64_t layers = 0;
   p.context = o.context > 0 ? o.context : c.max_position_embeddings;
   // Per stage: its layers' windows, and the KV slots of a sequence of `context` tokens.
@@ -162,9 +228,12 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
     const HeldElements e = CountHeld(c, part);
     p.weight_bytes = std::max(p.weight_bytes, e.unit * bytes_per_weight + 2 * e.plain);
     layer_unit = std::max(layer_unit, e.layer_unit);
+    largest_matrix = std::max(largest_matrix, e.largest_layer_matrix);
     layers = std::max(layers, held.size());
   }
-  p.scratch_bytes = o.df11 ? 2 * 2 * layer_unit : 0;
+  p.scratch_bytes = o.codec == WeightCodec::kDf11  ? 2 * 2 * layer_unit
+                    : o.codec == WeightCodec::kEw4 ? 2 * largest_matrix
+                                                   : 0;
   // Activations of one step's tokens, plus logits of the rows that sample (one per sequence).
   const double h = static_cast<double>(c.hidden_size), hd = static_cast<double>(c.head_dim);
   const double heads = static_cast<double>(s.q_heads.size());
@@ -216,15 +285,18 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       "model: %.1f B parameters, %s weights, tp %d x pp %d (%lld GPUs)\n"
       "per GPU (worst rank), of %.1f GiB x %.2f = %.1f GB usable:\n"
       "  weights            %8.2f GB\n"
-      "  decode scratch     %8.2f GB  (two BF16 buffers of the largest layer slice)\n"
+      "  decode scratch     %8.2f GB  (%s)\n"
       "  step workspace     %8.2f GB  (%lld tokens of activations)\n"
       "  KV cache           %8.2f GB  = %lld tokens (%.1f KB per token)\n"
       "  concurrency        %8lld sequences of %lld tokens\n"
       "%s"
       "verdict: %s\n",
-      parameters / 1e9, o.df11 ? "DF11" : "BF16", o.tp, o.pp, static_cast<long long>(o.tp) * o.pp,
+      parameters / 1e9, CodecLabel(o.codec), o.tp, o.pp, static_cast<long long>(o.tp) * o.pp,
       o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9, weight_bytes / 1e9,
-      scratch_bytes / 1e9, workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
+      scratch_bytes / 1e9,
+      o.codec == WeightCodec::kDf11  ? "two BF16 buffers of the largest layer slice"
+      : o.codec == WeightCodec::kEw4 ? "BF16 of the largest matrix, for steps of > 8 tokens"
+                                     : "none", workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
       std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens), kv_bytes_per_token / 1e3,
       static_cast<long long>(max_sequences), static_cast<long long>(context),
       WindowSaving(*this).c_str(),

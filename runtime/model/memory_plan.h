@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Per-GPU memory plan of a tensor- x pipeline-parallel deployment, from config.json alone:
-// compressed weights of the worst rank, two BF16 scratch buffers for its largest layer slice,
-// an activation workspace, and what is left for the KV cache (tokens, and sequences at a context).
+// Per-GPU memory plan of a tensor- x pipeline-parallel deployment, from config.json alone: the
+// weights of the worst rank in a codec (DF11, ew4 or BF16), their decode scratch, an activation
+// workspace, and what is left for the KV cache (tokens, and sequences at a context); and, over
+// the codecs, the fastest one that leaves the minimum KV cache (ChooseFastestCodec: `auto`).
 // Sliding-window layers keep only their window (kv_cache.h): a sequence costs less than its
 // positions times the full per-token bytes, and the plan says by how much.
 #pragma once
@@ -9,7 +10,11 @@
 #include <cstdint>
 #include <string>
 
+#include <span>
+#include <vector>
+
 #include "runtime/core/status.h"
+#include "runtime/formats/layer_weights.h"
 #include "runtime/formats/model_config.h"
 
 namespace df11 {
@@ -19,8 +24,12 @@ struct MemoryPlanOptions {
   int pp = 1;
   double gpu_memory_bytes = 80.0 * (1 << 30);  // per GPU (an "80 GB" H100 has 80 GiB)
   double memory_fraction = 0.90;    // --gpu-memory-fraction: share of the GPU the runtime may use
-  bool df11 = true;                 // false: BF16 weights
+  WeightCodec codec = WeightCodec::kDf11;  // the weights' codec
   double df11_bits_per_weight = 10.87;  // measured on Llama 3.1 405B (spec section 4)
+  // 12 bits + per-row escape offsets (~0.01) + escapes at 0.05 % (trained LLM weights: 0.02-0.05 %)
+  double ew4_bits_per_weight = 12.03;
+  int64_t min_kv_tokens = 0;        // auto: the KV cache a codec must leave; 0: one sequence of
+                                    // the context
   int64_t context = 0;              // tokens per sequence; 0: max_position_embeddings
   int64_t workspace_tokens = 2048;  // tokens of activations one step may hold
 };
@@ -28,7 +37,8 @@ struct MemoryPlanOptions {
 struct MemoryPlan {
   int64_t parameters = 0;            // whole model
   double weight_bytes = 0;           // worst rank: its layers, embedding / LM head slices, norms
-  double scratch_bytes = 0;          // two decode buffers for its largest layer slice (DF11 only)
+  double scratch_bytes = 0;          // DF11: two decode buffers for its largest layer slice;
+                                     // ew4: one for its largest matrix (steps of > 8 tokens)
   double workspace_bytes = 0;        // activations of one step
   double kv_bytes_per_token = 0;     // this rank's layers and kv heads, FP32 K and V (as stored)
   double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction
@@ -50,6 +60,31 @@ struct MemoryPlan {
 };
 
 StatusOr<MemoryPlan> PlanMemory(const ModelConfig& config, const MemoryPlanOptions& options);
+
+// The codecs from the fastest to the densest: ew4 (fused decode-GEMV, 12 bits per weight), BF16,
+// DF11 (Huffman decode per layer, ~10.9 bits per weight).
+inline constexpr WeightCodec kCodecsBySpeed[] = {WeightCodec::kEw4, WeightCodec::kBf16,
+                                                 WeightCodec::kDf11};
+
+// How much KV cache a codec leaves.
+struct CodecFit {
+  WeightCodec codec = WeightCodec::kDf11;
+  int64_t kv_tokens = 0;
+};
+// `auto`: the first codec of kCodecsBySpeed whose fit leaves at least min_kv_tokens (>= 1); when
+// none does, the one that leaves the most. `fits` holds one entry per codec.
+WeightCodec ChooseFastestCodec(std::span<const CodecFit> fits, int64_t min_kv_tokens);
+
+// The plan for each codec (kCodecsBySpeed order) and auto's choice among them.
+struct CodecPlans {
+  std::vector<MemoryPlan> plans;  // plans[i] is for kCodecsBySpeed[i]
+  WeightCodec chosen = WeightCodec::kDf11;
+  int64_t min_kv_tokens = 0;      // what auto asked for
+  const MemoryPlan& Of(WeightCodec codec) const;
+  // The codecs' weights, scratch and KV tokens side by side, and auto's choice.
+  std::string Format() const;
+};
+StatusOr<CodecPlans> PlanCodecs(const ModelConfig& config, const MemoryPlanOptions& options);
 
 // One rank's GPU from measured sizes (what the CUDA backend allocates), printed at start-up.
 struct DeviceMemoryInputs {

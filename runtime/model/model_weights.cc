@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "runtime/formats/df11_model_check.h"
 #include "runtime/formats/df11_model_dir.h"
+#include "runtime/formats/ew4_tensors.h"
 #include "runtime/formats/weight_set.h"
 
 namespace df11 {
@@ -29,14 +31,42 @@ int64_t ModelWeights::CompressedBytes() const {
 
 int64_t ModelWeights::WeightBytes() const {
   int64_t n = CompressedBytes();
-  auto plain = [&](const Weight& m) { return m.compressed() ? 0 : 2 * m.numel(); };
-  n += plain(embed) + (lm_head.bf16 == embed.bf16 && !lm_head.compressed() ? 0 : plain(lm_head));
+  n += embed.own_bytes() + (lm_head.SameStorage(embed) ? 0 : lm_head.own_bytes());
   n += 2 * final_norm.size();
   for (const LayerWeights& l : layers) {
-    for (const Weight* m : l.Matrices()) n += plain(*m);
+    for (const Weight* m : l.Matrices()) n += m->own_bytes();
     for (const Vector* v : l.Vectors()) n += 2 * v->size();
   }
   return n;
+}
+
+std::vector<const Weight*> ModelWeights::AllMatrices() const {
+  std::vector<const Weight*> all = {&embed, &lm_head};
+  for (const LayerWeights& l : layers) {
+    for (const Weight* m : l.Matrices()) all.push_back(m);
+  }
+  return all;
+}
+
+std::vector<Weight*> ModelWeights::AllMatrices() {
+  std::vector<Weight*> all = {&embed, &lm_head};
+  for (LayerWeights& l : layers) {
+    for (Weight* m : l.Matrices()) all.push_back(m);
+  }
+  return all;
+}
+
+std::string ModelWeights::CodecSummary() const {
+  std::map<WeightCodec, int64_t> elements;
+  for (const Weight* m : AllMatrices()) {
+    if (m->numel() > 0) elements[m->codec] += m->numel();
+  }
+  std::vector<std::pair<int64_t, WeightCodec>> order;
+  for (const auto& [codec, n] : elements) order.push_back({-n, codec});
+  std::sort(order.begin(), order.end());
+  std::string out;
+  for (const auto& [n, codec] : order) out += (out.empty() ? "" : "+") + std::string(WeightCodecName(codec));
+  return out.empty() ? "bf16" : out;
 }
 
 int64_t ModelWeights::MaxLayerScratch() const {
@@ -94,6 +124,18 @@ StatusOr<Weight> WeightResolver::Matrix(const std::string& name, int64_t rows, i
   Weight m;
   m.rows = rows;
   m.cols = cols;
+  for (const Checkpoint& ckpt : weights_->checkpoints) {
+    if (!HasEw4Weight(ckpt, name)) continue;
+    DF11_ASSIGN_OR_RETURN(m.ew4, LoadEw4Weight(ckpt, name, &weights_->realigned32));
+    if (m.ew4.rows != rows || m.ew4.cols != cols) {
+      return Status::InvalidArgument("weight " + name + " is ew4 [" + std::to_string(m.ew4.rows) +
+                                     ", " + std::to_string(m.ew4.cols) +
+                                     "]; the model's config implies [" + std::to_string(rows) +
+                                     ", " + std::to_string(cols) + "]");
+    }
+    m.codec = WeightCodec::kEw4;
+    return m;
+  }
   auto it = in_units_.find(name);
   if (it != in_units_.end()) {
     if (it->second.end - it->second.begin != rows * cols) {

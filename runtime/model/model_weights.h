@@ -3,7 +3,8 @@
 // checkpoint or a DF11 directory by the tensor table (model_tensors.h); the weight handles and a
 // layer's fields are layer_weights.h's. BF16 matrices are views into the memory-mapped files;
 // DF11 matrices stay compressed and name an element range of their unit, decoded right before
-// use. Small tensors (norms, biases) are copied. Shapes are the local ones (a tensor-parallel
+// use; ew4 matrices (a shard written with --codec ew4) are views of their fields. Another codec
+// at load: weight_transcode.h. Small tensors (norms, biases) are copied. Shapes are the local ones (a tensor-parallel
 // shard holds slices). Immutable after loading; shareable across threads.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include "runtime/core/status.h"
 #include "runtime/formats/checkpoint.h"
 #include "runtime/formats/df11_unit.h"
+#include "kernels/ew4/ew4_encode.h"
 #include "runtime/formats/layer_weights.h"
 #include "runtime/formats/model_config.h"
 #include "runtime/formats/model_tensors.h"
@@ -45,15 +47,27 @@ struct ModelWeights {
   // Owners of the memory the views point into.
   std::vector<Checkpoint> checkpoints;
   std::vector<std::unique_ptr<Df11Unit>> units;
-  std::vector<std::vector<uint16_t>> realigned;  // BF16 tensors copied for alignment
+  std::vector<std::vector<uint16_t>> realigned;  // BF16 tensors copied for alignment or decoded
+  std::vector<std::vector<uint32_t>> realigned32;  // ew4 fields copied for alignment
+  std::vector<std::unique_ptr<Ew4Encoded>> ew4;      // ew4 matrices encoded at load
+  std::vector<std::unique_ptr<Df11EncodedUnit>> df11_encoded;  // DF11 units encoded at load
 
-  // Bytes of weights held: DF11 units' stored bytes + plain BF16 matrices + small tensors.
+  // Bytes of weights held: DF11 units' stored bytes + ew4 and plain BF16 matrices (a tied LM
+  // head once) + small tensors.
   int64_t WeightBytes() const;
+  // DF11 units' stored bytes.
   int64_t CompressedBytes() const;
+  // The codecs of the matrices: "bf16", "df11", "ew4", or e.g. "ew4+df11" when mixed (the most
+  // used first).
+  std::string CodecSummary() const;
+  // Every matrix: embedding, LM head, then each layer's (LayerWeights::Matrices order).
+  std::vector<const Weight*> AllMatrices() const;
+  std::vector<Weight*> AllMatrices();
   // The largest number of elements one layer needs decoded (scratch size).
   int64_t MaxLayerScratch() const;
   // Gives every matrix and vector its id (embedding, LM head, final norm, then the layers in
-  // order) and frees the DF11 units no matrix refers to; the loaders call it last.
+  // order) and frees the DF11 units no matrix refers to; the loaders (and the transcoder) call
+  // it last.
   void Finish();
 };
 
@@ -67,6 +81,7 @@ class WeightResolver {
   // Indexes the units of every checkpoint in `weights` (their patterns come from `patterns`).
   static StatusOr<WeightResolver> Create(ModelWeights* weights,
                                          const nlohmann::ordered_json& dfloat11_config);
+  // A DF11 unit slice, an ew4 weight (LoadEw4Weight) or a BF16 tensor named `name`.
   StatusOr<Weight> Matrix(const std::string& name, int64_t rows, int64_t cols);
   // A small BF16 tensor copied out (norms, biases).
   StatusOr<Vector> Small(const std::string& name, int64_t numel);

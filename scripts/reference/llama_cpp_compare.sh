@@ -17,7 +17,8 @@
 #   llama.cpp  llama-bench -p 128 -n 32 (pp128, tg32 = decode batch 1) and
 #              llama-batched-bench -npp 128 -ntg 32 -npl 1,8 (prefill and decode of 1 and 8
 #              sequences)
-#   df11-run   bench --prompt-tokens 128 --gen-tokens 32 --batch-sizes 1,8, BF16 and DF11
+#   df11-run   bench --prompt-tokens 128 --gen-tokens 32 --batch-sizes 1,8, BF16 and DF11 as
+#              stored, and the DF11 files served as ew4 (--weight-codec ew4)
 # Raw JSON lines go to WORK/results.jsonl, the programs' logs to WORK/runs.log; the summary
 # table gives min-max over the rounds.
 # Environment: WORK (default /tmp/df11-llama-cpp), ROUNDS (2), LLAMA_CPP_PYTHON_VERSION
@@ -82,9 +83,11 @@ for round in $(seq "$ROUNDS"); do
     "$LBUILD/bin/llama-batched-bench" -m "$MODEL/gguf/model-bf16.gguf" -t "$t" -tb "$t" \
       -c $(((PROMPT + GEN) * 8)) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$GEN" -npl 1,8 \
       --output-format jsonl 2>> "$LOG" | tag llama-batched-bench "$round" "$t"
-    for format in bf16 df11; do
-      "$BUILD/launcher/df11-run" bench --model "$MODEL/$format" --threads "$t" \
-        --batch-sizes 1,8 --prompt-tokens "$PROMPT" --gen-tokens "$GEN" 2>> "$LOG" |
+    for format in bf16 df11 ew4; do
+      codec=()
+      [[ $format == ew4 ]] && codec=(--weight-codec ew4)
+      "$BUILD/launcher/df11-run" bench --model "$MODEL/${format/ew4/df11}" --threads "$t" \
+        --batch-sizes 1,8 --prompt-tokens "$PROMPT" --gen-tokens "$GEN" "${codec[@]}" 2>> "$LOG" |
         tag "df11-run-$format" "$round" "$t"
     done
   done
@@ -104,10 +107,10 @@ for line in open(sys.argv[1]):
         rows[(t, f"prefill, batch {r['pl']}", "llama.cpp batched")].append(r["speed_pp"])
         rows[(t, f"decode, batch {r['pl']}", "llama.cpp batched")].append(r["speed_tg"])
     else:
-        col = "df11-run BF16" if p.endswith("bf16") else "df11-run DF11"
+        col = {"bf16": "df11-run BF16", "df11": "df11-run DF11", "ew4": "df11-run ew4"}[p.split("-")[-1]]
         rows[(t, f"prefill, batch {r['batch']}", col)].append(r["prefill_tok_s"])
         rows[(t, f"decode, batch {r['batch']}", col)].append(r["decode_tok_s"])
-cols = ["llama.cpp", "llama.cpp batched", "df11-run BF16", "df11-run DF11"]
+cols = ["llama.cpp", "llama.cpp batched", "df11-run BF16", "df11-run DF11", "df11-run ew4"]
 fmt = lambda v: "" if not v else (f"{min(v):.1f}" if len(v) == 1 else f"{min(v):.1f}-{max(v):.1f}")
 print(f"prompt {sys.argv[2]} tokens; tokens/s, min-max over rounds")
 print("| threads | figure | " + " | ".join(cols) + " | BF16 / llama.cpp (best) |")

@@ -177,6 +177,58 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   std::printf("one process %.2f s, mpirun -np 4 (tp 2 x pp 2) %.2f s\n", one.seconds, mpi.seconds);
 }
 
+// ew4 served three ways gives one output file: shards written as ew4 (`df11 shard --codec ew4`,
+// from the DF11 and from the BF16 model) and DF11 shards transcoded at load (--weight-codec
+// ew4, and auto, which every rank resolves to the same codec); on one process the BF16 and the
+// DF11 model served as ew4 agree too.
+TEST_F(Df11RunMpi, Ew4ShardsAndTranscodedShardsAgree) {
+  for (const char* src : {"m.df11", "m"}) {
+    CommandResult r = Sh(kDf11 + " -q shard " + dir_ + "/" + src + " " + dir_ + "/" + src +
+                         ".ew4 --tp 2 --pp 2 --codec ew4");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(ReadFile(dir_ + "/" + src + ".ew4/manifest.json").find("\"codec\": \"ew4\""),
+              std::string::npos);
+  }
+  const std::string in = WriteInput(
+      "ew4.jsonl", {R"({"custom_id": "g1", "prompt": "The quick brown fox", "max_tokens": 10})",
+                    R"({"custom_id": "g2", "prompt": "Once upon a time", "max_tokens": 12})"});
+  const std::string flags = " --input " + in + " --threads 1 --batch-size 2";
+  struct Run {
+    std::string name, model, extra;
+    int np;
+  };
+  const std::vector<Run> runs = {
+      {"ew4_shards", "m.df11.ew4", "", 4},
+      {"ew4_shards_from_bf16", "m.ew4", "", 4},
+      {"df11_shards_as_ew4", "m.tp2pp2", " --weight-codec ew4", 4},
+      {"df11_shards_auto", "m.tp2pp2", " --weight-codec auto", 4},
+  };
+  std::string first;
+  for (const Run& run : runs) {
+    SCOPED_TRACE(run.name);
+    const std::string out = dir_ + "/" + run.name + ".jsonl";
+    CommandResult r = Sh(Mpirun(run.np, "generate --model " + dir_ + "/" + run.model +
+                                            " --output " + out + flags + run.extra));
+    ASSERT_EQ(r.status, 0) << r.err;
+    if (!run.extra.empty()) {
+      EXPECT_NE(r.err.find("weights served as ew4"), std::string::npos) << r.err;
+    }
+    const std::string text = ReadFile(out);
+    EXPECT_NE(text.find("\"g2\""), std::string::npos) << text;
+    if (first.empty()) first = text;
+    EXPECT_EQ(text, first);
+  }
+  std::string one;
+  for (const char* model : {"m", "m.df11"}) {
+    const std::string out = dir_ + "/one_ew4_" + model + ".jsonl";
+    CommandResult r = Sh(kRun + " generate --model " + dir_ + "/" + model + " --output " + out +
+                         flags + " --weight-codec ew4");
+    ASSERT_EQ(r.status, 0) << r.err;
+    if (one.empty()) one = ReadFile(out);
+    EXPECT_EQ(ReadFile(out), one) << model;
+  }
+}
+
 TEST_F(Df11RunMpi, WrongWorldSize) {
   CommandResult r = Generate(3, dir_ + "/m.tp2pp2");
   EXPECT_NE(r.status, 0);

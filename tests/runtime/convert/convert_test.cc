@@ -122,6 +122,16 @@ TEST_F(ConvertTest, InspectSplitsTheBits) {
   EXPECT_GT(double(total["exponent_entropy"]), 2.3);
   EXPECT_LT(bits, double(total["field_split_floor"]) + 0.3);
   EXPECT_NE(FormatInspection(*inspection).find("TOTAL (4 units)"), std::string::npos);
+  // Beside DF11: the same weights as ew4, 12 bits plus escapes and row offsets (32 bits per row
+  // of 256 or 512 here); N(0, 0.02) leaves ~1.5e-4 of the weights outside a 15-exponent window.
+  const double ew4 = total["ew4"]["bits_per_weight"];
+  EXPECT_GT(ew4, 12.0);
+  EXPECT_LT(ew4, 12.15);
+  EXPECT_GT(ew4, bits + 1.0);
+  EXPECT_LT(double(total["ew4"]["escape_rate"]), 5e-4);
+  EXPECT_NEAR(double(total["ew4"]["window_coverage"]) + double(total["ew4"]["escape_rate"]), 1.0,
+              1e-12);
+  EXPECT_NE(FormatInspection(*inspection).find("ew4 b/w"), std::string::npos);
   int64_t hist_sum = 0;
   for (const auto& [len, n] : j["units"][0]["code_length_histogram"].items()) hist_sum += n.get<int64_t>();
   EXPECT_EQ(hist_sum, j["units"][0]["elements"].get<int64_t>());

@@ -2,7 +2,8 @@
 // CudaBackend on tiny models made here (skips without a CUDA device): DF11 logits equal the BF16
 // model's bit for bit; greedy tokens follow the CPU CpuBackend's; logits are close to the CPU's;
 // decode overlap and CUDA graphs change nothing; device sampling draws what SampleRef draws from
-// the same logits; a corrupt DF11 stream is an error Status.
+// the same logits; a corrupt DF11 stream is an error Status; served as ew4 (fused GEMV steps,
+// decode-to-scratch prefills), BF16 and DF11 sources give bit-identical logits, close to BF16's.
 #include "runtime/model/cuda_backend.h"
 
 #include <cuda_runtime_api.h>
@@ -18,6 +19,7 @@
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
+#include "runtime/model/weight_transcode.h"
 #include "tests/common/temp_files.h"
 #include "tests/runtime/model/model_test_util.h"
 
@@ -127,6 +129,47 @@ TEST_F(CudaBackendTest, Df11LogitsAreBitIdenticalToBf16) {
       EXPECT_EQ(std::memcmp(lb[i].data(), ld[i].data(), 4 * lb[i].size()), 0) << "step " << i;
     }
     EXPECT_EQ(gd->ScratchBytes() > 0, true);
+  }
+}
+
+TEST_F(CudaBackendTest, Ew4FromBf16AndFromDf11GiveBitIdenticalLogits) {
+  TinyModelOptions o = Small(41);
+  o.arch = "qwen2";
+  o.tie_embeddings = true;  // an ew4 embedding rows decoded and an ew4 LM head, one storage
+  o.intermediate = 320;
+  o.vocab = 1500;
+  auto [bf16_dir, df11_dir] = MakePair(o, "ew4");
+  auto as_ew4 = [](const std::string& dir) {
+    auto w = LoadModelWeights(dir);
+    EXPECT_TRUE(w.ok()) << w.status().ToString();
+    TranscodeReport report;
+    EXPECT_TRUE(TranscodeWeights(&*w, WeightCodec::kEw4, 2, &report).ok());
+    EXPECT_TRUE(report.kept.empty()) << report.Format();
+    return std::move(w).value();
+  };
+  const ModelWeights from_bf16 = as_ew4(bf16_dir), from_df11 = as_ew4(df11_dir);
+  auto plain = LoadModelWeights(bf16_dir);
+  ASSERT_TRUE(plain.ok());
+  ASSERT_EQ(from_df11.layers[0].q.codec, WeightCodec::kEw4);
+  auto ga = Cuda(from_bf16), gb = Cuda(from_df11), gp = Cuda(*plain);
+  ASSERT_TRUE(ga && gb && gp);
+  // A 9-token prefill (decode to scratch + GEMM) and a batch of 2 decoding (the fused GEMV).
+  const std::vector<std::vector<int32_t>> prompts = {{1, 17, 400, 3, 1499, 250, 7, 7, 9}, {5, 6}};
+  const auto la = RunGreedy(*ga, prompts, 6, true), lb = RunGreedy(*gb, prompts, 6, true);
+  const auto lp = RunGreedy(*gp, prompts, 6, true);
+  ASSERT_EQ(la.size(), lb.size());
+  for (size_t i = 0; i < la.size(); ++i) {
+    ASSERT_EQ(la[i].size(), lb[i].size());
+    EXPECT_EQ(std::memcmp(la[i].data(), lb[i].data(), 4 * la[i].size()), 0) << "step " << i;
+  }
+  EXPECT_EQ(std::memcmp(la[0].data(), lp[0].data(), 4 * la[0].size()), 0) << "prefill";
+  for (size_t i = 1; i < la.size(); ++i) {
+    float scale = 0, diff = 0;
+    for (size_t j = 0; j < la[i].size(); ++j) {
+      scale = std::max(scale, std::fabs(lp[i][j]));
+      diff = std::max(diff, std::fabs(la[i][j] - lp[i][j]));
+    }
+    EXPECT_LT(diff, 1e-3f * scale) << "step " << i;
   }
 }
 

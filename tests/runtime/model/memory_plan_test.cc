@@ -31,7 +31,7 @@ TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
   EXPECT_TRUE(df11->fits) << df11->Format(o);
   // ~7.9 GB left for the KV cache at 129 KB per token (126 layers, one kv head, FP32 K and V).
   EXPECT_GT(df11->kv_tokens, 49152);
-  o.df11 = false;
+  o.codec = WeightCodec::kBf16;
   auto bf16 = PlanMemory(*c, o);
   ASSERT_TRUE(bf16.ok());
   EXPECT_GT(bf16->weight_bytes / 1e9, 100);

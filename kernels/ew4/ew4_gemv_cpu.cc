@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CPU fused GEMV's vector paths, compiled per instruction set with function attributes and
+// chosen at run time (kernels/common/cpu_features), so one binary uses what the machine it runs on has.
+// A block of 64 weights is decoded in registers: two byte lookups (vpshufb) turn 64 codes into
+// the exponent's bits of each weight's low and high byte, two bit merges add the sign|mantissa
+// bytes, and unpacks with zero give four vectors of 16 FP32 weights, F0..F3, where lane
+// 4 * q + i of Ff holds weight 16 * q + 4 * f + i (q: the 128-bit lane). The activations are
+// permuted once per call into that order (Permuted), so every path, AVX2 (two halves of 8 lanes)
+// included, adds each weight into partial Ew4GemvLane(p) as the oracle does. Escapes are patched
+// into the decoded vectors before they are multiplied (a branch per block, taken rarely).
+// GCC 12 warns that the "undefined" source operand its own AVX-512 headers pass to
+// _mm512_inserti64x4 may be uninitialized; that operand is fully overwritten.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/common/bf16.h"
+#include "kernels/common/check.h"
+#include "kernels/common/parallel_for.h"
+#include "kernels/ew4/ew4_gemv.h"
+#include "kernels/ew4/ew4_gemv_order.h"
+
+namespace df11 {
+namespace {
+
+constexpr int64_t kRowsPerChunk = 16;
+
+// The exponent's bit 0 (as bit 7 of the low byte) and bits 1-7 (bits 0-6 of the high byte) of
+// each code's weight; code 0 (escape) gives 0 and is patched.
+// Each table is repeated in the four 128-bit lanes vpshufb looks up in.
+struct ExponentTables {
+  alignas(64) uint8_t low[64] = {};
+  alignas(64) uint8_t high[64] = {};
+  explicit ExponentTables(int32_t window_start) {
+    for (int c = 1; c < 16; ++c) {
+      const uint32_t e = static_cast<uint32_t>(window_start + c - 1);
+      for (int lane = 0; lane < 4; ++lane) {
+        low[16 * lane + c] = static_cast<uint8_t>((e & 1) << 7);
+        high[16 * lane + c] = static_cast<uint8_t>(e >> 1);
+      }
+    }
+  }
+};
+
+// x (m, k) -> (m, k) with each full block of 64 in the decoded vectors' order: position
+// 16 * f + 4 * q + i of a block holds x at 16 * q + 4 * f + i. The tail keeps its order.
+const float* Permuted(const float* x, int64_t m, int64_t k, std::vector<float>* out) {
+  out->resize(static_cast<size_t>(m * k));
+  const int64_t full = k / 64 * 64;
+  for (int64_t b = 0; b < m; ++b) {
+    const float* xb = x + b * k;
+    float* o = out->data() + b * k;
+    for (int64_t blk = 0; blk < full; blk += 64) {
+      for (int f = 0; f < 4; ++f) {
+        for (int q = 0; q < 4; ++q) std::memcpy(o + blk + 16 * f + 4 * q, xb + blk + 16 * q + 4 * f, 16);
+      }
+    }
+    std::memcpy(o + full, xb + full, 4 * (k - full));
+  }
+  return out->data();
+}
+
+// One row's escapes: the next one not yet patched and the end of the row's list.
+struct EscapeCursor {
+  const uint32_t* columns = nullptr;
+  const uint16_t* values = nullptr;
+  uint32_t next = 0, end = 0;
+  static EscapeCursor Of(const Ew4View& w, int64_t row) {
+    return {w.escape_columns, w.escape_values, w.escape_offsets[row], w.escape_offsets[row + 1]};
+  }
+  bool Before(int64_t col) const { return next < end && columns[next] < col; }
+};
+
+// The end of a row after its full blocks: the tail in order, then Ew4GemvFinish.
+template <typename Weight>
+float FinishRow(float (&acc)[kEw4GemvLanes], int64_t full, int64_t k, const float* xb,
+                const Weight& weight, const uint16_t* bias, int64_t row) {
+  for (int64_t p = full; p < k; ++p) {
+    float& a = acc[Ew4GemvLane(p)];
+    a = std::fma(Bf16ToFloat(weight(p)), xb[p], a);
+  }
+  return Ew4GemvFinish(acc, bias, row);
+}
+
+// One ew4 row's fields and escapes.
+struct Ew4Row {
+  const uint8_t* sm;
+  const uint8_t* codes;
+  EscapeCursor esc;
+  static Ew4Row Of(const Ew4View& w, int64_t j) {
+    return {w.sign_mantissa + j * w.cols, w.codes + j * Ew4RowCodeBytes(w.cols),
+            EscapeCursor::Of(w, j)};
+  }
+};
+
+// Weight p of row j (the tail past the full blocks).
+uint16_t Ew4WeightAt(const Ew4View& w, const Ew4Row& r, int64_t j, int64_t p) {
+  const uint32_t code = Ew4CodeAt(r.codes, p);
+  if (code != 0) return Ew4Combine(w.window_start, code, r.sm[p]);
+  for (uint32_t e = w.escape_offsets[j]; e < w.escape_offsets[j + 1]; ++e) {
+    if (w.escape_columns[e] == p) return w.escape_values[e];
+  }
+  return 0;  // unreachable for a validated view
+}
+
+// ---- AVX-512 ----
+
+// Decoded block: four vectors F0..F3 of 16 weights (see the header).
+struct Block512 {
+  __m512 f[4];
+};
+
+DF11_TARGET_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value) {
+  const __m512 v = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int32_t>(value) << 16));
+  const __mmask16 lane = static_cast<__mmask16>(1u << Ew4GemvLane(p));
+  const int f = static_cast<int>((p & 15) >> 2);
+  for (int i = 0; i < 4; ++i) blk->f[i] = _mm512_mask_mov_ps(blk->f[i], i == f ? lane : 0, v);
+}
+
+struct Ew4Source512 {
+  const Ew4View* w;
+  __m512i low, high;
+  explicit DF11_TARGET_AVX512 Ew4Source512(const Ew4View& view, const ExponentTables& t) : w(&view) {
+    low = _mm512_load_si512(t.low);
+    high = _mm512_load_si512(t.high);
+  }
+  using Row = Ew4Row;
+  Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
+  DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(packed, nibble);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+    const __m512i codes = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+    const __m512i sm = _mm512_loadu_si512(r.sm + blk);
+    // (sm & mask) | table[code]: ternary logic 0xEA = (A & B) | C.
+    const __m512i lb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(0x7F),
+                                                 _mm512_shuffle_epi8(low, codes), 0xEA);
+    const __m512i hb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(static_cast<char>(0x80)),
+                                                 _mm512_shuffle_epi8(high, codes), 0xEA);
+    const __m512i w0 = _mm512_unpacklo_epi8(lb, hb), w1 = _mm512_unpackhi_epi8(lb, hb);
+    const __m512i z = _mm512_setzero_si512();
+    Block512 b{{_mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0)),
+                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0)),
+                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w1)),
+                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w1))}};
+    if (r.esc.Before(blk + 64)) [[unlikely]] {
+      for (; r.esc.Before(blk + 64); ++r.esc.next) {
+        Patch512(&b, r.esc.columns[r.esc.next] - blk, r.esc.values[r.esc.next]);
+      }
+    }
+    return b;
+  }
+  uint16_t At(const Row& r, int64_t j, int64_t p) const { return Ew4WeightAt(*w, r, j, p); }
+};
+
+struct Bf16Source512 {
+  const uint16_t* w;
+  int64_t k;
+  __m512i index[4];
+  DF11_TARGET_AVX512 Bf16Source512(const uint16_t* weights, int64_t cols) : w(weights), k(cols) {
+    alignas(64) uint16_t idx[4][32];
+    for (int f = 0; f < 4; ++f) {
+      for (int e = 0; e < 16; ++e) {
+        idx[f][2 * e] = 0;
+        idx[f][2 * e + 1] = static_cast<uint16_t>(16 * (e / 4) + 4 * f + e % 4);
+      }
+      index[f] = _mm512_load_si512(idx[f]);
+    }
+  }
+  struct Row {
+    const uint16_t* w;
+  };
+  Row RowAt(int64_t j) const { return {w + j * k}; }
+  DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
+    const __m512i a = _mm512_loadu_si512(r.w + blk), b = _mm512_loadu_si512(r.w + blk + 32);
+    Block512 out;
+    for (int f = 0; f < 4; ++f) {
+      out.f[f] = _mm512_castsi512_ps(
+          _mm512_maskz_permutex2var_epi16(0xAAAAAAAAu, a, index[f], b));
+    }
+    return out;
+  }
+  uint16_t At(const Row& r, int64_t, int64_t p) const { return r.w[p]; }
+};
+
+// Rows [j, j + R) for all M batches: R * M accumulator vectors.
+template <int M, int R, typename Source>
+DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float* x, int64_t k,
+                         const uint16_t* bias, float* y, int64_t n, int64_t j) {
+  __m512 acc[R][M];
+  typename Source::Row rows[R];
+  for (int r = 0; r < R; ++r) {
+    rows[r] = src.RowAt(j + r);
+    for (int b = 0; b < M; ++b) acc[r][b] = _mm512_setzero_ps();
+  }
+  const int64_t full = k / 64 * 64;
+  for (int64_t blk = 0; blk < full; blk += 64) {
+    for (int r = 0; r < R; ++r) {
+      const Block512 w = src.Load(rows[r], blk);
+      for (int f = 0; f < 4; ++f) {
+        for (int b = 0; b < M; ++b) {
+          acc[r][b] = _mm512_fmadd_ps(w.f[f], _mm512_loadu_ps(xp + b * k + blk + 16 * f),
+                                      acc[r][b]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int b = 0; b < M; ++b) {
+      float lanes[kEw4GemvLanes];
+      _mm512_storeu_ps(lanes, acc[r][b]);
+      const auto weight = [&](int64_t p) { return src.At(rows[r], j + r, p); };
+      y[b * n + j + r] = FinishRow(lanes, full, k, x + b * k, weight, bias, j + r);
+    }
+  }
+}
+
+// ---- AVX2 ----
+
+// Decoded half block (weights 32 * h .. 32 * h + 31): F0..F3 of 8 weights, lane 4 * q + i of Ff
+// holding weight 32 * h + 16 * q + 4 * f + i.
+struct Half256 {
+  __m256 f[4];
+};
+
+DF11_TARGET_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) {
+  const __m256 v = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(value) << 16));
+  const __m256i lane = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(Ew4GemvLane(p) & 7));
+  const int f = static_cast<int>((p & 15) >> 2);
+  half->f[f] = _mm256_blendv_ps(half->f[f], v, _mm256_castsi256_ps(lane));
+}
+
+struct Ew4Source256 {
+  const Ew4View* w;
+  __m256i low, high;
+  DF11_TARGET_AVX2 Ew4Source256(const Ew4View& view, const ExponentTables& t) : w(&view) {
+    low = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.low));
+    high = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.high));
+  }
+  using Row = Ew4Row;
+  Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
+  DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i codes[2] = {_mm256_and_si256(packed, nibble),
+                              _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble)};
+    const __m256i z = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i sm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.sm + blk + 32 * h));
+      const __m256i lb = _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(0x7F)),
+                                         _mm256_shuffle_epi8(low, codes[h]));
+      const __m256i hb =
+          _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(static_cast<char>(0x80))),
+                          _mm256_shuffle_epi8(high, codes[h]));
+      const __m256i w0 = _mm256_unpacklo_epi8(lb, hb), w1 = _mm256_unpackhi_epi8(lb, hb);
+      out[h].f[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w0));
+      out[h].f[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w0));
+      out[h].f[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w1));
+      out[h].f[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w1));
+    }
+    if (r.esc.Before(blk + 64)) [[unlikely]] {
+      for (; r.esc.Before(blk + 64); ++r.esc.next) {
+        const int64_t p = r.esc.columns[r.esc.next] - blk;
+        Patch256(&out[p / 32], p, r.esc.values[r.esc.next]);
+      }
+    }
+  }
+  uint16_t At(const Row& r, int64_t j, int64_t p) const { return Ew4WeightAt(*w, r, j, p); }
+};
+
+struct Bf16Source256 {
+  const uint16_t* w;
+  int64_t k;
+  struct Row {
+    const uint16_t* w;
+  };
+  Row RowAt(int64_t j) const { return {w + j * k}; }
+  DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
+    for (int h = 0; h < 2; ++h) {
+      for (int f = 0; f < 4; ++f) {
+        const uint16_t* p = r.w + blk + 32 * h + 4 * f;
+        const __m128i words = _mm_unpacklo_epi64(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16)));
+        out[h].f[f] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(words), 16));
+      }
+    }
+  }
+  uint16_t At(const Row& r, int64_t, int64_t p) const { return r.w[p]; }
+};
+
+template <int M, int R, typename Source>
+DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x, int64_t k,
+                       const uint16_t* bias, float* y, int64_t n, int64_t j) {
+  __m256 acc[R][M][2];
+  typename Source::Row rows[R];
+  for (int r = 0; r < R; ++r) {
+    rows[r] = src.RowAt(j + r);
+    for (int b = 0; b < M; ++b) acc[r][b][0] = acc[r][b][1] = _mm256_setzero_ps();
+  }
+  const int64_t full = k / 64 * 64;
+  for (int64_t blk = 0; blk < full; blk += 64) {
+    for (int r = 0; r < R; ++r) {
+      Half256 w[2];
+      src.Load(rows[r], blk, w);
+      for (int f = 0; f < 4; ++f) {
+        for (int b = 0; b < M; ++b) {
+          for (int h = 0; h < 2; ++h) {
+            acc[r][b][h] = _mm256_fmadd_ps(
+                w[h].f[f], _mm256_loadu_ps(xp + b * k + blk + 16 * f + 8 * h), acc[r][b][h]);
+          }
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int b = 0; b < M; ++b) {
+      float lanes[kEw4GemvLanes];
+      _mm256_storeu_ps(lanes, acc[r][b][0]);
+      _mm256_storeu_ps(lanes + 8, acc[r][b][1]);
+      const auto weight = [&](int64_t p) { return src.At(rows[r], j + r, p); };
+      y[b * n + j + r] = FinishRow(lanes, full, k, x + b * k, weight, bias, j + r);
+    }
+  }
+}
+
+// ---- dispatch ----
+
+// The row kernels of one instruction set.
+struct Avx512 {
+  template <int M, int R, typename Source>
+  static void Rows(const Source& src, const float* xp, const float* x, int64_t k,
+                   const uint16_t* bias, float* y, int64_t n, int64_t j) {
+    Rows512<M, R>(src, xp, x, k, bias, y, n, j);
+  }
+};
+struct Avx2 {
+  template <int M, int R, typename Source>
+  static void Rows(const Source& src, const float* xp, const float* x, int64_t k,
+                   const uint16_t* bias, float* y, int64_t n, int64_t j) {
+    Rows256<M, R>(src, xp, x, k, bias, y, n, j);
+  }
+};
+
+// Rows [j0, j1): groups of R (independent accumulation chains hide the FMA latency), then
+// single rows. Neither changes any row's order.
+template <typename Isa, int M, typename Source>
+void RunRows(const Source& src, const float* xp, const float* x, int64_t k, const uint16_t* bias,
+             float* y, int64_t n, int64_t j0, int64_t j1) {
+  constexpr int R = M == 1 ? 4 : M == 2 ? 2 : 1;
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) Isa::template Rows<M, R>(src, xp, x, k, bias, y, n, j);
+  for (; j < j1; ++j) Isa::template Rows<M, 1>(src, xp, x, k, bias, y, n, j);
+}
+
+template <typename Isa, typename Source>
+void Run(const Source& src, const float* x, int64_t m, int64_t n, int64_t k,
+         const uint16_t* bias, float* y, int threads) {
+  thread_local std::vector<float> permuted;
+  const float* xp = Permuted(x, m, k, &permuted);
+  ParallelFor(n, threads, kRowsPerChunk, [&](int64_t j0, int64_t j1) {
+    switch (m) {
+      case 1: return RunRows<Isa, 1>(src, xp, x, k, bias, y, n, j0, j1);
+      case 2: return RunRows<Isa, 2>(src, xp, x, k, bias, y, n, j0, j1);
+      case 3: return RunRows<Isa, 3>(src, xp, x, k, bias, y, n, j0, j1);
+      case 4: return RunRows<Isa, 4>(src, xp, x, k, bias, y, n, j0, j1);
+      case 5: return RunRows<Isa, 5>(src, xp, x, k, bias, y, n, j0, j1);
+      case 6: return RunRows<Isa, 6>(src, xp, x, k, bias, y, n, j0, j1);
+      case 7: return RunRows<Isa, 7>(src, xp, x, k, bias, y, n, j0, j1);
+      default: return RunRows<Isa, 8>(src, xp, x, k, bias, y, n, j0, j1);
+    }
+  });
+}
+
+CpuLevel Lower(CpuLevel wanted) {
+  return static_cast<CpuLevel>(std::min(static_cast<int>(wanted),
+                                        static_cast<int>(DetectedCpuLevel())));
+}
+
+}  // namespace
+
+void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
+                int threads, CpuLevel level) {
+  DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
+  level = Lower(level);
+  const ExponentTables tables(w.window_start);
+  if (level >= CpuLevel::kAvx512) {
+    Run<Avx512>(Ew4Source512(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+  } else if (level == CpuLevel::kAvx2) {
+    Run<Avx2>(Ew4Source256(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+  } else {
+    Ew4GemvRef(x, w, bias, y, m, threads);
+  }
+}
+
+void Bf16GemvOrderedCpu(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
+                        int64_t m, int64_t n, int64_t k, int threads, CpuLevel level) {
+  DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
+  level = Lower(level);
+  if (level >= CpuLevel::kAvx512) {
+    Run<Avx512>(Bf16Source512(w, k), x, m, n, k, bias, y, threads);
+  } else if (level == CpuLevel::kAvx2) {
+    Run<Avx2>(Bf16Source256{w, k}, x, m, n, k, bias, y, threads);
+  } else {
+    Bf16GemvOrderedRef(x, w, bias, y, m, n, k, threads);
+  }
+}
+
+}  // namespace df11
