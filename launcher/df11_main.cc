@@ -112,6 +112,70 @@ int RunTokenize(const std::string& model, bool detokenize, bool bos) {
   return s.ok() ? 0 : Fail(s);
 }
 
+// --threads' range (0: all cores).
+CLI::Validator ThreadCount() { return IntegerIn(0, 1 << 16); }
+
+// The make-tiny subcommand and its flags, bound to *tiny and *out.
+CLI::App* AddMakeTinyCommand(CLI::App* app, TinyModelOptions* tiny, std::string* out) {
+  CLI::App* make_tiny =
+      app->add_subcommand("make-tiny", "write a random BF16 model for tests/demos");
+  make_tiny->add_option("--arch", tiny->arch, "the config.json model_type")
+      ->check(CLI::IsMember(SupportedModelTypes()))
+      ->capture_default_str();
+  make_tiny->add_option("--layers", tiny->layers, "decoder layers")->capture_default_str();
+  make_tiny->add_option("--hidden", tiny->hidden, "hidden size")->capture_default_str();
+  make_tiny->add_option("--heads", tiny->heads, "attention heads")->capture_default_str();
+  make_tiny->add_option("--kv-heads", tiny->kv_heads, "key/value heads")->capture_default_str();
+  make_tiny->add_option("--intermediate", tiny->intermediate, "MLP size")->capture_default_str();
+  make_tiny->add_option("--head-dim", tiny->head_dim, "head size (0: hidden/heads)")
+      ->capture_default_str();
+  make_tiny->add_option("--vocab", tiny->vocab, "vocabulary size (0: the tokenizer's, or 512)")
+      ->capture_default_str();
+  make_tiny->add_option("--vocab-from", tiny->vocab_from, "directory whose tokenizer to copy");
+  make_tiny->add_option("--seed", tiny->seed, "random seed")
+      ->check(Unsigned64())
+      ->capture_default_str();
+  make_tiny->add_flag("--tie-embeddings", tiny->tie_embeddings, "share embedding and LM head");
+  make_tiny
+      ->add_option("--sliding-window", tiny->sliding_window,
+                   "gemma3_text / gemma3: the local layers' window (0: 16)")
+      ->capture_default_str();
+  make_tiny->add_option("OUT_DIR", *out, "new model directory")->required();
+  return make_tiny;
+}
+
+// The shard subcommand and its flags, bound to *options, *src, *out and *threads.
+CLI::App* AddShardCommand(CLI::App* app, ShardOptions* options, std::string* src, std::string* out,
+                          int* threads) {
+  CLI::App* shard =
+      app->add_subcommand("shard", "split a model into per-rank DF11 shards (TP x PP)");
+  shard->add_option("SRC", *src, "BF16 or DF11 model directory")->required();
+  shard->add_option("OUT", *out, "new directory for manifest.json and rank files")->required();
+  shard->add_option("--tp", options->tp, "tensor-parallel ranks per stage")
+      ->check(IntegerIn(1, 1 << 16))
+      ->capture_default_str();
+  shard->add_option("--pp", options->pp, "pipeline stages")
+      ->check(IntegerIn(1, 1 << 16))
+      ->capture_default_str();
+  shard
+      ->add_option("--stage-layers", options->stage_layers,
+                   "layers per stage, e.g. 40,40,46 (default: balanced)")
+      ->delimiter(',')
+      ->check(IntegerIn(1, 1 << 16));
+  shard->add_option("--threads", *threads, "worker threads (0: all cores)")->check(ThreadCount());
+  shard
+      ->add_option_function<std::string>(
+          "--codec",
+          [options](const std::string& v) {
+            options->codec = v == "ew4" ? WeightCodec::kEw4 : WeightCodec::kDf11;
+          },
+          "the rank files' matrices: df11 (Huffman units, densest) or ew4 (4-bit exponent codes, "
+          "served by fused kernels)")
+      ->check(CLI::IsMember({"df11", "ew4"}))
+      ->default_str("df11");
+  return shard;
+}
+
 }  // namespace
 }  // namespace df11
 
@@ -121,7 +185,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int threads = 0;
   bool quiet = false;
-  const CLI::Validator thread_count = IntegerIn(0, 1 << 16);
+  const CLI::Validator thread_count = ThreadCount();
   app.add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
   app.add_flag("-q,--quiet", quiet, "no progress output");
 
@@ -136,7 +200,8 @@ int main(int argc, char** argv) {
   auto* decompress = app.add_subcommand("decompress", "DF11 directory -> BF16 checkpoint");
   decompress->add_option("DF11_DIR", src, "DF11 model directory")->required();
   decompress->add_option("OUT_DIR", out, "new directory for the BF16 model")->required();
-  decompress->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
+  decompress->add_option("--threads", threads, "worker threads (0: all cores)")
+      ->check(thread_count);
 
   std::string bf16_dir;
   auto* verify = app.add_subcommand("verify", "check a DF11 model against its BF16 original");
@@ -150,48 +215,10 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "JSON output");
 
   TinyModelOptions tiny;
-  auto* make_tiny = app.add_subcommand("make-tiny", "write a random BF16 model for tests/demos");
-  make_tiny->add_option("--arch", tiny.arch, "the config.json model_type")
-      ->check(CLI::IsMember(SupportedModelTypes()))
-      ->capture_default_str();
-  make_tiny->add_option("--layers", tiny.layers, "decoder layers")->capture_default_str();
-  make_tiny->add_option("--hidden", tiny.hidden, "hidden size")->capture_default_str();
-  make_tiny->add_option("--heads", tiny.heads, "attention heads")->capture_default_str();
-  make_tiny->add_option("--kv-heads", tiny.kv_heads, "key/value heads")->capture_default_str();
-  make_tiny->add_option("--intermediate", tiny.intermediate, "MLP size")->capture_default_str();
-  make_tiny->add_option("--head-dim", tiny.head_dim, "head size (0: hidden/heads)")
-      ->capture_default_str();
-  make_tiny->add_option("--vocab", tiny.vocab, "vocabulary size (0: the tokenizer's, or 512)")
-      ->capture_default_str();
-  make_tiny->add_option("--vocab-from", tiny.vocab_from, "directory whose tokenizer to copy");
-  make_tiny->add_option("--seed", tiny.seed, "random seed")->check(Unsigned64())
-      ->capture_default_str();
-  make_tiny->add_flag("--tie-embeddings", tiny.tie_embeddings, "share embedding and LM head");
-  make_tiny->add_option("--sliding-window", tiny.sliding_window,
-                        "gemma3_text / gemma3: the local layers' window (0: 16)")
-      ->capture_default_str();
-  make_tiny->add_option("OUT_DIR", out, "new model directory")->required();
+  CLI::App* make_tiny = AddMakeTinyCommand(&app, &tiny, &out);
 
   ShardOptions shard_options;
-  auto* shard = app.add_subcommand("shard", "split a model into per-rank DF11 shards (TP x PP)");
-  shard->add_option("SRC", src, "BF16 or DF11 model directory")->required();
-  shard->add_option("OUT", out, "new directory for manifest.json and rank files")->required();
-  shard->add_option("--tp", shard_options.tp, "tensor-parallel ranks per stage")
-      ->check(IntegerIn(1, 1 << 16))->capture_default_str();
-  shard->add_option("--pp", shard_options.pp, "pipeline stages")
-      ->check(IntegerIn(1, 1 << 16))->capture_default_str();
-  shard->add_option("--stage-layers", shard_options.stage_layers,
-                    "layers per stage, e.g. 40,40,46 (default: balanced)")
-      ->delimiter(',')->check(IntegerIn(1, 1 << 16));
-  shard->add_option("--threads", threads, "worker threads (0: all cores)")->check(thread_count);
-  shard->add_option_function<std::string>(
-           "--codec",
-           [&shard_options](const std::string& v) {
-             shard_options.codec = v == "ew4" ? WeightCodec::kEw4 : WeightCodec::kDf11;
-           },
-           "the rank files' matrices: df11 (Huffman units, densest) or ew4 (4-bit exponent codes, "
-           "served by fused kernels)")
-      ->check(CLI::IsMember({"df11", "ew4"}))->default_str("df11");
+  CLI::App* shard = AddShardCommand(&app, &shard_options, &src, &out, &threads);
 
   std::string model;
   bool bos = false;
