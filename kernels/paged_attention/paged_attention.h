@@ -26,9 +26,22 @@ void PagedKvAppendRef(const float* k_new, const float* v_new,  // (t_new, row)
                       int64_t block_tokens,
                       uint16_t* k_pool, uint16_t* v_pool);  // (blocks, block_tokens, row)
 
+// The first position a query of a step of t_new tokens ending at position t_total - 1 sees:
+// 0, or with a window the first query's window start.
+int64_t FirstVisiblePosition(int64_t t_total, int64_t t_new, int64_t window);
+
+// k_out / v_out (last - first, row) = the rows of positions first..last - 1 of the sequence whose
+// blocks `table` lists, as FP32 (exact).
+void PagedKvGatherRef(const uint16_t* k_pool, const uint16_t* v_pool,  // (blocks, block_tokens,
+                                                                       //  row)
+                      const int32_t* table, int64_t block_tokens, int64_t row, int64_t first,
+                      int64_t last, float* k_out, float* v_out);
+
 // out = AttentionRef of q over the sequence's positions 0..t_total - 1 read through `table`, bit
-// for bit (the visible rows are gathered into FP32 and handed to AttentionRef). Requires what
-// AttentionRef requires. Thread-safe.
+// for bit: the visible rows (from FirstVisiblePosition on) are gathered into FP32 and handed to
+// AttentionRef, positions counted from the first of them (causality and the window unchanged).
+// A batch of sequences does the same with AttentionCpu. Requires what AttentionRef requires.
+// Thread-safe.
 void PagedAttentionRef(const float* q,  // (t_new, n_heads, head_dim)
                        const uint16_t* k_pool, const uint16_t* v_pool,  // (blocks, block_tokens,
                                                                         //  n_kv_heads, head_dim)

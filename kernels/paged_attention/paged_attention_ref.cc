@@ -28,6 +28,26 @@ void PagedKvAppendRef(const float* k_new, const float* v_new, int64_t t_new, int
   }
 }
 
+int64_t FirstVisiblePosition(int64_t t_total, int64_t t_new, int64_t window) {
+  return window > 0 ? std::max<int64_t>(0, t_total - t_new + 1 - window) : 0;
+}
+
+void PagedKvGatherRef(const uint16_t* k_pool, const uint16_t* v_pool, const int32_t* table,
+                      int64_t block_tokens, int64_t row, int64_t first, int64_t last,
+                      float* k_out, float* v_out) {
+  DF11_CHECK(block_tokens >= 1 && row >= 1 && 0 <= first && first <= last);
+  for (int64_t p = first; p < last; ++p) {
+    const int64_t at = (static_cast<int64_t>(table[p / block_tokens]) * block_tokens +
+                        p % block_tokens) * row;
+    float* k_row = k_out + (p - first) * row;
+    float* v_row = v_out + (p - first) * row;
+    for (int64_t c = 0; c < row; ++c) {
+      k_row[c] = Bf16ToFloat(k_pool[at + c]);
+      v_row[c] = Bf16ToFloat(v_pool[at + c]);
+    }
+  }
+}
+
 void PagedAttentionRef(const float* q, const uint16_t* k_pool, const uint16_t* v_pool,
                        const int32_t* table, int64_t block_tokens, int64_t t_new,
                        int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
@@ -35,22 +55,10 @@ void PagedAttentionRef(const float* q, const uint16_t* k_pool, const uint16_t* v
   DF11_CHECK(t_new >= 0 && t_new <= t_total && window >= 0 && block_tokens >= 1);
   DF11_CHECK(n_kv_heads >= 1 && head_dim >= 1);
   if (t_new == 0) return;
-  // The first query sees from position t_total - t_new - window + 1 on, every later one less.
-  const int64_t first =
-      window > 0 ? std::max<int64_t>(0, t_total - t_new + 1 - window) : 0;
+  const int64_t first = FirstVisiblePosition(t_total, t_new, window);
   const int64_t row = n_kv_heads * head_dim, n = t_total - first;
   std::vector<float> k(static_cast<size_t>(n * row)), v(static_cast<size_t>(n * row));
-  for (int64_t p = first; p < t_total; ++p) {
-    const int64_t at = (static_cast<int64_t>(table[p / block_tokens]) * block_tokens +
-                        p % block_tokens) * row;
-    float* k_row = k.data() + (p - first) * row;
-    float* v_row = v.data() + (p - first) * row;
-    for (int64_t c = 0; c < row; ++c) {
-      k_row[c] = Bf16ToFloat(k_pool[at + c]);
-      v_row[c] = Bf16ToFloat(v_pool[at + c]);
-    }
-  }
-  // Positions are relative to `first` from here on: causality and the window are unchanged.
+  PagedKvGatherRef(k_pool, v_pool, table, block_tokens, row, first, t_total, k.data(), v.data());
   AttentionRef(q, k.data(), v.data(), t_new, n, n_heads, n_kv_heads, head_dim, window, out,
                threads);
 }

@@ -63,9 +63,10 @@ int64_t KvBlocks::length(int64_t id) const {
 
 std::span<const KvBlockId> KvBlocks::table(int64_t id) const { return At(id).table; }
 
-KvBlockId KvBlocks::Lookup(const Key& key) const {
+KvBlockId KvBlocks::Lookup(const Key& key, bool computed_only) const {
   auto it = cache_.find(key);
-  return it == cache_.end() ? -1 : it->second;
+  if (it == cache_.end()) return -1;
+  return !computed_only || blocks_[static_cast<size_t>(it->second)].computed ? it->second : -1;
 }
 
 KvBlockId KvBlocks::Take() {
@@ -96,6 +97,7 @@ void KvBlocks::Unref(KvBlockId b) {
   Block& block = blocks_[static_cast<size_t>(b)];
   DF11_CHECK(block.refs > 0);
   if (--block.refs > 0) return;
+  if (block.content != 0 && !block.computed) Uncache(b);  // never computed: not reusable
   if (block.content != 0) {
     block.lru = lru_.insert(lru_.end(), b);
   } else {
@@ -107,23 +109,30 @@ void KvBlocks::Uncache(KvBlockId b) {
   Block& block = blocks_[static_cast<size_t>(b)];
   cache_.erase(block.key);
   block.content = 0;
+  block.computed = false;
   block.key = Key();
 }
 
-int64_t KvBlocks::CachedPrefix(std::span<const int32_t> prompt) const {
-  if (!prefix_caching_ || prompt.empty()) return 0;
+int64_t KvBlocks::Hits(std::span<const int32_t> prompt, bool computed_only) const {
+  if (!prefix_caching_) return 0;
   const int64_t full = static_cast<int64_t>(prompt.size()) / block_tokens_;
   Key key;
   int64_t hits = 0;
   for (; hits < full; ++hits) {
     const auto begin = prompt.begin() + hits * block_tokens_;
     key.tokens.assign(begin, begin + block_tokens_);
-    const KvBlockId b = Lookup(key);
+    const KvBlockId b = Lookup(key, computed_only);
     if (b < 0) break;
     key.parent = blocks_[static_cast<size_t>(b)].content;
   }
-  return std::min(hits * block_tokens_, static_cast<int64_t>(prompt.size()) - 1);
+  return hits;
 }
+
+int64_t KvBlocks::CachedPrefix(std::span<const int32_t> prompt) const {
+  if (prompt.empty()) return 0;
+  return std::min(Hits(prompt, true) * block_tokens_, static_cast<int64_t>(prompt.size()) - 1);
+}
+
 
 int64_t KvBlocks::PromptCost(std::span<const int32_t> prompt) const {
   const int64_t cached = CachedPrefix(prompt);
@@ -158,7 +167,8 @@ int64_t KvBlocks::Open(int64_t id, std::span<const int32_t> prompt) {
     key.parent = blocks_[static_cast<size_t>(b)].content;
   }
   s.tokens.assign(prompt.begin(), prompt.begin() + cached);
-  s.committed_blocks = hits;
+  s.registered_blocks = hits;
+  s.computed_blocks = hits;
   s.chain = key.parent;
   return cached;
 }
@@ -191,28 +201,38 @@ bool KvBlocks::Write(int64_t id, std::span<const int32_t> tokens,
   }
   for (int64_t i = 0; i < fresh; ++i) s.table.push_back(Take());
   s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  Register(id);
   return true;
 }
 
-void KvBlocks::Commit(int64_t id) {
+void KvBlocks::Register(int64_t id) {
   Sequence& s = At(id);
   if (!prefix_caching_) return;
   const int64_t full = static_cast<int64_t>(s.tokens.size()) / block_tokens_;
-  for (; s.committed_blocks < full; ++s.committed_blocks) {
-    const KvBlockId b = s.table[static_cast<size_t>(s.committed_blocks)];
-    const auto begin = s.tokens.begin() + s.committed_blocks * block_tokens_;
+  for (; s.registered_blocks < full; ++s.registered_blocks) {
+    const KvBlockId b = s.table[static_cast<size_t>(s.registered_blocks)];
+    const auto begin = s.tokens.begin() + s.registered_blocks * block_tokens_;
     Key key{s.chain, std::vector<int32_t>(begin, begin + block_tokens_)};
-    const KvBlockId same = Lookup(key);
+    const KvBlockId same = Lookup(key, /*computed_only=*/false);
     if (same >= 0) {  // equal content is cached already: chain on through it
       s.chain = blocks_[static_cast<size_t>(same)].content;
       continue;
     }
     Block& block = blocks_[static_cast<size_t>(b)];
-    DF11_CHECK(block.content == 0);  // blocks past the committed ones are this sequence's own
+    DF11_CHECK(block.content == 0);  // blocks past the registered ones are this sequence's own
     block.content = next_content_++;
     block.key = key;
     cache_.emplace(std::move(key), b);
     s.chain = block.content;
+  }
+}
+
+void KvBlocks::Commit(int64_t id) {
+  Sequence& s = At(id);
+  const int64_t full = static_cast<int64_t>(s.tokens.size()) / block_tokens_;
+  for (; s.computed_blocks < full; ++s.computed_blocks) {
+    Block& block = blocks_[static_cast<size_t>(s.table[static_cast<size_t>(s.computed_blocks)])];
+    if (block.content != 0) block.computed = true;
   }
 }
 

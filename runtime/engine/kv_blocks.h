@@ -3,11 +3,12 @@
 // over every layer a rank holds), a block table per sequence (position p lives in block
 // table[p / block_tokens], row p % block_tokens), blocks taken as a sequence grows and given back
 // when it finishes, is cancelled, fails or is preempted. It decides ids only; the backends own
-// the storage the ids index. Prefix caching: a full block whose content is computed is entered
-// in a cache keyed by its tokens and the content id of the block before it (a chain: equal keys
-// mean the whole prefix is equal, exactly; content ids are never reused, so an evicted block's
-// successors can never match again). A sequence opened with a prompt shares the cached blocks
-// of its longest cached prefix (reference counts); a write into a block others share copies it
+// the storage the ids index. Prefix caching: a block is entered in a cache when a write fills it,
+// keyed by its tokens and the content id of the block before it (a chain: equal keys mean the
+// whole prefix is equal, exactly; content ids are never reused, so an evicted block's successors
+// can never match again), and may be shared once Commit says its K/V are computed (until then a
+// prompt that would share it can wait: PendingPrefix). A sequence opened with a prompt shares
+// the computed blocks of its longest cached prefix (reference counts); a write into a block others share copies it
 // first (copy-on-write, e.g. the partial last block of a forked sequence, or the last block of a
 // prompt found whole in the cache, whose last position is recomputed for its logits); an
 // unreferenced cached block stays cached until a new block is needed and it is the least
@@ -63,10 +64,15 @@ class KvBlocks {
     return (positions + block_tokens_ - 1) / block_tokens_;
   }
 
-  // Positions of `prompt` whose K/V Open would find cached: whole cached blocks of its longest
-  // cached prefix, at most prompt.size() - 1 (the last prompt position is always computed, for
-  // its logits).
+  // Positions of `prompt` whose K/V Open would find cached: whole computed cached blocks of its
+  // longest cached prefix, at most prompt.size() - 1 (the last prompt position is always
+  // computed, for its logits).
   int64_t CachedPrefix(std::span<const int32_t> prompt) const;
+  // Whether `prompt`'s longest cached prefix is longer counting blocks whose K/V are still being
+  // computed: a running sequence is computing blocks this prompt could share once committed.
+  bool PrefixPending(std::span<const int32_t> prompt) const {
+    return Hits(prompt, false) > Hits(prompt, true);
+  }
   // How many free blocks opening a sequence with `prompt` and writing the rest of it needs:
   // Open takes cached blocks nobody references out of the free ones, Write the rest.
   int64_t PromptCost(std::span<const int32_t> prompt) const;
@@ -81,13 +87,14 @@ class KvBlocks {
   // Makes the next tokens.size() positions of `id` writable and takes them as its content
   // (tokens[i] is the token at position length + i): new blocks as needed, a copy of a shared
   // block that the write reaches (appended to `copies`, to be done before the write). Returns
-  // false, changing nothing, when the pool has too few free blocks.
+  // false, changing nothing, when the pool has too few free blocks. Blocks the write fills enter
+  // the prefix cache, not yet shareable (a block whose key another block holds stays private).
   bool Write(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
-  // The K/V of every position written so far is computed: its full blocks enter the prefix
-  // cache (a block whose key is already cached by another block stays private).
+  // The K/V of every position written so far is computed: its cached blocks become shareable.
   void Commit(int64_t id);
   // Ends `id` (finished, cancelled, failed or preempted): its references go; blocks nobody
-  // references become free, cached ones kept for reuse (the last block released first).
+  // references become free, computed cached ones kept for reuse (the last block released
+  // first), others leaving the cache.
   void Free(int64_t id);
 
   bool is_open(int64_t id) const { return sequences_.count(id) != 0; }
@@ -112,18 +119,24 @@ class KvBlocks {
   struct Block {
     int64_t refs = 0;
     uint64_t content = 0;  // content id while cached, else 0
+    bool computed = false;  // while cached: its K/V are computed (shareable)
     Key key;               // while cached
     std::list<KvBlockId>::iterator lru;  // while cached and unreferenced
   };
   struct Sequence {
     std::vector<KvBlockId> table;
     std::vector<int32_t> tokens;  // the token at each position written
-    int64_t committed_blocks = 0;  // leading full blocks already offered to the cache
-    uint64_t chain = 0;            // content id of the last committed block's content
+    int64_t registered_blocks = 0;  // leading full blocks already offered to the cache
+    int64_t computed_blocks = 0;    // leading full blocks whose K/V are computed
+    uint64_t chain = 0;             // content id of the last registered block's content
   };
 
-  // The cached block with this key, or -1.
-  KvBlockId Lookup(const Key& key) const;
+  // The cached block with this key (computed only, or any), or -1.
+  KvBlockId Lookup(const Key& key, bool computed_only = true) const;
+  // Leading whole blocks of `prompt` found in the cache.
+  int64_t Hits(std::span<const int32_t> prompt, bool computed_only) const;
+  // Enters the blocks of `id` that writes have filled in the cache.
+  void Register(int64_t id);
   // Takes a free block (an unused one first, else the least recently released cached one).
   KvBlockId Take();
   void AddRef(KvBlockId b);

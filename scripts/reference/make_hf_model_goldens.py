@@ -26,6 +26,10 @@ model, sliding_window_pattern; its forward applies no final softcapping). For ea
        prompt<i>.logits_f32  F32 [len, vocab]  forward over the whole prompt, use_cache=False
        prompt<i>.greedy_f32  I32 [32]          greedy continuation (argmax, EOS disabled): a
                                                no-cache argmax loop, checked equal to generate()
+       prompt<i>.logits_f32_bf16kv, prompt<i>.greedy_f32_bf16kv: the same with the attention's
+                                               keys and values (after RoPE) rounded to bfloat16
+                                               first (attn_implementation "eager_bf16kv"), as a
+                                               runtime that keeps its KV cache in BF16 sees them
   4. checks that the feature matters: the same weights under the config without the feature
      (silu, no window, no yarn) give logits that differ by far more than the tests' tolerance,
      and that transformers built what the config says (activation class, mask, rope type).
@@ -58,6 +62,8 @@ from transformers import (GenerationConfig, Gemma3Config, Gemma3ForCausalLM,  # 
                           Gemma3ForConditionalGeneration, Gemma3TextConfig, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS  # noqa: E402
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
 
 NEW_TOKENS = 32
 VOCAB = 512
@@ -154,6 +160,23 @@ def load_f32(model_cls, model_dir):
     if bad:
         raise SystemExit(f"{model_dir}: loading info not clean: {bad}")
     return model.eval()
+
+
+def eager_bf16kv(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Eager attention over keys and values rounded to bfloat16 (a BF16 KV cache)."""
+    key = key.to(torch.bfloat16).to(key.dtype)
+    value = value.to(torch.bfloat16).to(value.dtype)
+    eager = sys.modules[type(module).__module__].eager_attention_forward  # the model's own
+    return eager(module, query, key, value, attention_mask, scaling, dropout=dropout, **kwargs)
+
+
+ALL_ATTENTION_FUNCTIONS.register("eager_bf16kv", eager_bf16kv)
+ALL_MASK_ATTENTION_FUNCTIONS.register("eager_bf16kv", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+
+
+def load_f32_bf16kv(model_dir):
+    return AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager_bf16kv").eval()
 
 
 def forward_logits(model, ids):
@@ -256,6 +279,7 @@ def main():
                  "files_sha256": {f: sha256(os.path.join(mdir, f)) for f in sorted(os.listdir(mdir))},
                  "seed": seed, "built": notes, "without_feature": without, "prompts": []}
         tensors = {}
+        bf16kv = load_f32_bf16kv(mdir)
         for i, ids in enumerate(PROMPTS):
             logits = forward_logits(model, ids)
             greedy, margins = greedy_no_cache(model, ids)
@@ -270,6 +294,11 @@ def main():
             tensors[f"prompt{i}.ids"] = torch.tensor(ids, dtype=torch.int32)
             tensors[f"prompt{i}.logits_f32"] = logits.contiguous()
             tensors[f"prompt{i}.greedy_f32"] = torch.tensor(greedy, dtype=torch.int32)
+            tensors[f"prompt{i}.logits_f32_bf16kv"] = forward_logits(bf16kv, ids).contiguous()
+            greedy_kv, margins_kv = greedy_no_cache(bf16kv, ids)
+            tensors[f"prompt{i}.greedy_f32_bf16kv"] = torch.tensor(greedy_kv, dtype=torch.int32)
+            pe["greedy_f32_bf16kv_top2_margins"] = margins_kv
+            pe["greedy_f32_bf16kv_min_top2_margin"] = min(margins_kv)
             print(f"  prompt{i} len={len(ids)} max|logit|={pe['max_abs_logit_f32']:.3f} "
                   f"without feature moves logits by {moved:.3e}; generate == loop: "
                   f"{generated == greedy}; min margin {min(margins):.2e}", file=sys.stderr)

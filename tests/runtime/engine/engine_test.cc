@@ -375,7 +375,7 @@ TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
   CpuBackendOptions options;
   EXPECT_EQ(CpuBackend(weights_, options).KvTokenBudget(), 0);  // no limit given
   const ModelConfig& c = weights_->config;
-  const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
+  const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2;
   options.kv_memory_bytes = 50 * per_token + per_token / 2;
   CpuBackend t(weights_, options);
   EXPECT_EQ(t.KvTokenBudget(), 50);
@@ -386,7 +386,9 @@ TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
   r.max_tokens = 1'000'000'000;  // clamped to the context (96), more than 50 tokens of memory
   auto results = Engine(&runner, o).Generate(std::vector<GenerationRequest>{r});
   ASSERT_TRUE(results.ok());
-  EXPECT_NE((*results)[0].error.find("more than the KV budget of 50 tokens"), std::string::npos)
+  // The pool holds whole blocks of 16 positions: 3 of them.
+  EXPECT_NE((*results)[0].error.find("more than the KV budget of 48 tokens (3 blocks of 16)"),
+            std::string::npos)
       << (*results)[0].error;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The KV block manager: blocks taken as sequences grow and given back when they end, a full
 // pool refusing a write without changing anything, prefix blocks shared only when the whole
-// prefix is equal (the hash chain), copy-on-write of shared blocks, LRU eviction of unreferenced
+// prefix is equal (the hash chain) and only once computed, copy-on-write of shared blocks, LRU eviction of unreferenced
 // cached blocks, and randomised workloads (shared system prompts, forks, preemptions, failed
 // steps, cancellations) that read back every sequence's positions through its table from a
 // simulated store and end with every block free.
@@ -115,6 +115,29 @@ TEST(KvBlocks, EqualBlockContentAfterDifferentPrefixesIsNotShared) {
   EXPECT_EQ(pool.CachedPrefix(Concat(Concat(x, y), {8})), 8);
   EXPECT_EQ(pool.Open(3, Concat(Concat(z, y), {9})), 8);
   EXPECT_EQ(pool.table(3)[1], pool.table(2)[1]);
+}
+
+TEST(KvBlocks, ABlockIsSharedOnlyOnceItsKvIsComputed) {
+  KvBlocks pool = Pool(8, 4);
+  const std::vector<int32_t> prompt = Tokens(1, 9);
+  std::vector<KvBlockCopy> copies;
+  ASSERT_EQ(pool.Open(1, prompt), 0);
+  ASSERT_TRUE(pool.Write(1, prompt, &copies));
+  // Written, not yet computed: a second request waits for it instead of sharing garbage.
+  EXPECT_TRUE(pool.PrefixPending(prompt));
+  EXPECT_EQ(pool.CachedPrefix(prompt), 0);
+  pool.Commit(1);
+  EXPECT_FALSE(pool.PrefixPending(prompt));
+  EXPECT_EQ(pool.CachedPrefix(prompt), 8);
+  // A sequence that ends before its blocks are computed takes them out of the cache.
+  const std::vector<int32_t> other = Tokens(50, 9);
+  ASSERT_EQ(pool.Open(2, other), 0);
+  ASSERT_TRUE(pool.Write(2, other, &copies));
+  EXPECT_TRUE(pool.PrefixPending(other));
+  pool.Free(2);
+  EXPECT_FALSE(pool.PrefixPending(other));
+  EXPECT_EQ(pool.CachedPrefix(other), 0);
+  EXPECT_EQ(pool.free_blocks(), 8 - 3);
 }
 
 TEST(KvBlocks, APromptFoundWholeRecomputesItsLastPositionInACopy) {
