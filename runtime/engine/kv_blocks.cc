@@ -19,8 +19,9 @@ uint64_t Mix(uint64_t h, uint64_t x) {
 
 Status CheckKvBlocksOptions(const KvBlocksOptions& options) {
   if (options.block_tokens < 1 || options.block_tokens > (int64_t{1} << 20)) {
-    return Status::InvalidArgument("KV block_tokens: expected 1..1048576 positions per block, got " +
-                                   std::to_string(options.block_tokens));
+    return Status::InvalidArgument(
+        "KV block_tokens: expected 1..1048576 positions per block, got " +
+        std::to_string(options.block_tokens));
   }
   if (options.blocks < 1 || options.blocks > (int64_t{1} << 30)) {
     return Status::InvalidArgument("KV blocks: expected a pool of 1..1073741824 blocks, got " +

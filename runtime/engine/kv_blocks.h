@@ -7,14 +7,14 @@
 // keyed by its tokens and the content id of the block before it (a chain: equal keys mean the
 // whole prefix is equal, exactly; content ids are never reused, so an evicted block's successors
 // can never match again), and may be shared once Commit says its K/V are computed (until then a
-// prompt that would share it can wait: PendingPrefix). A sequence opened with a prompt shares
-// the computed blocks of its longest cached prefix (reference counts); a write into a block others share copies it
-// first (copy-on-write, e.g. the partial last block of a forked sequence, or the last block of a
-// prompt found whole in the cache, whose last position is recomputed for its logits); an
-// unreferenced cached block stays cached until a new block is needed and it is the least
-// recently released one (LRU). The layout is the same for every layer, so one table serves every
-// layer of a sequence (sliding-window layers keep their blocks and read only their window).
-// Not thread-safe.
+// prompt that would share it can wait: PrefixPending). A sequence opened with a prompt shares
+// the computed blocks of its longest cached prefix (reference counts); a write into a block
+// others share copies it first (copy-on-write, e.g. the partial last block of a forked sequence,
+// or the last block of a prompt found whole in the cache, whose last position is recomputed for
+// its logits); an unreferenced cached block stays cached until a new block is needed and it is
+// the least recently released one (LRU). The layout is the same for every layer, so one table
+// serves every layer of a sequence (sliding-window layers keep their blocks and read only their
+// window). Not thread-safe.
 #pragma once
 
 #include <algorithm>
