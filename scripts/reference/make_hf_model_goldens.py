@@ -62,8 +62,7 @@ from transformers import (GenerationConfig, Gemma3Config, Gemma3ForCausalLM,  # 
                           Gemma3ForConditionalGeneration, Gemma3TextConfig, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS  # noqa: E402
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: E402
+from hf_bf16_kv import load_f32_bf16kv  # noqa: E402
 
 NEW_TOKENS = 32
 VOCAB = 512
@@ -160,23 +159,6 @@ def load_f32(model_cls, model_dir):
     if bad:
         raise SystemExit(f"{model_dir}: loading info not clean: {bad}")
     return model.eval()
-
-
-def eager_bf16kv(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Eager attention over keys and values rounded to bfloat16 (a BF16 KV cache)."""
-    key = key.to(torch.bfloat16).to(key.dtype)
-    value = value.to(torch.bfloat16).to(value.dtype)
-    eager = sys.modules[type(module).__module__].eager_attention_forward  # the model's own
-    return eager(module, query, key, value, attention_mask, scaling, dropout=dropout, **kwargs)
-
-
-ALL_ATTENTION_FUNCTIONS.register("eager_bf16kv", eager_bf16kv)
-ALL_MASK_ATTENTION_FUNCTIONS.register("eager_bf16kv", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-
-
-def load_f32_bf16kv(model_dir):
-    return AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.float32, attn_implementation="eager_bf16kv").eval()
 
 
 def forward_logits(model, ids):
