@@ -41,7 +41,7 @@ struct PagedTables {
   const int32_t* tables = nullptr;  // (sequences, table_stride) block ids
   int64_t table_stride = 0;
   int64_t block_tokens = 0;
-  int64_t window = 0;  // > 0: only the last `window` positions are visible
+  AttentionParams params;
 };
 
 // Offset of position p's row in a layer's pool, for the sequence whose table is `table`.
@@ -53,7 +53,7 @@ __device__ __forceinline__ int64_t RowOffset(const int32_t* table, int64_t block
 __global__ void __launch_bounds__(kThreads)
     PagedAttentionKernel(const float* __restrict__ q, const uint16_t* __restrict__ k_pool,
                          const uint16_t* __restrict__ v_pool, PagedTables src, int64_t n_heads,
-                         int64_t group, int64_t head_dim, float scale, float* __restrict__ out) {
+                         int64_t group, int64_t head_dim, float* __restrict__ out) {
   __shared__ float q_shared[kPagedAttentionCudaMaxHeadDim];
   __shared__ float scores[kTile];  // then the tile's probabilities
   __shared__ int64_t rows[kTile];  // the tile's row offsets in the pools
@@ -67,7 +67,9 @@ __global__ void __launch_bounds__(kThreads)
   const float* qi = q + i * q_stride + h * head_dim;
   const int32_t* table = src.tables + static_cast<int64_t>(src.seq[i]) * src.table_stride;
   const int64_t end = static_cast<int64_t>(src.pos[i]) + 1;  // one past the query's position
-  const int64_t first = src.window > 0 && end > src.window ? end - src.window : 0;
+  const int64_t window = src.params.window;
+  const int64_t first = window > 0 && end > window ? end - window : 0;
+  const float scale = src.params.scale, cap = src.params.softcap;
   const int64_t head_offset = (h / group) * head_dim;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
@@ -90,7 +92,11 @@ __global__ void __launch_bounds__(kThreads)
       float partial = 0.0f;
       for (int64_t d = lane; d < head_dim; d += 32) partial += q_shared[d] * Bf16ToFloat(kj[d]);
       partial = WarpSum(partial);
-      if (lane == 0) scores[j] = partial * scale;
+      if (lane == 0) {
+        float s = partial * scale;
+        if (cap > 0) s = tanhf(s / cap) * cap;
+        scores[j] = s;
+      }
     }
     __syncthreads();
     if (warp == 0) {
@@ -167,9 +173,9 @@ void PagedAttentionCudaBatched(const float* q, const uint16_t* k_pool, const uin
                                const int32_t* tables, int64_t table_stride,
                                int64_t block_tokens, const int32_t* seq, const int32_t* pos,
                                int64_t tokens, int64_t n_heads, int64_t n_kv_heads,
-                               int64_t head_dim, int64_t window, float* out,
+                               int64_t head_dim, const AttentionParams& params, float* out,
                                cudaStream_t stream) {
-  DF11_CHECK(tokens >= 0 && block_tokens >= 1 && table_stride >= 1 && window >= 0);
+  DF11_CHECK(tokens >= 0 && block_tokens >= 1 && table_stride >= 1 && params.window >= 0);
   DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
   DF11_CHECK(head_dim >= 1 && head_dim <= kPagedAttentionCudaMaxHeadDim);
   DF11_CHECK(tokens <= INT32_MAX / n_heads);
@@ -182,11 +188,10 @@ void PagedAttentionCudaBatched(const float* q, const uint16_t* k_pool, const uin
   src.tables = tables;
   src.table_stride = table_stride;
   src.block_tokens = block_tokens;
-  src.window = window;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  src.params = params;
   const unsigned blocks = static_cast<unsigned>(tokens * n_heads);
   PagedAttentionKernel<<<blocks, kThreads, 0, stream>>>(q, k_pool, v_pool, src, n_heads,
-                                                        n_heads / n_kv_heads, head_dim, scale, out);
+                                                        n_heads / n_kv_heads, head_dim, out);
   DF11_CUDA_CHECK_LAUNCH();
 }
 

@@ -6,10 +6,12 @@
 // cache in transformers) when appended; attention reads them back exactly (BF16 -> FP32) and
 // computes in FP32 as AttentionRef (kernels/attention), whose mask rules it follows: query i of
 // a step of t_new tokens sits at position t_total - t_new + i and sees positions up to its own,
-// the last `window` only when window > 0.
+// the last params.window only when that is > 0, scores scaled and soft-capped as `params` say.
 #pragma once
 
 #include <cstdint>
+
+#include "kernels/attention/attention.h"
 
 #if DF11_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -38,8 +40,9 @@ void PagedKvGatherRef(const uint16_t* k_pool, const uint16_t* v_pool,  // (block
                       int64_t last, float* k_out, float* v_out);
 
 // out = AttentionRef of q over the sequence's positions 0..t_total - 1 read through `table`, bit
-// for bit: the visible rows (from FirstVisiblePosition on) are gathered into FP32 and handed to
-// AttentionRef, positions counted from the first of them (causality and the window unchanged).
+// for bit: the visible rows (from FirstVisiblePosition on, the step's own read back as BF16 too)
+// are gathered into FP32 and handed to AttentionRef, positions counted from the first of them
+// (causality and the window unchanged).
 // A batch of sequences does the same with AttentionCpu. Requires what AttentionRef requires.
 // Thread-safe.
 void PagedAttentionRef(const float* q,  // (t_new, n_heads, head_dim)
@@ -47,7 +50,7 @@ void PagedAttentionRef(const float* q,  // (t_new, n_heads, head_dim)
                                                                         //  n_kv_heads, head_dim)
                        const int32_t* table,  // (ceil(t_total / block_tokens))
                        int64_t block_tokens, int64_t t_new, int64_t t_total, int64_t n_heads,
-                       int64_t n_kv_heads, int64_t head_dim, int64_t window,
+                       int64_t n_kv_heads, int64_t head_dim, const AttentionParams& params,
                        float* out,  // (t_new, n_heads, head_dim)
                        int threads);
 
@@ -61,7 +64,8 @@ inline constexpr int64_t kPagedAttentionCudaMaxHeadDim = 256;
 // to rounding (online softmax in tiles, as AttentionCudaBatched). Everything but q and out's
 // sizes is read on the device, so a captured CUDA graph replays with new tables and positions.
 // Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads, 1 <= head_dim <=
-// kPagedAttentionCudaMaxHeadDim, window >= 0, block_tokens >= 1, tokens * n_heads <= INT32_MAX.
+// kPagedAttentionCudaMaxHeadDim, params.window >= 0, block_tokens >= 1,
+// tokens * n_heads <= INT32_MAX.
 void PagedAttentionCudaBatched(const float* q,  // (tokens, n_heads, head_dim)
                                const uint16_t* k_pool, const uint16_t* v_pool,  // device
                                const int32_t* tables,  // (sequences, table_stride) device
@@ -69,7 +73,7 @@ void PagedAttentionCudaBatched(const float* q,  // (tokens, n_heads, head_dim)
                                const int32_t* seq,  // (tokens) device
                                const int32_t* pos,  // (tokens) device
                                int64_t tokens, int64_t n_heads, int64_t n_kv_heads,
-                               int64_t head_dim, int64_t window,
+                               int64_t head_dim, const AttentionParams& params,
                                float* out,  // (tokens, n_heads, head_dim)
                                cudaStream_t stream);
 

@@ -51,7 +51,8 @@ void PagedKvGatherRef(const uint16_t* k_pool, const uint16_t* v_pool, const int3
 void PagedAttentionRef(const float* q, const uint16_t* k_pool, const uint16_t* v_pool,
                        const int32_t* table, int64_t block_tokens, int64_t t_new,
                        int64_t t_total, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                       int64_t window, float* out, int threads) {
+                       const AttentionParams& params, float* out, int threads) {
+  const int64_t window = params.window;
   DF11_CHECK(t_new >= 0 && t_new <= t_total && window >= 0 && block_tokens >= 1);
   DF11_CHECK(n_kv_heads >= 1 && head_dim >= 1);
   if (t_new == 0) return;
@@ -59,8 +60,9 @@ void PagedAttentionRef(const float* q, const uint16_t* k_pool, const uint16_t* v
   const int64_t row = n_kv_heads * head_dim, n = t_total - first;
   std::vector<float> k(static_cast<size_t>(n * row)), v(static_cast<size_t>(n * row));
   PagedKvGatherRef(k_pool, v_pool, table, block_tokens, row, first, t_total, k.data(), v.data());
-  AttentionRef(q, k.data(), v.data(), t_new, n, n_heads, n_kv_heads, head_dim, window, out,
-               threads);
+  const int64_t past = n - t_new;
+  const KvSource kv{k.data(), v.data(), past, 0, k.data() + past * row, v.data() + past * row};
+  AttentionRef(q, kv, t_new, n_heads, n_kv_heads, head_dim, params, out, threads);
 }
 
 }  // namespace df11

@@ -14,12 +14,13 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 
-def eager_bf16kv(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Eager attention over keys and values rounded to bfloat16 (a BF16 KV cache)."""
+def eager_bf16kv(module, query, key, value, attention_mask, *args, **kwargs):
+    """Eager attention over keys and values rounded to bfloat16 (a BF16 KV cache). The rest of
+    the arguments (scaling, dropout, softcap, sliding_window: each model's own) pass through."""
     key = key.to(torch.bfloat16).to(key.dtype)
     value = value.to(torch.bfloat16).to(value.dtype)
     eager = sys.modules[type(module).__module__].eager_attention_forward  # the model's own
-    return eager(module, query, key, value, attention_mask, scaling, dropout=dropout, **kwargs)
+    return eager(module, query, key, value, attention_mask, *args, **kwargs)
 
 
 ALL_ATTENTION_FUNCTIONS.register("eager_bf16kv", eager_bf16kv)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA paged attention against PagedAttentionRef: a step of several sequences (a prompt, a
 // chunk over an existing cache, single decode tokens; block sizes 1, 16 and 7; with and without
-// a window) appended by PagedKvAppendCudaBatched into shuffled blocks and attended in one launch,
+// a window, the window with Gemma's soft-capping) appended by PagedKvAppendCudaBatched into shuffled blocks and attended in one launch,
 // the pools equal bit for bit to PagedKvAppendRef's and the outputs within tolerance; a captured
 // graph replayed after the tables and positions changed on the device; block copies exact.
 // Outputs are poisoned (NaN) first. Skips without a CUDA device.
@@ -42,6 +42,7 @@ void CheckStep(cudaStream_t stream, const std::vector<Seq>& seqs, int64_t block_
                std::to_string(window) + " seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const int64_t heads = 8, kv = 2, hd = 64, row = kv * hd;
+  const AttentionParams params{window, AttentionScale(hd), window > 0 ? 2.0f : 0.0f};
   int64_t stride = 1, tokens = 0, blocks = 2;
   for (const Seq& s : seqs) {
     const int64_t n = (s.past + s.t_new + block_tokens - 1) / block_tokens;
@@ -80,7 +81,7 @@ void CheckStep(cudaStream_t stream, const std::vector<Seq>& seqs, int64_t block_
                              block_tokens, d_seq.get(), d_pos.get(), d_k.get(), d_v.get(), stream);
     PagedAttentionCudaBatched(d_q.get(), d_k.get(), d_v.get(), d_tables.get(), stride,
                               block_tokens, d_seq.get(), d_pos.get(), tokens, heads, kv, hd,
-                              window, d_out.get(), stream);
+                              params, d_out.get(), stream);
   };
   if (through_graph) {
     // Captured with other positions and a reversed table, replayed after the real ones arrive.
@@ -111,7 +112,7 @@ void CheckStep(cudaStream_t stream, const std::vector<Seq>& seqs, int64_t block_
                      v_pool.data());
     PagedAttentionRef(q.data() + t * heads * hd, k_pool.data(), v_pool.data(),
                       &tables[i * stride], block_tokens, seqs[i].t_new,
-                      seqs[i].past + seqs[i].t_new, heads, kv, hd, window,
+                      seqs[i].past + seqs[i].t_new, heads, kv, hd, params,
                       expected.data() + t * heads * hd, 4);
     t += seqs[i].t_new;
   }

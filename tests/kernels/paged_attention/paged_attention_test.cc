@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // PagedAttentionRef / PagedKvAppendRef: a cache appended in chunks through a shuffled block table
 // gives the same bits as AttentionRef over a contiguous cache of the same BF16-rounded rows (with
-// and without a sliding window, MHA and GQA, block sizes 1 to 16, positions ending inside and on
+// and without a sliding window and Gemma's soft-capping, MHA and GQA, block sizes 1 to 16, positions ending inside and on
 // block edges); appended rows are the round-to-nearest-even BF16 of the input and land in the
 // table's blocks only; with a window, blocks wholly before it are never read (poisoned: same
 // output).
@@ -25,7 +25,12 @@ namespace {
 
 struct Case {
   int64_t t_total, t_new, n_heads, n_kv_heads, head_dim, block_tokens, window;
+  float softcap = 0;  // > 0: Gemma's score soft-capping
 };
+
+AttentionParams ParamsOf(const Case& c) {
+  return {c.window, AttentionScale(c.head_dim), c.softcap};
+}
 
 std::vector<float> Normal(int64_t n, std::mt19937_64* rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -69,14 +74,16 @@ std::pair<std::vector<float>, std::vector<float>> RunBoth(const Case& c, uint64_
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> paged(q.size(), nan), contiguous(q.size(), nan);
   PagedAttentionRef(q.data(), k_pool.data(), v_pool.data(), table.data(), c.block_tokens, c.t_new,
-                    c.t_total, c.n_heads, c.n_kv_heads, c.head_dim, c.window, paged.data(), 3);
+                    c.t_total, c.n_heads, c.n_kv_heads, c.head_dim, ParamsOf(c), paged.data(), 3);
   std::vector<float> kr(k.size()), vr(v.size());
   for (size_t i = 0; i < k.size(); ++i) {
     kr[i] = Bf16ToFloat(FloatToBf16(k[i]));
     vr[i] = Bf16ToFloat(FloatToBf16(v[i]));
   }
-  AttentionRef(q.data(), kr.data(), vr.data(), c.t_new, c.t_total, c.n_heads, c.n_kv_heads,
-               c.head_dim, c.window, contiguous.data(), 2);
+  const int64_t past = c.t_total - c.t_new;
+  const KvSource kv{kr.data(), vr.data(), past, 0, kr.data() + past * row, vr.data() + past * row};
+  AttentionRef(q.data(), kv, c.t_new, c.n_heads, c.n_kv_heads, c.head_dim, ParamsOf(c),
+               contiguous.data(), 2);
   return {paged, contiguous};
 }
 
@@ -100,7 +107,7 @@ TEST(PagedAttention, EqualsContiguousBf16CacheBitForBit) {
       {1, 1, 2, 2, 4, 1, 0},      {37, 37, 4, 2, 8, 16, 0},  {48, 1, 4, 1, 16, 16, 0},
       {49, 1, 8, 2, 8, 16, 0},    {40, 5, 6, 3, 5, 3, 0},    {64, 16, 4, 4, 8, 4, 0},
       {50, 3, 4, 2, 8, 16, 10},   {33, 33, 2, 1, 4, 8, 16},  {90, 1, 4, 2, 8, 4, 32},
-      {17, 2, 4, 2, 8, 16, 100},
+      {17, 2, 4, 2, 8, 16, 100},  {60, 4, 4, 2, 8, 16, 0, 2.0f}, {60, 4, 4, 2, 8, 16, 12, 2.0f},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "t_total " << c.t_total << " t_new " << c.t_new

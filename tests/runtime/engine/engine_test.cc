@@ -402,12 +402,20 @@ namespace {
 // sequence of 60 positions keeps 3 x 8 + 60 slots, 21 budget tokens, so a budget of 25 serves
 // requests of 30 + 30 tokens one at a time (it would refuse them if every layer kept every
 // position), with the tokens of an unlimited run; 26 + 80 positions (33 tokens) is refused,
-// the message saying why it counts fewer than its positions.
+// the message saying why it counts fewer than its positions. This is the reservation path of the
+// runners whose caches are not paged (the CUDA backend's rings, distributed groups); the CPU's
+// paged caches keep every position's blocks (engine_paging_test).
+class ReservingRunner : public LocalStepRunner {
+ public:
+  using LocalStepRunner::LocalStepRunner;
+  int64_t kv_block_tokens() const override { return 0; }
+};
+
 TEST(EngineWindowTest, KvBudgetCountsSlidingWindowLayersByTheirWindow) {
   auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   CpuBackend backend(&*w, {});
-  LocalStepRunner runner(&backend);
+  ReservingRunner runner(&backend);
   EXPECT_EQ(runner.KvTokens(60), 21);
   std::vector<GenerationRequest> requests(3);
   for (int i = 0; i < 3; ++i) {

@@ -7,7 +7,7 @@
 // each, BF16 and its DF11 compression: every position's logits within 5e-4 of transformers'
 // float32 logits on the same BF16 weights with keys and values rounded to BF16, as the CPU's KV
 // cache keeps them (|logits| < 2; without the feature they move by 0.05 to 1.9, with FP32 keys and
-// values by 2e-3 to 4e-3; a key within ~1e-7 of a BF16 rounding boundary may round the other way
+// values by 2e-3 to 9e-3; a key within ~1e-7 of a BF16 rounding boundary may round the other way
 // here than there, one BF16 step, which moved a logit by 1.04e-4), DF11 logits bit-identical to
 // BF16, and greedy decoding (prefill, then one token per step through the KV cache, fed
 // transformers' tokens) gives transformers' 32 tokens wherever its top-2 margin exceeds twice the
