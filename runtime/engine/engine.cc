@@ -74,7 +74,10 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
     if (status.ok()) status = Retire(&call, on_result);
   }
   if (blocks_) {  // a failed call leaves no block taken
-    for (const RunningSequence& s : call.running) blocks_->Free(KvId(call, s.index()));
+    for (RunningSequence& s : call.running) {
+      blocks_->Free(KvId(call, s.index()));
+      runner_->Release(s.cache());
+    }
   }
   return status;
 }
@@ -92,6 +95,7 @@ KvCache Engine::OpenPaged(Call* call, size_t index, RunningSequence* s) {
   KvCache cache;
   cache.length = cached;
   cache.block_tokens = blocks_->block_tokens();
+  cache.slot = id;  // a distributed group keeps the sequence's table under it
   // The whole prompt's blocks now (PromptCost said they are free), so that its full blocks enter
   // the prefix cache and later requests wait for them instead of computing them again.
   std::vector<KvBlockCopy> copies;
@@ -158,6 +162,7 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
 void Engine::Preempt(Call* call) {
   RunningSequence& victim = call->running.back();
   blocks_->Free(KvId(*call, victim.index()));
+  runner_->Release(victim.cache());
   call->requeued.push_front(victim.index());
   call->running.pop_back();
   ++stats_.preemptions;
@@ -237,10 +242,10 @@ Status Engine::Retire(Call* call, const ResultCallback& on_result) {
       ++it;
       continue;
     }
+    runner_->Release(it->cache());
     if (blocks_) {
       blocks_->Free(KvId(*call, it->index()));
     } else {
-      runner_->Release(it->cache());
       call->budget.Release(runner_->KvTokens(it->kv_reservation()));
     }
     const size_t index = it->index();
