@@ -178,6 +178,9 @@ bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
     if (blocks_->length(id) < end) {  // not placed by an earlier try of this step
       copies.clear();
       while (!blocks_->Write(id, step.tokens, &copies)) {
+        // Admission made sure a sequence alone fits the pool: with one left, blocks leaked.
+        DF11_CHECK_MSG(call->running.size() > 1,
+                       "the only running sequence does not fit the KV pool");
         const bool self = &call->running.back() == &s;
         Preempt(call);
         if (self || plan.size() > 1) return false;  // the plan holds a preempted sequence

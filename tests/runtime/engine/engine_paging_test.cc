@@ -6,7 +6,7 @@
 // sampled) still gets the tokens it gets alone; requests sharing a prompt prefix find it in the
 // prefix cache (also in a later Generate call) and get the tokens of a cold run; a request that
 // can never fit gets an error naming the figures; after any job, including one stopped by a
-// failing callback, every block is free again.
+// failing callback or a failing step, every block is free again.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -209,6 +209,40 @@ TEST_F(EnginePagingTest, AStoppedJobLeavesEveryBlockFree) {
   auto again = engine.Generate(std::span(requests).subspan(0, 2));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[0].tokens.size(), 12u);
+  EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
+}
+
+// A step that fails (a corrupt unit found mid-run) ends the call with its error, every block
+// free again; the next call is served.
+class FailingRunner : public LocalStepRunner {
+ public:
+  FailingRunner(ForwardBackend* backend, int fail_at) : LocalStepRunner(backend), left_(fail_at) {}
+  Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+              std::span<const SampleSpec> sample) override {
+    if (left_-- == 0) return Status::Corruption("model_layers_1.safetensors: a corrupt unit");
+    return LocalStepRunner::Step(steps, greedy_only, out, sample);
+  }
+
+ private:
+  int left_;
+};
+
+TEST_F(EnginePagingTest, AFailedStepLeavesEveryBlockFree) {
+  CpuBackend backend(weights_, {});
+  FailingRunner runner(&backend, 5);
+  EngineOptions o;
+  o.batch_size = 3;
+  o.kv_tokens = 5 * 16;
+  Engine engine(&runner, o);
+  const std::vector<GenerationRequest> requests = Requests(6, 20, 12);
+  auto failed = engine.Generate(requests);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("corrupt unit"), std::string::npos);
+  EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
+  EXPECT_EQ(engine.kv_blocks()->open_sequences(), 0);
+  auto again = engine.Generate(std::span(requests).subspan(0, 2));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)[1].tokens.size(), 12u);
   EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
 }
 
