@@ -169,13 +169,28 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
                static_cast<long long>(s.decode_tokens), s.decode_seconds,
                s.decode_seconds > 0 ? s.decode_tokens / s.decode_seconds : 0.0,
                PeakRssBytes() / 1e6);
+  // Reservations (a backend that does not page its cache), or blocks (next line).
+  const std::string reservation =
+      s.peak_kv_blocks > 0 ? ""
+                           : "; peak KV reservation " + std::to_string(s.peak_kv_tokens) +
+                                 " tokens" +
+                                 (engine.kv_tokens > 0
+                                      ? " of " + std::to_string(engine.kv_tokens) : "");
   std::fprintf(stderr, "steps: %lld prefill, %lld decode (%s batching, batch size %lld); %lld "
-                       "tokens generated; peak KV reservation %lld tokens%s\n",
+                       "tokens generated%s\n",
                static_cast<long long>(s.prefill_steps), static_cast<long long>(s.decode_steps),
                engine.continuous ? "continuous" : "static",
                static_cast<long long>(engine.batch_size),
-               static_cast<long long>(s.generated_tokens), static_cast<long long>(s.peak_kv_tokens),
-               engine.kv_tokens > 0 ? (" of " + std::to_string(engine.kv_tokens)).c_str() : "");
+               static_cast<long long>(s.generated_tokens), reservation.c_str());
+  if (s.peak_kv_blocks > 0) {
+    const int64_t prompts = s.prompt_tokens + s.prefix_cached_tokens;
+    std::fprintf(stderr, "KV cache: peak %lld blocks in use; prefix cache hit rate %.1f%% (%lld of "
+                         "%lld prompt tokens not computed); %lld preemption%s\n",
+                 static_cast<long long>(s.peak_kv_blocks),
+                 prompts > 0 ? 100.0 * s.prefix_cached_tokens / prompts : 0.0,
+                 static_cast<long long>(s.prefix_cached_tokens), static_cast<long long>(prompts),
+                 static_cast<long long>(s.preemptions), s.preemptions == 1 ? "" : "s");
+  }
   if (!s.first_token_seconds.empty()) {
     std::fprintf(stderr,
                  "latency from the start, over %lld request%s: first token median %.3f s, p90 "

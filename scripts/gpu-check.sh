@@ -251,6 +251,13 @@ hf_worst=$(sed -n 's/.*max |logit - transformers| \([0-9.e+-]*\).*/\1/p' "$OUT_D
 hf_status=PASS
 if [ "$hf_ok" -ne "$HF_MODELS" ] || [ "$hf_failed" -ne 0 ]; then hf_status=FAIL; fi
 row "  transformers goldens (cuda)" "$hf_ok/$HF_MODELS models, max |logit diff| ${hf_worst:-?}" "$hf_status"
+# The paged BF16 KV kernels (paged_attention_cuda_test: a batched step through block tables,
+# graph replay with new tables, block copies) against their CPU reference.
+paged_ok=$(grep -cE '\[ +OK \] PagedAttentionCudaTest\.' "$OUT_DIR/ctest.log")
+paged_failed=$(grep -cE '\[ +FAILED \] PagedAttentionCudaTest\.' "$OUT_DIR/ctest.log")
+paged_status=PASS
+if [ "$paged_ok" -ne 3 ] || [ "$paged_failed" -ne 0 ]; then paged_status=FAIL; fi
+row "  paged BF16 KV attention (cuda)" "$paged_ok/3 cases passed, $paged_failed failed" "$paged_status"
 
 say "compute-sanitizer memcheck"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null ||

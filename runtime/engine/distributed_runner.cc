@@ -45,6 +45,14 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
       wire.push_back(plan->capacities[i]);
       wire.push_back(static_cast<int64_t>(plan->tokens[i].size()));
       wire.insert(wire.end(), plan->tokens[i].begin(), plan->tokens[i].end());
+      wire.push_back(plan->paged[i]);
+      if (plan->paged[i]) {
+        wire.push_back(plan->lengths[i]);
+        for (const auto* list : {&plan->tables[i], &plan->copies[i], &plan->seen[i]}) {
+          wire.push_back(static_cast<int64_t>(list->size()));
+          wire.insert(wire.end(), list->begin(), list->end());
+        }
+      }
       if (plan->sampled) {
         const SamplingParams& p = plan->params[i];
         wire.push_back(std::bit_cast<int32_t>(p.temperature));
@@ -76,6 +84,15 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
     const int64_t k = wire[at++];
     plan->tokens.emplace_back(wire.begin() + at, wire.begin() + at + k);
     at += static_cast<size_t>(k);
+    plan->paged.push_back(static_cast<uint8_t>(wire[at++]));
+    plan->lengths.push_back(plan->paged.back() ? wire[at++] : 0);
+    for (auto* lists : {&plan->tables, &plan->copies, &plan->seen}) {
+      lists->emplace_back();
+      if (!plan->paged.back()) continue;
+      const int64_t m = wire[at++];
+      lists->back().assign(wire.begin() + at, wire.begin() + at + m);
+      at += static_cast<size_t>(m);
+    }
     if (plan->sampled) {
       SamplingParams p;
       p.temperature = std::bit_cast<float>(static_cast<int32_t>(wire[at++]));
@@ -99,8 +116,25 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
   for (size_t i = 0; i < steps.size(); ++i) {
     const SequenceStep& s = steps[i];
     plan.slots.push_back(s.cache->slot);
-    plan.capacities.push_back(s.cache->length == 0 ? s.cache->capacity : 0);
+    const bool paged = s.cache->block_tokens > 0;
+    plan.capacities.push_back(!paged && s.cache->length == 0 ? s.cache->capacity : 0);
     plan.tokens.emplace_back(s.tokens.begin(), s.tokens.end());
+    plan.paged.push_back(paged ? 1 : 0);
+    plan.lengths.push_back(s.cache->length);
+    plan.tables.push_back(s.cache->blocks);
+    plan.copies.emplace_back();
+    for (const auto& [from, to] : s.cache->block_copies) {
+      plan.copies.back().push_back(from);
+      plan.copies.back().push_back(to);
+    }
+    s.cache->block_copies.clear();  // done by every rank with this step
+    plan.seen.emplace_back();
+    if (paged && sent_.insert(s.cache->slot).second && !greedy_only && !sample.empty()) {
+      // The positions found in the prefix cache never travel as tokens: the sampler's history
+      // starts with them.
+      const std::span<const int32_t> h = sample[i].history;
+      plan.seen.back().assign(h.begin(), h.begin() + s.cache->length);
+    }
     if (plan.sampled) {
       plan.params.push_back(sample[i].params);
       plan.rngs.push_back(sample[i].rng);
@@ -115,6 +149,7 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
 void DistributedStepRunner::Release(const KvCache& cache) {
   DF11_CHECK(ctx_.rank == 0);
   if (cache.slot >= 0) released_.push_back(cache.slot);
+  sent_.erase(cache.slot);
 }
 
 void DistributedStepRunner::Shutdown() {
@@ -142,6 +177,17 @@ std::vector<SequenceStep> DistributedStepRunner::PrepareSteps(const Plan& plan) 
   std::vector<SequenceStep> steps;
   for (size_t i = 0; i < plan.slots.size(); ++i) {
     if (plan.capacities[i] > 0) caches_[plan.slots[i]] = backend_->NewCache(plan.capacities[i]);
+    if (plan.paged[i]) {  // the leader's table, the same block ids on every rank
+      KvCache& c = caches_[plan.slots[i]];
+      c.length = plan.lengths[i];
+      c.block_tokens = backend_->KvBlockTokens();
+      c.blocks = plan.tables[i];
+      c.capacity = static_cast<int64_t>(c.blocks.size()) * c.block_tokens;
+      c.block_copies.clear();
+      for (size_t j = 0; j + 1 < plan.copies[i].size(); j += 2) {
+        c.block_copies.emplace_back(plan.copies[i][j], plan.copies[i][j + 1]);
+      }
+    }
     auto it = caches_.find(plan.slots[i]);
     DF11_CHECK_MSG(it != caches_.end(), "plan names a sequence slot this rank never allocated");
     steps.push_back({&it->second, plan.tokens[i]});
@@ -150,6 +196,7 @@ std::vector<SequenceStep> DistributedStepRunner::PrepareSteps(const Plan& plan) 
     for (size_t i = 0; i < plan.slots.size(); ++i) {
       std::vector<int32_t>& seen = history_[plan.slots[i]];
       if (plan.capacities[i] > 0) seen.clear();
+      if (!plan.seen[i].empty()) seen = plan.seen[i];
       seen.insert(seen.end(), plan.tokens[i].begin(), plan.tokens[i].end());
     }
   }

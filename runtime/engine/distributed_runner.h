@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -39,6 +40,9 @@ class DistributedStepRunner : public StepRunner {
   }
   // Leader only: a handle whose slot names the cache every rank allocates at first use.
   KvCache NewCache(int64_t capacity) override;
+  // Paged backends: every rank takes the block tables the leader's engine plans (the same block
+  // ids on every rank; each stage's pool holds only its layers).
+  int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
   int64_t KvTokens(int64_t capacity) const override {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }
@@ -60,6 +64,12 @@ class DistributedStepRunner : public StepRunner {
     std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
     std::vector<int64_t> released;           // slots to free before the step
     std::vector<std::vector<int32_t>> tokens;  // each sequence's new tokens (SequenceStep)
+    // Paged caches (block_tokens > 0 on the leader's handle): per sequence, whether it is paged,
+    // its positions before the step, its block table and the block copies to do first, and
+    // (sampled plans, a slot's first step) the tokens before the step for the sampler's history.
+    std::vector<uint8_t> paged;
+    std::vector<int64_t> lengths;
+    std::vector<std::vector<int32_t>> tables, copies, seen;
     std::vector<SamplingParams> params;
     std::vector<uint64_t> rngs;
   };
@@ -91,6 +101,7 @@ class DistributedStepRunner : public StepRunner {
   int stage_, tp_rank_;
   int64_t next_slot_ = 0;
   std::vector<int64_t> released_;  // leader: slots released since the last plan
+  std::set<int64_t> sent_;         // leader: paged slots already in a plan
   std::map<int64_t, KvCache> caches_;  // this rank's caches by slot
   // On the sampling rank (last stage, tp rank 0): every token each slot has seen, for the
   // repetition penalty (the plans carry all of them).

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 
+#include "kernels/common/check.h"
 #include "runtime/engine/kv_budget.h"
 #include "runtime/engine/sequence.h"
 #include "runtime/engine/step_plan.h"
@@ -19,6 +21,9 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 
 bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition_penalty == 1; }
 
+// Block manager ids of one Generate call: call number * kIdsPerCall + request index.
+constexpr int64_t kIdsPerCall = int64_t{1} << 40;
+
 }  // namespace
 
 struct Engine::Call {
@@ -26,9 +31,11 @@ struct Engine::Call {
 
   std::span<const GenerationRequest> requests;
   std::vector<RunningSequence> running;  // admitted and not finished, in admission order
-  KvBudget budget;
+  KvBudget budget;                       // backends that do not page their cache
+  std::deque<size_t> requeued;           // preempted requests, served before `next`
   size_t next = 0;   // first request not yet admitted
   int64_t step = 0;  // steps of this call so far
+  int64_t id = 0;    // this call's number (block manager ids)
   Clock::time_point start = Clock::now();
   StepOutput output;
 };
@@ -46,45 +53,154 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
 Status Engine::Generate(std::span<const GenerationRequest> requests,
                         const ResultCallback& on_result) {
   Call call(requests, options_.kv_tokens);
-  while (call.next < requests.size() || !call.running.empty()) {
-    DF11_RETURN_IF_ERROR(Admit(&call, on_result));
-    if (call.running.empty()) break;  // every remaining request was refused
-    DF11_RETURN_IF_ERROR(RunStep(&call));
-    DF11_RETURN_IF_ERROR(Retire(&call, on_result));
+  call.id = calls_++;
+  const int64_t block_tokens = runner_->kv_block_tokens();
+  if (block_tokens > 0 && !blocks_) {
+    const int64_t context = runner_->context_length();
+    const int64_t pool = options_.kv_tokens > 0
+                             ? std::max<int64_t>(1, options_.kv_tokens / block_tokens)
+                             : std::max<int64_t>(1, options_.batch_size) *
+                                   ((context + block_tokens - 1) / block_tokens);
+    blocks_.emplace(KvBlocksOptions{.blocks = pool,
+                                    .block_tokens = block_tokens,
+                                    .prefix_caching = options_.prefix_caching});
   }
-  return Status::Ok();
+  Status status;
+  while (status.ok() && (call.next < requests.size() || !call.requeued.empty() ||
+                         !call.running.empty())) {
+    status = Admit(&call, on_result);
+    if (!status.ok() || call.running.empty()) break;  // every remaining request was refused
+    status = RunStep(&call);
+    if (status.ok()) status = Retire(&call, on_result);
+  }
+  if (blocks_) {  // a failed call leaves no block taken
+    for (RunningSequence& s : call.running) {
+      blocks_->Free(KvId(call, s.index()));
+      runner_->Release(s.cache());
+    }
+  }
+  return status;
+}
+
+int64_t Engine::KvId(const Call& call, size_t index) const {
+  return call.id * kIdsPerCall + static_cast<int64_t>(index);
+}
+
+KvCache Engine::OpenPaged(Call* call, size_t index, RunningSequence* s) {
+  const std::vector<int32_t>& prompt = call->requests[index].prompt;
+  const int64_t id = KvId(*call, index);
+  const int64_t cached = blocks_->Open(id, prompt);
+  stats_.prefix_cached_tokens += cached;
+  if (cached > 0) s->Fed(static_cast<size_t>(cached));
+  KvCache cache;
+  cache.length = cached;
+  cache.block_tokens = blocks_->block_tokens();
+  cache.slot = id;  // a distributed group keeps the sequence's table under it
+  // The whole prompt's blocks now (PromptCost said they are free), so that its full blocks enter
+  // the prefix cache and later requests wait for them instead of computing them again.
+  std::vector<KvBlockCopy> copies;
+  DF11_CHECK(blocks_->Write(id, std::span(prompt).subspan(static_cast<size_t>(cached)), &copies));
+  for (const KvBlockCopy& c : copies) cache.block_copies.emplace_back(c.from, c.to);
+  return cache;
 }
 
 Status Engine::Admit(Call* call, const ResultCallback& on_result) {
   if (!options_.continuous && !call->running.empty()) return Status::Ok();
   const int64_t vocab = runner_->vocab_size(), context = runner_->context_length();
   const size_t batch = static_cast<size_t>(std::max<int64_t>(1, options_.batch_size));
-  while (call->next < call->requests.size() && call->running.size() < batch) {
-    const GenerationRequest& r = call->requests[call->next];
+  while ((!call->requeued.empty() || call->next < call->requests.size()) &&
+         call->running.size() < batch) {
+    const bool again = !call->requeued.empty();
+    const size_t index = again ? call->requeued.front() : call->next;
+    const GenerationRequest& r = call->requests[index];
     const int64_t prompt = static_cast<int64_t>(r.prompt.size());
-    std::string error = RequestError(r, vocab, context);
     const int64_t max_new = MaxNewTokens(r, context);
+    // Reservations: the budget tokens of the cache (sliding-window layers keeping their window).
     const int64_t need = runner_->KvTokens(prompt + max_new);
-    if (error.empty()) error = call->budget.Refusal(prompt, max_new, need);
-    if (!error.empty()) {
+    std::string error = again ? "" : RequestError(r, vocab, context);
+    if (error.empty() && !blocks_) error = call->budget.Refusal(prompt, max_new, need);
+    if (error.empty() && blocks_ &&
+        blocks_->BlocksFor(prompt + max_new) > blocks_->total_blocks()) {
+      const int64_t bt = blocks_->block_tokens(), total = blocks_->total_blocks();
+      error = "needs " + std::to_string(prompt + max_new) + " KV cache tokens (prompt " +
+              std::to_string(prompt) + " + max_tokens " + std::to_string(max_new) +
+              "), more than the KV budget of " + std::to_string(total * bt) + " tokens (" +
+              std::to_string(total) + (total == 1 ? " block of " : " blocks of ") +
+              std::to_string(bt) + ")";
+    }
+    if (!error.empty()) {  // (a requeued request was admitted before: never refused)
       GenerationResult refused;
       refused.id = r.id;
       refused.prompt_tokens = prompt;
       refused.error = std::move(error);
-      DF11_RETURN_IF_ERROR(on_result(call->next++, std::move(refused)));
+      ++call->next;
+      DF11_RETURN_IF_ERROR(on_result(index, std::move(refused)));
       continue;
     }
-    if (!call->budget.HasRoom(need)) break;  // waits for room, in order
-    call->budget.Reserve(need);
-    call->running.emplace_back(call->next++, r, max_new, runner_->NewCache(prompt + max_new),
-                               text_.tokenizer);
+    if (blocks_) {
+      if (blocks_->PromptCost(r.prompt) > blocks_->free_blocks()) break;  // waits, in order
+      // A prefix a running sequence is computing: wait for it rather than compute it again.
+      if (blocks_->PrefixPending(r.prompt)) break;
+      call->running.emplace_back(index, r, max_new, KvCache(), text_.tokenizer);
+      call->running.back().cache() = OpenPaged(call, index, &call->running.back());
+    } else {
+      if (!call->budget.HasRoom(need)) break;  // waits for room, in order
+      call->budget.Reserve(need);
+      call->running.emplace_back(index, r, max_new, runner_->NewCache(prompt + max_new),
+                                 text_.tokenizer);
+    }
+    if (again) {
+      call->requeued.pop_front();
+    } else {
+      ++call->next;
+    }
   }
   stats_.peak_kv_tokens = std::max(stats_.peak_kv_tokens, call->budget.peak());
   return Status::Ok();
 }
 
+void Engine::Preempt(Call* call) {
+  RunningSequence& victim = call->running.back();
+  blocks_->Free(KvId(*call, victim.index()));
+  runner_->Release(victim.cache());
+  call->requeued.push_front(victim.index());
+  call->running.pop_back();
+  ++stats_.preemptions;
+}
+
+bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
+  std::vector<KvBlockCopy> copies;
+  for (const StepShare& share : plan) {
+    RunningSequence& s = *share.sequence;
+    const int64_t id = KvId(*call, s.index());
+    const SequenceStep step = s.Feed(share.tokens);
+    const int64_t end = step.cache->length + static_cast<int64_t>(step.tokens.size());
+    if (blocks_->length(id) < end) {  // not placed by an earlier try of this step
+      copies.clear();
+      while (!blocks_->Write(id, step.tokens, &copies)) {
+        // Admission made sure a sequence alone fits the pool: with one left, blocks leaked.
+        DF11_CHECK_MSG(call->running.size() > 1,
+                       "the only running sequence does not fit the KV pool");
+        const bool self = &call->running.back() == &s;
+        Preempt(call);
+        if (self || plan.size() > 1) return false;  // the plan holds a preempted sequence
+      }
+      for (const KvBlockCopy& c : copies) step.cache->block_copies.emplace_back(c.from, c.to);
+    }
+    const std::span<const KvBlockId> table = blocks_->table(id);
+    step.cache->blocks.assign(table.begin(), table.end());
+    step.cache->capacity = static_cast<int64_t>(table.size()) * blocks_->block_tokens();
+  }
+  stats_.peak_kv_blocks = std::max(stats_.peak_kv_blocks, blocks_->peak_used_blocks());
+  return true;
+}
+
 Status Engine::RunStep(Call* call) {
-  const std::vector<StepShare> plan = PlanStep(call->running, options_.max_step_tokens);
+  std::vector<StepShare> plan = PlanStep(call->running, options_.max_step_tokens);
+  while (blocks_ && !PlaceShares(call, plan)) {
+    if (call->running.empty()) return Status::Ok();  // all requeued: admitted again next
+    plan = PlanStep(call->running, options_.max_step_tokens);
+  }
   std::vector<SequenceStep> steps;
   std::vector<SampleSpec> specs;
   bool greedy_only = true;
@@ -103,6 +219,7 @@ Status Engine::RunStep(Call* call) {
   RecordStep(prompt_tokens, static_cast<int64_t>(plan.size()), Seconds(t0, t1), &stats_);
   for (size_t i = 0; i < plan.size(); ++i) {
     RunningSequence& s = *plan[i].sequence;
+    if (blocks_) blocks_->Commit(KvId(*call, s.index()));
     if (!s.CompletesWith(plan[i].tokens)) {  // a prompt chunk: its token is not the next one
       s.Fed(plan[i].tokens);
       continue;
@@ -129,7 +246,11 @@ Status Engine::Retire(Call* call, const ResultCallback& on_result) {
       continue;
     }
     runner_->Release(it->cache());
-    call->budget.Release(runner_->KvTokens(it->kv_reservation()));
+    if (blocks_) {
+      blocks_->Free(KvId(*call, it->index()));
+    } else {
+      call->budget.Release(runner_->KvTokens(it->kv_reservation()));
+    }
     const size_t index = it->index();
     GenerationResult result = std::move(it->result());
     latencies_.Record(result, &stats_);

@@ -15,12 +15,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "runtime/core/status.h"
 #include "runtime/engine/engine_stats.h"
+#include "runtime/engine/kv_blocks.h"
 #include "runtime/engine/request.h"
 #include "runtime/engine/step_runner.h"
 #include "runtime/text/tokenizer.h"
@@ -31,9 +33,18 @@ namespace df11 {
 struct EngineOptions {
   int64_t batch_size = 8;  // most sequences running at once
   bool continuous = true;  // refill the batch as sequences finish (false: static batches)
-  // KV budget in tokens over the running sequences, each counted as prompt + max new tokens;
-  // 0: no limit. A request that alone needs more gets an error naming both figures.
+  // KV budget in tokens over the running sequences; 0: no limit. With a paged backend
+  // (StepRunner::kv_block_tokens() > 0) it is the block pool, kv_tokens / block_tokens blocks
+  // (0: batch_size sequences at the full context), and sequences take blocks as they grow: a
+  // request waits until its prompt's blocks are free, and when a step finds the pool dry the most
+  // recently admitted running sequence is preempted (its blocks freed, the request requeued and
+  // computed again from its prompt, to the same tokens). Otherwise each running sequence
+  // reserves prompt + max new tokens. Either way a request that alone needs more than the budget
+  // gets an error naming the figures.
   int64_t kv_tokens = 0;
+  // Paged backends: share the K/V of equal prompt prefixes (whole blocks) between requests, also
+  // across Generate calls of one Engine.
+  bool prefix_caching = true;
   // Most tokens one forward step takes (decoding sequences' tokens and prompt chunks); a prompt
   // that does not fit is prefilled over several steps. 0: no limit.
   int64_t max_step_tokens = 0;
@@ -43,6 +54,9 @@ struct EngineOptions {
 
 // What the engine needs of the model's text: the ids that end a sequence, and the tokenizer
 // that turns the others into text and finds stop strings (null: ids only, no text).
+class RunningSequence;
+struct StepShare;
+
 struct ModelText {
   std::vector<int32_t> eos_ids;
   const Tokenizer* tokenizer = nullptr;  // must outlive the engine
@@ -70,6 +84,8 @@ class Engine {
   // The same, returning the results in request order.
   StatusOr<std::vector<GenerationResult>> Generate(std::span<const GenerationRequest> requests);
   const EngineStats& stats() const { return stats_; }
+  // Paged backends: the block pool (null before the first Generate or for other backends).
+  const KvBlocks* kv_blocks() const { return blocks_ ? &*blocks_ : nullptr; }
 
  private:
   struct Call;  // the state of one Generate call (engine.cc)
@@ -82,8 +98,20 @@ class Engine {
   // in the order they finished.
   Status Retire(Call* call, const ResultCallback& on_result);
 
+  // Paged backends: opens the sequence of `index` in the block pool (its cached prefix counted as
+  // fed) and returns its cache handle.
+  KvCache OpenPaged(Call* call, size_t index, RunningSequence* s);
+  // Paged backends: gives every sequence of `plan` the blocks its share writes, preempting the
+  // most recently admitted running sequences while the pool is dry. Returns false when it
+  // preempted a sequence of the plan (plan again).
+  bool PlaceShares(Call* call, std::span<const StepShare> plan);
+  void Preempt(Call* call);
+  int64_t KvId(const Call& call, size_t index) const;
+
   StepRunner* runner_;
   EngineOptions options_;
+  std::optional<KvBlocks> blocks_;  // paged backends: the block pool, kept across calls
+  int64_t calls_ = 0;               // Generate calls so far (block manager ids per call)
   ModelText text_;
   EngineStats stats_;
   LatencySampler latencies_;

@@ -24,6 +24,12 @@ struct EngineStats {
   int64_t prefill_steps = 0;
   int64_t decode_steps = 0;
   int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
+  // Paged KV cache (a backend that pages it): the most blocks in use at once, the prompt tokens
+  // whose K/V were found in the prefix cache (not computed), and the running sequences preempted
+  // (requeued and computed again) because the pool ran dry.
+  int64_t peak_kv_blocks = 0;
+  int64_t prefix_cached_tokens = 0;
+  int64_t preemptions = 0;
   // GenerationResult's first_token_seconds and finish_seconds of the served requests (pairs at
   // the same index); past EngineOptions::latency_samples requests a uniform sample of them
   // (reservoir).

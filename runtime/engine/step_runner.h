@@ -38,6 +38,8 @@ class StepRunner {
   // The KV budget tokens a cache of `capacity` positions takes (KvCacheTokens over the model's
   // layers: less than `capacity` when sliding-window layers keep only their window).
   virtual int64_t KvTokens(int64_t capacity) const { return capacity; }
+  // ForwardBackend::KvBlockTokens of the backend (0 for a distributed group for now).
+  virtual int64_t kv_block_tokens() const { return 0; }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -59,6 +61,7 @@ class LocalStepRunner : public StepRunner {
   int64_t KvTokens(int64_t capacity) const override {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }
+  int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

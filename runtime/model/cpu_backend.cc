@@ -13,6 +13,7 @@
 #include "kernels/ew4/ew4_decode.h"
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/paged_attention/paged_attention.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "runtime/model/forward.h"
@@ -34,12 +35,12 @@ CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& opt
     inv_freq_[local] = RopeInvFreq(RopeParamsOf(c, local));
     rope_scaling_[local] = RopeAttentionScaling(RopeParamsOf(c, local));
   }
-  for (size_t l = 0; l < w_->layers.size(); ++l) {
-    windows_.push_back(LayerWindow(c, w_->first_layer + static_cast<int64_t>(l)));
-  }
   const int64_t scratch = w_->MaxLayerScratch();
   for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
   placed_.assign(static_cast<size_t>(w_->matrix_count), nullptr);
+  kv_pool_ = std::make_shared<KvPool>(static_cast<int64_t>(w_->layers.size()),
+                                      w_->dims.kv_heads * c.head_dim,
+                                      options.forward.kv_block_tokens);
   for (const LayerWeights& l : w_->layers) {
     for (const Weight* m : l.Matrices()) {
       if (!m->decoded_to_scratch()) placed_[m->id] = m->bf16;
@@ -57,17 +58,14 @@ int64_t CpuBackend::ScratchBytes() const {
 }
 
 int64_t CpuBackend::KvTokenBudget() const {
-  const double row_bytes = 2.0 * static_cast<double>(w_->dims.kv_heads * w_->config.head_dim) *
-                           sizeof(float);
-  const double per_token =
-      KvBytesPerBudgetToken(windows_, w_->config.layer_window, row_bytes);
+  const int64_t per_token = kv_pool_->BytesPerToken();
   if (options_.kv_memory_bytes <= 0 || per_token <= 0) return 0;
   return std::max<int64_t>(
       1, static_cast<int64_t>(static_cast<double>(options_.kv_memory_bytes) / per_token));
 }
 
 KvCache CpuBackend::NewCache(int64_t capacity) const {
-  return KvCache(windows_, capacity, w_->dims.kv_heads, w_->config.head_dim);
+  return kv_pool_->NewCache(capacity);
 }
 
 Status CpuBackend::DecodeInto(const Weight& m, int64_t row_begin, int64_t row_end,
@@ -143,27 +141,37 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
                            const AttentionParams& params, float* out) {
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
   const int64_t row = nkv * hd;
+  // Each sequence's new rows go to its blocks (BF16); the rows its queries see come back as FP32
+  // (kv_rows_: K then V per sequence), positions counted from the first visible one.
+  std::vector<int64_t> first(steps_.size()), at(steps_.size() + 1, 0);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const KvCache& cache = *steps_[i].cache;
+    const int64_t n = static_cast<int64_t>(steps_[i].tokens.size());
+    first[i] = FirstVisiblePosition(cache.length + n, n, params.window);
+    at[i + 1] = at[i] + 2 * (cache.length + n - first[i]) * row;
+  }
+  kv_rows_.resize(static_cast<size_t>(at.back()));
   std::vector<AttentionSequence> sequences;
   int64_t t0 = 0;
-  for (const SequenceStep& s : steps_) {
-    const int64_t n = static_cast<int64_t>(s.tokens.size());
-    KvCache& cache = *s.cache;
-    const KvSource kv{cache.k[layer].data(), cache.v[layer].data(), cache.length,
-                      cache.window[layer], k + t0 * row, v + t0 * row};
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const KvCache& cache = *steps_[i].cache;
+    const int64_t n = static_cast<int64_t>(steps_[i].tokens.size());
+    const int64_t visible = cache.length + n - first[i];
+    PagedKvAppendRef(k + t0 * row, v + t0 * row, n, row, cache.length, cache.blocks.data(),
+                     cache.block_tokens, kv_pool_->k(layer), kv_pool_->v(layer));
+    float* k_rows = kv_rows_.data() + at[i];
+    float* v_rows = k_rows + visible * row;
+    PagedKvGatherRef(kv_pool_->k(layer), kv_pool_->v(layer), cache.blocks.data(),
+                     cache.block_tokens, row, first[i], cache.length + n, k_rows, v_rows);
+    // The step's own rows are read back too (BF16, as the cache keeps them).
+    const int64_t past = visible - n;
+    const KvSource kv{k_rows, v_rows, past, 0, k_rows + past * row, v_rows + past * row};
     sequences.push_back({q + t0 * nh * hd, kv, n, out + t0 * nh * hd});
     t0 += n;
   }
-  // All sequences at once: (sequence, head, query block) items spread over the threads; the
-  // step's rows join the caches after every query has read them (a ring may overwrite slots).
+  // All sequences at once: (sequence, head, query block) items spread over the threads;
+  // bit-identical to PagedAttentionRef of each.
   AttentionCpu(sequences, nh, nkv, hd, params, threads_);
-  t0 = 0;
-  for (const SequenceStep& s : steps_) {
-    const int64_t n = static_cast<int64_t>(s.tokens.size());
-    KvCache& cache = *s.cache;
-    KvAppendRef(k + t0 * row, v + t0 * row, n, row, cache.length, cache.window[layer],
-                cache.k[layer].data(), cache.v[layer].data());
-    t0 += n;
-  }
 }
 
 void CpuBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {
@@ -234,6 +242,13 @@ Status CpuBackend::RunLayers(std::span<const SequenceStep> steps, float* x) {
   positions_.clear();
   for (const SequenceStep& s : steps) {
     DF11_CHECK(s.cache->length + static_cast<int64_t>(s.tokens.size()) <= s.cache->capacity);
+    DF11_CHECK(s.cache->block_tokens == kv_pool_->block_tokens());  // one of this pool's caches
+    if (!s.cache->blocks.empty()) {
+      const int32_t top = *std::max_element(s.cache->blocks.begin(), s.cache->blocks.end());
+      kv_pool_->EnsureBlocks(static_cast<int64_t>(top) + 1);
+    }
+    for (const auto& [from, to] : s.cache->block_copies) kv_pool_->CopyBlock(from, to);
+    s.cache->block_copies.clear();
     for (size_t j = 0; j < s.tokens.size(); ++j) {
       positions_.push_back(static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j)));
     }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "runtime/model/forward_backend.h"
 #include "runtime/model/forward_options.h"
 #include "runtime/model/kv_cache.h"
+#include "runtime/model/kv_pool.h"
 #include "runtime/model/layer_ops.h"
 #include "runtime/model/model_weights.h"
 
@@ -42,9 +44,9 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   CpuBackend(const ModelWeights* weights, const CpuBackendOptions& options);
   ~CpuBackend() override;
 
-  // A cache sized for `capacity` positions of this rank's layers and kv heads (sliding-window
-  // layers: a ring of their window).
+  // A cache of `capacity` positions: blocks of this rank's KV pool (BF16, paged).
   KvCache NewCache(int64_t capacity) const override;
+  int64_t KvBlockTokens() const override { return kv_pool_->block_tokens(); }
 
   // hidden (total_tokens, hidden) = embedding of every step's tokens (local vocab rows; the
   // caller all-reduces across a vocab-parallel group). Rows follow the steps in order.
@@ -62,7 +64,7 @@ class CpuBackend : public ForwardBackend, private LayerOps {
 
   const ModelWeights& weights() const override { return *w_; }
   int64_t ScratchBytes() const override;
-  // options.kv_memory_bytes over the bytes a budget token takes in this rank's caches.
+  // options.kv_memory_bytes over the bytes a position takes in this rank's caches (BF16).
   int64_t KvTokenBudget() const override;
 
  private:
@@ -94,12 +96,13 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   // otherwise), and their cos/sin factors (yarn's attention factor).
   std::vector<float> inv_freq_[2];
   float rope_scaling_[2] = {1.0f, 1.0f};
-  std::vector<int64_t> windows_;        // per local layer: its attention window (0: none)
   std::vector<uint16_t> scratch_[2];    // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;  // one LM-head chunk, decoded
   std::vector<uint16_t> ew4_scratch_;   // one ew4 matrix, decoded for a step of > 8 tokens
   std::vector<const uint16_t*> placed_;  // by Weight::id: where Linear reads the matrix
   std::future<Status> decoding_;         // the decode of the next layer, when overlapped
+  std::shared_ptr<KvPool> kv_pool_;      // every cache's K and V (shared: caches give blocks back)
+  std::vector<float> kv_rows_;           // Attention: the visible K/V rows of a step, as FP32
 
   // The step being run (RunLayers).
   std::span<const SequenceStep> steps_;

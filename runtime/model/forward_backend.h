@@ -44,6 +44,10 @@ class ForwardBackend {
 
   // A cache sized for `capacity` positions of this rank's layers and kv heads.
   virtual KvCache NewCache(int64_t capacity) const = 0;
+  // Positions per block where the backend pages its KV cache and takes block tables planned by
+  // its caller (KvCache::blocks of up to KvBlocks' pool size; a backend serves either those or
+  // NewCache's caches, not both at once); 0 where it does not.
+  virtual int64_t KvBlockTokens() const { return 0; }
 
   // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
   // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.

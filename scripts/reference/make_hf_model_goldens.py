@@ -26,6 +26,10 @@ model, sliding_window_pattern; its forward applies no final softcapping). For ea
        prompt<i>.logits_f32  F32 [len, vocab]  forward over the whole prompt, use_cache=False
        prompt<i>.greedy_f32  I32 [32]          greedy continuation (argmax, EOS disabled): a
                                                no-cache argmax loop, checked equal to generate()
+       prompt<i>.logits_f32_bf16kv, prompt<i>.greedy_f32_bf16kv: the same with the attention's
+                                               keys and values (after RoPE) rounded to bfloat16
+                                               first (attn_implementation "eager_bf16kv"), as a
+                                               runtime that keeps its KV cache in BF16 sees them
   4. checks that the feature matters: the same weights under the config without the feature
      (silu, no window, no yarn) give logits that differ by far more than the tests' tolerance,
      and that transformers built what the config says (activation class, mask, rope type).
@@ -58,6 +62,7 @@ from transformers import (GenerationConfig, Gemma3Config, Gemma3ForCausalLM,  # 
                           Gemma3ForConditionalGeneration, Gemma3TextConfig, LlamaConfig,
                           LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+from hf_bf16_kv import load_f32_bf16kv  # noqa: E402
 
 NEW_TOKENS = 32
 VOCAB = 512
@@ -256,6 +261,7 @@ def main():
                  "files_sha256": {f: sha256(os.path.join(mdir, f)) for f in sorted(os.listdir(mdir))},
                  "seed": seed, "built": notes, "without_feature": without, "prompts": []}
         tensors = {}
+        bf16kv = load_f32_bf16kv(mdir)
         for i, ids in enumerate(PROMPTS):
             logits = forward_logits(model, ids)
             greedy, margins = greedy_no_cache(model, ids)
@@ -270,6 +276,11 @@ def main():
             tensors[f"prompt{i}.ids"] = torch.tensor(ids, dtype=torch.int32)
             tensors[f"prompt{i}.logits_f32"] = logits.contiguous()
             tensors[f"prompt{i}.greedy_f32"] = torch.tensor(greedy, dtype=torch.int32)
+            tensors[f"prompt{i}.logits_f32_bf16kv"] = forward_logits(bf16kv, ids).contiguous()
+            greedy_kv, margins_kv = greedy_no_cache(bf16kv, ids)
+            tensors[f"prompt{i}.greedy_f32_bf16kv"] = torch.tensor(greedy_kv, dtype=torch.int32)
+            pe["greedy_f32_bf16kv_top2_margins"] = margins_kv
+            pe["greedy_f32_bf16kv_min_top2_margin"] = min(margins_kv)
             print(f"  prompt{i} len={len(ids)} max|logit|={pe['max_abs_logit_f32']:.3f} "
                   f"without feature moves logits by {moved:.3e}; generate == loop: "
                   f"{generated == greedy}; min margin {min(margins):.2e}", file=sys.stderr)

@@ -16,6 +16,10 @@ with transformers on the CPU and writes OUT_DIR/<name>.safetensors:
   prompt<i>.greedy_bf16      I32 [32]          greedy generate(), bfloat16 model
   prompt<i>.last_logits_bf16 F32 [vocab]       last-position logits of the bfloat16 model's
                                                full-sequence forward (bf16 values, widened)
+  prompt<i>.logits_f32_bf16kv, prompt<i>.greedy_f32_bf16kv: as logits_f32 / greedy_f32 (the
+                                               no-cache argmax loop) with the attention's keys
+                                               and values rounded to bfloat16 (hf_bf16_kv.py), as
+                                               a runtime keeping a BF16 KV cache computes them
 
 and OUT_DIR/manifest.json (make-tiny flags, config.json, versions, per-prompt statistics).
 
@@ -50,6 +54,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, GenerationConfig  # noqa: E402
+from hf_bf16_kv import load_f32_bf16kv  # noqa: E402
 
 NEW_TOKENS = 32
 
@@ -255,6 +260,8 @@ def main():
             "logits_f32": "forward over the whole prompt, use_cache=False, all positions",
             "last_logits_bf16": "bf16 model forward over the whole prompt, last position, "
                                 "bf16 values widened to float32",
+            "logits_f32_bf16kv": "as logits_f32 with attention keys and values rounded to "
+                                 "bfloat16 (attn_implementation eager_bf16kv, hf_bf16_kv.py)",
         },
         "prompts": PROMPTS,
         "models": {},
@@ -292,6 +299,7 @@ def main():
             "prompts": [],
         }
         vocab = cfg["vocab_size"]
+        m32kv = load_f32_bf16kv(mdir)
         for i, ids in enumerate(PROMPTS):
             logits32 = forward_logits(m32, ids)
             assert logits32.dtype == torch.float32 and logits32.shape == (len(ids), vocab)
@@ -309,6 +317,9 @@ def main():
             tensors[f"{p}.greedy_f32"] = g32.contiguous()
             tensors[f"{p}.greedy_bf16"] = g16.contiguous()
             tensors[f"{p}.last_logits_bf16"] = last16.contiguous()
+            tensors[f"{p}.logits_f32_bf16kv"] = forward_logits(m32kv, ids).contiguous()
+            nckv, margins_kv = greedy_no_cache(m32kv, ids)
+            tensors[f"{p}.greedy_f32_bf16kv"] = torch.tensor(nckv, dtype=torch.int32)
 
             g32l, g16l = g32.tolist(), g16.tolist()
             first_diff = next((j for j, (a, b) in enumerate(zip(g32l, g16l)) if a != b), None)
@@ -331,6 +342,7 @@ def main():
                 "greedy_bf16_tie_steps": [j for j, v in enumerate(margins16) if v == 0.0],
                 "greedy_f32_top2_margins": margins32,
                 "greedy_bf16_top2_margins": margins16,
+                "greedy_f32_bf16kv_top2_margins": margins_kv,
                 "greedy_f32_contains_eos": 2 in g32l,
             }
             entry["prompts"].append(pe)

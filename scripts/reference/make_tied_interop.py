@@ -19,7 +19,9 @@ For a tiny random Llama with tie_word_embeddings (made by `DF11_BIN make-tiny`, 
    logits (the LM head keeps the values it was initialised with).
 
 OUT_DIR/logits.safetensors: prompt<i>.ids (I32 [len]), prompt<i>.logits_f32 (F32 [len, vocab]):
-the reference loader's float32 logits for our directory, every position. OUT_DIR/manifest.json:
+the reference loader's float32 logits for our directory, every position;
+prompt<i>.logits_f32_bf16kv: transformers' float32 logits with keys and values rounded to
+bfloat16 (hf_bf16_kv.py), as a runtime keeping a BF16 KV cache computes them. OUT_DIR/manifest.json:
 the make-tiny flags, versions, every tensor (dtype, shape) of each file of our directory that
 the reference loader was given, the modules it installed decode hooks on, the checks above, and
 the sizes.
@@ -139,6 +141,7 @@ def install_stand_ins():
 
 install_stand_ins()
 import dfloat11  # noqa: E402  (the real package, with the stand-ins above)
+from hf_bf16_kv import load_f32_bf16kv  # noqa: E402
 import safetensors  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -289,9 +292,12 @@ def main():
     assert not checks["ours_without_lm_head"]["logits_equal_transformers_f32"]
     assert "lm_head" in checks["ours"]["decode_hooks_on"]
 
+    # The same with keys and values rounded to BF16 (a BF16 KV cache, as the CPU keeps it).
+    m32kv = load_f32_bf16kv(bf16_dir)
     for i, ids in enumerate(PROMPTS):
         tensors[f"prompt{i}.ids"] = torch.tensor(ids, dtype=torch.int32)
         tensors[f"prompt{i}.logits_f32"] = loaded["ours"][i]
+        tensors[f"prompt{i}.logits_f32_bf16kv"] = logits_of(m32kv, ids)
     save_file(tensors, os.path.join(args.out_dir, "logits.safetensors"),
               metadata={"generator": "scripts/reference/make_tied_interop.py"})
 

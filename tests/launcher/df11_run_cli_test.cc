@@ -71,6 +71,9 @@ TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
   EXPECT_NE(r.output.find("tokens/s"), std::string::npos);
   EXPECT_NE(r.output.find("peak memory"), std::string::npos);
   EXPECT_NE(r.output.find("steps: 1 prefill, 4 decode"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("KV cache: peak 1 blocks in use; prefix cache hit rate 0.0% (0 of "),
+            std::string::npos)
+      << r.output;
   // A step budget of 2 tokens prefills the prompt in chunks: more steps, the same text.
   auto run = [&](const std::string& flags, std::string* log) {
     const std::string err = dir_ + "/steps.log";
@@ -182,11 +185,13 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
-  // A prompt that can never fit the KV budget is an error naming both figures.
+  // A prompt that can never fit the KV budget is an error naming the figures (the CPU's pool
+  // holds whole blocks, at least one).
   r = RunCommand(kBin + "df11-run generate --model " + dir_ +
                  "/df11 --prompt hi -n 20 --kv-tokens 8");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("KV budget of 8 tokens"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("KV budget of 16 tokens (1 block of 16)"), std::string::npos)
+      << r.output;
   // A corrupt unit file.
   std::filesystem::copy(dir_ + "/df11", dir_ + "/broken", std::filesystem::copy_options::recursive);
   std::filesystem::resize_file(dir_ + "/broken/model_layers_1.safetensors", 100);
@@ -267,6 +272,7 @@ TEST_F(Df11RunCli, NumericFlagsSayTheirRange) {
       {gen + "--batch-size 0", "--batch-size: '0' is not an integer >= 1"},
       {gen + "--max-step-tokens 0", "--max-step-tokens: '0' is not an integer in [1, 16777216]"},
       {gen + "--kv-tokens -5", "--kv-tokens: '-5' is not an integer >= 0"},
+      {gen + "--kv-block-tokens 0", "--kv-block-tokens: '0' is not an integer in [1, 4096]"},
       {gen + "--seed -1", "--seed: '-1' is not an integer in [0, 2^64)"},
       {gen + "--collective-timeout 0", "--collective-timeout: '0' is not a number in (0, 1000000]"},
       {kBin + "df11-run plan --model x --gpu-memory nan",

@@ -229,6 +229,40 @@ TEST_F(Df11RunMpi, Ew4ShardsAndTranscodedShardsAgree) {
   }
 }
 
+// The paged KV cache over the group: the leader plans block tables and every rank uses its
+// ids; a shared prompt prefix found in the prefix cache (the sampler's repetition penalty still
+// sees those tokens) and preemptions under a small pool give the tokens of one process.
+TEST_F(Df11RunMpi, PagedKvCacheMatchesOneProcess) {
+  std::string shared = "Rules:";
+  for (int i = 0; i < 40; ++i) shared += " rule " + std::to_string(i) + ".";
+  std::vector<std::string> lines;
+  for (int i = 0; i < 6; ++i) {
+    std::string line = R"({"custom_id": "p)" + std::to_string(i) + R"(", "prompt": ")" + shared +
+                       " Question " + std::to_string(i) + R"(", "max_tokens": 40)";
+    if (i % 2 == 1) {
+      line += R"(, "temperature": 0.9, "repetition_penalty": 1.3, "seed": )" + std::to_string(i);
+    }
+    lines.push_back(line + "}");
+  }
+  const std::string in = WriteInput("paged.jsonl", lines);
+  const std::string flags = " --input " + in + " --threads 1 --batch-size 4 --kv-tokens 288";
+  CommandResult one = Sh(kRun + " generate --model " + dir_ + "/m.df11 --output " + dir_ +
+                         "/paged-one.jsonl" + flags);
+  ASSERT_EQ(one.status, 0) << one.err;
+  CommandResult mpi = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + dir_ +
+                                       "/paged-mpi.jsonl" + flags));
+  ASSERT_EQ(mpi.status, 0) << mpi.err;
+  EXPECT_EQ(ReadFile(dir_ + "/paged-one.jsonl"), ReadFile(dir_ + "/paged-mpi.jsonl"));
+  // Both found the shared prefix and ran out of blocks.
+  for (const CommandResult* r : {&one, &mpi}) {
+    const size_t at = r->err.find("KV cache: peak ");
+    ASSERT_NE(at, std::string::npos) << r->err;
+    const std::string line = r->err.substr(at, r->err.find('\n', at) - at);
+    EXPECT_EQ(line.find("hit rate 0.0%"), std::string::npos) << line;
+    EXPECT_EQ(line.find(" 0 preemptions"), std::string::npos) << line;
+  }
+}
+
 TEST_F(Df11RunMpi, WrongWorldSize) {
   CommandResult r = Generate(3, dir_ + "/m.tp2pp2");
   EXPECT_NE(r.status, 0);

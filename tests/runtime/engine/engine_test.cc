@@ -375,7 +375,7 @@ TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
   CpuBackendOptions options;
   EXPECT_EQ(CpuBackend(weights_, options).KvTokenBudget(), 0);  // no limit given
   const ModelConfig& c = weights_->config;
-  const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
+  const int64_t per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 2;
   options.kv_memory_bytes = 50 * per_token + per_token / 2;
   CpuBackend t(weights_, options);
   EXPECT_EQ(t.KvTokenBudget(), 50);
@@ -386,7 +386,9 @@ TEST_F(EngineTest, CpuKvBudgetIsTheMemoryItWasGiven) {
   r.max_tokens = 1'000'000'000;  // clamped to the context (96), more than 50 tokens of memory
   auto results = Engine(&runner, o).Generate(std::vector<GenerationRequest>{r});
   ASSERT_TRUE(results.ok());
-  EXPECT_NE((*results)[0].error.find("more than the KV budget of 50 tokens"), std::string::npos)
+  // The pool holds whole blocks of 16 positions: 3 of them.
+  EXPECT_NE((*results)[0].error.find("more than the KV budget of 48 tokens (3 blocks of 16)"),
+            std::string::npos)
       << (*results)[0].error;
 }
 
@@ -400,12 +402,20 @@ namespace {
 // sequence of 60 positions keeps 3 x 8 + 60 slots, 21 budget tokens, so a budget of 25 serves
 // requests of 30 + 30 tokens one at a time (it would refuse them if every layer kept every
 // position), with the tokens of an unlimited run; 26 + 80 positions (33 tokens) is refused,
-// the message saying why it counts fewer than its positions.
+// the message saying why it counts fewer than its positions. This is the reservation path of the
+// runners whose caches are not paged (the CUDA backend's rings, distributed groups); the CPU's
+// paged caches keep every position's blocks (engine_paging_test).
+class ReservingRunner : public LocalStepRunner {
+ public:
+  using LocalStepRunner::LocalStepRunner;
+  int64_t kv_block_tokens() const override { return 0; }
+};
+
 TEST(EngineWindowTest, KvBudgetCountsSlidingWindowLayersByTheirWindow) {
   auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   CpuBackend backend(&*w, {});
-  LocalStepRunner runner(&backend);
+  ReservingRunner runner(&backend);
   EXPECT_EQ(runner.KvTokens(60), 21);
   std::vector<GenerationRequest> requests(3);
   for (int i = 0; i < 3; ++i) {

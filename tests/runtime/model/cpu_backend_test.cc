@@ -233,6 +233,59 @@ TEST_F(CpuBackendTest, BatchingDoesNotChangeASequencesLogits) {
   }
 }
 
+// The KV cache is paged BF16: K/V rows of several sequences spread over blocks of 4 positions,
+// ids out of order (blocks given back by dropped caches are reused), give the same logits bit
+// for bit as one block per sequence (a contiguous BF16 cache), through prompt chunks that end
+// inside and on block edges and decode steps of a batch; with a sliding window too.
+TEST_F(CpuBackendTest, PagedKvCacheGivesTheLogitsOfAContiguousBf16Cache) {
+  for (const char* arch : {"llama", "mistral"}) {
+    SCOPED_TRACE(arch);
+    TinyModelOptions o;
+    o.arch = arch;
+    o.vocab = 300;
+    o.seed = 21;
+    auto [bf16_dir, df11_dir] = MakePair(o, std::string("paged_") + arch);
+    auto w = LoadModelWeights(df11_dir);
+    ASSERT_TRUE(w.ok());
+    if (std::string(arch) == "mistral") w->config.layer_window.assign(w->layers.size(), 5);
+    CpuBackendOptions paged_options, contiguous_options;
+    paged_options.forward.kv_block_tokens = 4;
+    contiguous_options.forward.kv_block_tokens = 1 << 20;
+    CpuBackend paged(&*w, paged_options), contiguous(&*w, contiguous_options);
+    {  // Leaves a free list of the 30 blocks in a scrambled order (i * 7 mod 30).
+      std::vector<KvCache> dropped;
+      for (int i = 0; i < 30; ++i) dropped.push_back(paged.NewCache(4));
+      for (size_t i = 0; i < 30; ++i) dropped[i * 7 % 30] = KvCache();
+    }
+    const int64_t capacity = 40;
+    KvCache p[] = {paged.NewCache(capacity), paged.NewCache(capacity), paged.NewCache(capacity)};
+    KvCache c[] = {contiguous.NewCache(capacity), contiguous.NewCache(capacity),
+                   contiguous.NewCache(capacity)};
+    ASSERT_EQ(p[0].blocks.size(), 10u);
+    ASSERT_EQ(c[0].blocks.size(), 1u);
+    for (const KvCache& cache : p) {
+      EXPECT_NE(cache.blocks[1], cache.blocks[0] + 1) << "consecutive block ids: nothing tested";
+    }
+    // Step by step: (tokens of sequence 0, 1, 2).
+    const std::vector<std::vector<std::vector<int32_t>>> steps = {
+        {{1, 2, 3, 4, 5, 6}, {7, 8, 9, 10}, {11}},
+        {{12, 13}, {14, 15, 16, 17, 18, 19, 20, 21, 22}, {23}},
+        {{24}, {25}, {26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38}},
+        {{39}, {40}, {41}},
+        {{42}, {43}, {44}},
+    };
+    for (size_t i = 0; i < steps.size(); ++i) {
+      SequenceStep ps[] = {{&p[0], steps[i][0]}, {&p[1], steps[i][1]}, {&p[2], steps[i][2]}};
+      SequenceStep cs[] = {{&c[0], steps[i][0]}, {&c[1], steps[i][1]}, {&c[2], steps[i][2]}};
+      std::vector<float> pl, cl;
+      ASSERT_TRUE(paged.Forward(ps, true, &pl).ok());
+      ASSERT_TRUE(contiguous.Forward(cs, true, &cl).ok());
+      ASSERT_EQ(pl.size(), cl.size());
+      EXPECT_EQ(std::memcmp(pl.data(), cl.data(), 4 * pl.size()), 0) << "step " << i;
+    }
+  }
+}
+
 // The greedy fast path of the ForwardBackend interface returns each step's argmax.
 TEST_F(CpuBackendTest, ForwardArgmaxReturnsEachSequencesArgmax) {
   TinyModelOptions o;

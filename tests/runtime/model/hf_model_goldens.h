@@ -50,7 +50,9 @@ struct HfModel {
   std::vector<HfPrompt> prompts;
 };
 
-inline HfModel LoadHfModel(const std::string& name) {
+// bf16_kv: the reference whose attention read keys and values rounded to BF16 (a BF16 KV cache,
+// as the CPU backend keeps); otherwise FP32 ones.
+inline HfModel LoadHfModel(const std::string& name, bool bf16_kv = false) {
   HfModel m;
   m.dir = HfModelsDir() + "/models/" + name;
   auto text = ReadFileToString(HfModelsDir() + "/manifest.json");
@@ -71,9 +73,11 @@ inline HfModel LoadHfModel(const std::string& name) {
     const std::string pre = "prompt" + std::to_string(p) + ".";
     HfPrompt prompt;
     read(pre + "ids", &prompt.ids);
-    read(pre + "logits_f32", &prompt.logits);
-    read(pre + "greedy_f32", &prompt.greedy);
-    prompt.margins = entry["prompts"][p]["greedy_f32_top2_margins"].get<std::vector<double>>();
+    const std::string kind = bf16_kv ? "f32_bf16kv" : "f32";
+    read(pre + "logits_" + kind, &prompt.logits);
+    read(pre + "greedy_" + kind, &prompt.greedy);
+    prompt.margins =
+        entry["prompts"][p]["greedy_" + kind + "_top2_margins"].get<std::vector<double>>();
     m.prompts.push_back(std::move(prompt));
   }
   return m;

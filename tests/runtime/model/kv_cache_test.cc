@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// The KV cache's sliding-window rings: a local layer keeps min(window, capacity) slots, the
-// budget token (KvCacheTokens) averages the slots over the model's layers, and the bytes per
-// budget token a rank is charged (KvBytesPerBudgetToken) bound its caches whatever their
-// capacity; the CPU backend's caches for Gemma 3 (tests/data/hf_models/gemma3_text, windows of 8
-// on layers 0-2) are that small.
+// The KV cache's sliding-window rings (device caches): a local layer keeps min(window, capacity)
+// slots, the budget token (KvCacheTokens) averages the slots over the model's layers, and the
+// bytes per budget token a rank is charged (KvBytesPerBudgetToken) bound its caches whatever
+// their capacity. The CPU backend's paged caches for Gemma 3 (tests/data/hf_models/gemma3_text,
+// windows of 8 on layers 0-2) are blocks of every position, one table for all layers (a window
+// layer reads only its window), and its KV budget counts every layer.
 #include "runtime/model/kv_cache.h"
 
 #include <gtest/gtest.h>
@@ -28,10 +29,12 @@ TEST(KvCache, SlidingWindowLayersKeepTheirWindow) {
   EXPECT_EQ(KvCacheTokens(windows, 3), 3);   // shorter than the window: every position
   EXPECT_EQ(KvCacheTokens(std::vector<int64_t>{0, 0}, 10), 10);
   EXPECT_EQ(KvCacheTokens({}, 10), 10);
-  const KvCache cache(windows, 10, 2, 8);
-  EXPECT_EQ(cache.k[0].size(), 4u * 16);
-  EXPECT_EQ(cache.v[1].size(), 4u * 16);
-  EXPECT_EQ(cache.k[2].size(), 10u * 16);
+  KvCache cache;  // a device cache's sizes
+  cache.window = windows;
+  cache.capacity = 10;
+  cache.row = 2 * 8;
+  EXPECT_EQ(cache.Slots(0), 4);
+  EXPECT_EQ(cache.Slots(2), 10);
   EXPECT_EQ(cache.Bytes(), 2 * 18 * 16 * 4);
 }
 
@@ -62,16 +65,17 @@ TEST(KvCache, BytesPerBudgetTokenBoundEveryRank) {
   EXPECT_DOUBLE_EQ(KvBytesPerBudgetToken(std::vector<int64_t>{0, 0}, full, row), row * 2);
 }
 
-TEST(KvCache, CpuBackendCachesOfGemma3KeepTheWindow) {
+TEST(KvCache, CpuBackendCachesOfGemma3AreBlocksOfEveryLayer) {
   auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
   ASSERT_TRUE(w.ok()) << w.status().ToString();
-  CpuBackend b(&*w, {});
+  CpuBackendOptions o;
+  const int64_t per_token = 2 * 4 * (2 * 16) * 2;  // K and V, 4 layers, kv heads x head_dim, BF16
+  o.kv_memory_bytes = 100 * per_token;
+  CpuBackend b(&*w, o);
   const KvCache cache = b.NewCache(62);
-  const size_t row = 2 * 16;  // kv heads x head_dim
-  ASSERT_EQ(cache.k.size(), 4u);
-  for (size_t l = 0; l < 3; ++l) EXPECT_EQ(cache.k[l].size(), 8 * row) << "layer " << l;
-  EXPECT_EQ(cache.k[3].size(), 62 * row);
-  EXPECT_EQ(cache.Bytes(), static_cast<int64_t>(2 * (3 * 8 + 62) * row * 4));
+  EXPECT_EQ(cache.block_tokens, 16);
+  EXPECT_EQ(cache.blocks.size(), 4u);  // 62 positions
+  EXPECT_EQ(b.KvTokenBudget(), 100);
 }
 
 }  // namespace

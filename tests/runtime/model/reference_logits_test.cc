@@ -3,9 +3,12 @@
 // the reference logits in tests/data/ref_logits (scripts/reference/make_reference_logits.sh) for
 // tiny random Llama (GQA, llama3 rope scaling; tied embeddings), Qwen2 (q/k/v biases), Qwen3
 // (head_dim != hidden/heads, q/k norms) and Mistral models that `df11 make-tiny` regenerates.
-// Logits must agree within an absolute 1e-4 (|logits| < 1.2 here; float32 rounding differences
-// are ~1e-6), and greedy decoding must give the same 32 tokens, up to the first step whose top-2
-// margin in the reference is below that tolerance (where either choice is right).
+// The reference is the one whose attention read keys and values rounded to BF16, as the CPU's KV
+// cache keeps them (logits_f32_bf16kv). Logits must agree within an absolute 5e-4 (|logits| <
+// 1.2 here; float32 rounding differences are ~1e-6, but a key within ~1e-7 of a BF16 rounding
+// boundary may round the other way, one BF16 step; FP32 keys and values move the logits by
+// ~9e-4), and greedy decoding (fed the reference's tokens) must give the same tokens at every
+// step whose top-2 margin in the reference is above that tolerance (elsewhere either is right).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,7 +26,7 @@
 namespace df11 {
 namespace {
 
-constexpr float kAtol = 1e-4f;
+constexpr float kAtol = 5e-4f;
 const std::string kDir = std::string(DF11_TEST_DATA_DIR) + "/ref_logits";
 
 class ReferenceLogits : public ::testing::TestWithParam<std::string> {};
@@ -52,10 +55,10 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
     ASSERT_NE(find("ids"), nullptr);
     std::vector<int32_t> ids(find("ids")->numel);
     std::memcpy(ids.data(), find("ids")->bytes.data(), 4 * ids.size());
-    std::vector<float> expected(find("logits_f32")->numel);
-    std::memcpy(expected.data(), find("logits_f32")->bytes.data(), 4 * expected.size());
-    std::vector<int32_t> greedy(find("greedy_f32")->numel);
-    std::memcpy(greedy.data(), find("greedy_f32")->bytes.data(), 4 * greedy.size());
+    std::vector<float> expected(find("logits_f32_bf16kv")->numel);
+    std::memcpy(expected.data(), find("logits_f32_bf16kv")->bytes.data(), 4 * expected.size());
+    std::vector<int32_t> greedy(find("greedy_f32_bf16kv")->numel);
+    std::memcpy(greedy.data(), find("greedy_f32_bf16kv")->bytes.data(), 4 * greedy.size());
 
     // Prefill logits at every position.
     KvCache cache = t.NewCache(static_cast<int64_t>(ids.size() + greedy.size()));
@@ -76,19 +79,22 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
                             << ": expected " << expected[worst_at] << " got " << logits[worst_at];
 
     // Greedy continuation.
-    const auto& margins = entry["prompts"][p]["greedy_f32_top2_margins"];
-    std::vector<int32_t> ours;
+    const auto& margins = entry["prompts"][p]["greedy_f32_bf16kv_top2_margins"];
+    // Every step feeds the reference's token; a near-tie step (either token right within
+    // rounding) is not compared.
+    size_t compared = 0;
     int32_t next = ArgmaxRef(logits.data() + logits.size() - V, V);
     for (size_t s = 0; s < greedy.size(); ++s) {
-      if (margins[s].get<double>() < kAtol) break;  // either token is right within rounding
-      ASSERT_EQ(next, greedy[s]) << "step " << s;
-      std::vector<int32_t> one = {next};
+      if (margins[s].get<double>() >= kAtol) {
+        ASSERT_EQ(next, greedy[s]) << "step " << s;
+        ++compared;
+      }
+      std::vector<int32_t> one = {greedy[s]};
       SequenceStep d{&cache, one};
       ASSERT_TRUE(t.Forward(std::span<const SequenceStep>(&d, 1), false, &logits).ok());
       next = ArgmaxRef(logits.data(), V);
-      ours.push_back(greedy[s]);
     }
-    EXPECT_GE(ours.size(), 20u) << "too few comparable steps";
+    EXPECT_GE(compared, 28u) << "too few comparable steps";
   }
 }
 

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+// The block manager of a paged KV cache: a pool of fixed-size blocks (block_tokens positions each,
+// over every layer a rank holds), a block table per sequence (position p lives in block
+// table[p / block_tokens], row p % block_tokens), blocks taken as a sequence grows and given back
+// when it finishes, is cancelled, fails or is preempted. It decides ids only; the backends own
+// the storage the ids index. Prefix caching: a block is entered in a cache when a write fills it,
+// keyed by its tokens and the content id of the block before it (a chain: equal keys mean the
+// whole prefix is equal, exactly; content ids are never reused, so an evicted block's successors
+// can never match again), and may be shared once Commit says its K/V are computed (until then a
+// prompt that would share it can wait: PrefixPending). A sequence opened with a prompt shares
+// the computed blocks of its longest cached prefix (reference counts); a write into a block
+// others share copies it first (copy-on-write, e.g. the partial last block of a forked sequence,
+// or the last block of a prompt found whole in the cache, whose last position is recomputed for
+// its logits); an unreferenced cached block stays cached until a new block is needed and it is
+// the least recently released one (LRU). The layout is the same for every layer, so one table
+// serves every layer of a sequence (sliding-window layers keep their blocks and read only their
+// window). Not thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/core/status.h"
+
+namespace df11 {
+
+using KvBlockId = int32_t;
+
+struct KvBlocksOptions {
+  int64_t blocks = 0;         // blocks in the pool (>= 1)
+  int64_t block_tokens = 16;  // positions per block (>= 1)
+  bool prefix_caching = true; // share computed full blocks between sequences with equal prefixes
+};
+
+// Checks the options; the message names the field and what was expected.
+Status CheckKvBlocksOptions(const KvBlocksOptions& options);
+
+// A block's rows to copy before a write (all block_tokens rows, every layer, K and V).
+struct KvBlockCopy {
+  KvBlockId from = 0;
+  KvBlockId to = 0;
+};
+
+class KvBlocks {
+ public:
+  // `options` must pass CheckKvBlocksOptions.
+  explicit KvBlocks(const KvBlocksOptions& options);
+
+  int64_t block_tokens() const { return block_tokens_; }
+  int64_t total_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  // Blocks a new write can take: never used or released uncached, plus cached but unreferenced.
+  int64_t free_blocks() const { return static_cast<int64_t>(free_.size() + lru_.size()); }
+  // Blocks referenced by at least one sequence, now and at most so far.
+  int64_t used_blocks() const { return total_blocks() - free_blocks(); }
+  int64_t peak_used_blocks() const { return peak_used_; }
+  // Blocks that hold `positions` positions.
+  int64_t BlocksFor(int64_t positions) const {
+    return (positions + block_tokens_ - 1) / block_tokens_;
+  }
+
+  // Positions of `prompt` whose K/V Open would find cached: whole computed cached blocks of its
+  // longest cached prefix, at most prompt.size() - 1 (the last prompt position is always
+  // computed, for its logits).
+  int64_t CachedPrefix(std::span<const int32_t> prompt) const;
+  // Whether `prompt`'s longest cached prefix is longer counting blocks whose K/V are still being
+  // computed: a running sequence is computing blocks this prompt could share once committed.
+  bool PrefixPending(std::span<const int32_t> prompt) const {
+    return Hits(prompt, false) > Hits(prompt, true);
+  }
+  // How many free blocks opening a sequence with `prompt` and writing the rest of it needs:
+  // Open takes cached blocks nobody references out of the free ones, Write the rest.
+  int64_t PromptCost(std::span<const int32_t> prompt) const;
+
+  // Starts sequence `id` (not open) with `prompt` (>= 1 token): shares the cached blocks of its
+  // longest cached prefix and returns how many positions that covers (CachedPrefix); the
+  // sequence's length is that many, and its next Write starts at that position.
+  int64_t Open(int64_t id, std::span<const int32_t> prompt);
+  // Starts `child` (not open) as a copy of `parent` (open): the same blocks, shared, the same
+  // length; a later write into a shared block copies it first.
+  void Fork(int64_t parent, int64_t child);
+  // Makes the next tokens.size() positions of `id` writable and takes them as its content
+  // (tokens[i] is the token at position length + i): new blocks as needed, a copy of a shared
+  // block that the write reaches (appended to `copies`, to be done before the write). Returns
+  // false, changing nothing, when the pool has too few free blocks. Blocks the write fills enter
+  // the prefix cache, not yet shareable (a block whose key another block holds stays private).
+  bool Write(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
+  // The K/V of every position written so far is computed: its cached blocks become shareable.
+  void Commit(int64_t id);
+  // Ends `id` (finished, cancelled, failed or preempted): its references go; blocks nobody
+  // references become free, computed cached ones kept for reuse (the last block released
+  // first), others leaving the cache.
+  void Free(int64_t id);
+
+  bool is_open(int64_t id) const { return sequences_.count(id) != 0; }
+  int64_t length(int64_t id) const;  // positions written
+  std::span<const KvBlockId> table(int64_t id) const;
+  int64_t refs(KvBlockId block) const { return blocks_[static_cast<size_t>(block)].refs; }
+  // Whether `block` is in the prefix cache.
+  bool cached(KvBlockId block) const { return blocks_[static_cast<size_t>(block)].content != 0; }
+  int64_t open_sequences() const { return static_cast<int64_t>(sequences_.size()); }
+
+ private:
+  // A cache key: the content id of the previous block in the chain (0 for the first block)
+  // and the block's tokens.
+  struct Key {
+    uint64_t parent = 0;
+    std::vector<int32_t> tokens;
+    bool operator==(const Key& o) const { return parent == o.parent && tokens == o.tokens; }
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
+  struct Block {
+    int64_t refs = 0;
+    uint64_t content = 0;  // content id while cached, else 0
+    bool computed = false;  // while cached: its K/V are computed (shareable)
+    Key key;               // while cached
+    std::list<KvBlockId>::iterator lru;  // while cached and unreferenced
+  };
+  struct Sequence {
+    std::vector<KvBlockId> table;
+    std::vector<int32_t> tokens;  // the token at each position written
+    int64_t registered_blocks = 0;  // leading full blocks already offered to the cache
+    int64_t computed_blocks = 0;    // leading full blocks whose K/V are computed
+    uint64_t chain = 0;             // content id of the last registered block's content
+  };
+
+  // The cached block with this key (computed only, or any), or -1.
+  KvBlockId Lookup(const Key& key, bool computed_only = true) const;
+  // Leading whole blocks of `prompt` found in the cache.
+  int64_t Hits(std::span<const int32_t> prompt, bool computed_only) const;
+  // Enters the blocks of `id` that writes have filled in the cache.
+  void Register(int64_t id);
+  // Takes a free block (an unused one first, else the least recently released cached one).
+  KvBlockId Take();
+  void AddRef(KvBlockId b);
+  void Unref(KvBlockId b);
+  void Uncache(KvBlockId b);
+  void NoteUse() { peak_used_ = std::max(peak_used_, used_blocks()); }
+  Sequence& At(int64_t id);
+  const Sequence& At(int64_t id) const;
+
+  int64_t block_tokens_;
+  bool prefix_caching_;
+  std::vector<Block> blocks_;
+  std::vector<KvBlockId> free_;  // unreferenced and uncached
+  std::list<KvBlockId> lru_;     // unreferenced and cached, least recently released first
+  std::unordered_map<Key, KvBlockId, KeyHash> cache_;
+  std::unordered_map<int64_t, Sequence> sequences_;
+  uint64_t next_content_ = 1;
+  int64_t peak_used_ = 0;
+};
+
+}  // namespace df11
