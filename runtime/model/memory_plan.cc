@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <span>
 #include <vector>
 
 #include "runtime/formats/model_tensors.h"
@@ -109,6 +110,78 @@ std::string WindowSaving(const MemoryPlan& p) {
   return buf;
 }
 
+// The option ranges PlanMemory checks besides the layout: memory, context and step tokens.
+Status CheckSizes(const ModelConfig& c, const MemoryPlanOptions& o) {
+  // 2^60 bytes bounds every byte figure's conversion to an integer (as tokens) below.
+  if (!(o.gpu_memory_bytes > 0 && o.gpu_memory_bytes <= 0x1p60) || !(o.memory_fraction > 0) ||
+      o.memory_fraction > 1) {
+    return Status::InvalidArgument(
+        "--gpu-memory must be in (0, 2^30] GiB and --gpu-memory-fraction in (0, 1]");
+  }
+  if (o.context < 0 || o.context > c.max_position_embeddings) {
+    return Status::InvalidArgument("--context " + std::to_string(o.context) +
+                                   " is more than the model supports: expected " +
+                                   "0 (the model's maximum) to max_position_embeddings " +
+                                   std::to_string(c.max_position_embeddings) + " (config.json)");
+  }
+  if (o.workspace_tokens < 1 || o.workspace_tokens > (int64_t{1} << 24)) {
+    return Status::InvalidArgument("--max-step-tokens must be in [1, 16777216], got " +
+                                   std::to_string(o.workspace_tokens));
+  }
+  return Status::Ok();
+}
+
+// The windows of the stage whose layers hold the most KV slots for a sequence of `context`
+// positions (the first such stage).
+std::vector<int64_t> WorstStageWindows(const ModelConfig& c, std::span<const Range> stages,
+                                       int64_t context) {
+  std::vector<int64_t> worst;
+  for (size_t stage = 0; stage < stages.size(); ++stage) {
+    std::vector<int64_t> windows;
+    for (int64_t l = stages[stage].begin; l < stages[stage].end; ++l) {
+      windows.push_back(LayerWindow(c, l));
+    }
+    if (stage == 0 || KvSlotsOfLayers(windows, context) > KvSlotsOfLayers(worst, context)) {
+      worst = std::move(windows);
+    }
+  }
+  return worst;
+}
+
+// The KV figures of *p from its weight, scratch and workspace bytes: K and V of one position of
+// one layer take `row_bytes` (FP32, as the CUDA backend stores them; PlanDeviceMemory agrees),
+// the worst rank holds `layers` layers with `worst_windows`.
+void PlanKv(double row_bytes, int64_t layers, std::span<const int64_t> worst_windows,
+            const MemoryPlanOptions& o, MemoryPlan* p) {
+  p->kv_bytes_per_token = row_bytes * static_cast<double>(layers);
+  p->budget_bytes = o.gpu_memory_bytes * o.memory_fraction;
+  p->kv_bytes = p->budget_bytes - p->weight_bytes - p->scratch_bytes - p->workspace_bytes;
+  p->kv_tokens = p->kv_bytes > 0 ? static_cast<int64_t>(p->kv_bytes / p->kv_bytes_per_token) : 0;
+  p->sequence_kv_bytes =
+      row_bytes * static_cast<double>(KvSlotsOfLayers(worst_windows, p->context));
+  p->sequence_kv_bytes_full = p->kv_bytes_per_token * static_cast<double>(p->context);
+  if (p->kv_bytes > 0) {
+    p->max_sequences = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes);
+    p->max_sequences_full = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes_full);
+    // The longest sequence whose slots fit: slots grow by one per position on every layer
+    // until a window is full, then on its full-attention layers only.
+    const double slots = p->kv_bytes / row_bytes;
+    int64_t full = 0, windowed_slots = 0;
+    for (int64_t w : worst_windows) {
+      full += w == 0 ? 1 : 0;
+      windowed_slots += w;
+    }
+    p->kv_tokens_windowed = full == 0 ? INT64_MAX : p->kv_tokens;
+    if (full > 0 && full < static_cast<int64_t>(worst_windows.size())) {
+      // Past every window (the usual case): slots = full * n + sum of windows.
+      const double n = (slots - static_cast<double>(windowed_slots)) / static_cast<double>(full);
+      int64_t longest = static_cast<int64_t>(std::min(n, 0x1p62));
+      while (longest > 0 && KvSlotsOfLayers(worst_windows, longest) > slots) --longest;
+      p->kv_tokens_windowed = std::max(p->kv_tokens, longest);
+    }
+  }
+}
+
 }  // namespace
 
 WeightCodec ChooseFastestCodec(std::span<const CodecFit> fits, int64_t min_kv_tokens) {
@@ -177,22 +250,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
     return Status::InvalidArgument("--pp " + std::to_string(o.pp) + ": " +
                                    stages.status().message());
   }
-  // 2^60 bytes bounds every byte figure's conversion to an integer (as tokens) below.
-  if (!(o.gpu_memory_bytes > 0 && o.gpu_memory_bytes <= 0x1p60) || !(o.memory_fraction > 0) ||
-      o.memory_fraction > 1) {
-    return Status::InvalidArgument(
-        "--gpu-memory must be in (0, 2^30] GiB and --gpu-memory-fraction in (0, 1]");
-  }
-  if (o.context < 0 || o.context > c.max_position_embeddings) {
-    return Status::InvalidArgument("--context " + std::to_string(o.context) +
-                                   " is more than the model supports: expected " +
-                                   "0 (the model's maximum) to max_position_embeddings " +
-                                   std::to_string(c.max_position_embeddings) + " (config.json)");
-  }
-  if (o.workspace_tokens < 1 || o.workspace_tokens > (int64_t{1} << 24)) {
-    return Status::InvalidArgument("--max-step-tokens must be in [1, 16777216], got " +
-                                   std::to_string(o.workspace_tokens));
-  }
+  DF11_RETURN_IF_ERROR(CheckSizes(c, o));
   MemoryPlan p;
   DF11_ASSIGN_OR_RETURN(p.parameters, ParameterCount(c));
   // The worst rank: tp rank 0 (the longest vocabulary slice) of the stage holding the most.
@@ -203,17 +261,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   double layer_unit = 0, largest_matrix = 0;
   int64_t layers = 0;
   p.context = o.context > 0 ? o.context : c.max_position_embeddings;
-  // Per stage: its layers' windows, and the KV slots of a sequence of `context` tokens.
-  std::vector<int64_t> worst_windows;
-  for (size_t stage = 0; stage < stages->size(); ++stage) {
-    const Range r = (*stages)[stage];
-    std::vector<int64_t> windows;
-    for (int64_t l = r.begin; l < r.end; ++l) windows.push_back(LayerWindow(c, l));
-    if (stage == 0 || KvSlotsOfLayers(windows, p.context) >
-                          KvSlotsOfLayers(worst_windows, p.context)) {
-      worst_windows = std::move(windows);
-    }
-  }
+  const std::vector<int64_t> worst_windows = WorstStageWindows(c, *stages, p.context);
   for (int64_t w : c.layer_window) p.window_layers += w > 0 ? 1 : 0;
   for (size_t stage = 0; stage < stages->size(); ++stage) {
     const Range held = (*stages)[stage];
@@ -244,35 +292,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.workspace_bytes = static_cast<double>(o.workspace_tokens) * 4 *
                           (3 * h + 2 * heads * hd + 2 * kv * hd + 2 * inter) +
                       rows * 4 * vocab;
-  // K and V in FP32, as the CPU and CUDA backends store them (PlanDeviceMemory agrees).
-  p.kv_bytes_per_token = 2.0 * 4.0 * kv * hd * static_cast<double>(layers);
-  p.budget_bytes = o.gpu_memory_bytes * o.memory_fraction;
-  p.kv_bytes = p.budget_bytes - p.weight_bytes - p.scratch_bytes - p.workspace_bytes;
-  p.kv_tokens = p.kv_bytes > 0 ? static_cast<int64_t>(p.kv_bytes / p.kv_bytes_per_token) : 0;
-  const double row_bytes = 2.0 * 4.0 * kv * hd;  // K and V of one position of one layer
-  p.sequence_kv_bytes =
-      row_bytes * static_cast<double>(KvSlotsOfLayers(worst_windows, p.context));
-  p.sequence_kv_bytes_full = p.kv_bytes_per_token * static_cast<double>(p.context);
-  if (p.kv_bytes > 0) {
-    p.max_sequences = static_cast<int64_t>(p.kv_bytes / p.sequence_kv_bytes);
-    p.max_sequences_full = static_cast<int64_t>(p.kv_bytes / p.sequence_kv_bytes_full);
-    // The longest sequence whose slots fit: slots grow by one per position on every layer
-    // until a window is full, then on its full-attention layers only.
-    const double slots = p.kv_bytes / row_bytes;
-    int64_t full = 0, windowed_slots = 0;
-    for (int64_t w : worst_windows) {
-      full += w == 0 ? 1 : 0;
-      windowed_slots += w;
-    }
-    p.kv_tokens_windowed = full == 0 ? INT64_MAX : p.kv_tokens;
-    if (full > 0 && full < static_cast<int64_t>(worst_windows.size())) {
-      // Past every window (the usual case): slots = full * n + sum of windows.
-      const double n = (slots - static_cast<double>(windowed_slots)) / static_cast<double>(full);
-      int64_t longest = static_cast<int64_t>(std::min(n, 0x1p62));
-      while (longest > 0 && KvSlotsOfLayers(worst_windows, longest) > slots) --longest;
-      p.kv_tokens_windowed = std::max(p.kv_tokens, longest);
-    }
-  }
+  PlanKv(2.0 * 4.0 * kv * hd, layers, worst_windows, o, &p);
   // It fits when the cache holds at least one sequence of the whole context.
   p.fits = p.max_sequences >= 1;
   return p;
