@@ -45,6 +45,48 @@ Status Step(ForwardBackend* f, std::vector<KvCache>* caches,
   return f->ForwardArgmax(steps, next);
 }
 
+// Seconds of one batch's prefill and of its decode steps, after a warm-up on throwaway caches.
+struct BatchTiming {
+  double prefill_s = 0, decode_s = 0;
+  int64_t generated = 0;  // tokens of the decode steps
+};
+
+StatusOr<BatchTiming> TimeBatch(ForwardBackend* fb, const std::vector<std::vector<int32_t>>& prompts,
+                                int64_t capacity, int64_t gen_tokens) {
+  const size_t B = prompts.size();
+  std::vector<int32_t> next;
+  auto decode_steps = [&](std::vector<KvCache>* caches, int64_t steps) -> Status {
+    for (int64_t g = 0; g < steps; ++g) {
+      std::vector<std::vector<int32_t>> tok(B);
+      for (size_t i = 0; i < B; ++i) tok[i] = {next[i]};
+      DF11_RETURN_IF_ERROR(Step(fb, caches, tok, &next));
+    }
+    return Status::Ok();
+  };
+  {  // Warm-up: a prefill and up to two decode steps.
+    std::vector<KvCache> caches;
+    for (size_t i = 0; i < B; ++i) caches.push_back(fb->NewCache(capacity));
+    DF11_RETURN_IF_ERROR(Step(fb, &caches, prompts, &next));
+    DF11_RETURN_IF_ERROR(decode_steps(&caches, std::min<int64_t>(2, gen_tokens - 1)));
+    fb->Synchronize();
+  }
+  std::vector<KvCache> caches;
+  for (size_t i = 0; i < B; ++i) caches.push_back(fb->NewCache(capacity));
+  fb->Synchronize();
+  BatchTiming t;
+  auto t0 = std::chrono::steady_clock::now();
+  DF11_RETURN_IF_ERROR(Step(fb, &caches, prompts, &next));
+  fb->Synchronize();
+  t.prefill_s = Since(t0);
+  // The prefill produced the first token; each decode step produces one more per sequence.
+  t0 = std::chrono::steady_clock::now();
+  DF11_RETURN_IF_ERROR(decode_steps(&caches, gen_tokens - 1));
+  fb->Synchronize();
+  t.decode_s = Since(t0);
+  t.generated = static_cast<int64_t>(B) * (gen_tokens - 1);
+  return t;
+}
+
 }  // namespace
 
 CLI::App* AddBenchCommand(CLI::App* app, BenchFlags* f) {
@@ -106,37 +148,9 @@ int RunBench(const BenchFlags& f) {
     for (auto& p : prompts) {
       for (int64_t i = 0; i < f.prompt_tokens; ++i) p.push_back(id(rng));
     }
-    const int64_t capacity = f.prompt_tokens + f.gen_tokens;
-    std::vector<int32_t> next;
-    {  // Warm-up: a prefill and two decode steps on throwaway caches.
-      std::vector<KvCache> caches;
-      for (int64_t i = 0; i < B; ++i) caches.push_back(fb->NewCache(capacity));
-      if (Status s = Step(fb, &caches, prompts, &next); !s.ok()) return Fail(s);
-      for (int k = 0; k < 2 && k + 1 < f.gen_tokens; ++k) {
-        std::vector<std::vector<int32_t>> tok(B);
-        for (int64_t i = 0; i < B; ++i) tok[i] = {next[i]};
-        if (Status s = Step(fb, &caches, tok, &next); !s.ok()) return Fail(s);
-      }
-      fb->Synchronize();
-    }
-    std::vector<KvCache> caches;
-    for (int64_t i = 0; i < B; ++i) caches.push_back(fb->NewCache(capacity));
-    fb->Synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    if (Status s = Step(fb, &caches, prompts, &next); !s.ok()) return Fail(s);
-    fb->Synchronize();
-    const double prefill_s = Since(t0);
-    // The prefill produced the first token; each decode step produces one more per sequence.
-    t0 = std::chrono::steady_clock::now();
-    int64_t generated = 0;
-    for (int64_t g = 1; g < f.gen_tokens; ++g) {
-      std::vector<std::vector<int32_t>> tok(B);
-      for (int64_t i = 0; i < B; ++i) tok[i] = {next[i]};
-      if (Status s = Step(fb, &caches, tok, &next); !s.ok()) return Fail(s);
-      generated += B;
-    }
-    fb->Synchronize();
-    const double decode_s = Since(t0);
+    auto timing = TimeBatch(fb, prompts, f.prompt_tokens + f.gen_tokens, f.gen_tokens);
+    if (!timing.ok()) return Fail(timing.status());
+    const auto [prefill_s, decode_s, generated] = *timing;
     const double prefill_tok_s = B * f.prompt_tokens / std::max(prefill_s, 1e-9);
     const double decode_tok_s = generated > 0 ? generated / std::max(decode_s, 1e-9) : 0.0;
     std::fprintf(stderr, "batch %lld: prefill %.1f tokens/s (%.3f s), decode %.1f tokens/s (%lld tokens in %.3f s)\n",
