@@ -50,56 +50,65 @@ void HandleSignals(sigset_t signals, CoordinatorServer* server) {
   _exit(1);
 }
 
-int Main(int argc, char** argv) {
-  CLI::App app{"df11-coordinator: job queue, results and worker groups of a df11 cluster"};
-  std::string db_path;
-  std::string token_file;
-  std::string port_file;
-  std::string log_dir;
-  CoordinatorOptions options;
-  options.port = 9190;
-  JobStoreOptions store_options;
+// The command line: the server's and the store's options and where files go.
+struct CoordinatorFlags {
+  std::string db_path, token_file, port_file, log_dir;
+  bool allow_insecure_token = false;
   int verbosity = 0;
-  app.add_option("--db", db_path, "SQLite database file (created when missing)")->required();
-  app.add_option("--host", options.host, "address to listen on")->capture_default_str();
-  app.add_option("--port", options.port, "TCP port; 0 picks a free one (see --port-file)")
+  CoordinatorOptions server;
+  JobStoreOptions store;
+};
+
+void AddCoordinatorFlags(CLI::App* app, CoordinatorFlags* f) {
+  CoordinatorOptions& options = f->server;
+  options.port = 9190;
+  app->add_option("--db", f->db_path, "SQLite database file (created when missing)")->required();
+  app->add_option("--host", options.host, "address to listen on")->capture_default_str();
+  app->add_option("--port", options.port, "TCP port; 0 picks a free one (see --port-file)")
       ->capture_default_str()
       ->check(IntegerIn(0, 65535));
-  app.add_option("--token-file", token_file, "file holding the shared secret every call must carry")
+  app->add_option("--token-file", f->token_file,
+                  "file holding the shared secret every call must carry")
       ->required()
       ->check(CLI::ExistingFile);
-  bool allow_insecure_token = false;
-  app.add_flag(kAllowInsecureTokenFlag, allow_insecure_token, kAllowInsecureTokenHelp);
-  app.add_option("--lease-seconds", options.lease_s,
-                 "how long a worker group holds leased items without a heartbeat")
+  app->add_flag(kAllowInsecureTokenFlag, f->allow_insecure_token, kAllowInsecureTokenHelp);
+  app->add_option("--lease-seconds", options.lease_s,
+                  "how long a worker group holds leased items without a heartbeat")
       ->capture_default_str()
       ->check(IntegerIn(1, std::numeric_limits<int32_t>::max()));
-  app.add_option("--max-attempts", store_options.max_attempts,
-                 "an item fails after this many leases expired without its result (the worker "
-                 "groups serving it died: the request may crash them)")
+  app->add_option("--max-attempts", f->store.max_attempts,
+                  "an item fails after this many leases expired without its result (the worker "
+                  "groups serving it died: the request may crash them)")
       ->capture_default_str()
       ->check(IntegerIn(1, 1000));
-  app.add_option("--max-message-bytes", options.max_message_bytes,
-                 "largest request accepted; a larger one closes its connection")
+  app->add_option("--max-message-bytes", options.max_message_bytes,
+                  "largest request accepted; a larger one closes its connection")
       ->capture_default_str()
       ->check(IntegerIn(1, std::numeric_limits<int32_t>::max()));
-  app.add_option("--idle-timeout-seconds", options.idle_timeout_s,
-                 "close connections silent this long (0: never)")
+  app->add_option("--idle-timeout-seconds", options.idle_timeout_s,
+                  "close connections silent this long (0: never)")
       ->capture_default_str()
       ->check(IntegerIn(0, std::numeric_limits<int32_t>::max()));
-  app.add_option("--handshake-timeout-seconds", options.handshake_timeout_s,
-                 "close connections that have not sent a request with the token this long after "
-                 "connecting")
+  app->add_option("--handshake-timeout-seconds", options.handshake_timeout_s,
+                  "close connections that have not sent a request with the token this long after "
+                  "connecting")
       ->capture_default_str()
       ->check(NumberIn(0.1, 3600.0));
-  app.add_option("--port-file", port_file, "write the port here once listening");
-  app.add_option("--log-dir", log_dir, "glog files go here (default: stderr)");
-  app.add_option("-v,--verbosity", verbosity, "VLOG level")->check(IntegerIn(0, 100));
+  app->add_option("--port-file", f->port_file, "write the port here once listening");
+  app->add_option("--log-dir", f->log_dir, "glog files go here (default: stderr)");
+  app->add_option("-v,--verbosity", f->verbosity, "VLOG level")->check(IntegerIn(0, 100));
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"df11-coordinator: job queue, results and worker groups of a df11 cluster"};
+  CoordinatorFlags flags;
+  AddCoordinatorFlags(&app, &flags);
   if (std::optional<int> exit = ParseFlags(&app, argc, argv)) return *exit;
 
-  InitLogging(argv[0], LoggingOptions{0, -1, log_dir, verbosity});
-  StatusOr<std::string> token = ReadTokenFile(token_file, allow_insecure_token);
+  InitLogging(argv[0], LoggingOptions{0, -1, flags.log_dir, flags.verbosity});
+  StatusOr<std::string> token = ReadTokenFile(flags.token_file, flags.allow_insecure_token);
   if (!token.ok()) return Fail(token.status());
+  CoordinatorOptions& options = flags.server;
   options.token = *token;
 
   // Signals are taken by one thread (sigwait), so the server threads never see them.
@@ -109,8 +118,8 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  store_options.path = db_path;
-  StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(store_options);
+  flags.store.path = flags.db_path;
+  StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(flags.store);
   if (!store.ok()) return Fail(store.status());
   // Leases that lapsed while the coordinator was down end right away.
   StatusOr<ExpiredLeases> expired = (*store)->ExpireLeases((*store)->NowMs());
@@ -119,14 +128,14 @@ int Main(int argc, char** argv) {
   StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(options, store->get());
   if (!server.ok()) return Fail(server.status());
-  if (!port_file.empty()) {
-    Status s = WriteFileAtomic(port_file, std::to_string((*server)->port()) + "\n");
+  if (!flags.port_file.empty()) {
+    Status s = WriteFileAtomic(flags.port_file, std::to_string((*server)->port()) + "\n");
     if (!s.ok()) return Fail(s);
   }
   std::printf(
       "df11-coordinator: listening on %s:%d (db %s, %lld items of expired leases "
       "requeued)\n",
-      options.host.c_str(), (*server)->port(), db_path.c_str(),
+      options.host.c_str(), (*server)->port(), flags.db_path.c_str(),
       static_cast<long long>(expired->requeued));
   std::fflush(stdout);
 
