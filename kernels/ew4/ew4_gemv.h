@@ -31,8 +31,11 @@ inline constexpr int64_t kEw4GemvMaxBatch = 8;
 inline constexpr int kEw4GemvLanes = 16;
 
 // The partial sum that weight p of a row accumulates into: the lane a 16-float vector of the
-// AVX-512 decode holds it in (4 per 128-bit lane of 16 weights: ew4_gemv_cpu.cc).
-DF11_HD int Ew4GemvLane(int64_t p) { return static_cast<int>(((p & 63) >> 4) * 4 + (p & 3)); }
+// AVX-512 decode holds it in (4 per 128-bit lane of 16 weights, one per pair of BF16 words the
+// decode widens with a shift or a mask: ew4_gemv_cpu.cc).
+DF11_HD int Ew4GemvLane(int64_t p) {
+  return static_cast<int>(((p & 63) >> 4) * 4 + ((p >> 1) & 3));
+}
 
 // x (m, k) FP32, w (n, k) ew4 (host, validated), bias (n) BF16 or null, y (m, n).
 // Requires 1 <= m <= kEw4GemvMaxBatch, y not overlapping x. Thread-safe.

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CPU fused GEMV's vector paths, compiled per instruction set with function attributes and
 // chosen at run time (kernels/common/cpu_features), so one binary uses what the machine it runs on has.
-// A block of 64 weights is decoded in registers: two byte lookups (vpshufb) turn 64 codes into
-// the exponent's bits of each weight's low and high byte, two bit merges add the sign|mantissa
-// bytes, and unpacks with zero give four vectors of 16 FP32 weights, F0..F3, where lane
-// 4 * q + i of Ff holds weight 16 * q + 4 * f + i (q: the 128-bit lane). The activations are
-// permuted once per call into that order (Permuted), so every path, AVX2 (two halves of 8 lanes)
-// included, adds each weight into partial Ew4GemvLane(p) as the oracle does. Escapes are patched
-// into the decoded vectors before they are multiplied (a branch per block, taken rarely).
+// A block of 64 weights is decoded in registers: the 32 code bytes, loaded into both halves of
+// a vector with the high half shifted by a nibble, give the 64 codes; two byte lookups (vpshufb)
+// turn them into the exponent's bits of each weight's low and high byte, two bit merges add the
+// sign|mantissa bytes, two byte unpacks give the BF16 words, and each vector of 32 words gives
+// two vectors of 16 FP32 weights by a shift (even words) and a mask (odd words): F0..F3, where
+// lane 4 * q + u of Ff holds weight WeightOf(f, 4 * q + u) = 16 * q + 8 * (f / 2) + 2 * u + f % 2
+// (q: the 128-bit lane). Only the lookups and the unpacks use the shuffle port. The activations
+// are permuted once per call into that order (Permuted), so every path, AVX2 (two halves of 8
+// lanes) included, adds each weight into partial Ew4GemvLane(p) as the oracle does. Escapes are
+// patched into the decoded vectors before they are multiplied (a branch per block, taken rarely).
 // GCC 12 warns that the "undefined" source operand its own AVX-512 headers pass to
 // _mm512_inserti64x4 may be uninitialized; that operand is fully overwritten.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -17,7 +20,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/common/bf16.h"
@@ -30,6 +35,12 @@ namespace df11 {
 namespace {
 
 constexpr int64_t kRowsPerChunk = 16;
+// How far ahead (weights) of the block being decoded a row's bytes are prefetched, and from what
+// size (stored bytes) on: the hardware prefetcher alone leaves memory bandwidth unused when a
+// matrix streams from DRAM (the 128256 x 4096 LM head: ~10 % faster with it), while a matrix
+// that stays in the last-level cache runs ~5 % slower with it (4096 x 4096).
+constexpr int64_t kPrefetchWeights = 1024;
+constexpr int64_t kPrefetchFromBytes = int64_t{256} << 20;
 
 // The exponent's bit 0 (as bit 7 of the low byte) and bits 1-7 (bits 0-6 of the high byte) of
 // each code's weight; code 0 (escape) gives 0 and is patched.
@@ -48,8 +59,15 @@ struct ExponentTables {
   }
 };
 
+// Within a block of 64: the weight lane `lane` of decoded vector F`f` holds, and the vector that
+// holds weight p (its lane is Ew4GemvLane(p)).
+constexpr int WeightOf(int f, int lane) {
+  return 16 * (lane >> 2) + 8 * (f >> 1) + 2 * (lane & 3) + (f & 1);
+}
+constexpr int VectorOf(int64_t p) { return static_cast<int>(((p >> 2) & 2) | (p & 1)); }
+
 // x (m, k) -> (m, k) with each full block of 64 in the decoded vectors' order: position
-// 16 * f + 4 * q + i of a block holds x at 16 * q + 4 * f + i. The tail keeps its order.
+// 16 * f + lane of a block holds x at WeightOf(f, lane). The tail keeps its order.
 const float* Permuted(const float* x, int64_t m, int64_t k, std::vector<float>* out) {
   out->resize(static_cast<size_t>(m * k));
   const int64_t full = k / 64 * 64;
@@ -58,7 +76,7 @@ const float* Permuted(const float* x, int64_t m, int64_t k, std::vector<float>* 
     float* o = out->data() + b * k;
     for (int64_t blk = 0; blk < full; blk += 64) {
       for (int f = 0; f < 4; ++f) {
-        for (int q = 0; q < 4; ++q) std::memcpy(o + blk + 16 * f + 4 * q, xb + blk + 16 * q + 4 * f, 16);
+        for (int lane = 0; lane < 16; ++lane) o[blk + 16 * f + lane] = xb[blk + WeightOf(f, lane)];
       }
     }
     std::memcpy(o + full, xb + full, 4 * (k - full));
@@ -66,15 +84,28 @@ const float* Permuted(const float* x, int64_t m, int64_t k, std::vector<float>* 
   return out->data();
 }
 
-// One row's escapes: the next one not yet patched and the end of the row's list.
+// One row's escapes: the next one not yet patched, its column (kNone past the row's list, so a
+// block tests one compare), and the end of the row's list.
 struct EscapeCursor {
+  static constexpr int64_t kNone = INT64_MAX;
   const uint32_t* columns = nullptr;
   const uint16_t* values = nullptr;
   uint32_t next = 0, end = 0;
+  int64_t next_column = kNone;
   static EscapeCursor Of(const Ew4View& w, int64_t row) {
-    return {w.escape_columns, w.escape_values, w.escape_offsets[row], w.escape_offsets[row + 1]};
+    EscapeCursor c{w.escape_columns, w.escape_values, w.escape_offsets[row],
+                   w.escape_offsets[row + 1]};
+    c.next_column = c.next < c.end ? c.columns[c.next] : kNone;
+    return c;
   }
-  bool Before(int64_t col) const { return next < end && columns[next] < col; }
+  bool Before(int64_t col) const { return next_column < col; }
+  // The column and value of the next escape; moves past it.
+  std::pair<int64_t, uint16_t> Take() {
+    const std::pair<int64_t, uint16_t> e{next_column, values[next]};
+    ++next;
+    next_column = next < end ? columns[next] : kNone;
+    return e;
+  }
 };
 
 // The end of a row after its full blocks: the tail in order, then Ew4GemvFinish.
@@ -99,6 +130,13 @@ struct Ew4Row {
   }
 };
 
+// Starts loading the bytes of the block kPrefetchWeights after `blk` (harmless past the row).
+inline void PrefetchAhead(const Ew4Row& r, int64_t blk) {
+  _mm_prefetch(reinterpret_cast<const char*>(r.sm + blk + kPrefetchWeights), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(r.codes + (blk + kPrefetchWeights) / 2),
+               _MM_HINT_T0);
+}
+
 // Weight p of row j (the tail past the full blocks).
 uint16_t Ew4WeightAt(const Ew4View& w, const Ew4Row& r, int64_t j, int64_t p) {
   const uint32_t code = Ew4CodeAt(r.codes, p);
@@ -119,10 +157,11 @@ struct Block512 {
 DF11_TARGET_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value) {
   const __m512 v = _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int32_t>(value) << 16));
   const __mmask16 lane = static_cast<__mmask16>(1u << Ew4GemvLane(p));
-  const int f = static_cast<int>((p & 15) >> 2);
+  const int f = VectorOf(p);
   for (int i = 0; i < 4; ++i) blk->f[i] = _mm512_mask_mov_ps(blk->f[i], i == f ? lane : 0, v);
 }
 
+template <bool kPrefetch>
 struct Ew4Source512 {
   const Ew4View* w;
   __m512i low, high;
@@ -133,27 +172,28 @@ struct Ew4Source512 {
   using Row = Ew4Row;
   Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
   DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
-    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i lo = _mm256_and_si256(packed, nibble);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-    const __m512i codes = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+    // Both halves hold the 32 code bytes; the high half (weights 32-63) shifted by a nibble.
+    const __m512i packed = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2)));
+    const __m512i codes = _mm512_and_si512(
+        _mm512_mask_srli_epi16(packed, 0xFFFF0000u, packed, 4), _mm512_set1_epi8(0x0F));
     const __m512i sm = _mm512_loadu_si512(r.sm + blk);
+    if constexpr (kPrefetch) PrefetchAhead(r, blk);
     // (sm & mask) | table[code]: ternary logic 0xEA = (A & B) | C.
     const __m512i lb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(0x7F),
                                                  _mm512_shuffle_epi8(low, codes), 0xEA);
     const __m512i hb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(static_cast<char>(0x80)),
                                                  _mm512_shuffle_epi8(high, codes), 0xEA);
+    // BF16 words: 128-bit lane q of w0 holds weights 16 q .. 16 q + 7, of w1 16 q + 8 .. 16 q + 15.
     const __m512i w0 = _mm512_unpacklo_epi8(lb, hb), w1 = _mm512_unpackhi_epi8(lb, hb);
-    const __m512i z = _mm512_setzero_si512();
-    Block512 b{{_mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0)),
-                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0)),
-                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w1)),
-                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w1))}};
-    if (r.esc.Before(blk + 64)) [[unlikely]] {
-      for (; r.esc.Before(blk + 64); ++r.esc.next) {
-        Patch512(&b, r.esc.columns[r.esc.next] - blk, r.esc.values[r.esc.next]);
-      }
+    const __m512i odd = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+    Block512 b{{_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)),
+                _mm512_castsi512_ps(_mm512_and_si512(w0, odd)),
+                _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)),
+                _mm512_castsi512_ps(_mm512_and_si512(w1, odd))}};
+    while (r.esc.Before(blk + 64)) [[unlikely]] {
+      const auto [column, value] = r.esc.Take();
+      Patch512(&b, column - blk, value);
     }
     return b;
   }
@@ -169,7 +209,7 @@ struct Bf16Source512 {
     for (int f = 0; f < 4; ++f) {
       for (int e = 0; e < 16; ++e) {
         idx[f][2 * e] = 0;
-        idx[f][2 * e + 1] = static_cast<uint16_t>(16 * (e / 4) + 4 * f + e % 4);
+        idx[f][2 * e + 1] = static_cast<uint16_t>(WeightOf(f, e));
       }
       index[f] = _mm512_load_si512(idx[f]);
     }
@@ -202,9 +242,12 @@ DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float*
   }
   const int64_t full = k / 64 * 64;
   for (int64_t blk = 0; blk < full; blk += 64) {
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Block512 w = src.Load(rows[r], blk);
+      #pragma GCC unroll 8
       for (int f = 0; f < 4; ++f) {
+        #pragma GCC unroll 8
         for (int b = 0; b < M; ++b) {
           acc[r][b] = _mm512_fmadd_ps(w.f[f], _mm512_loadu_ps(xp + b * k + blk + 16 * f),
                                       acc[r][b]);
@@ -224,8 +267,8 @@ DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float*
 
 // ---- AVX2 ----
 
-// Decoded half block (weights 32 * h .. 32 * h + 31): F0..F3 of 8 weights, lane 4 * q + i of Ff
-// holding weight 32 * h + 16 * q + 4 * f + i.
+// Decoded half block (weights 32 * h .. 32 * h + 31): F0..F3 of 8 weights, lane l of Ff holding
+// weight 32 * h + WeightOf(f, l) (lanes 8 h .. 8 h + 7 of the AVX-512 order).
 struct Half256 {
   __m256 f[4];
 };
@@ -234,10 +277,11 @@ DF11_TARGET_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) 
   const __m256 v = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(value) << 16));
   const __m256i lane = _mm256_cmpeq_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(Ew4GemvLane(p) & 7));
-  const int f = static_cast<int>((p & 15) >> 2);
+  const int f = VectorOf(p);
   half->f[f] = _mm256_blendv_ps(half->f[f], v, _mm256_castsi256_ps(lane));
 }
 
+template <bool kPrefetch>
 struct Ew4Source256 {
   const Ew4View* w;
   __m256i low, high;
@@ -252,7 +296,8 @@ struct Ew4Source256 {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i codes[2] = {_mm256_and_si256(packed, nibble),
                               _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble)};
-    const __m256i z = _mm256_setzero_si256();
+    const __m256i odd = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+    if constexpr (kPrefetch) PrefetchAhead(r, blk);
     for (int h = 0; h < 2; ++h) {
       const __m256i sm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.sm + blk + 32 * h));
       const __m256i lb = _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(0x7F)),
@@ -261,16 +306,15 @@ struct Ew4Source256 {
           _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(static_cast<char>(0x80))),
                           _mm256_shuffle_epi8(high, codes[h]));
       const __m256i w0 = _mm256_unpacklo_epi8(lb, hb), w1 = _mm256_unpackhi_epi8(lb, hb);
-      out[h].f[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w0));
-      out[h].f[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w0));
-      out[h].f[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, w1));
-      out[h].f[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, w1));
+      out[h].f[0] = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
+      out[h].f[1] = _mm256_castsi256_ps(_mm256_and_si256(w0, odd));
+      out[h].f[2] = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+      out[h].f[3] = _mm256_castsi256_ps(_mm256_and_si256(w1, odd));
     }
-    if (r.esc.Before(blk + 64)) [[unlikely]] {
-      for (; r.esc.Before(blk + 64); ++r.esc.next) {
-        const int64_t p = r.esc.columns[r.esc.next] - blk;
-        Patch256(&out[p / 32], p, r.esc.values[r.esc.next]);
-      }
+    while (r.esc.Before(blk + 64)) [[unlikely]] {
+      const auto [column, value] = r.esc.Take();
+      const int64_t p = column - blk;
+      Patch256(&out[p / 32], p, value);
     }
   }
   uint16_t At(const Row& r, int64_t j, int64_t p) const { return Ew4WeightAt(*w, r, j, p); }
@@ -284,13 +328,16 @@ struct Bf16Source256 {
   };
   Row RowAt(int64_t j) const { return {w + j * k}; }
   DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
+    // Words 8 g .. 8 g + 7 and 16 + 8 g .. of the half; the even ones shifted up, the odd masked.
+    const __m256i odd = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
     for (int h = 0; h < 2; ++h) {
-      for (int f = 0; f < 4; ++f) {
-        const uint16_t* p = r.w + blk + 32 * h + 4 * f;
-        const __m128i words = _mm_unpacklo_epi64(
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16)));
-        out[h].f[f] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(words), 16));
+      for (int g = 0; g < 2; ++g) {
+        const uint16_t* p = r.w + blk + 32 * h + 8 * g;
+        const __m256i words = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)), 1);
+        out[h].f[2 * g] = _mm256_castsi256_ps(_mm256_slli_epi32(words, 16));
+        out[h].f[2 * g + 1] = _mm256_castsi256_ps(_mm256_and_si256(words, odd));
       }
     }
   }
@@ -308,11 +355,15 @@ DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x
   }
   const int64_t full = k / 64 * 64;
   for (int64_t blk = 0; blk < full; blk += 64) {
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       Half256 w[2];
       src.Load(rows[r], blk, w);
+      #pragma GCC unroll 8
       for (int f = 0; f < 4; ++f) {
+        #pragma GCC unroll 8
         for (int b = 0; b < M; ++b) {
+          #pragma GCC unroll 8
           for (int h = 0; h < 2; ++h) {
             acc[r][b][h] = _mm256_fmadd_ps(
                 w[h].f[f], _mm256_loadu_ps(xp + b * k + blk + 16 * f + 8 * h), acc[r][b][h]);
@@ -392,10 +443,19 @@ void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y
   DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
   level = Lower(level);
   const ExponentTables tables(w.window_start);
+  const bool prefetch = Ew4StoredBytes(w.rows, w.cols, w.n_escapes) >= kPrefetchFromBytes;
   if (level >= CpuLevel::kAvx512) {
-    Run<Avx512>(Ew4Source512(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    if (prefetch) {
+      Run<Avx512>(Ew4Source512<true>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    } else {
+      Run<Avx512>(Ew4Source512<false>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    }
   } else if (level == CpuLevel::kAvx2) {
-    Run<Avx2>(Ew4Source256(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    if (prefetch) {
+      Run<Avx2>(Ew4Source256<true>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    } else {
+      Run<Avx2>(Ew4Source256<false>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
+    }
   } else {
     Ew4GemvRef(x, w, bias, y, m, threads);
   }
