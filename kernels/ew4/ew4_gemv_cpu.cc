@@ -16,7 +16,6 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -31,7 +30,12 @@
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/ew4/ew4_gemv_order.h"
 
+#if DF11_HAS_X86_LEVELS  // the vector paths; elsewhere the scalar oracle serves every level
+#include <immintrin.h>
+#endif
+
 namespace df11 {
+#if DF11_HAS_X86_LEVELS
 namespace {
 
 constexpr int64_t kRowsPerChunk = 16;
@@ -437,10 +441,12 @@ CpuLevel Lower(CpuLevel wanted) {
 }
 
 }  // namespace
+#endif  // DF11_HAS_X86_LEVELS
 
 void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
                 int threads, CpuLevel level) {
   DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
+#if DF11_HAS_X86_LEVELS
   level = Lower(level);
   const ExponentTables tables(w.window_start);
   const bool prefetch = Ew4StoredBytes(w.rows, w.cols, w.n_escapes) >= kPrefetchFromBytes;
@@ -459,11 +465,16 @@ void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y
   } else {
     Ew4GemvRef(x, w, bias, y, m, threads);
   }
+#else
+  (void)level;
+  Ew4GemvRef(x, w, bias, y, m, threads);
+#endif
 }
 
 void Bf16GemvOrderedCpu(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t m, int64_t n, int64_t k, int threads, CpuLevel level) {
   DF11_CHECK(m >= 1 && m <= kEw4GemvMaxBatch);
+#if DF11_HAS_X86_LEVELS
   level = Lower(level);
   if (level >= CpuLevel::kAvx512) {
     Run<Avx512>(Bf16Source512(w, k), x, m, n, k, bias, y, threads);
@@ -472,6 +483,10 @@ void Bf16GemvOrderedCpu(const float* x, const uint16_t* w, const uint16_t* bias,
   } else {
     Bf16GemvOrderedRef(x, w, bias, y, m, n, k, threads);
   }
+#else
+  (void)level;
+  Bf16GemvOrderedRef(x, w, bias, y, m, n, k, threads);
+#endif
 }
 
 }  // namespace df11
