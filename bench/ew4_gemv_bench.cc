@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// CPU GEMV benchmarks at the shapes of Llama 3.1 8B's layers and head (out x in: 4096 x 4096, 14336
-// x 4096, 4096 x 14336, 128256 x 4096) and batches 1, 4, 8, side by side in one run: the ew4 fused
-// decode-GEMV (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights (GemmBf16Cpu), and
-// the ew4 kernel's summation order on raw BF16 (Bf16GemvOrderedCpu). Weights N(0, 0.02) in BF16
-// (~1.5e-4 escapes). Counters: weights/s and weight bytes/s read.
-// [DF11_CPU_LEVEL=scalar|avx2|avx512] ew4_gemv_bench [--threads N] [google benchmark flags]
+// CPU GEMV benchmarks at the shapes of Llama 3.1 8B's layers and head (out x in: 4096 x 4096,
+// 14336 x 4096, 4096 x 14336, 128256 x 4096) and batches 1, 4, 8, side by side in one run: the
+// ew4 fused decode-GEMV (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights
+// (GemmBf16Cpu), and the ew4 kernel's summation order on raw BF16 (Bf16GemvOrderedCpu). Weights
+// N(0, 0.02) in BF16 (~1.5e-4 escapes). Counters: weights/s and weight bytes/s read.
+//   [DF11_CPU_LEVEL=scalar|avx2|avx512] ew4_gemv_bench [--threads N] [google benchmark flags]
 #include <benchmark/benchmark.h>
 
 #include <cstdio>

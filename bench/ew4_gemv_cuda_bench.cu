@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CUDA ew4 fused decode-GEMV against cuBLAS BF16 (GemmBf16Cuda, what the CUDA backend uses for
-// BF16 weights) at the shapes of Llama 3.1 8B's layers and head (out x in: 4096 x 4096, 14336 x
-// 4096, 4096 x 14336, 128256 x 4096) and batches 1, 4, 8, on N(0, 0.02) BF16 weights (~1.5e-4
-// escapes). Each kernel is timed with CUDA events over a CUDA graph of `--reps` launches (the way
-// the backend runs decode steps), after a warm-up; the ew4 output is checked bit-identical to the
-// same kernel on the raw BF16 weights (Bf16GemvOrderedCuda). One JSON line per shape and batch:
-// {"bench":"ew4_gemv_cuda","n":..,"k":..,"batch":..,"ew4_us":..,"cublas_us":..,
-// "speedup":..,"ew4_gbps":..,"verified":true} Plain CUDA; links neither Google Benchmark nor glog,
-// so it runs on a bare GPU machine.   ew4_gemv_cuda_bench [--reps N] [--shapes n:k,n:k,...]
-// [--batches 1,4,8]
+// The CUDA ew4 fused decode-GEMV against cuBLAS BF16 (GemmBf16Cuda, what the CUDA backend uses
+// for BF16 weights) at the shapes of Llama 3.1 8B's layers and head (out x in: 4096 x 4096,
+// 14336 x 4096, 4096 x 14336, 128256 x 4096) and batches 1, 4, 8, on N(0, 0.02) BF16 weights
+// (~1.5e-4 escapes). Each kernel is timed with CUDA events over a CUDA graph of `--reps`
+// launches (the way the backend runs decode steps), after a warm-up; the ew4 output is checked
+// bit-identical to the same kernel on the raw BF16 weights (Bf16GemvOrderedCuda). One JSON line
+// per shape and batch:
+//   {"bench":"ew4_gemv_cuda","n":..,"k":..,"batch":..,"ew4_us":..,"cublas_us":..,
+//    "speedup":..,"ew4_gbps":..,"verified":true}
+// Plain CUDA; links neither Google Benchmark nor glog, so it runs on a bare GPU machine.
+//   ew4_gemv_cuda_bench [--reps N] [--shapes n:k,n:k,...] [--batches 1,4,8]
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
