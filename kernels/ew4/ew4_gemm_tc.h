@@ -143,6 +143,14 @@ void Ew4GemmTcCuda(const float* x, const Ew4View& w, const uint16_t* bias, float
 void Bf16GemmTcCuda(const float* x, const uint16_t* w, const uint16_t* bias, float* y, int64_t m,
                     int64_t n, int64_t k, uint16_t* x_bf16, float* workspace,
                     cudaStream_t stream);
+// Every A fragment the kernel decodes for w, written as it holds them in registers (staged,
+// decoded, escapes patched), for the tests: words[((t * steps + s) * 32 + lane) * 8 + e] for
+// 16-row tile t < ceil(n / 16) and k16 step s < Ew4TcFragmentSteps(k), word e as
+// Ew4TcFragRow/Col. Ew4TcFragmentRef gives the same words on the CPU.
+int64_t Ew4TcFragmentSteps(int64_t k);
+void Ew4TcFragmentsCuda(const Ew4View& w, uint16_t* words, cudaStream_t stream);
+void Bf16TcFragmentsCuda(const uint16_t* w, int64_t n, int64_t k, uint16_t* words,
+                         cudaStream_t stream);
 #endif
 
 }  // namespace df11
