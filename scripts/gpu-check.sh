@@ -10,7 +10,9 @@
 #            models in tests/data/hf_models); compute-sanitizer memcheck on the pure kernel
 #            test; the decode bench; the ew4 kernel test under memcheck and the ew4 fused GEMV
 #            against cuBLAS BF16 (bench/ew4_gemv_cuda_bench: four shapes, batch 1, 4, 8;
-#            targets >= 1.2x at batch 1, >= 1.0x at batch 8);
+#            targets >= 1.2x at batch 1, >= 1.0x at batch 8); the ew4 tensor-core GEMM
+#            against cuBLAS BF16 (bench/ew4_gemm_tc_cuda_bench: the same shapes, 16-256 tokens;
+#            target >= 1.0x up to 128 tokens; its measurements kept as OUT_DIR/ew4-gemm-table.txt);
 #   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
 #            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
 # Ends with one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only
@@ -37,6 +39,8 @@ BENCH=bench/df11_decode_cuda_bench
 EW4_TEST=tests/kernels/ew4_gemv_cuda_test
 EW4_BENCH=bench/ew4_gemv_cuda_bench
 EW4_BENCH_TIMEOUT=${EW4_BENCH_TIMEOUT:-90}
+EW4_TC_BENCH=bench/ew4_gemm_tc_cuda_bench
+EW4_TC_BENCH_TIMEOUT=${EW4_TC_BENCH_TIMEOUT:-120}
 
 START=$SECONDS
 ROWS=()
@@ -109,7 +113,8 @@ BINARIES=()
 if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
   mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
 else
-  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH")
+  BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH"
+            "$EW4_TC_BENCH")
 fi
 
 # The build recorded absolute paths (ctest's test commands, the test data folder): where this
@@ -185,7 +190,7 @@ else
   row "shared libraries" "all found" PASS
 fi
 heavy=""
-for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH"; do
+for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH" "$EW4_TC_BENCH"; do
   if [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then heavy+="$(basename "$b") "; fi
 done
 if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL
@@ -332,6 +337,7 @@ else
   row "decode bench" "$BENCH absent" FAIL
 fi
 ew4_kernel_rows
+ew4_tc_rows
 }
 
 # The ew4 kernels: their test under memcheck, then the fused GEMV against cuBLAS BF16.
@@ -374,6 +380,37 @@ ew4_kernel_rows() {
   done < <(grep '^{"bench":"ew4_gemv_cuda"' "$OUT_DIR/ew4-bench.log")
   if [ "$rc" -ne 0 ] || [ "$got" -ne 12 ]; then
     row "ew4 GEMV bench" "exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)'), $got/12 results" FAIL
+  fi
+}
+
+# The ew4 tensor-core GEMM against cuBLAS BF16 on resident weights (and ew4 decode + cuBLAS).
+ew4_tc_rows() {
+  say "ew4 tensor-core GEMM bench"
+  if [ ! -f "$BUILD_DIR/$EW4_TC_BENCH" ]; then
+    row "ew4 TC GEMM bench" "$EW4_TC_BENCH absent" FAIL
+    return
+  fi
+  timeout "$(budget "$EW4_TC_BENCH_TIMEOUT")" "$BUILD_DIR/$EW4_TC_BENCH" --reps 10 \
+    --table "$OUT_DIR/ew4-gemm-table.txt" >"$OUT_DIR/ew4-tc-bench.log" 2>&1
+  rc=$?
+  cat "$OUT_DIR/ew4-tc-bench.log"
+  local line n k b speed target status got=0
+  while IFS= read -r line; do
+    got=$((got + 1))
+    n=$(json_field "$line" n) k=$(json_field "$line" k) b=$(json_field "$line" batch)
+    speed=$(json_field "$line" speedup)
+    target=""
+    [ -n "$b" ] && [ "$b" -le 128 ] && target=1.0
+    status=info
+    if [ "$(json_field "$line" verified)" != true ]; then
+      status=FAIL
+    elif [ -n "$target" ]; then
+      if awk -v r="$speed" -v t="$target" 'BEGIN {exit !(r + 0 >= t)}'; then status=PASS; else status=MISS; fi
+    fi
+    row "ew4 TC GEMM ${n}x${k} N=$b" "$(json_field "$line" tc_us) us vs cuBLAS $(json_field "$line" cublas_us) us: ${speed}x${target:+ (>= $target)}; decode+cuBLAS $(json_field "$line" decode_cublas_us) us" "$status"
+  done < <(grep '^{"bench":"ew4_gemm_tc_cuda"' "$OUT_DIR/ew4-tc-bench.log")
+  if [ "$rc" -ne 0 ] || [ "$got" -ne 20 ]; then
+    row "ew4 TC GEMM bench" "exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)'), $got/20 results" FAIL
   fi
 }
 
