@@ -40,7 +40,8 @@ namespace {
 template <typename T>
 T* DeviceAlloc(int64_t count) {
   T* p = nullptr;
-  DF11_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), std::max<int64_t>(1, count) * sizeof(T)));
+  DF11_CUDA_CHECK(
+      cudaMalloc(reinterpret_cast<void**>(&p), std::max<int64_t>(1, count) * sizeof(T)));
   return p;
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/ew4/ew4_decode.h"
+#include "kernels/ew4/ew4_gemm_tc.h"
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
@@ -165,12 +166,20 @@ void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const 
   if (m.ew4 == nullptr) {
     GemmBf16Cuda(x, Placed(m), Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16, cublas_,
                  compute_);
-  } else if (tokens <= kEw4GemvMaxBatch) {
-    Ew4GemvCuda(x, *m.ew4, Device(bias), y, tokens, ew4_workspace_, compute_);
-  } else {
-    Ew4DecodeRowsCuda(*m.ew4, 0, w.rows, ew4_scratch_, compute_);
-    GemmBf16Cuda(x, ew4_scratch_, Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16, cublas_,
-                 compute_);
+    return;
+  }
+  // No raw BF16 copy of an ew4 matrix is kept, so cuBLAS BF16 on one is never allowed.
+  switch (ew4_paths_.Choose(w.rows, w.cols, tokens, /*bf16_copy_allowed=*/false)) {
+    case Ew4GemmPath::kGemv:
+      Ew4GemvCuda(x, *m.ew4, Device(bias), y, tokens, ew4_workspace_, compute_);
+      break;
+    case Ew4GemmPath::kTensorCore:
+      Ew4GemmTcCuda(x, *m.ew4, Device(bias), y, tokens, act_->x_bf16, ew4_workspace_, compute_);
+      break;
+    default:
+      Ew4DecodeRowsCuda(*m.ew4, 0, w.rows, ew4_scratch_, compute_);
+      GemmBf16Cuda(x, ew4_scratch_, Device(bias), y, tokens, w.rows, w.cols, act_->x_bf16,
+                   cublas_, compute_);
   }
 }
 
@@ -207,14 +216,22 @@ void CudaBackend::AllReduce(float* x, int64_t n) {
 }
 
 Status CudaBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
-  // The same chunks for BF16 and DF11 heads (and ew4 above kEw4GemvMaxBatch rows), so they
-  // multiply identically; an ew4 head up to kEw4GemvMaxBatch rows takes the fused GEMV whole.
+  // The same chunks for BF16 and DF11 heads (and ew4 when decoded), so they multiply
+  // identically; an ew4 head the fused kernels take (Linear's choice) is multiplied whole.
   const Activations& a = *act_;
   const DeviceMatrix& m = Device(head);
   const int64_t h = head.cols, V = head.rows;
-  if (m.ew4 != nullptr && rows <= kEw4GemvMaxBatch) {
-    Ew4GemvCuda(x, *m.ew4, nullptr, logits, rows, ew4_workspace_, compute_);
-    return Status::Ok();
+  if (m.ew4 != nullptr) {
+    switch (ew4_paths_.Choose(V, h, rows, /*bf16_copy_allowed=*/false)) {
+      case Ew4GemmPath::kGemv:
+        Ew4GemvCuda(x, *m.ew4, nullptr, logits, rows, ew4_workspace_, compute_);
+        return Status::Ok();
+      case Ew4GemmPath::kTensorCore:
+        Ew4GemmTcCuda(x, *m.ew4, nullptr, logits, rows, a.x_bf16, ew4_workspace_, compute_);
+        return Status::Ok();
+      default:
+        break;
+    }
   }
   int* flag = flags_ + w_->layers.size() + 1;
   for (int64_t r0 = 0; r0 < V; r0 += head_chunk_) {

@@ -37,6 +37,7 @@
 
 #include "kernels/dfloat11/df11_device_unit.h"
 #include "kernels/ew4/ew4_device.h"
+#include "kernels/ew4/ew4_gemm_select.h"
 #include "runtime/model/forward_backend.h"
 #include "runtime/model/forward_options.h"
 #include "runtime/model/layer_ops.h"
@@ -95,8 +96,9 @@ class CudaBackend : public ForwardBackend, private LayerOps {
  private:
   // A Weight's device copy: plain device BF16, a resident unit's element range that
   // BeginLayer decodes into scratch_[slot] at `offset` (the embedding and the LM head decode
-  // rows or chunks of their own), or a resident ew4 matrix that Linear multiplies with the fused
-  // decode-GEMV up to kEw4GemvMaxBatch tokens (above, decoded into ew4_scratch_ first).
+  // rows or chunks of their own), or a resident ew4 matrix that Linear multiplies with the kernel
+  // ew4_paths_ picks for the step's tokens: the fused decode-GEMV (up to kEw4GemvMaxBatch), the
+  // tensor-core decode-GEMM (up to kEw4TcMaxBatch), or decoded into ew4_scratch_ + cuBLAS.
   struct DeviceMatrix {
     const uint16_t* plain = nullptr;       // device BF16, or null
     const Ew4View* ew4 = nullptr;          // else an ew4 matrix (device pointers), or null
@@ -198,7 +200,8 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   std::deque<Ew4DeviceBuffer> ew4_;          // resident ew4 matrices (DeviceMatrix::ew4 views)
   uint16_t* ew4_scratch_ = nullptr;          // (ew4_scratch_elements_): an ew4 matrix decoded
   int64_t ew4_scratch_elements_ = 0;         //   for steps above kEw4GemvMaxBatch tokens
-  float* ew4_workspace_ = nullptr;           // (ew4_workspace_floats_): the fused GEMV's slices
+  float* ew4_workspace_ = nullptr;           // (ew4_workspace_floats_): the fused kernels' slices
+  Ew4GemmTable ew4_paths_;                   // per-GEMM choice (empty: Ew4DefaultGemmPath)
   int64_t ew4_workspace_floats_ = 0;
   std::vector<DeviceMatrix> matrices_;       // by Weight::id
   std::vector<const uint16_t*> vectors_;     // by Vector::id: device copies (null when empty)

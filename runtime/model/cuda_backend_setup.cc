@@ -12,6 +12,7 @@
 #include "kernels/common/check.h"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
+#include "kernels/ew4/ew4_gemm_tc.h"
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
@@ -80,8 +81,12 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
     if (!m.compressed()) plain[m.bf16] = 2 * m.numel();
     if (m.codec != WeightCodec::kEw4) return;
     ew4[m.ew4.sign_mantissa] = m.own_bytes() + 5 * 256;  // fields on 256-byte boundaries
-    ew4_workspace_floats_ = std::max(ew4_workspace_floats_,
-                                     Ew4GemvWorkspaceFloats(kEw4GemvMaxBatch, m.rows, m.cols));
+    // One workspace for the fused GEMV's and the tensor-core GEMM's slice sums.
+    const int64_t tc_tokens = std::clamp<int64_t>(options_.forward.max_step_tokens, 1,
+                                                  kEw4TcMaxBatch);
+    ew4_workspace_floats_ = std::max({ew4_workspace_floats_,
+                                      Ew4GemvWorkspaceFloats(kEw4GemvMaxBatch, m.rows, m.cols),
+                                      Ew4GemmTcWorkspaceFloats(tc_tokens, m.rows, m.cols)});
   };
   int64_t small = 2 * w_->final_norm.size() + 2 * 4 * hd / 2;  // norms, two rotary tables
   for (const LayerWeights& l : w_->layers) {
@@ -102,8 +107,8 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   for (const auto& [ptr, bytes] : ew4) in.compressed_bytes += bytes;
   in.small_bytes = small;
   in.layer_scratch_bytes = 2 * 2 * scratch_elements_;
-  // A layer's ew4 matrix decoded for a step above kEw4GemvMaxBatch tokens (one at a time; the
-  // LM head uses head_scratch_), and the fused GEMV's slice sums.
+  // A layer's ew4 matrix decoded for a step the fused kernels do not take (one at a time; the
+  // LM head uses head_scratch_), and the fused kernels' slice sums.
   in.layer_scratch_bytes += 2 * ew4_scratch_elements_ + 4 * ew4_workspace_floats_;
   const int64_t V = d.vocab_rows;
   head_chunk_ = std::min(V, std::max(kAlignElements, RoundUp(options_.lm_head_chunk, kAlignElements)));

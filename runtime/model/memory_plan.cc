@@ -315,7 +315,7 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9, weight_bytes / 1e9,
       scratch_bytes / 1e9,
       o.codec == WeightCodec::kDf11  ? "two BF16 buffers of the largest layer slice"
-      : o.codec == WeightCodec::kEw4 ? "BF16 of the largest matrix, for steps of > 8 tokens"
+      : o.codec == WeightCodec::kEw4 ? "BF16 of the largest matrix, for steps of > 256 tokens"
                                      : "none", workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
       std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens), kv_bytes_per_token / 1e3,
       static_cast<long long>(max_sequences), static_cast<long long>(context),

@@ -38,7 +38,7 @@ struct MemoryPlan {
   int64_t parameters = 0;            // whole model
   double weight_bytes = 0;           // worst rank: its layers, embedding / LM head slices, norms
   double scratch_bytes = 0;          // DF11: two decode buffers for its largest layer slice;
-                                     // ew4: one for its largest matrix (steps of > 8 tokens)
+                                     // ew4: one for its largest matrix (steps of > 256 tokens)
   double workspace_bytes = 0;        // activations of one step
   double kv_bytes_per_token = 0;     // this rank's layers and kv heads, FP32 K and V (as stored)
   double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction

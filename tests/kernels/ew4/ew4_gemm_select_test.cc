@@ -73,7 +73,8 @@ TEST(Ew4GemmSelect, BadLinesNameTheSourceLineAndField) {
     const char* error;
   };
   const Case cases[] = {
-      {"4096 4096 16 ew4_tc\n", "t.txt:1: expected 5 fields (ROWS COLS BATCH PATH MICROSECONDS), got 4"},
+      {"4096 4096 16 ew4_tc\n",
+       "t.txt:1: expected 5 fields (ROWS COLS BATCH PATH MICROSECONDS), got 4"},
       {"# c\n0 4096 16 ew4_tc 1\n", "t.txt:2: ROWS must be an integer >= 1, got 0"},
       {"4096 -3 16 ew4_tc 1\n", "t.txt:1: COLS must be an integer >= 1, got -3"},
       {"4096 4096 x ew4_tc 1\n", "t.txt:1: BATCH must be an integer >= 1, got x"},
