@@ -6,9 +6,10 @@
 // a multiple of 8: the template's NT n8 tiles). A kStages-deep cp.async ring stages, per 64-weight
 // block of k, the tile's weights (ew4: 64 sign|mantissa bytes and 32 code bytes per row; raw:
 // 64 BF16 words per row) and the batch's BF16 activations, zero-filled past k, n and m. Each
-// warp decodes its 16 rows' A fragments for a k16 step in registers (Ew4TcRowWords, escapes
-// patched from the row's list before the multiply), then issues one mma.sync.m16n8k16 per n8
-// tile of the batch with that fragment: every weight is decoded once per call. Slices of k
+// warp decodes its 16 rows' A fragments for the block's four k16 steps in registers
+// (Ew4TcRowBlockWords, escapes patched from the row's list before the multiply), then issues,
+// per step, one mma.sync.m16n8k16 per n8 tile of the batch: every weight is decoded once per
+// call. Slices of k
 // (Ew4GemmTcSplits) go to the workspace and SumSlices adds them in order, the bias last; with
 // one slice the kernel writes y (+ bias) itself.
 #include <cuda_runtime_api.h>
@@ -74,6 +75,11 @@ __device__ __forceinline__ int Valid(int64_t remaining) {
   return static_cast<int>(remaining < 0 ? 0 : remaining > 16 ? 16 : remaining);
 }
 
+// Escaped weight `col` of row j, in the low half (not inlined: the branch to it is rare).
+__device__ __noinline__ uint32_t EscapedWord(const Ew4View& w, int64_t j, int64_t col) {
+  return Ew4EscapeValue(w, j, static_cast<uint32_t>(col));
+}
+
 // ew4 tiles: per stage, rows' sign|mantissa bytes, then their code bytes.
 struct Ew4Tiles {
   Ew4View w;
@@ -100,31 +106,37 @@ struct Ew4Tiles {
     }
   }
 
-  // Lane `lane`'s A fragment of warp `warp`'s 16 rows for k16 step `step` of block `blk`.
-  __device__ void Fragment(const uint8_t* stage, int64_t row0, int64_t blk, int warp, int lane,
-                           int step, uint32_t (&a)[4]) const {
+  // Lane `lane`'s A fragments of warp `warp`'s 16 rows for the four k16 steps of block `blk`:
+  // a[s] holds registers a0-a3 of step s.
+  __device__ void Fragments(const uint8_t* stage, int64_t row0, int64_t blk, int warp, int lane,
+                            uint32_t (&a)[kEw4TcStepsPerBlock][4]) const {
     const uint8_t* codes = stage + kEw4TcTileRows * kSmStride;
     const int q = lane & 3;
-    uint32_t rows[2][2];
+    uint32_t rows[2][8];  // rows g and g + 8: pairs[2s + p] of Ew4TcRowBlockWords
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = warp * kEw4TcWarpRows + (lane >> 2) + 8 * half;
-      uint32_t escapes = Ew4TcRowWords(codes + r * kCodeStride, stage + r * kSmStride,
-                                       w.window_start, step, q, rows[half]);
+      const uint32_t escapes = Ew4TcRowBlockWords(codes + r * kCodeStride, stage + r * kSmStride,
+                                                  w.window_start, q, rows[half]);
       const int64_t j = row0 + r;
       if (escapes != 0 && j < w.rows) {  // rare: look the weights up in the row's list
-        for (int i = 0; i < 4; ++i) {
-          const int64_t col = blk * kEw4BlockWeights + Ew4TcWordColumn(step, q, i);
-          if (((escapes >> i) & 1u) == 0 || col >= w.cols) continue;
-          const uint32_t value = Ew4EscapeValue(w, j, static_cast<uint32_t>(col));
-          rows[half][i >> 1] |= value << (16 * (i & 1));
+#pragma unroll
+        for (int bit = 0; bit < 16; ++bit) {  // unrolled: register indices stay constant
+          const int s = bit >> 2, i = bit & 3;
+          const int64_t col = blk * kEw4BlockWeights + Ew4TcWordColumn(s, q, i);
+          if (((escapes >> bit) & 1u) != 0 && col < w.cols) {
+            rows[half][2 * s + (i >> 1)] |= EscapedWord(w, j, col) << (16 * (i & 1));
+          }
         }
       }
     }
-    a[0] = rows[0][0];
-    a[1] = rows[1][0];
-    a[2] = rows[0][1];
-    a[3] = rows[1][1];
+#pragma unroll
+    for (int s = 0; s < kEw4TcStepsPerBlock; ++s) {
+      a[s][0] = rows[0][2 * s];
+      a[s][1] = rows[1][2 * s];
+      a[s][2] = rows[0][2 * s + 1];
+      a[s][3] = rows[1][2 * s + 1];
+    }
   }
 };
 
@@ -145,18 +157,21 @@ struct Bf16Tiles {
     }
   }
 
-  __device__ void Fragment(const uint8_t* stage, int64_t, int64_t, int warp, int lane, int step,
-                           uint32_t (&a)[4]) const {
+  __device__ void Fragments(const uint8_t* stage, int64_t, int64_t, int warp, int lane,
+                            uint32_t (&a)[kEw4TcStepsPerBlock][4]) const {
     const uint16_t* words = reinterpret_cast<const uint16_t*>(stage);
     const int r = warp * kEw4TcWarpRows + (lane >> 2);
-    const int c = kEw4TcStepK * step + 2 * (lane & 3);
     auto pair = [&](int row, int col) {
       return *reinterpret_cast<const uint32_t*>(words + row * kRawStride + col);
     };
-    a[0] = pair(r, c);
-    a[1] = pair(r + 8, c);
-    a[2] = pair(r, c + 8);
-    a[3] = pair(r + 8, c + 8);
+#pragma unroll
+    for (int s = 0; s < kEw4TcStepsPerBlock; ++s) {
+      const int c = kEw4TcStepK * s + 2 * (lane & 3);
+      a[s][0] = pair(r, c);
+      a[s][1] = pair(r + 8, c);
+      a[s][2] = pair(r, c + 8);
+      a[s][3] = pair(r + 8, c + 8);
+    }
   }
 };
 
@@ -212,16 +227,16 @@ __global__ void __launch_bounds__(kThreads)
     CommitGroup();
     const uint8_t* stage = smem + (i % kStages) * kStage;
     const uint16_t* xs = reinterpret_cast<const uint16_t*>(stage + Tiles::kStageBytes);
+    uint32_t a[kEw4TcStepsPerBlock][4];
+    tiles.Fragments(stage, row0, first + i, warp, lane, a);
 #pragma unroll
     for (int step = 0; step < kEw4TcStepsPerBlock; ++step) {
-      uint32_t a[4];
-      tiles.Fragment(stage, row0, first + i, warp, lane, step, a);
       const uint16_t* x0 = xs + (lane >> 2) * kXStride + kEw4TcStepK * step + 2 * (lane & 3);
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
         if (8 * t >= m) break;  // warp-uniform: tiles past the batch hold only zeros
         const uint16_t* xt = x0 + 8 * t * kXStride;
-        Mma(acc[t], a, *reinterpret_cast<const uint32_t*>(xt),
+        Mma(acc[t], a[step], *reinterpret_cast<const uint32_t*>(xt),
             *reinterpret_cast<const uint32_t*>(xt + 8));
       }
     }
@@ -274,13 +289,13 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t tile = row0 / kEw4TcWarpRows + warp;
   if (tile * kEw4TcWarpRows >= n) return;
   const int64_t steps = ((k + kEw4BlockWeights - 1) / kEw4BlockWeights) * kEw4TcStepsPerBlock;
+  uint32_t a[kEw4TcStepsPerBlock][4];
+  tiles.Fragments(smem, row0, blk, warp, lane, a);
   for (int step = 0; step < kEw4TcStepsPerBlock; ++step) {
-    uint32_t a[4];
-    tiles.Fragment(smem, row0, blk, warp, lane, step, a);
     uint16_t* out = words + ((tile * steps + blk * kEw4TcStepsPerBlock + step) * 32 + lane) * 8;
     for (int e = 0; e < kEw4TcFragWords; ++e) {
       // Word e sits in register a[e / 2]: low half for even e.
-      out[e] = static_cast<uint16_t>(a[e >> 1] >> (16 * (e & 1)));
+      out[e] = static_cast<uint16_t>(a[step][e >> 1] >> (16 * (e & 1)));
     }
   }
 }

@@ -14,9 +14,9 @@
 // k16 steps: step s multiplies weights 16s .. 16s + 15 of the block. Within a step, lane l holds
 // (q = l % 4, g = l / 4) the A words listed by Ew4TcFragRow/Ew4TcFragCol: weights 2q, 2q + 1,
 // 2q + 8, 2q + 9 of the step for rows g and g + 8; their codes are the low (steps 0, 1) or high
-// (steps 2, 3) nibbles of code bytes 16 (s % 2) + {2q, 2q + 1, 2q + 8, 2q + 9}
-// (Ew4TcRowWords). Words coded 0 are escapes, patched from the row's list before the multiply;
-// weights past k or rows past n are 0.
+// (steps 2, 3) nibbles of code bytes 16 (s % 2) + {2q, 2q + 1, 2q + 8, 2q + 9}, so a lane decodes
+// a row's whole block from four 16-bit code loads (Ew4TcRowBlockWords). Words coded 0 are
+// escapes, patched from the row's list before the multiply; weights past k or rows past n are 0.
 //
 // Split-K. Short grids (few row tiles) cut k into Ew4GemmTcSplits(n, k) slices of whole blocks;
 // a slice's sums go to a workspace and a second kernel adds them in slice order, the bias last.
@@ -62,37 +62,63 @@ inline constexpr int kEw4TcFragWords = 8;  // BF16 words of A per lane per step
 DF11_HD int Ew4TcFragRow(int lane, int e) { return (lane >> 2) + ((e >> 1) & 1) * 8; }
 DF11_HD int Ew4TcFragCol(int lane, int e) { return (lane & 3) * 2 + (e & 1) + (e >> 2) * 8; }
 
-// The four A words of one row for k16 step `step` (0-3) of a 64-weight block, for lane quad
-// position q (0-3): weights 16 step + 2q, + 1, + 8, + 9 of the block, from the block's 32 code
-// bytes and 64 sign|mantissa bytes. Returned as two packed pairs (lower column in the low half,
-// as mma.sync takes them): pair 0 the first two weights, pair 1 the last two. Code-0 words come
-// out as 0 with bit i (i = 0-3, in weight order) set in the returned mask, for the caller to
-// patch (or leave 0 past the matrix).
-DF11_HD uint32_t Ew4TcRowWords(const uint8_t* block_codes, const uint8_t* block_sign_mantissa,
-                               int32_t window_start, int step, int q, uint32_t (&pairs)[2]) {
-  uint32_t escapes = 0;
-  const int shift = step >= 2 ? 4 : 0;
+// A 16-bit little-endian load from a 2-byte aligned address.
+DF11_HD uint32_t Ew4TcLoad16(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const uint16_t*>(p);
+#else
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8;
+#endif
+}
+
+// Weight i (0-3) of a k16 step for lane quad position q (0-3): 2q, 2q + 1, 2q + 8, 2q + 9.
+DF11_HD int Ew4TcWordColumn(int step, int q, int i) {
+  return 16 * step + 2 * q + (i & 1) + (i >> 1) * 8;
+}
+
+// The sixteen A words of one row for a whole 64-weight block, for lane quad position q, from
+// the block's 32 code bytes and 64 sign|mantissa bytes (both 2-byte aligned): pairs[2s + p]
+// holds weights Ew4TcWordColumn(s, q, 2p) and (s, q, 2p + 1) of k16 step s, the lower column in
+// the low half, as mma.sync takes them. Four 16-bit loads of codes serve all four steps (steps
+// 0, 1 in the low nibbles, 2, 3 in the high ones), eight of sign|mantissa bytes. Code-0 words
+// come out as 0 with bit 4s + i of the returned mask set, for the caller to patch (or leave 0
+// past the matrix).
+DF11_HD uint32_t Ew4TcRowBlockWords(const uint8_t* block_codes,
+                                    const uint8_t* block_sign_mantissa, int32_t window_start,
+                                    int q, uint32_t (&pairs)[8]) {
+  uint32_t codes[2][2];  // [step % 2][p]
 #if defined(__CUDACC__)
 #pragma unroll
 #endif
-  for (int i = 0; i < 4; ++i) {
-    const int c = 16 * step + 2 * q + (i & 1) + (i >> 1) * 8;  // weight within the block
-    const uint32_t code = (static_cast<uint32_t>(block_codes[c & 31]) >> shift) & 0xFu;
-    const uint32_t word =
-        code != 0 ? Ew4Combine(window_start, code, block_sign_mantissa[c]) : 0u;
-    escapes |= (code == 0 ? 1u : 0u) << i;
-    if ((i & 1) == 0) {
-      pairs[i >> 1] = word;
-    } else {
-      pairs[i >> 1] |= word << 16;
+  for (int h = 0; h < 4; ++h) {
+    codes[h >> 1][h & 1] = Ew4TcLoad16(block_codes + 16 * (h >> 1) + 2 * q + 8 * (h & 1));
+  }
+  uint32_t escapes = 0;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+  for (int s = 0; s < 4; ++s) {
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int p = 0; p < 2; ++p) {
+      const uint32_t c16 = codes[s & 1][p] >> (s >= 2 ? 4 : 0);
+      const uint32_t sm16 = Ew4TcLoad16(block_sign_mantissa + 16 * s + 2 * q + 8 * p);
+      uint32_t pair = 0;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+      for (int e = 0; e < 2; ++e) {
+        const uint32_t code = (c16 >> (8 * e)) & 0xFu;
+        const uint32_t word =
+            code != 0 ? Ew4Combine(window_start, code, (sm16 >> (8 * e)) & 0xFFu) : 0u;
+        pair |= word << (16 * e);
+        escapes |= (code == 0 ? 1u : 0u) << (4 * s + 2 * p + e);
+      }
+      pairs[2 * s + p] = pair;
     }
   }
   return escapes;
-}
-
-// The weight of step-local position i (0-3, as Ew4TcRowWords orders them) for lane quad q.
-DF11_HD int Ew4TcWordColumn(int step, int q, int i) {
-  return 16 * step + 2 * q + (i & 1) + (i >> 1) * 8;
 }
 
 // Escaped weight `col` of row j of a validated view: its BF16 value from the row's list.
@@ -118,7 +144,7 @@ int64_t Ew4GemmTcWorkspaceFloats(int64_t m, int64_t n, int64_t k);
 
 // The A fragment of lane `lane` for the 16 x 16 tile at (row0, col0) (row0 a multiple of 16,
 // col0 of 16) of w (n, k), decoded as the kernel decodes it: the block staged into a
-// zero-padded buffer, Ew4TcRowWords, escapes patched. Words in Ew4TcFragRow/Col order.
+// zero-padded buffer, Ew4TcRowBlockWords, escapes patched. Words in Ew4TcFragRow/Col order.
 void Ew4TcFragmentRef(const Ew4View& w, int64_t row0, int64_t col0, int lane,
                       uint16_t (&words)[kEw4TcFragWords]);
 // The same tile read from raw BF16 weights w (n, k): 0 outside the matrix.

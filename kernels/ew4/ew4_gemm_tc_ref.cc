@@ -123,7 +123,8 @@ void Ew4TcFragmentRef(const Ew4View& w, int64_t row0, int64_t col0, int lane,
   for (int half = 0; half < 2; ++half) {
     const int64_t j = row0 + (lane >> 2) + 8 * half;
     // The block as the kernel stages it: zero-filled past k and past the last row.
-    uint8_t codes[kEw4BlockCodeBytes] = {}, sm[kEw4BlockWeights] = {};
+    alignas(16) uint8_t codes[kEw4BlockCodeBytes] = {};
+    alignas(16) uint8_t sm[kEw4BlockWeights] = {};
     if (j < w.rows) {
       std::memcpy(codes, w.codes + j * Ew4RowCodeBytes(w.cols) + block * kEw4BlockCodeBytes,
                   kEw4BlockCodeBytes);
@@ -131,7 +132,11 @@ void Ew4TcFragmentRef(const Ew4View& w, int64_t row0, int64_t col0, int lane,
       const int64_t valid = std::min<int64_t>(kEw4BlockWeights, w.cols - base);
       std::memcpy(sm, w.sign_mantissa + j * w.cols + base, static_cast<size_t>(valid));
     }
-    uint32_t escapes = Ew4TcRowWords(codes, sm, w.window_start, step, q, rows[half]);
+    uint32_t block_pairs[8];
+    const uint32_t mask = Ew4TcRowBlockWords(codes, sm, w.window_start, q, block_pairs);
+    rows[half][0] = block_pairs[2 * step];
+    rows[half][1] = block_pairs[2 * step + 1];
+    uint32_t escapes = (mask >> (4 * step)) & 0xFu;
     for (int i = 0; escapes != 0; ++i, escapes >>= 1) {
       const int64_t col = block * kEw4BlockWeights + Ew4TcWordColumn(step, q, i);
       if ((escapes & 1u) == 0 || j >= w.rows || col >= w.cols) continue;
