@@ -11,7 +11,8 @@
 #            test; the decode bench; the ew4 kernel test under memcheck and the ew4 fused GEMV
 #            against cuBLAS BF16 (bench/ew4_gemv_cuda_bench: four shapes, batch 1, 4, 8;
 #            targets >= 1.2x at batch 1, >= 1.0x at batch 8); the ew4 tensor-core GEMM
-#            against cuBLAS BF16 (bench/ew4_gemm_tc_cuda_bench: the same shapes, 16-256 tokens;
+#            against cuBLAS BF16 (its test's fragment and all-escape cases under memcheck, then
+#            bench/ew4_gemm_tc_cuda_bench: the same shapes, 16-256 tokens;
 #            target >= 1.0x up to 128 tokens; its measurements kept as OUT_DIR/ew4-gemm-table.txt);
 #   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
 #            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
@@ -39,6 +40,7 @@ BENCH=bench/df11_decode_cuda_bench
 EW4_TEST=tests/kernels/ew4_gemv_cuda_test
 EW4_BENCH=bench/ew4_gemv_cuda_bench
 EW4_BENCH_TIMEOUT=${EW4_BENCH_TIMEOUT:-90}
+EW4_TC_TEST=tests/kernels/ew4_gemm_tc_cuda_test
 EW4_TC_BENCH=bench/ew4_gemm_tc_cuda_bench
 EW4_TC_BENCH_TIMEOUT=${EW4_TC_BENCH_TIMEOUT:-120}
 
@@ -385,6 +387,22 @@ ew4_kernel_rows() {
 
 # The ew4 tensor-core GEMM against cuBLAS BF16 on resident weights (and ew4 decode + cuBLAS).
 ew4_tc_rows() {
+  say "ew4 tensor-core GEMM memcheck"
+  if [ -z "$SANITIZER" ] || [ ! -f "$BUILD_DIR/$EW4_TC_TEST" ]; then
+    row "ew4 TC memcheck errors" "compute-sanitizer or $EW4_TC_TEST absent" FAIL
+  else
+    timeout "$(budget "$MEMCHECK_TIMEOUT")" "$SANITIZER" --tool memcheck --error-exitcode 99 \
+      --print-limit 50 "$BUILD_DIR/$EW4_TC_TEST" \
+      --gtest_filter='Ew4GemmTcCuda.DecodedFragments*:Ew4GemmTcCuda.AllEscape*' \
+      >"$OUT_DIR/ew4-tc-memcheck.log" 2>&1
+    rc=$?
+    errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$OUT_DIR/ew4-tc-memcheck.log" | tail -1)
+    if [ "$rc" -eq 0 ] && [ "${errors:-x}" = 0 ] && ! grep -q '^\[  SKIPPED \]' "$OUT_DIR/ew4-tc-memcheck.log"; then
+      row "ew4 TC memcheck errors" "0 (fragment and all-escape cases under memcheck)" PASS
+    else
+      row "ew4 TC memcheck errors" "${errors:-?} errors, exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')" FAIL
+    fi
+  fi
   say "ew4 tensor-core GEMM bench"
   if [ ! -f "$BUILD_DIR/$EW4_TC_BENCH" ]; then
     row "ew4 TC GEMM bench" "$EW4_TC_BENCH absent" FAIL
