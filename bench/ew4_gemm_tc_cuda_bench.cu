@@ -8,8 +8,8 @@
 // raw BF16 tiles (Bf16GemmTcCuda). One JSON line per shape and batch:
 //   {"bench":"ew4_gemm_tc_cuda","n":..,"k":..,"batch":..,"tc_us":..,"cublas_us":..,
 //    "decode_cublas_us":..,"speedup":..(cublas_us / tc_us),"verified":true}
-// With --table FILE, also the measurements as an Ew4GemmTable (ew4_gemm_select.h) for the
-// backend's per-GEMM choice. Plain CUDA: links neither Google Benchmark nor glog, so it runs on a
+// With --table FILE, also the measurements as an Ew4GemmTable (ew4_gemm_select.h), which
+// `df11-run --ew4-gemm-table FILE` reads to pick each ew4 GEMM's kernel. Plain CUDA: links neither Google Benchmark nor glog, so it runs on a
 // bare GPU machine.
 //   ew4_gemm_tc_cuda_bench [--reps N] [--shapes n:k,...] [--batches 16,32,...] [--table FILE]
 #include <cublas_v2.h>

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "kernels/common/cpu_features.h"
 #include "launcher/cli_flags.h"
@@ -47,6 +49,24 @@ void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
                   "--weight-codec auto: the KV cache tokens the codec must leave (0: one sequence "
                   "of the model's context)")
       ->check(IntegerIn(0));
+  cmd->add_option("--ew4-gemm-table", f->ew4_gemm_table,
+                  "--device cuda: measured kernel times per ew4 GEMM shape and batch (written by "
+                  "ew4_gemm_tc_cuda_bench --table); without it, the fused GEMV to 8 tokens, the "
+                  "tensor-core GEMM to 256, decode + cuBLAS above")
+      ->check(CLI::Validator(
+          [](std::string& path) {
+            Ew4GemmTable table;
+            return ReadEw4GemmTable(path, &table);
+          },
+          "FILE"));
+}
+
+std::string ReadEw4GemmTable(const std::string& path, Ew4GemmTable* table) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return "cannot read " + path;
+  return table->Parse(text.str(), path);
 }
 
 int LocalRankFromEnvironment() {
@@ -164,6 +184,12 @@ struct NcclHolder {
 
 StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
                                   const BackendGroup& g) {
+  CudaBackendOptions o;
+  if (!f.ew4_gemm_table.empty()) {
+    if (std::string err = ReadEw4GemmTable(f.ew4_gemm_table, &o.ew4_gemm_table); !err.empty()) {
+      return Status::InvalidArgument("--ew4-gemm-table: " + err);
+    }
+  }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     return Status::FailedPrecondition("--device cuda: no CUDA device is visible to this process");
@@ -177,7 +203,6 @@ StatusOr<Backend> MakeCudaBackend(const BackendFlags& f, const ModelWeights* w,
                                    " ranks share GPU " + std::to_string(device) +
                                    " and NCCL needs one GPU per rank; use --comm mpi");
   }
-  CudaBackendOptions o;
   o.forward = f.forward;
   o.device = device;
   o.ranks_on_device = sharing;

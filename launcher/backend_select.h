@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/ew4/ew4_gemm_select.h"
 #include "parallel/communicator.h"
 #include "runtime/core/status.h"
 #include "runtime/model/forward_backend.h"
@@ -25,6 +26,9 @@ struct BackendFlags {
   std::string weight_codec = "stored";
   int64_t min_kv_tokens = 0;
   std::string comm = "auto";   // --comm auto|nccl|mpi (tensor-parallel all-reduce on cuda)
+  // --ew4-gemm-table FILE (cuda): measured times that pick each ew4 GEMM's kernel
+  // (kernels/ew4/ew4_gemm_select.h; bench/ew4_gemm_tc_cuda_bench --table writes one).
+  std::string ew4_gemm_table;
   ForwardOptions forward;      // --threads, --gpu-memory-fraction, --max-step-tokens, ... (handed
                                // to the backend whole)
 };
@@ -47,6 +51,9 @@ struct Backend {
 
 // --device, --gpu-memory-fraction and --comm on `cmd`.
 void AddBackendFlags(CLI::App* cmd, BackendFlags* flags);
+// Reads --ew4-gemm-table's FILE into `table`: "" or what is wrong ("cannot read FILE", or
+// "FILE:LINE: ..." naming the field and what was expected).
+std::string ReadEw4GemmTable(const std::string& path, Ew4GemmTable* table);
 // The local rank from OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID, else 0.
 int LocalRankFromEnvironment();
 // Re-encodes `weights` into the codec --weight-codec names (weight_transcode.h). `auto` picks the

@@ -5,7 +5,8 @@
 // allows keeping one). Chosen per (rows, cols, batch) from a small table of measured times, or,
 // for a shape the table does not hold, by the derived rule Ew4DefaultGemmPath.
 //
-// Table text (what `ew4_gemm_tc_cuda_bench --table` writes): one measurement per line,
+// Table text (what `ew4_gemm_tc_cuda_bench --table` writes, `df11-run --ew4-gemm-table`
+// reads): one measurement per line,
 //   ROWS COLS BATCH PATH MICROSECONDS
 // with PATH one of ew4_gemv, ew4_tc, ew4_decode_cublas, cublas_bf16; blank lines and lines
 // starting with '#' are skipped. For a (rows, cols) the table holds, a batch takes the

@@ -169,7 +169,7 @@ void CudaBackend::Linear(const float* x, int64_t tokens, const Weight& w, const 
     return;
   }
   // No raw BF16 copy of an ew4 matrix is kept, so cuBLAS BF16 on one is never allowed.
-  switch (ew4_paths_.Choose(w.rows, w.cols, tokens, /*bf16_copy_allowed=*/false)) {
+  switch (options_.ew4_gemm_table.Choose(w.rows, w.cols, tokens, /*bf16_copy_allowed=*/false)) {
     case Ew4GemmPath::kGemv:
       Ew4GemvCuda(x, *m.ew4, Device(bias), y, tokens, ew4_workspace_, compute_);
       break;
@@ -222,7 +222,7 @@ Status CudaBackend::LmHead(const float* x, int64_t rows, const Weight& head, flo
   const DeviceMatrix& m = Device(head);
   const int64_t h = head.cols, V = head.rows;
   if (m.ew4 != nullptr) {
-    switch (ew4_paths_.Choose(V, h, rows, /*bf16_copy_allowed=*/false)) {
+    switch (options_.ew4_gemm_table.Choose(V, h, rows, /*bf16_copy_allowed=*/false)) {
       case Ew4GemmPath::kGemv:
         Ew4GemvCuda(x, *m.ew4, nullptr, logits, rows, ew4_workspace_, compute_);
         return Status::Ok();

@@ -56,6 +56,8 @@ struct CudaBackendOptions {
   int64_t lm_head_chunk = 32768;  // LM-head rows per decode + GEMM (rounded to 128 rows)
   DeviceAllReduceFn all_reduce;  // tensor-parallel sum; null when tp = 1
   bool tp_leader = true;         // adds row-parallel biases (only one rank may)
+  // Measured times that pick each ew4 GEMM's kernel (ew4_gemm_select.h); empty: the derived rule.
+  Ew4GemmTable ew4_gemm_table;
 };
 
 class CudaBackend : public ForwardBackend, private LayerOps {
@@ -97,7 +99,7 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // A Weight's device copy: plain device BF16, a resident unit's element range that
   // BeginLayer decodes into scratch_[slot] at `offset` (the embedding and the LM head decode
   // rows or chunks of their own), or a resident ew4 matrix that Linear multiplies with the kernel
-  // ew4_paths_ picks for the step's tokens: the fused decode-GEMV (up to kEw4GemvMaxBatch), the
+  // options_.ew4_gemm_table picks for the step's tokens: the fused decode-GEMV (up to kEw4GemvMaxBatch), the
   // tensor-core decode-GEMM (up to kEw4TcMaxBatch), or decoded into ew4_scratch_ + cuBLAS.
   struct DeviceMatrix {
     const uint16_t* plain = nullptr;       // device BF16, or null
@@ -201,7 +203,6 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   uint16_t* ew4_scratch_ = nullptr;          // (ew4_scratch_elements_): an ew4 matrix decoded
   int64_t ew4_scratch_elements_ = 0;         //   for steps above kEw4GemvMaxBatch tokens
   float* ew4_workspace_ = nullptr;           // (ew4_workspace_floats_): the fused kernels' slices
-  Ew4GemmTable ew4_paths_;                   // per-GEMM choice (empty: Ew4DefaultGemmPath)
   int64_t ew4_workspace_floats_ = 0;
   std::vector<DeviceMatrix> matrices_;       // by Weight::id
   std::vector<const uint16_t*> vectors_;     // by Vector::id: device copies (null when empty)

@@ -185,6 +185,28 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
   r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --decode-grid-fraction 1.5");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("--decode-grid-fraction"), std::string::npos) << r.output;
+  // A kernel table with a bad line, or none at the path: refused naming the file and line.
+  {
+    std::ofstream(dir_ + "/table.txt") << "# rows cols batch path us\n4096 4096 16 ew4_tc 20\n"
+                                       << "4096 4096 16 wgmma 3\n";
+    r = RunCommand(kBin + "df11-run bench --model " + dir_ + "/df11 --ew4-gemm-table " + dir_ +
+                   "/table.txt");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--ew4-gemm-table: " + dir_ + "/table.txt:3: PATH must be ew4_gemv, "
+                            "ew4_tc, ew4_decode_cublas or cublas_bf16, got wgmma"),
+              std::string::npos)
+        << r.output;
+    r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi -n 2 " +
+                   "--ew4-gemm-table " + dir_ + "/absent.txt");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--ew4-gemm-table: cannot read " + dir_ + "/absent.txt"),
+              std::string::npos)
+        << r.output;
+    std::ofstream(dir_ + "/good.txt") << "4096 4096 16 ew4_tc 20\n";
+    r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi -n 2 " +
+                   "--ew4-gemm-table " + dir_ + "/good.txt");
+    EXPECT_EQ(r.status, 0) << r.output;
+  }
   // A prompt that can never fit the KV budget is an error naming the figures (the CPU's pool
   // holds whole blocks, at least one).
   r = RunCommand(kBin + "df11-run generate --model " + dir_ +
