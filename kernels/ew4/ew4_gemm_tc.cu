@@ -2,7 +2,7 @@
 // The tensor-core decode-GEMM (ew4_gemm_tc.h) for sm_90: Ew4GemmTcCuda and its twin on raw BF16
 // tiles, Bf16GemmTcCuda (one kernel template, two tile sources, so the two give bit-identical
 // outputs whatever the tensor cores' internal rounding).
-// A CTA of kEw4TcWarps warps owns 64 rows of w and the whole batch (up to 256 tokens, padded to
+// A CTA of kEw4TcWarps warps owns kEw4TcTileRows (128) rows of w and the whole batch (up to 256 tokens, padded to
 // a multiple of 8: the template's NT n8 tiles). A kStages-deep cp.async ring stages, per 64-weight
 // block of k, the tile's weights (ew4: 64 sign|mantissa bytes and 32 code bytes per row; raw:
 // 64 BF16 words per row) and the batch's BF16 activations, zero-filled past k, n and m. Each
@@ -192,8 +192,8 @@ __host__ __device__ constexpr int StageBytes() {
   return Tiles::kStageBytes + 8 * NT * kXStride * 2;
 }
 
-// Grid (ceil(n / 64), splits). With one slice `out` is y (m, n) and the bias is added here;
-// else out[(s * m + b) * n + j] is slice s's sum for token b, row j.
+// Grid (ceil(n / kEw4TcTileRows), splits). With one slice `out` is y (m, n) and the bias is
+// added here; else out[(s * m + b) * n + j] is slice s's sum for token b, row j.
 template <int NT, typename Tiles>
 __global__ void __launch_bounds__(kThreads)
     TcGemm(Tiles tiles, const uint16_t* __restrict__ xb, int64_t m, int64_t n, int64_t k,
@@ -274,7 +274,7 @@ __global__ void RoundToBf16(const float* __restrict__ x, uint16_t* __restrict__ 
   if (i < count) xb[i] = FloatToBf16(x[i]);
 }
 
-// One 64-row tile per CTA along x, one block per CTA along y: each warp writes its lanes'
+// One row tile per CTA along x, one block per CTA along y: each warp writes its lanes'
 // fragments of the block's four steps, as TcGemm would hold them.
 template <typename Tiles>
 __global__ void __launch_bounds__(kThreads)

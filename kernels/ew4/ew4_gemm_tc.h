@@ -51,7 +51,9 @@
 namespace df11 {
 
 inline constexpr int64_t kEw4TcMaxBatch = 256;  // tokens one CTA column tile covers
-inline constexpr int kEw4TcWarps = 4;
+// 8 warps of 16 rows: 128 rows of w per CTA share each staged tile of activations, which at
+// 256 tokens is 32 KB per 64-weight block against the rows' 12 KB of ew4.
+inline constexpr int kEw4TcWarps = 8;
 inline constexpr int kEw4TcWarpRows = 16;                           // the mma's M
 inline constexpr int kEw4TcTileRows = kEw4TcWarps * kEw4TcWarpRows;  // rows of w per CTA
 inline constexpr int kEw4TcStepK = 16;                              // the mma's K

@@ -216,11 +216,11 @@ TEST(Ew4GemmTc, KSlicesTileTheBlocksAndOnlyShortGridsSplit) {
     }
     EXPECT_EQ(Ew4GemmTcWorkspaceFloats(256, n, k), splits > 1 ? splits * 256 * n : 0);
   }
-  // 64 row tiles of o_proj / the 4096 x 4096 projections are short of 132 SMs: split.
+  // The 32 row tiles of o_proj / the 4096 x 4096 projections are short of 132 SMs: split.
   EXPECT_GT(Ew4GemmTcSplits(4096, 4096), 1);
   EXPECT_GT(Ew4GemmTcSplits(4096, 14336), 1);
   EXPECT_GT(Ew4GemmTcSplits(40, 2048), 1);
-  // 2004 row tiles of the head fill the GPU alone.
+  // The head's 1002 row tiles fill the GPU alone.
   EXPECT_EQ(Ew4GemmTcSplits(128256, 4096), 1);
 }
 
