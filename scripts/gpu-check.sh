@@ -116,7 +116,7 @@ if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
   mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
 else
   BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH"
-            "$EW4_TC_BENCH")
+            "$EW4_TC_TEST" "$EW4_TC_BENCH")
 fi
 
 # The build recorded absolute paths (ctest's test commands, the test data folder): where this
@@ -192,7 +192,7 @@ else
   row "shared libraries" "all found" PASS
 fi
 heavy=""
-for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH" "$EW4_TC_BENCH"; do
+for b in "$KERNEL_TEST" "$BENCH" "$EW4_TEST" "$EW4_BENCH" "$EW4_TC_TEST" "$EW4_TC_BENCH"; do
   if [ -f "$BUILD_DIR/$b" ] && ldd "$BUILD_DIR/$b" 2>&1 | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then heavy+="$(basename "$b") "; fi
 done
 if [ -n "$heavy" ]; then row "kernel binaries: no glog/MPI" "linked by: $heavy" FAIL

@@ -64,7 +64,7 @@ done
 
 # Kernel-only binaries must not need glog or MPI (the GPU machine has neither).
 for b in "$BUILD_DIR/tests/kernels/df11_decode_cuda_test" "$BUILD_DIR/tests/kernels/ew4_gemv_cuda_test" \
-         "${BENCHES[@]}"; do
+         "$BUILD_DIR/tests/kernels/ew4_gemm_tc_cuda_test" "${BENCHES[@]}"; do
   if ldd "$b" | grep -Eq 'libglog|libmpi|libopen-(pal|rte)'; then
     die "$(basename "$b") links glog or MPI: $(ldd "$b" | grep -E 'libglog|libmpi|libopen-' | tr -s ' \t' ' ')"
   fi
