@@ -4,8 +4,9 @@
 // bit-identical to the same kernel fed raw BF16 tiles (Bf16GemmTcCuda) for batches 1-256, odd
 // shapes, bias, escape-heavy matrices, one or several k slices; they agree with the CPU
 // reference within the rounding a k16 step may do differently, and with cuBLAS BF16 within
-// FP32 summation-order rounding; the same bits on every launch and inside a CUDA graph. Outputs
-// are poisoned first. Skips when no CUDA device is present. Links no glog and no MPI.
+// FP32 summation-order rounding; a token's outputs do not depend on the batch around it; the
+// same bits on every launch and inside a CUDA graph. Outputs are poisoned first. Skips when no
+// CUDA device is present. Links no glog and no MPI.
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 #include <gtest/gtest.h>
@@ -204,6 +205,32 @@ TEST(Ew4GemmTcCuda, CloseToCublasBf16) {
     }
   }
   DF11_CUBLAS_CHECK(cublasDestroy(cublas));
+}
+
+TEST(Ew4GemmTcCuda, TokenOutputsDoNotDependOnTheBatch) {
+  if (!HasDevice()) GTEST_SKIP() << "no CUDA device";
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const int64_t n = 300, k = 1000;  // several k slices
+  Problem p = MakeProblem(n, k, seed);
+  ASSERT_GT(Ew4GemmTcSplits(n, k), 1);
+  Ew4DeviceBuffer ew4(p.ew4.View());
+  DeviceArray<uint16_t> bias(p.bias), xb(kEw4TcMaxBatch * k);
+  DeviceArray<float> x(p.x), ws(Ew4GemmTcWorkspaceFloats(kEw4TcMaxBatch, n, k));
+  DeviceArray<float> all(kEw4TcMaxBatch * n);
+  all.Poison();
+  Ew4GemmTcCuda(x.get(), ew4.view(), bias.get(), all.get(), kEw4TcMaxBatch, xb.get(), ws.get(),
+                nullptr);
+  const std::vector<float> whole = Download(all, kEw4TcMaxBatch * n);
+  for (int64_t m : {1, 5, 20, 37, 100, 160}) {  // every n-tile class of the kernel
+    DeviceArray<float> part(m * n);
+    part.Poison();
+    Ew4GemmTcCuda(x.get(), ew4.view(), bias.get(), part.get(), m, xb.get(), ws.get(), nullptr);
+    EXPECT_EQ(FirstMismatches(std::vector<float>(whole.begin(), whole.begin() + m * n),
+                              Download(part, m * n)),
+              "")
+        << "batch " << m;
+  }
 }
 
 TEST(Ew4GemmTcCuda, SameBitsOnEveryLaunchAndInAGraph) {
