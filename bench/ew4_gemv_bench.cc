@@ -90,7 +90,7 @@ void BM_Gemv(benchmark::State& state, Kind kind) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {14336, 4096}, {4096, 14336},
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{256, 4096}, {1024, 1024}, {4096, 1024}, {1024, 4096}, {128256, 1024}, {4096, 4096}, {14336, 4096}, {4096, 14336},
                       {128256, 4096}}) {
     for (int64_t batch : {1, 4, 8}) b->Args({n, k, batch});
   }

@@ -234,18 +234,18 @@ struct Bf16Source512 {
   uint16_t At(const Row& r, int64_t, int64_t p) const { return r.w[p]; }
 };
 
-// Rows [j, j + R) for all M batches: R * M accumulator vectors.
+// Rows[0, R) (consecutive rows) for all M batches over the full blocks [blk0, blk1): R * M
+// accumulator vectors, loaded from and stored back to their partial sums (row r, batch b at
+// partial + 16 * (r * M + b)), so a row's sums go on in the same order across k-chunks.
 template <int M, int R, typename Source>
-DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float* x, int64_t k,
-                         const uint16_t* bias, float* y, int64_t n, int64_t j) {
+DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, int64_t k,
+                                typename Source::Row* rows, float* partial, int64_t blk0,
+                                int64_t blk1) {
   __m512 acc[R][M];
-  typename Source::Row rows[R];
   for (int r = 0; r < R; ++r) {
-    rows[r] = src.RowAt(j + r);
-    for (int b = 0; b < M; ++b) acc[r][b] = _mm512_setzero_ps();
+    for (int b = 0; b < M; ++b) acc[r][b] = _mm512_load_ps(partial + 16 * (r * M + b));
   }
-  const int64_t full = k / 64 * 64;
-  for (int64_t blk = 0; blk < full; blk += 64) {
+  for (int64_t blk = blk0; blk < blk1; blk += 64) {
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Block512 w = src.Load(rows[r], blk);
@@ -260,12 +260,7 @@ DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, const float*
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int b = 0; b < M; ++b) {
-      float lanes[kEw4GemvLanes];
-      _mm512_storeu_ps(lanes, acc[r][b]);
-      const auto weight = [&](int64_t p) { return src.At(rows[r], j + r, p); };
-      y[b * n + j + r] = FinishRow(lanes, full, k, x + b * k, weight, bias, j + r);
-    }
+    for (int b = 0; b < M; ++b) _mm512_store_ps(partial + 16 * (r * M + b), acc[r][b]);
   }
 }
 
@@ -348,17 +343,18 @@ struct Bf16Source256 {
   uint16_t At(const Row& r, int64_t, int64_t p) const { return r.w[p]; }
 };
 
+// Rows256: Rows512 in two halves of 8 lanes (lanes 0-7 and 8-15 of each partial sum).
 template <int M, int R, typename Source>
-DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x, int64_t k,
-                       const uint16_t* bias, float* y, int64_t n, int64_t j) {
+DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, int64_t k,
+                              typename Source::Row* rows, float* partial, int64_t blk0,
+                              int64_t blk1) {
   __m256 acc[R][M][2];
-  typename Source::Row rows[R];
   for (int r = 0; r < R; ++r) {
-    rows[r] = src.RowAt(j + r);
-    for (int b = 0; b < M; ++b) acc[r][b][0] = acc[r][b][1] = _mm256_setzero_ps();
+    for (int b = 0; b < M; ++b) {
+      for (int h = 0; h < 2; ++h) acc[r][b][h] = _mm256_load_ps(partial + 16 * (r * M + b) + 8 * h);
+    }
   }
-  const int64_t full = k / 64 * 64;
-  for (int64_t blk = 0; blk < full; blk += 64) {
+  for (int64_t blk = blk0; blk < blk1; blk += 64) {
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       Half256 w[2];
@@ -378,11 +374,7 @@ DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x
   }
   for (int r = 0; r < R; ++r) {
     for (int b = 0; b < M; ++b) {
-      float lanes[kEw4GemvLanes];
-      _mm256_storeu_ps(lanes, acc[r][b][0]);
-      _mm256_storeu_ps(lanes + 8, acc[r][b][1]);
-      const auto weight = [&](int64_t p) { return src.At(rows[r], j + r, p); };
-      y[b * n + j + r] = FinishRow(lanes, full, k, x + b * k, weight, bias, j + r);
+      for (int h = 0; h < 2; ++h) _mm256_store_ps(partial + 16 * (r * M + b) + 8 * h, acc[r][b][h]);
     }
   }
 }
@@ -392,28 +384,52 @@ DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, const float* x
 // The row kernels of one instruction set.
 struct Avx512 {
   template <int M, int R, typename Source>
-  static void Rows(const Source& src, const float* xp, const float* x, int64_t k,
-                   const uint16_t* bias, float* y, int64_t n, int64_t j) {
-    Rows512<M, R>(src, xp, x, k, bias, y, n, j);
+  static void Rows(const Source& src, const float* xp, int64_t k, typename Source::Row* rows,
+                   float* partial, int64_t blk0, int64_t blk1) {
+    Rows512<M, R>(src, xp, k, rows, partial, blk0, blk1);
   }
 };
 struct Avx2 {
   template <int M, int R, typename Source>
-  static void Rows(const Source& src, const float* xp, const float* x, int64_t k,
-                   const uint16_t* bias, float* y, int64_t n, int64_t j) {
-    Rows256<M, R>(src, xp, x, k, bias, y, n, j);
+  static void Rows(const Source& src, const float* xp, int64_t k, typename Source::Row* rows,
+                   float* partial, int64_t blk0, int64_t blk1) {
+    Rows256<M, R>(src, xp, k, rows, partial, blk0, blk1);
   }
 };
 
-// Rows [j0, j1): groups of R (independent accumulation chains hide the FMA latency), then
-// single rows. Neither changes any row's order.
+// Columns of x (full blocks) per k-chunk: from 2 rows of x on, 16 KB of them stay in L1 while
+// the chunk's weight rows stream past (one pass over all of k would read x from L2 for every
+// weight row at M = 8). One row of x is read once per group of 4 weight rows: no chunks.
+template <int M>
+constexpr int64_t kChunkColumns =
+    M == 1 ? INT64_MAX / 2 : std::max<int64_t>(64, 4096 / M / 64 * 64);
+
+// Rows [j0, j1) (at most kRowsPerChunk): k in chunks; within a chunk, groups of R rows
+// (independent accumulation chains hide the FMA latency), then single rows. Neither changes any
+// row's order: each partial sum takes its weights in increasing p.
 template <typename Isa, int M, typename Source>
 void RunRows(const Source& src, const float* xp, const float* x, int64_t k, const uint16_t* bias,
              float* y, int64_t n, int64_t j0, int64_t j1) {
-  constexpr int R = M == 1 ? 4 : M == 2 ? 2 : 1;
-  int64_t j = j0;
-  for (; j + R <= j1; j += R) Isa::template Rows<M, R>(src, xp, x, k, bias, y, n, j);
-  for (; j < j1; ++j) Isa::template Rows<M, 1>(src, xp, x, k, bias, y, n, j);
+  constexpr int R = M == 1 ? 4 : M <= 4 ? 2 : 1;
+  const int64_t rows = j1 - j0;
+  alignas(64) float partial[kRowsPerChunk][M][kEw4GemvLanes] = {};
+  typename Source::Row row[kRowsPerChunk];
+  for (int64_t i = 0; i < rows; ++i) row[i] = src.RowAt(j0 + i);
+  const int64_t full = k / 64 * 64;
+  for (int64_t c0 = 0; c0 < full; c0 += kChunkColumns<M>) {
+    const int64_t c1 = std::min(full, c0 + kChunkColumns<M>);  // no overflow: c0 < full
+    int64_t i = 0;
+    for (; i + R <= rows; i += R) {
+      Isa::template Rows<M, R>(src, xp, k, row + i, partial[i][0], c0, c1);
+    }
+    for (; i < rows; ++i) Isa::template Rows<M, 1>(src, xp, k, row + i, partial[i][0], c0, c1);
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int b = 0; b < M; ++b) {
+      const auto weight = [&](int64_t p) { return src.At(row[i], j0 + i, p); };
+      y[b * n + j0 + i] = FinishRow(partial[i][b], full, k, x + b * k, weight, bias, j0 + i);
+    }
+  }
 }
 
 template <typename Isa, typename Source>
