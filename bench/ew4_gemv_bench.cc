@@ -4,11 +4,17 @@
 // ew4 fused decode-GEMV (Ew4GemvCpu), the BF16 GEMV the CPU backend uses for BF16 weights
 // (GemmBf16Cpu), and the ew4 kernel's summation order on raw BF16 (Bf16GemvOrderedCpu). Weights
 // N(0, 0.02) in BF16 (~1.5e-4 escapes). Counters: weights/s and weight bytes/s read.
+// streamed:0 multiplies one matrix again and again, so a matrix smaller than the last-level
+// cache is read from it; streamed:1 cycles through copies of at least kStreamedBytes in all (in
+// its own format), so every multiply reads its weights from memory, as a model's layers are
+// read when the model is larger than the cache.
 //   [DF11_CPU_LEVEL=scalar|avx2|avx512] ew4_gemv_bench [--threads N] [google benchmark flags]
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdio>
 #include <map>
+#include <tuple>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +29,9 @@ namespace df11 {
 namespace {
 
 int g_threads = 2;
+// Bytes of weight copies a streamed benchmark cycles through: above the 480 MB last-level cache
+// of the machine these figures were first measured on, and most servers'.
+constexpr double kStreamedBytes = 1.5 * (1 << 30);
 
 struct Matrix {
   std::vector<uint16_t> bf16;
@@ -62,21 +71,59 @@ std::vector<float> Activations(int64_t m, int64_t k) {
 
 enum Kind { kEw4Fused, kBf16Gemv, kBf16SameOrder };
 
+// Copies of the (n, k) matrix for streamed runs, in the format `kind` reads.
+struct Copies {
+  std::vector<std::vector<uint16_t>> bf16;
+  std::vector<Ew4Encoded> ew4;
+};
+
+const Copies& CopiesOf(int64_t n, int64_t k, bool ew4) {
+  static std::map<std::tuple<int64_t, int64_t, bool>, Copies> cache;
+  auto it = cache.find({n, k, ew4});
+  if (it != cache.end()) return it->second;
+  const Matrix& w = MatrixOf(n, k);
+  const double bytes = ew4 ? static_cast<double>(w.ew4.stored_bytes()) : 2.0 * n * k;
+  const int count = static_cast<int>(std::ceil(kStreamedBytes / bytes));
+  Copies& c = cache[{n, k, ew4}];
+  for (int i = 0; i < count; ++i) {
+    if (ew4) {
+      c.ew4.push_back(w.ew4);
+    } else {
+      c.bf16.push_back(w.bf16);
+    }
+  }
+  return c;
+}
+
 void BM_Gemv(benchmark::State& state, Kind kind) {
   const int64_t n = state.range(0), k = state.range(1), batch = state.range(2);
+  const bool streamed = state.range(3) != 0;
   const Matrix& w = MatrixOf(n, k);
+  // The matrices multiplied in turn: the one, or its copies.
+  std::vector<Ew4View> ew4 = {w.ew4.View()};
+  std::vector<const uint16_t*> bf16 = {w.bf16.data()};
+  if (streamed) {
+    const Copies& c = CopiesOf(n, k, kind == kEw4Fused);
+    ew4.clear();
+    bf16.clear();
+    for (const Ew4Encoded& e : c.ew4) ew4.push_back(e.View());
+    for (const auto& b : c.bf16) bf16.push_back(b.data());
+  }
   const std::vector<float> x = Activations(batch, k);
   std::vector<float> y(static_cast<size_t>(batch * n));
+  size_t turn = 0;
   for (auto _ : state) {
     switch (kind) {
       case kEw4Fused:
-        Ew4GemvCpu(x.data(), w.ew4.View(), nullptr, y.data(), batch, g_threads);
+        Ew4GemvCpu(x.data(), ew4[turn++ % ew4.size()], nullptr, y.data(), batch, g_threads);
         break;
       case kBf16Gemv:
-        GemmBf16Cpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
+        GemmBf16Cpu(x.data(), bf16[turn++ % bf16.size()], nullptr, y.data(), batch, n, k,
+                    g_threads);
         break;
       case kBf16SameOrder:
-        Bf16GemvOrderedCpu(x.data(), w.bf16.data(), nullptr, y.data(), batch, n, k, g_threads);
+        Bf16GemvOrderedCpu(x.data(), bf16[turn++ % bf16.size()], nullptr, y.data(), batch, n, k,
+                           g_threads);
         break;
     }
     benchmark::DoNotOptimize(y.data());
@@ -92,9 +139,11 @@ void BM_Gemv(benchmark::State& state, Kind kind) {
 void Shapes(benchmark::internal::Benchmark* b) {
   for (auto [n, k] : {std::pair<int64_t, int64_t>{256, 4096}, {1024, 1024}, {4096, 1024}, {1024, 4096}, {128256, 1024}, {4096, 4096}, {14336, 4096}, {4096, 14336},
                       {128256, 4096}}) {
-    for (int64_t batch : {1, 4, 8}) b->Args({n, k, batch});
+    for (int64_t streamed : {0, 1}) {
+      for (int64_t batch : {1, 4, 8}) b->Args({n, k, batch, streamed});
+    }
   }
-  b->ArgNames({"n", "k", "batch"})->Unit(benchmark::kMillisecond)->UseRealTime();
+  b->ArgNames({"n", "k", "batch", "streamed"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 BENCHMARK_CAPTURE(BM_Gemv, ew4_fused, kEw4Fused)->Apply(Shapes);

@@ -39,12 +39,11 @@ namespace df11 {
 namespace {
 
 constexpr int64_t kRowsPerChunk = 16;
-// How far ahead (weights) of the block being decoded a row's bytes are prefetched, and from what
-// size (stored bytes) on: the hardware prefetcher alone leaves memory bandwidth unused when a
-// matrix streams from DRAM (the 128256 x 4096 LM head: ~10 % faster with it), while a matrix
-// that stays in the last-level cache runs ~5 % slower with it (4096 x 4096).
-constexpr int64_t kPrefetchWeights = 1024;
-constexpr int64_t kPrefetchFromBytes = int64_t{256} << 20;
+// How far ahead (weights) of the block being decoded a row's bytes are prefetched: the hardware
+// prefetcher alone leaves memory bandwidth unused when the weights stream from DRAM, as a
+// model's do once it is larger than the last-level cache (batch 1, 4096 x 4096, one thread:
+// ~15 % faster at 512-768; a matrix that stays in the cache loses a few %).
+constexpr int64_t kPrefetchWeights = 640;
 
 // The exponent's bit 0 (as bit 7 of the low byte) and bits 1-7 (bits 0-6 of the high byte) of
 // each code's weight; code 0 (escape) gives 0 and is patched.
@@ -165,7 +164,6 @@ DF11_TARGET_AVX512 inline void Patch512(Block512* blk, int64_t p, uint16_t value
   for (int i = 0; i < 4; ++i) blk->f[i] = _mm512_mask_mov_ps(blk->f[i], i == f ? lane : 0, v);
 }
 
-template <bool kPrefetch>
 struct Ew4Source512 {
   const Ew4View* w;
   __m512i low, high;
@@ -182,7 +180,7 @@ struct Ew4Source512 {
     const __m512i codes = _mm512_and_si512(
         _mm512_mask_srli_epi16(packed, 0xFFFF0000u, packed, 4), _mm512_set1_epi8(0x0F));
     const __m512i sm = _mm512_loadu_si512(r.sm + blk);
-    if constexpr (kPrefetch) PrefetchAhead(r, blk);
+    PrefetchAhead(r, blk);
     // (sm & mask) | table[code]: ternary logic 0xEA = (A & B) | C.
     const __m512i lb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(0x7F),
                                                  _mm512_shuffle_epi8(low, codes), 0xEA);
@@ -280,7 +278,6 @@ DF11_TARGET_AVX2 inline void Patch256(Half256* half, int64_t p, uint16_t value) 
   half->f[f] = _mm256_blendv_ps(half->f[f], v, _mm256_castsi256_ps(lane));
 }
 
-template <bool kPrefetch>
 struct Ew4Source256 {
   const Ew4View* w;
   __m256i low, high;
@@ -296,7 +293,7 @@ struct Ew4Source256 {
     const __m256i codes[2] = {_mm256_and_si256(packed, nibble),
                               _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble)};
     const __m256i odd = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
-    if constexpr (kPrefetch) PrefetchAhead(r, blk);
+    PrefetchAhead(r, blk);
     for (int h = 0; h < 2; ++h) {
       const __m256i sm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.sm + blk + 32 * h));
       const __m256i lb = _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(0x7F)),
@@ -465,19 +462,11 @@ void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y
 #if DF11_HAS_X86_LEVELS
   level = Lower(level);
   const ExponentTables tables(w.window_start);
-  const bool prefetch = Ew4StoredBytes(w.rows, w.cols, w.n_escapes) >= kPrefetchFromBytes;
+
   if (level >= CpuLevel::kAvx512) {
-    if (prefetch) {
-      Run<Avx512>(Ew4Source512<true>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
-    } else {
-      Run<Avx512>(Ew4Source512<false>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
-    }
+    Run<Avx512>(Ew4Source512(w, tables), x, m, w.rows, w.cols, bias, y, threads);
   } else if (level == CpuLevel::kAvx2) {
-    if (prefetch) {
-      Run<Avx2>(Ew4Source256<true>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
-    } else {
-      Run<Avx2>(Ew4Source256<false>(w, tables), x, m, w.rows, w.cols, bias, y, threads);
-    }
+    Run<Avx2>(Ew4Source256(w, tables), x, m, w.rows, w.cols, bias, y, threads);
   } else {
     Ew4GemvRef(x, w, bias, y, m, threads);
   }
