@@ -394,12 +394,13 @@ struct Avx2 {
   }
 };
 
-// Columns of x (full blocks) per k-chunk: from 2 rows of x on, 16 KB of them stay in L1 while
+// Columns of x (full blocks) per k-chunk: from 2 rows of x on, 32 KB of them stay in L1 while
 // the chunk's weight rows stream past (one pass over all of k would read x from L2 for every
-// weight row at M = 8). One row of x is read once per group of 4 weight rows: no chunks.
+// weight row at M = 8 and k = 4096; smaller chunks cost more than they save). One row of x is
+// read once per group of 4 weight rows: no chunks.
 template <int M>
 constexpr int64_t kChunkColumns =
-    M == 1 ? INT64_MAX / 2 : std::max<int64_t>(64, 4096 / M / 64 * 64);
+    M == 1 ? INT64_MAX / 2 : std::max<int64_t>(64, 8192 / M / 64 * 64);
 
 // Rows [j0, j1) (at most kRowsPerChunk): k in chunks; within a chunk, groups of R rows
 // (independent accumulation chains hide the FMA latency), then single rows. Neither changes any

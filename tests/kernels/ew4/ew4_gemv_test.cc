@@ -60,7 +60,7 @@ TEST(Ew4Gemv, EveryPathMatchesTheOrderOnRawWeightsBitForBit) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", this CPU: " +
                CpuLevelName(DetectedCpuLevel()));
   // The last shape's rows are longer than the vector paths' k-chunks at every batch from 2 on
-  // (2048 columns at batch 2), so partial sums carry across chunks, escapes included.
+  // (4096 columns at batch 2), so partial sums carry across chunks, escapes included.
   for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 256}, {9, 64}, {20, 333}, {5, 40},
                       {64, 1000}, {19, 4200}}) {
     Problem p = MakeProblem(n, k, seed + n * k);
