@@ -36,6 +36,12 @@ DF11_TARGET_AVX2 void Block(const float* x, const uint16_t* w, const uint16_t* b
   }
   const int64_t k16 = k & ~int64_t{15};
   for (int64_t p = 0; p < k16; p += 16) {
+    if ((p & 31) == 0) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + j * k + p + kPrefetchWeights), _MM_HINT_T0);
+      }
+    }
 #pragma GCC unroll 2
     for (int half = 0; half < 2; ++half) {
       __m256 wv[NR];

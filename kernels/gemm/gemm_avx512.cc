@@ -25,12 +25,6 @@
 namespace df11::gemm_internal {
 namespace {
 
-// How far ahead (weights) each row's bytes are prefetched: the hardware prefetcher alone leaves
-// memory bandwidth unused when the weights stream from DRAM, as a model's do once it is larger
-// than the last-level cache (batch 1, 4096 x 4096, one thread: ~12 % faster; harmless reading
-// past a row: prefetches do not fault).
-constexpr int64_t kPrefetchWeights = 320;
-
 DF11_TARGET_AVX512 inline __m512 LoadBf16x16(const uint16_t* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));

@@ -10,6 +10,12 @@
 
 namespace df11::gemm_internal {
 
+// How far ahead (weights) the kernels prefetch each weight row, once per 64-byte line: the
+// hardware prefetcher alone leaves memory bandwidth unused when the weights stream from DRAM,
+// as a model's do once it is larger than the last-level cache (AVX-512, batch 1, 4096 x 4096,
+// one thread: ~12 % faster). Prefetching past a row's end is harmless: prefetches never fault.
+inline constexpr int64_t kPrefetchWeights = 320;
+
 struct GemmProblem {
   const float* x;        // (m, k)
   const uint16_t* w;     // (n, k) BF16
