@@ -34,6 +34,10 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
                    "tokens one forward step takes (df11-run's --max-step-tokens): the step "
                    "workspace is sized for them")
       ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
+  plan->add_option("--kv-block-tokens", o.kv_block_tokens,
+                   "positions per KV cache block (df11-run's --kv-block-tokens): the cache is "
+                   "whole blocks")
+      ->check(IntegerIn(1, 4096))->capture_default_str();
   plan->add_option("--weight-codec", f->codec,
                    "the weights' codec: auto (the fastest that leaves --min-kv-tokens of KV "
                    "cache; every codec's figures are printed), ew4, bf16 or df11")

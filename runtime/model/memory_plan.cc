@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "runtime/formats/model_tensors.h"
-#include "runtime/model/kv_cache.h"
 
 namespace df11 {
 namespace {
@@ -89,27 +88,6 @@ const char* CodecLabel(WeightCodec codec) {
   return "BF16";
 }
 
-// The sliding-window lines of MemoryPlan::Format ("" when no layer slides).
-std::string WindowSaving(const MemoryPlan& p) {
-  if (p.window_layers == 0) return "";
-  char buf[512];
-  const bool unbounded = p.kv_tokens_windowed == INT64_MAX;
-  std::snprintf(
-      buf, sizeof(buf),
-      "  window saving      %lld sliding-window layers keep only their window: a sequence of\n"
-      "                     %lld tokens takes %.2f GB of KV cache instead of %.2f GB (%.0f%% less);\n"
-      "                     one sequence can reach %s tokens (%lld without the saving);\n"
-      "                     %lld sequences of %lld tokens without it\n",
-      static_cast<long long>(p.window_layers), static_cast<long long>(p.context),
-      p.sequence_kv_bytes / 1e9, p.sequence_kv_bytes_full / 1e9,
-      p.sequence_kv_bytes_full > 0 ? 100.0 * (1 - p.sequence_kv_bytes / p.sequence_kv_bytes_full)
-                                   : 0.0,
-      unbounded ? "any number of" : std::to_string(p.kv_tokens_windowed).c_str(),
-      static_cast<long long>(p.kv_tokens), static_cast<long long>(p.max_sequences_full),
-      static_cast<long long>(p.context));
-  return buf;
-}
-
 // The option ranges PlanMemory checks besides the layout: memory, context and step tokens.
 Status CheckSizes(const ModelConfig& c, const MemoryPlanOptions& o) {
   // 2^60 bytes bounds every byte figure's conversion to an integer (as tokens) below.
@@ -124,6 +102,10 @@ Status CheckSizes(const ModelConfig& c, const MemoryPlanOptions& o) {
                                    "0 (the model's maximum) to max_position_embeddings " +
                                    std::to_string(c.max_position_embeddings) + " (config.json)");
   }
+  if (o.kv_block_tokens < 1 || o.kv_block_tokens > 4096) {
+    return Status::InvalidArgument("--kv-block-tokens must be in [1, 4096], got " +
+                                   std::to_string(o.kv_block_tokens));
+  }
   if (o.workspace_tokens < 1 || o.workspace_tokens > (int64_t{1} << 24)) {
     return Status::InvalidArgument("--max-step-tokens must be in [1, 16777216], got " +
                                    std::to_string(o.workspace_tokens));
@@ -131,55 +113,29 @@ Status CheckSizes(const ModelConfig& c, const MemoryPlanOptions& o) {
   return Status::Ok();
 }
 
-// The windows of the stage whose layers hold the most KV slots for a sequence of `context`
-// positions (the first such stage).
-std::vector<int64_t> WorstStageWindows(const ModelConfig& c, std::span<const Range> stages,
-                                       int64_t context) {
-  std::vector<int64_t> worst;
-  for (size_t stage = 0; stage < stages.size(); ++stage) {
-    std::vector<int64_t> windows;
-    for (int64_t l = stages[stage].begin; l < stages[stage].end; ++l) {
-      windows.push_back(LayerWindow(c, l));
-    }
-    if (stage == 0 || KvSlotsOfLayers(windows, context) > KvSlotsOfLayers(worst, context)) {
-      worst = std::move(windows);
-    }
-  }
-  return worst;
+// Whole blocks of `block_tokens` positions at `bytes_per_token` in `bytes` (0 when none fits),
+// at most INT32_MAX (block ids are int32).
+int64_t KvBlocksIn(double bytes, double bytes_per_token, int64_t block_tokens) {
+  if (!(bytes > 0) || !(bytes_per_token > 0)) return 0;
+  const double blocks = bytes / (bytes_per_token * static_cast<double>(block_tokens));
+  return static_cast<int64_t>(std::min(blocks, static_cast<double>(INT32_MAX)));
+}
+
+// Blocks of one sequence of `context` positions.
+int64_t BlocksOfSequence(int64_t context, int64_t block_tokens) {
+  return (context + block_tokens - 1) / block_tokens;
 }
 
 // The KV figures of *p from its weight, scratch and workspace bytes: K and V of one position of
-// one layer take `row_bytes` (FP32, as the CUDA backend stores them; PlanDeviceMemory agrees),
-// the worst rank holds `layers` layers with `worst_windows`.
-void PlanKv(double row_bytes, int64_t layers, std::span<const int64_t> worst_windows,
-            const MemoryPlanOptions& o, MemoryPlan* p) {
+// one layer take `row_bytes` (BF16, as both backends store them; PlanDeviceMemory agrees), the
+// worst rank holds `layers` layers, the cache is whole blocks.
+void PlanKv(double row_bytes, int64_t layers, const MemoryPlanOptions& o, MemoryPlan* p) {
   p->kv_bytes_per_token = row_bytes * static_cast<double>(layers);
   p->budget_bytes = o.gpu_memory_bytes * o.memory_fraction;
   p->kv_bytes = p->budget_bytes - p->weight_bytes - p->scratch_bytes - p->workspace_bytes;
-  p->kv_tokens = p->kv_bytes > 0 ? static_cast<int64_t>(p->kv_bytes / p->kv_bytes_per_token) : 0;
-  p->sequence_kv_bytes =
-      row_bytes * static_cast<double>(KvSlotsOfLayers(worst_windows, p->context));
-  p->sequence_kv_bytes_full = p->kv_bytes_per_token * static_cast<double>(p->context);
-  if (p->kv_bytes > 0) {
-    p->max_sequences = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes);
-    p->max_sequences_full = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes_full);
-    // The longest sequence whose slots fit: slots grow by one per position on every layer
-    // until a window is full, then on its full-attention layers only.
-    const double slots = p->kv_bytes / row_bytes;
-    int64_t full = 0, windowed_slots = 0;
-    for (int64_t w : worst_windows) {
-      full += w == 0 ? 1 : 0;
-      windowed_slots += w;
-    }
-    p->kv_tokens_windowed = full == 0 ? INT64_MAX : p->kv_tokens;
-    if (full > 0 && full < static_cast<int64_t>(worst_windows.size())) {
-      // Past every window (the usual case): slots = full * n + sum of windows.
-      const double n = (slots - static_cast<double>(windowed_slots)) / static_cast<double>(full);
-      int64_t longest = static_cast<int64_t>(std::min(n, 0x1p62));
-      while (longest > 0 && KvSlotsOfLayers(worst_windows, longest) > slots) --longest;
-      p->kv_tokens_windowed = std::max(p->kv_tokens, longest);
-    }
-  }
+  p->kv_blocks = KvBlocksIn(p->kv_bytes, p->kv_bytes_per_token, o.kv_block_tokens);
+  p->kv_tokens = p->kv_blocks * o.kv_block_tokens;
+  p->max_sequences = p->kv_blocks / BlocksOfSequence(p->context, o.kv_block_tokens);
 }
 
 }  // namespace
@@ -261,8 +217,6 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   double layer_unit = 0, largest_matrix = 0;
   int64_t layers = 0;
   p.context = o.context > 0 ? o.context : c.max_position_embeddings;
-  const std::vector<int64_t> worst_windows = WorstStageWindows(c, *stages, p.context);
-  for (int64_t w : c.layer_window) p.window_layers += w > 0 ? 1 : 0;
   for (size_t stage = 0; stage < stages->size(); ++stage) {
     const Range held = (*stages)[stage];
     ModelPart part{held.begin,
@@ -292,7 +246,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.workspace_bytes = static_cast<double>(o.workspace_tokens) * 4 *
                           (3 * h + 2 * heads * hd + 2 * kv * hd + 2 * inter) +
                       rows * 4 * vocab;
-  PlanKv(2.0 * 4.0 * kv * hd, layers, worst_windows, o, &p);
+  PlanKv(2.0 * 2.0 * kv * hd, layers, o, &p);
   // It fits when the cache holds at least one sequence of the whole context.
   p.fits = p.max_sequences >= 1;
   return p;
@@ -307,9 +261,9 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       "  weights            %8.2f GB\n"
       "  decode scratch     %8.2f GB  (%s)\n"
       "  step workspace     %8.2f GB  (%lld tokens of activations)\n"
-      "  KV cache           %8.2f GB  = %lld tokens (%.1f KB per token)\n"
+      "  KV cache           %8.2f GB  = %lld tokens (%lld blocks of %lld; %.1f KB per token, "
+      "BF16)\n"
       "  concurrency        %8lld sequences of %lld tokens\n"
-      "%s"
       "verdict: %s\n",
       parameters / 1e9, CodecLabel(o.codec), o.tp, o.pp, static_cast<long long>(o.tp) * o.pp,
       o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9, weight_bytes / 1e9,
@@ -317,9 +271,10 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       o.codec == WeightCodec::kDf11  ? "two BF16 buffers of the largest layer slice"
       : o.codec == WeightCodec::kEw4 ? "BF16 of the largest matrix, for steps of > 256 tokens"
                                      : "none", workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
-      std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens), kv_bytes_per_token / 1e3,
-      static_cast<long long>(max_sequences), static_cast<long long>(context),
-      WindowSaving(*this).c_str(),
+      std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens),
+      static_cast<long long>(kv_blocks), static_cast<long long>(o.kv_block_tokens),
+      kv_bytes_per_token / 1e3, static_cast<long long>(max_sequences),
+      static_cast<long long>(context),
       fits            ? "FITS"
       : kv_tokens > 0 ? "DOES NOT FIT (the KV cache holds less than one sequence; "
                         "lower --context or use more GPUs)"
@@ -338,11 +293,17 @@ StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
       static_cast<int64_t>(in.memory_fraction * static_cast<double>(in.device_total_bytes));
   p.fixed_bytes = in.compressed_bytes + in.plain_bytes + in.small_bytes + in.layer_scratch_bytes +
                   in.head_scratch_bytes + in.activation_bytes + in.sampling_bytes;
+  if (in.kv_block_tokens < 1) {
+    return Status::InvalidArgument("--kv-block-tokens must be >= 1, got " +
+                                   std::to_string(in.kv_block_tokens));
+  }
   p.kv_bytes = p.budget_bytes - p.fixed_bytes;
-  p.kv_tokens =
-      in.kv_bytes_per_token > 0 && p.kv_bytes > 0 ? p.kv_bytes / in.kv_bytes_per_token : 0;
-  p.max_sequences = in.context > 0 ? p.kv_tokens / in.context : 0;
-  if (p.kv_tokens < 1) {
+  p.kv_blocks = KvBlocksIn(static_cast<double>(p.kv_bytes),
+                           static_cast<double>(in.kv_bytes_per_token), in.kv_block_tokens);
+  p.kv_tokens = p.kv_blocks * in.kv_block_tokens;
+  p.max_sequences = in.context > 0 ? p.kv_blocks / BlocksOfSequence(in.context, in.kv_block_tokens)
+                                   : 0;
+  if (p.kv_blocks < 1) {
     char buf[512];
     std::snprintf(buf, sizeof(buf),
                   "the model does not fit on the GPU: weights %.3f GB + layer scratch %.3f GB + "
@@ -370,13 +331,15 @@ std::string DeviceMemoryPlan::Format() const {
       "  activations        %10.3f MB\n"
       "  sampling workspace %10.3f MB\n"
       "  weight memory per GPU = compressed shard + two layer scratch buffers = %.3f MB\n"
-      "  KV cache           %10.3f MB  = %lld tokens (%.1f KB per token)\n"
+      "  KV cache           %10.3f MB  = %lld tokens (%lld blocks of %lld; %.1f KB per token, "
+      "BF16)\n"
       "  concurrency        %10lld sequences of %lld tokens\n",
       in.device_total_bytes / 1e9, in.memory_fraction, budget_bytes / 1e9,
       (in.compressed_bytes + in.plain_bytes + in.small_bytes) / 1e6, in.compressed_bytes / 1e6,
       in.plain_bytes / 1e6, in.small_bytes / 1e6, in.layer_scratch_bytes / 1e6,
       in.head_scratch_bytes / 1e6, in.activation_bytes / 1e6, in.sampling_bytes / 1e6,
       weight_memory_bytes() / 1e6, kv_bytes / 1e6, static_cast<long long>(kv_tokens),
+      static_cast<long long>(kv_blocks), static_cast<long long>(in.kv_block_tokens),
       in.kv_bytes_per_token / 1e3, static_cast<long long>(max_sequences),
       static_cast<long long>(in.context));
   return buf;

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Per-GPU memory plan of a tensor- x pipeline-parallel deployment, from config.json alone: the
 // weights of the worst rank in a codec (DF11, ew4 or BF16), their decode scratch, an activation
-// workspace, and what is left for the KV cache (tokens, and sequences at a context); and, over
-// the codecs, the fastest one that leaves the minimum KV cache (ChooseFastestCodec: `auto`).
-// Sliding-window layers keep only their window (kv_cache.h): a sequence costs less than its
-// positions times the full per-token bytes, and the plan says by how much.
+// workspace, and what is left for the KV cache (BF16 K and V in blocks of kv_block_tokens
+// positions, as both backends page it; sequences at a context); and, over the codecs, the fastest
+// one that leaves the minimum KV cache (ChooseFastestCodec: `auto`). One block table serves every
+// layer, so sliding-window layers keep their blocks (they read only their window) and cost as
+// much as full-attention ones.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,7 @@ struct MemoryPlanOptions {
                                     // the context
   int64_t context = 0;              // tokens per sequence; 0: max_position_embeddings
   int64_t workspace_tokens = 2048;  // tokens of activations one step may hold
+  int64_t kv_block_tokens = 16;     // --kv-block-tokens: positions per KV block
 };
 
 struct MemoryPlan {
@@ -40,20 +42,13 @@ struct MemoryPlan {
   double scratch_bytes = 0;          // DF11: two decode buffers for its largest layer slice;
                                      // ew4: one for its largest matrix (steps of > 256 tokens)
   double workspace_bytes = 0;        // activations of one step
-  double kv_bytes_per_token = 0;     // this rank's layers and kv heads, FP32 K and V (as stored)
+  double kv_bytes_per_token = 0;     // this rank's layers and kv heads, BF16 K and V
   double budget_bytes = 0;           // gpu_memory_bytes * memory_fraction
   double kv_bytes = 0;               // what is left for the cache
-  int64_t kv_tokens = 0;             // positions at kv_bytes_per_token (no window saving)
+  int64_t kv_blocks = 0;             // whole blocks of kv_block_tokens positions in kv_bytes
+  int64_t kv_tokens = 0;             // kv_blocks * kv_block_tokens
   int64_t context = 0;
-  // One sequence of `context` tokens on the worst rank: its cache with sliding-window layers
-  // keeping only their window, and without that saving (equal when no layer slides).
-  double sequence_kv_bytes = 0;
-  double sequence_kv_bytes_full = 0;
-  int64_t window_layers = 0;         // sliding-window layers of the model
-  // Tokens one sequence can reach in kv_bytes with the window saving (kv_tokens without it).
-  int64_t kv_tokens_windowed = 0;
-  int64_t max_sequences = 0;         // kv_bytes / sequence_kv_bytes
-  int64_t max_sequences_full = 0;    // the same without the window saving
+  int64_t max_sequences = 0;         // kv_blocks / blocks of one sequence of `context` tokens
   bool fits = false;
 
   std::string Format(const MemoryPlanOptions& options) const;
@@ -97,7 +92,8 @@ struct DeviceMemoryInputs {
   int64_t head_scratch_bytes = 0;  // the LM-head decode chunk
   int64_t activation_bytes = 0;    // activations and workspaces for the largest step
   int64_t sampling_bytes = 0;      // the device sampler's workspace for the largest step
-  int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, FP32 K and V
+  int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, BF16 K and V
+  int64_t kv_block_tokens = 16;    // positions per KV block (--kv-block-tokens)
   int64_t context = 0;             // tokens per sequence, for the concurrency figure
 };
 
@@ -106,8 +102,9 @@ struct DeviceMemoryPlan {
   int64_t budget_bytes = 0;  // memory_fraction * device_total_bytes
   int64_t fixed_bytes = 0;   // everything but the KV cache
   int64_t kv_bytes = 0;      // budget - fixed
-  int64_t kv_tokens = 0;
-  int64_t max_sequences = 0;  // kv_tokens / context
+  int64_t kv_blocks = 0;     // whole blocks in kv_bytes (the device pool), at most INT32_MAX
+  int64_t kv_tokens = 0;     // kv_blocks * kv_block_tokens
+  int64_t max_sequences = 0;  // kv_blocks / blocks of one sequence of `context` tokens
 
   // Weights on the device plus the two layer scratch buffers.
   int64_t weight_memory_bytes() const {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The memory plan: Llama 3.1 405B fits one 8 x 80 GB node losslessly as DF11 (TP 8) and does not
-// as BF16; the deployment YAMLs in configs/ load; bad configs name the file and key.
+// as BF16; its BF16 KV blocks hold twice the tokens FP32 K and V would; sliding-window layers
+// cost as much as full ones (their blocks are kept); the deployment YAMLs in configs/ load; bad
+// configs name the file and key.
 #include "runtime/model/memory_plan.h"
 
 #include <gtest/gtest.h>
@@ -29,8 +31,8 @@ TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
   // 810 GB of BF16 at 10.87 bits/weight over 8 GPUs: ~69 GB each.
   EXPECT_NEAR(df11->weight_bytes / 1e9, 68.9, 1.0);
   EXPECT_TRUE(df11->fits) << df11->Format(o);
-  // ~7.9 GB left for the KV cache at 129 KB per token (126 layers, one kv head, FP32 K and V).
-  EXPECT_GT(df11->kv_tokens, 49152);
+  // ~7.9 GB left for the KV cache at 64.5 KB per token (126 layers, one kv head, BF16 K and V).
+  EXPECT_GT(df11->kv_tokens, 2 * 49152);
   o.codec = WeightCodec::kBf16;
   auto bf16 = PlanMemory(*c, o);
   ASSERT_TRUE(bf16.ok());
@@ -40,41 +42,61 @@ TEST(MemoryPlan, Llama405bFitsOneNodeOnlyAsDf11) {
   EXPECT_FALSE(PlanMemory(*c, o).ok());
 }
 
+// Llama 3.1 405B DF11 on 8 x 80 GB, TP 8: K and V in BF16 blocks hold twice the positions that
+// FP32 K and V held in the same bytes (~61 k -> ~123 k per GPU), up to one block of rounding;
+// the expectation comes from the model's shape.
+TEST(MemoryPlan, Bf16KvBlocksDoubleLlama405bTp8Tokens) {
+  auto c = LoadModelConfig(kConfigs + "/models/llama-3.1-405b");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  MemoryPlanOptions o;
+  o.tp = 8;
+  o.memory_fraction = 0.92;
+  o.context = 8192;
+  auto p = PlanMemory(*c, o);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const int64_t row = c->num_key_value_heads / o.tp * c->head_dim;  // per layer and position
+  const double fp32_per_token = 2.0 * 4.0 * static_cast<double>(row * c->num_hidden_layers);
+  EXPECT_DOUBLE_EQ(p->kv_bytes_per_token, fp32_per_token / 2);
+  const int64_t fp32_tokens = static_cast<int64_t>(p->kv_bytes / fp32_per_token);
+  EXPECT_GT(fp32_tokens, 55000);  // the ~61 k the FP32 cache held
+  EXPECT_EQ(p->kv_tokens % o.kv_block_tokens, 0);
+  EXPECT_EQ(p->kv_tokens, p->kv_blocks * o.kv_block_tokens);
+  EXPECT_GE(p->kv_tokens, 2 * fp32_tokens - o.kv_block_tokens);
+  EXPECT_LE(p->kv_tokens, 2 * fp32_tokens + 1);
+  EXPECT_EQ(p->max_sequences, p->kv_blocks / (8192 / o.kv_block_tokens));
+  const std::string text = p->Format(o);
+  EXPECT_NE(text.find(std::to_string(p->kv_blocks) + " blocks of 16"), std::string::npos) << text;
+  // Larger blocks: whole blocks only.
+  o.kv_block_tokens = 4096;
+  auto big = PlanMemory(*c, o);
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->kv_tokens % 4096, 0);
+  EXPECT_GT(big->kv_tokens, p->kv_tokens - 4096);
+  EXPECT_LE(big->kv_tokens, p->kv_tokens + 16);
+  o.kv_block_tokens = 0;
+  auto bad = PlanMemory(*c, o);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--kv-block-tokens must be in [1, 4096], got 0"),
+            std::string::npos)
+      << bad.status().ToString();
+}
+
 // Gemma 3 27B (configs/models/gemma-3-27b-it: 62 layers, 52 of them with a 1024-token window):
-// its sliding-window layers keep only their window, so a 32768-token sequence takes about a fifth
-// of the full cache on one 80 GB GPU, and the plan says so; Llama has nothing to save.
-TEST(MemoryPlan, CountsSlidingWindowLayersByTheirWindow) {
+// one block table serves every layer, so a sliding-window layer keeps its blocks (it reads only
+// its window) and a position costs the same on every layer.
+TEST(MemoryPlan, SlidingWindowLayersKeepTheirBlocks) {
   auto c = LoadModelConfig(kConfigs + "/models/gemma-3-27b-it");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   MemoryPlanOptions o;
   o.context = 32768;
   auto p = PlanMemory(*c, o);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  EXPECT_EQ(p->window_layers, 52);
-  // Per position and layer: 16 kv heads x 128 x (K, V) x 4 bytes = 16384 bytes.
-  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes_full, 16384.0 * 62 * 32768);
-  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, 16384.0 * (10 * 32768 + 52 * 1024));
-  EXPECT_GT(p->max_sequences, p->max_sequences_full);
-  EXPECT_EQ(p->max_sequences, static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes));
-  // One sequence: 10 full layers grow per token once every window is full.
-  const double slots = p->kv_bytes / 16384.0;
-  EXPECT_EQ(p->kv_tokens_windowed, static_cast<int64_t>((slots - 52 * 1024) / 10));
-  EXPECT_GT(p->kv_tokens_windowed, 5 * p->kv_tokens);
+  // Per position and layer: 16 kv heads x 128 x (K, V) x 2 bytes = 8192 bytes.
+  EXPECT_DOUBLE_EQ(p->kv_bytes_per_token, 8192.0 * 62);
+  EXPECT_EQ(p->kv_blocks, static_cast<int64_t>(p->kv_bytes / (8192.0 * 62 * 16)));
+  EXPECT_EQ(p->max_sequences, p->kv_blocks / (32768 / 16));
   EXPECT_TRUE(p->fits);
-  const std::string text = p->Format(o);
-  EXPECT_NE(text.find("52 sliding-window layers keep only their window"), std::string::npos)
-      << text;
-  EXPECT_NE(text.find("(81% less)"), std::string::npos) << text;
-
-  auto llama = LoadModelConfig(kConfigs + "/models/llama-3.1-405b");
-  ASSERT_TRUE(llama.ok());
-  o.tp = 8;
-  auto q = PlanMemory(*llama, o);
-  ASSERT_TRUE(q.ok());
-  EXPECT_EQ(q->window_layers, 0);
-  EXPECT_DOUBLE_EQ(q->sequence_kv_bytes, q->sequence_kv_bytes_full);
-  EXPECT_EQ(q->max_sequences, q->max_sequences_full);
-  EXPECT_EQ(q->Format(o).find("window saving"), std::string::npos);
+  EXPECT_EQ(p->Format(o).find("window"), std::string::npos) << p->Format(o);
 }
 
 // meta-llama/Llama-3.1-8B: 8,030,261,248 parameters in its checkpoint, norms included.
@@ -161,13 +183,15 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   in.head_scratch_bytes = 500'000'000;
   in.activation_bytes = 499'000'000;
   in.kv_bytes_per_token = 1'000'000;
+  in.kv_block_tokens = 8;
   in.context = 4096;
   auto p = PlanDeviceMemory(in);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->budget_bytes, 72'000'000'000);
   EXPECT_EQ(p->kv_bytes, 72'000'000'000 - 43'000'000'000);
+  EXPECT_EQ(p->kv_blocks, 3'625);
   EXPECT_EQ(p->kv_tokens, 29'000);
-  EXPECT_EQ(p->max_sequences, 7);
+  EXPECT_EQ(p->max_sequences, 7);  // 3625 blocks / 512 blocks per sequence
   EXPECT_EQ(p->weight_memory_bytes(), 42'001'000'000);
   EXPECT_NE(p->Format().find("weight memory per GPU = compressed shard + two layer scratch buffers"),
             std::string::npos);
@@ -176,7 +200,7 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   auto sampled = PlanDeviceMemory(in);
   ASSERT_TRUE(sampled.ok());
   EXPECT_EQ(sampled->kv_bytes, p->kv_bytes - 131'000'000);
-  EXPECT_EQ(sampled->kv_tokens, 28'869);
+  EXPECT_EQ(sampled->kv_tokens, 28'864);  // 28869 positions' bytes: 3608 whole blocks
   EXPECT_NE(sampled->Format().find("sampling workspace    131.000 MB"), std::string::npos)
       << sampled->Format();
   in.sampling_bytes = 0;
@@ -186,6 +210,10 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   EXPECT_EQ(big.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(big.status().message().find("does not fit"), std::string::npos);
   in.memory_fraction = 1.5;
+  EXPECT_EQ(PlanDeviceMemory(in).status().code(), StatusCode::kInvalidArgument);
+  in.memory_fraction = 0.9;
+  in.plain_bytes = 0;
+  in.kv_block_tokens = 0;
   EXPECT_EQ(PlanDeviceMemory(in).status().code(), StatusCode::kInvalidArgument);
 }
 
