@@ -44,17 +44,17 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
       ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
   cmd->add_option_function<int64_t>(
          "--kv-tokens", [f](int64_t v) { f->kv_tokens = v; },
-         "KV cache budget in tokens over the running sequences (CPU: a pool of BF16 blocks that "
-         "sequences take as they grow; GPU: each sequence reserves prompt + max new tokens); "
-         "requests wait for room. 0: no limit; default: what the memory plan leaves (GPU) or "
-         "90 % of the available host memory (CPU)")
+         "KV cache budget in tokens over the running sequences: a pool of BF16 blocks that "
+         "sequences take as they grow; requests wait for room. 0: no limit (CPU only); default: "
+         "the pool the memory plan allocates (GPU, also the most allowed) or 90 % of the "
+         "available host memory (CPU)")
       ->check(IntegerIn(0));
   cmd->add_option("--kv-block-tokens", f->backend.forward.kv_block_tokens,
-                  "positions per block of the CPU's paged KV cache")
+                  "positions per block of the paged KV cache")
       ->check(IntegerIn(1, 4096))->capture_default_str();
   cmd->add_flag_function(
       "--no-prefix-cache", [&engine](int64_t) { engine.prefix_caching = false; },
-      "do not share the KV blocks of equal prompt prefixes between requests (CPU)");
+      "do not share the KV blocks of equal prompt prefixes between requests");
   cmd->add_flag("--chat", f->generator.defaults.chat, "wrap prompts in the model's chat template");
   cmd->add_option("--threads", f->backend.forward.threads, "CPU threads (0: all)")
       ->check(IntegerIn(0, std::numeric_limits<int>::max()));

@@ -91,6 +91,7 @@ struct Leader {
   StepRunner* runner = nullptr;
   StepRunner* keep_alive = nullptr;  // serve on a group: rank 0's runner, stepped while idle
   int64_t plan_kv_tokens = 0;        // the backend's KV budget (the smallest over the ranks)
+  bool fixed_kv_pool = false;        // GPU: the budget is a pool allocated at start
   GroupIdentity id;                  // serve: what is registered
   BatchFiles* files = nullptr;       // generate --input/--output, opened before loading
 };
@@ -205,6 +206,13 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
 // The leader's part: requests in, generation through leader.runner, results out.
 int Lead(const Command& c, const Leader& leader) {
   const GeneratorOptions options = ResolveGeneratorOptions(c.run, leader.plan_kv_tokens);
+  if (leader.fixed_kv_pool &&
+      (options.engine.kv_tokens < 1 || options.engine.kv_tokens > leader.plan_kv_tokens)) {
+    return Fail(Status::InvalidArgument(
+        "--kv-tokens " + std::to_string(options.engine.kv_tokens) + ": expected 1 to " +
+        std::to_string(leader.plan_kv_tokens) +
+        " on the GPU (the KV cache pool the memory plan allocated)"));
+  }
   auto generator = BatchGenerator::Create(c.run.model, options, *leader.config, leader.runner);
   if (!generator.ok()) return Fail(generator.status());
   if (c.serving) return Serve(c, leader, generator->get());
@@ -245,6 +253,7 @@ int RunSingle(const Command& c) {
   leader.config = &weights->config;
   leader.runner = &runner;
   leader.plan_kv_tokens = backend->forward->KvTokenBudget();
+  leader.fixed_kv_pool = backend->device.starts_with("cuda");
   leader.files = &*files;
   if (c.serving) {
     char host[256] = {};
@@ -342,6 +351,7 @@ int RunRank(const Command& c, const World& world, const ShardLayout& layout,
     leader.runner = &runner;
     leader.keep_alive = c.serving ? &runner : nullptr;
     leader.plan_kv_tokens = kv_budget;
+    leader.fixed_kv_pool = backend->device.starts_with("cuda");
     leader.files = &*files;
     leader.id.hosts = GatherHosts(world_comm, world.host);
     if (c.serving) {

@@ -18,6 +18,7 @@
 #include "kernels/ew4/ew4_gemm_tc.h"
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/paged_attention/paged_attention.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
@@ -46,15 +47,33 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
   step_.rows.clear();
   int64_t t0 = 0;
   for (const SequenceStep& s : steps) {
+    const KvCache& c = *s.cache;
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (!s.cache->on_device() || s.cache->device_k.size() != w_->layers.size() ||
-        s.cache->window != windows_) {
-      return Status::InvalidArgument("a sequence's KV cache was not made by this CUDA backend");
+    if (c.block_tokens != kv_block_tokens_) {
+      return Status::InvalidArgument(
+          "a sequence's KV cache has blocks of " + std::to_string(c.block_tokens) +
+          " positions but this CUDA backend's pool has blocks of " +
+          std::to_string(kv_block_tokens_) + " (--kv-block-tokens)");
     }
-    if (appends && s.cache->length + n > s.cache->capacity) {
-      return Status::OutOfRange("a sequence needs " + std::to_string(s.cache->length + n) +
+    const int64_t blocks = static_cast<int64_t>(c.blocks.size());
+    if (appends && (c.length + n > c.capacity || c.length + n > blocks * kv_block_tokens_)) {
+      return Status::OutOfRange("a sequence needs " + std::to_string(c.length + n) +
                                 " KV positions but its cache holds " +
-                                std::to_string(s.cache->capacity));
+                                std::to_string(std::min(c.capacity, blocks * kv_block_tokens_)));
+    }
+    if (blocks > table_stride_) {
+      return Status::OutOfRange("a sequence's KV block table has " + std::to_string(blocks) +
+                                " blocks, more than the " + std::to_string(table_stride_) +
+                                " of max_position_embeddings");
+    }
+    for (int32_t b : c.blocks) {
+      if (b < 0 || b >= kv_blocks_) {
+        return Status::OutOfRange(
+            "a sequence's KV block table names block " + std::to_string(b) +
+            " but the GPU's KV pool holds " + std::to_string(kv_blocks_) + " blocks (" +
+            std::to_string(kv_blocks_ * kv_block_tokens_) +
+            " tokens, the memory plan's; --kv-tokens may not exceed it)");
+      }
     }
     if (all_tokens) {
       for (int64_t j = 0; j < n; ++j) step_.rows.push_back(t0 + j);
@@ -64,7 +83,8 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
     t0 += n;
   }
   step_.rows_identity = static_cast<int64_t>(step_.rows.size()) == T;
-  GrowActivations(std::max(T, static_cast<int64_t>(steps.size())), static_cast<int64_t>(step_.rows.size()));
+  GrowActivations(std::max(T, static_cast<int64_t>(steps.size())),
+                  static_cast<int64_t>(step_.rows.size()));
   step_.tokens = T;
   Activations& a = *act_;
   int64_t t = 0;
@@ -76,15 +96,30 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
       a.h_positions[t] = static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j));
       a.h_ids[t] = s.tokens[j];
       a.h_seq[t] = static_cast<int32_t>(i);
-      a.h_past[t] = static_cast<int32_t>(s.cache->length);
     }
-    for (size_t li = 0; li < w_->layers.size(); ++li) {
-      float** table = a.h_kv_tables + 2 * li * S;  // K pointers, then V pointers
-      table[i] = s.cache->device_k[li];
-      table[S + i] = s.cache->device_v[li];
-    }
+    int32_t* table = a.h_kv_tables + i * table_stride_;
+    std::fill(std::copy(s.cache->blocks.begin(), s.cache->blocks.end(), table),
+              table + table_stride_, 0);
   }
+  if (appends) EnqueueBlockCopies(steps);
   return Status::Ok();
+}
+
+void CudaBackend::EnqueueBlockCopies(std::span<const SequenceStep> steps) {
+  // Rare (a write into a shared block), so plain device-to-device copies, before the step.
+  const int64_t block = 2 * kv_block_tokens_ * w_->dims.kv_heads * w_->config.head_dim;  // bytes
+  for (const SequenceStep& s : steps) {
+    for (const auto& [from, to] : s.cache->block_copies) {
+      for (size_t l = 0; l < w_->layers.size(); ++l) {
+        for (uint16_t* pool : {PoolK(l), PoolV(l)}) {
+          DF11_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<uint8_t*>(pool) + to * block,
+                                          reinterpret_cast<uint8_t*>(pool) + from * block, block,
+                                          cudaMemcpyDeviceToDevice, compute_));
+        }
+      }
+    }
+    s.cache->block_copies.clear();
+  }
 }
 
 void CudaBackend::EnqueueEmbed() {
@@ -190,17 +225,16 @@ void CudaBackend::Rope(float* x, int64_t heads, bool local) {
 
 void CudaBackend::Attention(size_t layer, const float* q, const float* k, const float* v,
                             const AttentionParams& params, float* out) {
-  // Every sequence at once: queries read their caches and the step's rows (tables per layer),
-  // then the rows go to the caches (a sliding-window layer's ring keeps its window).
+  // The step's K/V rows go to their blocks first (BF16), then every query reads its visible
+  // positions through its table, its own step's rows included, as the CPU backend does.
   const Activations& a = *act_;
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
-  const int64_t ring = windows_[layer];
-  float** k_table = a.kv_tables + 2 * layer * step_.sequences;
-  float** v_table = k_table + step_.sequences;
-  AttentionCudaBatched(q, k, v, k_table, v_table, a.seq, a.positions, a.past, step_.tokens, nh,
-                       nkv, hd, ring, params, out, compute_);
-  KvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.seq, a.positions, ring, k_table, v_table,
-                      compute_);
+  PagedKvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.kv_tables, table_stride_,
+                           kv_block_tokens_, a.seq, a.positions, PoolK(layer), PoolV(layer),
+                           compute_);
+  PagedAttentionCudaBatched(q, PoolK(layer), PoolV(layer), a.kv_tables, table_stride_,
+                            kv_block_tokens_, a.seq, a.positions, step_.tokens, nh, nkv, hd,
+                            params, out, compute_);
 }
 
 void CudaBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {
@@ -259,7 +293,6 @@ void CudaBackend::EnqueueLayers() {
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.positions, a.h_positions, 4 * T, cudaMemcpyHostToDevice,
                                   compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
-  DF11_CUDA_CHECK(cudaMemcpyAsync(a.past, a.h_past, 4 * T, cudaMemcpyHostToDevice, compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(step_.sequences),
                                   cudaMemcpyHostToDevice, compute_));
   step_.overlap = options_.forward.overlap_decode &&

@@ -6,21 +6,25 @@
 // Making a layer's weights ready (BeginLayer) decodes its DF11 matrices into one of two BF16
 // scratch buffers on a decode stream while the previous layer computes on the compute stream
 // (events: decode of layer i+1 waits until layer i-1 stopped reading that buffer; layer i waits
-// for its decode). KV caches live on the device (FP32, KvCache::device_k/v). A corrupt DF11
-// stream sets a per-layer device flag, read after each step and returned as a Corruption Status
-// naming the layer.
+// for its decode). The KV cache is paged (kv_cache.h): one device pool of BF16 blocks per rank,
+// allocated once at start with the blocks the memory plan leaves, read and written through the
+// step's block tables (the engine's, or NewCache's from a free list). A corrupt DF11 stream sets
+// a per-layer device flag, read after each step and returned as a Corruption Status naming the
+// layer.
 //
 // CUDA graph (option cuda_graph, only when there is no tensor-parallel all-reduce): the second
 // consecutive step with the same shape (same tokens per sequence, same output kind; the caches
 // may differ) is captured and replayed from then on, also after steps of other shapes between.
-// Captured: the upload of positions, sequence indices and per-layer cache pointer tables (from
-// pinned host buffers), every layer (its DF11 decodes on the forked decode stream and the events
-// that order them, norms, GEMMs, RoPE, the K/V append and attention — one launch each for all
-// sequences, reading positions and cache pointers from device memory, so the graph stays valid
-// as caches grow and as finished sequences are replaced — o_proj,
+// Captured: the upload of positions, sequence indices and the sequences' block tables (from
+// pinned host buffers into fixed device buffers), every layer (its DF11 decodes on the forked
+// decode stream and the events that order them, norms, GEMMs, RoPE, the paged K/V append and
+// attention — one launch each for all sequences, reading positions and block tables from device
+// memory, so the graph stays valid as sequences take blocks and as finished sequences are
+// replaced — o_proj,
 // MLP, residual adds), the final norm, the LM head (chunk decodes + GEMMs) and the argmax. Not
 // captured: the embedding (a DF11 table decodes per-token row ranges chosen on the host), the
-// copies back to the host and the error-flag check. Without a graph the same kernels run in the
+// copies back to the host, the error-flag check and copy-on-write block copies (before the
+// step). Without a graph the same kernels run in the
 // same order, so results are identical either way.
 // Not thread-safe: one CudaBackend per rank, called from one thread.
 #pragma once
@@ -40,6 +44,7 @@
 #include "kernels/ew4/ew4_gemm_select.h"
 #include "runtime/model/forward_backend.h"
 #include "runtime/model/forward_options.h"
+#include "runtime/model/kv_pool.h"
 #include "runtime/model/layer_ops.h"
 #include "runtime/model/memory_plan.h"
 
@@ -71,7 +76,10 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
+  // A cache of `capacity` positions: blocks of the device pool, from a free list (given back with
+  // the cache's last copy). A step whose tables name blocks past the pool is refused.
   KvCache NewCache(int64_t capacity) const override;
+  int64_t KvBlockTokens() const override { return kv_block_tokens_; }
   Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
   Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;
   Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
@@ -120,18 +128,17 @@ class CudaBackend : public ForwardBackend, private LayerOps {
     float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr,
           *proj = nullptr, *gate = nullptr, *up = nullptr, *logits = nullptr, *chunk = nullptr;
     uint16_t *x_bf16 = nullptr, *embed_rows = nullptr;
-    // positions, seq and past: each token's position in its sequence, the sequence's index and
-    // the positions its cache held before the step.
-    int32_t *positions = nullptr, *seq = nullptr, *past = nullptr, *ids = nullptr,
-            *gather = nullptr, *argmax = nullptr;
-    // Per layer, the step's sequences' K then V cache pointers (2 * sequences per layer; room for
-    // `tokens` sequences): the batched attention reads them, so one graph serves any sequences
-    // of the same token counts.
-    float** kv_tables = nullptr;
-    // Pinned host mirrors of the int32 arrays (same order) and of the cache tables.
-    int32_t *h_positions = nullptr, *h_seq = nullptr, *h_past = nullptr, *h_ids = nullptr,
-            *h_gather = nullptr, *h_argmax = nullptr;
-    float** h_kv_tables = nullptr;
+    // positions and seq: each token's position in its sequence and the sequence's index.
+    int32_t *positions = nullptr, *seq = nullptr, *ids = nullptr, *gather = nullptr,
+            *argmax = nullptr;
+    // The step's sequences' block tables, (sequences, table_stride_) (room for `tokens`
+    // sequences): the paged attention reads them, so one graph serves any sequences of the same
+    // token counts.
+    int32_t* kv_tables = nullptr;
+    // Pinned host mirrors of the int32 arrays (same order) and of the block tables.
+    int32_t *h_positions = nullptr, *h_seq = nullptr, *h_ids = nullptr, *h_gather = nullptr,
+            *h_argmax = nullptr;
+    int32_t* h_kv_tables = nullptr;
   };
 
 
@@ -171,9 +178,12 @@ class CudaBackend : public ForwardBackend, private LayerOps {
     return v == nullptr || v->empty() ? nullptr : vectors_[v->id];
   }
 
-  // Host side of a step: checks the caches (their room for the new tokens when `appends`),
-  // grows buffers, picks the logit rows and fills the pinned upload buffers.
+  // Host side of a step: checks the caches (their room for the new tokens when `appends`, their
+  // blocks within the pool), grows buffers, picks the logit rows, fills the pinned upload buffers
+  // and, when `appends`, queues the caches' copy-on-write block copies.
   Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
+  // Each cache's block_copies in every layer's K and V (then cleared), on the compute stream.
+  void EnqueueBlockCopies(std::span<const SequenceStep> steps);
   void EnqueueEmbed();
   void EnqueueDecode(size_t layer, cudaStream_t stream);
   // The decode of layer `layer` on the decode stream, ordered by the events (overlap).
@@ -185,11 +195,17 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // Waits for the step and turns raised decode flags into a Status.
   Status Finish();
   void GrowActivations(int64_t tokens, int64_t rows);
-  // Bytes of the per-layer cache pointer tables for up to `sequences` sequences a step.
-  int64_t KvTableBytes(int64_t sequences) const {
-    return 2 * static_cast<int64_t>(w_->layers.size()) * sequences *
-           static_cast<int64_t>(sizeof(float*));
+  // Bytes of the block tables of up to `sequences` sequences a step.
+  int64_t KvTableBytes(int64_t sequences) const { return 4 * sequences * table_stride_; }
+  // Layer `layer`'s K or V blocks in the pool: (kv_blocks_, kv_block_tokens_, kv_heads, head_dim).
+  uint16_t* PoolK(size_t layer) const { return kv_pool_ + 2 * layer * PoolLayerElements(); }
+  uint16_t* PoolV(size_t layer) const { return PoolK(layer) + PoolLayerElements(); }
+  int64_t PoolLayerElements() const {
+    return kv_blocks_ * kv_block_tokens_ * w_->dims.kv_heads * w_->config.head_dim;
   }
+  // Allocates the pool of plan_.kv_blocks blocks; FailedPrecondition naming the sizes when the
+  // device cannot give them.
+  Status AllocateKvPool();
   void DestroyGraph();
 
   const ModelWeights* w_;
@@ -211,7 +227,6 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // global one otherwise), and their cos/sin factors (yarn's attention factor).
   float* inv_freq_[2] = {};
   float rope_scaling_[2] = {1.0f, 1.0f};
-  std::vector<int64_t> windows_;            // per layer: its attention window, the caches' ring
   uint16_t* scratch_[2] = {};               // (scratch_elements_) each
   int64_t scratch_elements_ = 0;
   uint16_t* head_scratch_ = nullptr;        // (head_chunk_, hidden)
@@ -220,7 +235,15 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   int* host_flags_ = nullptr;               // pinned copy
   std::unique_ptr<Activations> act_;
   DeviceMemoryPlan plan_;
-  mutable int64_t kv_allocated_ = 0;
+  // The paged KV cache: per layer K then V, (kv_blocks_, kv_block_tokens_, kv_heads, head_dim)
+  // BF16 each, one allocation; block tables hold at most table_stride_ blocks (the model's
+  // max_position_embeddings); NewCache's block ids come from kv_ids_ (a KvPool of no layers:
+  // the ids only).
+  uint16_t* kv_pool_ = nullptr;
+  int64_t kv_blocks_ = 0;
+  int64_t kv_block_tokens_ = 16;
+  int64_t table_stride_ = 1;
+  std::shared_ptr<KvPool> kv_ids_;
 
   // ForwardSample's buffers (grown on demand): device [row info | history ids | tokens + drew |
   // SampleCuda workspace] and a pinned host copy of the first three parts.

@@ -1,19 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // CudaBackend set-up: the memory plan, the weights' upload, scratch and activation buffers, and
-// KV caches on the device (the forward steps are in cuda_backend.cc).
+// the paged KV pool on the device (the forward steps are in cuda_backend.cc).
 #include <cublas_v2.h>
 #include <glog/logging.h>
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 
-#include "kernels/attention/attention.h"
 #include "kernels/common/check.h"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
 #include "kernels/ew4/ew4_gemm_tc.h"
 #include "kernels/ew4/ew4_gemv.h"
+#include "kernels/paged_attention/paged_attention.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
 #include "runtime/model/cuda_backend.h"
@@ -122,9 +121,9 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
                         R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
-  // In KV budget tokens: sliding-window layers keep only their window (kv_cache.h).
-  in.kv_bytes_per_token = static_cast<int64_t>(std::ceil(KvBytesPerBudgetToken(
-      windows_, c.layer_window, 2.0 * 4.0 * static_cast<double>(d.kv_heads * hd))));
+  // BF16 K and V of every local layer (sliding-window layers keep their blocks too).
+  in.kv_bytes_per_token = 2 * 2 * d.kv_heads * hd * static_cast<int64_t>(w_->layers.size());
+  in.kv_block_tokens = kv_block_tokens_;
   in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
   return in;
 
@@ -203,9 +202,10 @@ int64_t CudaBackend::UploadWeights() {
 
 Status CudaBackend::Init() {
   const int64_t h = w_->config.hidden_size, hd = w_->config.head_dim;
-  if (hd > kAttentionCudaMaxHeadDim) {
+  if (hd > kPagedAttentionCudaMaxHeadDim) {
     return Status::InvalidArgument("head_dim " + std::to_string(hd) + " exceeds the CUDA "
-                                   "attention kernel's " + std::to_string(kAttentionCudaMaxHeadDim));
+                                   "attention kernel's " +
+                                   std::to_string(kPagedAttentionCudaMaxHeadDim));
   }
   if (w_->embed.compressed() && h % 8 != 0) {
     return Status::InvalidArgument("a DF11 embedding needs hidden_size divisible by 8 on the GPU");
@@ -219,9 +219,14 @@ Status CudaBackend::Init() {
                                    " does not exist (" + std::to_string(count) + " present)");
   }
   DF11_CUDA_CHECK(cudaSetDevice(options_.device));
-  for (size_t l = 0; l < w_->layers.size(); ++l) {
-    windows_.push_back(LayerWindow(w_->config, w_->first_layer + static_cast<int64_t>(l)));
+  if (options_.forward.kv_block_tokens < 1 || options_.forward.kv_block_tokens > 4096) {
+    return Status::InvalidArgument("--kv-block-tokens must be in [1, 4096], got " +
+                                   std::to_string(options_.forward.kv_block_tokens));
   }
+  kv_block_tokens_ = options_.forward.kv_block_tokens;
+  // A table holds the blocks of the longest sequence the model takes.
+  table_stride_ = std::max<int64_t>(
+      1, (w_->config.max_position_embeddings + kv_block_tokens_ - 1) / kv_block_tokens_);
 
   // Sizes first, so a model that does not fit fails before anything is allocated.
   DeviceMemoryInputs in = MemoryInputs();
@@ -257,13 +262,35 @@ Status CudaBackend::Init() {
   GrowActivations(T, R);
   DF11_CUDA_CHECK(cudaDeviceSynchronize());
 
-  // The plan again with what was actually allocated for the units.
+  // The plan again with what was actually allocated for the units; the KV pool takes the rest.
   in.compressed_bytes = unit_bytes;
   DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
+  DF11_RETURN_IF_ERROR(AllocateKvPool());
   LOG(INFO) << "CUDA backend on device " << options_.device << ": " << units_.size()
             << " DF11 units and " << ew4_.size() << " ew4 matrices resident (" << unit_bytes
             << " bytes), layer scratch 2 x "
-            << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows";
+            << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows, KV pool "
+            << kv_blocks_ << " blocks of " << kv_block_tokens_ << " positions";
+  return Status::Ok();
+}
+
+Status CudaBackend::AllocateKvPool() {
+  kv_blocks_ = plan_.kv_blocks;
+  const int64_t elements = 2 * static_cast<int64_t>(w_->layers.size()) * PoolLayerElements();
+  void* p = nullptr;
+  if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(2 * elements, 2))) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the allocation error
+    kv_blocks_ = 0;
+    return Status::FailedPrecondition(
+        "could not allocate the KV cache pool of " + std::to_string(plan_.kv_blocks) +
+        " blocks (" + std::to_string(2 * elements / 1000000) + " MB, the memory plan's KV share) "
+        "on CUDA device " + std::to_string(options_.device) +
+        ": lower --gpu-memory-fraction or free the device");
+  }
+  allocations_.push_back(p);
+  kv_pool_ = static_cast<uint16_t*>(p);
+  kv_ids_ = std::make_shared<KvPool>(0, w_->dims.kv_heads * w_->config.head_dim,
+                                     kv_block_tokens_);
   return Status::Ok();
 }
 
@@ -321,7 +348,6 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
       {reinterpret_cast<void**>(&a.embed_rows), w_->embed.compressed() ? 2 * tokens * h : 0},
       {reinterpret_cast<void**>(&a.positions), 4 * tokens},
       {reinterpret_cast<void**>(&a.seq), 4 * tokens},
-      {reinterpret_cast<void**>(&a.past), 4 * tokens},
       {reinterpret_cast<void**>(&a.ids), 4 * tokens},
       {reinterpret_cast<void**>(&a.gather), 4 * tokens},
       {reinterpret_cast<void**>(&a.argmax), 4 * rows},
@@ -336,50 +362,24 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
   for (size_t i = 0; i < pieces.size(); ++i) {
     *pieces[i].first = static_cast<uint8_t*>(a.device) + offsets[i];
   }
-  // Pinned host mirrors: the cache tables, then positions, seq, past, ids, gather (tokens each),
+  // Pinned host mirrors: the block tables, then positions, seq, ids, gather (tokens each),
   // argmax (rows).
   const int64_t tables = KvTableBytes(tokens);
-  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (5 * tokens + rows))));
-  a.h_kv_tables = static_cast<float**>(a.host);
+  DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (4 * tokens + rows))));
+  a.h_kv_tables = static_cast<int32_t*>(a.host);
   int32_t* hp = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.host) + tables);
   a.h_positions = hp;
   a.h_seq = hp + tokens;
-  a.h_past = hp + 2 * tokens;
-  a.h_ids = hp + 3 * tokens;
-  a.h_gather = hp + 4 * tokens;
-  a.h_argmax = hp + 5 * tokens;
+  a.h_ids = hp + 2 * tokens;
+  a.h_gather = hp + 3 * tokens;
+  a.h_argmax = hp + 4 * tokens;
   a.tokens = tokens;
   a.rows = rows;
 }
 
 KvCache CudaBackend::NewCache(int64_t capacity) const {
-  KvCache cache;
-  cache.capacity = capacity;
-  cache.row = w_->dims.kv_heads * w_->config.head_dim;
-  cache.window = windows_;
-  const int64_t bytes = cache.Bytes();
-  DF11_CUDA_CHECK(cudaSetDevice(options_.device));
-  void* p = nullptr;
-  DF11_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 4))));
-  const int device = options_.device;
-  cache.device_storage = std::shared_ptr<void>(p, [device](void* q) {
-    DF11_CUDA_CHECK(cudaSetDevice(device));
-    DF11_CUDA_CHECK(cudaFree(q));
-  });
-  float* base = static_cast<float*>(p);
-  for (size_t l = 0; l < windows_.size(); ++l) {
-    const int64_t per = cache.Slots(l) * cache.row;  // floats of K, then of V
-    cache.device_k.push_back(base);
-    cache.device_v.push_back(base + per);
-    base += 2 * per;
-  }
-  kv_allocated_ += bytes;
-  if (kv_allocated_ > plan_.kv_bytes) {
-    LOG_EVERY_N(WARNING, 100) << "KV caches allocated so far (" << kv_allocated_
-                              << " bytes, counting freed ones) exceed the plan's KV budget of "
-                              << plan_.kv_bytes << " bytes";
-  }
-  return cache;
+  // Ids only: the blocks' memory is the pool's (Prepare refuses ids past it).
+  return kv_ids_->NewCache(capacity);
 }
 
 }  // namespace df11

@@ -21,7 +21,7 @@ struct ForwardOptions {
   double gpu_memory_fraction = 0.9;  // CUDA: share of the device's memory to plan for
   int64_t context = 0;  // CUDA: tokens per sequence for the memory plan (0: the model's
                         // max_position_embeddings)
-  int64_t kv_block_tokens = 16;  // CPU: positions per block of the paged BF16 KV cache (>= 1)
+  int64_t kv_block_tokens = 16;  // positions per block of the paged BF16 KV cache (>= 1)
 };
 
 }  // namespace df11

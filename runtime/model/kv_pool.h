@@ -4,7 +4,8 @@
 // (KvCache::blocks); position p is row p % block_tokens of block blocks[p / block_tokens], the
 // same block ids in every layer. Blocks come from a free list; the pool grows when it is empty
 // (host memory; what the caches may take is the KV budget's business). A cache made by NewCache
-// gives its blocks back when its last copy goes. Not thread-safe; pointers from k()/v() are
+// gives its blocks back when its last copy goes. A pool of no layers only hands out block ids (the
+// CUDA backend's free list over its device pool). Not thread-safe; pointers from k()/v() are
 // valid until the pool grows.
 #pragma once
 

@@ -2,7 +2,8 @@
 // The CUDA backend against Hugging Face transformers on the tiny models transformers wrote
 // (tests/data/hf_models: GELU-tanh, sliding windows on all / some layers with the exact GELU,
 // YaRN), BF16 and DF11 (skips without a CUDA device):
-//  - prefill logits at every position within kGpuAtol of transformers' float32 logits, for each
+//  - prefill logits at every position within kGpuAtol of transformers' float32 logits (its KV
+//    cache in BF16, as this backend keeps it: the `_bf16kv` goldens), for each
 //    prompt alone and for the three prompts in one batched step;
 //  - DF11 logits bit-identical to BF16;
 //  - decoding through the KV cache (CUDA graphs replayed, windows sliding past the cache start):
@@ -59,7 +60,7 @@ std::pair<float, size_t> MaxDiff(const std::vector<float>& a, const float* b) {
 }
 
 TEST_P(HfModelsCuda, GpuMatchesTransformers) {
-  const model_testing::HfModel ref = model_testing::LoadHfModel(GetParam());
+  const model_testing::HfModel ref = model_testing::LoadHfModel(GetParam(), /*bf16_kv=*/true);
   ASSERT_EQ(ref.prompts.size(), 3u);
   const test_support::TempDir dir("df11_hf_models_cuda_test");
   const std::string& tmp = dir.path();
