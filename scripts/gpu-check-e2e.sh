@@ -8,11 +8,12 @@
 #         of --device cpu == --device cuda for BF16 and DF11, DF11 == BF16, and 2 MPI ranks on
 #         the one GPU (bundled mpirun, --comm mpi) == 1 GPU;
 #   8b:   a random model of Llama-3.1-8B shape (E2E_8B_LAYERS of its 32 layers, fewer when the
-#         disk is short) -> compress; logits of BF16 and DF11 bit-identical; generation speed of
-#         both at E2E_8B_BATCHES (default 1-256; targets: DF11/BF16 >= 0.8 at batch 1, >= 0.97
-#         at batch 64); served as ew4 (--weight-codec ew4): logits of the BF16 and the DF11
-#         files bit-identical, decode speed against BF16 at the same batches, one row per batch
-#         with all three codecs (targets: ew4/BF16 >= 1.1 at batch 1, >= 1.0 at 16 and 64).
+#         disk is short) -> compress; logits of BF16 and DF11 bit-identical (paged BF16 KV);
+#         the batch-64 decode and the plan's KV tokens beside the FP32-KV figures; generation
+#         speed of both at E2E_8B_BATCHES (default 1-256; targets: DF11/BF16 >= 0.8 at batch 1,
+#         >= 0.97 at batch 64); served as ew4 (--weight-codec ew4): logits of the BF16 and the
+#         DF11 files bit-identical, decode speed against BF16 at the same batches, one row per
+#         batch with all three codecs (targets: ew4/BF16 >= 1.1 at batch 1, >= 1.0 at 16 and 64).
 # Models live in E2E_WORK (default: /tmp/df11-gpu-check, or the first folder with room), kept
 # for a rerun on the same machine; logs go to OUT_DIR/e2e-*.log.
 E2E_8B_LAYERS=${E2E_8B_LAYERS:-32}
@@ -73,6 +74,10 @@ e2e_plan() {
   else
     echo "$line" | cut -c1-60
   fi
+}
+# e2e_kv_tokens LOG: the tokens of the memory plan's KV cache line ("KV cache ... = N tokens").
+e2e_kv_tokens() {
+  grep -m1 -o 'KV cache  *[0-9.]* MB  *= [0-9]* tokens' "$1" 2>/dev/null | sed 's/.*= //'
 }
 # e2e_workdir GB: a folder with GB GiB free for the models.
 e2e_workdir() {
@@ -246,6 +251,16 @@ e2e_8b() {
       if awk -v r="$ratio" -v t="$target" 'BEGIN {exit !(r + 0 >= t)}'; then status=PASS; else status=MISS; fi
     fi
     row "8b decode tok/s batch $b" "bf16 $bf, df11 $df, ratio $ratio${target:+ (target >= $target)}" "$status"
+  done
+  # The paged BF16 KV cache beside the FP32-KV cache of BENCHMARKS.md (its run 4 on an H100:
+  # batch 64 decode 6078.7 tok/s BF16, 2615.6 DF11; the DF11 plan's KV cache 243 k tokens).
+  for fmt in bf16 df11; do
+    local fp32 kv
+    case $fmt in bf16) fp32=6078.7 ;; *) fp32=2615.6 ;; esac
+    line=$(grep -h '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | grep -m1 '"batch":64[,}]')
+    kv=$(e2e_kv_tokens "$OUT_DIR/e2e-8b-bench-$fmt.log")
+    row "8b $fmt batch 64, BF16 KV" "$(json_field "$line" decode_tok_s) tok/s (FP32 KV $fp32)" info
+    row "  $fmt plan KV tokens, BF16" "${kv:-?} (FP32 KV, df11: 243 k)" info
   done
   # DF11 with the overlapped decodes on a fixed share of the grid (E2E_GRID_SWEEP fractions, ""
   # skips) at E2E_GRID_BATCHES: does leaving SMs to the compute stream pay at some batch size?

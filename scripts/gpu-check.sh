@@ -8,14 +8,17 @@
 # on LD_LIBRARY_PATH); then the parts named in GPU_CHECK_PARTS (default kernels,e2e):
 #   kernels: ctest -L gpu (among them the CUDA backend against transformers' logits for the
 #            models in tests/data/hf_models); compute-sanitizer memcheck on the pure kernel
-#            test; the decode bench; the ew4 kernel test under memcheck and the ew4 fused GEMV
-#            against cuBLAS BF16 (bench/ew4_gemv_cuda_bench: four shapes, batch 1, 4, 8;
-#            targets >= 1.2x at batch 1, >= 1.0x at batch 8); the ew4 tensor-core GEMM
-#            against cuBLAS BF16 (its test's fragment and all-escape cases under memcheck, then
-#            bench/ew4_gemm_tc_cuda_bench: the same shapes, 16-256 tokens;
-#            target >= 1.0x up to 128 tokens; its measurements kept as OUT_DIR/ew4-gemm-table.txt);
+#            test; the decode bench; the paged BF16 KV attention test under memcheck; the ew4
+#            kernel test under memcheck and the ew4 fused GEMV against cuBLAS BF16
+#            (bench/ew4_gemv_cuda_bench: four shapes, batch 1, 4, 8; targets >= 1.2x at batch
+#            1, >= 1.0x at batch 8); the ew4 tensor-core GEMM against cuBLAS BF16 (its test's
+#            fragment and all-escape cases under memcheck, then bench/ew4_gemm_tc_cuda_bench: the
+#            same shapes, 16-256 tokens; target >= 1.0x up to 128 tokens; its measurements kept
+#            as OUT_DIR/ew4-gemm-table.txt);
 #   e2e:     df11 / df11-run end to end (scripts/gpu-check-e2e.sh): a tiny model on cpu vs cuda
-#            and on 2 MPI ranks, an 8B-shaped random model's logits and generation speed.
+#            and on 2 MPI ranks, an 8B-shaped random model's logits (DF11 == BF16 bitwise, with
+#            the paged BF16 KV cache) and generation speed beside the FP32-KV figures and the
+#            plan's KV tokens.
 # Ends with one table. Exit 0: all passed; 1: a correctness check failed or did not run; 2: only
 # a speed target was missed. All of it within GPU_CHECK_BUDGET seconds (default 540): a step
 # gets what is left when its own timeout would overrun (see budget()).
@@ -38,6 +41,7 @@ TARGET_PCT=60     # decode bytes moved / copy bandwidth, at 256 Mi weights
 KERNEL_TEST=tests/kernels/df11_decode_cuda_test
 BENCH=bench/df11_decode_cuda_bench
 EW4_TEST=tests/kernels/ew4_gemv_cuda_test
+PAGED_TEST=tests/kernels/paged_attention_cuda_test
 EW4_BENCH=bench/ew4_gemv_cuda_bench
 EW4_BENCH_TIMEOUT=${EW4_BENCH_TIMEOUT:-90}
 EW4_TC_TEST=tests/kernels/ew4_gemm_tc_cuda_test
@@ -116,7 +120,7 @@ if [ -f "$BUILD_DIR/gpu-binaries.txt" ]; then
   mapfile -t BINARIES <"$BUILD_DIR/gpu-binaries.txt"
 else
   BINARIES=("$KERNEL_TEST" tests/kernels/df11_decode_cuda_ref_units_test "$BENCH" "$EW4_TEST" "$EW4_BENCH"
-            "$EW4_TC_TEST" "$EW4_TC_BENCH")
+            "$EW4_TC_TEST" "$EW4_TC_BENCH" "$PAGED_TEST")
 fi
 
 # The build recorded absolute paths (ctest's test commands, the test data folder): where this
@@ -338,8 +342,28 @@ if [ -f "$BUILD_DIR/$BENCH" ]; then
 else
   row "decode bench" "$BENCH absent" FAIL
 fi
+paged_kernel_rows
 ew4_kernel_rows
 ew4_tc_rows
+}
+
+# The paged BF16 KV kernels (the CUDA backend's attention and K/V append) under memcheck: reads
+# and writes through block tables stay inside the pools and tables.
+paged_kernel_rows() {
+  say "paged attention memcheck"
+  if [ -z "$SANITIZER" ] || [ ! -f "$BUILD_DIR/$PAGED_TEST" ]; then
+    row "paged KV memcheck errors" "compute-sanitizer or $PAGED_TEST absent" FAIL
+    return
+  fi
+  timeout "$(budget "$MEMCHECK_TIMEOUT")" "$SANITIZER" --tool memcheck --error-exitcode 99 \
+    --print-limit 50 "$BUILD_DIR/$PAGED_TEST" >"$OUT_DIR/paged-memcheck.log" 2>&1
+  rc=$?
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$OUT_DIR/paged-memcheck.log" | tail -1)
+  if [ "$rc" -eq 0 ] && [ "${errors:-x}" = 0 ] && ! grep -q '^\[  SKIPPED \]' "$OUT_DIR/paged-memcheck.log"; then
+    row "paged KV memcheck errors" "0 (tests passed under memcheck)" PASS
+  else
+    row "paged KV memcheck errors" "${errors:-?} errors, exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')" FAIL
+  fi
 }
 
 # The ew4 kernels: their test under memcheck, then the fused GEMV against cuBLAS BF16.
