@@ -186,11 +186,13 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
   if (s.peak_kv_blocks > 0) {
     const int64_t prompts = s.prompt_tokens + s.prefix_cached_tokens;
     std::fprintf(stderr, "KV cache: peak %lld blocks in use; prefix cache hit rate %.1f%% (%lld of "
-                         "%lld prompt tokens not computed); %lld preemption%s\n",
+                         "%lld prompt tokens not computed); %lld preemption%s (%lld generated "
+                         "tokens recomputed)\n",
                  static_cast<long long>(s.peak_kv_blocks),
                  prompts > 0 ? 100.0 * s.prefix_cached_tokens / prompts : 0.0,
                  static_cast<long long>(s.prefix_cached_tokens), static_cast<long long>(prompts),
-                 static_cast<long long>(s.preemptions), s.preemptions == 1 ? "" : "s");
+                 static_cast<long long>(s.preemptions), s.preemptions == 1 ? "" : "s",
+                 static_cast<long long>(s.recomputed_tokens));
   }
   if (!s.first_token_seconds.empty()) {
     std::fprintf(stderr,

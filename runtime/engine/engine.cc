@@ -161,6 +161,11 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
 
 void Engine::Preempt(Call* call) {
   RunningSequence& victim = call->running.back();
+  // Its tokens are generated again from the prompt: counted once, the discarded ones apart.
+  const int64_t generated =
+      static_cast<int64_t>(victim.history().size()) - victim.result().prompt_tokens;
+  stats_.generated_tokens -= generated;
+  stats_.recomputed_tokens += generated;
   blocks_->Free(KvId(*call, victim.index()));
   runner_->Release(victim.cache());
   call->requeued.push_front(victim.index());

@@ -19,7 +19,11 @@ struct EngineStats {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   int64_t prompt_tokens = 0;
-  int64_t generated_tokens = 0;  // in all steps (a prefill step gives each prompt its first)
+  // Each request's generated tokens once (a prefill step gives each prompt its first); those a
+  // preempted sequence had generated are thrown away, generated again and counted in
+  // recomputed_tokens instead.
+  int64_t generated_tokens = 0;
+  int64_t recomputed_tokens = 0;
   int64_t decode_tokens = 0;     // in decode steps
   int64_t prefill_steps = 0;
   int64_t decode_steps = 0;

@@ -74,6 +74,9 @@ TEST_F(Df11RunCli, PromptPrintsTextAndTimings) {
   EXPECT_NE(r.output.find("KV cache: peak 1 blocks in use; prefix cache hit rate 0.0% (0 of "),
             std::string::npos)
       << r.output;
+  EXPECT_NE(r.output.find("; 5 tokens generated"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("0 preemptions (0 generated tokens recomputed)"), std::string::npos)
+      << r.output;
   // A step budget of 2 tokens prefills the prompt in chunks: more steps, the same text.
   auto run = [&](const std::string& flags, std::string* log) {
     const std::string err = dir_ + "/steps.log";

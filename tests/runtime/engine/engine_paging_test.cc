@@ -3,7 +3,8 @@
 // blocks, so a workload whose prompt + max_tokens reservations exceed the pool runs more
 // sequences at once than reservations allow, with the same tokens; when the pool runs dry the
 // most recently admitted sequence is preempted and computed again, and every request (greedy or
-// sampled) still gets the tokens it gets alone; requests sharing a prompt prefix find it in the
+// sampled) still gets the tokens it gets alone (counted once in the statistics, the recomputed
+// ones apart); requests sharing a prompt prefix find it in the
 // prefix cache (also in a later Generate call) and get the tokens of a cold run; a request that
 // can never fit gets an error naming the figures; after any job, including one stopped by a
 // failing callback or a failing step, every block is free again.
@@ -112,6 +113,10 @@ TEST_F(EnginePagingTest, ADryPoolPreemptsTheLatestSequenceAndEveryRequestKeepsIt
     EXPECT_EQ(run.results[i].tokens.size(), 30u) << requests[i].id;
   }
   EXPECT_EQ(run.used_blocks_after, 0);
+  // The summary counts each request's 30 tokens once; the preempted sequences' discarded tokens
+  // are counted apart.
+  EXPECT_EQ(run.stats.generated_tokens, 8 * 30);
+  EXPECT_GT(run.stats.recomputed_tokens, 0);
 }
 
 TEST_F(EnginePagingTest, AdmissionByFreeBlocksRunsMoreSequencesThanReservationsAllow) {
