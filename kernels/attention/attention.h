@@ -16,10 +16,6 @@
 #include <cstdint>
 #include <span>
 
-#if DF11_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
-
 namespace df11 {
 
 // How scores are formed and which positions a query sees.
@@ -72,49 +68,5 @@ void AttentionCpu(std::span<const AttentionSequence> sequences, int64_t n_heads,
                   int64_t n_kv_heads, int64_t head_dim, const AttentionParams& params,
                   int threads);
 
-#if DF11_WITH_CUDA
-// Largest head_dim the CUDA attention supports.
-inline constexpr int64_t kAttentionCudaMaxHeadDim = 256;
-
-// A whole step's attention in one launch, whatever sequences it holds: query t belongs to
-// sequence seq[t], sits at position pos[t] of it, and that sequence's cache held past[t]
-// positions before the step (k_caches[seq[t]] / v_caches[seq[t]], slots as KvSource's with this
-// layer's `ring`); the step's rows of one sequence are consecutive and in position order, so
-// position j >= past[t] is row t - (pos[t] - j) of k_new / v_new. Query t sees what
-// AttentionRef's query pos[t] - past[t] sees. Everything but q and out's sizes is read on the
-// device, so a captured CUDA graph serves any batch of the same token count (caches swapped,
-// lengths grown). One block per (query, head) walks the visible positions in tiles with an
-// online softmax (running max and sum, rescaled accumulators), so results differ from
-// AttentionRef by rounding only. Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads,
-// 1 <= head_dim <= kAttentionCudaMaxHeadDim, window >= 0, ring 0 or >= window > 0,
-// tokens * n_heads <= INT32_MAX, out not overlapping the inputs.
-void AttentionCudaBatched(const float* q,      // (tokens, n_heads, head_dim)
-                          const float* k_new,  // (tokens, n_kv_heads, head_dim)
-                          const float* v_new,  // (tokens, n_kv_heads, head_dim)
-                          const float* const* k_caches,  // (sequences) device pointers
-                          const float* const* v_caches,  // (sequences) device pointers
-                          const int32_t* seq,            // (tokens) device
-                          const int32_t* pos,            // (tokens) device
-                          const int32_t* past,           // (tokens) device
-                          int64_t tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                          int64_t ring, const AttentionParams& params,
-                          float* out,  // (tokens, n_heads, head_dim)
-                          cudaStream_t stream);
-
-// Appends a whole step's K and V rows to the caches: row t of k_new / v_new goes to the slot of
-// position pos[t] of sequence seq[t]'s caches (k_caches[seq[t]], v_caches[seq[t]]: (slots, row)
-// each; slot pos[t], or pos[t] % ring when ring > 0, where a row is skipped when a later row of
-// its sequence takes the same slot). As KvAppendRef for each sequence; exact; graph-replayable as
-// above.
-void KvAppendCudaBatched(const float* k_new,  // (tokens, row)
-                         const float* v_new,  // (tokens, row)
-                         int64_t tokens, int64_t row,
-                         const int32_t* seq,          // (tokens) device
-                         const int32_t* pos,          // (tokens) device
-                         int64_t ring,
-                         float* const* k_caches,      // (sequences) device pointers
-                         float* const* v_caches,      // (sequences) device pointers
-                         cudaStream_t stream);
-#endif
 
 }  // namespace df11

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// PagedAttentionCudaBatched: one block per (query, head), 4 warps, as AttentionCudaBatched
-// (kernels/attention/attention.cu), but each cache position is found through the sequence's
-// block table and read as BF16. The visible positions are walked in tiles of kTile: each warp
-// scores a quarter of the tile (lanes split head_dim, shuffles sum), warp 0 folds the tile into
-// the running max m and sum l (online softmax), and every thread rescales its accumulators and
-// adds p_j * v_j for the head dimensions it owns; out = acc / l. The append and block-copy
+// PagedAttentionCudaBatched: one block per (query, head), 4 warps; each cache position is found
+// through the sequence's block table and read as BF16. The visible positions are walked in tiles
+// of kTile: each warp scores a quarter of the tile (lanes split head_dim, shuffles sum), warp 0
+// folds the tile into the running max m and sum l (online softmax), and every thread rescales
+// its accumulators and adds p_j * v_j for the head dimensions it owns; out = acc / l. The append and block-copy
 // kernels: one thread per value.
 #include <algorithm>
 #include <cmath>

@@ -61,7 +61,7 @@ inline constexpr int64_t kPagedAttentionCudaMaxHeadDim = 256;
 // A whole step's attention in one launch: query t belongs to sequence seq[t] and sits at
 // position pos[t] of it; that sequence's block table is row seq[t] of `tables` (sequences,
 // table_stride). As PagedAttentionRef's query pos[t] - (t_total - t_new) of that sequence, up
-// to rounding (online softmax in tiles, as AttentionCudaBatched). Everything but q and out's
+// to rounding (online softmax in tiles). Everything but q and out's
 // sizes is read on the device, so a captured CUDA graph replays with new tables and positions.
 // Requires n_kv_heads >= 1, n_heads a multiple of n_kv_heads, 1 <= head_dim <=
 // kPagedAttentionCudaMaxHeadDim, params.window >= 0, block_tokens >= 1,
