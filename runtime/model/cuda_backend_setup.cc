@@ -262,8 +262,12 @@ Status CudaBackend::Init() {
   GrowActivations(T, R);
   DF11_CUDA_CHECK(cudaDeviceSynchronize());
 
-  // The plan again with what was actually allocated for the units; the KV pool takes the rest.
+  // The plan again with what was actually allocated for the units; the KV pool takes the rest,
+  // at most what the device has free now.
   in.compressed_bytes = unit_bytes;
+  size_t free_now = 0, total_now = 0;
+  DF11_CUDA_CHECK(cudaMemGetInfo(&free_now, &total_now));
+  in.device_free_bytes = static_cast<int64_t>(free_now);
   DF11_ASSIGN_OR_RETURN(plan_, PlanDeviceMemory(in));
   DF11_RETURN_IF_ERROR(AllocateKvPool());
   LOG(INFO) << "CUDA backend on device " << options_.device << ": " << units_.size()

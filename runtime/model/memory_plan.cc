@@ -298,11 +298,22 @@ StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
                                    std::to_string(in.kv_block_tokens));
   }
   p.kv_bytes = p.budget_bytes - p.fixed_bytes;
+  const int64_t free_for_kv = in.device_free_bytes - in.sampling_bytes - kDeviceMemoryMarginBytes;
+  const bool free_limits = in.device_free_bytes > 0 && free_for_kv < p.kv_bytes;
+  if (free_limits) p.kv_bytes = free_for_kv;
   p.kv_blocks = KvBlocksIn(static_cast<double>(p.kv_bytes),
                            static_cast<double>(in.kv_bytes_per_token), in.kv_block_tokens);
   p.kv_tokens = p.kv_blocks * in.kv_block_tokens;
   p.max_sequences = in.context > 0 ? p.kv_blocks / BlocksOfSequence(in.context, in.kv_block_tokens)
                                    : 0;
+  if (p.kv_blocks < 1 && free_limits) {
+    return Status::FailedPrecondition(
+        "no room for the KV cache on the GPU: " + std::to_string(in.device_free_bytes / 1000000) +
+        " MB of it are free once the weights and buffers are allocated (other processes or "
+        "backends hold the rest), less " + std::to_string(in.sampling_bytes / 1000000) +
+        " MB of sampling workspace and a " + std::to_string(kDeviceMemoryMarginBytes >> 20) +
+        " MiB margin");
+  }
   if (p.kv_blocks < 1) {
     char buf[512];
     std::snprintf(buf, sizeof(buf),

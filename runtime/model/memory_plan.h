@@ -95,13 +95,20 @@ struct DeviceMemoryInputs {
   int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, BF16 K and V
   int64_t kv_block_tokens = 16;    // positions per KV block (--kv-block-tokens)
   int64_t context = 0;             // tokens per sequence, for the concurrency figure
+  // cudaMemGetInfo's free bytes once everything but the KV pool and the sampling workspace is
+  // allocated, or 0 (not known): the KV cache takes at most that less the sampling workspace and
+  // kDeviceMemoryMarginBytes (other processes, or other backends in this one, hold the rest).
+  int64_t device_free_bytes = 0;
 };
+
+// What the device keeps free beside the plan: CUDA graphs, cuBLAS' own allocations.
+inline constexpr int64_t kDeviceMemoryMarginBytes = int64_t{512} << 20;
 
 struct DeviceMemoryPlan {
   DeviceMemoryInputs in;
   int64_t budget_bytes = 0;  // memory_fraction * device_total_bytes
   int64_t fixed_bytes = 0;   // everything but the KV cache
-  int64_t kv_bytes = 0;      // budget - fixed
+  int64_t kv_bytes = 0;      // budget - fixed, at most what the device has free
   int64_t kv_blocks = 0;     // whole blocks in kv_bytes (the device pool), at most INT32_MAX
   int64_t kv_tokens = 0;     // kv_blocks * kv_block_tokens
   int64_t max_sequences = 0;  // kv_blocks / blocks of one sequence of `context` tokens

@@ -50,6 +50,7 @@ class CudaBackendTest : public ::testing::Test {
     o.forward.cuda_graph = graph;
     o.forward.max_step_tokens = max_step_tokens;
     o.lm_head_chunk = 256;  // several chunks for a vocab of 700 or more
+    o.forward.gpu_memory_fraction = 0.1;  // a KV pool per backend, several backends at once
     auto b = CudaBackend::Create(&w, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? std::move(b).value() : nullptr;

@@ -43,6 +43,7 @@ class HfModelsCuda : public ::testing::TestWithParam<std::string> {
     CudaBackendOptions o;
     o.forward.max_step_tokens = 64;
     o.lm_head_chunk = 256;  // two chunks for the vocabulary of 512
+    o.forward.gpu_memory_fraction = 0.1;  // a KV pool per backend, several backends at once
     auto b = CudaBackend::Create(&w, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? std::move(b).value() : nullptr;

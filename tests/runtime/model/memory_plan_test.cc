@@ -171,8 +171,8 @@ TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
   EXPECT_EQ(LoadDeployConfig("/nonexistent.yaml").status().code(), StatusCode::kNotFound);
 }
 
-// The GPU backend's plan from measured sizes: the KV cache gets what the fraction leaves, and
-// weights that do not fit are an error naming the sizes.
+// The GPU backend's plan from measured sizes: the KV cache gets what the fraction leaves (at most
+// what the device has free), and weights that do not fit are an error naming the sizes.
 TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   DeviceMemoryInputs in;
   in.device_total_bytes = 80'000'000'000;
@@ -203,6 +203,19 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   EXPECT_EQ(sampled->kv_tokens, 28'864);  // 28869 positions' bytes: 3608 whole blocks
   EXPECT_NE(sampled->Format().find("sampling workspace    131.000 MB"), std::string::npos)
       << sampled->Format();
+  // What the device has free caps the cache (other processes or backends hold the rest).
+  in.device_free_bytes = 10'000'000'000 + kDeviceMemoryMarginBytes + in.sampling_bytes;
+  auto shared = PlanDeviceMemory(in);
+  ASSERT_TRUE(shared.ok());
+  EXPECT_EQ(shared->kv_bytes, 10'000'000'000);
+  EXPECT_EQ(shared->kv_tokens, 10'000);
+  in.device_free_bytes = kDeviceMemoryMarginBytes;
+  auto full = PlanDeviceMemory(in);
+  EXPECT_EQ(full.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(full.status().message().find("no room for the KV cache on the GPU"),
+            std::string::npos)
+      << full.status().ToString();
+  in.device_free_bytes = 0;
   in.sampling_bytes = 0;
   in.plain_bytes = 40'000'000'000;  // a BF16 copy as well: no longer fits
   auto big = PlanDeviceMemory(in);
