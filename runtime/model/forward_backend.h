@@ -76,9 +76,9 @@ class ForwardBackend {
   virtual const ModelWeights& weights() const = 0;
   // Bytes of decode scratch (two layer buffers and the LM-head chunk).
   virtual int64_t ScratchBytes() const = 0;
-  // KV budget tokens (KvCacheTokens: a cache of C positions takes KvCacheTokens(windows, C))
-  // this rank's memory plan leaves room for, summed over sequences, or 0 where caches live in
-  // host memory and no plan limits them.
+  // KV cache tokens this rank's memory leaves room for, summed over sequences (a paged backend:
+  // its pool's blocks times KvBlockTokens; GPU: the memory plan's pool), or 0 where no plan
+  // limits them.
   virtual int64_t KvTokenBudget() const { return 0; }
   // Blocks until queued device work is done (timing); a no-op on the CPU.
   virtual void Synchronize() {}
