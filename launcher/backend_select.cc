@@ -14,6 +14,7 @@
 #include "kernels/common/parallel_for.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/model/cpu_backend.h"
+#include "runtime/model/kv_cache.h"
 #include "runtime/model/memory_plan.h"
 #include "runtime/model/weight_transcode.h"
 
@@ -118,8 +119,8 @@ StatusOr<std::string> ApplyWeightCodec(const BackendFlags& f, const BackendGroup
   if (f.weight_codec == "auto") {
     const double memory = RankMemoryBytes(f, g, *w);
     const ModelConfig& c = w->config;
-    const double per_token = 2.0 * 4 * static_cast<double>(w->layers.size()) * w->dims.kv_heads *
-                             c.head_dim;
+    const double per_token = static_cast<double>(
+        KvBytesPerToken(static_cast<int64_t>(w->layers.size()), w->dims.kv_heads * c.head_dim));
     std::vector<CodecFit> fits;
     for (WeightCodec codec : kCodecsBySpeed) {
       const double left = memory - static_cast<double>(ServedBytes(*w, codec));

@@ -122,7 +122,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
   // BF16 K and V of every local layer (sliding-window layers keep their blocks too).
-  in.kv_bytes_per_token = 2 * 2 * d.kv_heads * hd * static_cast<int64_t>(w_->layers.size());
+  in.kv_bytes_per_token = KvBytesPerToken(static_cast<int64_t>(w_->layers.size()), d.kv_heads * hd);
   in.kv_block_tokens = kv_block_tokens_;
   in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
   return in;

@@ -17,6 +17,10 @@
 
 namespace df11 {
 
+// Bytes one position takes in `layers` layers' K and V of `row` values each (kv_heads *
+// head_dim): BF16, as every backend stores them.
+inline int64_t KvBytesPerToken(int64_t layers, int64_t row) { return 2 * 2 * layers * row; }
+
 // The slots a cache of `capacity` positions gives a layer whose attention window is `window`
 // (0: full attention).
 inline int64_t KvSlots(int64_t window, int64_t capacity) {

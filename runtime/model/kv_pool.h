@@ -27,7 +27,7 @@ class KvPool : public std::enable_shared_from_this<KvPool> {
   int64_t row() const { return row_; }
   int64_t blocks() const { return blocks_; }
   // Bytes one position takes over every layer (K and V, BF16).
-  int64_t BytesPerToken() const { return 2 * layers_ * row_ * 2; }
+  int64_t BytesPerToken() const { return KvBytesPerToken(layers_, row_); }
 
   // A cache of `capacity` positions: ceil(capacity / block_tokens) blocks of this pool, given
   // back when the cache's last copy is destroyed (nothing happens if the pool is gone by then).

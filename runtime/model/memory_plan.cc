@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/formats/model_tensors.h"
+#include "runtime/model/kv_cache.h"
 
 namespace df11 {
 namespace {
@@ -246,7 +247,7 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.workspace_bytes = static_cast<double>(o.workspace_tokens) * 4 *
                           (3 * h + 2 * heads * hd + 2 * kv * hd + 2 * inter) +
                       rows * 4 * vocab;
-  PlanKv(2.0 * 2.0 * kv * hd, layers, o, &p);
+  PlanKv(static_cast<double>(KvBytesPerToken(1, s.kv_heads.size() * c.head_dim)), layers, o, &p);
   // It fits when the cache holds at least one sequence of the whole context.
   p.fits = p.max_sequences >= 1;
   return p;
