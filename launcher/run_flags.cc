@@ -55,6 +55,21 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
   cmd->add_flag_function(
       "--no-prefix-cache", [&engine](int64_t) { engine.prefix_caching = false; },
       "do not share the KV blocks of equal prompt prefixes between requests");
+  SpeculativeOptions& spec = engine.speculative;
+  cmd->add_option_function<std::string>(
+         "--speculative",
+         [&spec](const std::string&) { spec.method = SpeculativeOptions::Method::kPromptLookup; },
+         "speculative decoding: prompt-lookup drafts the tokens that followed the latest earlier "
+         "occurrence of each sequence's last tokens in its prompt and output; the target checks "
+         "them in one step (the same output, fewer steps when drafts are accepted; CPU backend)")
+      ->check(CLI::IsMember({"prompt-lookup"}));
+  cmd->add_option("--num-speculative-tokens", spec.num_tokens,
+                  "most drafted tokens per sequence and step (--speculative)")
+      ->check(IntegerIn(1, 64))->capture_default_str();
+  cmd->add_option("--speculative-ngram", spec.ngram,
+                  "prompt lookup: the longest tail of a sequence searched for, in tokens (shorter "
+                  "ones are tried when it does not recur)")
+      ->check(IntegerIn(1, 64))->capture_default_str();
   cmd->add_flag("--chat", f->generator.defaults.chat, "wrap prompts in the model's chat template");
   cmd->add_option("--threads", f->backend.forward.threads, "CPU threads (0: all)")
       ->check(IntegerIn(0, std::numeric_limits<int>::max()));

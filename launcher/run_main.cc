@@ -194,6 +194,14 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
                  static_cast<long long>(s.preemptions), s.preemptions == 1 ? "" : "s",
                  static_cast<long long>(s.recomputed_tokens));
   }
+  if (engine.speculative.method != SpeculativeOptions::Method::kNone) {
+    std::fprintf(stderr, "speculative decoding: %lld of %lld drafted tokens accepted (%.1f%%); "
+                         "%.2f tokens per sequence and decode step\n",
+                 static_cast<long long>(s.accepted_tokens), static_cast<long long>(s.draft_tokens),
+                 s.draft_tokens > 0 ? 100.0 * s.accepted_tokens / s.draft_tokens : 0.0,
+                 s.speculative_steps > 0
+                     ? static_cast<double>(s.speculative_tokens) / s.speculative_steps : 0.0);
+  }
   if (!s.first_token_seconds.empty()) {
     std::fprintf(stderr,
                  "latency from the start, over %lld request%s: first token median %.3f s, p90 "

@@ -34,6 +34,7 @@ GenerationRequest MakeRequest(std::string id, std::vector<int32_t> prompt,
   r.sampling = fields.sampling;
   r.seed = fields.seed;
   r.stop = std::move(fields.stop);
+  r.speculative = fields.speculative;
   return r;
 }
 
@@ -134,6 +135,15 @@ nlohmann::json ResultToJson(const GenerationResult& r) {
   j["finish_reason"] = r.finish_reason;
   j["usage"] = {{"prompt_tokens", r.prompt_tokens},
                 {"completion_tokens", static_cast<int64_t>(r.tokens.size())}};
+  if (r.speculative) {  // ran with --speculative (and did not turn it off)
+    const int64_t completion = static_cast<int64_t>(r.tokens.size());
+    j["usage"]["draft_tokens"] = r.draft_tokens;
+    j["usage"]["accepted_draft_tokens"] = r.accepted_tokens;
+    j["usage"]["acceptance_rate"] =
+        r.draft_tokens > 0 ? static_cast<double>(r.accepted_tokens) / r.draft_tokens : 0.0;
+    j["usage"]["tokens_per_step"] =
+        r.token_steps > 0 ? static_cast<double>(completion) / r.token_steps : 0.0;
+  }
   return j;
 }
 

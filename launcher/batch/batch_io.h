@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Batch generation files: JSON lines in, JSON lines out. Input lines are
 //   {"custom_id", "prompt" | "messages", "max_tokens"?, "temperature"?, "top_p"?, "top_k"?,
-//    "min_p"?, "repetition_penalty"?, "seed"?, "stop"?}
+//    "min_p"?, "repetition_penalty"?, "seed"?, "stop"?, "speculative"?}
 // (the OpenAI batch form {"custom_id", "method", "url", "body": {...}} is accepted too), their
 // fields read by request_fields.h; output lines are {"custom_id", "text", "token_ids",
 // "finish_reason", "usage"} or {"custom_id", "error"} for a line that cannot be served.

@@ -111,6 +111,13 @@ std::string ReadRequestFields(const json& body, RequestFields* r) {
     if (!e.empty()) return e;
   }
   if (std::string e = SamplingParamsError(r->sampling); !e.empty()) return e;
+  if (body.contains("speculative") && !body["speculative"].is_null()) {
+    const json& v = body["speculative"];
+    if (!v.is_boolean()) {
+      return "\"speculative\" = " + v.dump() + ": expected true or false (false: no drafted tokens)";
+    }
+    r->speculative = v.get<bool>();
+  }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const auto& s = body["stop"];
     if (s.is_string()) {

@@ -28,6 +28,7 @@ struct RequestFields {
                                   // "repetition_penalty": InvalidSamplingField's rules
   uint64_t seed = 0;              // "seed": an integer in [0, 2^64)
   std::vector<std::string> stop;  // "stop": a string or a list of strings
+  bool speculative = true;        // "speculative": a boolean; false: no drafted tokens
 };
 
 // Reads the fields `body` (a request object, or an OpenAI "body") sets into *fields; absent and

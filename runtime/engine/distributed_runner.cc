@@ -7,6 +7,7 @@
 
 #include "kernels/common/check.h"
 #include "parallel/sharding.h"
+#include "runtime/engine/speculation.h"
 
 namespace df11 {
 namespace {
@@ -45,6 +46,7 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
       wire.push_back(plan->capacities[i]);
       wire.push_back(static_cast<int64_t>(plan->tokens[i].size()));
       wire.insert(wire.end(), plan->tokens[i].begin(), plan->tokens[i].end());
+      wire.push_back(plan->drafts[i]);
       wire.push_back(plan->paged[i]);
       if (plan->paged[i]) {
         wire.push_back(plan->lengths[i]);
@@ -84,6 +86,8 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
     const int64_t k = wire[at++];
     plan->tokens.emplace_back(wire.begin() + at, wire.begin() + at + k);
     at += static_cast<size_t>(k);
+    plan->drafts.push_back(wire[at++]);
+    plan->has_drafts = plan->has_drafts || plan->drafts.back() > 0;
     plan->paged.push_back(static_cast<uint8_t>(wire[at++]));
     plan->lengths.push_back(plan->paged.back() ? wire[at++] : 0);
     for (auto* lists : {&plan->tables, &plan->copies, &plan->seen}) {
@@ -119,6 +123,8 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
     const bool paged = s.cache->block_tokens > 0;
     plan.capacities.push_back(!paged && s.cache->length == 0 ? s.cache->capacity : 0);
     plan.tokens.emplace_back(s.tokens.begin(), s.tokens.end());
+    plan.drafts.push_back(s.drafts);
+    plan.has_drafts = plan.has_drafts || s.drafts > 0;
     plan.paged.push_back(paged ? 1 : 0);
     plan.lengths.push_back(s.cache->length);
     plan.tables.push_back(s.cache->blocks);
@@ -190,12 +196,16 @@ std::vector<SequenceStep> DistributedStepRunner::PrepareSteps(const Plan& plan) 
     }
     auto it = caches_.find(plan.slots[i]);
     DF11_CHECK_MSG(it != caches_.end(), "plan names a sequence slot this rank never allocated");
-    steps.push_back({&it->second, plan.tokens[i]});
+    steps.push_back({&it->second, plan.tokens[i], plan.drafts[i]});
   }
   if (ctx_.rank == SamplingRank()) {
     for (size_t i = 0; i < plan.slots.size(); ++i) {
       std::vector<int32_t>& seen = history_[plan.slots[i]];
       if (plan.capacities[i] > 0) seen.clear();
+      // Holds a token per cached position: rejected drafts (cut from the cache) leave it too.
+      if (plan.paged[i] && static_cast<int64_t>(seen.size()) > plan.lengths[i]) {
+        seen.resize(static_cast<size_t>(plan.lengths[i]));
+      }
       if (!plan.seen[i].empty()) seen = plan.seen[i];
       seen.insert(seen.end(), plan.tokens[i].begin(), plan.tokens[i].end());
     }
@@ -298,12 +308,23 @@ std::vector<float> DistributedStepRunner::GatherLogits(const std::vector<float>&
 void DistributedStepRunner::Sample(const Plan& plan, const std::vector<float>& logits,
                                    StepOutput* result) {
   const int64_t vocab = backend_->weights().config.vocab_size;
+  const float* row = logits.data();
   for (size_t r = 0; r < plan.slots.size(); ++r) {
     uint64_t rng = plan.rngs[r];
     const std::vector<int32_t>& seen = history_[plan.slots[r]];
-    result->tokens.push_back(SampleRef(logits.data() + r * vocab, vocab, plan.params[r],
-                                       seen.data(), static_cast<int64_t>(seen.size()), &rng));
+    const size_t drafts = static_cast<size_t>(plan.drafts[r]);
+    if (plan.has_drafts) {
+      const size_t before = result->tokens.size();
+      const std::span<const int32_t> all(seen);
+      VerifyDrafts(row, vocab, plan.params[r], all.first(all.size() - drafts),
+                   all.last(drafts), &rng, &result->tokens);
+      result->counts.push_back(static_cast<int32_t>(result->tokens.size() - before));
+    } else {
+      result->tokens.push_back(SampleRef(row, vocab, plan.params[r], seen.data(),
+                                         static_cast<int64_t>(seen.size()), &rng));
+    }
     result->rng.push_back(rng);
+    row += static_cast<int64_t>(drafts + 1) * vocab;
   }
 }
 
@@ -314,7 +335,10 @@ void DistributedStepRunner::ReturnResults(const Plan& plan, StepOutput* result, 
   const bool tokens_back = plan.greedy_only || plan.sampled;
   if (ctx_.rank == source && source != 0) {
     if (tokens_back) {
-      ctx_.world->Send(result->tokens.data(), 4 * n, 0, Tag::kResults);
+      // With drafts each sequence took 1..drafts + 1 tokens: their counts go first.
+      if (plan.has_drafts) ctx_.world->Send(result->counts.data(), 4 * n, 0, Tag::kResults);
+      const int64_t total = static_cast<int64_t>(result->tokens.size());
+      ctx_.world->Send(result->tokens.data(), 4 * total, 0, Tag::kResults);
       if (plan.sampled) ctx_.world->Send(result->rng.data(), 8 * n, 0, Tag::kResults);
     } else {
       ctx_.world->Send(result->logits.data(), 4 * n * vocab, 0, Tag::kResults);
@@ -328,9 +352,17 @@ void DistributedStepRunner::ReturnResults(const Plan& plan, StepOutput* result, 
   out->tokens.clear();
   out->logits.clear();
   out->rng.clear();
+  out->counts.clear();
   if (tokens_back) {
-    out->tokens.resize(static_cast<size_t>(n));
-    ctx_.world->Recv(out->tokens.data(), 4 * n, source, Tag::kResults);
+    int64_t total = n;
+    if (plan.has_drafts) {
+      out->counts.resize(static_cast<size_t>(n));
+      ctx_.world->Recv(out->counts.data(), 4 * n, source, Tag::kResults);
+      total = 0;
+      for (int32_t c : out->counts) total += c;
+    }
+    out->tokens.resize(static_cast<size_t>(total));
+    ctx_.world->Recv(out->tokens.data(), 4 * total, source, Tag::kResults);
     if (plan.sampled) {
       out->rng.resize(static_cast<size_t>(n));
       ctx_.world->Recv(out->rng.data(), 8 * n, source, Tag::kResults);
@@ -347,13 +379,27 @@ Status DistributedStepRunner::Execute(const Plan& plan, StepOutput* out) {
   std::vector<float> last_hidden;  // last stage: hidden states of all micro-batches
   DF11_RETURN_IF_ERROR(RunStages(steps, &last_hidden));
   StepOutput result;  // on the last stage: this step's tokens or full logits
+  // Drafted tokens are verified from their rows' logits: greedy here, sampled in Sample.
+  DF11_CHECK_MSG(!plan.has_drafts || plan.greedy_only || plan.sampled,
+                 "a step with drafts returns tokens, not logits");
   if (stage_ == ctx_.layout.pp - 1 && n > 0) {
     std::vector<float> local;
     DF11_RETURN_IF_ERROR(backend_->Logits(steps, last_hidden.data(), false, &local));
-    if (plan.greedy_only) {
+    const int64_t rows = LogitsRows(steps, false);
+    if (!plan.greedy_only) {
+      result.logits = GatherLogits(local, rows);
+    } else if (!plan.has_drafts) {
       result.tokens = GreedyTokens(local, n);
     } else {
-      result.logits = GatherLogits(local, n);
+      const std::vector<int32_t> targets = GreedyTokens(local, rows);
+      std::span<const int32_t> rest = targets;
+      for (size_t i = 0; i < steps.size(); ++i) {
+        const size_t d = static_cast<size_t>(steps[i].drafts);
+        const size_t before = result.tokens.size();
+        AcceptGreedyDrafts(rest.first(d + 1), steps[i].tokens.last(d), &result.tokens);
+        result.counts.push_back(static_cast<int32_t>(result.tokens.size() - before));
+        rest = rest.subspan(d + 1);
+      }
     }
   }
   // Sampling happens here, on the rank that holds the full logits.

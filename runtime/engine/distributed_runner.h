@@ -7,7 +7,9 @@
 // the last stage returns tokens to the leader: greedy ones found with a vocab-parallel
 // all-gather of (max, index) pairs, sampled ones drawn there from the gathered logits with each
 // request's parameters and RNG state carried in the plan (or full logits when no sampling is
-// given). Followers call Serve() until Shutdown().
+// given). Drafted tokens (speculative decoding) are verified there too, from the logits rows of
+// the drafted positions, and each sequence's accepted tokens go back with their counts; the
+// leader's plans carry the rolled-back cache lengths. Followers call Serve() until Shutdown().
 #pragma once
 
 #include <cstdint>
@@ -64,6 +66,8 @@ class DistributedStepRunner : public StepRunner {
     std::vector<int64_t> slots, capacities;  // capacity > 0: a new sequence
     std::vector<int64_t> released;           // slots to free before the step
     std::vector<std::vector<int32_t>> tokens;  // each sequence's new tokens (SequenceStep)
+    std::vector<int64_t> drafts;               // of those, drafted (SequenceStep::drafts)
+    bool has_drafts = false;                   // some sequence has drafts
     // Paged caches (block_tokens > 0 on the leader's handle): per sequence, whether it is paged,
     // its positions before the step, its block table and the block copies to do first, and
     // (sampled plans, a slot's first step) the tokens before the step for the sampler's history.
@@ -90,8 +94,9 @@ class DistributedStepRunner : public StepRunner {
   std::vector<int32_t> GreedyTokens(const std::vector<float>& local, int64_t rows);
   // Last stage: the full logits (rows, vocab) gathered from every tensor-parallel rank.
   std::vector<float> GatherLogits(const std::vector<float>& local, int64_t rows);
-  // Sampling rank: draws each sequence's token from `logits` with the plan's parameters and RNG
-  // states into result->tokens and result->rng.
+  // Sampling rank: draws each sequence's token from `logits` (its drafts + 1 rows) with the
+  // plan's parameters and RNG states into result->tokens and result->rng, verifying drafts
+  // (result->counts, when the plan has drafts).
   void Sample(const Plan& plan, const std::vector<float>& logits, StepOutput* result);
   // Moves the sampling rank's `result` to the leader's `out`.
   void ReturnResults(const Plan& plan, StepOutput* result, StepOutput* out);

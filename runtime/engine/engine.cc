@@ -35,6 +35,7 @@ struct Engine::Call {
   std::deque<size_t> requeued;           // preempted requests, served before `next`
   size_t next = 0;   // first request not yet admitted
   int64_t step = 0;  // steps of this call so far
+  int64_t step_tokens = 0;  // tokens the sequences took in the current step
   int64_t id = 0;    // this call's number (block manager ids)
   Clock::time_point start = Clock::now();
   StepOutput output;
@@ -52,9 +53,14 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
 
 Status Engine::Generate(std::span<const GenerationRequest> requests,
                         const ResultCallback& on_result) {
+  const int64_t block_tokens = runner_->kv_block_tokens();
+  if (options_.speculative.method != SpeculativeOptions::Method::kNone && block_tokens == 0) {
+    return Status::InvalidArgument(
+        "--speculative: this backend cannot verify several tokens of a sequence in one step "
+        "yet (it needs a paged KV cache: use the CPU backend, or run without --speculative)");
+  }
   Call call(requests, options_.kv_tokens);
   call.id = calls_++;
-  const int64_t block_tokens = runner_->kv_block_tokens();
   if (block_tokens > 0 && !blocks_) {
     const int64_t context = runner_->context_length();
     const int64_t pool = options_.kv_tokens > 0
@@ -200,7 +206,47 @@ bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
   return true;
 }
 
+void Engine::Draft(Call* call) {
+  const SpeculativeOptions& o = options_.speculative;
+  if (o.method == SpeculativeOptions::Method::kNone) return;
+  for (RunningSequence& s : call->running) {
+    if (!s.decoding() || s.done() || !s.speculative()) continue;
+    // Drafts past the length limit could never be taken (and would overrun the reservation).
+    const int64_t room = std::min(o.num_tokens, s.tokens_left() - 1);
+    s.SetDrafts(PromptLookupDrafts(s.history(), o.ngram, room));
+  }
+}
+
+void Engine::TakeTokens(Call* call, RunningSequence* s, size_t drafts,
+                        std::span<const int32_t> tokens) {
+  const GenerationRequest& r = call->requests[s->index()];
+  GenerationResult& result = s->result();
+  const bool speculating = options_.speculative.method != SpeculativeOptions::Method::kNone &&
+                           s->speculative() && s->decoding();
+  if (speculating) {
+    const int64_t accepted = static_cast<int64_t>(tokens.size()) - 1;
+    result.speculative = true;
+    result.draft_tokens += static_cast<int64_t>(drafts);
+    result.accepted_tokens += accepted;
+    stats_.draft_tokens += static_cast<int64_t>(drafts);
+    stats_.accepted_tokens += accepted;
+    ++stats_.speculative_steps;
+    // Rejected drafts leave the cache (their blocks go back to the pool).
+    s->cache().length -= static_cast<int64_t>(drafts) - accepted;
+    if (blocks_) blocks_->Truncate(KvId(*call, s->index()), s->cache().length);
+  }
+  ++result.token_steps;
+  for (int32_t token : tokens) {
+    if (s->done()) break;
+    s->TakeToken(token, text_.eos_ids, r.stop);
+    ++stats_.generated_tokens;
+    ++call->step_tokens;
+    if (speculating) ++stats_.speculative_tokens;
+  }
+}
+
 Status Engine::RunStep(Call* call) {
+  Draft(call);
   std::vector<StepShare> plan = PlanStep(call->running, options_.max_step_tokens);
   while (blocks_ && !PlaceShares(call, plan)) {
     if (call->running.empty()) return Status::Ok();  // all requeued: admitted again next
@@ -221,25 +267,30 @@ Status Engine::RunStep(Call* call) {
   DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &call->output,
                                      greedy_only ? std::span<const SampleSpec>() : specs));
   const auto t1 = Clock::now();
-  RecordStep(prompt_tokens, static_cast<int64_t>(plan.size()), Seconds(t0, t1), &stats_);
+  const std::vector<int32_t>& counts = call->output.counts;
+  std::span<const int32_t> tokens = call->output.tokens;
+  call->step_tokens = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     RunningSequence& s = *plan[i].sequence;
-    if (blocks_) blocks_->Commit(KvId(*call, s.index()));
+    const size_t count = counts.empty() ? 1 : static_cast<size_t>(counts[i]);
+    const std::span<const int32_t> mine = tokens.first(count);
+    tokens = tokens.subspan(count);
     if (!s.CompletesWith(plan[i].tokens)) {  // a prompt chunk: its token is not the next one
+      if (blocks_) blocks_->Commit(KvId(*call, s.index()));
       s.Fed(plan[i].tokens);
       continue;
     }
     if (!greedy_only) s.set_rng(call->output.rng[i]);
-    ++stats_.generated_tokens;
     GenerationResult& result = s.result();
     if (result.first_token_step < 0) {
       result.first_token_step = call->step;
       result.first_token_seconds = Seconds(call->start, t1);
     }
-    const GenerationRequest& r = call->requests[s.index()];
-    s.TakeToken(call->output.tokens[i], text_.eos_ids, r.stop);
+    TakeTokens(call, &s, plan[i].drafts, mine);
+    if (blocks_) blocks_->Commit(KvId(*call, s.index()));
     if (s.done()) result.finish_seconds = Seconds(call->start, t1);
   }
+  RecordStep(prompt_tokens, call->step_tokens, Seconds(t0, t1), &stats_);
   ++call->step;
   return Status::Ok();
 }

@@ -24,6 +24,7 @@
 #include "runtime/engine/engine_stats.h"
 #include "runtime/engine/kv_blocks.h"
 #include "runtime/engine/request.h"
+#include "runtime/engine/speculation.h"
 #include "runtime/engine/step_runner.h"
 #include "runtime/text/tokenizer.h"
 
@@ -50,6 +51,13 @@ struct EngineOptions {
   int64_t max_step_tokens = 0;
   // Most requests whose latencies EngineStats keeps (a uniform sample beyond that).
   size_t latency_samples = size_t{1} << 20;
+  // Speculative decoding: each step, every decoding sequence whose request allows it
+  // (GenerationRequest::speculative) feeds up to num_tokens drafted tokens after its last token,
+  // and the step's target logits accept the longest prefix of them that the target itself would
+  // have produced (greedy: exactly its greedy tokens; sampling: VerifyDrafts' rule, the same
+  // text for a seed), plus the target's next token; rejected positions are cut from the cache.
+  // Needs a backend that verifies several tokens per sequence (the CPU's paged cache).
+  SpeculativeOptions speculative;
 };
 
 // What the engine needs of the model's text: the ids that end a sequence, and the tokenizer
@@ -94,6 +102,11 @@ class Engine {
   Status Admit(Call* call, const ResultCallback& on_result);
   // Runs one step over the running sequences and takes the tokens it produced.
   Status RunStep(Call* call);
+  // Speculative decoding: gives each decoding sequence that allows it its drafts for the step.
+  void Draft(Call* call);
+  // Takes sequence `s`'s `tokens` from a step that fed it `drafts` drafted tokens: the
+  // rejected ones leave its cache, the tokens go to the sequence until it finishes.
+  void TakeTokens(Call* call, RunningSequence* s, size_t drafts, std::span<const int32_t> tokens);
   // Finished sequences leave, their caches and KV reservations freed, their results delivered
   // in the order they finished.
   Status Retire(Call* call, const ResultCallback& on_result);

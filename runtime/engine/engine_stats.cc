@@ -15,7 +15,7 @@ double Quantile(std::vector<double> values, double q) {
   return values[k];
 }
 
-void RecordStep(int64_t prompt_tokens, int64_t sequences, double seconds, EngineStats* stats) {
+void RecordStep(int64_t prompt_tokens, int64_t tokens, double seconds, EngineStats* stats) {
   if (prompt_tokens > 0) {
     stats->prefill_seconds += seconds;
     ++stats->prefill_steps;
@@ -23,7 +23,7 @@ void RecordStep(int64_t prompt_tokens, int64_t sequences, double seconds, Engine
   } else {
     stats->decode_seconds += seconds;
     ++stats->decode_steps;
-    stats->decode_tokens += sequences;
+    stats->decode_tokens += tokens;
   }
 }
 

@@ -24,7 +24,7 @@ struct EngineStats {
   // recomputed_tokens instead.
   int64_t generated_tokens = 0;
   int64_t recomputed_tokens = 0;
-  int64_t decode_tokens = 0;     // in decode steps
+  int64_t decode_tokens = 0;     // taken by sequences in decode steps
   int64_t prefill_steps = 0;
   int64_t decode_steps = 0;
   int64_t peak_kv_tokens = 0;  // most KV tokens reserved at once (prompt + max new tokens each)
@@ -34,6 +34,13 @@ struct EngineStats {
   int64_t peak_kv_blocks = 0;
   int64_t prefix_cached_tokens = 0;
   int64_t preemptions = 0;
+  // Speculative decoding: tokens drafted and accepted, the steps of decoding sequences that
+  // could draft (one per sequence and step) and the tokens those steps gave (tokens per step =
+  // speculative_tokens / speculative_steps; 1 without speculation).
+  int64_t draft_tokens = 0;
+  int64_t accepted_tokens = 0;
+  int64_t speculative_steps = 0;
+  int64_t speculative_tokens = 0;
   // GenerationResult's first_token_seconds and finish_seconds of the served requests (pairs at
   // the same index); past EngineOptions::latency_samples requests a uniform sample of them
   // (reservoir).
@@ -45,9 +52,9 @@ struct EngineStats {
 // The q-quantile (0..1, nearest rank) of `values`; 0 when empty.
 double Quantile(std::vector<double> values, double q);
 
-// Adds one step of `sequences` sequences that took `prompt_tokens` prompt tokens (0: a decode
-// step) and `seconds` to `stats`.
-void RecordStep(int64_t prompt_tokens, int64_t sequences, double seconds, EngineStats* stats);
+// Adds one step that took `prompt_tokens` prompt tokens (0: a decode step), gave the sequences
+// `tokens` new tokens and took `seconds` to `stats`.
+void RecordStep(int64_t prompt_tokens, int64_t tokens, double seconds, EngineStats* stats);
 
 // Keeps the latencies of served requests in EngineStats: all of the first `capacity` (at least
 // one), then a uniform sample of that many (reservoir sampling, fixed seed).

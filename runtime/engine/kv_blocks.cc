@@ -166,6 +166,7 @@ int64_t KvBlocks::Open(int64_t id, std::span<const int32_t> prompt) {
     AddRef(b);
     s.table.push_back(b);
     key.parent = blocks_[static_cast<size_t>(b)].content;
+    s.chains.push_back(key.parent);
   }
   s.tokens.assign(prompt.begin(), prompt.begin() + cached);
   s.registered_blocks = hits;
@@ -217,6 +218,7 @@ void KvBlocks::Register(int64_t id) {
     const KvBlockId same = Lookup(key, /*computed_only=*/false);
     if (same >= 0) {  // equal content is cached already: chain on through it
       s.chain = blocks_[static_cast<size_t>(same)].content;
+      s.chains.push_back(s.chain);
       continue;
     }
     Block& block = blocks_[static_cast<size_t>(b)];
@@ -225,6 +227,30 @@ void KvBlocks::Register(int64_t id) {
     block.key = key;
     cache_.emplace(std::move(key), b);
     s.chain = block.content;
+    s.chains.push_back(s.chain);
+  }
+}
+
+void KvBlocks::Truncate(int64_t id, int64_t length) {
+  Sequence& s = At(id);
+  DF11_CHECK(length >= s.computed_blocks * block_tokens_ &&
+             length <= static_cast<int64_t>(s.tokens.size()));
+  s.tokens.resize(static_cast<size_t>(length));
+  const int64_t keep = BlocksFor(length), full = length / block_tokens_;
+  // Blocks at or past `full` were written since the last commit: this sequence's own.
+  for (int64_t i = static_cast<int64_t>(s.table.size()) - 1; i >= full; --i) {
+    const KvBlockId b = s.table[static_cast<size_t>(i)];
+    if (i < keep) {
+      if (blocks_[static_cast<size_t>(b)].content != 0) Uncache(b);  // no longer full
+    } else {
+      Unref(b);  // uncommitted: leaves the cache too
+    }
+  }
+  s.table.resize(static_cast<size_t>(keep));
+  if (s.registered_blocks > full) {
+    s.registered_blocks = full;
+    s.chains.resize(static_cast<size_t>(full));
+    s.chain = full > 0 ? s.chains.back() : 0;
   }
 }
 

@@ -90,6 +90,10 @@ class KvBlocks {
   // false, changing nothing, when the pool has too few free blocks. Blocks the write fills enter
   // the prefix cache, not yet shareable (a block whose key another block holds stays private).
   bool Write(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
+  // Cuts `id` back to its first `length` positions (at least those committed, at most
+  // length(id)): a step's rejected drafted tokens. Blocks past them are released; a block they
+  // had filled leaves the prefix cache (its K/V were never committed).
+  void Truncate(int64_t id, int64_t length);
   // The K/V of every position written so far is computed: its cached blocks become shareable.
   void Commit(int64_t id);
   // Ends `id` (finished, cancelled, failed or preempted): its references go; blocks nobody
@@ -129,6 +133,7 @@ class KvBlocks {
     int64_t registered_blocks = 0;  // leading full blocks already offered to the cache
     int64_t computed_blocks = 0;    // leading full blocks whose K/V are computed
     uint64_t chain = 0;             // content id of the last registered block's content
+    std::vector<uint64_t> chains;   // `chain` after each registered block (Truncate)
   };
 
   // The cached block with this key (computed only, or any), or -1.

@@ -19,6 +19,7 @@ struct GenerationRequest {
   uint64_t seed = 0;
   int64_t max_tokens = 128;       // most new tokens (clamped to what the context leaves)
   std::vector<std::string> stop;  // stop strings; the text ends before the first one
+  bool speculative = true;  // false: no drafted tokens for this request (EngineOptions::speculative)
 };
 
 struct GenerationResult {
@@ -34,6 +35,12 @@ struct GenerationResult {
   int64_t first_token_step = -1;
   double first_token_seconds = -1;
   double finish_seconds = -1;
+  // Speculative decoding (the request ran with drafts): tokens drafted for it and accepted, and
+  // the steps that gave it tokens (tokens.size() / token_steps tokens per step).
+  bool speculative = false;
+  int64_t draft_tokens = 0;
+  int64_t accepted_tokens = 0;
+  int64_t token_steps = 0;
 };
 
 // The new tokens `request` may generate in a context of `context` positions: max_tokens,

@@ -12,14 +12,24 @@ RunningSequence::RunningSequence(size_t index, const GenerationRequest& request,
       history_(request.prompt),
       pending_(request.prompt),
       rng_(request.seed),
-      max_new_tokens_(max_new_tokens) {
+      max_new_tokens_(max_new_tokens),
+      speculative_(request.speculative) {
   result_.id = request.id;
   result_.prompt_tokens = static_cast<int64_t>(request.prompt.size());
   if (tokenizer != nullptr) text_.emplace(tokenizer, true);
 }
 
 SequenceStep RunningSequence::Feed(size_t count) {
-  return {&cache_, std::span<const int32_t>(pending_).subspan(fed_, count)};
+  const size_t own = pending_.size() - drafts_ - fed_;
+  return {&cache_, std::span<const int32_t>(pending_).subspan(fed_, count),
+          count > own ? static_cast<int64_t>(count - own) : 0};
+}
+
+void RunningSequence::SetDrafts(std::span<const int32_t> drafts) {
+  if (!decoding_ || done_) return;
+  pending_.resize(pending_.size() - drafts_);
+  pending_.insert(pending_.end(), drafts.begin(), drafts.end());
+  drafts_ = drafts.size();
 }
 
 void RunningSequence::Finish(const char* reason) {
@@ -30,6 +40,7 @@ void RunningSequence::Finish(const char* reason) {
 void RunningSequence::TakeToken(int32_t token, std::span<const int32_t> eos_ids,
                                 std::span<const std::string> stop) {
   pending_.assign(1, token);
+  drafts_ = 0;
   fed_ = 0;
   decoding_ = true;
   history_.push_back(token);

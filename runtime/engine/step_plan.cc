@@ -22,6 +22,14 @@ std::vector<StepShare> PlanStep(std::span<RunningSequence> running, int64_t max_
     plan.push_back({&s, static_cast<size_t>(chunk)});
     room -= chunk;
   }
+  for (StepShare& share : plan) {
+    if (!share.sequence->decoding() || room <= 0) continue;
+    const int64_t drafts =
+        std::min(static_cast<int64_t>(share.sequence->drafts().size()), room);
+    share.drafts = static_cast<size_t>(drafts);
+    share.tokens += share.drafts;
+    room -= drafts;
+  }
   return plan;
 }
 

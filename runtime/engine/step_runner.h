@@ -19,11 +19,19 @@ namespace df11 {
 // (in the step's order): the last token's logits, (sequences, vocab), or — for a greedy step or
 // one given SampleSpecs — each sequence's next token, which a vocab-parallel group finds without
 // gathering the logits to the leader.
+// A step with drafted tokens (SequenceStep::drafts > 0 for some sequence; greedy or given
+// SampleSpecs) verifies them where the logits are (VerifyDrafts): `counts` then holds how many
+// tokens each sequence took (the accepted drafts and the target's next token), and `tokens`
+// those tokens, sequence after sequence.
 struct StepOutput {
   std::vector<float> logits;
   std::vector<int32_t> tokens;  // greedy steps: the argmax; sampled steps: the drawn token
-  std::vector<uint64_t> rng;    // sampled steps: each sequence's RNG state after its draw
+  std::vector<uint64_t> rng;    // sampled steps: each sequence's RNG state after its draw(s)
+  std::vector<int32_t> counts;  // steps with drafts: tokens per sequence; else empty (one each)
 };
+
+// Whether any step carries drafted tokens.
+bool HasDrafts(std::span<const SequenceStep> steps);
 
 // SampleSpec (runtime/model/forward_backend.h): how to sample one sequence of a step; the runner
 // draws on the process that holds the full logits (a distributed group's last stage), so they
@@ -66,6 +74,10 @@ class LocalStepRunner : public StepRunner {
               std::span<const SampleSpec> sample = {}) override;
 
  private:
+  // A step verifying drafts: the logits of every drafted position, verified on the host.
+  Status StepWithDrafts(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
+                        std::span<const SampleSpec> sample);
+
   ForwardBackend* backend_;
 };
 

@@ -275,11 +275,9 @@ Status CpuBackend::Logits(std::span<const SequenceStep> steps, const float* hidd
   int64_t t0 = 0;
   for (const SequenceStep& s : steps) {
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (all_tokens) {
-      for (int64_t j = 0; j < n; ++j) rows.push_back(t0 + j);
-    } else if (n > 0) {
-      rows.push_back(t0 + n - 1);
-    }
+    // Drafted tokens (speculative decoding) need their rows too; other sequences only the last.
+    const int64_t want = all_tokens ? n : std::min(n, s.drafts + 1);
+    for (int64_t j = n - want; j < n; ++j) rows.push_back(t0 + j);
     t0 += n;
   }
   const int64_t R = static_cast<int64_t>(rows.size()), V = w_->dims.vocab_rows;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/model/forward_backend.h"
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/sampling/sampling.h"
@@ -31,6 +32,15 @@ int64_t TotalTokens(std::span<const SequenceStep> steps) {
   int64_t n = 0;
   for (const SequenceStep& s : steps) n += static_cast<int64_t>(s.tokens.size());
   return n;
+}
+
+int64_t LogitsRows(std::span<const SequenceStep> steps, bool all_tokens) {
+  int64_t rows = 0;
+  for (const SequenceStep& s : steps) {
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    rows += all_tokens ? n : std::min(n, s.drafts + 1);
+  }
+  return rows;
 }
 
 Status ForwardBackend::ForwardArgmax(std::span<const SequenceStep> steps,

@@ -18,10 +18,16 @@
 namespace df11 {
 
 // One sequence's share of a forward step: new tokens appended at positions cache->length...
+// The last `drafts` of them are drafted tokens to verify (speculative decoding): logits come
+// back for the last drafts + 1 tokens instead of the last one.
 struct SequenceStep {
   KvCache* cache = nullptr;
   std::span<const int32_t> tokens;
+  int64_t drafts = 0;  // < tokens.size(); CPU backend only (the CUDA one returns one row)
 };
+
+// Logits rows a step returns: drafts + 1 per sequence (1 without drafts), or every token.
+int64_t LogitsRows(std::span<const SequenceStep> steps, bool all_tokens);
 
 // Tokens in all steps.
 int64_t TotalTokens(std::span<const SequenceStep> steps);
@@ -54,8 +60,8 @@ class ForwardBackend {
   virtual Status Embed(std::span<const SequenceStep> steps, float* hidden) = 0;
   // Runs this rank's layers on hidden (host) in place and appends to the caches (lengths advance).
   virtual Status RunLayers(std::span<const SequenceStep> steps, float* hidden) = 0;
-  // Logits of this rank's vocab rows, (rows, vocab_rows), for the last token of each step, or
-  // every token when all_tokens. `hidden` (host) is the output of the last layer.
+  // Logits of this rank's vocab rows, (rows, vocab_rows), for the last drafts + 1 tokens of each
+  // step (SequenceStep::drafts), or every token when all_tokens. `hidden` (host) is the output of the last layer.
   virtual Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
                         std::vector<float>* logits) = 0;
   // Embed + RunLayers + Logits on one rank. Errors: a DF11 stream found corrupt while decoding.

@@ -117,6 +117,46 @@ TEST(KvBlocks, EqualBlockContentAfterDifferentPrefixesIsNotShared) {
   EXPECT_EQ(pool.table(3)[1], pool.table(2)[1]);
 }
 
+TEST(KvBlocks, TruncateReleasesRejectedDraftsAndTheirCacheEntries) {
+  KvBlocks pool = Pool(8, 4);
+  const std::vector<int32_t> prompt = Tokens(10, 6);
+  Prefill(&pool, 1, prompt);  // positions 0..5: blocks 0 and 1 (half)
+  EXPECT_EQ(pool.used_blocks(), 2);
+  // A step feeds the last token and 5 drafts: positions 6..11, filling blocks 1 and 2.
+  std::vector<KvBlockCopy> copies;
+  const std::vector<int32_t> drafted = {50, 51, 52, 53, 54, 55};
+  ASSERT_TRUE(pool.Write(1, drafted, &copies));
+  EXPECT_EQ(pool.used_blocks(), 3);
+  // Two accepted: positions 0..8 stay; block 2 goes back, block 1 keeps 4 positions.
+  pool.Truncate(1, 9);
+  EXPECT_EQ(pool.length(1), 9);
+  EXPECT_EQ(pool.table(1).size(), 3u);
+  pool.Truncate(1, 8);
+  EXPECT_EQ(pool.length(1), 8);
+  EXPECT_EQ(pool.table(1).size(), 2u);
+  EXPECT_EQ(pool.used_blocks(), 2);
+  pool.Commit(1);
+  // Blocks 0 and 1 hold prompt + 50 51 and are shared; nothing of the rejected drafts is.
+  const std::vector<int32_t> kept = Concat(prompt, {50, 51});
+  EXPECT_EQ(pool.CachedPrefix(Concat(kept, {1})), 8);
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {52, 53, 54, 55}), {1})), 8);
+  // The sequence goes on from position 8 with other tokens, and its new full block is found.
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{60, 61, 62, 63, 64}, &copies));
+  pool.Commit(1);
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63}), {1})), 12);
+  // Truncating inside a block a write filled but no commit covered takes it out of the cache.
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{70, 71, 72}, &copies));  // positions 13..15 fill block 3
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 71, 72}), {1})), 12);
+  pool.Truncate(1, 14);
+  pool.Commit(1);
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 71, 72}), {1})), 12);
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{80, 81}, &copies));  // block 3 is full again, with 80 81
+  pool.Commit(1);
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 80, 81}), {1})), 16);
+  pool.Free(1);
+  EXPECT_EQ(pool.used_blocks(), 0);
+}
+
 TEST(KvBlocks, ABlockIsSharedOnlyOnceItsKvIsComputed) {
   KvBlocks pool = Pool(8, 4);
   const std::vector<int32_t> prompt = Tokens(1, 9);

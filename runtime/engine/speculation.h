@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// Speculative decoding's two halves that need no model: drafting by prompt lookup (the tokens
+// that followed the most recent earlier occurrence of the sequence's tail) and the acceptance of
+// drafted tokens against the target model's logits of the positions that fed them. Drafts here
+// are deterministic (a point mass), so the standard rejection rule — accept draft d with
+// probability p(d), else draw from p with d removed and renormalised — is carried out as a
+// coupling: draw x from p with the request's next random number, accept d when x == d, else
+// take x. That leaves the target's distribution unchanged and consumes exactly the draws that
+// decoding without drafts would, so a seed gives the same text with or without speculation.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/sampling/sampling.h"
+
+namespace df11 {
+
+// How the engine drafts tokens (df11-run --speculative and the flags beside it).
+struct SpeculativeOptions {
+  enum class Method { kNone, kPromptLookup };
+  Method method = Method::kNone;
+  int64_t num_tokens = 4;  // drafted tokens per sequence and step, k (>= 1)
+  int64_t ngram = 3;       // prompt lookup: the longest tail matched, in tokens (>= 1)
+};
+
+// Checks the options; the message names the flag and what was expected.
+std::string SpeculativeOptionsError(const SpeculativeOptions& options);
+
+// Prompt lookup: for n from `ngram` down to 1, the last n tokens of `history` (prompt +
+// generated) are searched for earlier in `history`, the most recent occurrence first; the up to
+// `max_tokens` tokens that followed the first occurrence found are the drafts. Empty when no tail
+// of any length recurs (or max_tokens < 1): a step then runs as without speculation.
+std::vector<int32_t> PromptLookupDrafts(std::span<const int32_t> history, int64_t ngram,
+                                        int64_t max_tokens);
+
+// Verifies `drafts` against `logits` ((drafts.size() + 1, vocab): row j is the target's logits at
+// the position that fed drafts[j - 1], row 0 the one that fed the last accepted token) with the
+// request's sampling `params`, whose history before the step is `history` (row j's history
+// adds drafts[0, j)). Appends to *tokens the target's token of each row up to and including the
+// first that differs from its draft (all drafts accepted: drafts.size() + 1 tokens). Sampling
+// draws one SampleUniform of *rng per row used (none when greedy), as SampleRef does.
+void VerifyDrafts(const float* logits, int64_t vocab, const SamplingParams& params,
+                  std::span<const int32_t> history, std::span<const int32_t> drafts,
+                  uint64_t* rng, std::vector<int32_t>* tokens);
+
+// The greedy case over the target's per-row argmax `targets` (drafts.size() + 1 of them, e.g.
+// found vocab-parallel): appends the rows' targets up to and including the first that differs
+// from its draft.
+void AcceptGreedyDrafts(std::span<const int32_t> targets, std::span<const int32_t> drafts,
+                        std::vector<int32_t>* tokens);
+
+}  // namespace df11

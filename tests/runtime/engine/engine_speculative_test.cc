@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+// Speculative decoding by prompt lookup in the generation loop, on a tiny DF11 model and the
+// CPU backend's paged cache: greedy requests get exactly the tokens they get without drafts, at
+// batch 1 and 8, with drafts accepted (fewer steps) and rejected (their blocks given back);
+// sampled requests get the same tokens with and without drafts for their seeds, and again on a
+// second run; a batch that mixes drafting, opted-out, sampled and chunked-prefill sequences
+// keeps every request's tokens; a runner that cannot verify drafts is refused by name.
+#include <gtest/gtest.h>
+
+#include <optional>
+
+#include "runtime/engine/engine.h"
+#include "runtime/model/cpu_backend.h"
+#include "runtime/model/model_weights.h"
+#include "tests/common/temp_files.h"
+#include "tests/runtime/model/model_test_util.h"
+
+namespace df11 {
+namespace {
+
+class EngineSpeculativeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_.emplace("df11_engine_speculative_test");
+    TinyModelOptions o;
+    o.vocab = 300;
+    o.seed = 41;
+    o.max_position_embeddings = 160;
+    auto [bf16, df11] = model_testing::MakeBf16AndDf11(dir_->path(), o, "m");
+    auto w = LoadModelWeights(df11);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    weights_ = new ModelWeights(std::move(w).value());
+  }
+  static void TearDownTestSuite() {
+    delete weights_;
+    dir_.reset();
+  }
+
+  // n requests of 40 new tokens; prompts of 6..13 tokens that repeat a phrase, so that lookup
+  // finds drafts from the first decode step.
+  static std::vector<GenerationRequest> Requests(int n, float temperature = 0) {
+    std::vector<GenerationRequest> r(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      r[i].id = "r" + std::to_string(i);
+      for (int rep = 0; rep < 2; ++rep) {
+        for (int j = 0; j < 3 + i % 4; ++j) r[i].prompt.push_back(7 + 13 * i + 5 * j);
+      }
+      r[i].prompt.push_back(200 + i);
+      r[i].max_tokens = 40;
+      r[i].sampling.temperature = temperature;
+      r[i].seed = 1000 + i;
+    }
+    return r;
+  }
+
+  struct Run {
+    std::vector<GenerationResult> results;
+    EngineStats stats;
+    int64_t used_blocks_after = -1;
+  };
+  static Run Generate(std::span<const GenerationRequest> requests, EngineOptions o) {
+    CpuBackend backend(weights_, {});
+    LocalStepRunner runner(&backend);
+    Engine engine(&runner, o);
+    auto results = engine.Generate(requests);
+    EXPECT_TRUE(results.ok()) << results.status().ToString();
+    Run run;
+    if (results.ok()) run.results = std::move(results).value();
+    run.stats = engine.stats();
+    if (engine.kv_blocks() != nullptr) run.used_blocks_after = engine.kv_blocks()->used_blocks();
+    return run;
+  }
+  static EngineOptions Options(int64_t batch, bool speculative) {
+    EngineOptions o;
+    o.batch_size = batch;
+    if (speculative) o.speculative.method = SpeculativeOptions::Method::kPromptLookup;
+    return o;
+  }
+
+  static std::optional<test_support::TempDir> dir_;
+  static ModelWeights* weights_;
+};
+std::optional<test_support::TempDir> EngineSpeculativeTest::dir_;
+ModelWeights* EngineSpeculativeTest::weights_ = nullptr;
+
+TEST_F(EngineSpeculativeTest, GreedyTokensAreTheSameWithAndWithoutDraftsAtBatch1And8) {
+  const std::vector<GenerationRequest> requests = Requests(8);
+  const Run plain = Generate(requests, Options(8, false));
+  for (const int64_t batch : {1, 8}) {
+    const Run spec = Generate(requests, Options(batch, true));
+    ASSERT_EQ(spec.results.size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_TRUE(spec.results[i].error.empty()) << spec.results[i].error;
+      EXPECT_EQ(spec.results[i].tokens, plain.results[i].tokens) << "batch " << batch << " "
+                                                                 << requests[i].id;
+      EXPECT_TRUE(spec.results[i].speculative);
+      EXPECT_FALSE(plain.results[i].speculative);
+    }
+    // Drafts were both accepted and rejected, and accepted ones saved steps.
+    EXPECT_GT(spec.stats.accepted_tokens, 0) << "batch " << batch;
+    EXPECT_LT(spec.stats.accepted_tokens, spec.stats.draft_tokens) << "batch " << batch;
+    EXPECT_GT(spec.stats.speculative_tokens, spec.stats.speculative_steps) << "batch " << batch;
+    EXPECT_EQ(spec.stats.generated_tokens, plain.stats.generated_tokens);
+    EXPECT_LT(spec.stats.decode_steps + spec.stats.prefill_steps,
+              (batch == 1 ? 8 : 1) * (plain.stats.decode_steps + plain.stats.prefill_steps))
+        << "batch " << batch;
+    EXPECT_EQ(spec.used_blocks_after, 0) << "batch " << batch;
+  }
+}
+
+TEST_F(EngineSpeculativeTest, SampledTokensAreTheSameWithAndWithoutDraftsForASeed) {
+  const std::vector<GenerationRequest> requests = Requests(6, 0.05f);
+  const Run plain = Generate(requests, Options(6, false));
+  const Run spec = Generate(requests, Options(6, true));
+  const Run again = Generate(requests, Options(3, true));
+  ASSERT_EQ(spec.results.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(spec.results[i].tokens, plain.results[i].tokens) << requests[i].id;
+    EXPECT_EQ(again.results[i].tokens, spec.results[i].tokens) << requests[i].id;
+  }
+  EXPECT_GT(spec.stats.accepted_tokens, 0) << spec.stats.draft_tokens << " drafted";
+  EXPECT_LT(spec.stats.accepted_tokens, spec.stats.draft_tokens);
+  // Another seed gives other text (the seed, not the drafts, fixes it).
+  std::vector<GenerationRequest> reseeded = requests;
+  for (GenerationRequest& r : reseeded) r.seed += 77;
+  const Run other = Generate(reseeded, Options(6, true));
+  int differ = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    differ += other.results[i].tokens != spec.results[i].tokens ? 1 : 0;
+  }
+  EXPECT_GT(differ, 0);
+}
+
+TEST_F(EngineSpeculativeTest, AMixedBatchKeepsEveryRequestsTokens) {
+  // Drafting, opted-out, sampled (with a repetition penalty, which sees the drafts) and long
+  // prompts prefilled in chunks beside decoding sequences; small blocks so drafts cross them.
+  std::vector<GenerationRequest> requests = Requests(8);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (i % 4 == 1) requests[i].speculative = false;
+    if (i % 4 == 2) {
+      requests[i].sampling.temperature = 0.9f;
+      requests[i].sampling.repetition_penalty = 1.3f;
+    }
+    if (i % 4 == 3) {
+      for (int j = 0; j < 30; ++j) requests[i].prompt.push_back(100 + (j * 7) % 50);
+    }
+  }
+  EngineOptions plain_options = Options(4, false);
+  const Run plain = Generate(requests, plain_options);
+  EngineOptions o = Options(4, true);
+  o.max_step_tokens = 12;
+  o.speculative.num_tokens = 6;
+  o.speculative.ngram = 2;
+  CpuBackendOptions small_blocks;
+  small_blocks.forward.kv_block_tokens = 4;
+  CpuBackend backend(weights_, small_blocks);
+  LocalStepRunner runner(&backend);
+  Engine engine(&runner, o);
+  auto results = engine.Generate(requests);
+  ASSERT_TRUE(results.ok()) << results.status().ToString();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const GenerationResult& r = (*results)[i];
+    EXPECT_EQ(r.tokens, plain.results[i].tokens) << requests[i].id;
+    EXPECT_EQ(r.speculative, requests[i].speculative) << requests[i].id;
+    if (!requests[i].speculative) EXPECT_EQ(r.draft_tokens, 0) << requests[i].id;
+    EXPECT_LE(r.accepted_tokens, r.draft_tokens);
+  }
+  EXPECT_GT(engine.stats().accepted_tokens, 0);
+  EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
+}
+
+// A runner over a backend that does not page its cache (as the CUDA one today).
+class UnpagedRunner : public LocalStepRunner {
+ public:
+  using LocalStepRunner::LocalStepRunner;
+  int64_t kv_block_tokens() const override { return 0; }
+};
+
+TEST_F(EngineSpeculativeTest, ARunnerThatCannotVerifyDraftsIsRefusedByName) {
+  CpuBackend backend(weights_, {});
+  UnpagedRunner runner(&backend);
+  Engine engine(&runner, Options(2, true));
+  const std::vector<GenerationRequest> requests = Requests(1);
+  auto results = engine.Generate(requests);
+  ASSERT_FALSE(results.ok());
+  EXPECT_EQ(results.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(results.status().message().find("--speculative"), std::string::npos)
+      << results.status().message();
+}
+
+}  // namespace
+}  // namespace df11
