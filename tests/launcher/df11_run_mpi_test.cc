@@ -177,6 +177,53 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
   std::printf("one process %.2f s, mpirun -np 4 (tp 2 x pp 2) %.2f s\n", one.seconds, mpi.seconds);
 }
 
+TEST_F(Df11RunMpi, SpeculativeDecodingGivesTheTokensOfOneProcessWithout) {
+  // Prompts that repeat themselves (drafts found and accepted), plain ones, an opted-out and a
+  // sampled one, through tp 2 x pp 2 with prompt-lookup drafts at batch 1 and 8: the rejected
+  // drafts leave every rank's cache and the sampling rank's history.
+  const std::string in = WriteInput(
+      "spec.jsonl",
+      {R"({"custom_id": "r1", "prompt": "the cat sat on the mat. the cat sat on the mat. the",)"
+       R"( "max_tokens": 30})",
+       R"({"custom_id": "r2", "prompt": "one two three one two three one two", "max_tokens": 24})",
+       R"({"custom_id": "g1", "prompt": "Once upon a time there was a", "max_tokens": 20})",
+       R"({"custom_id": "off", "prompt": "The quick brown fox", "max_tokens": 12,)"
+       R"( "speculative": false})",
+       R"({"custom_id": "s1", "prompt": "x y z x y z x y", "temperature": 0.8, "seed": 42,)"
+       R"( "max_tokens": 16})"});
+  const std::string flags = " --input " + in + " --threads 1";
+  CommandResult one = Sh(kRun + " generate --model " + dir_ + "/m.df11 --output " + dir_ +
+                         "/spec-one.jsonl --batch-size 8" + flags);
+  ASSERT_EQ(one.status, 0) << one.err;
+  auto by_id = [](const std::string& path) {
+    std::istringstream lines(ReadFile(path));
+    std::string line;
+    std::map<std::string, nlohmann::json> m;
+    while (std::getline(lines, line)) {
+      auto j = nlohmann::json::parse(line);
+      m[j["custom_id"].get<std::string>()] = j;
+    }
+    return m;
+  };
+  const auto want = by_id(dir_ + "/spec-one.jsonl");
+  ASSERT_EQ(want.size(), 5u);
+  for (const char* batch : {"1", "8"}) {
+    const std::string out = dir_ + "/spec-mpi" + batch + ".jsonl";
+    CommandResult mpi =
+        Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + out + " --batch-size " +
+                         batch + " --speculative prompt-lookup" + flags));
+    ASSERT_EQ(mpi.status, 0) << mpi.err;
+    const auto got = by_id(out);
+    ASSERT_EQ(got.size(), 5u);
+    for (const auto& [id, r] : want) {
+      EXPECT_EQ(got.at(id)["token_ids"], r["token_ids"]) << "batch " << batch << " " << id;
+    }
+    EXPECT_GT(got.at("r1")["usage"]["accepted_draft_tokens"].get<int64_t>(), 0)
+        << got.at("r1").dump();
+    EXPECT_NE(mpi.err.find("drafted tokens accepted"), std::string::npos) << mpi.err;
+  }
+}
+
 // ew4 served three ways gives one output file: shards written as ew4 (`df11 shard --codec ew4`,
 // from the DF11 and from the BF16 model) and DF11 shards transcoded at load (--weight-codec
 // ew4, and auto, which every rank resolves to the same codec); on one process the BF16 and the
