@@ -2,6 +2,8 @@
 #include "launcher/run_flags.h"
 
 #include <limits>
+#include <string>
+#include <string_view>
 
 #include "launcher/cli_flags.h"
 #include "launcher/control/token_file.h"
@@ -58,11 +60,25 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
   SpeculativeOptions& spec = engine.speculative;
   cmd->add_option_function<std::string>(
          "--speculative",
-         [&spec](const std::string&) { spec.method = SpeculativeOptions::Method::kPromptLookup; },
+         [&spec](const std::string& v) {
+           if (v == "prompt-lookup") {
+             spec.method = SpeculativeOptions::Method::kPromptLookup;
+           } else {
+             spec.method = SpeculativeOptions::Method::kDraftModel;
+             spec.draft_model = v.substr(std::string_view("draft:").size());
+           }
+         },
          "speculative decoding: prompt-lookup drafts the tokens that followed the latest earlier "
-         "occurrence of each sequence's last tokens in its prompt and output; the target checks "
-         "them in one step (the same output, fewer steps when drafts are accepted; CPU backend)")
-      ->check(CLI::IsMember({"prompt-lookup"}));
+         "occurrence of each sequence's last tokens in its prompt and output; draft:DIR drafts "
+         "with the model in DIR (BF16 or DF11, the target's tokenizer; run on the leader); the "
+         "target checks the drafts in one step (the same output, fewer steps when drafts are "
+         "accepted; CPU backend)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "prompt-lookup" || (v.rfind("draft:", 0) == 0 && v.size() > 6)) return "";
+            return "expected prompt-lookup or draft:DIR, got \"" + v + "\"";
+          },
+          "prompt-lookup|draft:DIR"));
   cmd->add_option("--num-speculative-tokens", spec.num_tokens,
                   "most drafted tokens per sequence and step (--speculative)")
       ->check(IntegerIn(1, 64))->capture_default_str();

@@ -33,6 +33,7 @@
 #include "runtime/core/file_util.h"
 #include "runtime/core/logging.h"
 #include "runtime/engine/distributed_runner.h"
+#include "runtime/engine/draft_model.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/model/shard_weights.h"
@@ -223,7 +224,22 @@ int Lead(const Command& c, const Leader& leader) {
         std::to_string(leader.plan_kv_tokens) +
         " on the GPU (the KV cache pool the memory plan allocated)"));
   }
-  auto generator = BatchGenerator::Create(c.run.model, options, *leader.config, leader.runner);
+  // The draft model runs whole on the leader, which owns the token stream.
+  std::unique_ptr<DraftModelDrafter> drafter;
+  const SpeculativeOptions& spec = options.engine.speculative;
+  if (spec.method == SpeculativeOptions::Method::kDraftModel) {
+    CpuBackendOptions draft_options;
+    draft_options.forward = c.run.backend.forward;
+    const auto start = std::chrono::steady_clock::now();
+    auto loaded = DraftModelDrafter::Load(spec.draft_model, leader.config->vocab_size,
+                                          draft_options);
+    if (!loaded.ok()) return Fail(loaded.status());
+    drafter = std::move(loaded).value();
+    std::fprintf(stderr, "loaded draft model %s in %.2f s\n", spec.draft_model.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  auto generator =
+      BatchGenerator::Create(c.run.model, options, *leader.config, leader.runner, drafter.get());
   if (!generator.ok()) return Fail(generator.status());
   if (c.serving) return Serve(c, leader, generator->get());
   if (!c.generate.prompt.empty()) {

@@ -66,7 +66,8 @@ class BatchProgress {
 StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const std::string& model,
                                                                  const GeneratorOptions& options,
                                                                  const ModelConfig& config,
-                                                                 StepRunner* runner) {
+                                                                 StepRunner* runner,
+                                                                 Drafter* drafter) {
   auto tokenizer = Tokenizer::FromDirectory(model);
   if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizer of " + model);
   DF11_RETURN_IF_ERROR(tokenizer->CheckFitsVocabulary(config.vocab_size, model + "/config.json"));
@@ -79,7 +80,7 @@ StatusOr<std::unique_ptr<BatchGenerator>> BatchGenerator::Create(const std::stri
   if (g->chat_) {
     for (int32_t id : g->chat_->StopTokenIds(g->tokenizer_)) text.eos_ids.push_back(id);
   }
-  g->engine_ = std::make_unique<Engine>(runner, options.engine, std::move(text));
+  g->engine_ = std::make_unique<Engine>(runner, options.engine, std::move(text), drafter);
   return g;
 }
 

@@ -35,10 +35,13 @@ class BatchGenerator {
  public:
   // The tokenizer and chat template come from the model directory `model`; the end-of-sequence
   // ids from its config, tokenizer and chat template.
+  // `drafter`: the draft model when options.engine.speculative asks for one (outlives the
+  // generator), else null.
   static StatusOr<std::unique_ptr<BatchGenerator>> Create(const std::string& model,
                                                           const GeneratorOptions& options,
                                                           const ModelConfig& config,
-                                                          StepRunner* runner);
+                                                          StepRunner* runner,
+                                                          Drafter* drafter = nullptr);
 
   BatchItem ParseLine(const std::string& line, int64_t line_number) const;
   BatchItem ParseRequest(const std::string& request_json, const std::string& custom_id) const;

@@ -41,6 +41,25 @@ struct Engine::Call {
   StepOutput output;
 };
 
+Engine::Engine(StepRunner* runner, const EngineOptions& options, ModelText text,
+               Drafter* drafter)
+    : runner_(runner),
+      options_(options),
+      text_(std::move(text)),
+      latencies_(options.latency_samples) {
+  switch (options.speculative.method) {
+    case SpeculativeOptions::Method::kNone:
+      break;
+    case SpeculativeOptions::Method::kPromptLookup:
+      drafter_ = &lookup_.emplace(options.speculative.ngram);
+      break;
+    case SpeculativeOptions::Method::kDraftModel:
+      DF11_CHECK_MSG(drafter != nullptr, "a draft model was asked for and none given");
+      drafter_ = drafter;
+      break;
+  }
+}
+
 StatusOr<std::vector<GenerationResult>> Engine::Generate(
     std::span<const GenerationRequest> requests) {
   std::vector<GenerationResult> results(requests.size());
@@ -85,6 +104,7 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
       runner_->Release(s.cache());
     }
   }
+  for (const RunningSequence& s : call.running) ReleaseDrafts(call, s.index());
   return status;
 }
 
@@ -175,6 +195,7 @@ void Engine::Preempt(Call* call) {
   blocks_->Free(KvId(*call, victim.index()));
   runner_->Release(victim.cache());
   call->requeued.push_front(victim.index());
+  ReleaseDrafts(*call, victim.index());
   call->running.pop_back();
   ++stats_.preemptions;
 }
@@ -206,23 +227,34 @@ bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
   return true;
 }
 
-void Engine::Draft(Call* call) {
-  const SpeculativeOptions& o = options_.speculative;
-  if (o.method == SpeculativeOptions::Method::kNone) return;
+void Engine::ReleaseDrafts(const Call& call, size_t index) {
+  if (drafter_ != nullptr) drafter_->Release(KvId(call, index));
+}
+
+Status Engine::Draft(Call* call) {
+  if (drafter_ == nullptr) return Status::Ok();
+  std::vector<DraftRequest> requests;
+  std::vector<RunningSequence*> drafting;
   for (RunningSequence& s : call->running) {
     if (!s.decoding() || s.done() || !s.speculative()) continue;
     // Drafts past the length limit could never be taken (and would overrun the reservation).
-    const int64_t room = std::min(o.num_tokens, s.tokens_left() - 1);
-    s.SetDrafts(PromptLookupDrafts(s.history(), o.ngram, room));
+    const int64_t room = std::min(options_.speculative.num_tokens, s.tokens_left() - 1);
+    if (room < 1) continue;
+    requests.push_back({KvId(*call, s.index()), s.history(), room, s.kv_reservation()});
+    drafting.push_back(&s);
   }
+  if (requests.empty()) return Status::Ok();
+  std::vector<std::vector<int32_t>> drafts;
+  DF11_RETURN_IF_ERROR(drafter_->Draft(requests, &drafts));
+  for (size_t i = 0; i < drafting.size(); ++i) drafting[i]->SetDrafts(drafts[i]);
+  return Status::Ok();
 }
 
 void Engine::TakeTokens(Call* call, RunningSequence* s, size_t drafts,
                         std::span<const int32_t> tokens) {
   const GenerationRequest& r = call->requests[s->index()];
   GenerationResult& result = s->result();
-  const bool speculating = options_.speculative.method != SpeculativeOptions::Method::kNone &&
-                           s->speculative() && s->decoding();
+  const bool speculating = drafter_ != nullptr && s->speculative() && s->decoding();
   if (speculating) {
     const int64_t accepted = static_cast<int64_t>(tokens.size()) - 1;
     result.speculative = true;
@@ -246,7 +278,7 @@ void Engine::TakeTokens(Call* call, RunningSequence* s, size_t drafts,
 }
 
 Status Engine::RunStep(Call* call) {
-  Draft(call);
+  DF11_RETURN_IF_ERROR(Draft(call));
   std::vector<StepShare> plan = PlanStep(call->running, options_.max_step_tokens);
   while (blocks_ && !PlaceShares(call, plan)) {
     if (call->running.empty()) return Status::Ok();  // all requeued: admitted again next
@@ -308,6 +340,7 @@ Status Engine::Retire(Call* call, const ResultCallback& on_result) {
       call->budget.Release(runner_->KvTokens(it->kv_reservation()));
     }
     const size_t index = it->index();
+    ReleaseDrafts(*call, index);
     GenerationResult result = std::move(it->result());
     latencies_.Record(result, &stats_);
     it = call->running.erase(it);

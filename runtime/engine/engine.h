@@ -52,7 +52,8 @@ struct EngineOptions {
   // Most requests whose latencies EngineStats keeps (a uniform sample beyond that).
   size_t latency_samples = size_t{1} << 20;
   // Speculative decoding: each step, every decoding sequence whose request allows it
-  // (GenerationRequest::speculative) feeds up to num_tokens drafted tokens after its last token,
+  // (GenerationRequest::speculative) feeds up to num_tokens drafted tokens after its last token
+  // (prompt lookup, or the drafter given to the Engine for kDraftModel),
   // and the step's target logits accept the longest prefix of them that the target itself would
   // have produced (greedy: exactly its greedy tokens; sampling: VerifyDrafts' rule, the same
   // text for a seed), plus the target's next token; rejected positions are cut from the cache.
@@ -77,11 +78,9 @@ using ResultCallback = std::function<Status(size_t index, GenerationResult resul
 
 class Engine {
  public:
-  Engine(StepRunner* runner, const EngineOptions& options, ModelText text = {})
-      : runner_(runner),
-        options_(options),
-        text_(std::move(text)),
-        latencies_(options.latency_samples) {}
+  // `drafter`: the draft model for SpeculativeOptions::kDraftModel (must outlive the engine).
+  Engine(StepRunner* runner, const EngineOptions& options, ModelText text = {},
+         Drafter* drafter = nullptr);
 
   // Serves every request, admitting them in order; a request that cannot be served gets `error`
   // set and the rest go on. Each result goes to `on_result` as soon as it is final, so results
@@ -103,7 +102,10 @@ class Engine {
   // Runs one step over the running sequences and takes the tokens it produced.
   Status RunStep(Call* call);
   // Speculative decoding: gives each decoding sequence that allows it its drafts for the step.
-  void Draft(Call* call);
+  // Errors: the draft model's.
+  Status Draft(Call* call);
+  // A sequence of `call` has ended: the drafter forgets it.
+  void ReleaseDrafts(const Call& call, size_t index);
   // Takes sequence `s`'s `tokens` from a step that fed it `drafts` drafted tokens: the
   // rejected ones leave its cache, the tokens go to the sequence until it finishes.
   void TakeTokens(Call* call, RunningSequence* s, size_t drafts, std::span<const int32_t> tokens);
@@ -126,6 +128,8 @@ class Engine {
   std::optional<KvBlocks> blocks_;  // paged backends: the block pool, kept across calls
   int64_t calls_ = 0;               // Generate calls so far (block manager ids per call)
   ModelText text_;
+  std::optional<PromptLookupDrafter> lookup_;
+  Drafter* drafter_ = nullptr;  // null: no speculation
   EngineStats stats_;
   LatencySampler latencies_;
 };

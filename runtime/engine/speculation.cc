@@ -34,6 +34,15 @@ std::vector<int32_t> PromptLookupDrafts(std::span<const int32_t> history, int64_
   return {};
 }
 
+Status PromptLookupDrafter::Draft(std::span<const DraftRequest> requests,
+                                  std::vector<std::vector<int32_t>>* drafts) {
+  drafts->clear();
+  for (const DraftRequest& r : requests) {
+    drafts->push_back(PromptLookupDrafts(r.history, ngram_, r.max_tokens));
+  }
+  return Status::Ok();
+}
+
 void VerifyDrafts(const float* logits, int64_t vocab, const SamplingParams& params,
                   std::span<const int32_t> history, std::span<const int32_t> drafts,
                   uint64_t* rng, std::vector<int32_t>* tokens) {

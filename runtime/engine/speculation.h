@@ -15,15 +15,48 @@
 #include <vector>
 
 #include "kernels/sampling/sampling.h"
+#include "runtime/core/status.h"
 
 namespace df11 {
 
 // How the engine drafts tokens (df11-run --speculative and the flags beside it).
 struct SpeculativeOptions {
-  enum class Method { kNone, kPromptLookup };
+  enum class Method { kNone, kPromptLookup, kDraftModel };
   Method method = Method::kNone;
   int64_t num_tokens = 4;  // drafted tokens per sequence and step, k (>= 1)
   int64_t ngram = 3;       // prompt lookup: the longest tail matched, in tokens (>= 1)
+  std::string draft_model;  // kDraftModel: the draft model's directory (BF16 or DF11)
+};
+
+// One sequence's request for drafts.
+struct DraftRequest {
+  int64_t id = 0;                     // the sequence, stable until Drafter::Release
+  std::span<const int32_t> history;   // prompt + generated tokens, the last one included
+  int64_t max_tokens = 0;             // most drafts wanted (>= 1)
+  int64_t capacity = 0;               // most positions the sequence reaches (its KV reservation)
+};
+
+// Where drafts come from: prompt lookup, or a draft model that keeps a cache per sequence.
+class Drafter {
+ public:
+  virtual ~Drafter() = default;
+  // (*drafts)[i]: up to requests[i].max_tokens tokens likely to follow requests[i].history
+  // (possibly none). Errors: a draft model's (a corrupt DF11 stream).
+  virtual Status Draft(std::span<const DraftRequest> requests,
+                       std::vector<std::vector<int32_t>>* drafts) = 0;
+  // Sequence `id` has ended (finished, preempted or failed): what the drafter keeps for it goes.
+  virtual void Release(int64_t id) { (void)id; }
+};
+
+// Drafter by PromptLookupDrafts.
+class PromptLookupDrafter : public Drafter {
+ public:
+  explicit PromptLookupDrafter(int64_t ngram) : ngram_(ngram) {}
+  Status Draft(std::span<const DraftRequest> requests,
+               std::vector<std::vector<int32_t>>* drafts) override;
+
+ private:
+  int64_t ngram_;
 };
 
 // Checks the options; the message names the flag and what was expected.

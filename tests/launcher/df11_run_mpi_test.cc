@@ -179,8 +179,8 @@ TEST_F(Df11RunMpi, BatchMatchesOneProcess) {
 
 TEST_F(Df11RunMpi, SpeculativeDecodingGivesTheTokensOfOneProcessWithout) {
   // Prompts that repeat themselves (drafts found and accepted), plain ones, an opted-out and a
-  // sampled one, through tp 2 x pp 2 with prompt-lookup drafts at batch 1 and 8: the rejected
-  // drafts leave every rank's cache and the sampling rank's history.
+  // sampled one, through tp 2 x pp 2 with prompt-lookup drafts at batch 1 and 8 (the rejected
+  // drafts leave every rank's cache and the sampling rank's history) and with a draft model.
   const std::string in = WriteInput(
       "spec.jsonl",
       {R"({"custom_id": "r1", "prompt": "the cat sat on the mat. the cat sat on the mat. the",)"
@@ -221,7 +221,18 @@ TEST_F(Df11RunMpi, SpeculativeDecodingGivesTheTokensOfOneProcessWithout) {
     EXPECT_GT(got.at("r1")["usage"]["accepted_draft_tokens"].get<int64_t>(), 0)
         << got.at("r1").dump();
     EXPECT_NE(mpi.err.find("drafted tokens accepted"), std::string::npos) << mpi.err;
-  }
+  }  // The target itself as draft model, on the leader: every greedy draft accepted.
+  const std::string out = dir_ + "/spec-draft.jsonl";
+  CommandResult draft = Sh(Mpirun(4, "generate --model " + dir_ + "/m.tp2pp2 --output " + out +
+                                         " --batch-size 8 --speculative draft:" + dir_ +
+                                         "/m.df11" + flags));
+  ASSERT_EQ(draft.status, 0) << draft.err;
+  const auto got = by_id(out);
+  ASSERT_EQ(got.size(), 5u);
+  for (const auto& [id, r] : want) EXPECT_EQ(got.at(id)["token_ids"], r["token_ids"]) << id;
+  const nlohmann::json& usage = got.at("g1")["usage"];
+  EXPECT_GT(usage["draft_tokens"].get<int64_t>(), 0) << usage.dump();
+  EXPECT_EQ(usage["accepted_draft_tokens"], usage["draft_tokens"]) << usage.dump();
 }
 
 // ew4 served three ways gives one output file: shards written as ew4 (`df11 shard --codec ew4`,

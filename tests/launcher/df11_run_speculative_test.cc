@@ -4,7 +4,9 @@
 // the same token ids as without speculation at batch sizes 1 and 8, with drafts accepted; the
 // results carry acceptance figures in "usage" (not the opted-out one) and the summary its line;
 // a malformed "speculative" field is an error for its line only, and bad flags exit 2 naming
-// the flag.
+// the flag. `--speculative draft:DIR`: the target itself as draft model has every greedy draft
+// accepted, a model of another seed none, both with the same tokens; a draft model with
+// another vocabulary, or a sharded one, exits 2 naming it.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -48,6 +50,18 @@ class Df11RunSpeculative : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << r.err;
     r = RunCommandSeparateStderr(kBin + "df11 -q compress " + dir_ + "/m " + dir_ + "/m.df11",
                                  kLimitS);
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = RunCommandSeparateStderr(
+        kBin + "df11 -q make-tiny --layers 2 --hidden 64 --heads 4 --kv-heads 2 "
+               "--intermediate 128 --vocab-from " DF11_TOKENIZER_DIR "/llama-3.1 --seed 9 " +
+               dir_ + "/other",
+        kLimitS);
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = RunCommandSeparateStderr(kBin + "df11 -q make-tiny --vocab 1000 " + dir_ + "/v1000",
+                                 kLimitS);
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = RunCommandSeparateStderr(
+        kBin + "df11 -q shard " + dir_ + "/m.df11 " + dir_ + "/m.tp2 --tp 2 --pp 1", kLimitS);
     ASSERT_EQ(r.status, 0) << r.err;
     std::ofstream f(dir_ + "/in.jsonl");
     f << R"({"custom_id": "repeat", "prompt": "Repeat: the cat sat on the mat. the cat sat on )"
@@ -119,6 +133,50 @@ TEST_F(Df11RunSpeculative, BadFlagsExit2NamingTheFlag) {
     EXPECT_EQ(r.status, 2) << c.flags << "\n" << r.err;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.flags << "\n" << r.err;
   }
+}
+
+TEST_F(Df11RunSpeculative, DraftModelsGiveTheSameTokens) {
+  CommandResult plain = Generate("plain-d.jsonl", "--batch-size 4");
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const auto want = ReadById(dir_ + "/plain-d.jsonl");
+  struct Case {
+    std::string draft;
+    bool all_greedy_accepted;
+  };
+  for (const Case& c : {Case{"m.df11", true}, Case{"m", true}, Case{"other", false}}) {
+    const std::string out = "draft-" + c.draft + ".jsonl";
+    CommandResult spec =
+        Generate(out, "--batch-size 4 --speculative draft:" + dir_ + "/" + c.draft);
+    ASSERT_EQ(spec.status, 0) << spec.err;
+    EXPECT_NE(spec.err.find("loaded draft model"), std::string::npos) << spec.err;
+    const auto got = ReadById(dir_ + "/" + out);
+    ASSERT_EQ(got.size(), want.size());
+    for (const auto& [id, line] : want) {
+      EXPECT_EQ(got.at(id).value("token_ids", nlohmann::json()),
+                line.value("token_ids", nlohmann::json()))
+          << c.draft << " " << id;
+    }
+    for (const char* id : {"repeat", "plain"}) {
+      const nlohmann::json& usage = got.at(id)["usage"];
+      EXPECT_GT(usage["draft_tokens"].get<int64_t>(), 0) << c.draft << " " << usage.dump();
+      EXPECT_EQ(usage["accepted_draft_tokens"] == usage["draft_tokens"], c.all_greedy_accepted)
+          << c.draft << " " << usage.dump();
+    }
+  }
+}
+
+TEST_F(Df11RunSpeculative, UnfitDraftModelsExit2NamingThem) {
+  CommandResult vocab = Generate("never.jsonl", "--speculative draft:" + dir_ + "/v1000");
+  EXPECT_EQ(vocab.status, 2) << vocab.err;
+  EXPECT_NE(vocab.err.find("draft:" + dir_ + "/v1000: config.json has vocab_size 1000"),
+            std::string::npos)
+      << vocab.err;
+  CommandResult sharded = Generate("never.jsonl", "--speculative draft:" + dir_ + "/m.tp2");
+  EXPECT_EQ(sharded.status, 2) << sharded.err;
+  EXPECT_NE(sharded.err.find("a sharded model directory"), std::string::npos) << sharded.err;
+  CommandResult empty = Generate("never.jsonl", "--speculative draft:");
+  EXPECT_EQ(empty.status, 2) << empty.err;
+  EXPECT_NE(empty.err.find("expected prompt-lookup or draft:DIR"), std::string::npos) << empty.err;
 }
 
 }  // namespace

@@ -4,11 +4,15 @@
 // batch 1 and 8, with drafts accepted (fewer steps) and rejected (their blocks given back);
 // sampled requests get the same tokens with and without drafts for their seeds, and again on a
 // second run; a batch that mixes drafting, opted-out, sampled and chunked-prefill sequences
-// keeps every request's tokens; a runner that cannot verify drafts is refused by name.
+// keeps every request's tokens; a runner that cannot verify drafts is refused by name. Draft
+// models: the target itself (BF16 or DF11) has every greedy draft accepted, models of another
+// seed or architecture (which disagree on every token) leave the greedy tokens exact; a draft
+// model of another vocabulary or a sharded directory is refused naming it.
 #include <gtest/gtest.h>
 
 #include <optional>
 
+#include "runtime/engine/draft_model.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/model_weights.h"
@@ -27,6 +31,15 @@ class EngineSpeculativeTest : public ::testing::Test {
     o.seed = 41;
     o.max_position_embeddings = 160;
     auto [bf16, df11] = model_testing::MakeBf16AndDf11(dir_->path(), o, "m");
+    bf16_ = bf16;
+    df11_ = df11;
+    o.seed = 42;
+    other_seed_ = model_testing::MakeBf16AndDf11(dir_->path(), o, "other").second;
+    o.arch = "qwen3";
+    o.layers = 1;
+    other_arch_ = model_testing::MakeBf16AndDf11(dir_->path(), o, "qwen3").first;
+    o.vocab = 320;
+    other_vocab_ = model_testing::MakeBf16AndDf11(dir_->path(), o, "vocab320").first;
     auto w = LoadModelWeights(df11);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     weights_ = new ModelWeights(std::move(w).value());
@@ -77,11 +90,36 @@ class EngineSpeculativeTest : public ::testing::Test {
     return o;
   }
 
+  // The requests through a draft model loaded from `dir`.
+  static Run GenerateWithDraft(std::span<const GenerationRequest> requests, int64_t batch,
+                               const std::string& dir) {
+    auto drafter = DraftModelDrafter::Load(dir, weights_->config.vocab_size, {});
+    EXPECT_TRUE(drafter.ok()) << drafter.status().ToString();
+    if (!drafter.ok()) return {};
+    EngineOptions o = Options(batch, false);
+    o.speculative.method = SpeculativeOptions::Method::kDraftModel;
+    o.speculative.draft_model = dir;
+    CpuBackend backend(weights_, {});
+    LocalStepRunner runner(&backend);
+    Engine engine(&runner, o, {}, drafter->get());
+    auto results = engine.Generate(requests);
+    EXPECT_TRUE(results.ok()) << results.status().ToString();
+    Run run;
+    if (results.ok()) run.results = std::move(results).value();
+    run.stats = engine.stats();
+    run.used_blocks_after = engine.kv_blocks()->used_blocks();
+    return run;
+  }
+
   static std::optional<test_support::TempDir> dir_;
   static ModelWeights* weights_;
+  static std::string bf16_, df11_, other_seed_, other_arch_, other_vocab_;
 };
 std::optional<test_support::TempDir> EngineSpeculativeTest::dir_;
 ModelWeights* EngineSpeculativeTest::weights_ = nullptr;
+std::string EngineSpeculativeTest::bf16_, EngineSpeculativeTest::df11_,
+    EngineSpeculativeTest::other_seed_, EngineSpeculativeTest::other_arch_,
+    EngineSpeculativeTest::other_vocab_;
 
 TEST_F(EngineSpeculativeTest, GreedyTokensAreTheSameWithAndWithoutDraftsAtBatch1And8) {
   const std::vector<GenerationRequest> requests = Requests(8);
@@ -186,6 +224,54 @@ TEST_F(EngineSpeculativeTest, ARunnerThatCannotVerifyDraftsIsRefusedByName) {
   EXPECT_EQ(results.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(results.status().message().find("--speculative"), std::string::npos)
       << results.status().message();
+}
+
+TEST_F(EngineSpeculativeTest, TheTargetAsDraftModelHasEveryGreedyDraftAccepted) {
+  const std::vector<GenerationRequest> requests = Requests(8);
+  const Run plain = Generate(requests, Options(8, false));
+  for (const int64_t batch : {1, 8}) {
+    for (const std::string& dir : {df11_, bf16_}) {
+      const Run spec = GenerateWithDraft(requests, batch, dir);
+      ASSERT_EQ(spec.results.size(), requests.size());
+      for (size_t i = 0; i < requests.size(); ++i) {
+        EXPECT_EQ(spec.results[i].tokens, plain.results[i].tokens) << dir << " " << requests[i].id;
+      }
+      EXPECT_GT(spec.stats.draft_tokens, 0) << dir;
+      EXPECT_EQ(spec.stats.accepted_tokens, spec.stats.draft_tokens) << dir << " batch " << batch;
+      EXPECT_EQ(spec.used_blocks_after, 0);
+    }
+  }
+}
+
+TEST_F(EngineSpeculativeTest, DraftModelsThatDisagreeLeaveTheGreedyTokensExact) {
+  std::vector<GenerationRequest> requests = Requests(8);
+  requests[5].sampling.temperature = 0.05f;  // and a sampled one keeps its seed's tokens
+  const Run plain = Generate(requests, Options(8, false));
+  for (const std::string& dir : {other_seed_, other_arch_}) {
+    const Run spec = GenerateWithDraft(requests, 8, dir);
+    ASSERT_EQ(spec.results.size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(spec.results[i].tokens, plain.results[i].tokens) << dir << " " << requests[i].id;
+    }
+    EXPECT_GT(spec.stats.draft_tokens, 100) << dir;
+    EXPECT_EQ(spec.stats.accepted_tokens, 0) << dir;
+    EXPECT_EQ(spec.used_blocks_after, 0);
+  }
+}
+
+TEST_F(EngineSpeculativeTest, ADraftModelOfAnotherVocabularyIsRefusedNamingIt) {
+  auto drafter = DraftModelDrafter::Load(other_vocab_, weights_->config.vocab_size, {});
+  ASSERT_FALSE(drafter.ok());
+  EXPECT_EQ(drafter.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(drafter.status().message().find(other_vocab_), std::string::npos)
+      << drafter.status().message();
+  EXPECT_NE(drafter.status().message().find("vocab_size 320, the target model 300"),
+            std::string::npos)
+      << drafter.status().message();
+  auto missing = DraftModelDrafter::Load(dir_->path() + "/none", 300, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("--speculative draft:"), std::string::npos)
+      << missing.status().message();
 }
 
 }  // namespace
