@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Batch lines and result files: a field of the wrong JSON type or value, at every field, is an
-// error for that line naming the field (never an exception or an abort); the sampling fields
-// accept exactly what the sampler serves; a number no double holds (1e999) names its field and
-// keeps the line's custom_id. The output file is a locked regular file that is not the input
+// error for that line naming the field (never an exception or an abort; "speculative" is a
+// boolean); the sampling fields accept exactly what the sampler serves; a number no double holds
+// (1e999) names its field and keeps the line's custom_id. The output file is a locked regular file that is not the input
 // (by any path), and a write error leaves it holding whole lines only.
 #include "launcher/batch/batch_io.h"
 
@@ -52,7 +52,7 @@ ChatTemplate* BatchLines::chat_ = nullptr;
 TEST_F(BatchLines, EveryFieldOfEveryTypeIsServedOrNamed) {
   const std::vector<std::string> fields = {
       "custom_id", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k",
-      "min_p", "repetition_penalty", "seed", "stop", "body"};
+      "min_p", "repetition_penalty", "seed", "stop", "speculative", "body"};
   const std::vector<std::string> values = {
       "null", "true", "\"x\"", "\"\"", "[]", "[1]", "[\"a\"]", "{}", "{\"a\":1}", "0", "-1", "1",
       "0.5", "1.5", "2", "-0.0", "1e9", "1e12", "1e300", "-1e300", "1e999", "-1e999",
@@ -92,6 +92,20 @@ TEST_F(BatchLines, EveryFieldOfEveryTypeIsServedOrNamed) {
   }
   EXPECT_GT(served, 50);
   EXPECT_GT(refused, 150);
+}
+
+TEST_F(BatchLines, SpeculativeIsABooleanThatTurnsDraftsOff) {
+  EXPECT_TRUE(Parse(R"({"custom_id": "c", "prompt": "hi"})").request->speculative);
+  EXPECT_TRUE(Parse(R"({"custom_id": "c", "prompt": "hi", "speculative": true})")
+                  .request->speculative);
+  EXPECT_FALSE(Parse(R"({"custom_id": "c", "prompt": "hi", "speculative": false})")
+                   .request->speculative);
+  EXPECT_FALSE(Parse(R"({"custom_id": "c", "body": {"prompt": "hi", "speculative": false}})")
+                   .request->speculative);
+  const BatchItem bad = Parse(R"({"custom_id": "c", "prompt": "hi", "speculative": "off"})");
+  EXPECT_FALSE(bad.request);
+  EXPECT_EQ(bad.error, "line 7: \"speculative\" = \"off\": expected true or false (false: no "
+                       "drafted tokens)");
 }
 
 TEST_F(BatchLines, SamplingFieldsAcceptExactlyWhatTheSamplerServes) {

@@ -6,7 +6,8 @@
 // reported while the rest of their lease runs; a coordinator that stays away makes the worker
 // exit non-zero after the lease time; items the sampler cannot serve fail alone and the job
 // completes; an item that takes down every group serving it fails after three attempts while the
-// items it shared a lease with finish, and its job ends.
+// items it shared a lease with finish, and its job ends. With speculative decoding a job gets
+// the tokens `generate` gives without it.
 #include <regex>
 
 #include "launcher/control/control_client.h"
@@ -89,6 +90,51 @@ TEST_F(Serve, JobMatchesGenerateEveryItemOnce) {
   EXPECT_EQ(groups[0]["manifest_hash"].get<std::string>().size(), 16u) << groups[0];
   std::printf("job of %zu lines served and worker exited in %.2f s\n", lines.size(),
               Since(worker.started));
+}
+
+// `serve --speculative prompt-lookup`: the texts of `generate` without it, an item that turns it
+// off served without drafts, a malformed "speculative" refused at submit by name, and the
+// acceptance figures in the stored usage.
+TEST_F(Serve, SpeculativeDecodingServesTheTokensOfGenerateWithoutIt) {
+  ServeCluster c(TestDir());
+  c.StartCoordinator(/*lease_s=*/10);
+  const std::vector<std::string> lines = {
+      R"({"custom_id": "rep", "prompt": "the cat sat on the mat. the cat sat on the mat. the"})",
+      R"({"custom_id": "off", "prompt": "Once upon a time", "speculative": false})",
+      R"({"custom_id": "s", "prompt": "x y x y x", "temperature": 0.8, "seed": 5})",
+      R"({"custom_id": "bad", "prompt": "x", "speculative": "no"})"};
+  const std::string job = c.Submit(lines, "spec.jsonl");
+  ASSERT_FALSE(job.empty());
+  Child worker = Child::Start(
+      kRun + " " +
+          c.ServeArgs(Model(), "-n 16 --idle-exit-seconds 3 --speculative prompt-lookup"),
+      c.dir() + "/worker.log");
+  const nlohmann::json status = c.WaitFinished(job, 45);
+  EXPECT_EQ(worker.Wait(30), 0) << worker.Output();
+  ASSERT_EQ(status.value("state", ""), "DONE") << status << worker.Output();
+  EXPECT_EQ(status["items_failed"], 1) << status;
+  CommandResult gen = RunCommandSeparateStderr(kRun + " generate --model " + Model() + " --input " +
+                                                   c.dir() + "/spec.jsonl --output " + c.dir() +
+                                                   "/gen.jsonl -n 16 --threads 1",
+                                               kCommandLimitS);
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  auto expected = ByCustomId(ReadFile(c.dir() + "/gen.jsonl"));
+  std::map<std::string, int> count;
+  for (const nlohmann::json& r : c.Results(job, &count)) {
+    const std::string id = r["custom_id"];
+    if (id == "bad") {
+      EXPECT_NE(r.dump().find("speculative\\\" = \\\"no\\\": expected true or false"),
+                std::string::npos)
+          << r;
+      continue;
+    }
+    ASSERT_FALSE(r["response"].is_null()) << r;
+    const nlohmann::json& body = r["response"]["body"];
+    EXPECT_EQ(body["token_ids"], expected[id]["token_ids"]) << id;
+    EXPECT_EQ(body["usage"].contains("draft_tokens"), id != "off") << body;
+    if (id == "rep") EXPECT_GT(body["usage"]["accepted_draft_tokens"], 0) << body;
+  }
+  ExpectExactlyOnce(count, {"rep", "off", "s", "bad"});
 }
 
 // Results are stored as they finish: with --batch-size 2 a lease holds four items (continuous
