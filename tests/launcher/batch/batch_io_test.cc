@@ -2,8 +2,9 @@
 // Batch lines and result files: a field of the wrong JSON type or value, at every field, is an
 // error for that line naming the field (never an exception or an abort; "speculative" is a
 // boolean); the sampling fields accept exactly what the sampler serves; a number no double holds
-// (1e999) names its field and keeps the line's custom_id. The output file is a locked regular file that is not the input
-// (by any path), and a write error leaves it holding whole lines only.
+// (1e999) names its field and keeps the line's custom_id. The output file is a locked regular
+// file that is not the input (by any path), and a write error leaves it holding whole lines
+// only.
 #include "launcher/batch/batch_io.h"
 
 #include <gtest/gtest.h>
