@@ -278,6 +278,7 @@ void Engine::TakeTokens(Call* call, RunningSequence* s, size_t drafts,
 }
 
 Status Engine::RunStep(Call* call) {
+  const auto t0 = Clock::now();  // the step's time includes drafting
   DF11_RETURN_IF_ERROR(Draft(call));
   std::vector<StepShare> plan = PlanStep(call->running, options_.max_step_tokens);
   while (blocks_ && !PlaceShares(call, plan)) {
@@ -295,7 +296,6 @@ Status Engine::RunStep(Call* call) {
     specs.push_back({r.sampling, s.rng(), s.history()});
   }
   const int64_t prompt_tokens = PromptTokens(plan);
-  const auto t0 = Clock::now();
   DF11_RETURN_IF_ERROR(runner_->Step(steps, greedy_only, &call->output,
                                      greedy_only ? std::span<const SampleSpec>() : specs));
   const auto t1 = Clock::now();

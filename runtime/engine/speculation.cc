@@ -27,8 +27,14 @@ std::vector<int32_t> PromptLookupDrafts(std::span<const int32_t> history, int64_
     // Occurrences starting at i < h - n (the tail itself excluded), the most recent first.
     for (int64_t i = h - n - 1; i >= 0; --i) {
       if (!std::equal(tail.begin(), tail.end(), history.begin() + i)) continue;
-      const int64_t from = i + n, count = std::min(max_tokens, h - from);
-      return {history.begin() + from, history.begin() + from + count};
+      // What followed, copied on into the drafts themselves where it runs into the tail (a
+      // repeating pattern of period h - from goes on repeating).
+      std::vector<int32_t> drafts;
+      for (int64_t j = 0, from = i + n; j < max_tokens; ++j) {
+        drafts.push_back(from + j < h ? history[static_cast<size_t>(from + j)]
+                                      : drafts[static_cast<size_t>(from + j - h)]);
+      }
+      return drafts;
     }
   }
   return {};

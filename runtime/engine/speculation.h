@@ -63,9 +63,11 @@ class PromptLookupDrafter : public Drafter {
 std::string SpeculativeOptionsError(const SpeculativeOptions& options);
 
 // Prompt lookup: for n from `ngram` down to 1, the last n tokens of `history` (prompt +
-// generated) are searched for earlier in `history`, the most recent occurrence first; the up to
-// `max_tokens` tokens that followed the first occurrence found are the drafts. Empty when no tail
-// of any length recurs (or max_tokens < 1): a step then runs as without speculation.
+// generated) are searched for earlier in `history`, the most recent occurrence first; the
+// `max_tokens` tokens that followed the first occurrence found are the drafts (where they run
+// past the end of `history` the copy goes on from the drafts, so a repeating pattern goes on
+// repeating). Empty when no tail of any length recurs (or max_tokens < 1): a step then runs as
+// without speculation.
 std::vector<int32_t> PromptLookupDrafts(std::span<const int32_t> history, int64_t ngram,
                                         int64_t max_tokens);
 

@@ -24,8 +24,12 @@ TEST(PromptLookup, DraftsWhatFollowedTheMostRecentOccurrenceOfTheLongestTail) {
   EXPECT_EQ(PromptLookupDrafts(h, 3, 2), (std::vector<int32_t>{4, 5}));
   // With n = 2 the most recent "8 9" (at 10) is taken.
   EXPECT_EQ(PromptLookupDrafts(h, 2, 4), (std::vector<int32_t>{1, 7, 8, 9}));
-  // Fewer tokens than asked when the occurrence is near the end.
-  EXPECT_EQ(PromptLookupDrafts(std::vector<int32_t>{5, 6, 5, 6}, 2, 8), (std::vector<int32_t>{5, 6}));
+  EXPECT_EQ(PromptLookupDrafts(h, 2, 6), (std::vector<int32_t>{1, 7, 8, 9, 1, 7}));
+  // An occurrence near the end: the pattern goes on repeating into the drafts.
+  EXPECT_EQ(PromptLookupDrafts(std::vector<int32_t>{5, 6, 5, 6}, 2, 5),
+            (std::vector<int32_t>{5, 6, 5, 6, 5}));
+  EXPECT_EQ(PromptLookupDrafts(std::vector<int32_t>{1, 9, 9}, 3, 3),
+            (std::vector<int32_t>{9, 9, 9}));
 }
 
 TEST(PromptLookup, NothingWhenNoTailRecurs) {
