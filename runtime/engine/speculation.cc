@@ -7,17 +7,6 @@
 
 namespace df11 {
 
-std::string SpeculativeOptionsError(const SpeculativeOptions& o) {
-  if (o.num_tokens < 1 || o.num_tokens > 64) {
-    return "--num-speculative-tokens " + std::to_string(o.num_tokens) +
-           ": expected an integer in [1, 64]";
-  }
-  if (o.ngram < 1 || o.ngram > 64) {
-    return "--speculative-ngram " + std::to_string(o.ngram) + ": expected an integer in [1, 64]";
-  }
-  return "";
-}
-
 std::vector<int32_t> PromptLookupDrafts(std::span<const int32_t> history, int64_t ngram,
                                         int64_t max_tokens) {
   const int64_t h = static_cast<int64_t>(history.size());

@@ -23,8 +23,8 @@ namespace df11 {
 struct SpeculativeOptions {
   enum class Method { kNone, kPromptLookup, kDraftModel };
   Method method = Method::kNone;
-  int64_t num_tokens = 4;  // drafted tokens per sequence and step, k (>= 1)
-  int64_t ngram = 3;       // prompt lookup: the longest tail matched, in tokens (>= 1)
+  int64_t num_tokens = 4;  // drafted tokens per sequence and step, k (df11-run: 1..64)
+  int64_t ngram = 3;       // prompt lookup: the longest tail matched, in tokens (1..64)
   std::string draft_model;  // kDraftModel: the draft model's directory (BF16 or DF11)
 };
 
@@ -58,9 +58,6 @@ class PromptLookupDrafter : public Drafter {
  private:
   int64_t ngram_;
 };
-
-// Checks the options; the message names the flag and what was expected.
-std::string SpeculativeOptionsError(const SpeculativeOptions& options);
 
 // Prompt lookup: for n from `ngram` down to 1, the last n tokens of `history` (prompt +
 // generated) are searched for earlier in `history`, the most recent occurrence first; the

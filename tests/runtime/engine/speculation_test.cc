@@ -39,16 +39,6 @@ TEST(PromptLookup, NothingWhenNoTailRecurs) {
   EXPECT_TRUE(PromptLookupDrafts(std::vector<int32_t>{1, 2, 1, 2}, 3, 0).empty());  // no room left
 }
 
-TEST(SpeculativeOptions, ErrorsNameTheFlag) {
-  SpeculativeOptions o;
-  EXPECT_EQ(SpeculativeOptionsError(o), "");
-  o.num_tokens = 0;
-  EXPECT_NE(SpeculativeOptionsError(o).find("--num-speculative-tokens 0"), std::string::npos);
-  o.num_tokens = 4;
-  o.ngram = 0;
-  EXPECT_NE(SpeculativeOptionsError(o).find("--speculative-ngram 0"), std::string::npos);
-}
-
 // Logits rows whose argmax is `argmax[j]`.
 std::vector<float> Rows(const std::vector<int32_t>& argmax, int64_t vocab) {
   std::vector<float> l(argmax.size() * vocab, 0.0f);
