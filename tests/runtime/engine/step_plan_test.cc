@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What a step takes: every decoding sequence's token first, then prompts in admission order cut
-// where they would pass max_step_tokens (a later prompt waits whole); with no limit every prompt
-// goes whole; a step always takes at least one prompt token. The KV budget: requests wait for
+// where they would pass max_step_tokens (a later prompt waits whole), then drafted tokens in the
+// room left; with no limit every prompt goes whole; a step always takes at least one prompt
+// token. The KV budget: requests wait for
 // room, a request that alone needs more than the budget is refused naming both figures, and the
 // peak reservation is kept.
 #include <gtest/gtest.h>
@@ -47,6 +48,35 @@ TEST(StepPlan, DecodingTokensFirstThenPromptChunksWithinTheBudget) {
   EXPECT_EQ(Shares(running, 2), (Plan{{1, 1}, {3, 1}}));
   const std::vector<StepShare> plan = PlanStep(running, 8);
   EXPECT_EQ(PromptTokens(plan), 6);
+}
+
+TEST(StepPlan, DraftsTakeOnlyTheRoomPromptsLeave) {
+  std::vector<RunningSequence> running;
+  running.push_back(Decoding(0));
+  running.push_back(Prompt(1, 3));
+  running.push_back(Decoding(2));
+  const std::vector<int32_t> three = {4, 5, 6}, two = {8, 9};
+  running[0].SetDrafts(three);
+  running[2].SetDrafts(two);
+  EXPECT_EQ(Shares(running, 0), (Plan{{0, 4}, {2, 3}, {1, 3}}));
+  // 2 decoding tokens + the 3-token prompt leave 3 of 8: the first sequence's drafts take them.
+  EXPECT_EQ(Shares(running, 8), (Plan{{0, 4}, {2, 1}, {1, 3}}));
+  EXPECT_EQ(Shares(running, 5), (Plan{{0, 1}, {2, 1}, {1, 3}}));
+  const std::vector<StepShare> plan = PlanStep(running, 9);
+  EXPECT_EQ(plan[0].drafts, 3u);
+  EXPECT_EQ(plan[1].drafts, 1u);
+  EXPECT_EQ(plan[2].drafts, 0u);
+  EXPECT_EQ(PromptTokens(plan), 3);  // drafts are not prompt tokens
+  // The drafts a share feeds are marked as such in its step.
+  const SequenceStep step = running[2].Feed(plan[1].tokens);
+  EXPECT_EQ(step.drafts, 1);
+  EXPECT_EQ(std::vector<int32_t>(step.tokens.begin(), step.tokens.end()),
+            (std::vector<int32_t>{7, 8}));
+  EXPECT_TRUE(running[2].CompletesWith(plan[1].tokens));
+  // Taking the step's token drops the drafts.
+  running[2].TakeToken(11, {}, {});
+  EXPECT_TRUE(running[2].drafts().empty());
+  EXPECT_EQ(running[2].unfed(), 1);
 }
 
 TEST(StepPlan, APromptAloneMovesByAtLeastOneToken) {
