@@ -45,6 +45,7 @@ class DistributedStepRunner : public StepRunner {
   // Paged backends: every rank takes the block tables the leader's engine plans (the same block
   // ids on every rank; each stage's pool holds only its layers).
   int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
+  bool verifies_drafts() const override { return backend_->VerifiesDrafts(); }
   int64_t KvTokens(int64_t capacity) const override {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }

@@ -72,12 +72,13 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
 
 Status Engine::Generate(std::span<const GenerationRequest> requests,
                         const ResultCallback& on_result) {
-  const int64_t block_tokens = runner_->kv_block_tokens();
-  if (options_.speculative.method != SpeculativeOptions::Method::kNone && block_tokens == 0) {
+  if (options_.speculative.method != SpeculativeOptions::Method::kNone &&
+      !runner_->verifies_drafts()) {
     return Status::InvalidArgument(
-        "--speculative: this backend cannot verify several tokens of a sequence in one step "
-        "yet (it needs a paged KV cache: use the CPU backend, or run without --speculative)");
+        "--speculative: this backend cannot verify drafted tokens yet (it returns one row of "
+        "logits per sequence and step): use the CPU backend, or run without --speculative");
   }
+  const int64_t block_tokens = runner_->kv_block_tokens();
   Call call(requests, options_.kv_tokens);
   call.id = calls_++;
   if (block_tokens > 0 && !blocks_) {

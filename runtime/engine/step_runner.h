@@ -48,6 +48,8 @@ class StepRunner {
   virtual int64_t KvTokens(int64_t capacity) const { return capacity; }
   // ForwardBackend::KvBlockTokens of the backend (0 for a distributed group for now).
   virtual int64_t kv_block_tokens() const { return 0; }
+  // ForwardBackend::VerifiesDrafts of the backend: steps may carry drafted tokens.
+  virtual bool verifies_drafts() const { return false; }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -70,6 +72,7 @@ class LocalStepRunner : public StepRunner {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }
   int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
+  bool verifies_drafts() const override { return backend_->VerifiesDrafts(); }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

@@ -23,7 +23,7 @@ namespace df11 {
 struct SequenceStep {
   KvCache* cache = nullptr;
   std::span<const int32_t> tokens;
-  int64_t drafts = 0;  // < tokens.size(); CPU backend only (the CUDA one returns one row)
+  int64_t drafts = 0;  // < tokens.size(); backends that VerifiesDrafts only
 };
 
 // Logits rows a step returns: drafts + 1 per sequence (1 without drafts), or every token.
@@ -54,6 +54,8 @@ class ForwardBackend {
   // its caller (KvCache::blocks of up to KvBlocks' pool size; a backend serves either those or
   // NewCache's caches, not both at once); 0 where it does not.
   virtual int64_t KvBlockTokens() const { return 0; }
+  // Whether Logits returns the rows of drafted tokens (speculative decoding).
+  virtual bool VerifiesDrafts() const { return false; }
 
   // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
   // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.
@@ -61,7 +63,8 @@ class ForwardBackend {
   // Runs this rank's layers on hidden (host) in place and appends to the caches (lengths advance).
   virtual Status RunLayers(std::span<const SequenceStep> steps, float* hidden) = 0;
   // Logits of this rank's vocab rows, (rows, vocab_rows), for the last drafts + 1 tokens of each
-  // step (SequenceStep::drafts), or every token when all_tokens. `hidden` (host) is the output of the last layer.
+  // step (SequenceStep::drafts; backends that VerifiesDrafts, else the last token), or every
+  // token when all_tokens. `hidden` (host) is the output of the last layer.
   virtual Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,
                         std::vector<float>* logits) = 0;
   // Embed + RunLayers + Logits on one rank. Errors: a DF11 stream found corrupt while decoding.

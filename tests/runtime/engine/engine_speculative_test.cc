@@ -207,16 +207,16 @@ TEST_F(EngineSpeculativeTest, AMixedBatchKeepsEveryRequestsTokens) {
   EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
 }
 
-// A runner over a backend that does not page its cache (as the CUDA one today).
-class UnpagedRunner : public LocalStepRunner {
+// A runner over a backend that returns one row of logits per sequence (as the CUDA one today).
+class OneRowRunner : public LocalStepRunner {
  public:
   using LocalStepRunner::LocalStepRunner;
-  int64_t kv_block_tokens() const override { return 0; }
+  bool verifies_drafts() const override { return false; }
 };
 
 TEST_F(EngineSpeculativeTest, ARunnerThatCannotVerifyDraftsIsRefusedByName) {
   CpuBackend backend(weights_, {});
-  UnpagedRunner runner(&backend);
+  OneRowRunner runner(&backend);
   Engine engine(&runner, Options(2, true));
   const std::vector<GenerationRequest> requests = Requests(1);
   auto results = engine.Generate(requests);
