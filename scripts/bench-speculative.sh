@@ -38,7 +38,8 @@ for i in $(seq 1 "$REQUESTS"); do
   s="Paragraph $i:"
   for j in $(seq 0 11); do s+=" ${WORDS[$(((i * 5 + j * 7) % ${#WORDS[@]}))]}"; done
   echo "{\"custom_id\": \"c$i\", \"prompt\": \"$s\", \"max_tokens\": $PREP_TOKENS}"
-  echo "{\"custom_id\": \"n$i\", \"prompt\": \"$s\", \"max_tokens\": $TOKENS, \"temperature\": 1.0, \"seed\": $i}" >&3
+  echo "{\"custom_id\": \"n$i\", \"prompt\": \"$s\", \"max_tokens\": $TOKENS," \
+    "\"temperature\": 1.0, \"seed\": $i}" >&3
 done > "$WORK/seed.jsonl" 3> "$WORK/nomatch.jsonl"
 "$RUN" generate --model "$WORK/df11" --threads "$THREADS" --batch-size "$REQUESTS" \
   --input "$WORK/seed.jsonl" --output "$WORK/seed-out.jsonl" 2> "$WORK/log-seed.txt"
@@ -69,12 +70,14 @@ run() {
   echo "$tps ${acc:--} ${tps_step:-1.00}"
 }
 sorted() { python3 -c 'import json,sys
-for l in open(sys.argv[1]): d = json.loads(l); print(d["custom_id"], d.get("token_ids"))' "$1" | sort; }
+for l in open(sys.argv[1]):
+  d = json.loads(l); print(d["custom_id"], d.get("token_ids"))' "$1" | sort; }
 same() { [ "$(sorted "$1")" = "$(sorted "$2")" ] && echo yes || echo NO; }
 
 echo "batch 1, $REQUESTS requests x $TOKENS tokens, $THREADS threads, k = $K, best of $ROUNDS;" \
   "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %-14s %12s %12s %16s\n' workload speculation "decode tok/s" "accepted %" "tokens per step"
+printf '%-10s %-14s %12s %12s %16s\n' workload speculation "decode tok/s" "accepted %" \
+  "tokens per step"
 best() { awk -v a="$1" -v b="$2" 'BEGIN{print (b > a ? b : a)}'; }
 for w in copy nomatch; do
   t_off=0 t_on=0

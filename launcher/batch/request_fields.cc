@@ -114,7 +114,8 @@ std::string ReadRequestFields(const json& body, RequestFields* r) {
   if (body.contains("speculative") && !body["speculative"].is_null()) {
     const json& v = body["speculative"];
     if (!v.is_boolean()) {
-      return "\"speculative\" = " + v.dump() + ": expected true or false (false: no drafted tokens)";
+      return "\"speculative\" = " + v.dump() +
+             ": expected true or false (false: no drafted tokens)";
     }
     r->speculative = v.get<bool>();
   }

@@ -19,7 +19,8 @@ struct GenerationRequest {
   uint64_t seed = 0;
   int64_t max_tokens = 128;       // most new tokens (clamped to what the context leaves)
   std::vector<std::string> stop;  // stop strings; the text ends before the first one
-  bool speculative = true;  // false: no drafted tokens for this request (EngineOptions::speculative)
+  // false: no drafted tokens for this request (EngineOptions::speculative)
+  bool speculative = true;
 };
 
 struct GenerationResult {

@@ -145,12 +145,14 @@ TEST(KvBlocks, TruncateReleasesRejectedDraftsAndTheirCacheEntries) {
   pool.Commit(1);
   EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63}), {1})), 12);
   // Truncating inside a block a write filled but no commit covered takes it out of the cache.
-  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{70, 71, 72}, &copies));  // positions 13..15 fill block 3
+  // Positions 13..15 fill block 3.
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{70, 71, 72}, &copies));
   EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 71, 72}), {1})), 12);
   pool.Truncate(1, 14);
   pool.Commit(1);
   EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 71, 72}), {1})), 12);
-  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{80, 81}, &copies));  // block 3 is full again, with 80 81
+  // Block 3 is full again, with 80 81.
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{80, 81}, &copies));
   pool.Commit(1);
   EXPECT_EQ(pool.CachedPrefix(Concat(Concat(kept, {60, 61, 62, 63, 64, 70, 80, 81}), {1})), 16);
   pool.Free(1);
