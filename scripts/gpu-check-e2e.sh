@@ -331,12 +331,16 @@ e2e_8b_ew4() {
 
 # A batch of text requests of varied lengths (E2E_BATCH_REQUESTS, max_tokens 4..67, as answers
 # vary) through `generate` at batch 64 on the 8B-shaped model (it has the Llama 3.1 tokenizer):
-# DF11 and BF16, static and continuous batching: time in prefill + decode, steps; DF11 must give
-# BF16's greedy tokens in each mode (the same compositions, bit-identical weights). Whether static
-# and continuous agree is reported, not required: another batch composition may change cuBLAS's
-# algorithm and so the last bits of the logits, which flips near-ties in a random model.
+# DF11 and BF16, static and continuous batching, and the DF11 files served as ew4 (continuous):
+# time in prefill + decode, steps; DF11 must give BF16's greedy tokens in each mode (the same
+# compositions, bit-identical weights); ew4's time against BF16's (its GEMMs sum in another order
+# than cuBLAS, so its tokens are compared, not required). Whether static and continuous agree is
+# reported, not required: another batch composition may change cuBLAS's algorithm and so the
+# last bits of the logits, which flips near-ties in a random model.
 e2e_8b_batch() {
   local w=$1 n=${E2E_BATCH_REQUESTS:-192} i run fmt mode t0 secs tokens steps out gen rc ttft
+  local -a codec
+  local -A gen_s
   if [ ! -f "$w/bf16/tokenizer.json" ]; then
     row "8b batch of text requests" "skipped: no tokenizer in the bundle" info
     return
@@ -345,12 +349,13 @@ e2e_8b_batch() {
     printf '{"custom_id":"q%d","prompt":"Question %d: say something about the number %d","max_tokens":%d}\n' \
       "$i" "$i" "$((i * 37 % 101))" "$((4 + (i * 29) % 64))"
   done >"$w/batch.jsonl"
-  for run in df11-static df11-continuous bf16-static bf16-continuous; do
-    fmt=${run%%-*} mode=${run#*-} out="$w/batch-$run.jsonl"
+  for run in df11-static df11-continuous bf16-static bf16-continuous ew4-continuous; do
+    fmt=${run%%-*} mode=${run#*-} out="$w/batch-$run.jsonl" codec=()
+    [ "$fmt" = ew4 ] && fmt=df11 codec=(--weight-codec ew4)
     rm -f "$out"
     t0=$(date +%s.%N)
     e2e_run "8b-batch-$run" 90 "$RUN_BIN" generate --model "$w/$fmt" --device cuda --temp 0 \
-      --batch-size 64 --batching "$mode" --input "$w/batch.jsonl" --output "$out"
+      --batch-size 64 --batching "$mode" --input "$w/batch.jsonl" --output "$out" "${codec[@]}"
     rc=$?
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
     if [ "$rc" -ne 0 ]; then
@@ -362,6 +367,7 @@ e2e_8b_batch() {
     gen=$(sed -n 's/^.*prefill: [0-9]* tokens in \([0-9.]*\) s.*decode: [0-9]* tokens in \([0-9.]*\) s.*/\1 \2/p' \
       "$OUT_DIR/e2e-8b-batch-$run.log" | awk 'NR == 1 {printf "%.2f", $1 + $2}')
     ttft=$(sed -n 's/^.*first token median \([0-9.]*\) s.*/\1/p' "$OUT_DIR/e2e-8b-batch-$run.log" | head -1)
+    gen_s[$run]=$gen
     row "8b batch $fmt $mode" "$(wc -l <"$out")/$n, $tokens tok in ${gen:-?} s, $steps, TTFT ${ttft:-?} s" \
       "$([ "$(wc -l <"$out")" -eq "$n" ] && echo PASS || echo FAIL)"
     cp "$out" "$OUT_DIR/e2e-8b-batch-$run.jsonl"
@@ -373,6 +379,13 @@ e2e_8b_batch() {
   a=$(e2e_tokens "$w/batch-df11-static.jsonl") b=$(e2e_tokens "$w/batch-df11-continuous.jsonl")
   same=$(comm -12 <(echo "$a") <(echo "$b") | grep -c .)
   row "  df11 static == continuous tokens" "$same/$n requests identical" info
+  if [ -n "${gen_s[ew4-continuous]:-}" ] && [ -n "${gen_s[bf16-continuous]:-}" ]; then
+    a=$(e2e_tokens "$w/batch-bf16-continuous.jsonl") b=$(e2e_tokens "$w/batch-ew4-continuous.jsonl")
+    same=$(comm -12 <(echo "$a") <(echo "$b") | grep -c .)
+    row "8b batch continuous: ew4 vs bf16 time" "$(awk -v e="${gen_s[ew4-continuous]}" \
+      -v b="${gen_s[bf16-continuous]}" 'BEGIN {printf "bf16 %s s, ew4 %s s: %.2fx", b, e, b / e}'); \
+$same/$n requests with bf16's tokens" info
+  fi
 }
 
 e2e_part() {
