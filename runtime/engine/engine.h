@@ -57,7 +57,7 @@ struct EngineOptions {
   // and the step's target logits accept the longest prefix of them that the target itself would
   // have produced (greedy: exactly its greedy tokens; sampling: VerifyDrafts' rule, the same
   // text for a seed), plus the target's next token; rejected positions are cut from the cache.
-  // Needs a backend that verifies drafts (ForwardBackend::VerifiesDrafts: the CPU's).
+  // Needs a backend that verifies drafts (ForwardBackend::VerifiesDrafts: both of ours).
   SpeculativeOptions speculative;
 };
 

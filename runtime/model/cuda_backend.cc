@@ -75,11 +75,10 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
             " tokens, the memory plan's; --kv-tokens may not exceed it)");
       }
     }
-    if (all_tokens) {
-      for (int64_t j = 0; j < n; ++j) step_.rows.push_back(t0 + j);
-    } else if (n > 0) {
-      step_.rows.push_back(t0 + n - 1);
-    }
+    // Every token's row, or the last drafts + 1 (speculative decoding: the drafted tokens' rows
+    // too; LogitsRows counts the same).
+    const int64_t want = all_tokens ? n : std::min(n, s.drafts + 1);
+    for (int64_t j = n - want; j < n; ++j) step_.rows.push_back(t0 + j);
     t0 += n;
   }
   step_.rows_identity = static_cast<int64_t>(step_.rows.size()) == T;
@@ -345,10 +344,13 @@ void CudaBackend::EnqueueCore(std::span<const SequenceStep> steps, bool all_toke
     return;
   }
   // The graph depends on the buffers (fixed until they grow, which drops it) and each sequence's
-  // token count (the logit rows); positions, sequence indices and cache pointers are uploaded
-  // inside it, so sequences that finish and are replaced keep the graph.
+  // token and draft counts (the logit rows); positions, sequence indices and cache pointers are
+  // uploaded inside it, so sequences that finish and are replaced keep the graph.
   std::vector<int64_t> key = {all_tokens ? 1 : 0, argmax ? 1 : 0, step_.tokens};
-  for (const SequenceStep& s : steps) key.push_back(static_cast<int64_t>(s.tokens.size()));
+  for (const SequenceStep& s : steps) {
+    key.push_back(static_cast<int64_t>(s.tokens.size()));
+    key.push_back(s.drafts);
+  }
   if (graph_.exec == nullptr || key != graph_.key) {
     if (key != graph_.last_key) {  // first sight of this composition: run it plainly
       graph_.last_key = key;

@@ -80,6 +80,7 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // the cache's last copy). A step whose tables name blocks past the pool is refused.
   KvCache NewCache(int64_t capacity) const override;
   int64_t KvBlockTokens() const override { return kv_block_tokens_; }
+  bool VerifiesDrafts() const override { return true; }
   Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
   Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;
   Status Logits(std::span<const SequenceStep> steps, const float* hidden, bool all_tokens,

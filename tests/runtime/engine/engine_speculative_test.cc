@@ -200,14 +200,17 @@ TEST_F(EngineSpeculativeTest, AMixedBatchKeepsEveryRequestsTokens) {
     const GenerationResult& r = (*results)[i];
     EXPECT_EQ(r.tokens, plain.results[i].tokens) << requests[i].id;
     EXPECT_EQ(r.speculative, requests[i].speculative) << requests[i].id;
-    if (!requests[i].speculative) EXPECT_EQ(r.draft_tokens, 0) << requests[i].id;
+    if (!requests[i].speculative) {
+      EXPECT_EQ(r.draft_tokens, 0) << requests[i].id;
+    }
     EXPECT_LE(r.accepted_tokens, r.draft_tokens);
   }
   EXPECT_GT(engine.stats().accepted_tokens, 0);
   EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
 }
 
-// A runner over a backend that returns one row of logits per sequence (as the CUDA one today).
+// A runner over a backend that returns one row of logits per sequence (a backend without
+// ForwardBackend::VerifiesDrafts).
 class OneRowRunner : public LocalStepRunner {
  public:
   using LocalStepRunner::LocalStepRunner;
