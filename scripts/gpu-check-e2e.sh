@@ -278,6 +278,7 @@ e2e_8b() {
   done
   e2e_8b_ew4 "$w"
   e2e_8b_batch "$w"
+  e2e_8b_speculative "$w"
   for fmt in bf16 df11; do
     line=$(grep -h -m1 '"bench":"generate"' "$w/bench-$fmt.jsonl" 2>/dev/null | head -1)
     row "  $fmt weight_bytes, scratch" "$(json_field "$line" weight_bytes) B, $(json_field "$line" scratch_bytes) B" info
@@ -386,6 +387,73 @@ e2e_8b_batch() {
       -v b="${gen_s[bf16-continuous]}" 'BEGIN {printf "bf16 %s s, ew4 %s s: %.2fx", b, e, b / e}'); \
 $same/$n requests with bf16's tokens" info
   fi
+}
+
+# Speculative decoding by prompt lookup at batch 1 on the 8B shape, DF11 and BF16 (as
+# scripts/bench-speculative.sh on the CPU): "copy" prompts quote the model's own greedy
+# continuation of a seed sentence (a random model quotes nothing by itself), so lookup finds
+# it (target: >= 2x the decode tokens/s without speculation on DF11); "no match" requests sample
+# (temperature 1, a seed each), so lookup drafts nothing (target: >= 0.95x). Same tokens with and
+# without speculation are reported (greedy), not required: a step of another size may flip a
+# near-tie in cuBLAS's sums.
+e2e_8b_speculative() {
+  local w=$1 n=${E2E_SPEC_REQUESTS:-4} i fmt wl mode out log rc tps acc line text
+  local -A rate
+  if [ ! -f "$w/bf16/tokenizer.json" ]; then
+    row "8b speculative decoding" "skipped: no tokenizer in the bundle" info
+    return
+  fi
+  for ((i = 0; i < n; i++)); do
+    printf '{"custom_id":"s%d","prompt":"Paragraph %d: the number %d is said to be","max_tokens":64}\n' \
+      "$i" "$i" "$((i * 37 % 101))"
+    printf '{"custom_id":"n%d","prompt":"Paragraph %d: the number %d","max_tokens":48,"temperature":1.0,"seed":%d}\n' \
+      "$i" "$i" "$((i * 37 % 101))" "$((i + 1))" >&3
+  done >"$w/spec-seed.jsonl" 3>"$w/spec-nomatch.jsonl"
+  e2e_run "8b-spec-seed" 120 "$RUN_BIN" generate --model "$w/df11" --device cuda --temp 0 \
+    --input "$w/spec-seed.jsonl" --output "$w/spec-seed-out.jsonl"
+  rc=$?
+  [ "$rc" -eq 0 ] || { row "8b speculative: seed run" "$(e2e_why "$rc") (e2e-8b-spec-seed.log)" FAIL; return; }
+  # The seed prompt followed by the model's own text (a JSON string's escaped body stays valid).
+  sed -E 's/^.*"custom_id":"s([0-9]+)".*"text":"((\\.|[^"\\])*)".*$/\1 \2/' "$w/spec-seed-out.jsonl" |
+    while IFS= read -r line; do
+      i=${line%% *} text=${line#* }
+      printf '{"custom_id":"c%s","prompt":"Paragraph %s: the number %s is said to be%s","max_tokens":48}\n' \
+        "$i" "$i" "$((i * 37 % 101))" "$text"
+    done >"$w/spec-copy.jsonl"
+  for fmt in df11 bf16; do
+    for wl in copy nomatch; do
+      for mode in off on; do
+        out="$w/spec-$fmt-$wl-$mode.jsonl" log="e2e-8b-spec-$fmt-$wl-$mode"
+        rm -f "$out"
+        local -a spec=()
+        [ "$mode" = on ] && spec=(--speculative prompt-lookup --num-speculative-tokens 4)
+        e2e_run "8b-spec-$fmt-$wl-$mode" 120 "$RUN_BIN" generate --model "$w/$fmt" --device cuda \
+          --batch-size 1 --input "$w/spec-$wl.jsonl" --output "$out" "${spec[@]}"
+        rc=$?
+        if [ "$rc" -ne 0 ]; then
+          row "8b speculative $fmt $wl $mode" "$(e2e_why "$rc") ($log.log)" FAIL
+          continue
+        fi
+        tps=$(sed -n 's/.*decode: .*(\([0-9.]*\) tokens\/s).*/\1/p' "$OUT_DIR/$log.log" | head -1)
+        acc=$(sed -n 's/^speculative decoding: .*(\([0-9.]*\)%).*/\1/p' "$OUT_DIR/$log.log" | head -1)
+        rate[$fmt-$wl-$mode]=$tps
+        row "8b speculative $fmt $wl $mode" "${tps:-?} decode tok/s${acc:+, $acc % of drafts accepted}" info
+      done
+      local target=0.95
+      [ "$wl" = copy ] && target=2
+      [ "$fmt" = bf16 ] && [ "$wl" = copy ] && target=""
+      row "8b speculative $fmt $wl: on/off" "$(awk -v a="${rate[$fmt-$wl-on]:-0}" -v b="${rate[$fmt-$wl-off]:-0}" \
+        'BEGIN {if (b > 0) printf "%.2fx", a / b; else printf "?"}')${target:+ (target >= $target)}" \
+        "$(awk -v a="${rate[$fmt-$wl-on]:-0}" -v b="${rate[$fmt-$wl-off]:-0}" -v t="${target:-0}" \
+          'BEGIN {print (b > 0 && a / b >= t) ? (t > 0 ? "PASS" : "info") : "MISS"}')"
+      if [ "$wl" = copy ]; then
+        local x y same
+        x=$(e2e_tokens "$w/spec-$fmt-copy-off.jsonl") y=$(e2e_tokens "$w/spec-$fmt-copy-on.jsonl")
+        same=$(comm -12 <(echo "$x") <(echo "$y") | grep -c .)
+        row "  $fmt copy: same tokens with speculation" "$same/$n requests identical" info
+      fi
+    done
+  done
 }
 
 e2e_part() {
