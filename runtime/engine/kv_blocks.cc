@@ -27,6 +27,14 @@ Status CheckKvBlocksOptions(const KvBlocksOptions& options) {
     return Status::InvalidArgument("KV blocks: expected a pool of 1..1073741824 blocks, got " +
                                    std::to_string(options.blocks));
   }
+  if (options.window < 0 || (options.window > 0 && (options.sliding_blocks < 1 ||
+                                                    options.sliding_blocks > (int64_t{1} << 30)))) {
+    return Status::InvalidArgument(
+        "KV sliding window: expected a window >= 0 and, with a window, a sliding-window pool of "
+        "1..1073741824 blocks, got window " +
+        std::to_string(options.window) + " and " + std::to_string(options.sliding_blocks) +
+        " blocks");
+  }
   return Status::Ok();
 }
 
@@ -39,11 +47,16 @@ size_t KvBlocks::KeyHash::operator()(const Key& k) const {
 KvBlocks::KvBlocks(const KvBlocksOptions& options)
     : block_tokens_(options.block_tokens),
       prefix_caching_(options.prefix_caching),
-      blocks_(static_cast<size_t>(options.blocks)) {
+      window_(options.window) {
   DF11_CHECK(CheckKvBlocksOptions(options).ok());
-  free_.reserve(blocks_.size());
-  // Lowest ids first, so a fresh pool hands out 0, 1, 2, ...
-  for (int64_t b = options.blocks - 1; b >= 0; --b) free_.push_back(static_cast<KvBlockId>(b));
+  for (int g = 0; g < groups(); ++g) {
+    const int64_t n = g == kFullGroup ? options.blocks : options.sliding_blocks;
+    Group& group = groups_[g];
+    group.blocks.resize(static_cast<size_t>(n));
+    group.free.reserve(static_cast<size_t>(n));
+    // Lowest ids first, so a fresh pool hands out 0, 1, 2, ...
+    for (int64_t b = n - 1; b >= 0; --b) group.free.push_back(static_cast<KvBlockId>(b));
+  }
 }
 
 KvBlocks::Sequence& KvBlocks::At(int64_t id) {
@@ -58,74 +71,127 @@ const KvBlocks::Sequence& KvBlocks::At(int64_t id) const {
   return it->second;
 }
 
-int64_t KvBlocks::length(int64_t id) const {
-  return static_cast<int64_t>(At(id).tokens.size());
-}
+int64_t KvBlocks::length(int64_t id) const { return static_cast<int64_t>(At(id).tokens.size()); }
 
 std::span<const KvBlockId> KvBlocks::table(int64_t id) const { return At(id).table; }
+
+std::span<const KvBlockId> KvBlocks::sliding_table(int64_t id) const { return At(id).sliding; }
+
+bool KvBlocks::EverFits(int64_t prompt, int64_t total) const {
+  if (BlocksFor(total) > total_blocks(kFullGroup)) return false;
+  return groups() == 1 ||
+         std::max(BlocksFor(prompt), SlidingBlocksFor(total)) <= total_blocks(kSlidingGroup);
+}
 
 KvBlockId KvBlocks::Lookup(const Key& key, bool computed_only) const {
   auto it = cache_.find(key);
   if (it == cache_.end()) return -1;
-  return !computed_only || blocks_[static_cast<size_t>(it->second)].computed ? it->second : -1;
+  const Block& block = groups_[kFullGroup].blocks[static_cast<size_t>(it->second)];
+  return !computed_only || block.computed ? it->second : -1;
 }
 
-KvBlockId KvBlocks::Take() {
+KvBlockId KvBlocks::SlidingOf(KvBlockId b, bool computed_only) const {
+  const uint64_t content = groups_[kFullGroup].blocks[static_cast<size_t>(b)].content;
+  auto it = sliding_cache_.find(content);
+  if (it == sliding_cache_.end()) return -1;
+  const Block& block = groups_[kSlidingGroup].blocks[static_cast<size_t>(it->second)];
+  return !computed_only || block.computed ? it->second : -1;
+}
+
+KvBlockId KvBlocks::Take(int g) {
+  Group& group = groups_[g];
   KvBlockId b;
-  if (!free_.empty()) {
-    b = free_.back();
-    free_.pop_back();
+  if (!group.free.empty()) {
+    b = group.free.back();
+    group.free.pop_back();
   } else {
-    DF11_CHECK(!lru_.empty());
-    b = lru_.front();
-    lru_.pop_front();
-    Uncache(b);
+    DF11_CHECK(!group.lru.empty());
+    b = group.lru.front();
+    group.lru.pop_front();
+    Uncache(g, b);
   }
-  blocks_[static_cast<size_t>(b)].refs = 1;
-  NoteUse();
+  group.blocks[static_cast<size_t>(b)].refs = 1;
+  NoteUse(g);
   return b;
 }
 
-void KvBlocks::AddRef(KvBlockId b) {
-  Block& block = blocks_[static_cast<size_t>(b)];
+void KvBlocks::AddRef(int g, KvBlockId b) {
+  Block& block = groups_[g].blocks[static_cast<size_t>(b)];
   if (block.refs++ == 0) {  // only cached blocks are found unreferenced
-    lru_.erase(block.lru);
-    NoteUse();
+    groups_[g].lru.erase(block.lru);
+    NoteUse(g);
   }
 }
 
-void KvBlocks::Unref(KvBlockId b) {
-  Block& block = blocks_[static_cast<size_t>(b)];
+void KvBlocks::Unref(int g, KvBlockId b) {
+  Group& group = groups_[g];
+  Block& block = group.blocks[static_cast<size_t>(b)];
   DF11_CHECK(block.refs > 0);
   if (--block.refs > 0) return;
-  if (block.content != 0 && !block.computed) Uncache(b);  // never computed: not reusable
+  if (block.content != 0 && !block.computed) Uncache(g, b);  // never computed: not reusable
   if (block.content != 0) {
-    block.lru = lru_.insert(lru_.end(), b);
+    block.lru = group.lru.insert(group.lru.end(), b);
   } else {
-    free_.push_back(b);
+    group.free.push_back(b);
   }
 }
 
-void KvBlocks::Uncache(KvBlockId b) {
-  Block& block = blocks_[static_cast<size_t>(b)];
-  cache_.erase(block.key);
+void KvBlocks::Uncache(int g, KvBlockId b) {
+  Block& block = groups_[g].blocks[static_cast<size_t>(b)];
+  const uint64_t content = block.content;
+  if (g == kSlidingGroup) {
+    sliding_cache_.erase(content);
+  } else {
+    cache_.erase(block.key);
+  }
   block.content = 0;
   block.computed = false;
   block.key = Key();
+  if (g != kFullGroup || groups() == 1) return;
+  // The sliding block cached with it can never be found again: free it if nobody holds it.
+  auto it = sliding_cache_.find(content);
+  if (it == sliding_cache_.end()) return;
+  const KvBlockId s = it->second;
+  Block& sliding = groups_[kSlidingGroup].blocks[static_cast<size_t>(s)];
+  if (sliding.refs > 0) {  // released uncached when its holders go
+    sliding_cache_.erase(it);
+    sliding.content = 0;
+    sliding.computed = false;
+    return;
+  }
+  groups_[kSlidingGroup].lru.erase(sliding.lru);
+  Uncache(kSlidingGroup, s);
+  groups_[kSlidingGroup].free.push_back(s);
 }
 
-int64_t KvBlocks::Hits(std::span<const int32_t> prompt, bool computed_only) const {
+int64_t KvBlocks::Hits(std::span<const int32_t> prompt, bool computed_only,
+                       std::vector<KvBlockId>* found) const {
   if (!prefix_caching_) return 0;
   const int64_t full = static_cast<int64_t>(prompt.size()) / block_tokens_;
   Key key;
-  int64_t hits = 0;
-  for (; hits < full; ++hits) {
-    const auto begin = prompt.begin() + hits * block_tokens_;
+  std::vector<KvBlockId> chain;
+  for (int64_t i = 0; i < full; ++i) {
+    const auto begin = prompt.begin() + i * block_tokens_;
     key.tokens.assign(begin, begin + block_tokens_);
     const KvBlockId b = Lookup(key, computed_only);
     if (b < 0) break;
-    key.parent = blocks_[static_cast<size_t>(b)].content;
+    chain.push_back(b);
+    key.parent = groups_[kFullGroup].blocks[static_cast<size_t>(b)].content;
   }
+  int64_t hits = static_cast<int64_t>(chain.size());
+  if (groups() == 2) {
+    // Shorten the hit to where the sliding blocks the window before it reads are cached too.
+    const int64_t last = static_cast<int64_t>(prompt.size()) - 1;
+    for (; hits > 0; --hits) {
+      const int64_t cached = std::min(hits * block_tokens_, last);
+      bool whole = true;
+      for (int64_t i = FirstWindowBlock(cached); i < hits && whole; ++i) {
+        whole = SlidingOf(chain[static_cast<size_t>(i)], computed_only) >= 0;
+      }
+      if (whole) break;
+    }
+  }
+  if (found != nullptr) found->assign(chain.begin(), chain.begin() + hits);
   return hits;
 }
 
@@ -134,52 +200,79 @@ int64_t KvBlocks::CachedPrefix(std::span<const int32_t> prompt) const {
   return std::min(Hits(prompt, true) * block_tokens_, static_cast<int64_t>(prompt.size()) - 1);
 }
 
-
-int64_t KvBlocks::PromptCost(std::span<const int32_t> prompt) const {
-  const int64_t cached = CachedPrefix(prompt);
+int64_t KvBlocks::PromptCost(std::span<const int32_t> prompt, int g) const {
+  std::vector<KvBlockId> found;
+  const int64_t cached = prompt.empty() ? 0
+                                        : std::min(Hits(prompt, true, &found) * block_tokens_,
+                                                   static_cast<int64_t>(prompt.size()) - 1);
   const int64_t hits = BlocksFor(cached);
+  const int64_t first = g == kFullGroup ? 0 : FirstWindowBlock(cached);
   int64_t cost = BlocksFor(static_cast<int64_t>(prompt.size())) - hits;
-  Key key;
-  for (int64_t i = 0; i < hits; ++i) {
-    const auto begin = prompt.begin() + i * block_tokens_;
-    key.tokens.assign(begin, begin + block_tokens_);
-    const Block& block = blocks_[static_cast<size_t>(Lookup(key))];
-    key.parent = block.content;
-    if (block.refs == 0) ++cost;  // leaves the LRU
+  for (int64_t i = first; i < hits; ++i) {
+    KvBlockId b = found[static_cast<size_t>(i)];
+    if (g == kSlidingGroup) b = SlidingOf(b, true);
+    if (groups_[g].blocks[static_cast<size_t>(b)].refs == 0) ++cost;  // leaves the LRU
   }
   // The last prompt position lands in the last shared block: the write copies it first.
   if (cached % block_tokens_ != 0) ++cost;
   return cost;
 }
 
+bool KvBlocks::PromptFits(std::span<const int32_t> prompt) const {
+  for (int g = 0; g < groups(); ++g) {
+    if (PromptCost(prompt, g) > free_blocks(g)) return false;
+  }
+  return true;
+}
+
 int64_t KvBlocks::Open(int64_t id, std::span<const int32_t> prompt) {
   DF11_CHECK_MSG(!is_open(id), "KV sequence " + std::to_string(id) + " is already open");
   DF11_CHECK(!prompt.empty());
-  Sequence& s = sequences_[id];
-  const int64_t cached = CachedPrefix(prompt);
+  std::vector<KvBlockId> found;
+  const int64_t cached =
+      std::min(Hits(prompt, true, &found) * block_tokens_, static_cast<int64_t>(prompt.size()) - 1);
   const int64_t hits = BlocksFor(cached);
-  Key key;
+  Sequence& s = sequences_[id];
   for (int64_t i = 0; i < hits; ++i) {
-    const auto begin = prompt.begin() + i * block_tokens_;
-    key.tokens.assign(begin, begin + block_tokens_);
-    const KvBlockId b = Lookup(key);
-    AddRef(b);
+    const KvBlockId b = found[static_cast<size_t>(i)];
+    AddRef(kFullGroup, b);
     s.table.push_back(b);
-    key.parent = blocks_[static_cast<size_t>(b)].content;
-    s.chains.push_back(key.parent);
+    s.chain = groups_[kFullGroup].blocks[static_cast<size_t>(b)].content;
+    s.chains.push_back(s.chain);
+    if (groups() == 1) continue;
+    KvBlockId sliding = kReleasedBlock;
+    if (i >= FirstWindowBlock(cached)) {
+      sliding = SlidingOf(b, true);
+      AddRef(kSlidingGroup, sliding);
+    }
+    s.sliding.push_back(sliding);
   }
   s.tokens.assign(prompt.begin(), prompt.begin() + cached);
   s.registered_blocks = hits;
   s.computed_blocks = hits;
-  s.chain = key.parent;
   return cached;
 }
 
 void KvBlocks::Fork(int64_t parent, int64_t child) {
   DF11_CHECK_MSG(!is_open(child), "KV sequence " + std::to_string(child) + " is already open");
   const Sequence copy = At(parent);
-  for (KvBlockId b : copy.table) AddRef(b);
+  for (KvBlockId b : copy.table) AddRef(kFullGroup, b);
+  for (KvBlockId b : copy.sliding) {
+    if (b != kReleasedBlock) AddRef(kSlidingGroup, b);
+  }
   sequences_[child] = copy;
+}
+
+void KvBlocks::Slide(int64_t id, int64_t position) {
+  if (groups() == 1) return;
+  Sequence& s = At(id);
+  const int64_t end = std::min(FirstWindowBlock(position), static_cast<int64_t>(s.sliding.size()));
+  for (int64_t i = 0; i < end; ++i) {
+    KvBlockId& b = s.sliding[static_cast<size_t>(i)];
+    if (b == kReleasedBlock) continue;
+    Unref(kSlidingGroup, b);
+    b = kReleasedBlock;
+  }
 }
 
 bool KvBlocks::Write(int64_t id, std::span<const int32_t> tokens,
@@ -189,19 +282,42 @@ bool KvBlocks::Write(int64_t id, std::span<const int32_t> tokens,
   const int64_t count = static_cast<int64_t>(tokens.size());
   if (count == 0) return true;
   const int64_t fresh = BlocksFor(length + count) - static_cast<int64_t>(s.table.size());
-  // The write reaches an existing block only when the sequence ends inside one.
-  KvBlockId touched = -1;
-  if (length % block_tokens_ != 0) touched = s.table[static_cast<size_t>(length / block_tokens_)];
-  const bool copy = touched >= 0 && (blocks_[static_cast<size_t>(touched)].refs > 1 ||
-                                     blocks_[static_cast<size_t>(touched)].content != 0);
-  if (fresh + (copy ? 1 : 0) > free_blocks()) return false;
-  if (copy) {
-    const KvBlockId to = Take();
-    copies->push_back({touched, to});
-    s.table[static_cast<size_t>(length / block_tokens_)] = to;
-    Unref(touched);
+  // The write reaches an existing block only when the sequence ends inside one; it is copied
+  // first when shared or cached (in each group).
+  const size_t last = static_cast<size_t>(length / block_tokens_);
+  const bool inside = length % block_tokens_ != 0;
+  auto must_copy = [&](int g) {
+    const std::vector<KvBlockId>& table = g == kFullGroup ? s.table : s.sliding;
+    if (!inside) return false;
+    const Block& block = groups_[g].blocks[static_cast<size_t>(table[last])];
+    return block.refs > 1 || block.content != 0;
+  };
+  // Sliding blocks the write's window no longer reads go first; they count as free.
+  int64_t releasable = 0;
+  if (groups() == 2) {
+    for (int64_t i = 0; i < std::min<int64_t>(FirstWindowBlock(length), s.sliding.size()); ++i) {
+      const KvBlockId b = s.sliding[static_cast<size_t>(i)];
+      if (b != kReleasedBlock && groups_[kSlidingGroup].blocks[static_cast<size_t>(b)].refs == 1) {
+        ++releasable;
+      }
+    }
   }
-  for (int64_t i = 0; i < fresh; ++i) s.table.push_back(Take());
+  for (int g = 0; g < groups(); ++g) {
+    const int64_t room = free_blocks(g) + (g == kSlidingGroup ? releasable : 0);
+    if (fresh + (must_copy(g) ? 1 : 0) > room) return false;
+  }
+  Slide(id, length);
+  for (int g = 0; g < groups(); ++g) {
+    std::vector<KvBlockId>& table = g == kFullGroup ? s.table : s.sliding;
+    if (must_copy(g)) {
+      const KvBlockId from = table[last];
+      const KvBlockId to = Take(g);
+      copies->push_back({from, to, g});
+      table[last] = to;
+      Unref(g, from);
+    }
+    for (int64_t i = 0; i < fresh; ++i) table.push_back(Take(g));
+  }
   s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
   Register(id);
   return true;
@@ -212,22 +328,27 @@ void KvBlocks::Register(int64_t id) {
   if (!prefix_caching_) return;
   const int64_t full = static_cast<int64_t>(s.tokens.size()) / block_tokens_;
   for (; s.registered_blocks < full; ++s.registered_blocks) {
-    const KvBlockId b = s.table[static_cast<size_t>(s.registered_blocks)];
+    const size_t i = static_cast<size_t>(s.registered_blocks);
     const auto begin = s.tokens.begin() + s.registered_blocks * block_tokens_;
     Key key{s.chain, std::vector<int32_t>(begin, begin + block_tokens_)};
     const KvBlockId same = Lookup(key, /*computed_only=*/false);
     if (same >= 0) {  // equal content is cached already: chain on through it
-      s.chain = blocks_[static_cast<size_t>(same)].content;
+      s.chain = groups_[kFullGroup].blocks[static_cast<size_t>(same)].content;
       s.chains.push_back(s.chain);
       continue;
     }
-    Block& block = blocks_[static_cast<size_t>(b)];
+    Block& block = groups_[kFullGroup].blocks[static_cast<size_t>(s.table[i])];
     DF11_CHECK(block.content == 0);  // blocks past the registered ones are this sequence's own
     block.content = next_content_++;
     block.key = key;
-    cache_.emplace(std::move(key), b);
+    cache_.emplace(std::move(key), s.table[i]);
     s.chain = block.content;
     s.chains.push_back(s.chain);
+    if (groups() == 1 || s.sliding[i] == kReleasedBlock) continue;
+    Block& sliding = groups_[kSlidingGroup].blocks[static_cast<size_t>(s.sliding[i])];
+    DF11_CHECK(sliding.content == 0);
+    sliding.content = block.content;
+    sliding_cache_.emplace(block.content, s.sliding[i]);
   }
 }
 
@@ -237,16 +358,29 @@ void KvBlocks::Truncate(int64_t id, int64_t length) {
              length <= static_cast<int64_t>(s.tokens.size()));
   s.tokens.resize(static_cast<size_t>(length));
   const int64_t keep = BlocksFor(length), full = length / block_tokens_;
-  // Blocks at or past `full` were written since the last commit: this sequence's own.
+  // Blocks at or past `full` were written since the last commit: this sequence's own (in both
+  // groups; a full-attention block leaving the cache takes its sliding one along).
   for (int64_t i = static_cast<int64_t>(s.table.size()) - 1; i >= full; --i) {
     const KvBlockId b = s.table[static_cast<size_t>(i)];
+    const KvBlockId sliding = groups() == 2 ? s.sliding[static_cast<size_t>(i)] : kReleasedBlock;
     if (i < keep) {
-      if (blocks_[static_cast<size_t>(b)].content != 0) Uncache(b);  // no longer full
+      if (groups_[kFullGroup].blocks[static_cast<size_t>(b)].content != 0) {
+        Uncache(kFullGroup, b);  // no longer full
+      }
     } else {
-      Unref(b);  // uncommitted: leaves the cache too
+      Unref(kFullGroup, b);  // uncommitted: leaves the cache too
+      if (sliding != kReleasedBlock) Unref(kSlidingGroup, sliding);
     }
   }
   s.table.resize(static_cast<size_t>(keep));
+  if (groups() == 2) {
+    s.sliding.resize(static_cast<size_t>(keep));
+    // Releases follow a write's first position, which a cut never goes below: the window of
+    // the next position is all there.
+    for (int64_t i = FirstWindowBlock(length); i < keep; ++i) {
+      DF11_CHECK(s.sliding[static_cast<size_t>(i)] != kReleasedBlock);
+    }
+  }
   if (s.registered_blocks > full) {
     s.registered_blocks = full;
     s.chains.resize(static_cast<size_t>(full));
@@ -258,8 +392,12 @@ void KvBlocks::Commit(int64_t id) {
   Sequence& s = At(id);
   const int64_t full = static_cast<int64_t>(s.tokens.size()) / block_tokens_;
   for (; s.computed_blocks < full; ++s.computed_blocks) {
-    Block& block = blocks_[static_cast<size_t>(s.table[static_cast<size_t>(s.computed_blocks)])];
+    const size_t i = static_cast<size_t>(s.computed_blocks);
+    Block& block = groups_[kFullGroup].blocks[static_cast<size_t>(s.table[i])];
     if (block.content != 0) block.computed = true;
+    if (groups() == 1 || s.sliding[i] == kReleasedBlock) continue;
+    Block& sliding = groups_[kSlidingGroup].blocks[static_cast<size_t>(s.sliding[i])];
+    if (sliding.content != 0) sliding.computed = true;
   }
 }
 
@@ -267,7 +405,11 @@ void KvBlocks::Free(int64_t id) {
   auto it = sequences_.find(id);
   DF11_CHECK_MSG(it != sequences_.end(), "KV sequence " + std::to_string(id) + " is not open");
   const std::vector<KvBlockId>& table = it->second.table;
-  for (auto b = table.rbegin(); b != table.rend(); ++b) Unref(*b);
+  for (auto b = table.rbegin(); b != table.rend(); ++b) Unref(kFullGroup, *b);
+  const std::vector<KvBlockId>& sliding = it->second.sliding;
+  for (auto b = sliding.rbegin(); b != sliding.rend(); ++b) {
+    if (*b != kReleasedBlock) Unref(kSlidingGroup, *b);
+  }
   sequences_.erase(it);
 }
 

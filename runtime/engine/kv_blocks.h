@@ -12,9 +12,16 @@
 // others share copies it first (copy-on-write, e.g. the partial last block of a forked sequence,
 // or the last block of a prompt found whole in the cache, whose last position is recomputed for
 // its logits); an unreferenced cached block stays cached until a new block is needed and it is
-// the least recently released one (LRU). The layout is the same for every layer, so one table
-// serves every layer of a sequence (sliding-window layers keep their blocks and read only their
-// window). Not thread-safe.
+// the least recently released one (LRU).
+// Two block groups when the model has sliding-window layers (options.window > 0): the
+// full-attention layers' blocks (group 0, the table above) and the sliding-window layers' own
+// pool and table (group 1, sliding_table), position p in table index p / block_tokens in both.
+// A write releases the sliding blocks that lie wholly before its first position's window, so a
+// decoding sequence holds at most ceil(window / block_tokens) + 1 of them; their table entries
+// become kReleasedBlock and are never read again. A sliding block enters the prefix cache with
+// the full block of the same positions (under its content id); a cached prefix is used only up
+// to where the sliding blocks of the window before it are cached and computed too. Without
+// sliding-window layers there is group 0 only, exactly as before. Not thread-safe.
 #pragma once
 
 #include <algorithm>
@@ -32,19 +39,32 @@ namespace df11 {
 
 using KvBlockId = int32_t;
 
+// A sliding-window group's table entry of a block released as the window moved on.
+inline constexpr KvBlockId kReleasedBlock = -1;
+
 struct KvBlocksOptions {
-  int64_t blocks = 0;         // blocks in the pool (>= 1)
-  int64_t block_tokens = 16;  // positions per block (>= 1)
-  bool prefix_caching = true; // share computed full blocks between sequences with equal prefixes
+  int64_t blocks = 0;          // blocks in the pool (>= 1)
+  int64_t block_tokens = 16;   // positions per block (>= 1)
+  bool prefix_caching = true;  // share computed full blocks between sequences with equal prefixes
+  // The sliding-window layers' window in positions (0: none, one group) and the blocks of their
+  // group's pool (>= 1 when window > 0).
+  int64_t window = 0;
+  int64_t sliding_blocks = 0;
 };
 
 // Checks the options; the message names the field and what was expected.
 Status CheckKvBlocksOptions(const KvBlocksOptions& options);
 
-// A block's rows to copy before a write (all block_tokens rows, every layer, K and V).
+// The block groups: full-attention layers, and sliding-window layers where the model has them.
+inline constexpr int kFullGroup = 0;
+inline constexpr int kSlidingGroup = 1;
+
+// A block's rows to copy before a write (all block_tokens rows, every layer of its group, K and
+// V).
 struct KvBlockCopy {
   KvBlockId from = 0;
   KvBlockId to = 0;
+  int group = kFullGroup;
 };
 
 class KvBlocks {
@@ -53,12 +73,28 @@ class KvBlocks {
   explicit KvBlocks(const KvBlocksOptions& options);
 
   int64_t block_tokens() const { return block_tokens_; }
-  int64_t total_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  int64_t window() const { return window_; }
+  // Groups: 1, or 2 with sliding-window layers.
+  int groups() const { return window_ > 0 ? 2 : 1; }
+  // Counts of group `g` (the full-attention layers' by default).
+  int64_t total_blocks(int g = kFullGroup) const {
+    return static_cast<int64_t>(groups_[g].blocks.size());
+  }
   // Blocks a new write can take: never used or released uncached, plus cached but unreferenced.
-  int64_t free_blocks() const { return static_cast<int64_t>(free_.size() + lru_.size()); }
+  int64_t free_blocks(int g = kFullGroup) const {
+    return static_cast<int64_t>(groups_[g].free.size() + groups_[g].lru.size());
+  }
   // Blocks referenced by at least one sequence, now and at most so far.
-  int64_t used_blocks() const { return total_blocks() - free_blocks(); }
-  int64_t peak_used_blocks() const { return peak_used_; }
+  int64_t used_blocks(int g = kFullGroup) const { return total_blocks(g) - free_blocks(g); }
+  int64_t peak_used_blocks(int g = kFullGroup) const { return groups_[g].peak; }
+  // Sliding blocks a sequence of `positions` positions holds once its window has moved on.
+  int64_t SlidingBlocksFor(int64_t positions) const {
+    return std::min(BlocksFor(positions), BlocksFor(window_) + 1);
+  }
+  // Whether a request of `prompt` positions growing to `total` can ever run in an empty pool:
+  // each group's blocks at their most (a prompt's sliding blocks are all held while it is
+  // written).
+  bool EverFits(int64_t prompt, int64_t total) const;
   // Blocks that hold `positions` positions.
   int64_t BlocksFor(int64_t positions) const {
     return (positions + block_tokens_ - 1) / block_tokens_;
@@ -73,9 +109,11 @@ class KvBlocks {
   bool PrefixPending(std::span<const int32_t> prompt) const {
     return Hits(prompt, false) > Hits(prompt, true);
   }
-  // How many free blocks opening a sequence with `prompt` and writing the rest of it needs:
-  // Open takes cached blocks nobody references out of the free ones, Write the rest.
-  int64_t PromptCost(std::span<const int32_t> prompt) const;
+  // How many free blocks of group `g` opening a sequence with `prompt` and writing the rest of it
+  // needs: Open takes cached blocks nobody references out of the free ones, Write the rest.
+  int64_t PromptCost(std::span<const int32_t> prompt, int g = kFullGroup) const;
+  // Whether every group has PromptCost free blocks.
+  bool PromptFits(std::span<const int32_t> prompt) const;
 
   // Starts sequence `id` (not open) with `prompt` (>= 1 token): shares the cached blocks of its
   // longest cached prefix and returns how many positions that covers (CachedPrefix); the
@@ -87,8 +125,9 @@ class KvBlocks {
   // Makes the next tokens.size() positions of `id` writable and takes them as its content
   // (tokens[i] is the token at position length + i): new blocks as needed, a copy of a shared
   // block that the write reaches (appended to `copies`, to be done before the write). Returns
-  // false, changing nothing, when the pool has too few free blocks. Blocks the write fills enter
+  // false, changing nothing, when a group has too few free blocks. Blocks the write fills enter
   // the prefix cache, not yet shareable (a block whose key another block holds stays private).
+  // Sliding blocks wholly before the window of position `length` are released first (Slide).
   bool Write(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
   // Cuts `id` back to its first `length` positions (at least those committed, at most
   // length(id)): a step's rejected drafted tokens. Blocks past them are released; a block they
@@ -96,6 +135,9 @@ class KvBlocks {
   void Truncate(int64_t id, int64_t length);
   // The K/V of every position written so far is computed: its cached blocks become shareable.
   void Commit(int64_t id);
+  // Positions from `position` on are all that later steps compute: the sliding blocks wholly
+  // before the window of `position` are released (a no-op with one group).
+  void Slide(int64_t id, int64_t position);
   // Ends `id` (finished, cancelled, failed or preempted): its references go; blocks nobody
   // references become free, computed cached ones kept for reuse (the last block released
   // first), others leaving the cache.
@@ -104,9 +146,15 @@ class KvBlocks {
   bool is_open(int64_t id) const { return sequences_.count(id) != 0; }
   int64_t length(int64_t id) const;  // positions written
   std::span<const KvBlockId> table(int64_t id) const;
-  int64_t refs(KvBlockId block) const { return blocks_[static_cast<size_t>(block)].refs; }
+  // The sliding-window layers' table: as long as table(id), released entries kReleasedBlock.
+  std::span<const KvBlockId> sliding_table(int64_t id) const;
+  int64_t refs(KvBlockId block, int g = kFullGroup) const {
+    return groups_[g].blocks[static_cast<size_t>(block)].refs;
+  }
   // Whether `block` is in the prefix cache.
-  bool cached(KvBlockId block) const { return blocks_[static_cast<size_t>(block)].content != 0; }
+  bool cached(KvBlockId block, int g = kFullGroup) const {
+    return groups_[g].blocks[static_cast<size_t>(block)].content != 0;
+  }
   int64_t open_sequences() const { return static_cast<int64_t>(sequences_.size()); }
 
  private:
@@ -122,44 +170,59 @@ class KvBlocks {
   };
   struct Block {
     int64_t refs = 0;
-    uint64_t content = 0;  // content id while cached, else 0
-    bool computed = false;  // while cached: its K/V are computed (shareable)
-    Key key;               // while cached
+    uint64_t content = 0;                // content id while cached, else 0
+    bool computed = false;               // while cached: its K/V are computed (shareable)
+    Key key;                             // while cached
     std::list<KvBlockId>::iterator lru;  // while cached and unreferenced
+  };
+  struct Group {
+    std::vector<Block> blocks;
+    std::vector<KvBlockId> free;  // unreferenced and uncached
+    std::list<KvBlockId> lru;     // unreferenced and cached, least recently released first
+    int64_t peak = 0;
   };
   struct Sequence {
     std::vector<KvBlockId> table;
-    std::vector<int32_t> tokens;  // the token at each position written
-    int64_t registered_blocks = 0;  // leading full blocks already offered to the cache
-    int64_t computed_blocks = 0;    // leading full blocks whose K/V are computed
-    uint64_t chain = 0;             // content id of the last registered block's content
-    std::vector<uint64_t> chains;   // `chain` after each registered block (Truncate)
+    std::vector<KvBlockId> sliding;  // with sliding-window layers: their table
+    std::vector<int32_t> tokens;     // the token at each position written
+    int64_t registered_blocks = 0;   // leading full blocks already offered to the cache
+    int64_t computed_blocks = 0;     // leading full blocks whose K/V are computed
+    uint64_t chain = 0;              // content id of the last registered block's content
+    std::vector<uint64_t> chains;    // `chain` after each registered block (Truncate)
   };
 
   // The cached block with this key (computed only, or any), or -1.
   KvBlockId Lookup(const Key& key, bool computed_only = true) const;
-  // Leading whole blocks of `prompt` found in the cache.
-  int64_t Hits(std::span<const int32_t> prompt, bool computed_only) const;
+  // Leading whole blocks of `prompt` found in the cache (in both groups as far as the sliding
+  // layers' window needs), their full blocks appended to `found` when given.
+  int64_t Hits(std::span<const int32_t> prompt, bool computed_only,
+               std::vector<KvBlockId>* found = nullptr) const;
+  // The first table index whose sliding block the window of position `position` reads.
+  int64_t FirstWindowBlock(int64_t position) const {
+    return std::max<int64_t>(0, position - window_ + 1) / block_tokens_;
+  }
+  // The sliding block cached with full block `b` (computed only, or any), or -1.
+  KvBlockId SlidingOf(KvBlockId b, bool computed_only) const;
   // Enters the blocks of `id` that writes have filled in the cache.
   void Register(int64_t id);
-  // Takes a free block (an unused one first, else the least recently released cached one).
-  KvBlockId Take();
-  void AddRef(KvBlockId b);
-  void Unref(KvBlockId b);
-  void Uncache(KvBlockId b);
-  void NoteUse() { peak_used_ = std::max(peak_used_, used_blocks()); }
+  // Takes a free block of group `g` (an unused one first, else the least recently released
+  // cached one).
+  KvBlockId Take(int g);
+  void AddRef(int g, KvBlockId b);
+  void Unref(int g, KvBlockId b);
+  void Uncache(int g, KvBlockId b);
+  void NoteUse(int g) { groups_[g].peak = std::max(groups_[g].peak, used_blocks(g)); }
   Sequence& At(int64_t id);
   const Sequence& At(int64_t id) const;
 
   int64_t block_tokens_;
   bool prefix_caching_;
-  std::vector<Block> blocks_;
-  std::vector<KvBlockId> free_;  // unreferenced and uncached
-  std::list<KvBlockId> lru_;     // unreferenced and cached, least recently released first
-  std::unordered_map<Key, KvBlockId, KeyHash> cache_;
+  int64_t window_;
+  Group groups_[2];
+  std::unordered_map<Key, KvBlockId, KeyHash> cache_;      // full blocks
+  std::unordered_map<uint64_t, KvBlockId> sliding_cache_;  // by their full block's content id
   std::unordered_map<int64_t, Sequence> sequences_;
   uint64_t next_content_ = 1;
-  int64_t peak_used_ = 0;
 };
 
 }  // namespace df11

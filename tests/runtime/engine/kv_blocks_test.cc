@@ -4,7 +4,9 @@
 // prefix is equal (the hash chain) and only once computed, copy-on-write of shared blocks, LRU eviction of unreferenced
 // cached blocks, and randomised workloads (shared system prompts, forks, preemptions, failed
 // steps, cancellations) that read back every sequence's positions through its table from a
-// simulated store and end with every block free.
+// simulated store and end with every block free; with a sliding-window group, its blocks
+// released as the window moves on (at most the window's blocks held) and prefix hits shortened
+// to where the window's sliding blocks are still cached.
 #include "runtime/engine/kv_blocks.h"
 
 #include <gtest/gtest.h>
@@ -31,8 +33,17 @@ std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& 
 
 std::vector<int32_t> One(int32_t token) { return {token}; }
 
-KvBlocks Pool(int64_t blocks, int64_t block_tokens = 16, bool prefix_caching = true) {
-  return KvBlocks({.blocks = blocks, .block_tokens = block_tokens, .prefix_caching = prefix_caching});
+KvBlocks Pool(int64_t blocks, int64_t block_tokens = 16, bool prefix_caching = true,
+              int64_t window = 0, int64_t sliding_blocks = 0) {
+  return KvBlocks({.blocks = blocks,
+                   .block_tokens = block_tokens,
+                   .prefix_caching = prefix_caching,
+                   .window = window,
+                   .sliding_blocks = sliding_blocks});
+}
+
+int64_t Held(std::span<const KvBlockId> table) {
+  return std::count_if(table.begin(), table.end(), [](KvBlockId b) { return b != kReleasedBlock; });
 }
 
 // Opens `id` with `prompt`, writes the rest of it and commits, as a finished prefill does.
@@ -52,6 +63,12 @@ TEST(KvBlocks, OptionsNameTheFieldAndTheExpectedRange) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("KV blocks"), std::string::npos) << s.message();
   EXPECT_TRUE(CheckKvBlocksOptions({.blocks = 1, .block_tokens = 1}).ok());
+  s = CheckKvBlocksOptions({.blocks = 8, .block_tokens = 16, .window = 32, .sliding_blocks = 0});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("sliding"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("got window 32 and 0 blocks"), std::string::npos) << s.message();
+  EXPECT_TRUE(
+      CheckKvBlocksOptions({.blocks = 1, .block_tokens = 1, .window = 4, .sliding_blocks = 1}).ok());
 }
 
 TEST(KvBlocks, BlocksAreTakenAsASequenceGrowsAndAFullPoolChangesNothing) {
@@ -291,17 +308,27 @@ struct Live {
   int64_t id;
   std::vector<int32_t> tokens;  // prompt, then generated
   int64_t written;              // positions whose rows are in the store
+  size_t prompt = 0;            // prompt tokens
 };
 
-void RandomWorkload(uint32_t seed, bool prefix_caching) {
-  SCOPED_TRACE("seed " + std::to_string(seed) + (prefix_caching ? " caching" : " no caching"));
+void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + (prefix_caching ? " caching" : " no caching") +
+               (windowed ? " windowed" : ""));
   std::mt19937 rng(seed);
   auto pick = [&](int64_t lo, int64_t hi) {
     return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
   };
   const int64_t block_tokens = pick(1, 8), blocks = pick(6, 40);
-  KvBlocks pool = Pool(blocks, block_tokens, prefix_caching);
-  Store store(blocks, block_tokens);
+  const int64_t window = windowed ? pick(1, 3 * block_tokens) : 0;
+  const int64_t sliding_blocks = windowed ? pick(6, 40) : 0;
+  KvBlocks pool = Pool(blocks, block_tokens, prefix_caching, window, sliding_blocks);
+  Store store(blocks, block_tokens), sliding(std::max<int64_t>(1, sliding_blocks), block_tokens);
+  auto copy = [&](const KvBlockCopy& c) { (c.group == kFullGroup ? store : sliding).Copy(c); };
+  // Writes position p's row in both groups.
+  auto put = [&](int64_t id, int64_t p, uint64_t value) {
+    store.At(pool.table(id), p) = value;
+    if (windowed) sliding.At(pool.sliding_table(id), p) = value;
+  };
   std::vector<std::vector<int32_t>> systems;
   for (int i = 0; i < 3; ++i) systems.push_back(Tokens(1000 * (i + 1), pick(1, 3 * block_tokens)));
   std::vector<Live> live;  // in admission order
@@ -311,6 +338,18 @@ void RandomWorkload(uint32_t seed, bool prefix_caching) {
     ASSERT_EQ(static_cast<int64_t>(table.size()), pool.BlocksFor(pool.length(s.id)));
     for (int64_t p = 0; p < s.written; ++p) {
       ASSERT_EQ(store.At(table, p), Store::Value(s.tokens, p)) << "sequence " << s.id << " pos " << p;
+    }
+    if (!windowed) return;
+    // The sliding layers' table: the window of the next position is there, and nothing far
+    // older than it.
+    std::span<const KvBlockId> st = pool.sliding_table(s.id);
+    ASSERT_EQ(st.size(), table.size());
+    for (int64_t p = std::max<int64_t>(0, s.written - window); p < s.written; ++p) {
+      ASSERT_NE(st[static_cast<size_t>(p / block_tokens)], kReleasedBlock) << "pos " << p;
+      ASSERT_EQ(sliding.At(st, p), Store::Value(s.tokens, p)) << "sequence " << s.id << " pos " << p;
+    }
+    if (s.written > static_cast<int64_t>(s.prompt)) {  // decoding: at most the window's blocks
+      ASSERT_LE(Held(st), pool.BlocksFor(window) + 1) << "sequence " << s.id;
     }
   };
   auto end = [&](size_t i) {
@@ -323,19 +362,22 @@ void RandomWorkload(uint32_t seed, bool prefix_caching) {
       std::vector<int32_t> prompt = systems[static_cast<size_t>(pick(0, 2))];
       for (int64_t n = pick(0, 2 * block_tokens); n > 0; --n) prompt.push_back(static_cast<int32_t>(pick(0, 3)));
       if (pick(0, 3) == 0) prompt.resize(static_cast<size_t>(pick(1, static_cast<int64_t>(prompt.size()))));
-      if (pool.PromptCost(prompt) > pool.free_blocks()) continue;
-      Live s{next_id++, prompt, 0};
+      if (!pool.PromptFits(prompt)) continue;
+      Live s{next_id++, prompt, 0, prompt.size()};
       s.written = pool.Open(s.id, prompt);
       hits += s.written;
       std::vector<KvBlockCopy> copies;
       ASSERT_TRUE(pool.Write(s.id, std::span(prompt).subspan(static_cast<size_t>(s.written)), &copies))
           << "PromptCost promised room";
-      for (const KvBlockCopy& c : copies) store.Copy(c);
+      for (const KvBlockCopy& c : copies) copy(c);
       for (int64_t p = 0; p < s.written; ++p) {  // cached rows are what a computation would give
         ASSERT_EQ(store.At(pool.table(s.id), p), Store::Value(prompt, p));
+        if (windowed && p > s.written - window) {  // the window of the next position
+          ASSERT_EQ(sliding.At(pool.sliding_table(s.id), p), Store::Value(prompt, p));
+        }
       }
       for (int64_t p = s.written; p < static_cast<int64_t>(prompt.size()); ++p) {
-        store.At(pool.table(s.id), p) = Store::Value(prompt, p);
+        put(s.id, p, Store::Value(prompt, p));
       }
       s.written = static_cast<int64_t>(prompt.size());
       if (pick(0, 9) == 0) {  // the step failed: the request ends without committing
@@ -357,14 +399,14 @@ void RandomWorkload(uint32_t seed, bool prefix_caching) {
       }
       if (i >= live.size() || pool.length(live[i].id) == live[i].written) continue;
       Live& s = live[i];
-      for (const KvBlockCopy& c : copies) store.Copy(c);
+      for (const KvBlockCopy& c : copies) copy(c);
       s.tokens.push_back(token);
-      store.At(pool.table(s.id), s.written) = Store::Value(s.tokens, s.written);
+      put(s.id, s.written, Store::Value(s.tokens, s.written));
       ++s.written;
       pool.Commit(s.id);
     } else if (kind == 7 && !live.empty()) {  // a fork (parallel sampling)
       const Live& parent = live[static_cast<size_t>(pick(0, static_cast<int64_t>(live.size()) - 1))];
-      Live child{next_id++, parent.tokens, parent.written};
+      Live child{next_id++, parent.tokens, parent.written, parent.prompt};
       pool.Fork(parent.id, child.id);
       live.push_back(std::move(child));
     } else if (!live.empty()) {  // finished, cancelled or failed
@@ -382,10 +424,28 @@ void RandomWorkload(uint32_t seed, bool prefix_caching) {
     for (KvBlockId b : distinct) counted += pool.refs(b);
     ASSERT_EQ(counted, references);
     ASSERT_EQ(pool.used_blocks(), static_cast<int64_t>(distinct.size()));
+    if (!windowed) continue;
+    references = 0;
+    distinct.clear();
+    for (const Live& s : live) {
+      for (KvBlockId b : pool.sliding_table(s.id)) {
+        if (b == kReleasedBlock) continue;
+        ++references;
+        distinct.insert(b);
+      }
+    }
+    counted = 0;
+    for (KvBlockId b : distinct) counted += pool.refs(b, kSlidingGroup);
+    ASSERT_EQ(counted, references);
+    ASSERT_EQ(pool.used_blocks(kSlidingGroup), static_cast<int64_t>(distinct.size()));
   }
   while (!live.empty()) end(live.size() - 1);
   EXPECT_EQ(pool.free_blocks(), blocks);
   EXPECT_EQ(pool.used_blocks(), 0);
+  if (windowed) {
+    EXPECT_EQ(pool.free_blocks(kSlidingGroup), sliding_blocks);
+    EXPECT_EQ(pool.used_blocks(kSlidingGroup), 0);
+  }
   EXPECT_EQ(pool.open_sequences(), 0);
   if (!prefix_caching) {
     EXPECT_EQ(hits, 0);
@@ -395,8 +455,10 @@ void RandomWorkload(uint32_t seed, bool prefix_caching) {
 TEST(KvBlocks, RandomWorkloadsReadBackTheirOwnRowsAndEndWithEveryBlockFree) {
   const uint32_t base = std::random_device{}();
   for (uint32_t i = 0; i < 40; ++i) {
-    RandomWorkload(base + i, /*prefix_caching=*/true);
-    RandomWorkload(base + i, /*prefix_caching=*/false);
+    for (bool windowed : {false, true}) {
+      RandomWorkload(base + i, /*prefix_caching=*/true, windowed);
+      RandomWorkload(base + i, /*prefix_caching=*/false, windowed);
+    }
     if (::testing::Test::HasFatalFailure()) return;
   }
 }
@@ -412,6 +474,74 @@ TEST(KvBlocks, ASystemPromptIsPrefilledOnce) {
   }
   EXPECT_EQ(cached, 9 * 16);
   EXPECT_EQ(pool.used_blocks(), 4 + 10);
+}
+
+TEST(KvBlocks, ADecodingSequenceHoldsAtMostTheWindowsSlidingBlocks) {
+  const int64_t window = 6, block_tokens = 4;
+  KvBlocks pool = Pool(64, block_tokens, /*prefix_caching=*/true, window, 64);
+  std::vector<int32_t> tokens = Tokens(1, 3);
+  Prefill(&pool, 0, tokens);
+  for (int32_t t = 0; t < 50; ++t) {
+    std::vector<KvBlockCopy> copies;
+    ASSERT_TRUE(pool.Write(0, One(t), &copies));
+    pool.Commit(0);
+    const int64_t length = pool.length(0);
+    std::span<const KvBlockId> full = pool.table(0), sliding = pool.sliding_table(0);
+    ASSERT_EQ(Held(full), pool.BlocksFor(length));  // full-attention layers keep everything
+    ASSERT_EQ(sliding.size(), full.size());
+    // Released: the blocks wholly before the window of the position just written.
+    const int64_t first = std::max<int64_t>(0, length - 1 - window + 1) / block_tokens;
+    for (int64_t i = 0; i < static_cast<int64_t>(sliding.size()); ++i) {
+      EXPECT_EQ(sliding[static_cast<size_t>(i)] == kReleasedBlock, i < first)
+          << "length " << length << " block " << i;
+    }
+    ASSERT_LE(Held(sliding), pool.BlocksFor(window) + 1);
+  }
+  EXPECT_EQ(pool.used_blocks(), pool.BlocksFor(53));
+  EXPECT_LE(pool.peak_used_blocks(kSlidingGroup), pool.BlocksFor(window) + 1);
+  pool.Free(0);
+  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
+}
+
+TEST(KvBlocks, APrefixHitIsShortenedToWhereTheWindowsSlidingBlocksAreCached) {
+  const int64_t window = 4, block_tokens = 4;
+  KvBlocks pool = Pool(32, block_tokens, /*prefix_caching=*/true, window, /*sliding_blocks=*/5);
+  const std::vector<int32_t> system = Tokens(1, 16);
+  Prefill(&pool, 0, system);
+  const std::vector<KvBlockId> kept(pool.sliding_table(0).begin(), pool.sliding_table(0).end());
+  pool.Free(0);  // sliding blocks cached, the last one first in line for eviction
+  EXPECT_EQ(pool.CachedPrefix(Concat(system, One(99))), 16);
+  // Another sequence takes the one free sliding block and evicts the last cached one.
+  Prefill(&pool, 1, Tokens(500, 8));
+  EXPECT_EQ(pool.sliding_table(1)[1], kept[3]);
+  EXPECT_TRUE(pool.cached(kept[2], kSlidingGroup));
+  // The full blocks are all cached, but the window before position 16 is gone: 12 positions,
+  // whose window (block 2) is still there.
+  const std::vector<int32_t> prompt = Concat(system, One(99));
+  EXPECT_EQ(pool.CachedPrefix(prompt), 12);
+  EXPECT_EQ(pool.PromptCost(prompt, kFullGroup), 2 + 3);     // 2 new, 3 leave the LRU
+  EXPECT_EQ(pool.PromptCost(prompt, kSlidingGroup), 2 + 1);  // 2 new, block 2 leaves the LRU
+  ASSERT_TRUE(pool.PromptFits(prompt));
+  EXPECT_EQ(pool.Open(2, prompt), 12);
+  std::span<const KvBlockId> sliding = pool.sliding_table(2);
+  ASSERT_EQ(sliding.size(), 3u);
+  EXPECT_EQ(sliding[0], kReleasedBlock);
+  EXPECT_EQ(sliding[1], kReleasedBlock);
+  EXPECT_EQ(sliding[2], kept[2]);
+  std::vector<KvBlockCopy> copies;
+  ASSERT_TRUE(pool.Write(2, std::span(prompt).subspan(12), &copies));
+  EXPECT_TRUE(copies.empty());
+  pool.Commit(2);
+  pool.Free(1);
+  pool.Free(2);
+  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
+}
+
+TEST(KvBlocks, APromptLongerThanTheSlidingPoolNeverFits) {
+  KvBlocks pool = Pool(64, 4, /*prefix_caching=*/true, /*window=*/4, /*sliding_blocks=*/4);
+  EXPECT_TRUE(pool.EverFits(16, 200));   // 4 sliding blocks for the prompt, then 2
+  EXPECT_FALSE(pool.EverFits(17, 17));   // its 5 sliding blocks are held while it is written
+  EXPECT_FALSE(pool.EverFits(4, 260));   // 65 full blocks
 }
 
 }  // namespace
