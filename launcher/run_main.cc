@@ -186,10 +186,15 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
                static_cast<long long>(s.generated_tokens), reservation.c_str());
   if (s.peak_kv_blocks > 0) {
     const int64_t prompts = s.prompt_tokens + s.prefix_cached_tokens;
-    std::fprintf(stderr, "KV cache: peak %lld blocks in use; prefix cache hit rate %.1f%% (%lld of "
-                         "%lld prompt tokens not computed); %lld preemption%s (%lld generated "
+    // The sliding-window layers' own blocks, where they keep them apart.
+    const std::string sliding =
+        s.peak_kv_sliding_blocks > 0
+            ? " (+ " + std::to_string(s.peak_kv_sliding_blocks) + " of the sliding-window layers)"
+            : "";
+    std::fprintf(stderr, "KV cache: peak %lld blocks in use%s; prefix cache hit rate %.1f%% (%lld "
+                         "of %lld prompt tokens not computed); %lld preemption%s (%lld generated "
                          "tokens recomputed)\n",
-                 static_cast<long long>(s.peak_kv_blocks),
+                 static_cast<long long>(s.peak_kv_blocks), sliding.c_str(),
                  prompts > 0 ? 100.0 * s.prefix_cached_tokens / prompts : 0.0,
                  static_cast<long long>(s.prefix_cached_tokens), static_cast<long long>(prompts),
                  static_cast<long long>(s.preemptions), s.preemptions == 1 ? "" : "s",

@@ -19,6 +19,7 @@ void PagedKvAppendRef(const float* k_new, const float* v_new, int64_t t_new, int
   DF11_CHECK(t_new >= 0 && row >= 1 && past >= 0 && block_tokens >= 1);
   for (int64_t i = 0; i < t_new; ++i) {
     const int64_t p = past + i;
+    DF11_CHECK_MSG(table[p / block_tokens] >= 0, "a released KV block is written");
     const int64_t at = (static_cast<int64_t>(table[p / block_tokens]) * block_tokens +
                         p % block_tokens) * row;
     for (int64_t c = 0; c < row; ++c) {
@@ -37,6 +38,7 @@ void PagedKvGatherRef(const uint16_t* k_pool, const uint16_t* v_pool, const int3
                       float* k_out, float* v_out) {
   DF11_CHECK(block_tokens >= 1 && row >= 1 && 0 <= first && first <= last);
   for (int64_t p = first; p < last; ++p) {
+    DF11_CHECK_MSG(table[p / block_tokens] >= 0, "a released KV block is read");
     const int64_t at = (static_cast<int64_t>(table[p / block_tokens]) * block_tokens +
                         p % block_tokens) * row;
     float* k_row = k_out + (p - first) * row;

@@ -24,6 +24,14 @@ bool Greedy(const SamplingParams& p) { return p.temperature == 0 && p.repetition
 // Block manager ids of one Generate call: call number * kIdsPerCall + request index.
 constexpr int64_t kIdsPerCall = int64_t{1} << 40;
 
+// Hands a write's block copies to the cache, each to its group's list.
+void AddCopies(std::span<const KvBlockCopy> copies, KvCache* cache) {
+  for (const KvBlockCopy& c : copies) {
+    (c.group == kSlidingGroup ? cache->sliding_block_copies : cache->block_copies)
+        .emplace_back(c.from, c.to);
+  }
+}
+
 }  // namespace
 
 struct Engine::Call {
@@ -87,9 +95,17 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
                              ? std::max<int64_t>(1, options_.kv_tokens / block_tokens)
                              : std::max<int64_t>(1, options_.batch_size) *
                                    ((context + block_tokens - 1) / block_tokens);
-    blocks_.emplace(KvBlocksOptions{.blocks = pool,
+    // Sliding-window layers in their own group: the budget's memory split between the groups
+    // (without a budget both get the pool, host memory taken as used).
+    const std::vector<int64_t> windows = runner_->kv_group_windows();
+    KvGroupBlocks groups = {pool, pool};
+    if (options_.kv_tokens > 0) groups = SplitKvBlocks(windows, pool, block_tokens, context);
+    const int64_t window = windows.empty() ? 0 : *std::max_element(windows.begin(), windows.end());
+    blocks_.emplace(KvBlocksOptions{.blocks = std::max<int64_t>(1, groups.full),
                                     .block_tokens = block_tokens,
-                                    .prefix_caching = options_.prefix_caching});
+                                    .prefix_caching = options_.prefix_caching,
+                                    .window = window,
+                                    .sliding_blocks = window > 0 ? groups.sliding : 0});
   }
   Status status;
   while (status.ok() && (call.next < requests.size() || !call.requeued.empty() ||
@@ -127,7 +143,7 @@ KvCache Engine::OpenPaged(Call* call, size_t index, RunningSequence* s) {
   // the prefix cache and later requests wait for them instead of computing them again.
   std::vector<KvBlockCopy> copies;
   DF11_CHECK(blocks_->Write(id, std::span(prompt).subspan(static_cast<size_t>(cached)), &copies));
-  for (const KvBlockCopy& c : copies) cache.block_copies.emplace_back(c.from, c.to);
+  AddCopies(copies, &cache);
   return cache;
 }
 
@@ -146,8 +162,7 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
     const int64_t need = runner_->KvTokens(prompt + max_new);
     std::string error = again ? "" : RequestError(r, vocab, context);
     if (error.empty() && !blocks_) error = call->budget.Refusal(prompt, max_new, need);
-    if (error.empty() && blocks_ &&
-        blocks_->BlocksFor(prompt + max_new) > blocks_->total_blocks()) {
+    if (error.empty() && blocks_ && !blocks_->EverFits(prompt, prompt + max_new)) {
       const int64_t bt = blocks_->block_tokens(), total = blocks_->total_blocks();
       error = "needs " + std::to_string(prompt + max_new) + " KV cache tokens (prompt " +
               std::to_string(prompt) + " + max_tokens " + std::to_string(max_new) +
@@ -165,7 +180,7 @@ Status Engine::Admit(Call* call, const ResultCallback& on_result) {
       continue;
     }
     if (blocks_) {
-      if (blocks_->PromptCost(r.prompt) > blocks_->free_blocks()) break;  // waits, in order
+      if (!blocks_->PromptFits(r.prompt)) break;  // waits, in order
       // A prefix a running sequence is computing: wait for it rather than compute it again.
       if (blocks_->PrefixPending(r.prompt)) break;
       call->running.emplace_back(index, r, max_new, KvCache(), text_.tokenizer);
@@ -218,13 +233,23 @@ bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
         Preempt(call);
         if (self || plan.size() > 1) return false;  // the plan holds a preempted sequence
       }
-      for (const KvBlockCopy& c : copies) step.cache->block_copies.emplace_back(c.from, c.to);
+      AddCopies(copies, step.cache);
     }
+    // A prompt chunk's window starts at its first position: older sliding blocks go.
+    blocks_->Slide(id, step.cache->length);
     const std::span<const KvBlockId> table = blocks_->table(id);
     step.cache->blocks.assign(table.begin(), table.end());
     step.cache->capacity = static_cast<int64_t>(table.size()) * blocks_->block_tokens();
+    if (blocks_->groups() == 2) {
+      const std::span<const KvBlockId> sliding = blocks_->sliding_table(id);
+      step.cache->sliding_blocks.assign(sliding.begin(), sliding.end());
+    }
   }
   stats_.peak_kv_blocks = std::max(stats_.peak_kv_blocks, blocks_->peak_used_blocks());
+  if (blocks_->groups() == 2) {
+    stats_.peak_kv_sliding_blocks =
+        std::max(stats_.peak_kv_sliding_blocks, blocks_->peak_used_blocks(kSlidingGroup));
+  }
   return true;
 }
 

@@ -32,6 +32,7 @@ struct EngineStats {
   // whose K/V were found in the prefix cache (not computed), and the running sequences preempted
   // (requeued and computed again) because the pool ran dry.
   int64_t peak_kv_blocks = 0;
+  int64_t peak_kv_sliding_blocks = 0;  // the sliding-window layers' group, where it is apart
   int64_t prefix_cached_tokens = 0;
   int64_t preemptions = 0;
   // Speculative decoding: tokens drafted and accepted, the steps of decoding sequences that

@@ -50,6 +50,9 @@ class StepRunner {
   virtual int64_t kv_block_tokens() const { return 0; }
   // ForwardBackend::VerifiesDrafts of the backend: steps may carry drafted tokens.
   virtual bool verifies_drafts() const { return false; }
+  // The model's layer windows (0: full attention) where the backend keeps the sliding-window
+  // layers' blocks in their own group (ForwardBackend::KvSlidingGroup); empty where it does not.
+  virtual std::vector<int64_t> kv_group_windows() const { return {}; }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -73,6 +76,10 @@ class LocalStepRunner : public StepRunner {
   }
   int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
   bool verifies_drafts() const override { return backend_->VerifiesDrafts(); }
+  std::vector<int64_t> kv_group_windows() const override {
+    if (!backend_->KvSlidingGroup()) return {};
+    return backend_->weights().config.layer_window;
+  }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

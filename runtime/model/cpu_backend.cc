@@ -38,8 +38,11 @@ CpuBackend::CpuBackend(const ModelWeights* weights, const CpuBackendOptions& opt
   const int64_t scratch = w_->MaxLayerScratch();
   for (auto& s : scratch_) s.resize(static_cast<size_t>(scratch));
   placed_.assign(static_cast<size_t>(w_->matrix_count), nullptr);
-  kv_pool_ = std::make_shared<KvPool>(static_cast<int64_t>(w_->layers.size()),
-                                      w_->dims.kv_heads * c.head_dim,
+  std::vector<int64_t> windows;  // this rank's layers'
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    windows.push_back(LayerWindow(c, w_->first_layer + static_cast<int64_t>(l)));
+  }
+  kv_pool_ = std::make_shared<KvPool>(windows, w_->dims.kv_heads * c.head_dim,
                                       options.forward.kv_block_tokens);
   for (const LayerWeights& l : w_->layers) {
     for (const Weight* m : l.Matrices()) {
@@ -142,7 +145,8 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
   const int64_t row = nkv * hd;
   // Each sequence's new rows go to its blocks (BF16); the rows its queries see come back as FP32
-  // (kv_rows_: K then V per sequence), positions counted from the first visible one.
+  // (kv_rows_: K then V per sequence), positions counted from the first visible one. A
+  // sliding-window layer goes through its own table where the cache has one.
   std::vector<int64_t> first(steps_.size()), at(steps_.size() + 1, 0);
   for (size_t i = 0; i < steps_.size(); ++i) {
     const KvCache& cache = *steps_[i].cache;
@@ -157,11 +161,14 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
     const KvCache& cache = *steps_[i].cache;
     const int64_t n = static_cast<int64_t>(steps_[i].tokens.size());
     const int64_t visible = cache.length + n - first[i];
-    PagedKvAppendRef(k + t0 * row, v + t0 * row, n, row, cache.length, cache.blocks.data(),
-                     cache.block_tokens, kv_pool_->k(layer), kv_pool_->v(layer));
+    const int32_t* table = kv_pool_->sliding(layer) && !cache.sliding_blocks.empty()
+                               ? cache.sliding_blocks.data()
+                               : cache.blocks.data();
+    PagedKvAppendRef(k + t0 * row, v + t0 * row, n, row, cache.length, table, cache.block_tokens,
+                     kv_pool_->k(layer), kv_pool_->v(layer));
     float* k_rows = kv_rows_.data() + at[i];
     float* v_rows = k_rows + visible * row;
-    PagedKvGatherRef(kv_pool_->k(layer), kv_pool_->v(layer), cache.blocks.data(),
+    PagedKvGatherRef(kv_pool_->k(layer), kv_pool_->v(layer), table,
                      cache.block_tokens, row, first[i], cache.length + n, k_rows, v_rows);
     // The step's own rows are read back too (BF16, as the cache keeps them).
     const int64_t past = visible - n;
@@ -243,12 +250,23 @@ Status CpuBackend::RunLayers(std::span<const SequenceStep> steps, float* x) {
   for (const SequenceStep& s : steps) {
     DF11_CHECK(s.cache->length + static_cast<int64_t>(s.tokens.size()) <= s.cache->capacity);
     DF11_CHECK(s.cache->block_tokens == kv_pool_->block_tokens());  // one of this pool's caches
-    if (!s.cache->blocks.empty()) {
-      const int32_t top = *std::max_element(s.cache->blocks.begin(), s.cache->blocks.end());
-      kv_pool_->EnsureBlocks(static_cast<int64_t>(top) + 1);
+    // The sliding-window layers' blocks: their own table's, or the same as the others'.
+    const bool apart = !s.cache->sliding_blocks.empty();
+    for (int group : {0, 1}) {
+      const std::vector<int32_t>& table =
+          group == 1 && apart ? s.cache->sliding_blocks : s.cache->blocks;
+      if (!table.empty()) {
+        const int32_t top = *std::max_element(table.begin(), table.end());
+        kv_pool_->EnsureBlocks(static_cast<int64_t>(top) + 1, group);
+      }
     }
-    for (const auto& [from, to] : s.cache->block_copies) kv_pool_->CopyBlock(from, to);
+    for (const auto& [from, to] : s.cache->block_copies) {
+      kv_pool_->CopyBlock(from, to, 0);
+      if (!apart) kv_pool_->CopyBlock(from, to, 1);
+    }
+    for (const auto& [from, to] : s.cache->sliding_block_copies) kv_pool_->CopyBlock(from, to, 1);
     s.cache->block_copies.clear();
+    s.cache->sliding_block_copies.clear();
     for (size_t j = 0; j < s.tokens.size(); ++j) {
       positions_.push_back(static_cast<int32_t>(s.cache->length + static_cast<int64_t>(j)));
     }

@@ -48,6 +48,7 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   KvCache NewCache(int64_t capacity) const override;
   int64_t KvBlockTokens() const override { return kv_pool_->block_tokens(); }
   bool VerifiesDrafts() const override { return true; }
+  bool KvSlidingGroup() const override { return true; }
 
   // hidden (total_tokens, hidden) = embedding of every step's tokens (local vocab rows; the
   // caller all-reduces across a vocab-parallel group). Rows follow the steps in order.

@@ -56,6 +56,9 @@ class ForwardBackend {
   virtual int64_t KvBlockTokens() const { return 0; }
   // Whether Logits returns the rows of drafted tokens (speculative decoding).
   virtual bool VerifiesDrafts() const { return false; }
+  // Whether the paged backend reads its sliding-window layers through KvCache::sliding_blocks
+  // (their own pool: the block manager's second group).
+  virtual bool KvSlidingGroup() const { return false; }
 
   // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
   // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.

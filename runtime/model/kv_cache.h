@@ -44,6 +44,51 @@ inline int64_t KvCacheTokens(std::span<const int64_t> windows, int64_t capacity)
   return (KvSlotsOfLayers(windows, capacity) + layers - 1) / layers;
 }
 
+// A paged pool's blocks per block group: the full-attention layers' and, where the sliding-window
+// layers keep their own blocks (runtime/engine/kv_blocks.h), theirs (0 without).
+struct KvGroupBlocks {
+  int64_t full = 0;
+  int64_t sliding = 0;
+};
+
+// The sliding-window layers' blocks a sequence of `positions` positions holds once its window
+// has moved on: ceil(positions / block_tokens), at most ceil(window / block_tokens) + 1.
+inline int64_t KvSlidingBlocksFor(int64_t positions, int64_t window, int64_t block_tokens) {
+  return std::min((positions + block_tokens - 1) / block_tokens,
+                  (window + block_tokens - 1) / block_tokens + 1);
+}
+
+// Splits the memory of `blocks` whole-model blocks (block_tokens positions over every layer in
+// `windows`) between the two groups so that as many sequences of `context` positions fit as
+// possible: each needs ceil(context / block_tokens) full-attention blocks and
+// KvSlidingBlocksFor(context) sliding ones, which take only their own layers' bytes. The
+// sliding group keeps at least one context's blocks (a prompt's are all held while it is
+// written); where the memory is too small to gain, both groups get `blocks`. Without
+// sliding-window layers: {blocks, 0}. All windows > 0 are one window.
+inline KvGroupBlocks SplitKvBlocks(std::span<const int64_t> windows, int64_t blocks,
+                                   int64_t block_tokens, int64_t context) {
+  int64_t full_layers = 0, sliding_layers = 0, window = 0;
+  for (int64_t w : windows) {
+    (w > 0 ? sliding_layers : full_layers) += 1;
+    window = std::max(window, w);
+  }
+  if (sliding_layers == 0) return {blocks, 0};
+  const int64_t f = std::max<int64_t>(1, (context + block_tokens - 1) / block_tokens);
+  const int64_t s = KvSlidingBlocksFor(f * block_tokens, window, block_tokens);
+  const double units =
+      static_cast<double>(blocks) * static_cast<double>(full_layers + sliding_layers);
+  const double sequences = units / static_cast<double>(f * full_layers + s * sliding_layers);
+  const int64_t sliding = std::max(static_cast<int64_t>(sequences * s), f);
+  if (full_layers == 0) {
+    return {(static_cast<int64_t>(units) / sliding_layers / s + 1) * f,
+            static_cast<int64_t>(units) / sliding_layers};
+  }
+  const int64_t full = static_cast<int64_t>(
+      (units - static_cast<double>(sliding * sliding_layers)) / static_cast<double>(full_layers));
+  if (full < f) return {blocks, blocks};
+  return {full, sliding};
+}
+
 struct KvCache {
   int64_t length = 0;    // positions appended
   int64_t capacity = 0;  // positions the sequence may reach
@@ -51,10 +96,14 @@ struct KvCache {
   int64_t slot = -1;     // distributed runs: the id under which every rank keeps this cache
   int64_t block_tokens = 0;      // positions per block
   std::vector<int32_t> blocks;   // the block table, ceil(capacity / block_tokens) ids
+  // The sliding-window layers' table, as long as `blocks`; entries before the window are -1
+  // (released, never read). Empty: those layers read `blocks`.
+  std::vector<int32_t> sliding_blocks;
   std::shared_ptr<void> host_blocks;  // gives `blocks` back to the pool, or null
   // Block pairs (from, to) to copy before the next step writes (copy-on-write of a shared block,
   // planned with the table); the backend does them and clears the list.
   std::vector<std::pair<int32_t, int32_t>> block_copies;
+  std::vector<std::pair<int32_t, int32_t>> sliding_block_copies;  // in the sliding layers' pool
 };
 
 }  // namespace df11

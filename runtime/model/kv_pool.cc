@@ -7,22 +7,32 @@
 
 namespace df11 {
 
-KvPool::KvPool(int64_t layers, int64_t row, int64_t block_tokens)
-    : layers_(layers), row_(row), block_tokens_(block_tokens), k_(layers), v_(layers) {
-  DF11_CHECK(layers >= 0 && row >= 1 && block_tokens >= 1);
+KvPool::KvPool(std::span<const int64_t> windows, int64_t row, int64_t block_tokens)
+    : layers_(static_cast<int64_t>(windows.size())),
+      row_(row),
+      block_tokens_(block_tokens),
+      k_(windows.size()),
+      v_(windows.size()) {
+  DF11_CHECK(row >= 1 && block_tokens >= 1);
+  for (int64_t w : windows) group_.push_back(w > 0 ? 1 : 0);
 }
 
-void KvPool::EnsureBlocks(int64_t count) {
-  if (count <= blocks_) return;
+void KvPool::EnsureBlocks(int64_t count, int group) {
+  if (count <= group_blocks_[group]) return;
   const size_t size = static_cast<size_t>(count * block_tokens_ * row_);
-  for (auto& x : k_) x.resize(size);
-  for (auto& x : v_) x.resize(size);
-  blocks_ = count;
+  for (size_t l = 0; l < k_.size(); ++l) {
+    if (group_[l] != group) continue;
+    k_[l].resize(size);
+    v_[l].resize(size);
+  }
+  group_blocks_[group] = count;
 }
 
 void KvPool::Reserve(int64_t count) {
   const int64_t old = blocks_;
-  EnsureBlocks(count);
+  EnsureBlocks(count, 0);
+  EnsureBlocks(count, 1);
+  blocks_ = std::max(blocks_, count);
   for (int64_t b = blocks_ - 1; b >= old; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
@@ -50,9 +60,10 @@ void KvPool::Give(std::span<const int32_t> blocks) {
   for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) free_.push_back(*b);
 }
 
-void KvPool::CopyBlock(int32_t from, int32_t to) {
+void KvPool::CopyBlock(int32_t from, int32_t to, int group) {
   const int64_t n = block_tokens_ * row_;
   for (size_t l = 0; l < k_.size(); ++l) {
+    if (group_[l] != group) continue;
     std::copy_n(k_[l].begin() + from * n, n, k_[l].begin() + to * n);
     std::copy_n(v_[l].begin() + from * n, n, v_[l].begin() + to * n);
   }

@@ -21,6 +21,7 @@
 #include "runtime/formats/tiny_model.h"
 #include "runtime/model/model_weights.h"
 #include "tests/common/temp_files.h"
+#include "tests/runtime/model/kv_plan_util.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -284,6 +285,68 @@ TEST_F(CpuBackendTest, PagedKvCacheGivesTheLogitsOfAContiguousBf16Cache) {
       EXPECT_EQ(std::memcmp(pl.data(), cl.data(), 4 * pl.size()), 0) << "step " << i;
     }
   }
+}
+
+// Gemma 3 (windows of 8 on layers 0-2, layer 3 global) with the tables the block manager plans:
+// the sliding-window layers' own table, its blocks before the window released as the sequences
+// grow (more than 3x the window) and a prompt prefix shared in both groups, give the last-token
+// logits of a contiguous BF16 cache bit for bit, step by step over a batch of two.
+TEST_F(CpuBackendTest, PagedKvCacheWithASlidingWindowGroupGivesTheLogitsOfAContiguousCache) {
+  auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  CpuBackendOptions paged_options, contiguous_options;
+  paged_options.forward.kv_block_tokens = 4;
+  contiguous_options.forward.kv_block_tokens = 1 << 20;
+  CpuBackend paged(&*w, paged_options), contiguous(&*w, contiguous_options);
+  KvBlocks blocks(model_testing::PlannedKvOptions(w->config, 4, 64, /*prefix_caching=*/true));
+  ASSERT_EQ(blocks.groups(), 2);
+  ASSERT_EQ(blocks.window(), 8);
+  const int64_t V = w->config.vocab_size;
+  std::vector<int32_t> prompts[2];
+  for (int32_t t = 0; t < 14; ++t) prompts[0].push_back(3 + 5 * t);
+  prompts[1].assign(prompts[0].begin(), prompts[0].begin() + 12);  // 3 blocks shared
+  prompts[1].insert(prompts[1].end(), {200, 201, 202});
+  KvCache p[2], c[2] = {contiguous.NewCache(80), contiguous.NewCache(80)};
+  auto last_logits = [&](std::span<SequenceStep> steps, CpuBackend& b) {
+    std::vector<float> logits;
+    EXPECT_TRUE(b.Forward(steps, false, &logits).ok());
+    return logits;
+  };
+  // The prompts one after the other, so the second finds the first's blocks.
+  for (int64_t i = 0; i < 2; ++i) {
+    const std::vector<int32_t>& prompt = prompts[i];
+    const int64_t cached = model_testing::OpenPlanned(&blocks, i, prompt, &p[i]);
+    EXPECT_EQ(cached, i == 0 ? 0 : 12);
+    const std::span<const int32_t> rest = std::span(prompt).subspan(static_cast<size_t>(cached));
+    ASSERT_TRUE(model_testing::PlacePlanned(&blocks, i, rest, &p[i]));
+    SequenceStep ps{&p[i], rest}, cs{&c[i], prompt};
+    const std::vector<float> pl = last_logits(std::span(&ps, 1), paged);
+    const std::vector<float> cl = last_logits(std::span(&cs, 1), contiguous);
+    ASSERT_EQ(pl.size(), static_cast<size_t>(V));
+    EXPECT_EQ(std::memcmp(pl.data(), cl.data(), 4 * pl.size()), 0) << "prompt " << i;
+    blocks.Commit(i);
+  }
+  for (int step = 0; step < 30; ++step) {
+    const std::vector<int32_t> tokens[2] = {{(7 * step + 1) % 500}, {(11 * step + 2) % 500}};
+    std::vector<SequenceStep> ps, cs;
+    for (int64_t i = 0; i < 2; ++i) {
+      ASSERT_TRUE(model_testing::PlacePlanned(&blocks, i, tokens[i], &p[i]));
+      ps.push_back({&p[i], tokens[i]});
+      cs.push_back({&c[i], tokens[i]});
+    }
+    const std::vector<float> pl = last_logits(ps, paged), cl = last_logits(cs, contiguous);
+    ASSERT_EQ(pl.size(), cl.size());
+    EXPECT_EQ(std::memcmp(pl.data(), cl.data(), 4 * pl.size()), 0) << "step " << step;
+    for (int64_t i = 0; i < 2; ++i) blocks.Commit(i);
+  }
+  for (const KvCache& cache : p) {
+    EXPECT_EQ(static_cast<int64_t>(cache.blocks.size()), blocks.BlocksFor(cache.length));
+    EXPECT_LE(model_testing::HeldSlidingBlocks(cache), blocks.BlocksFor(8) + 1);
+    EXPECT_EQ(cache.sliding_blocks.front(), kReleasedBlock);
+  }
+  blocks.Free(0);
+  blocks.Free(1);
+  EXPECT_EQ(blocks.used_blocks(kFullGroup) + blocks.used_blocks(kSlidingGroup), 0);
 }
 
 // The greedy fast path of the ForwardBackend interface returns each step's argmax.

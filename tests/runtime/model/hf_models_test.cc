@@ -11,7 +11,9 @@
 // here than there, one BF16 step, which moved a logit by 1.04e-4), DF11 logits bit-identical to
 // BF16, and greedy decoding (prefill, then one token per step through the KV cache, fed
 // transformers' tokens) gives transformers' 32 tokens wherever its top-2 margin exceeds twice the
-// tolerance.
+// tolerance. The BF16 model's caches are tables the engine's block manager plans (blocks of 4,
+// sliding-window layers in their own group, holding at most their window's blocks once decoding);
+// the DF11 model's are one table for every layer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,6 +24,7 @@
 #include "runtime/model/model_weights.h"
 #include "runtime/model/cpu_backend.h"
 #include "tests/common/temp_files.h"
+#include "tests/runtime/model/kv_plan_util.h"
 #include "tests/runtime/model/hf_model_goldens.h"
 #include "tests/runtime/model/model_test_util.h"
 
@@ -46,16 +49,23 @@ TEST_P(HfModels, CpuMatchesTransformers) {
   auto df11 = LoadModelWeights(tmp + "/df11");
   ASSERT_TRUE(df11.ok()) << df11.status().ToString();
   const int64_t V = bf16->config.vocab_size;
-  CpuBackend b(&*bf16, {}), d(&*df11, {});
+  CpuBackendOptions paged;
+  paged.forward.kv_block_tokens = 4;
+  CpuBackend b(&*bf16, paged), d(&*df11, {});
+  KvBlocks blocks(model_testing::PlannedKvOptions(bf16->config, 4, 1024, /*prefix_caching=*/false));
   for (size_t p = 0; p < ref.prompts.size(); ++p) {
     SCOPED_TRACE(GetParam() + " prompt " + std::to_string(p));
     const model_testing::HfPrompt& prompt = ref.prompts[p];
     const int64_t capacity = static_cast<int64_t>(prompt.ids.size() + prompt.greedy.size());
-    KvCache bc = b.NewCache(capacity), dc = d.NewCache(capacity);
+    const int64_t id = static_cast<int64_t>(p);
+    KvCache bc, dc = d.NewCache(capacity);
+    model_testing::OpenPlanned(&blocks, id, prompt.ids, &bc);
+    ASSERT_TRUE(model_testing::PlacePlanned(&blocks, id, prompt.ids, &bc));
     SequenceStep bs{&bc, prompt.ids}, ds{&dc, prompt.ids};
     std::vector<float> logits, df11_logits;
     ASSERT_TRUE(b.Forward(std::span<const SequenceStep>(&bs, 1), true, &logits).ok());
     ASSERT_TRUE(d.Forward(std::span<const SequenceStep>(&ds, 1), true, &df11_logits).ok());
+    blocks.Commit(id);
     ASSERT_EQ(logits.size(), prompt.logits.size());
     float worst = 0;
     size_t worst_at = 0;
@@ -83,15 +93,24 @@ TEST_P(HfModels, CpuMatchesTransformers) {
         ++compared;
       }
       std::vector<int32_t> one = {prompt.greedy[s]};
+      ASSERT_TRUE(model_testing::PlacePlanned(&blocks, id, one, &bc));
       SequenceStep bstep{&bc, one}, dstep{&dc, one};
       ASSERT_TRUE(b.Forward(std::span<const SequenceStep>(&bstep, 1), false, &logits).ok());
+      blocks.Commit(id);
       ASSERT_TRUE(d.Forward(std::span<const SequenceStep>(&dstep, 1), false, &df11_logits).ok());
       ASSERT_EQ(std::memcmp(logits.data(), df11_logits.data(), 4 * logits.size()), 0)
           << "DF11 logits differ from BF16 at step " << s;
       next = ArgmaxRef(logits.data(), V);
     }
     EXPECT_GE(compared, 28) << "too many near-ties to compare the tokens";
+    if (blocks.groups() == 2) {  // the sliding-window layers hold their window only
+      EXPECT_LE(model_testing::HeldSlidingBlocks(bc), blocks.BlocksFor(blocks.window()) + 1);
+      EXPECT_LT(model_testing::HeldSlidingBlocks(bc), static_cast<int64_t>(bc.blocks.size()));
+    }
+    blocks.Free(id);
   }
+  EXPECT_EQ(blocks.used_blocks(kFullGroup), 0);
+  if (blocks.groups() == 2) EXPECT_EQ(blocks.used_blocks(kSlidingGroup), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, HfModels, ::testing::ValuesIn(model_testing::kHfModels));

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// The generation loop over a paged KV cache whose sliding-window layers keep their own blocks
+// (Gemma 3, tests/data/hf_models/gemma3_text: windows of 8 on layers 0-2, layer 3 global): a
+// long sequence holds at most its window's sliding blocks (the run summary's peak) and gets the
+// tokens of a cache that releases nothing; requests preempted when a group runs dry, sharing a
+// prompt prefix, keep the tokens they get alone; every block of both groups is free after the
+// job.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+#include "runtime/engine/engine.h"
+#include "runtime/model/cpu_backend.h"
+#include "runtime/model/model_weights.h"
+
+namespace df11 {
+namespace {
+
+class EngineWindowTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto w = LoadModelWeights(std::string(DF11_TEST_DATA_DIR) + "/hf_models/models/gemma3_text");
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    weights_ = new ModelWeights(std::move(w).value());
+    weights_->config.max_position_embeddings = 96;  // the context a default pool is sized for
+  }
+  static void TearDownTestSuite() { delete weights_; }
+
+  struct Run {
+    std::vector<GenerationResult> results;
+    EngineStats stats;
+    int64_t used_after[2] = {-1, -1};
+    int64_t sliding_total = 0;
+  };
+  static Run Generate(std::span<const GenerationRequest> requests, const EngineOptions& o,
+                      int64_t block_tokens) {
+    CpuBackendOptions bo;
+    bo.forward.kv_block_tokens = block_tokens;
+    CpuBackend backend(weights_, bo);
+    LocalStepRunner runner(&backend);
+    Engine engine(&runner, o, {});
+    auto results = engine.Generate(requests);
+    EXPECT_TRUE(results.ok()) << results.status().ToString();
+    Run run;
+    if (results.ok()) run.results = std::move(results).value();
+    run.stats = engine.stats();
+    const KvBlocks* blocks = engine.kv_blocks();
+    EXPECT_NE(blocks, nullptr);
+    EXPECT_EQ(blocks->groups(), 2);
+    for (int g = 0; g < blocks->groups(); ++g) run.used_after[g] = blocks->used_blocks(g);
+    run.sliding_total = blocks->total_blocks(kSlidingGroup);
+    return run;
+  }
+
+  // n requests: a shared prefix of `shared` tokens, then 2..9 of their own.
+  static std::vector<GenerationRequest> Requests(int n, int shared, int64_t max_tokens) {
+    std::vector<GenerationRequest> r(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      r[i].id = "r" + std::to_string(i);
+      for (int j = 0; j < shared; ++j) r[i].prompt.push_back(300 + j);
+      for (int j = 0; j < 2 + i % 8; ++j) r[i].prompt.push_back(5 + 11 * i + j);
+      r[i].max_tokens = max_tokens;
+    }
+    return r;
+  }
+
+  static ModelWeights* weights_;
+};
+ModelWeights* EngineWindowTest::weights_ = nullptr;
+
+TEST_F(EngineWindowTest, ALongSequenceHoldsAtMostItsWindowsSlidingBlocks) {
+  const std::vector<GenerationRequest> requests = Requests(1, 0, 60);
+  EngineOptions o;
+  o.batch_size = 1;
+  // Blocks of 4 positions: the window of 8 spans at most 3 of them.
+  Run run = Generate(requests, o, 4);
+  // One block for the whole sequence: nothing is ever released.
+  Run whole = Generate(requests, o, 1 << 20);
+  ASSERT_EQ(run.results.size(), 1u);
+  EXPECT_TRUE(run.results[0].error.empty()) << run.results[0].error;
+  EXPECT_EQ(run.results[0].tokens.size(), 60u);
+  EXPECT_EQ(run.results[0].tokens, whole.results[0].tokens);
+  EXPECT_EQ(run.stats.peak_kv_blocks, (2 + 60 + 3) / 4);  // 62 positions, the last unwritten
+  EXPECT_LE(run.stats.peak_kv_sliding_blocks, 3);
+  EXPECT_EQ(run.used_after[0], 0);
+  EXPECT_EQ(run.used_after[1], 0);
+}
+
+TEST_F(EngineWindowTest, PreemptedAndPrefixSharingRequestsKeepTheirTokensAndFreeBothGroups) {
+  const std::vector<GenerationRequest> requests = Requests(8, 12, 40);
+  std::vector<std::vector<int32_t>> alone;
+  for (const GenerationRequest& r : requests) {
+    EngineOptions o;
+    o.batch_size = 1;
+    o.prefix_caching = false;
+    Run run = Generate(std::span(&r, 1), o, 4);
+    alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
+  }
+  EngineOptions o;
+  o.batch_size = 8;
+  o.kv_tokens = 40 * 4;  // split between the groups for sequences of the 96-token context
+  Run run = Generate(requests, o, 4);
+  ASSERT_EQ(run.results.size(), requests.size());
+  EXPECT_GT(run.stats.preemptions, 0);
+  EXPECT_GT(run.stats.prefix_cached_tokens, 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
+    EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id;
+  }
+  EXPECT_EQ(run.used_after[0], 0);
+  EXPECT_EQ(run.used_after[1], 0);
+}
+
+}  // namespace
+}  // namespace df11
