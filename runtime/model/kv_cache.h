@@ -2,10 +2,11 @@
 // The key/value cache of one sequence, of which the first `length` positions are filled. It is
 // paged on every backend: K and V in BF16 live in the rank's pool of blocks (host: KvPool,
 // kv_pool.h; device: the CUDA backend's one allocation), and `blocks` lists the sequence's blocks
-// in position order (position p is row p % block_tokens of block blocks[p / block_tokens], in
-// every layer; a sliding-window layer keeps its blocks and reads only its window);
-// `host_blocks` gives them back to the pool with the last copy, or, for tables a block manager
-// plans (runtime/engine/kv_blocks.h), is null.
+// in position order (position p is row p % block_tokens of block blocks[p / block_tokens]);
+// sliding-window layers read `sliding_blocks` instead where a block manager keeps their blocks
+// apart (runtime/engine/kv_blocks.h: their own pool, blocks before the window released), else
+// `blocks` too, reading only their window; `host_blocks` gives them back to the pool with the
+// last copy, or, for tables a block manager plans, is null.
 #pragma once
 
 #include <algorithm>

@@ -139,6 +139,54 @@ void PlanKv(double row_bytes, int64_t layers, const MemoryPlanOptions& o, Memory
   p->max_sequences = p->kv_blocks / BlocksOfSequence(p->context, o.kv_block_tokens);
 }
 
+// The window saving of *p (PlanKv's figures set): the stage whose layers take the most KV bytes
+// for a sequence of the context, its full-attention layers' blocks of every position and its
+// sliding ones' KvSlidingBlocksFor.
+void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, double row_bytes,
+                      const MemoryPlanOptions& o, MemoryPlan* p) {
+  const int64_t bt = o.kv_block_tokens, f = BlocksOfSequence(p->context, bt);
+  for (const Range& held : stages) {
+    int64_t sliding = 0, window = 0;
+    for (int64_t l = held.begin; l < held.end; ++l) {
+      sliding += LayerWindow(c, l) > 0 ? 1 : 0;
+      window = std::max(window, LayerWindow(c, l));
+    }
+    const int64_t s = KvSlidingBlocksFor(p->context, window, bt);
+    const double bytes = row_bytes * static_cast<double>(bt) *
+                         static_cast<double>(f * (held.size() - sliding) + s * sliding);
+    if (bytes > p->sequence_kv_bytes) {
+      p->sequence_kv_bytes = bytes;
+      p->window_layers = sliding;
+      p->window = window;
+    }
+  }
+  p->sequence_kv_bytes_full = p->kv_bytes_per_token * static_cast<double>(f * bt);
+  if (p->kv_bytes > 0 && p->sequence_kv_bytes > 0) {
+    p->windowed_sequences = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes);
+  }
+  p->windowed_kv_tokens = p->windowed_sequences * p->context;
+}
+
+// The window saving lines of MemoryPlan::Format ("" when no layer slides).
+std::string WindowSaving(const MemoryPlan& p) {
+  if (p.window_layers == 0) return "";
+  char buf[768];
+  std::snprintf(
+      buf, sizeof(buf),
+      "  window saving      %lld sliding-window layers (window %lld) keep only their window's\n"
+      "                     blocks: a sequence of %lld tokens takes %.2f GB instead of %.2f GB\n"
+      "                     (%.0f%% less); with the saving %lld sequences of %lld tokens\n"
+      "                     (%lld KV tokens), without it %lld (%lld KV tokens)\n",
+      static_cast<long long>(p.window_layers), static_cast<long long>(p.window),
+      static_cast<long long>(p.context), p.sequence_kv_bytes / 1e9, p.sequence_kv_bytes_full / 1e9,
+      p.sequence_kv_bytes_full > 0 ? 100.0 * (1 - p.sequence_kv_bytes / p.sequence_kv_bytes_full)
+                                   : 0.0,
+      static_cast<long long>(p.windowed_sequences), static_cast<long long>(p.context),
+      static_cast<long long>(p.windowed_kv_tokens), static_cast<long long>(p.max_sequences),
+      static_cast<long long>(p.max_sequences * p.context));
+  return buf;
+}
+
 }  // namespace
 
 WeightCodec ChooseFastestCodec(std::span<const CodecFit> fits, int64_t min_kv_tokens) {
@@ -247,7 +295,9 @@ StatusOr<MemoryPlan> PlanMemory(const ModelConfig& c, const MemoryPlanOptions& o
   p.workspace_bytes = static_cast<double>(o.workspace_tokens) * 4 *
                           (3 * h + 2 * heads * hd + 2 * kv * hd + 2 * inter) +
                       rows * 4 * vocab;
-  PlanKv(static_cast<double>(KvBytesPerToken(1, s.kv_heads.size() * c.head_dim)), layers, o, &p);
+  const double row_bytes = static_cast<double>(KvBytesPerToken(1, s.kv_heads.size() * c.head_dim));
+  PlanKv(row_bytes, layers, o, &p);
+  PlanWindowSaving(c, *stages, row_bytes, o, &p);
   // It fits when the cache holds at least one sequence of the whole context.
   p.fits = p.max_sequences >= 1;
   return p;
@@ -280,7 +330,10 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       : kv_tokens > 0 ? "DOES NOT FIT (the KV cache holds less than one sequence; "
                         "lower --context or use more GPUs)"
                       : "DOES NOT FIT");
-  return buf;
+  // The window saving goes before the verdict.
+  std::string out = buf;
+  const size_t verdict = out.rfind("verdict: ");
+  return out.insert(verdict, WindowSaving(*this));
 }
 
 StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {

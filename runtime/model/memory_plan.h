@@ -3,9 +3,11 @@
 // weights of the worst rank in a codec (DF11, ew4 or BF16), their decode scratch, an activation
 // workspace, and what is left for the KV cache (BF16 K and V in blocks of kv_block_tokens
 // positions, as both backends page it; sequences at a context); and, over the codecs, the fastest
-// one that leaves the minimum KV cache (ChooseFastestCodec: `auto`). One block table serves every
-// layer, so sliding-window layers keep their blocks (they read only their window) and cost as
-// much as full-attention ones.
+// one that leaves the minimum KV cache (ChooseFastestCodec: `auto`). The KV figures count every
+// layer's blocks (kv_blocks: blocks of every layer the worst rank holds); where layers slide, the
+// window saving beside them: those layers keep their own blocks and release the ones before their
+// window, so a sequence of T positions takes ceil(T / block) blocks of the full-attention layers
+// and min(ceil(T / block), ceil(window / block) + 1) of the sliding ones.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +51,15 @@ struct MemoryPlan {
   int64_t kv_tokens = 0;             // kv_blocks * kv_block_tokens
   int64_t context = 0;
   int64_t max_sequences = 0;         // kv_blocks / blocks of one sequence of `context` tokens
+  // Sliding-window layers of the worst rank (its stage holding the most KV per sequence) and
+  // their window; with them, a sequence of `context` tokens takes sequence_kv_bytes instead of
+  // sequence_kv_bytes_full, so windowed_sequences of them fit (windowed_kv_tokens tokens).
+  int64_t window_layers = 0;
+  int64_t window = 0;
+  double sequence_kv_bytes = 0;
+  double sequence_kv_bytes_full = 0;
+  int64_t windowed_sequences = 0;
+  int64_t windowed_kv_tokens = 0;
   bool fits = false;
 
   std::string Format(const MemoryPlanOptions& options) const;

@@ -17,6 +17,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -388,6 +389,27 @@ TEST(Df11RunPlan, Llama405bFitsOneNodeOnlyCompressed) {
   r = RunCommand(kBin + "df11-run plan --model " + configs + "/models/llama-3.1-405b --tp 3");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("--tp 3"), std::string::npos) << r.output;
+}
+
+// Gemma 3 27B DF11 on one 80 GB GPU at 32k context, and 12B on 2 x 24 GB (TP 2): the plan prints
+// the window saving, more sequences (and KV tokens) with it than without.
+TEST(Df11RunPlan, Gemma3PrintsTheWindowSaving) {
+  const std::string models = std::string(DF11_TEST_DATA_DIR) + "/../../configs/models";
+  for (const std::string args : {"/gemma-3-27b-it --weight-codec df11 --context 32768",
+                                 "/gemma-3-12b-it --weight-codec df11 --context 32768 --tp 2 "
+                                 "--gpu-memory 24"}) {
+    SCOPED_TRACE(args);
+    auto r = RunCommand(kBin + "df11-run plan --model " + models + args);
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::smatch m;
+    const std::regex saving(
+        "with the saving (\\d+) sequences of 32768 tokens\\s+\\((\\d+) KV tokens\\), without "
+        "it (\\d+) \\((\\d+) KV tokens\\)");
+    ASSERT_TRUE(std::regex_search(r.output, m, saving)) << r.output;
+    EXPECT_GT(std::stoll(m[1]), std::stoll(m[3])) << r.output;
+    EXPECT_GT(std::stoll(m[2]), std::stoll(m[4])) << r.output;
+    EXPECT_GE(std::stoll(m[3]), 1) << r.output;
+  }
 }
 
 }  // namespace

@@ -81,10 +81,12 @@ TEST(MemoryPlan, Bf16KvBlocksDoubleLlama405bTp8Tokens) {
       << bad.status().ToString();
 }
 
-// Gemma 3 27B (configs/models/gemma-3-27b-it: 62 layers, 52 of them with a 1024-token window):
-// one block table serves every layer, so a sliding-window layer keeps its blocks (it reads only
-// its window) and a position costs the same on every layer.
-TEST(MemoryPlan, SlidingWindowLayersKeepTheirBlocks) {
+// Gemma 3 27B (configs/models/gemma-3-27b-it: 62 layers, 52 of them with a 1024-token window) on
+// one 80 GB GPU at 32k context: the KV blocks count every layer, and beside them the window
+// saving: a sequence takes 2048 blocks of its 10 full-attention layers and 65 of its 52 sliding
+// ones, so more sequences fit with the saving than without; a model without sliding-window layers
+// prints no saving.
+TEST(MemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
   auto c = LoadModelConfig(kConfigs + "/models/gemma-3-27b-it");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   MemoryPlanOptions o;
@@ -96,7 +98,34 @@ TEST(MemoryPlan, SlidingWindowLayersKeepTheirBlocks) {
   EXPECT_EQ(p->kv_blocks, static_cast<int64_t>(p->kv_bytes / (8192.0 * 62 * 16)));
   EXPECT_EQ(p->max_sequences, p->kv_blocks / (32768 / 16));
   EXPECT_TRUE(p->fits);
-  EXPECT_EQ(p->Format(o).find("window"), std::string::npos) << p->Format(o);
+  EXPECT_EQ(p->window_layers, 52);
+  EXPECT_EQ(p->window, 1024);
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, 8192.0 * 16 * (2048 * 10 + 65 * 52));
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes_full, 8192.0 * 16 * 2048 * 62);
+  EXPECT_EQ(p->windowed_sequences, static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes));
+  EXPECT_EQ(p->windowed_kv_tokens, p->windowed_sequences * 32768);
+  EXPECT_GT(p->windowed_sequences, 4 * p->max_sequences);
+  const std::string text = p->Format(o);
+  EXPECT_NE(text.find("window saving      52 sliding-window layers (window 1024)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("with the saving " + std::to_string(p->windowed_sequences) +
+                      " sequences of 32768 tokens"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("without it " + std::to_string(p->max_sequences) + " ("), std::string::npos)
+      << text;
+  // A sequence shorter than a window: nothing to save.
+  o.context = 512;
+  p = PlanMemory(*c, o);
+  ASSERT_TRUE(p.ok());
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, p->sequence_kv_bytes_full);
+  auto llama = LoadModelConfig(kConfigs + "/models/llama-3.1-8b-instruct");
+  ASSERT_TRUE(llama.ok());
+  p = PlanMemory(*llama, {});
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->window_layers, 0);
+  EXPECT_EQ(p->Format({}).find("window"), std::string::npos) << p->Format({});
 }
 
 // meta-llama/Llama-3.1-8B: 8,030,261,248 parameters in its checkpoint, norms included.
