@@ -50,7 +50,8 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
       wire.push_back(plan->paged[i]);
       if (plan->paged[i]) {
         wire.push_back(plan->lengths[i]);
-        for (const auto* list : {&plan->tables[i], &plan->copies[i], &plan->seen[i]}) {
+        for (const auto* list : {&plan->tables[i], &plan->copies[i], &plan->seen[i],
+                                 &plan->sliding_tables[i], &plan->sliding_copies[i]}) {
           wire.push_back(static_cast<int64_t>(list->size()));
           wire.insert(wire.end(), list->begin(), list->end());
         }
@@ -90,7 +91,8 @@ void DistributedStepRunner::BroadcastPlan(Plan* plan) {
     plan->has_drafts = plan->has_drafts || plan->drafts.back() > 0;
     plan->paged.push_back(static_cast<uint8_t>(wire[at++]));
     plan->lengths.push_back(plan->paged.back() ? wire[at++] : 0);
-    for (auto* lists : {&plan->tables, &plan->copies, &plan->seen}) {
+    for (auto* lists : {&plan->tables, &plan->copies, &plan->seen, &plan->sliding_tables,
+                        &plan->sliding_copies}) {
       lists->emplace_back();
       if (!plan->paged.back()) continue;
       const int64_t m = wire[at++];
@@ -128,12 +130,19 @@ Status DistributedStepRunner::Step(std::span<const SequenceStep> steps, bool gre
     plan.paged.push_back(paged ? 1 : 0);
     plan.lengths.push_back(s.cache->length);
     plan.tables.push_back(s.cache->blocks);
+    plan.sliding_tables.push_back(s.cache->sliding_blocks);
     plan.copies.emplace_back();
+    plan.sliding_copies.emplace_back();
     for (const auto& [from, to] : s.cache->block_copies) {
       plan.copies.back().push_back(from);
       plan.copies.back().push_back(to);
     }
+    for (const auto& [from, to] : s.cache->sliding_block_copies) {
+      plan.sliding_copies.back().push_back(from);
+      plan.sliding_copies.back().push_back(to);
+    }
     s.cache->block_copies.clear();  // done by every rank with this step
+    s.cache->sliding_block_copies.clear();
     plan.seen.emplace_back();
     if (paged && sent_.insert(s.cache->slot).second && !greedy_only && !sample.empty()) {
       // The positions found in the prefix cache never travel as tokens: the sampler's history
@@ -189,9 +198,15 @@ std::vector<SequenceStep> DistributedStepRunner::PrepareSteps(const Plan& plan) 
       c.block_tokens = backend_->KvBlockTokens();
       c.blocks = plan.tables[i];
       c.capacity = static_cast<int64_t>(c.blocks.size()) * c.block_tokens;
+      c.sliding_blocks = plan.sliding_tables[i];
       c.block_copies.clear();
+      c.sliding_block_copies.clear();
       for (size_t j = 0; j + 1 < plan.copies[i].size(); j += 2) {
         c.block_copies.emplace_back(plan.copies[i][j], plan.copies[i][j + 1]);
+      }
+      for (size_t j = 0; j + 1 < plan.sliding_copies[i].size(); j += 2) {
+        c.sliding_block_copies.emplace_back(plan.sliding_copies[i][j],
+                                            plan.sliding_copies[i][j + 1]);
       }
     }
     auto it = caches_.find(plan.slots[i]);

@@ -43,9 +43,13 @@ class DistributedStepRunner : public StepRunner {
   // Leader only: a handle whose slot names the cache every rank allocates at first use.
   KvCache NewCache(int64_t capacity) override;
   // Paged backends: every rank takes the block tables the leader's engine plans (the same block
-  // ids on every rank; each stage's pool holds only its layers).
+  // ids on every rank; each stage's pool holds only its layers, and only the groups they are in).
   int64_t kv_block_tokens() const override { return backend_->KvBlockTokens(); }
   bool verifies_drafts() const override { return backend_->VerifiesDrafts(); }
+  std::vector<int64_t> kv_group_windows() const override {
+    if (!backend_->KvSlidingGroup()) return {};
+    return backend_->weights().config.layer_window;
+  }
   int64_t KvTokens(int64_t capacity) const override {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }
@@ -71,10 +75,11 @@ class DistributedStepRunner : public StepRunner {
     bool has_drafts = false;                   // some sequence has drafts
     // Paged caches (block_tokens > 0 on the leader's handle): per sequence, whether it is paged,
     // its positions before the step, its block table and the block copies to do first, and
-    // (sampled plans, a slot's first step) the tokens before the step for the sampler's history.
+    // (sampled plans, a slot's first step) the tokens before the step for the sampler's history;
+    // where the sliding-window layers keep their own blocks, their table and copies too.
     std::vector<uint8_t> paged;
     std::vector<int64_t> lengths;
-    std::vector<std::vector<int32_t>> tables, copies, seen;
+    std::vector<std::vector<int32_t>> tables, copies, seen, sliding_tables, sliding_copies;
     std::vector<SamplingParams> params;
     std::vector<uint64_t> rngs;
   };
