@@ -3,8 +3,9 @@
 // (Gemma 3, tests/data/hf_models/gemma3_text: windows of 8 on layers 0-2, layer 3 global): a
 // long sequence holds at most its window's sliding blocks (the run summary's peak) and gets the
 // tokens of a cache that releases nothing; requests preempted when a group runs dry, sharing a
-// prompt prefix, keep the tokens they get alone; every block of both groups is free after the
-// job.
+// prompt prefix, keep the tokens they get alone, and so do requests whose drafted tokens are
+// verified and partly rejected (cut from both groups); every block of both groups is free after
+// the job.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -110,6 +111,26 @@ TEST_F(EngineWindowTest, PreemptedAndPrefixSharingRequestsKeepTheirTokensAndFree
   }
   EXPECT_EQ(run.used_after[0], 0);
   EXPECT_EQ(run.used_after[1], 0);
+}
+
+TEST_F(EngineWindowTest, RejectedDraftsLeaveBothGroupsAndTheTokensStay) {
+  std::vector<GenerationRequest> requests = Requests(4, 0, 40);
+  for (GenerationRequest& r : requests) {  // a repeating pattern prompt lookup drafts from
+    for (int j = 0; j < 24; ++j) r.prompt.push_back(40 + j % 5);
+  }
+  EngineOptions o;
+  o.batch_size = 4;
+  const Run plain = Generate(requests, o, 4);
+  o.speculative.method = SpeculativeOptions::Method::kPromptLookup;
+  const Run spec = Generate(requests, o, 4);
+  ASSERT_EQ(spec.results.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_TRUE(spec.results[i].error.empty()) << spec.results[i].error;
+    EXPECT_EQ(spec.results[i].tokens, plain.results[i].tokens) << requests[i].id;
+  }
+  EXPECT_GT(spec.stats.draft_tokens, spec.stats.accepted_tokens);
+  EXPECT_EQ(spec.used_after[0], 0);
+  EXPECT_EQ(spec.used_after[1], 0);
 }
 
 }  // namespace

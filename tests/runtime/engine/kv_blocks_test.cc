@@ -537,6 +537,43 @@ TEST(KvBlocks, APrefixHitIsShortenedToWhereTheWindowsSlidingBlocksAreCached) {
   EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
 }
 
+// Rejected drafts leave both groups: the sliding blocks past the cut go back to their pool, a
+// block the cut leaves partial leaves the prefix cache in both groups, and the window of the
+// next position is still held.
+TEST(KvBlocks, TruncateReleasesRejectedDraftsInBothGroups) {
+  const int64_t window = 4, block_tokens = 4;
+  KvBlocks pool = Pool(32, block_tokens, /*prefix_caching=*/true, window, 32);
+  const std::vector<int32_t> prompt = Tokens(10, 10);
+  Prefill(&pool, 1, prompt);  // positions 0..9: blocks 0, 1, 2 (half)
+  std::vector<KvBlockCopy> copies;
+  // A step feeds the last token and 5 drafts: positions 10..15 fill blocks 2 and 3, and the
+  // sliding blocks before the window of position 10 (block 0) go.
+  const std::vector<int32_t> drafted = {50, 51, 52, 53, 54, 55};
+  ASSERT_TRUE(pool.Write(1, drafted, &copies));
+  EXPECT_EQ(pool.sliding_table(1)[0], kReleasedBlock);
+  EXPECT_EQ(Held(pool.sliding_table(1)), 3);
+  const KvBlockId filled = pool.sliding_table(1)[2];
+  EXPECT_TRUE(pool.cached(filled, kSlidingGroup));
+  // One accepted: positions 0..11 stay; block 3 goes back in both groups, block 2 is full.
+  pool.Truncate(1, 12);
+  EXPECT_EQ(pool.table(1).size(), 3u);
+  EXPECT_EQ(pool.sliding_table(1).size(), 3u);
+  EXPECT_EQ(pool.used_blocks(kSlidingGroup), 2);
+  // Cut inside block 2: it leaves the cache in both groups.
+  pool.Truncate(1, 11);
+  EXPECT_FALSE(pool.cached(filled, kSlidingGroup));
+  EXPECT_FALSE(pool.cached(pool.table(1)[2]));
+  pool.Commit(1);
+  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(prompt, {50, 51, 52, 53}), {1})), 8);
+  // On from position 11: the window of position 11 (positions 8..11) is all there.
+  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{60, 61, 62, 63, 64}, &copies));
+  pool.Commit(1);
+  EXPECT_EQ(pool.sliding_table(1)[1], kReleasedBlock);
+  EXPECT_LE(Held(pool.sliding_table(1)), pool.BlocksFor(window) + 1);
+  pool.Free(1);
+  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
+}
+
 TEST(KvBlocks, APromptLongerThanTheSlidingPoolNeverFits) {
   KvBlocks pool = Pool(64, 4, /*prefix_caching=*/true, /*window=*/4, /*sliding_blocks=*/4);
   EXPECT_TRUE(pool.EverFits(16, 200));   // 4 sliding blocks for the prompt, then 2
