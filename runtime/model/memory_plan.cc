@@ -141,13 +141,17 @@ void PlanKv(double row_bytes, int64_t layers, const MemoryPlanOptions& o, Memory
 
 // The window saving of *p (PlanKv's figures set): the stage whose layers take the most KV bytes
 // for a sequence of the context, its full-attention layers' blocks of every position and its
-// sliding ones' KvSlidingBlocksFor.
+// sliding ones' KvSlidingBlocksFor; the sequences that fit are those of the engine's split of the
+// memory between the two groups (SplitKvBlocks, which keeps a whole context's sliding blocks).
 void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, double row_bytes,
                       const MemoryPlanOptions& o, MemoryPlan* p) {
   const int64_t bt = o.kv_block_tokens, f = BlocksOfSequence(p->context, bt);
+  std::vector<int64_t> worst;
   for (const Range& held : stages) {
+    std::vector<int64_t> windows;
     int64_t sliding = 0, window = 0;
     for (int64_t l = held.begin; l < held.end; ++l) {
+      windows.push_back(LayerWindow(c, l));
       sliding += LayerWindow(c, l) > 0 ? 1 : 0;
       window = std::max(window, LayerWindow(c, l));
     }
@@ -158,12 +162,16 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
       p->sequence_kv_bytes = bytes;
       p->window_layers = sliding;
       p->window = window;
+      worst = std::move(windows);
     }
   }
   p->sequence_kv_bytes_full = p->kv_bytes_per_token * static_cast<double>(f * bt);
-  if (p->kv_bytes > 0 && p->sequence_kv_bytes > 0) {
-    p->windowed_sequences = static_cast<int64_t>(p->kv_bytes / p->sequence_kv_bytes);
-  }
+  if (p->window_layers == 0) return;
+  const int64_t blocks = KvBlocksIn(
+      p->kv_bytes, row_bytes * static_cast<double>(worst.size()), o.kv_block_tokens);
+  const KvGroupBlocks split = SplitKvBlocks(worst, blocks, bt, p->context);
+  p->windowed_sequences =
+      std::min(split.full / f, split.sliding / KvSlidingBlocksFor(p->context, p->window, bt));
   p->windowed_kv_tokens = p->windowed_sequences * p->context;
 }
 

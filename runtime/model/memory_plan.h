@@ -53,7 +53,8 @@ struct MemoryPlan {
   int64_t max_sequences = 0;         // kv_blocks / blocks of one sequence of `context` tokens
   // Sliding-window layers of the worst rank (its stage holding the most KV per sequence) and
   // their window; with them, a sequence of `context` tokens takes sequence_kv_bytes instead of
-  // sequence_kv_bytes_full, so windowed_sequences of them fit (windowed_kv_tokens tokens).
+  // sequence_kv_bytes_full, and windowed_sequences of them (windowed_kv_tokens tokens) fit the
+  // engine's split of the memory between the groups (SplitKvBlocks).
   int64_t window_layers = 0;
   int64_t window = 0;
   double sequence_kv_bytes = 0;
