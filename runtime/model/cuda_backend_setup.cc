@@ -293,8 +293,8 @@ Status CudaBackend::AllocateKvPool() {
   }
   allocations_.push_back(p);
   kv_pool_ = static_cast<uint16_t*>(p);
-  kv_ids_ = std::make_shared<KvPool>(std::span<const int64_t>(), w_->dims.kv_heads * w_->config.head_dim,
-                                     kv_block_tokens_);
+  kv_ids_ = std::make_shared<KvPool>(std::span<const int64_t>(),
+                                     w_->dims.kv_heads * w_->config.head_dim, kv_block_tokens_);
   return Status::Ok();
 }
 

@@ -68,7 +68,8 @@ TEST(KvBlocks, OptionsNameTheFieldAndTheExpectedRange) {
   EXPECT_NE(s.message().find("sliding"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("got window 32 and 0 blocks"), std::string::npos) << s.message();
   EXPECT_TRUE(
-      CheckKvBlocksOptions({.blocks = 1, .block_tokens = 1, .window = 4, .sliding_blocks = 1}).ok());
+      CheckKvBlocksOptions({.blocks = 1, .block_tokens = 1, .window = 4, .sliding_blocks = 1})
+          .ok());
 }
 
 TEST(KvBlocks, BlocksAreTakenAsASequenceGrowsAndAFullPoolChangesNothing) {
@@ -346,7 +347,8 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
     ASSERT_EQ(st.size(), table.size());
     for (int64_t p = std::max<int64_t>(0, s.written - window); p < s.written; ++p) {
       ASSERT_NE(st[static_cast<size_t>(p / block_tokens)], kReleasedBlock) << "pos " << p;
-      ASSERT_EQ(sliding.At(st, p), Store::Value(s.tokens, p)) << "sequence " << s.id << " pos " << p;
+      ASSERT_EQ(sliding.At(st, p), Store::Value(s.tokens, p))
+          << "sequence " << s.id << " pos " << p;
     }
     if (s.written > static_cast<int64_t>(s.prompt)) {  // decoding: at most the window's blocks
       ASSERT_LE(Held(st), pool.BlocksFor(window) + 1) << "sequence " << s.id;
