@@ -168,8 +168,8 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
                      kv_pool_->k(layer), kv_pool_->v(layer));
     float* k_rows = kv_rows_.data() + at[i];
     float* v_rows = k_rows + visible * row;
-    PagedKvGatherRef(kv_pool_->k(layer), kv_pool_->v(layer), table,
-                     cache.block_tokens, row, first[i], cache.length + n, k_rows, v_rows);
+    PagedKvGatherRef(kv_pool_->k(layer), kv_pool_->v(layer), table, cache.block_tokens, row,
+                     first[i], cache.length + n, k_rows, v_rows);
     // The step's own rows are read back too (BF16, as the cache keeps them).
     const int64_t past = visible - n;
     const KvSource kv{k_rows, v_rows, past, 0, k_rows + past * row, v_rows + past * row};

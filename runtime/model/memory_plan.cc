@@ -167,8 +167,8 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
   }
   p->sequence_kv_bytes_full = p->kv_bytes_per_token * static_cast<double>(f * bt);
   if (p->window_layers == 0) return;
-  const int64_t blocks = KvBlocksIn(
-      p->kv_bytes, row_bytes * static_cast<double>(worst.size()), o.kv_block_tokens);
+  const int64_t blocks =
+      KvBlocksIn(p->kv_bytes, row_bytes * static_cast<double>(worst.size()), o.kv_block_tokens);
   const KvGroupBlocks split = SplitKvBlocks(worst, blocks, bt, p->context);
   p->windowed_sequences =
       std::min(split.full / f, split.sliding / KvSlidingBlocksFor(p->context, p->window, bt));
