@@ -132,7 +132,9 @@ TEST_F(Serve, SpeculativeDecodingServesTheTokensOfGenerateWithoutIt) {
     const nlohmann::json& body = r["response"]["body"];
     EXPECT_EQ(body["token_ids"], expected[id]["token_ids"]) << id;
     EXPECT_EQ(body["usage"].contains("draft_tokens"), id != "off") << body;
-    if (id == "rep") EXPECT_GT(body["usage"]["accepted_draft_tokens"], 0) << body;
+    if (id == "rep") {
+      EXPECT_GT(body["usage"]["accepted_draft_tokens"], 0) << body;
+    }
   }
   ExpectExactlyOnce(count, {"rep", "off", "s", "bad"});
 }

@@ -86,7 +86,9 @@ class Ew4TensorsFile : public ::testing::Test {
       std::vector<int64_t> shape = t.shape;
       std::vector<uint8_t> bytes(t.bytes.begin(), t.bytes.end());
       edit(&name, &dtype, &shape, &bytes);
-      if (!name.empty()) EXPECT_TRUE(w.AddOwnedTensor(name, dtype, shape, bytes).ok());
+      if (!name.empty()) {
+        EXPECT_TRUE(w.AddOwnedTensor(name, dtype, shape, bytes).ok());
+      }
     }
     const std::string file = "w" + std::to_string(++files_) + ".safetensors";
     EXPECT_TRUE(w.Write(tmp_.path() + "/" + file).ok());

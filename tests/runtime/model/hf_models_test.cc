@@ -110,7 +110,9 @@ TEST_P(HfModels, CpuMatchesTransformers) {
     blocks.Free(id);
   }
   EXPECT_EQ(blocks.used_blocks(kFullGroup), 0);
-  if (blocks.groups() == 2) EXPECT_EQ(blocks.used_blocks(kSlidingGroup), 0);
+  if (blocks.groups() == 2) {
+    EXPECT_EQ(blocks.used_blocks(kSlidingGroup), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, HfModels, ::testing::ValuesIn(model_testing::kHfModels));

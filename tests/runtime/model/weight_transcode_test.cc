@@ -84,7 +84,9 @@ TEST_F(WeightTranscodeTest, Ew4FromBf16AndFromDf11GiveBitIdenticalLogits) {
       EXPECT_EQ(w->CompressedBytes(), 0);  // no DF11 unit is left
       EXPECT_LT(w->WeightBytes(), 0.80 * plain.WeightBytes());
     }
-    if (c.o.tie_embeddings) EXPECT_TRUE(from_df11.lm_head.SameStorage(from_df11.embed));
+    if (c.o.tie_embeddings) {
+      EXPECT_TRUE(from_df11.lm_head.SameStorage(from_df11.embed));
+    }
     const std::vector<int32_t> prompt = {1, 17, 400, 3, 1499, 250, 7, 7, 9};
     const auto a = RunGreedy(from_bf16, prompt), b = RunGreedy(from_df11, prompt);
     const auto p = RunGreedy(plain, prompt);
