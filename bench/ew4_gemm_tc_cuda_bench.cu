@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench_util.h"
 #include "kernels/common/bf16.h"
 #include "kernels/common/cublas_check.h"
 #include "kernels/common/cuda_check.h"
@@ -37,46 +38,9 @@
 namespace df11 {
 namespace {
 
-template <typename T>
-T* DeviceAlloc(int64_t count) {
-  T* p = nullptr;
-  DF11_CUDA_CHECK(
-      cudaMalloc(reinterpret_cast<void**>(&p), std::max<int64_t>(1, count) * sizeof(T)));
-  return p;
-}
-
-template <typename T>
-T* Upload(const std::vector<T>& host) {
-  T* p = DeviceAlloc<T>(static_cast<int64_t>(host.size()));
-  DF11_CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
-}
-
-// Microseconds per launch of `enqueue` captured `reps` times in one graph.
-template <typename F>
-double TimeGraph(cudaStream_t stream, int reps, F enqueue) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  DF11_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < reps; ++i) enqueue();
-  DF11_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  DF11_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  DF11_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
-  cudaEvent_t start, stop;
-  DF11_CUDA_CHECK(cudaEventCreate(&start));
-  DF11_CUDA_CHECK(cudaEventCreate(&stop));
-  DF11_CUDA_CHECK(cudaEventRecord(start, stream));
-  DF11_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  DF11_CUDA_CHECK(cudaEventRecord(stop, stream));
-  DF11_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  DF11_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  DF11_CUDA_CHECK(cudaEventDestroy(start));
-  DF11_CUDA_CHECK(cudaEventDestroy(stop));
-  DF11_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  DF11_CUDA_CHECK(cudaGraphDestroy(graph));
-  return 1000.0 * ms / reps;
-}
+using bench::DeviceAlloc;
+using bench::TimeGraph;
+using bench::Upload;
 
 int Run(int reps, const std::vector<std::pair<int64_t, int64_t>>& shapes,
         const std::vector<int64_t>& batches, const std::string& table_path) {
