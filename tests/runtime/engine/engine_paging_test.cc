@@ -16,6 +16,7 @@
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/model_weights.h"
 #include "tests/common/temp_files.h"
+#include "tests/runtime/engine/engine_run.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -57,23 +58,13 @@ class EnginePagingTest : public ::testing::Test {
     return r;
   }
 
-  struct Run {
-    std::vector<GenerationResult> results;
-    EngineStats stats;
-    int64_t used_blocks_after = -1;
-  };
+  using Run = test_support::EngineRun;
   static Run Generate(std::span<const GenerationRequest> requests, const EngineOptions& o,
                       const ModelText& text = {}) {
     CpuBackend backend(weights_, {});
     LocalStepRunner runner(&backend);
     Engine engine(&runner, o, text);
-    auto results = engine.Generate(requests);
-    EXPECT_TRUE(results.ok()) << results.status().ToString();
-    Run run;
-    if (results.ok()) run.results = std::move(results).value();
-    run.stats = engine.stats();
-    if (engine.kv_blocks() != nullptr) run.used_blocks_after = engine.kv_blocks()->used_blocks();
-    return run;
+    return test_support::RunEngine(engine, requests);
   }
 
   // Each request served alone, with a pool of its own.
@@ -112,7 +103,7 @@ TEST_F(EnginePagingTest, ADryPoolPreemptsTheLatestSequenceAndEveryRequestKeepsIt
     EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id;
     EXPECT_EQ(run.results[i].tokens.size(), 30u) << requests[i].id;
   }
-  EXPECT_EQ(run.used_blocks_after, 0);
+  EXPECT_EQ(run.used_after[kFullGroup], 0);
   // The summary counts each request's 30 tokens once; the preempted sequences' discarded tokens
   // are counted apart.
   EXPECT_EQ(run.stats.generated_tokens, 8 * 30);
@@ -138,7 +129,7 @@ TEST_F(EnginePagingTest, AdmissionByFreeBlocksRunsMoreSequencesThanReservationsA
   }
   EXPECT_EQ(run.stats.preemptions, 0);
   EXPECT_LE(run.stats.peak_kv_blocks, 12);
-  EXPECT_EQ(run.used_blocks_after, 0);
+  EXPECT_EQ(run.used_after[kFullGroup], 0);
 }
 
 TEST_F(EnginePagingTest, ASharedPromptPrefixIsComputedOnceWithTheTokensOfAColdRun) {
@@ -157,7 +148,7 @@ TEST_F(EnginePagingTest, ASharedPromptPrefixIsComputedOnceWithTheTokensOfAColdRu
   EXPECT_EQ(cold.stats.prefix_cached_tokens, 0);
   EXPECT_EQ(warm.stats.prefix_cached_tokens, 5 * 32);
   EXPECT_EQ(warm.stats.prompt_tokens, cold.stats.prompt_tokens - 5 * 32);
-  EXPECT_EQ(warm.used_blocks_after, 0);
+  EXPECT_EQ(warm.used_after[kFullGroup], 0);
 }
 
 TEST_F(EnginePagingTest, ALaterCallFindsTheEarlierCallsPrefixAndAWholePromptHit) {

@@ -17,6 +17,7 @@
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/model_weights.h"
 #include "tests/common/temp_files.h"
+#include "tests/runtime/engine/engine_run.h"
 #include "tests/runtime/model/model_test_util.h"
 
 namespace df11 {
@@ -66,22 +67,12 @@ class EngineSpeculativeTest : public ::testing::Test {
     return r;
   }
 
-  struct Run {
-    std::vector<GenerationResult> results;
-    EngineStats stats;
-    int64_t used_blocks_after = -1;
-  };
+  using Run = test_support::EngineRun;
   static Run Generate(std::span<const GenerationRequest> requests, EngineOptions o) {
     CpuBackend backend(weights_, {});
     LocalStepRunner runner(&backend);
     Engine engine(&runner, o);
-    auto results = engine.Generate(requests);
-    EXPECT_TRUE(results.ok()) << results.status().ToString();
-    Run run;
-    if (results.ok()) run.results = std::move(results).value();
-    run.stats = engine.stats();
-    if (engine.kv_blocks() != nullptr) run.used_blocks_after = engine.kv_blocks()->used_blocks();
-    return run;
+    return test_support::RunEngine(engine, requests);
   }
   static EngineOptions Options(int64_t batch, bool speculative) {
     EngineOptions o;
@@ -102,13 +93,7 @@ class EngineSpeculativeTest : public ::testing::Test {
     CpuBackend backend(weights_, {});
     LocalStepRunner runner(&backend);
     Engine engine(&runner, o, {}, drafter->get());
-    auto results = engine.Generate(requests);
-    EXPECT_TRUE(results.ok()) << results.status().ToString();
-    Run run;
-    if (results.ok()) run.results = std::move(results).value();
-    run.stats = engine.stats();
-    run.used_blocks_after = engine.kv_blocks()->used_blocks();
-    return run;
+    return test_support::RunEngine(engine, requests);
   }
 
   static std::optional<test_support::TempDir> dir_;
@@ -142,7 +127,7 @@ TEST_F(EngineSpeculativeTest, GreedyTokensAreTheSameWithAndWithoutDraftsAtBatch1
     EXPECT_LT(spec.stats.decode_steps + spec.stats.prefill_steps,
               (batch == 1 ? 8 : 1) * (plain.stats.decode_steps + plain.stats.prefill_steps))
         << "batch " << batch;
-    EXPECT_EQ(spec.used_blocks_after, 0) << "batch " << batch;
+    EXPECT_EQ(spec.used_after[kFullGroup], 0) << "batch " << batch;
   }
 }
 
@@ -241,7 +226,7 @@ TEST_F(EngineSpeculativeTest, TheTargetAsDraftModelHasEveryGreedyDraftAccepted) 
       }
       EXPECT_GT(spec.stats.draft_tokens, 0) << dir;
       EXPECT_EQ(spec.stats.accepted_tokens, spec.stats.draft_tokens) << dir << " batch " << batch;
-      EXPECT_EQ(spec.used_blocks_after, 0);
+      EXPECT_EQ(spec.used_after[kFullGroup], 0);
     }
   }
 }
@@ -258,7 +243,7 @@ TEST_F(EngineSpeculativeTest, DraftModelsThatDisagreeLeaveTheGreedyTokensExact) 
     }
     EXPECT_GT(spec.stats.draft_tokens, 100) << dir;
     EXPECT_EQ(spec.stats.accepted_tokens, 0) << dir;
-    EXPECT_EQ(spec.used_blocks_after, 0);
+    EXPECT_EQ(spec.used_after[kFullGroup], 0);
   }
 }
 

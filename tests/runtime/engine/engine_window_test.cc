@@ -14,6 +14,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/model_weights.h"
+#include "tests/runtime/engine/engine_run.h"
 
 namespace df11 {
 namespace {
@@ -28,12 +29,7 @@ class EngineWindowTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete weights_; }
 
-  struct Run {
-    std::vector<GenerationResult> results;
-    EngineStats stats;
-    int64_t used_after[2] = {-1, -1};
-    int64_t sliding_total = 0;
-  };
+  using Run = test_support::EngineRun;
   static Run Generate(std::span<const GenerationRequest> requests, const EngineOptions& o,
                       int64_t block_tokens) {
     CpuBackendOptions bo;
@@ -41,16 +37,11 @@ class EngineWindowTest : public ::testing::Test {
     CpuBackend backend(weights_, bo);
     LocalStepRunner runner(&backend);
     Engine engine(&runner, o, {});
-    auto results = engine.Generate(requests);
-    EXPECT_TRUE(results.ok()) << results.status().ToString();
-    Run run;
-    if (results.ok()) run.results = std::move(results).value();
-    run.stats = engine.stats();
-    const KvBlocks* blocks = engine.kv_blocks();
-    EXPECT_NE(blocks, nullptr);
-    EXPECT_EQ(blocks->groups(), 2);
-    for (int g = 0; g < blocks->groups(); ++g) run.used_after[g] = blocks->used_blocks(g);
-    run.sliding_total = blocks->total_blocks(kSlidingGroup);
+    Run run = test_support::RunEngine(engine, requests);
+    EXPECT_NE(engine.kv_blocks(), nullptr);
+    if (engine.kv_blocks() != nullptr) {
+      EXPECT_EQ(engine.kv_blocks()->groups(), 2);
+    }
     return run;
   }
 
