@@ -27,6 +27,7 @@
 #include "kernels/common/bf16.h"
 #include "kernels/common/check.h"
 #include "kernels/common/parallel_for.h"
+#include "kernels/common/stream_rows.h"
 #include "kernels/ew4/ew4_gemv.h"
 #include "kernels/ew4/ew4_gemv_order.h"
 
@@ -38,11 +39,13 @@ namespace df11 {
 #if DF11_HAS_X86_LEVELS
 namespace {
 
+// Rows whose partial sums one RunRows call keeps (a thread's run of rows goes in such chunks).
 constexpr int64_t kRowsPerChunk = 16;
-// How far ahead (weights) of the block being decoded a row's bytes are prefetched: the hardware
-// prefetcher alone leaves memory bandwidth unused when the weights stream from DRAM, as a
-// model's do once it is larger than the last-level cache (batch 1, 4096 x 4096, one thread:
-// ~15 % faster at 512-768; a matrix that stays in the cache loses a few %).
+// How far ahead (weights) of the block being decoded the bytes are prefetched, in the order of
+// kernels/common/stream_rows.h: the hardware prefetcher alone leaves memory bandwidth unused when
+// the weights stream from DRAM, as a model's do once it is larger than the last-level cache
+// (batch 1, 4096 x 4096, one thread: ~15 % faster at 512-768; a matrix that stays in the cache
+// loses a few %).
 constexpr int64_t kPrefetchWeights = 640;
 
 // The exponent's bit 0 (as bit 7 of the low byte) and bits 1-7 (bits 0-6 of the high byte) of
@@ -137,10 +140,11 @@ struct Ew4Row {
   }
 };
 
-// Starts loading the bytes of the block kPrefetchWeights after `blk` (harmless past the row).
-inline void PrefetchAhead(const Ew4Row& r, int64_t blk) {
-  _mm_prefetch(reinterpret_cast<const char*>(r.sm + blk + kPrefetchWeights), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(r.codes + (blk + kPrefetchWeights) / 2),
+// Starts loading the bytes of the block at `at` from row r (prefetches never fault).
+inline void PrefetchBlock(const Ew4View& w, const Ew4Row& r, PrefetchPoint at) {
+  _mm_prefetch(reinterpret_cast<const char*>(r.sm + at.rows * w.cols + at.column), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(r.codes + at.rows * Ew4RowCodeBytes(w.cols) +
+                                             at.column / 2),
                _MM_HINT_T0);
 }
 
@@ -177,6 +181,7 @@ struct Ew4Source512 {
   }
   using Row = Ew4Row;
   Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
+  void Prefetch(const Row& r, PrefetchPoint at) const { PrefetchBlock(*w, r, at); }
   DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
     // Both halves hold the 32 code bytes; the high half (weights 32-63) shifted by a nibble.
     const __m512i packed = _mm512_broadcast_i64x4(
@@ -184,7 +189,6 @@ struct Ew4Source512 {
     const __m512i codes = _mm512_and_si512(
         _mm512_mask_srli_epi16(packed, 0xFFFF0000u, packed, 4), _mm512_set1_epi8(0x0F));
     const __m512i sm = _mm512_loadu_si512(r.sm + blk);
-    PrefetchAhead(r, blk);
     // (sm & mask) | table[code]: ternary logic 0xEA = (A & B) | C.
     const __m512i lb = _mm512_ternarylogic_epi32(sm, _mm512_set1_epi8(0x7F),
                                                  _mm512_shuffle_epi8(low, codes), 0xEA);
@@ -224,6 +228,10 @@ struct Bf16Source512 {
     const uint16_t* w;
   };
   Row RowAt(int64_t j) const { return {w + j * k}; }
+  void Prefetch(const Row& r, PrefetchPoint at) const {
+    _mm_prefetch(reinterpret_cast<const char*>(r.w + at.rows * k + at.column), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(r.w + at.rows * k + at.column + 32), _MM_HINT_T0);
+  }
   DF11_TARGET_AVX512 inline Block512 Load(Row& r, int64_t blk) const {
     const __m512i a = _mm512_loadu_si512(r.w + blk), b = _mm512_loadu_si512(r.w + blk + 32);
     Block512 out;
@@ -248,8 +256,10 @@ DF11_TARGET_AVX512 void Rows512(const Source& src, const float* xp, int64_t k,
     for (int b = 0; b < M; ++b) acc[r][b] = _mm512_load_ps(partial + 16 * (r * M + b));
   }
   for (int64_t blk = blk0; blk < blk1; blk += 64) {
+    const PrefetchPoint ahead = PrefetchAhead(blk, kPrefetchWeights, blk0, blk1, R);
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
+      src.Prefetch(rows[r], ahead);
       const Block512 w = src.Load(rows[r], blk);
       #pragma GCC unroll 8
       for (int f = 0; f < 4; ++f) {
@@ -291,13 +301,13 @@ struct Ew4Source256 {
   }
   using Row = Ew4Row;
   Row RowAt(int64_t j) const { return Ew4Row::Of(*w, j); }
+  void Prefetch(const Row& r, PrefetchPoint at) const { PrefetchBlock(*w, r, at); }
   DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.codes + blk / 2));
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     const __m256i codes[2] = {_mm256_and_si256(packed, nibble),
                               _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble)};
     const __m256i odd = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
-    PrefetchAhead(r, blk);
     for (int h = 0; h < 2; ++h) {
       const __m256i sm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.sm + blk + 32 * h));
       const __m256i lb = _mm256_or_si256(_mm256_and_si256(sm, _mm256_set1_epi8(0x7F)),
@@ -327,6 +337,10 @@ struct Bf16Source256 {
     const uint16_t* w;
   };
   Row RowAt(int64_t j) const { return {w + j * k}; }
+  void Prefetch(const Row& r, PrefetchPoint at) const {
+    _mm_prefetch(reinterpret_cast<const char*>(r.w + at.rows * k + at.column), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(r.w + at.rows * k + at.column + 32), _MM_HINT_T0);
+  }
   DF11_TARGET_AVX2 inline void Load(Row& r, int64_t blk, Half256 (&out)[2]) const {
     // Words 8 g .. 8 g + 7 and 16 + 8 g .. of the half; the even ones shifted up, the odd masked.
     const __m256i odd = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
@@ -356,8 +370,10 @@ DF11_TARGET_AVX2 void Rows256(const Source& src, const float* xp, int64_t k,
     }
   }
   for (int64_t blk = blk0; blk < blk1; blk += 64) {
+    const PrefetchPoint ahead = PrefetchAhead(blk, kPrefetchWeights, blk0, blk1, R);
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
+      src.Prefetch(rows[r], ahead);
       Half256 w[2];
       src.Load(rows[r], blk, w);
       #pragma GCC unroll 8
@@ -439,7 +455,7 @@ void Run(const Source& src, const float* x, int64_t m, int64_t n, int64_t k,
          const uint16_t* bias, float* y, int threads) {
   thread_local std::vector<float> permuted;
   const float* xp = Permuted(x, m, k, &permuted);
-  ParallelFor(n, threads, kRowsPerChunk, [&](int64_t j0, int64_t j1) {
+  const auto rows = [&](int64_t j0, int64_t j1) {
     switch (m) {
       case 1: return RunRows<Isa, 1>(src, xp, x, k, bias, y, n, j0, j1);
       case 2: return RunRows<Isa, 2>(src, xp, x, k, bias, y, n, j0, j1);
@@ -450,6 +466,9 @@ void Run(const Source& src, const float* x, int64_t m, int64_t n, int64_t k,
       case 7: return RunRows<Isa, 7>(src, xp, x, k, bias, y, n, j0, j1);
       default: return RunRows<Isa, 8>(src, xp, x, k, bias, y, n, j0, j1);
     }
+  };
+  ParallelFor(n, threads, RowRunLength(n, threads, kRowsPerChunk), [&](int64_t a0, int64_t a1) {
+    for (int64_t j0 = a0; j0 < a1; j0 += kRowsPerChunk) rows(j0, std::min(a1, j0 + kRowsPerChunk));
   });
 }
 

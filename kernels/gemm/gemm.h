@@ -34,8 +34,8 @@ void GemmBf16Ref(const float* x,        // (m, k)
 // weights straight from w, widen them in registers (never a tile in memory) and multiply blocks
 // of up to 7 rows of x by 1-8 rows of w with one FMA accumulator per pair; the AVX512-BF16 level
 // runs the AVX-512 kernels (its dot instruction takes BF16 activations, which this FP32 path
-// does not round to). The threads get tiles of y (x rows by w rows) fixed by m, n and k, never
-// by timing. Same contract as GemmBf16Ref.
+// does not round to). The threads get tiles of y (x rows by w rows) fixed by m, n, k and
+// `threads`, never by timing (an element's value depends on neither). Same contract as GemmBf16Ref.
 void GemmBf16Cpu(const float* x,        // (m, k)
                  const uint16_t* w,     // (n, k) BF16
                  const uint16_t* bias,  // (n) BF16, or nullptr

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/common/bf16.h"
+#include "kernels/common/stream_rows.h"
 #include "kernels/gemm/gemm_rows.h"
 
 namespace df11::gemm_internal {
@@ -36,10 +37,12 @@ DF11_TARGET_AVX2 void Block(const float* x, const uint16_t* w, const uint16_t* b
   }
   const int64_t k16 = k & ~int64_t{15};
   for (int64_t p = 0; p < k16; p += 16) {
-    if ((p & 31) == 0) {
+    if ((p & 31) == 0) {  // once per 64-byte line of each row
+      const PrefetchPoint ahead = PrefetchAhead(p, kPrefetchWeights, 0, k, NR);
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + j * k + p + kPrefetchWeights), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + (j + ahead.rows) * k + ahead.column),
+                     _MM_HINT_T0);
       }
     }
 #pragma GCC unroll 2

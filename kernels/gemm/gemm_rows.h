@@ -10,10 +10,11 @@
 
 namespace df11::gemm_internal {
 
-// How far ahead (weights) the kernels prefetch each weight row, once per 64-byte line: the
-// hardware prefetcher alone leaves memory bandwidth unused when the weights stream from DRAM,
-// as a model's do once it is larger than the last-level cache (AVX-512, batch 1, 4096 x 4096,
-// one thread: ~12 % faster). Prefetching past a row's end is harmless: prefetches never fault.
+// How far ahead (weights) the kernels prefetch, once per 64-byte line of each weight row, in the
+// order of kernels/common/stream_rows.h: the hardware prefetcher alone leaves memory bandwidth
+// unused when the weights stream from DRAM, as a model's do once it is larger than the
+// last-level cache (AVX-512, batch 1, 4096 x 4096, one thread: ~12 % faster). Prefetching past
+// the matrix's end is harmless: prefetches never fault.
 inline constexpr int64_t kPrefetchWeights = 320;
 
 struct GemmProblem {
