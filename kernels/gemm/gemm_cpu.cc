@@ -2,8 +2,8 @@
 // GemmBf16Cpu: picks the kernels of ActiveCpuLevel() and hands the threads tiles of y: up to
 // kTileXBytes of x rows (kept in a core's L2 while it works through w) by kTileWRows rows of w
 // (a multiple of every kernel's block), numbered x-tile-major so that consecutive tiles share
-// their x rows. With a short batch (decode) there is one x tile and the tiles are a few long row
-// ranges of w per thread.
+// their x rows. With a short batch (decode) there is one x tile, and each thread takes a few long
+// runs of consecutive w tiles.
 #include <algorithm>
 
 #include "kernels/common/check.h"
@@ -18,7 +18,11 @@ namespace {
 
 constexpr int64_t kTileWRows = 48;
 constexpr int64_t kTileXBytes = 768 << 10;
+// Up to this many rows of x the weights' traffic bounds the time; their tiles of w rows (a
+// multiple of every kernel's block, 4, 6 or 8 rows, and small enough for L2 while the panels
+// of x rows pass over them).
 constexpr int64_t kStreamingBatch = 8;
+constexpr int64_t kDecodeTileWRows = 24;
 
 gemm_internal::GemmTileFn TileFor(CpuLevel level) {
   switch (level) {
@@ -46,14 +50,14 @@ void GemmBf16Cpu(const float* x, const uint16_t* w, const uint16_t* bias, float*
   const int64_t x_rows = std::max<int64_t>(12, kTileXBytes / (4 * k) / 12 * 12);
   const int64_t x_tiles = m <= x_rows + 8 ? 1 : (m + x_rows - 1) / x_rows;
   const int64_t tile_x = x_tiles == 1 ? m : x_rows;
-  // w rows per tile: a decode batch streams w from memory, so each thread takes a few long runs
-  // of rows (kernels/common/stream_rows.h); larger batches are compute-bound and balance better
-  // with many small tiles. A run is a whole number of the kernels' blocks of w rows: 8 or 4 at
-  // batch 1, 4, 6 or 8 (lcm 24) at batches 2-8.
-  const int64_t w_block = m == 1 ? 8 : 24;
-  const int64_t tile_w = m <= kStreamingBatch ? RowRunLength(n, threads, w_block) : kTileWRows;
+  // A decode batch streams w from memory, so each thread takes a few long runs of consecutive
+  // w tiles (kernels/common/stream_rows.h), of kDecodeTileWRows so that runs split evenly;
+  // larger batches are compute-bound and balance better one tile at a time.
+  const bool streaming = m <= kStreamingBatch;
+  const int64_t tile_w = streaming ? kDecodeTileWRows : kTileWRows;
   const int64_t w_tiles = (n + tile_w - 1) / tile_w;
-  ParallelFor(x_tiles * w_tiles, threads, 1,
+  const int64_t chunk = streaming ? RowRunLength(w_tiles, threads, 1) : 1;
+  ParallelFor(x_tiles * w_tiles, threads, chunk,
               [&p, tile, tile_x, tile_w, w_tiles](int64_t t0, int64_t t1) {
                 for (int64_t t = t0; t < t1; ++t) {
                   const int64_t i0 = (t / w_tiles) * tile_x, j0 = (t % w_tiles) * tile_w;
