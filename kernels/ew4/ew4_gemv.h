@@ -46,6 +46,11 @@ void Ew4GemvRef(const float* x, const Ew4View& w, const uint16_t* bias, float* y
                 int threads);
 void Ew4GemvCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
                 int threads, CpuLevel level = ActiveCpuLevel());
+// Steps of more rows of x (any m >= 1; the fused GEMV is faster up to kEw4GemvMaxBatch):
+// GemmBf16RowsCpu (kernels/gemm/gemm.h) on tiles of rows decoded as they are multiplied, so
+// GemmBf16Cpu's bits on the decoded weights without ever decoding the whole matrix.
+void Ew4GemmCpu(const float* x, const Ew4View& w, const uint16_t* bias, float* y, int64_t m,
+                int threads);
 // The same order on raw BF16 weights w (n, k).
 void Bf16GemvOrderedRef(const float* x, const uint16_t* w, const uint16_t* bias, float* y,
                         int64_t m, int64_t n, int64_t k, int threads);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #if DF11_WITH_CUDA
 #include <cublas_api.h>
@@ -41,6 +42,20 @@ void GemmBf16Cpu(const float* x,        // (m, k)
                  const uint16_t* bias,  // (n) BF16, or nullptr
                  float* y,              // (m, n)
                  int64_t m, int64_t n, int64_t k, int threads);
+
+// Writes rows [j0, j1) of w, (j1 - j0, k) BF16, to `out`; called from several threads at once.
+using GemmWeightRows = std::function<void(int64_t j0, int64_t j1, uint16_t* out)>;
+
+// GemmBf16Cpu's results, bit for bit, for weights held in another form (a lossless codec):
+// each thread writes one tile of w rows at a time into a buffer of its own (with `rows`) and
+// multiplies every row of x by it while it stays in the core's L2, so at most one tile per
+// thread exists decoded, never the matrix. For steps of many tokens (prefill), where each
+// decoded weight serves every row of x.
+void GemmBf16RowsCpu(const float* x,               // (m, k)
+                     const GemmWeightRows& rows,   // w (n, k)
+                     const uint16_t* bias,         // (n) BF16, or nullptr
+                     float* y,                     // (m, n)
+                     int64_t m, int64_t n, int64_t k, int threads);
 
 #if DF11_WITH_CUDA
 // The same layer on `stream` (device pointers) with cuBLAS: x is first rounded to BF16 (nearest

@@ -5,6 +5,7 @@
 // their x rows. With a short batch (decode) there is one x tile, and each thread takes a few long
 // runs of consecutive w tiles.
 #include <algorithm>
+#include <vector>
 
 #include "kernels/common/check.h"
 #include "kernels/common/cpu_features.h"
@@ -64,6 +65,27 @@ void GemmBf16Cpu(const float* x, const uint16_t* w, const uint16_t* bias, float*
                   tile(p, i0, std::min(p.m, i0 + tile_x), j0, std::min(p.n, j0 + tile_w));
                 }
               });
+}
+
+void GemmBf16RowsCpu(const float* x, const GemmWeightRows& rows, const uint16_t* bias, float* y,
+                     int64_t m, int64_t n, int64_t k, int threads) {
+  DF11_CHECK(m >= 1 && n >= 1 && k >= 1);
+  DF11_CHECK(x != nullptr && rows && y != nullptr);
+  const gemm_internal::GemmTileFn tile = TileFor(ActiveCpuLevel());
+  const int64_t w_tiles = (n + kTileWRows - 1) / kTileWRows;
+  ParallelFor(w_tiles, threads, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<uint16_t> decoded;
+    decoded.resize(static_cast<size_t>(kTileWRows * k));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t j0 = t * kTileWRows, j1 = std::min(n, j0 + kTileWRows);
+      rows(j0, j1, decoded.data());
+      // The tile as a problem of its own: w rows 0 .. j1 - j0 at `decoded`, its y columns and
+      // bias at j0 (y's rows stay n apart: GemmProblem::n is also y's row stride).
+      const gemm_internal::GemmProblem p{x, decoded.data(), bias != nullptr ? bias + j0 : nullptr,
+                                         y + j0, m, n, k};
+      tile(p, 0, m, 0, j1 - j0);
+    }
+  });
 }
 
 }  // namespace df11

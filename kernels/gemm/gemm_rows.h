@@ -22,7 +22,7 @@ struct GemmProblem {
   const uint16_t* w;     // (n, k) BF16
   const uint16_t* bias;  // (n) BF16, or nullptr
   float* y;              // (m, n)
-  int64_t m, n, k;
+  int64_t m, n, k;       // the tile functions use n only as y's row stride
 };
 
 using GemmTileFn = void (*)(const GemmProblem& p, int64_t x_begin, int64_t x_end,

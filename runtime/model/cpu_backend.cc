@@ -57,7 +57,7 @@ CpuBackend::~CpuBackend() {
 
 int64_t CpuBackend::ScratchBytes() const {
   return 2 * static_cast<int64_t>(scratch_[0].size() + scratch_[1].size() +
-                                  head_scratch_.size() + ew4_scratch_.size());
+                                  head_scratch_.size());
 }
 
 int64_t CpuBackend::KvTokenBudget() const {
@@ -128,10 +128,7 @@ void CpuBackend::Linear(const float* x, int64_t tokens, const Weight& w, const V
   } else if (tokens <= kEw4GemvMaxBatch) {
     Ew4GemvCpu(x, w.ew4, OrNull(bias), y, tokens, threads_);
   } else {
-    // Larger batches: decoded (quickly: no Huffman) right before the BF16 GEMM.
-    ew4_scratch_.resize(static_cast<size_t>(w.numel()));
-    Ew4DecodeRowsRef(w.ew4, 0, w.rows, threads_, ew4_scratch_.data());
-    GemmBf16Cpu(x, ew4_scratch_.data(), OrNull(bias), y, tokens, w.rows, w.cols, threads_);
+    Ew4GemmCpu(x, w.ew4, OrNull(bias), y, tokens, threads_);  // tiles decoded as multiplied
   }
 }
 
@@ -194,8 +191,12 @@ void CpuBackend::AllReduce(float* x, int64_t n) {
 }
 
 Status CpuBackend::LmHead(const float* x, int64_t rows, const Weight& head, float* logits) {
-  if (head.codec == WeightCodec::kEw4 && rows <= kEw4GemvMaxBatch) {
-    Ew4GemvCpu(x, head.ew4, nullptr, logits, rows, threads_);
+  if (head.codec == WeightCodec::kEw4) {  // (rows, V) written in place, as the chunks below
+    if (rows <= kEw4GemvMaxBatch) {
+      Ew4GemvCpu(x, head.ew4, nullptr, logits, rows, threads_);
+    } else {
+      Ew4GemmCpu(x, head.ew4, nullptr, logits, rows, threads_);
+    }
     return Status::Ok();
   }
   // In chunks of rows, the same for every codec so all compute identically.

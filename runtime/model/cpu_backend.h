@@ -100,7 +100,6 @@ class CpuBackend : public ForwardBackend, private LayerOps {
   float rope_scaling_[2] = {1.0f, 1.0f};
   std::vector<uint16_t> scratch_[2];    // double buffer for the per-layer decode
   std::vector<uint16_t> head_scratch_;  // one LM-head chunk, decoded
-  std::vector<uint16_t> ew4_scratch_;   // one ew4 matrix, decoded for a step of > 8 tokens
   std::vector<const uint16_t*> placed_;  // by Weight::id: where Linear reads the matrix
   std::future<Status> decoding_;         // the decode of the next layer, when overlapped
   std::shared_ptr<KvPool> kv_pool_;      // every cache's K and V (shared: caches give blocks back)

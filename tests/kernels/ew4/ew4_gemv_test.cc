@@ -12,6 +12,7 @@
 #include "kernels/common/bf16.h"
 #include "kernels/ew4/ew4_decode.h"
 #include "kernels/ew4/ew4_gemv.h"
+#include "kernels/gemm/gemm.h"
 #include "tests/kernels/dfloat11/df11_test_util.h"
 #include "tests/kernels/ew4/ew4_test_util.h"
 
@@ -130,6 +131,26 @@ TEST(Ew4Gemv, IsAGemvIndependentOfThreadsAndBatch) {
         magnitude += std::fabs(t);
       }
       ASSERT_NEAR(y8[b * n + j], exact, 1e-6 * magnitude + 1e-30) << "row " << j;
+    }
+  }
+}
+
+// Steps above the fused GEMV's batch: the BF16 GEMM's bits on the decoded weights, escapes and
+// partial blocks included, for any thread count.
+TEST(Ew4Gemm, TilesDecodedAsMultipliedGiveTheBf16GemmBits) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const int64_t n = 101, k = 300, m = 23;
+  const Problem p = MakeProblem(n, k, seed);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (int64_t i = 0; i < m * k; ++i) x[i] = p.x[i % (kEw4GemvMaxBatch * k)] * (1 + i % 3);
+  for (bool bias : {true, false}) {
+    std::vector<float> want = Poisoned(m * n);
+    GemmBf16Cpu(x.data(), p.w.data(), bias ? p.bias.data() : nullptr, want.data(), m, n, k, 1);
+    for (int threads : {1, 2, 5}) {
+      std::vector<float> got = Poisoned(m * n);
+      Ew4GemmCpu(x.data(), p.ew4.View(), bias ? p.bias.data() : nullptr, got.data(), m, threads);
+      EXPECT_EQ(FirstMismatches(want, got), "") << threads << " threads, bias " << bias;
     }
   }
 }

@@ -95,7 +95,7 @@ TEST_F(WeightTranscodeTest, Ew4FromBf16AndFromDf11GiveBitIdenticalLogits) {
       ASSERT_EQ(a[i].size(), b[i].size());
       EXPECT_EQ(std::memcmp(a[i].data(), b[i].data(), 4 * a[i].size()), 0) << "step " << i;
     }
-    // The prefill decodes ew4 into scratch for the BF16 GEMM: the BF16 model's logits exactly.
+    // The prefill multiplies decoded ew4 tiles with the BF16 GEMM: the BF16 model's logits exactly.
     EXPECT_EQ(std::memcmp(a[0].data(), p[0].data(), 4 * a[0].size()), 0);
     // One-token steps take the fused GEMV, which sums in another order: close, not equal.
     for (size_t i = 1; i < a.size(); ++i) {
