@@ -269,6 +269,13 @@ paged_failed=$(grep -cE '\[ +FAILED \] PagedAttentionCudaTest\.' "$OUT_DIR/ctest
 paged_status=PASS
 if [ "$paged_ok" -ne 3 ] || [ "$paged_failed" -ne 0 ]; then paged_status=FAIL; fi
 row "  paged BF16 KV attention (cuda)" "$paged_ok/3 cases passed, $paged_failed failed" "$paged_status"
+# The CUDA backend's sliding-window block group (cuda_backend_paging_test: Gemma 3's local
+# layers through the engine against the CPU, their peak blocks, bad sliding tables refused).
+window_ok=$(grep -cE '\[ +OK \] CudaBackendWindowTest\.' "$OUT_DIR/ctest.log")
+window_failed=$(grep -cE '\[ +FAILED \] CudaBackendWindowTest\.' "$OUT_DIR/ctest.log")
+window_status=PASS
+if [ "$window_ok" -ne 2 ] || [ "$window_failed" -ne 0 ]; then window_status=FAIL; fi
+row "  sliding-window KV group (cuda)" "$window_ok/2 cases passed, $window_failed failed" "$window_status"
 
 say "compute-sanitizer memcheck"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null ||

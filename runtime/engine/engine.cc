@@ -95,11 +95,15 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
                              ? std::max<int64_t>(1, options_.kv_tokens / block_tokens)
                              : std::max<int64_t>(1, options_.batch_size) *
                                    ((context + block_tokens - 1) / block_tokens);
-    // Sliding-window layers in their own group: the budget's memory split between the groups
-    // (without a budget both get the pool, host memory taken as used).
+    // Sliding-window layers in their own group: the budget's memory split between the groups as
+    // the backend sizes its pool (KvGroupsOfBudget, for the sequences it plans; without a budget
+    // both get the pool, host memory taken as used).
     const std::vector<int64_t> windows = runner_->kv_group_windows();
     KvGroupBlocks groups = {pool, pool};
-    if (options_.kv_tokens > 0) groups = SplitKvBlocks(windows, pool, block_tokens, context);
+    if (options_.kv_tokens > 0) {
+      groups = KvGroupsOfBudget(windows, options_.kv_tokens, block_tokens,
+                                runner_->kv_plan_context());
+    }
     const int64_t window = windows.empty() ? 0 : *std::max_element(windows.begin(), windows.end());
     blocks_.emplace(KvBlocksOptions{.blocks = std::max<int64_t>(1, groups.full),
                                     .block_tokens = block_tokens,

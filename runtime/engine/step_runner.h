@@ -53,6 +53,8 @@ class StepRunner {
   // The model's layer windows (0: full attention) where the backend keeps the sliding-window
   // layers' blocks in their own group (ForwardBackend::KvSlidingGroup); empty where it does not.
   virtual std::vector<int64_t> kv_group_windows() const { return {}; }
+  // ForwardBackend::KvPlanContext of the backend: the sequence length the groups are split for.
+  virtual int64_t kv_plan_context() const { return context_length(); }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -80,6 +82,7 @@ class LocalStepRunner : public StepRunner {
     if (!backend_->KvSlidingGroup()) return {};
     return backend_->weights().config.layer_window;
   }
+  int64_t kv_plan_context() const override { return backend_->KvPlanContext(); }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

@@ -49,32 +49,7 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
   for (const SequenceStep& s : steps) {
     const KvCache& c = *s.cache;
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    if (c.block_tokens != kv_block_tokens_) {
-      return Status::InvalidArgument(
-          "a sequence's KV cache has blocks of " + std::to_string(c.block_tokens) +
-          " positions but this CUDA backend's pool has blocks of " +
-          std::to_string(kv_block_tokens_) + " (--kv-block-tokens)");
-    }
-    const int64_t blocks = static_cast<int64_t>(c.blocks.size());
-    if (appends && (c.length + n > c.capacity || c.length + n > blocks * kv_block_tokens_)) {
-      return Status::OutOfRange("a sequence needs " + std::to_string(c.length + n) +
-                                " KV positions but its cache holds " +
-                                std::to_string(std::min(c.capacity, blocks * kv_block_tokens_)));
-    }
-    if (blocks > table_stride_) {
-      return Status::OutOfRange("a sequence's KV block table has " + std::to_string(blocks) +
-                                " blocks, more than the " + std::to_string(table_stride_) +
-                                " of max_position_embeddings");
-    }
-    for (int32_t b : c.blocks) {
-      if (b < 0 || b >= kv_blocks_) {
-        return Status::OutOfRange(
-            "a sequence's KV block table names block " + std::to_string(b) +
-            " but the GPU's KV pool holds " + std::to_string(kv_blocks_) + " blocks (" +
-            std::to_string(kv_blocks_ * kv_block_tokens_) +
-            " tokens, the memory plan's; --kv-tokens may not exceed it)");
-      }
-    }
+    DF11_RETURN_IF_ERROR(CheckKvTables(c, n, appends, kv_));
     // Every token's row, or the last drafts + 1 (speculative decoding: the drafted tokens' rows
     // too; LogitsRows counts the same).
     const int64_t want = all_tokens ? n : std::min(n, s.drafts + 1);
@@ -96,20 +71,28 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
       a.h_ids[t] = s.tokens[j];
       a.h_seq[t] = static_cast<int32_t>(i);
     }
-    int32_t* table = a.h_kv_tables + i * table_stride_;
-    std::fill(std::copy(s.cache->blocks.begin(), s.cache->blocks.end(), table),
-              table + table_stride_, 0);
+    const KvCache& c = *s.cache;
+    int32_t* table = a.h_kv_tables + i * kv_.table_stride;
+    std::fill(std::copy(c.blocks.begin(), c.blocks.end(), table), table + kv_.table_stride, 0);
+    if (kv_.window == 0) continue;
+    // The sliding-window layers' own table, or the full one where the cache has none; released
+    // entries (-1) stay, the kernels never reach them (CheckKvTables).
+    const std::vector<int32_t>& sliding = c.sliding_blocks.empty() ? c.blocks : c.sliding_blocks;
+    table = a.h_kv_sliding_tables + i * kv_.table_stride;
+    std::fill(std::copy(sliding.begin(), sliding.end(), table), table + kv_.table_stride, 0);
   }
   if (appends) EnqueueBlockCopies(steps);
   return Status::Ok();
 }
 
 void CudaBackend::EnqueueBlockCopies(std::span<const SequenceStep> steps) {
-  // Rare (a write into a shared block), so plain device-to-device copies, before the step.
-  const int64_t block = 2 * kv_block_tokens_ * w_->dims.kv_heads * w_->config.head_dim;  // bytes
+  // Rare (a write into a shared block), so plain device-to-device copies, before the step; each
+  // group's in its own layers.
+  const int64_t block = 2 * kv_.block_tokens * w_->dims.kv_heads * w_->config.head_dim;  // bytes
   for (const SequenceStep& s : steps) {
-    for (const auto& [from, to] : s.cache->block_copies) {
-      for (size_t l = 0; l < w_->layers.size(); ++l) {
+    for (size_t l = 0; l < w_->layers.size(); ++l) {
+      const auto& copies = kv_sliding_[l] ? s.cache->sliding_block_copies : s.cache->block_copies;
+      for (const auto& [from, to] : copies) {
         for (uint16_t* pool : {PoolK(l), PoolV(l)}) {
           DF11_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<uint8_t*>(pool) + to * block,
                                           reinterpret_cast<uint8_t*>(pool) + from * block, block,
@@ -118,6 +101,7 @@ void CudaBackend::EnqueueBlockCopies(std::span<const SequenceStep> steps) {
       }
     }
     s.cache->block_copies.clear();
+    s.cache->sliding_block_copies.clear();
   }
 }
 
@@ -228,11 +212,13 @@ void CudaBackend::Attention(size_t layer, const float* q, const float* k, const 
   // positions through its table, its own step's rows included, as the CPU backend does.
   const Activations& a = *act_;
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
-  PagedKvAppendCudaBatched(k, v, step_.tokens, nkv * hd, a.kv_tables, table_stride_,
-                           kv_block_tokens_, a.seq, a.positions, PoolK(layer), PoolV(layer),
+  // A sliding-window layer goes through its group's tables and blocks.
+  const int32_t* tables = kv_sliding_[layer] ? a.kv_sliding_tables : a.kv_tables;
+  PagedKvAppendCudaBatched(k, v, step_.tokens, nkv * hd, tables, kv_.table_stride,
+                           kv_.block_tokens, a.seq, a.positions, PoolK(layer), PoolV(layer),
                            compute_);
-  PagedAttentionCudaBatched(q, PoolK(layer), PoolV(layer), a.kv_tables, table_stride_,
-                            kv_block_tokens_, a.seq, a.positions, step_.tokens, nh, nkv, hd,
+  PagedAttentionCudaBatched(q, PoolK(layer), PoolV(layer), tables, kv_.table_stride,
+                            kv_.block_tokens, a.seq, a.positions, step_.tokens, nh, nkv, hd,
                             params, out, compute_);
 }
 
@@ -294,6 +280,11 @@ void CudaBackend::EnqueueLayers() {
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.seq, a.h_seq, 4 * T, cudaMemcpyHostToDevice, compute_));
   DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_tables, a.h_kv_tables, KvTableBytes(step_.sequences),
                                   cudaMemcpyHostToDevice, compute_));
+  if (kv_.window > 0) {
+    DF11_CUDA_CHECK(cudaMemcpyAsync(a.kv_sliding_tables, a.h_kv_sliding_tables,
+                                    KvTableBytes(step_.sequences), cudaMemcpyHostToDevice,
+                                    compute_));
+  }
   step_.overlap = options_.forward.overlap_decode &&
              std::find(layer_compressed_.begin(), layer_compressed_.end(), true) !=
                  layer_compressed_.end();

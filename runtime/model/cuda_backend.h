@@ -8,14 +8,19 @@
 // (events: decode of layer i+1 waits until layer i-1 stopped reading that buffer; layer i waits
 // for its decode). The KV cache is paged (kv_cache.h): one device pool of BF16 blocks per rank,
 // allocated once at start with the blocks the memory plan leaves, read and written through the
-// step's block tables (the engine's, or NewCache's from a free list). A corrupt DF11 stream sets
+// step's block tables (the engine's, or NewCache's from a free list). Where the model has
+// sliding-window layers the pool is two groups, as the engine's block manager splits its budget
+// (KvGroupsOfBudget): each full-attention layer holds the full group's blocks and each
+// sliding-window layer the sliding group's, read through KvCache::sliding_blocks (a group none
+// of this rank's layers is in takes no memory). A corrupt DF11 stream sets
 // a per-layer device flag, read after each step and returned as a Corruption Status naming the
 // layer.
 //
 // CUDA graph (option cuda_graph, only when there is no tensor-parallel all-reduce): the second
 // consecutive step with the same shape (same tokens per sequence, same output kind; the caches
 // may differ) is captured and replayed from then on, also after steps of other shapes between.
-// Captured: the upload of positions, sequence indices and the sequences' block tables (from
+// Captured: the upload of positions, sequence indices and the sequences' block tables (both
+// groups'; from
 // pinned host buffers into fixed device buffers), every layer (its DF11 decodes on the forked
 // decode stream and the events that order them, norms, GEMMs, RoPE, the paged K/V append and
 // attention — one launch each for all sequences, reading positions and block tables from device
@@ -45,6 +50,7 @@
 #include "runtime/model/forward_backend.h"
 #include "runtime/model/forward_options.h"
 #include "runtime/model/kv_pool.h"
+#include "runtime/model/kv_table_check.h"
 #include "runtime/model/layer_ops.h"
 #include "runtime/model/memory_plan.h"
 
@@ -79,7 +85,9 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // A cache of `capacity` positions: blocks of the device pool, from a free list (given back with
   // the cache's last copy). A step whose tables name blocks past the pool is refused.
   KvCache NewCache(int64_t capacity) const override;
-  int64_t KvBlockTokens() const override { return kv_block_tokens_; }
+  int64_t KvBlockTokens() const override { return kv_.block_tokens; }
+  bool KvSlidingGroup() const override { return true; }
+  int64_t KvPlanContext() const override { return plan_.in.context; }
   bool VerifiesDrafts() const override { return true; }
   Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
   Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;
@@ -132,14 +140,15 @@ class CudaBackend : public ForwardBackend, private LayerOps {
     // positions and seq: each token's position in its sequence and the sequence's index.
     int32_t *positions = nullptr, *seq = nullptr, *ids = nullptr, *gather = nullptr,
             *argmax = nullptr;
-    // The step's sequences' block tables, (sequences, table_stride_) (room for `tokens`
+    // The step's sequences' block tables, (sequences, kv_.table_stride) (room for `tokens`
     // sequences): the paged attention reads them, so one graph serves any sequences of the same
     // token counts.
     int32_t* kv_tables = nullptr;
+    int32_t* kv_sliding_tables = nullptr;  // the sliding-window layers' tables, the same shape
     // Pinned host mirrors of the int32 arrays (same order) and of the block tables.
     int32_t *h_positions = nullptr, *h_seq = nullptr, *h_ids = nullptr, *h_gather = nullptr,
             *h_argmax = nullptr;
-    int32_t* h_kv_tables = nullptr;
+    int32_t *h_kv_tables = nullptr, *h_kv_sliding_tables = nullptr;
   };
 
 
@@ -183,7 +192,8 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // blocks within the pool), grows buffers, picks the logit rows, fills the pinned upload buffers
   // and, when `appends`, queues the caches' copy-on-write block copies.
   Status Prepare(std::span<const SequenceStep> steps, bool all_tokens, bool appends);
-  // Each cache's block_copies in every layer's K and V (then cleared), on the compute stream.
+  // Each cache's block_copies in every full-attention layer's K and V and its
+  // sliding_block_copies in every sliding-window layer's (then cleared), on the compute stream.
   void EnqueueBlockCopies(std::span<const SequenceStep> steps);
   void EnqueueEmbed();
   void EnqueueDecode(size_t layer, cudaStream_t stream);
@@ -197,14 +207,16 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   Status Finish();
   void GrowActivations(int64_t tokens, int64_t rows);
   // Bytes of the block tables of up to `sequences` sequences a step.
-  int64_t KvTableBytes(int64_t sequences) const { return 4 * sequences * table_stride_; }
-  // Layer `layer`'s K or V blocks in the pool: (kv_blocks_, kv_block_tokens_, kv_heads, head_dim).
-  uint16_t* PoolK(size_t layer) const { return kv_pool_ + 2 * layer * PoolLayerElements(); }
-  uint16_t* PoolV(size_t layer) const { return PoolK(layer) + PoolLayerElements(); }
-  int64_t PoolLayerElements() const {
-    return kv_blocks_ * kv_block_tokens_ * w_->dims.kv_heads * w_->config.head_dim;
+  int64_t KvTableBytes(int64_t sequences) const { return 4 * sequences * kv_.table_stride; }
+  // Layer `layer`'s K or V blocks in the pool: (blocks of its group, kv_.block_tokens, kv_heads,
+  // head_dim).
+  uint16_t* PoolK(size_t layer) const { return kv_pool_ + kv_layer_offset_[layer]; }
+  uint16_t* PoolV(size_t layer) const { return PoolK(layer) + PoolLayerElements(layer); }
+  int64_t PoolLayerElements(size_t layer) const {
+    const int64_t blocks = kv_sliding_[layer] ? kv_.blocks.sliding : kv_.blocks.full;
+    return blocks * kv_.block_tokens * w_->dims.kv_heads * w_->config.head_dim;
   }
-  // Allocates the pool of plan_.kv_blocks blocks; FailedPrecondition naming the sizes when the
+  // Allocates the pool of plan_.groups' blocks; FailedPrecondition naming the sizes when the
   // device cannot give them.
   Status AllocateKvPool();
   void DestroyGraph();
@@ -236,14 +248,14 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   int* host_flags_ = nullptr;               // pinned copy
   std::unique_ptr<Activations> act_;
   DeviceMemoryPlan plan_;
-  // The paged KV cache: per layer K then V, (kv_blocks_, kv_block_tokens_, kv_heads, head_dim)
-  // BF16 each, one allocation; block tables hold at most table_stride_ blocks (the model's
-  // max_position_embeddings); NewCache's block ids come from kv_ids_ (a KvPool of no layers:
-  // the ids only).
+  // The paged KV cache: per layer K then V, (blocks of its group, kv_.block_tokens, kv_heads,
+  // head_dim) BF16 each, one allocation (layer l's K at kv_layer_offset_[l]); block tables hold
+  // at most kv_.table_stride blocks (the model's max_position_embeddings); NewCache's block ids
+  // come from kv_ids_ (a KvPool of no layers: the ids only).
   uint16_t* kv_pool_ = nullptr;
-  int64_t kv_blocks_ = 0;
-  int64_t kv_block_tokens_ = 16;
-  int64_t table_stride_ = 1;
+  KvPoolGroups kv_;                         // block size, table stride, the groups' blocks
+  std::vector<bool> kv_sliding_;            // per layer: a sliding-window layer (group 1)
+  std::vector<int64_t> kv_layer_offset_;    // per layer, elements
   std::shared_ptr<KvPool> kv_ids_;
 
   // ForwardSample's buffers (grown on demand): device [row info | history ids | tokens + drew |

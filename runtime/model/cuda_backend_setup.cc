@@ -117,16 +117,21 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   const int64_t width = std::max({h, d.heads * hd, d.intermediate});
   in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
                         T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 6 +
-                        KvTableBytes(T) +
+                        2 * KvTableBytes(T) +
                         R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
-  // BF16 K and V of every local layer (sliding-window layers keep their blocks too).
+  // BF16 K and V of every local layer; the sliding-window layers' blocks in their own group, as
+  // the engine splits its budget (over the model's layers, for sequences of `context`:
+  // KvPlanContext).
   in.kv_bytes_per_token = KvBytesPerToken(static_cast<int64_t>(w_->layers.size()), d.kv_heads * hd);
-  in.kv_block_tokens = kv_block_tokens_;
+  in.kv_block_tokens = kv_.block_tokens;
   in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
+  in.model_windows = c.layer_window;
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    in.local_windows.push_back(LayerWindow(c, w_->first_layer + static_cast<int64_t>(l)));
+  }
   return in;
-
 }
 
 int64_t CudaBackend::UploadWeights() {
@@ -223,10 +228,10 @@ Status CudaBackend::Init() {
     return Status::InvalidArgument("--kv-block-tokens must be in [1, 4096], got " +
                                    std::to_string(options_.forward.kv_block_tokens));
   }
-  kv_block_tokens_ = options_.forward.kv_block_tokens;
+  kv_.block_tokens = options_.forward.kv_block_tokens;
   // A table holds the blocks of the longest sequence the model takes.
-  table_stride_ = std::max<int64_t>(
-      1, (w_->config.max_position_embeddings + kv_block_tokens_ - 1) / kv_block_tokens_);
+  kv_.table_stride = std::max<int64_t>(
+      1, (w_->config.max_position_embeddings + kv_.block_tokens - 1) / kv_.block_tokens);
 
   // Sizes first, so a model that does not fit fails before anything is allocated.
   DeviceMemoryInputs in = MemoryInputs();
@@ -274,27 +279,40 @@ Status CudaBackend::Init() {
             << " DF11 units and " << ew4_.size() << " ew4 matrices resident (" << unit_bytes
             << " bytes), layer scratch 2 x "
             << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows, KV pool "
-            << kv_blocks_ << " blocks of " << kv_block_tokens_ << " positions";
+            << kv_.blocks.full << " blocks of " << kv_.block_tokens
+            << " positions per full-attention layer, " << kv_.blocks.sliding
+            << " per sliding-window layer";
   return Status::Ok();
 }
 
 Status CudaBackend::AllocateKvPool() {
-  kv_blocks_ = plan_.kv_blocks;
-  const int64_t elements = 2 * static_cast<int64_t>(w_->layers.size()) * PoolLayerElements();
+  // Each layer holds its group's blocks; a group no local layer is in takes nothing.
+  kv_.blocks = plan_.groups;
+  kv_.full_layers = false;
+  int64_t elements = 0;
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    const int64_t window = LayerWindow(w_->config, w_->first_layer + static_cast<int64_t>(l));
+    kv_sliding_.push_back(window > 0);
+    kv_.full_layers = kv_.full_layers || window == 0;
+    kv_.window = std::max(kv_.window, window);
+    kv_layer_offset_.push_back(elements);
+    elements += 2 * PoolLayerElements(l);
+  }
   void* p = nullptr;
   if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(2 * elements, 2))) != cudaSuccess) {
     (void)cudaGetLastError();  // clear the allocation error
-    kv_blocks_ = 0;
+    kv_.blocks = {};
     return Status::FailedPrecondition(
-        "could not allocate the KV cache pool of " + std::to_string(plan_.kv_blocks) +
-        " blocks (" + std::to_string(2 * elements / 1000000) + " MB, the memory plan's KV share) "
-        "on CUDA device " + std::to_string(options_.device) +
+        "could not allocate the KV cache pool of " + std::to_string(plan_.groups.full) +
+        " full-attention and " + std::to_string(plan_.groups.sliding) +
+        " sliding-window blocks per layer (" + std::to_string(2 * elements / 1000000) +
+        " MB, the memory plan's KV share) on CUDA device " + std::to_string(options_.device) +
         ": lower --gpu-memory-fraction or free the device");
   }
   allocations_.push_back(p);
   kv_pool_ = static_cast<uint16_t*>(p);
   kv_ids_ = std::make_shared<KvPool>(std::span<const int64_t>(),
-                                     w_->dims.kv_heads * w_->config.head_dim, kv_block_tokens_);
+                                     w_->dims.kv_heads * w_->config.head_dim, kv_.block_tokens);
   return Status::Ok();
 }
 
@@ -356,6 +374,7 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
       {reinterpret_cast<void**>(&a.gather), 4 * tokens},
       {reinterpret_cast<void**>(&a.argmax), 4 * rows},
       {reinterpret_cast<void**>(&a.kv_tables), KvTableBytes(tokens)},
+      {reinterpret_cast<void**>(&a.kv_sliding_tables), KvTableBytes(tokens)},
   };
   std::vector<int64_t> offsets;
   for (const auto& [ptr, bytes] : pieces) {
@@ -366,11 +385,12 @@ void CudaBackend::GrowActivations(int64_t tokens, int64_t rows) {
   for (size_t i = 0; i < pieces.size(); ++i) {
     *pieces[i].first = static_cast<uint8_t*>(a.device) + offsets[i];
   }
-  // Pinned host mirrors: the block tables, then positions, seq, ids, gather (tokens each),
-  // argmax (rows).
-  const int64_t tables = KvTableBytes(tokens);
+  // Pinned host mirrors: the block tables of both groups, then positions, seq, ids, gather
+  // (tokens each), argmax (rows).
+  const int64_t tables = 2 * KvTableBytes(tokens);
   DF11_CUDA_CHECK(cudaMallocHost(&a.host, static_cast<size_t>(tables + 4 * (4 * tokens + rows))));
   a.h_kv_tables = static_cast<int32_t*>(a.host);
+  a.h_kv_sliding_tables = a.h_kv_tables + tables / 8;
   int32_t* hp = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.host) + tables);
   a.h_positions = hp;
   a.h_seq = hp + tokens;

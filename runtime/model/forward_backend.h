@@ -59,6 +59,10 @@ class ForwardBackend {
   // Whether the paged backend reads its sliding-window layers through KvCache::sliding_blocks
   // (their own pool: the block manager's second group).
   virtual bool KvSlidingGroup() const { return false; }
+  // The positions a sequence may reach as this backend plans its KV cache (the CUDA backend:
+  // ForwardOptions::context): the engine splits its budget between the block groups
+  // (KvGroupsOfBudget) for sequences of this many, as the backend sizes its pool.
+  virtual int64_t KvPlanContext() const { return weights().config.max_position_embeddings; }
 
   // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
   // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.

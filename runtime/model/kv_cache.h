@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -88,6 +89,65 @@ inline KvGroupBlocks SplitKvBlocks(std::span<const int64_t> windows, int64_t blo
       (units - static_cast<double>(sliding * sliding_layers)) / static_cast<double>(full_layers));
   if (full < f) return {blocks, blocks};
   return {full, sliding};
+}
+
+// The groups of a paged pool of `kv_tokens` budget tokens (whole-model blocks of block_tokens
+// positions, at least one): SplitKvBlocks of them for sequences of `context` positions. The
+// engine's block manager sizes its groups with this, and the CUDA backend its device pool (each
+// layer of group g holds groups' g blocks), so both hold the same block ids.
+inline KvGroupBlocks KvGroupsOfBudget(std::span<const int64_t> windows, int64_t kv_tokens,
+                                      int64_t block_tokens, int64_t context) {
+  return SplitKvBlocks(windows, std::max<int64_t>(1, kv_tokens / block_tokens), block_tokens,
+                       context);
+}
+
+// Blocks of one layer that `groups` take on a rank holding layers with windows `local` (a group
+// none of them is in takes nothing).
+inline int64_t KvLayerBlocksOf(KvGroupBlocks groups, std::span<const int64_t> local) {
+  int64_t n = 0;
+  for (int64_t w : local) n += w > 0 ? groups.sliding : groups.full;
+  return n;
+}
+
+// The largest budget, in whole-model blocks (0 when none), whose KvGroupsOfBudget over the
+// model's `windows` a rank holding layers `local` keeps in `layer_blocks` blocks of one layer:
+// without sliding-window layers layer_blocks / local layers; with them the split's groups, whose
+// sizes differ, weighed by the rank's layers in each (a pipeline stage of other layers than the
+// model's mix).
+inline int64_t KvBudgetBlocksIn(std::span<const int64_t> windows, std::span<const int64_t> local,
+                                int64_t layer_blocks, int64_t block_tokens, int64_t context) {
+  const int64_t layers = std::max<int64_t>(1, static_cast<int64_t>(local.size()));
+  if (std::find_if(windows.begin(), windows.end(), [](int64_t w) { return w > 0; }) ==
+      windows.end()) {
+    return layer_blocks / layers;
+  }
+  auto fits = [&](int64_t blocks) {
+    return KvLayerBlocksOf(SplitKvBlocks(windows, blocks, block_tokens, context), local) <=
+           layer_blocks;
+  };
+  // The groups grow with the budget; the largest that fits, by bisection.
+  int64_t lo = 0, hi = std::min<int64_t>(INT32_MAX, layer_blocks * std::max<int64_t>(
+                                                        1, static_cast<int64_t>(windows.size())));
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
+// The sequences of `context` positions that `groups` hold: each takes ceil(context /
+// block_tokens) full-attention blocks and, with sliding-window layers (window: theirs),
+// KvSlidingBlocksFor(context) sliding ones.
+inline int64_t KvSequencesOf(KvGroupBlocks groups, int64_t window, int64_t block_tokens,
+                             int64_t context) {
+  const int64_t f = std::max<int64_t>(1, (context + block_tokens - 1) / block_tokens);
+  if (window <= 0) return groups.full / f;
+  return std::min(groups.full / f,
+                  groups.sliding / KvSlidingBlocksFor(f * block_tokens, window, block_tokens));
 }
 
 struct KvCache {

@@ -170,8 +170,7 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
   const int64_t blocks =
       KvBlocksIn(p->kv_bytes, row_bytes * static_cast<double>(worst.size()), o.kv_block_tokens);
   const KvGroupBlocks split = SplitKvBlocks(worst, blocks, bt, p->context);
-  p->windowed_sequences =
-      std::min(split.full / f, split.sliding / KvSlidingBlocksFor(p->context, p->window, bt));
+  p->windowed_sequences = KvSequencesOf(split, p->window, bt, p->context);
   p->windowed_kv_tokens = p->windowed_sequences * p->context;
 }
 
@@ -344,6 +343,32 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
   return out.insert(verdict, WindowSaving(*this));
 }
 
+namespace {
+
+// The device pool of *p (kv_bytes set): without sliding-window layers kv_blocks blocks of every
+// local layer; with them the largest budget whose groups (the engine's split, KvGroupsOfBudget)
+// the local layers keep in kv_bytes, and the sequences those groups hold.
+void PlanDeviceKvGroups(const DeviceMemoryInputs& in, DeviceMemoryPlan* p) {
+  const int64_t bt = in.kv_block_tokens;
+  const int64_t layers = std::max<int64_t>(1, static_cast<int64_t>(in.local_windows.size()));
+  const double row_bytes = static_cast<double>(in.kv_bytes_per_token) / static_cast<double>(layers);
+  const int64_t layer_blocks = std::min<int64_t>(
+      KvBlocksIn(static_cast<double>(p->kv_bytes), row_bytes, bt), int64_t{INT32_MAX} * layers);
+  p->kv_blocks = std::min<int64_t>(
+      INT32_MAX, KvBudgetBlocksIn(in.model_windows, in.local_windows, layer_blocks, bt,
+                                  in.context));
+  p->kv_tokens = p->kv_blocks * bt;
+  p->groups = {p->kv_blocks, 0};
+  int64_t window = 0;
+  for (int64_t w : in.model_windows) window = std::max(window, w);
+  if (window > 0 && p->kv_blocks > 0) {
+    p->groups = KvGroupsOfBudget(in.model_windows, p->kv_tokens, bt, in.context);
+  }
+  p->max_sequences = in.context > 0 ? KvSequencesOf(p->groups, window, bt, in.context) : 0;
+}
+
+}  // namespace
+
 StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
   if (in.memory_fraction <= 0 || in.memory_fraction > 1) {
     return Status::InvalidArgument("--gpu-memory-fraction must be in (0, 1], got " +
@@ -363,11 +388,7 @@ StatusOr<DeviceMemoryPlan> PlanDeviceMemory(const DeviceMemoryInputs& in) {
   const int64_t free_for_kv = in.device_free_bytes - in.sampling_bytes - kDeviceMemoryMarginBytes;
   const bool free_limits = in.device_free_bytes > 0 && free_for_kv < p.kv_bytes;
   if (free_limits) p.kv_bytes = free_for_kv;
-  p.kv_blocks = KvBlocksIn(static_cast<double>(p.kv_bytes),
-                           static_cast<double>(in.kv_bytes_per_token), in.kv_block_tokens);
-  p.kv_tokens = p.kv_blocks * in.kv_block_tokens;
-  p.max_sequences = in.context > 0 ? p.kv_blocks / BlocksOfSequence(in.context, in.kv_block_tokens)
-                                   : 0;
+  PlanDeviceKvGroups(in, &p);
   if (p.kv_blocks < 1 && free_limits) {
     return Status::FailedPrecondition(
         "no room for the KV cache on the GPU: " + std::to_string(in.device_free_bytes / 1000000) +
@@ -415,7 +436,13 @@ std::string DeviceMemoryPlan::Format() const {
       static_cast<long long>(kv_blocks), static_cast<long long>(in.kv_block_tokens),
       in.kv_bytes_per_token / 1e3, static_cast<long long>(max_sequences),
       static_cast<long long>(in.context));
-  return buf;
+  if (groups.sliding == 0) return buf;
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "  KV block groups    %lld blocks of each full-attention layer, %lld of each "
+                "sliding-window layer (those before the window released)\n",
+                static_cast<long long>(groups.full), static_cast<long long>(groups.sliding));
+  return buf + std::string(line);
 }
 
 }  // namespace df11

@@ -19,6 +19,7 @@
 #include "runtime/core/status.h"
 #include "runtime/formats/layer_weights.h"
 #include "runtime/formats/model_config.h"
+#include "runtime/model/kv_cache.h"
 
 namespace df11 {
 
@@ -107,6 +108,12 @@ struct DeviceMemoryInputs {
   int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, BF16 K and V
   int64_t kv_block_tokens = 16;    // positions per KV block (--kv-block-tokens)
   int64_t context = 0;             // tokens per sequence, for the concurrency figure
+  // Where the sliding-window layers keep their own blocks: every layer's window of the model (0:
+  // full attention; the engine splits the budget between the groups over these, for sequences
+  // of `context` positions) and this rank's layers' windows (empty model_windows: one group,
+  // the local layers' bytes in kv_bytes_per_token).
+  std::vector<int64_t> model_windows;
+  std::vector<int64_t> local_windows;
   // cudaMemGetInfo's free bytes once everything but the KV pool and the sampling workspace is
   // allocated, or 0 (not known): the KV cache takes at most that less the sampling workspace and
   // kDeviceMemoryMarginBytes (other processes, or other backends in this one, hold the rest).
@@ -121,9 +128,12 @@ struct DeviceMemoryPlan {
   int64_t budget_bytes = 0;  // memory_fraction * device_total_bytes
   int64_t fixed_bytes = 0;   // everything but the KV cache
   int64_t kv_bytes = 0;      // budget - fixed, at most what the device has free
-  int64_t kv_blocks = 0;     // whole blocks in kv_bytes (the device pool), at most INT32_MAX
-  int64_t kv_tokens = 0;     // kv_blocks * kv_block_tokens
-  int64_t max_sequences = 0;  // kv_blocks / blocks of one sequence of `context` tokens
+  // The KV budget in whole-model blocks (at most INT32_MAX): with sliding-window layers the
+  // largest whose groups (KvGroupsOfBudget) the local layers keep in kv_bytes.
+  int64_t kv_blocks = 0;
+  int64_t kv_tokens = 0;     // kv_blocks * kv_block_tokens: the engine's budget
+  KvGroupBlocks groups;      // the device pool: blocks of each full / sliding-window layer
+  int64_t max_sequences = 0;  // sequences of `context` tokens the groups hold (KvSequencesOf)
 
   // Weights on the device plus the two layer scratch buffers.
   int64_t weight_memory_bytes() const {

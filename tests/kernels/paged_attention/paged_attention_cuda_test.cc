@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA paged attention against PagedAttentionRef: a step of several sequences (a prompt, a
 // chunk over an existing cache, single decode tokens; block sizes 1, 16 and 7; with and without
-// a window, the window with Gemma's soft-capping) appended by PagedKvAppendCudaBatched into shuffled blocks and attended in one launch,
-// the pools equal bit for bit to PagedKvAppendRef's and the outputs within tolerance; a captured
-// graph replayed after the tables and positions changed on the device; block copies exact.
+// a window, the window with Gemma's soft-capping; blocks wholly before the window released, -1
+// in the tables) appended by PagedKvAppendCudaBatched into shuffled blocks and attended in one
+// launch, the pools equal bit for bit to PagedKvAppendRef's and the outputs within tolerance; a
+// captured graph replayed after the tables and positions changed on the device; block copies exact.
 // Outputs are poisoned (NaN) first. Skips without a CUDA device.
 // Tolerance |gpu - ref| <= 3e-5 + 1e-4 * |ref|, as kernels/attention's CUDA test (the same
 // online softmax over the same BF16 values: only the summation order differs).
@@ -70,6 +71,15 @@ void CheckStep(cudaStream_t stream, const std::vector<Seq>& seqs, int64_t block_
     for (int64_t j = 0; j < seqs[i].t_new; ++j) {
       seq.push_back(static_cast<int32_t>(i));
       pos.push_back(static_cast<int32_t>(seqs[i].past + j));
+    }
+  }
+  if (window > 0) {
+    // Blocks wholly before a sequence's first visible position are released (-1, as a block
+    // manager's sliding-window group leaves them): the kernels must never read them.
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int64_t first =
+          FirstVisiblePosition(seqs[i].past + seqs[i].t_new, seqs[i].t_new, window);
+      for (int64_t b = 0; b < first / block_tokens; ++b) tables[i * stride + b] = -1;
     }
   }
   DeviceArray<float> d_q(q), d_kn(k_new), d_vn(v_new), d_out(q.size());

@@ -4,7 +4,11 @@
 // the logits of NewCache's tables bit for bit, with and without a CUDA graph; a copy-on-write
 // block copy gives a forked sequence its parent's K/V and leaves the parent's block alone; the
 // GPU's greedy tokens through the engine's tables follow the CPU's (the same tables); tables
-// naming blocks past the pool, or caches of another block size, are refused with a Status.
+// naming blocks past the pool, or caches of another block size, are refused with a Status. A
+// Gemma 3 model (sliding-window layers) keeps those layers' blocks in their own group, the
+// engine's split of the same budget: its greedy tokens follow the CPU's with the window smaller
+// than the sequences, the sliding blocks held peak at the window's bound, and a sliding table
+// naming blocks past its group or released blocks its window reads is refused.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +16,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/kv_blocks.h"
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/cuda_backend.h"
 #include "runtime/model/model_weights.h"
@@ -42,12 +47,17 @@ class CudaBackendPagingTest : public ::testing::Test {
   }
 
   std::unique_ptr<CudaBackend> Cuda(bool graph, int64_t block_tokens = 4) {
+    return CudaOf(weights_.get(), graph, block_tokens);
+  }
+
+  static std::unique_ptr<CudaBackend> CudaOf(const ModelWeights* weights, bool graph,
+                                             int64_t block_tokens) {
     CudaBackendOptions o;
     o.forward.cuda_graph = graph;
     o.forward.max_step_tokens = 64;
     o.forward.kv_block_tokens = block_tokens;
     o.forward.gpu_memory_fraction = 0.05;  // a pool of blocks, not the whole card
-    auto b = CudaBackend::Create(weights_.get(), o);
+    auto b = CudaBackend::Create(weights, o);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? std::move(b).value() : nullptr;
   }
@@ -235,8 +245,9 @@ TEST_F(CudaBackendPagingTest, TablesOutsideThePoolAreRefused) {
   std::vector<float> logits;
   Status s = b->Forward(std::vector<SequenceStep>{{&past, tokens}}, false, &logits);
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("names block " + std::to_string(blocks) +
-                             " but the GPU's KV pool holds " + std::to_string(blocks) + " blocks"),
+  EXPECT_NE(s.message().find("table of the full-attention layers names block " +
+                             std::to_string(blocks) + " at entry 1; expected an id in [0, " +
+                             std::to_string(blocks) + ")"),
             std::string::npos)
       << s.ToString();
   KvCache other = Planned({0, 1}, 8);
@@ -249,6 +260,115 @@ TEST_F(CudaBackendPagingTest, TablesOutsideThePoolAreRefused) {
   s = b->Forward(std::vector<SequenceStep>{{&short_table, std::vector<int32_t>{1, 2, 3, 4, 5}}},
                  false, &logits);
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+}
+
+// Gemma 3 (3 layers: 0 and 1 slide with a window of 8, 2 is global) in blocks of 4 positions.
+class CudaBackendWindowTest : public CudaBackendPagingTest {
+ protected:
+  void SetUp() override {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+      GTEST_SKIP() << "no CUDA device";
+    }
+    TinyModelOptions o;
+    o.arch = "gemma3_text";
+    o.layers = 3;
+    o.hidden = 128;
+    o.heads = 4;
+    o.kv_heads = 2;
+    o.intermediate = 256;
+    o.vocab = 700;
+    o.seed = 37;
+    o.max_position_embeddings = 128;
+    o.sliding_window = 8;
+    auto [bf16, df11] = model_testing::MakeBf16AndDf11(tmp_.path(), o, "g");
+    auto w = LoadModelWeights(df11);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    weights_ = std::make_unique<ModelWeights>(std::move(w).value());
+    ASSERT_EQ(weights_->config.layer_window, (std::vector<int64_t>{8, 8, 0}));
+  }
+};
+
+TEST_F(CudaBackendWindowTest, SlidingLayersKeepOnlyTheirWindowsBlocks) {
+  auto gpu = Cuda(true, 4);
+  ASSERT_TRUE(gpu);
+  EXPECT_TRUE(gpu->KvSlidingGroup());
+  const KvGroupBlocks groups = gpu->memory_plan().groups;
+  EXPECT_GT(groups.sliding, 0);
+  CpuBackendOptions co;
+  co.forward.kv_block_tokens = 4;
+  CpuBackend cpu(weights_.get(), co);
+  std::vector<GenerationRequest> requests(3);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].id = "r" + std::to_string(i);
+    for (int j = 0; j < 10; ++j) requests[i].prompt.push_back(static_cast<int32_t>(40 * i + j));
+    requests[i].max_tokens = 40;  // 50 positions, the window 8
+  }
+  EngineOptions o;
+  o.batch_size = 3;
+  o.kv_tokens = gpu->KvTokenBudget();
+  std::vector<std::vector<int32_t>> tokens[2];
+  int i = 0;
+  for (ForwardBackend* backend : {static_cast<ForwardBackend*>(gpu.get()),
+                                  static_cast<ForwardBackend*>(&cpu)}) {
+    LocalStepRunner runner(backend);
+    Engine engine(&runner, o, {});
+    auto results = engine.Generate(requests);
+    ASSERT_TRUE(results.ok()) << results.status().ToString();
+    for (const GenerationResult& r : *results) {
+      EXPECT_TRUE(r.error.empty()) << r.error;
+      EXPECT_EQ(r.tokens.size(), 40u);
+      tokens[i].push_back(r.tokens);
+    }
+    // The engine's groups are the device pool's (the same budget, the same split).
+    const KvBlocks* blocks = engine.kv_blocks();
+    ASSERT_NE(blocks, nullptr);
+    ASSERT_EQ(blocks->groups(), 2);
+    EXPECT_EQ(blocks->total_blocks(kFullGroup), groups.full);
+    EXPECT_EQ(blocks->total_blocks(kSlidingGroup), groups.sliding);
+    // Each sequence holds at most ceil(8 / 4) + 1 sliding blocks once its prompt is written.
+    EXPECT_LE(engine.stats().peak_kv_sliding_blocks, 3 * 3);
+    EXPECT_GE(engine.stats().peak_kv_blocks, 3 * (50 / 4));
+    EXPECT_EQ(blocks->used_blocks(kSlidingGroup), 0);
+    ++i;
+  }
+  int differ = 0;
+  for (size_t r = 0; r < requests.size(); ++r) differ += tokens[0][r] != tokens[1][r] ? 1 : 0;
+  EXPECT_LE(differ, 1);
+}
+
+TEST_F(CudaBackendWindowTest, BadSlidingTablesAreRefused) {
+  auto b = Cuda(false, 4);
+  ASSERT_TRUE(b);
+  const KvGroupBlocks groups = b->memory_plan().groups;
+  const int32_t past = static_cast<int32_t>(groups.sliding);
+  std::vector<float> logits;
+  auto forward = [&](KvCache* c, std::vector<int32_t> tokens) {
+    return b->Forward(std::vector<SequenceStep>{{c, tokens}}, false, &logits);
+  };
+  KvCache c = Planned({0, 1, 2, 3}, 4);
+  c.sliding_blocks = {0, 1, past, 3};
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  Status s = forward(&c, prompt);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("table of the sliding-window layers names block " +
+                             std::to_string(past) + " at entry 2; expected an id in [0, " +
+                             std::to_string(past) + ")"),
+            std::string::npos)
+      << s.ToString();
+  // Twelve positions written; then block 1 (positions 4-7) released while the next token's
+  // window (positions 5-12) still reads it.
+  c.sliding_blocks = {0, 1, 2, 3};
+  ASSERT_TRUE(forward(&c, prompt).ok());
+  c.sliding_blocks = {-1, -1, 2, 3};
+  s = forward(&c, {13});
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("names block -1 at entry 1 (released, but its window still reads"),
+            std::string::npos)
+      << s.ToString();
+  // Block 0 (positions 0-3) is wholly before that window: released, it is never read.
+  c.sliding_blocks = {-1, 1, 2, 3};
+  EXPECT_TRUE(forward(&c, {13}).ok());
 }
 
 }  // namespace

@@ -264,5 +264,57 @@ TEST(DeviceMemoryPlan, KvGetsTheRestAndOversizedWeightsAreRejected) {
   EXPECT_EQ(PlanDeviceMemory(in).status().code(), StatusCode::kInvalidArgument);
 }
 
+// The GPU backend's plan for Gemma 3 27B as DF11 (62 layers, 52 with a 1024-token window) on one
+// 80 GiB device at 32768 tokens: the sliding-window layers keep their blocks in their own group
+// (the engine's split of the budget), so more sequences fit than in blocks of every layer, in
+// the same memory; a pipeline stage of full-attention layers only takes no sliding blocks.
+TEST(DeviceMemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
+  auto c = LoadModelConfig(kConfigs + "/models/gemma-3-27b-it");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  DeviceMemoryInputs in;
+  in.device_total_bytes = int64_t{80} << 30;
+  in.memory_fraction = 0.9;
+  in.compressed_bytes = 37'600'000'000;
+  in.layer_scratch_bytes = 2'000'000'000;
+  in.activation_bytes = 1'000'000'000;
+  const int64_t row = 8192;  // K and V of 16 kv heads x 128, BF16, one layer and position
+  in.kv_bytes_per_token = row * 62;
+  in.context = 32768;
+  in.model_windows = c->layer_window;
+  in.local_windows = c->layer_window;
+  auto p = PlanDeviceMemory(in);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  const int64_t every_layer = p->kv_bytes / (row * 62 * 16);  // blocks of all 62 layers
+  const int64_t without = every_layer / 2048;
+  EXPECT_GE(without, 1);
+  EXPECT_GT(p->max_sequences, 3 * without);
+  EXPECT_EQ(p->max_sequences, KvSequencesOf(p->groups, 1024, 16, 32768));
+  EXPECT_GE(p->kv_blocks, every_layer);
+  EXPECT_EQ(p->kv_tokens, p->kv_blocks * 16);
+  // The groups are the engine's split of that budget and fit the KV memory.
+  const KvGroupBlocks split = KvGroupsOfBudget(c->layer_window, p->kv_tokens, 16, 32768);
+  EXPECT_EQ(p->groups.full, split.full);
+  EXPECT_EQ(p->groups.sliding, split.sliding);
+  EXPECT_LE((10 * p->groups.full + 52 * p->groups.sliding) * 16 * row, p->kv_bytes);
+  const std::string text = p->Format();
+  EXPECT_NE(text.find("concurrency        " + std::string(10 - std::to_string(
+                          p->max_sequences).size(), ' ') + std::to_string(p->max_sequences) +
+                      " sequences of 32768 tokens"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("KV block groups    " + std::to_string(p->groups.full) +
+                      " blocks of each full-attention layer, " +
+                      std::to_string(p->groups.sliding) + " of each sliding-window layer"),
+            std::string::npos)
+      << text;
+  // A stage holding only 10 full-attention layers: its memory is all full-attention blocks.
+  in.local_windows.assign(10, 0);
+  in.kv_bytes_per_token = row * 10;
+  auto stage = PlanDeviceMemory(in);
+  ASSERT_TRUE(stage.ok()) << stage.status().ToString();
+  EXPECT_LE(10 * stage->groups.full * 16 * row, stage->kv_bytes);
+  EXPECT_GT(10 * stage->groups.full * 16 * row, stage->kv_bytes - 10 * 16 * row * 64);
+}
+
 }  // namespace
 }  // namespace df11
