@@ -101,8 +101,8 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
     const std::vector<int64_t> windows = runner_->kv_group_windows();
     KvGroupBlocks groups = {pool, pool};
     if (options_.kv_tokens > 0) {
-      groups = KvGroupsOfBudget(windows, options_.kv_tokens, block_tokens,
-                                runner_->kv_plan_context());
+      groups =
+          KvGroupsOfBudget(windows, options_.kv_tokens, block_tokens, runner_->kv_plan_context());
     }
     const int64_t window = windows.empty() ? 0 : *std::max_element(windows.begin(), windows.end());
     blocks_.emplace(KvBlocksOptions{.blocks = std::max<int64_t>(1, groups.full),

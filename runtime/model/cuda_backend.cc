@@ -87,11 +87,13 @@ Status CudaBackend::Prepare(std::span<const SequenceStep> steps, bool all_tokens
 
 void CudaBackend::EnqueueBlockCopies(std::span<const SequenceStep> steps) {
   // Rare (a write into a shared block), so plain device-to-device copies, before the step; each
-  // group's in its own layers.
+  // group's in its own layers (a cache without a sliding table: the full ones in every layer).
   const int64_t block = 2 * kv_.block_tokens * w_->dims.kv_heads * w_->config.head_dim;  // bytes
   for (const SequenceStep& s : steps) {
+    const bool apart = !s.cache->sliding_blocks.empty();
     for (size_t l = 0; l < w_->layers.size(); ++l) {
-      const auto& copies = kv_sliding_[l] ? s.cache->sliding_block_copies : s.cache->block_copies;
+      const auto& copies =
+          kv_sliding_[l] && apart ? s.cache->sliding_block_copies : s.cache->block_copies;
       for (const auto& [from, to] : copies) {
         for (uint16_t* pool : {PoolK(l), PoolV(l)}) {
           DF11_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<uint8_t*>(pool) + to * block,
@@ -214,12 +216,11 @@ void CudaBackend::Attention(size_t layer, const float* q, const float* k, const 
   const int64_t hd = w_->config.head_dim, nh = w_->dims.heads, nkv = w_->dims.kv_heads;
   // A sliding-window layer goes through its group's tables and blocks.
   const int32_t* tables = kv_sliding_[layer] ? a.kv_sliding_tables : a.kv_tables;
-  PagedKvAppendCudaBatched(k, v, step_.tokens, nkv * hd, tables, kv_.table_stride,
-                           kv_.block_tokens, a.seq, a.positions, PoolK(layer), PoolV(layer),
-                           compute_);
+  PagedKvAppendCudaBatched(k, v, step_.tokens, nkv * hd, tables, kv_.table_stride, kv_.block_tokens,
+                           a.seq, a.positions, PoolK(layer), PoolV(layer), compute_);
   PagedAttentionCudaBatched(q, PoolK(layer), PoolV(layer), tables, kv_.table_stride,
-                            kv_.block_tokens, a.seq, a.positions, step_.tokens, nh, nkv, hd,
-                            params, out, compute_);
+                            kv_.block_tokens, a.seq, a.positions, step_.tokens, nh, nkv, hd, params,
+                            out, compute_);
 }
 
 void CudaBackend::GatedActivation(GateActivation act, float* gate, const float* up, int64_t n) {

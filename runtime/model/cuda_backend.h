@@ -253,9 +253,9 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   // at most kv_.table_stride blocks (the model's max_position_embeddings); NewCache's block ids
   // come from kv_ids_ (a KvPool of no layers: the ids only).
   uint16_t* kv_pool_ = nullptr;
-  KvPoolGroups kv_;                         // block size, table stride, the groups' blocks
-  std::vector<bool> kv_sliding_;            // per layer: a sliding-window layer (group 1)
-  std::vector<int64_t> kv_layer_offset_;    // per layer, elements
+  KvPoolGroups kv_;                       // block size, table stride, the groups' blocks
+  std::vector<bool> kv_sliding_;          // per layer: a sliding-window layer (group 1)
+  std::vector<int64_t> kv_layer_offset_;  // per layer, elements
   std::shared_ptr<KvPool> kv_ids_;
 
   // ForwardSample's buffers (grown on demand): device [row info | history ids | tokens + drew |

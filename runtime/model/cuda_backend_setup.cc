@@ -115,10 +115,10 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   in.head_scratch_bytes = w_->lm_head.compressed() ? 2 * head_chunk_ * h : 0;
   const int64_t T = std::max<int64_t>(1, options_.forward.max_step_tokens), R = std::min<int64_t>(T, 256);
   const int64_t width = std::max({h, d.heads * hd, d.intermediate});
-  in.activation_bytes = T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
-                        T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 6 +
-                        2 * KvTableBytes(T) +
-                        R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
+  in.activation_bytes =
+      T * 4 * (3 * h + 2 * d.heads * hd + 2 * d.kv_heads * hd + 2 * d.intermediate) +
+      T * 2 * width + (w_->embed.compressed() ? T * 2 * h : 0) + T * 4 * 6 + 2 * KvTableBytes(T) +
+      R * 4 * (V + head_chunk_) + static_cast<int64_t>(kCublasWorkspaceBytes);
   // ForwardSample draws one row per sequence; a step holds at most R of them.
   in.sampling_bytes = V == c.vocab_size ? static_cast<int64_t>(SampleCudaWorkspaceBytes(R, V)) : 0;
   // BF16 K and V of every local layer; the sliding-window layers' blocks in their own group, as
@@ -277,10 +277,9 @@ Status CudaBackend::Init() {
   DF11_RETURN_IF_ERROR(AllocateKvPool());
   LOG(INFO) << "CUDA backend on device " << options_.device << ": " << units_.size()
             << " DF11 units and " << ew4_.size() << " ew4 matrices resident (" << unit_bytes
-            << " bytes), layer scratch 2 x "
-            << scratch_elements_ << " elements, LM-head chunk " << head_chunk_ << " rows, KV pool "
-            << kv_.blocks.full << " blocks of " << kv_.block_tokens
-            << " positions per full-attention layer, " << kv_.blocks.sliding
+            << " bytes), layer scratch 2 x " << scratch_elements_ << " elements, LM-head chunk "
+            << head_chunk_ << " rows, KV pool " << kv_.blocks.full << " blocks of "
+            << kv_.block_tokens << " positions per full-attention layer, " << kv_.blocks.sliding
             << " per sliding-window layer";
   return Status::Ok();
 }

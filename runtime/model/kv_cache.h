@@ -126,8 +126,9 @@ inline int64_t KvBudgetBlocksIn(std::span<const int64_t> windows, std::span<cons
            layer_blocks;
   };
   // The groups grow with the budget; the largest that fits, by bisection.
-  int64_t lo = 0, hi = std::min<int64_t>(INT32_MAX, layer_blocks * std::max<int64_t>(
-                                                        1, static_cast<int64_t>(windows.size())));
+  int64_t lo = 0,
+          hi = std::min<int64_t>(
+              INT32_MAX, layer_blocks * std::max<int64_t>(1, static_cast<int64_t>(windows.size())));
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo + 1) / 2;
     if (fits(mid)) {

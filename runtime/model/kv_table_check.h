@@ -3,7 +3,8 @@
 // before its kernels read them: the block size, the room for the new positions, the tables'
 // lengths, and every block id within its group's pool (kv_cache.h: the full-attention layers
 // read `blocks`, the sliding-window layers `sliding_blocks` or, where it is empty, `blocks`). A
-// released sliding entry (-1) is refused where the step's window still reads it.
+// released sliding entry (-1) is refused where the step's window still reads it, and so is a
+// copy-on-write pair naming a block outside its group's pool.
 #pragma once
 
 #include <cstdint>

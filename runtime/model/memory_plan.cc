@@ -354,9 +354,8 @@ void PlanDeviceKvGroups(const DeviceMemoryInputs& in, DeviceMemoryPlan* p) {
   const double row_bytes = static_cast<double>(in.kv_bytes_per_token) / static_cast<double>(layers);
   const int64_t layer_blocks = std::min<int64_t>(
       KvBlocksIn(static_cast<double>(p->kv_bytes), row_bytes, bt), int64_t{INT32_MAX} * layers);
-  p->kv_blocks = std::min<int64_t>(
-      INT32_MAX, KvBudgetBlocksIn(in.model_windows, in.local_windows, layer_blocks, bt,
-                                  in.context));
+  p->kv_blocks = std::min<int64_t>(INT32_MAX, KvBudgetBlocksIn(in.model_windows, in.local_windows,
+                                                               layer_blocks, bt, in.context));
   p->kv_tokens = p->kv_blocks * bt;
   p->groups = {p->kv_blocks, 0};
   int64_t window = 0;

@@ -11,9 +11,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-
 #include <span>
+#include <string>
 #include <vector>
 
 #include "runtime/core/status.h"
@@ -131,8 +130,8 @@ struct DeviceMemoryPlan {
   // The KV budget in whole-model blocks (at most INT32_MAX): with sliding-window layers the
   // largest whose groups (KvGroupsOfBudget) the local layers keep in kv_bytes.
   int64_t kv_blocks = 0;
-  int64_t kv_tokens = 0;     // kv_blocks * kv_block_tokens: the engine's budget
-  KvGroupBlocks groups;      // the device pool: blocks of each full / sliding-window layer
+  int64_t kv_tokens = 0;      // kv_blocks * kv_block_tokens: the engine's budget
+  KvGroupBlocks groups;       // the device pool: blocks of each full / sliding-window layer
   int64_t max_sequences = 0;  // sequences of `context` tokens the groups hold (KvSequencesOf)
 
   // Weights on the device plus the two layer scratch buffers.

@@ -98,6 +98,9 @@ TEST_F(CudaBackendPagingTest, ThePoolIsThePlansBlocks) {
   EXPECT_EQ(b->KvBlockTokens(), 4);
   EXPECT_GT(plan.kv_blocks, 0);
   EXPECT_EQ(b->KvTokenBudget(), plan.kv_blocks * 4);
+  // No sliding-window layer: one group of every block.
+  EXPECT_EQ(plan.groups.sliding, 0);
+  EXPECT_EQ(plan.groups.full, plan.kv_blocks);
   // K and V in BF16 for each of the 3 layers.
   const int64_t row = weights_->dims.kv_heads * weights_->config.head_dim;
   EXPECT_EQ(plan.in.kv_bytes_per_token, 2 * 2 * row * 3);
@@ -245,10 +248,10 @@ TEST_F(CudaBackendPagingTest, TablesOutsideThePoolAreRefused) {
   std::vector<float> logits;
   Status s = b->Forward(std::vector<SequenceStep>{{&past, tokens}}, false, &logits);
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("table of the full-attention layers names block " +
-                             std::to_string(blocks) + " at entry 1; expected an id in [0, " +
-                             std::to_string(blocks) + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      s.message().find("table of the full-attention layers names block " + std::to_string(blocks) +
+                       " at entry 1; expected an id in [0, " + std::to_string(blocks) + ")"),
+      std::string::npos)
       << s.ToString();
   KvCache other = Planned({0, 1}, 8);
   s = b->Forward(std::vector<SequenceStep>{{&other, tokens}}, false, &logits);
@@ -309,8 +312,8 @@ TEST_F(CudaBackendWindowTest, SlidingLayersKeepOnlyTheirWindowsBlocks) {
   o.kv_tokens = gpu->KvTokenBudget();
   std::vector<std::vector<int32_t>> tokens[2];
   int i = 0;
-  for (ForwardBackend* backend : {static_cast<ForwardBackend*>(gpu.get()),
-                                  static_cast<ForwardBackend*>(&cpu)}) {
+  for (ForwardBackend* backend :
+       {static_cast<ForwardBackend*>(gpu.get()), static_cast<ForwardBackend*>(&cpu)}) {
     LocalStepRunner runner(backend);
     Engine engine(&runner, o, {});
     auto results = engine.Generate(requests);
@@ -351,10 +354,10 @@ TEST_F(CudaBackendWindowTest, BadSlidingTablesAreRefused) {
   const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   Status s = forward(&c, prompt);
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("table of the sliding-window layers names block " +
-                             std::to_string(past) + " at entry 2; expected an id in [0, " +
-                             std::to_string(past) + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      s.message().find("table of the sliding-window layers names block " + std::to_string(past) +
+                       " at entry 2; expected an id in [0, " + std::to_string(past) + ")"),
+      std::string::npos)
       << s.ToString();
   // Twelve positions written; then block 1 (positions 4-7) released while the next token's
   // window (positions 5-12) still reads it.

@@ -58,9 +58,11 @@ std::vector<int64_t> Gemma27bWindows() {
 TEST(KvCache, BudgetGroupsFitTheRanksLayers) {
   const std::vector<int64_t> model = Gemma27bWindows();
   const int64_t bt = 16, context = 32768;
-  const std::vector<std::vector<int64_t>> ranks = {
-      model, {model.begin(), model.begin() + 31}, {model.begin() + 31, model.end()},
-      {0, 0, 0}, {1024, 1024}};
+  const std::vector<std::vector<int64_t>> ranks = {model,
+                                                   {model.begin(), model.begin() + 31},
+                                                   {model.begin() + 31, model.end()},
+                                                   {0, 0, 0},
+                                                   {1024, 1024}};
   for (const std::vector<int64_t>& local : ranks) {
     SCOPED_TRACE(std::to_string(local.size()) + " layers");
     const int64_t layer_blocks = 4577 * 62;  // ~74 k tokens of every layer

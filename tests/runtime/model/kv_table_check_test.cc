@@ -2,7 +2,8 @@
 // The checks a fixed paged pool (the CUDA backend's device pool) makes on a step's tables, with
 // sliding-window layers in their own group: ids within each group's pool, the sliding table as
 // long as the full one, released sliding entries only where the step's window no longer reads,
-// the block size; each refusal names the group's table and what was expected.
+// the block size, copy-on-write pairs within their group's pool; each refusal names the group's
+// table and what was expected.
 #include "runtime/model/kv_table_check.h"
 
 #include <gtest/gtest.h>
@@ -99,6 +100,26 @@ TEST(KvTableCheck, ReleasedSlidingBlocksOnlyBeforeTheWindow) {
   c.blocks[0] = -1;
   ExpectRefused(c, 1, Pool(), StatusCode::kOutOfRange,
                 "table of the full-attention layers names block -1 at entry 0");
+}
+
+TEST(KvTableCheck, CopiesStayInTheirGroupsPool) {
+  KvCache c = Cache();
+  c.block_copies = {{3, 9}};
+  c.sliding_block_copies = {{2, 5}};
+  EXPECT_TRUE(CheckKvTables(c, 1, true, Pool()).ok());
+  c.sliding_block_copies = {{2, 6}};
+  ExpectRefused(c, 1, Pool(), StatusCode::kOutOfRange,
+                "KV block copy of the sliding-window layers from block 2 to block 6; expected ids "
+                "in [0, 6)");
+  c.sliding_block_copies.clear();
+  c.block_copies = {{10, 1}};
+  ExpectRefused(c, 1, Pool(), StatusCode::kOutOfRange,
+                "KV block copy of the full-attention layers from block 10 to block 1");
+  // Without a sliding table the full copies are made in the sliding layers' pool too.
+  c.sliding_blocks.clear();
+  c.block_copies = {{3, 9}};
+  ExpectRefused(c, 1, Pool(), StatusCode::kOutOfRange,
+                "KV block copy of the sliding-window layers from block 3 to block 9");
 }
 
 TEST(KvTableCheck, BlockSizeRoomAndTableLength) {

@@ -297,14 +297,14 @@ TEST(DeviceMemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
   EXPECT_EQ(p->groups.sliding, split.sliding);
   EXPECT_LE((10 * p->groups.full + 52 * p->groups.sliding) * 16 * row, p->kv_bytes);
   const std::string text = p->Format();
-  EXPECT_NE(text.find("concurrency        " + std::string(10 - std::to_string(
-                          p->max_sequences).size(), ' ') + std::to_string(p->max_sequences) +
-                      " sequences of 32768 tokens"),
+  EXPECT_NE(text.find("concurrency        " +
+                      std::string(10 - std::to_string(p->max_sequences).size(), ' ') +
+                      std::to_string(p->max_sequences) + " sequences of 32768 tokens"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("KV block groups    " + std::to_string(p->groups.full) +
-                      " blocks of each full-attention layer, " +
-                      std::to_string(p->groups.sliding) + " of each sliding-window layer"),
+                      " blocks of each full-attention layer, " + std::to_string(p->groups.sliding) +
+                      " of each sliding-window layer"),
             std::string::npos)
       << text;
   // A stage holding only 10 full-attention layers: its memory is all full-attention blocks.
