@@ -51,6 +51,7 @@ class DistributedStepRunner : public StepRunner {
     return backend_->weights().config.layer_window;
   }
   int64_t kv_plan_context() const override { return backend_->KvPlanContext(); }
+  int64_t kv_plan_step() const override { return backend_->KvPlanStep(); }
   int64_t KvTokens(int64_t capacity) const override {
     return KvCacheTokens(backend_->weights().config.layer_window, capacity);
   }

@@ -101,15 +101,19 @@ Status Engine::Generate(std::span<const GenerationRequest> requests,
     const std::vector<int64_t> windows = runner_->kv_group_windows();
     KvGroupBlocks groups = {pool, pool};
     if (options_.kv_tokens > 0) {
-      groups =
-          KvGroupsOfBudget(windows, options_.kv_tokens, block_tokens, runner_->kv_plan_context());
+      // Split for the step the backend plans its pool for, else for this engine's steps.
+      const int64_t step =
+          runner_->kv_plan_step() > 0 ? runner_->kv_plan_step() : options_.max_step_tokens;
+      groups = KvGroupsOfBudget(windows, options_.kv_tokens, block_tokens,
+                                runner_->kv_plan_context(), step);
     }
     const int64_t window = windows.empty() ? 0 : *std::max_element(windows.begin(), windows.end());
     blocks_.emplace(KvBlocksOptions{.blocks = std::max<int64_t>(1, groups.full),
                                     .block_tokens = block_tokens,
                                     .prefix_caching = options_.prefix_caching,
                                     .window = window,
-                                    .sliding_blocks = window > 0 ? groups.sliding : 0});
+                                    .sliding_blocks = window > 0 ? groups.sliding : 0,
+                                    .step_tokens = options_.max_step_tokens});
   }
   Status status;
   while (status.ok() && (call.next < requests.size() || !call.requeued.empty() ||
@@ -143,10 +147,11 @@ KvCache Engine::OpenPaged(Call* call, size_t index, RunningSequence* s) {
   cache.length = cached;
   cache.block_tokens = blocks_->block_tokens();
   cache.slot = id;  // a distributed group keeps the sequence's table under it
-  // The whole prompt's blocks now (PromptCost said they are free), so that its full blocks enter
-  // the prefix cache and later requests wait for them instead of computing them again.
+  // The whole prompt's full-attention blocks now (PromptCost said they are free), so that its
+  // full blocks enter the prefix cache and later requests wait for them instead of computing
+  // them again; its sliding-window blocks come chunk by chunk (PlaceShares).
   std::vector<KvBlockCopy> copies;
-  DF11_CHECK(blocks_->Write(id, std::span(prompt).subspan(static_cast<size_t>(cached)), &copies));
+  DF11_CHECK(blocks_->Append(id, std::span(prompt).subspan(static_cast<size_t>(cached)), &copies));
   AddCopies(copies, &cache);
   return cache;
 }
@@ -220,33 +225,44 @@ void Engine::Preempt(Call* call) {
   ++stats_.preemptions;
 }
 
+bool Engine::PreemptFor(Call* call, const RunningSequence& s, size_t shares) {
+  // Admission made sure a sequence alone fits the pool: with one left, blocks leaked.
+  DF11_CHECK_MSG(call->running.size() > 1, "the only running sequence does not fit the KV pool");
+  const bool self = &call->running.back() == &s;
+  Preempt(call);
+  return !self && shares == 1;  // else the plan holds a preempted sequence
+}
+
 bool Engine::PlaceShares(Call* call, std::span<const StepShare> plan) {
   std::vector<KvBlockCopy> copies;
   for (const StepShare& share : plan) {
     RunningSequence& s = *share.sequence;
     const int64_t id = KvId(*call, s.index());
     const SequenceStep step = s.Feed(share.tokens);
-    const int64_t end = step.cache->length + static_cast<int64_t>(step.tokens.size());
-    if (blocks_->length(id) < end) {  // not placed by an earlier try of this step
+    const int64_t begin = step.cache->length;
+    const int64_t end = begin + static_cast<int64_t>(step.tokens.size());
+    if (blocks_->length(id) < end) {  // decoding tokens not placed by an earlier try of this step
       copies.clear();
       while (!blocks_->Write(id, step.tokens, &copies)) {
-        // Admission made sure a sequence alone fits the pool: with one left, blocks leaked.
-        DF11_CHECK_MSG(call->running.size() > 1,
-                       "the only running sequence does not fit the KV pool");
-        const bool self = &call->running.back() == &s;
-        Preempt(call);
-        if (self || plan.size() > 1) return false;  // the plan holds a preempted sequence
+        if (!PreemptFor(call, s, plan.size())) return false;
       }
       AddCopies(copies, step.cache);
     }
-    // A prompt chunk's window starts at its first position: older sliding blocks go.
-    blocks_->Slide(id, step.cache->length);
+    // A prompt chunk's sliding-window blocks (its full-attention ones came at admission): older
+    // ones go, its window's are taken.
+    copies.clear();
+    while (!blocks_->Place(id, begin, end, &copies)) {
+      if (!PreemptFor(call, s, plan.size())) return false;
+    }
+    AddCopies(copies, step.cache);
     const std::span<const KvBlockId> table = blocks_->table(id);
     step.cache->blocks.assign(table.begin(), table.end());
     step.cache->capacity = static_cast<int64_t>(table.size()) * blocks_->block_tokens();
     if (blocks_->groups() == 2) {
       const std::span<const KvBlockId> sliding = blocks_->sliding_table(id);
       step.cache->sliding_blocks.assign(sliding.begin(), sliding.end());
+      // As long as the full table: a prompt's later chunks have no sliding blocks yet.
+      step.cache->sliding_blocks.resize(table.size(), kReleasedBlock);
     }
   }
   stats_.peak_kv_blocks = std::max(stats_.peak_kv_blocks, blocks_->peak_used_blocks());
@@ -338,7 +354,8 @@ Status Engine::RunStep(Call* call) {
     const std::span<const int32_t> mine = tokens.first(count);
     tokens = tokens.subspan(count);
     if (!s.CompletesWith(plan[i].tokens)) {  // a prompt chunk: its token is not the next one
-      if (blocks_) blocks_->Commit(KvId(*call, s.index()));
+      // Only the chunks computed so far: later requests may share their blocks.
+      if (blocks_) blocks_->Commit(KvId(*call, s.index()), s.cache().length);
       s.Fed(plan[i].tokens);
       continue;
     }
@@ -349,7 +366,7 @@ Status Engine::RunStep(Call* call) {
       result.first_token_seconds = Seconds(call->start, t1);
     }
     TakeTokens(call, &s, plan[i].drafts, mine);
-    if (blocks_) blocks_->Commit(KvId(*call, s.index()));
+    if (blocks_) blocks_->Commit(KvId(*call, s.index()), s.cache().length);
     if (s.done()) result.finish_seconds = Seconds(call->start, t1);
   }
   RecordStep(prompt_tokens, call->step_tokens, Seconds(t0, t1), &stats_);

@@ -47,7 +47,8 @@ struct EngineOptions {
   // across Generate calls of one Engine.
   bool prefix_caching = true;
   // Most tokens one forward step takes (decoding sequences' tokens and prompt chunks); a prompt
-  // that does not fit is prefilled over several steps. 0: no limit.
+  // that does not fit is prefilled over several steps, each chunk taking the blocks of the
+  // sliding-window layers it needs (those before its window released). 0: no limit.
   int64_t max_step_tokens = 0;
   // Most requests whose latencies EngineStats keeps (a uniform sample beyond that).
   size_t latency_samples = size_t{1} << 20;
@@ -121,6 +122,9 @@ class Engine {
   // preempted a sequence of the plan (plan again).
   bool PlaceShares(Call* call, std::span<const StepShare> plan);
   void Preempt(Call* call);
+  // The pool is dry while placing `s`'s share of a plan of `shares` shares: preempts the most
+  // recently admitted sequence. Returns whether the placing may go on (else plan again).
+  bool PreemptFor(Call* call, const RunningSequence& s, size_t shares);
   int64_t KvId(const Call& call, size_t index) const;
 
   StepRunner* runner_;

@@ -35,6 +35,12 @@ Status CheckKvBlocksOptions(const KvBlocksOptions& options) {
         std::to_string(options.window) + " and " + std::to_string(options.sliding_blocks) +
         " blocks");
   }
+  if (options.step_tokens < 0) {
+    return Status::InvalidArgument(
+        "KV step_tokens: expected the most positions a step writes per sequence, >= 0 (0: no "
+        "limit), got " +
+        std::to_string(options.step_tokens));
+  }
   return Status::Ok();
 }
 
@@ -47,7 +53,8 @@ size_t KvBlocks::KeyHash::operator()(const Key& k) const {
 KvBlocks::KvBlocks(const KvBlocksOptions& options)
     : block_tokens_(options.block_tokens),
       prefix_caching_(options.prefix_caching),
-      window_(options.window) {
+      window_(options.window),
+      step_tokens_(options.step_tokens) {
   DF11_CHECK(CheckKvBlocksOptions(options).ok());
   for (int g = 0; g < groups(); ++g) {
     const int64_t n = g == kFullGroup ? options.blocks : options.sliding_blocks;
@@ -79,8 +86,11 @@ std::span<const KvBlockId> KvBlocks::sliding_table(int64_t id) const { return At
 
 bool KvBlocks::EverFits(int64_t prompt, int64_t total) const {
   if (BlocksFor(total) > total_blocks(kFullGroup)) return false;
-  return groups() == 1 ||
-         std::max(BlocksFor(prompt), SlidingBlocksFor(total)) <= total_blocks(kSlidingGroup);
+  if (groups() == 1) return true;
+  // Without a step limit a prompt is written in one step, all its sliding blocks held.
+  const int64_t held = step_tokens_ > 0 ? SlidingBlocksFor(total, step_tokens_)
+                                        : std::max(BlocksFor(prompt), SlidingBlocksFor(total));
+  return held <= total_blocks(kSlidingGroup);
 }
 
 KvBlockId KvBlocks::Lookup(const Key& key, bool computed_only) const {
@@ -182,17 +192,22 @@ int64_t KvBlocks::Hits(std::span<const int32_t> prompt, bool computed_only,
   if (groups() == 2) {
     // Shorten the hit to where the sliding blocks the window before it reads are cached too.
     const int64_t last = static_cast<int64_t>(prompt.size()) - 1;
-    for (; hits > 0; --hits) {
-      const int64_t cached = std::min(hits * block_tokens_, last);
-      bool whole = true;
-      for (int64_t i = FirstWindowBlock(cached); i < hits && whole; ++i) {
-        whole = SlidingOf(chain[static_cast<size_t>(i)], computed_only) >= 0;
-      }
-      if (whole) break;
-    }
+    while (hits > 0 && !WindowCached(chain, hits, last, computed_only)) --hits;
   }
   if (found != nullptr) found->assign(chain.begin(), chain.begin() + hits);
   return hits;
+}
+
+bool KvBlocks::WindowCached(std::span<const KvBlockId> chain, int64_t hits, int64_t last,
+                            bool computed_only) const {
+  for (int64_t i = FirstWindowBlock(std::min(hits * block_tokens_, last)); i < hits; ++i) {
+    const KvBlockId b = chain[static_cast<size_t>(i)];
+    if (SlidingOf(b, computed_only) >= 0) continue;
+    // A full block still being computed: its sliding block comes with the chunk computing it.
+    if (!computed_only && !groups_[kFullGroup].blocks[static_cast<size_t>(b)].computed) continue;
+    return false;
+  }
+  return true;
 }
 
 int64_t KvBlocks::CachedPrefix(std::span<const int32_t> prompt) const {
@@ -207,7 +222,11 @@ int64_t KvBlocks::PromptCost(std::span<const int32_t> prompt, int g) const {
                                                    static_cast<int64_t>(prompt.size()) - 1);
   const int64_t hits = BlocksFor(cached);
   const int64_t first = g == kFullGroup ? 0 : FirstWindowBlock(cached);
-  int64_t cost = BlocksFor(static_cast<int64_t>(prompt.size())) - hits;
+  // The full-attention blocks of the whole prompt, the sliding ones of its first chunk.
+  const int64_t size = static_cast<int64_t>(prompt.size());
+  const int64_t end =
+      g == kFullGroup || step_tokens_ == 0 ? size : std::min(size, cached + step_tokens_);
+  int64_t cost = BlocksFor(end) - hits;
   for (int64_t i = first; i < hits; ++i) {
     KvBlockId b = found[static_cast<size_t>(i)];
     if (g == kSlidingGroup) b = SlidingOf(b, true);
@@ -275,51 +294,112 @@ void KvBlocks::Slide(int64_t id, int64_t position) {
   }
 }
 
-bool KvBlocks::Write(int64_t id, std::span<const int32_t> tokens,
-                     std::vector<KvBlockCopy>* copies) {
-  Sequence& s = At(id);
+bool KvBlocks::Append(int64_t id, std::span<const int32_t> tokens,
+                      std::vector<KvBlockCopy>* copies) {
+  if (!TakeFull(&At(id), tokens, copies)) return false;
+  Register(id);
+  return true;
+}
+
+bool KvBlocks::TakeFull(Sequence* seq, std::span<const int32_t> tokens,
+                        std::vector<KvBlockCopy>* copies) {
+  Sequence& s = *seq;
   const int64_t length = static_cast<int64_t>(s.tokens.size());
   const int64_t count = static_cast<int64_t>(tokens.size());
   if (count == 0) return true;
   const int64_t fresh = BlocksFor(length + count) - static_cast<int64_t>(s.table.size());
   // The write reaches an existing block only when the sequence ends inside one; it is copied
-  // first when shared or cached (in each group).
+  // first when shared or cached.
   const size_t last = static_cast<size_t>(length / block_tokens_);
-  const bool inside = length % block_tokens_ != 0;
-  auto must_copy = [&](int g) {
-    const std::vector<KvBlockId>& table = g == kFullGroup ? s.table : s.sliding;
-    if (!inside) return false;
-    const Block& block = groups_[g].blocks[static_cast<size_t>(table[last])];
-    return block.refs > 1 || block.content != 0;
-  };
+  bool copy = false;
+  if (length % block_tokens_ != 0) {
+    const Block& block = groups_[kFullGroup].blocks[static_cast<size_t>(s.table[last])];
+    copy = block.refs > 1 || block.content != 0;
+  }
+  if (fresh + (copy ? 1 : 0) > free_blocks(kFullGroup)) return false;
+  if (copy) {
+    const KvBlockId from = s.table[last];
+    const KvBlockId to = Take(kFullGroup);
+    copies->push_back({from, to, kFullGroup});
+    s.table[last] = to;
+    Unref(kFullGroup, from);
+  }
+  for (int64_t i = 0; i < fresh; ++i) s.table.push_back(Take(kFullGroup));
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  return true;
+}
+
+bool KvBlocks::Write(int64_t id, std::span<const int32_t> tokens,
+                     std::vector<KvBlockCopy>* copies) {
+  if (groups() == 1 || tokens.empty()) return Append(id, tokens, copies);
+  const int64_t length = KvBlocks::length(id);
+  const int64_t end = length + static_cast<int64_t>(tokens.size());
   // Sliding blocks the write's window no longer reads go first; they count as free.
   int64_t releasable = 0;
-  if (groups() == 2) {
-    for (int64_t i = 0; i < std::min<int64_t>(FirstWindowBlock(length), s.sliding.size()); ++i) {
-      const KvBlockId b = s.sliding[static_cast<size_t>(i)];
-      if (b != kReleasedBlock && groups_[kSlidingGroup].blocks[static_cast<size_t>(b)].refs == 1) {
-        ++releasable;
-      }
+  const int64_t need = SlidingNeed(At(id), length, end, &releasable);
+  if (need > free_blocks(kSlidingGroup) + releasable) return false;
+  if (!TakeFull(&At(id), tokens, copies)) return false;
+  DF11_CHECK(Place(id, length, end, copies));
+  Register(id);  // both groups' blocks that the write filled (copies done first)
+  return true;
+}
+
+bool KvBlocks::MustCopySliding(const Sequence& s, int64_t begin) const {
+  const size_t i = static_cast<size_t>(begin / block_tokens_);
+  if (begin % block_tokens_ == 0 || i >= s.sliding.size()) return false;
+  const Block& block = groups_[kSlidingGroup].blocks[static_cast<size_t>(s.sliding[i])];
+  // A block being written chunk by chunk is this sequence's own and not yet computed.
+  return block.refs > 1 || block.computed;
+}
+
+int64_t KvBlocks::SlidingNeed(const Sequence& s, int64_t begin, int64_t end,
+                              int64_t* releasable) const {
+  const int64_t size = static_cast<int64_t>(s.sliding.size());
+  *releasable = 0;
+  for (int64_t i = 0; i < std::min(FirstWindowBlock(begin), size); ++i) {
+    const KvBlockId b = s.sliding[static_cast<size_t>(i)];
+    if (b != kReleasedBlock && groups_[kSlidingGroup].blocks[static_cast<size_t>(b)].refs == 1) {
+      ++*releasable;
     }
   }
-  for (int g = 0; g < groups(); ++g) {
-    const int64_t room = free_blocks(g) + (g == kSlidingGroup ? releasable : 0);
-    if (fresh + (must_copy(g) ? 1 : 0) > room) return false;
+  return std::max<int64_t>(0, BlocksFor(end) - size) + (MustCopySliding(s, begin) ? 1 : 0);
+}
+
+void KvBlocks::TakeSliding(Sequence* s, int64_t begin, int64_t end,
+                           std::vector<KvBlockCopy>* copies) {
+  std::vector<KvBlockId>& table = s->sliding;
+  if (MustCopySliding(*s, begin)) {
+    const size_t i = static_cast<size_t>(begin / block_tokens_);
+    const KvBlockId from = table[i];
+    const KvBlockId to = Take(kSlidingGroup);
+    copies->push_back({from, to, kSlidingGroup});
+    table[i] = to;
+    Unref(kSlidingGroup, from);
   }
-  Slide(id, length);
-  for (int g = 0; g < groups(); ++g) {
-    std::vector<KvBlockId>& table = g == kFullGroup ? s.table : s.sliding;
-    if (must_copy(g)) {
-      const KvBlockId from = table[last];
-      const KvBlockId to = Take(g);
-      copies->push_back({from, to, g});
-      table[last] = to;
-      Unref(g, from);
+  while (static_cast<int64_t>(table.size()) < BlocksFor(end)) {
+    const size_t i = table.size();
+    const KvBlockId b = Take(kSlidingGroup);
+    table.push_back(b);
+    // The full block of these positions entered the cache when the prompt was appended (or
+    // this sequence chained through another's): the sliding block joins it, once.
+    const uint64_t content = groups_[kFullGroup].blocks[static_cast<size_t>(s->table[i])].content;
+    if (content == 0 || static_cast<int64_t>(i) >= s->registered_blocks ||
+        sliding_cache_.count(content) != 0) {
+      continue;
     }
-    for (int64_t i = 0; i < fresh; ++i) table.push_back(Take(g));
+    groups_[kSlidingGroup].blocks[static_cast<size_t>(b)].content = content;
+    sliding_cache_.emplace(content, b);
   }
-  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
-  Register(id);
+}
+
+bool KvBlocks::Place(int64_t id, int64_t begin, int64_t end, std::vector<KvBlockCopy>* copies) {
+  if (groups() == 1) return true;
+  Sequence& s = At(id);
+  DF11_CHECK(begin >= 0 && begin <= end && end <= static_cast<int64_t>(s.tokens.size()));
+  Slide(id, begin);
+  int64_t releasable = 0;  // none left: Slide released them
+  if (SlidingNeed(s, begin, end, &releasable) > free_blocks(kSlidingGroup)) return false;
+  TakeSliding(&s, begin, end, copies);
   return true;
 }
 
@@ -344,7 +424,8 @@ void KvBlocks::Register(int64_t id) {
     cache_.emplace(std::move(key), s.table[i]);
     s.chain = block.content;
     s.chains.push_back(s.chain);
-    if (groups() == 1 || s.sliding[i] == kReleasedBlock) continue;
+    // A sliding block not taken yet joins when a chunk takes it (TakeSliding).
+    if (groups() == 1 || i >= s.sliding.size() || s.sliding[i] == kReleasedBlock) continue;
     Block& sliding = groups_[kSlidingGroup].blocks[static_cast<size_t>(s.sliding[i])];
     DF11_CHECK(sliding.content == 0);
     sliding.content = block.content;
@@ -362,7 +443,9 @@ void KvBlocks::Truncate(int64_t id, int64_t length) {
   // groups; a full-attention block leaving the cache takes its sliding one along).
   for (int64_t i = static_cast<int64_t>(s.table.size()) - 1; i >= full; --i) {
     const KvBlockId b = s.table[static_cast<size_t>(i)];
-    const KvBlockId sliding = groups() == 2 ? s.sliding[static_cast<size_t>(i)] : kReleasedBlock;
+    const KvBlockId sliding = groups() == 2 && i < static_cast<int64_t>(s.sliding.size())
+                                  ? s.sliding[static_cast<size_t>(i)]
+                                  : kReleasedBlock;
     if (i < keep) {
       if (groups_[kFullGroup].blocks[static_cast<size_t>(b)].content != 0) {
         Uncache(kFullGroup, b);  // no longer full
@@ -374,10 +457,10 @@ void KvBlocks::Truncate(int64_t id, int64_t length) {
   }
   s.table.resize(static_cast<size_t>(keep));
   if (groups() == 2) {
-    s.sliding.resize(static_cast<size_t>(keep));
+    s.sliding.resize(std::min(s.sliding.size(), static_cast<size_t>(keep)));
     // Releases follow a write's first position, which a cut never goes below: the window of
     // the next position is all there.
-    for (int64_t i = FirstWindowBlock(length); i < keep; ++i) {
+    for (int64_t i = FirstWindowBlock(length); i < static_cast<int64_t>(s.sliding.size()); ++i) {
       DF11_CHECK(s.sliding[static_cast<size_t>(i)] != kReleasedBlock);
     }
   }
@@ -388,14 +471,14 @@ void KvBlocks::Truncate(int64_t id, int64_t length) {
   }
 }
 
-void KvBlocks::Commit(int64_t id) {
+void KvBlocks::Commit(int64_t id, int64_t position) {
   Sequence& s = At(id);
-  const int64_t full = static_cast<int64_t>(s.tokens.size()) / block_tokens_;
+  const int64_t full = std::min(position, static_cast<int64_t>(s.tokens.size())) / block_tokens_;
   for (; s.computed_blocks < full; ++s.computed_blocks) {
     const size_t i = static_cast<size_t>(s.computed_blocks);
     Block& block = groups_[kFullGroup].blocks[static_cast<size_t>(s.table[i])];
     if (block.content != 0) block.computed = true;
-    if (groups() == 1 || s.sliding[i] == kReleasedBlock) continue;
+    if (groups() == 1 || i >= s.sliding.size() || s.sliding[i] == kReleasedBlock) continue;
     Block& sliding = groups_[kSlidingGroup].blocks[static_cast<size_t>(s.sliding[i])];
     if (sliding.content != 0) sliding.computed = true;
   }

@@ -16,12 +16,17 @@
 // Two block groups when the model has sliding-window layers (options.window > 0): the
 // full-attention layers' blocks (group 0, the table above) and the sliding-window layers' own
 // pool and table (group 1, sliding_table), position p in table index p / block_tokens in both.
-// A write releases the sliding blocks that lie wholly before its first position's window, so a
-// decoding sequence holds at most ceil(window / block_tokens) + 1 of them; their table entries
-// become kReleasedBlock and are never read again. A sliding block enters the prefix cache with
-// the full block of the same positions (under its content id); a cached prefix is used only up
-// to where the sliding blocks of the window before it are cached and computed too. Without
-// sliding-window layers there is group 0 only, exactly as before. Not thread-safe.
+// A prompt's full-attention blocks are all taken when it is admitted (Append: its full blocks
+// enter the prefix cache at once, so later requests wait for them), its sliding blocks only as
+// each chunk is written (Place). A write releases the sliding blocks that lie wholly before its
+// first position's window, so a sequence whose steps write at most step_tokens positions holds
+// at most ceil((window + step_tokens - 2) / block_tokens) + 1 of them (KvSlidingBlocksFor;
+// decoding: the window's); their table entries become kReleasedBlock and are never read again.
+// A sliding block enters the prefix cache with the full block of the same positions (under its
+// content id) when it is taken; a cached prefix is used only up to where the sliding blocks of
+// the window before it are cached and computed too (a full block still being computed counts
+// as pending in both groups: its sliding block comes with its chunk). Without sliding-window
+// layers there is group 0 only, exactly as before. Not thread-safe.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +39,7 @@
 #include <vector>
 
 #include "runtime/core/status.h"
+#include "runtime/model/kv_cache.h"
 
 namespace df11 {
 
@@ -50,6 +56,9 @@ struct KvBlocksOptions {
   // group's pool (>= 1 when window > 0).
   int64_t window = 0;
   int64_t sliding_blocks = 0;
+  // Most positions of one sequence a step writes (a prompt chunk, or a token and its drafts);
+  // 0: no limit (a prompt in one step). Bounds the sliding blocks a sequence holds.
+  int64_t step_tokens = 0;
 };
 
 // Checks the options; the message names the field and what was expected.
@@ -87,13 +96,14 @@ class KvBlocks {
   // Blocks referenced by at least one sequence, now and at most so far.
   int64_t used_blocks(int g = kFullGroup) const { return total_blocks(g) - free_blocks(g); }
   int64_t peak_used_blocks(int g = kFullGroup) const { return groups_[g].peak; }
-  // Sliding blocks a sequence of `positions` positions holds once its window has moved on.
-  int64_t SlidingBlocksFor(int64_t positions) const {
-    return std::min(BlocksFor(positions), BlocksFor(window_) + 1);
+  // Sliding blocks a sequence holds at most while it grows to `positions` positions, each step
+  // writing at most `step` of them (KvSlidingBlocksFor).
+  int64_t SlidingBlocksFor(int64_t positions, int64_t step = 1) const {
+    return KvSlidingBlocksFor(positions, window_, block_tokens_, step);
   }
   // Whether a request of `prompt` positions growing to `total` can ever run in an empty pool:
-  // each group's blocks at their most (a prompt's sliding blocks are all held while it is
-  // written).
+  // each group's blocks at their most (the sliding ones of a prompt chunk of step_tokens, or of
+  // the whole prompt without a step limit, and of decoding).
   bool EverFits(int64_t prompt, int64_t total) const;
   // Blocks that hold `positions` positions.
   int64_t BlocksFor(int64_t positions) const {
@@ -110,7 +120,8 @@ class KvBlocks {
     return Hits(prompt, false) > Hits(prompt, true);
   }
   // How many free blocks of group `g` opening a sequence with `prompt` and writing the rest of it
-  // needs: Open takes cached blocks nobody references out of the free ones, Write the rest.
+  // needs: Open takes cached blocks nobody references out of the free ones, Append the rest of
+  // the full-attention ones, Place the sliding ones of the first chunk (step_tokens positions).
   int64_t PromptCost(std::span<const int32_t> prompt, int g = kFullGroup) const;
   // Whether every group has PromptCost free blocks.
   bool PromptFits(std::span<const int32_t> prompt) const;
@@ -129,12 +140,23 @@ class KvBlocks {
   // the prefix cache, not yet shareable (a block whose key another block holds stays private).
   // Sliding blocks wholly before the window of position `length` are released first (Slide).
   bool Write(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
+  // Write's full-attention part only (all of it with one group): a prompt at admission, whose
+  // sliding blocks each chunk then takes with Place.
+  bool Append(int64_t id, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
+  // A step computes positions [begin, end) of `id` (written, begin at least what is committed):
+  // releases the sliding blocks wholly before the window of `begin` (Slide) and takes those of
+  // the positions up to `end` that the sequence lacks (a shared or computed cached block that
+  // `begin` lies inside is copied first, appended to `copies`). Returns false, having only
+  // released, when the sliding group has too few free blocks. A no-op with one group.
+  bool Place(int64_t id, int64_t begin, int64_t end, std::vector<KvBlockCopy>* copies);
   // Cuts `id` back to its first `length` positions (at least those committed, at most
   // length(id)): a step's rejected drafted tokens. Blocks past them are released; a block they
   // had filled leaves the prefix cache (its K/V were never committed).
   void Truncate(int64_t id, int64_t length);
-  // The K/V of every position written so far is computed: its cached blocks become shareable.
-  void Commit(int64_t id);
+  // The K/V of every position written so far (or before `position`) are computed: the cached
+  // blocks wholly before it become shareable.
+  void Commit(int64_t id) { Commit(id, length(id)); }
+  void Commit(int64_t id, int64_t position);
   // Positions from `position` on are all that later steps compute: the sliding blocks wholly
   // before the window of `position` are released (a no-op with one group).
   void Slide(int64_t id, int64_t position);
@@ -146,7 +168,8 @@ class KvBlocks {
   bool is_open(int64_t id) const { return sequences_.count(id) != 0; }
   int64_t length(int64_t id) const;  // positions written
   std::span<const KvBlockId> table(int64_t id) const;
-  // The sliding-window layers' table: as long as table(id), released entries kReleasedBlock.
+  // The sliding-window layers' table: as long as table(id) once every written position is
+  // placed (shorter while a prompt's later chunks are not), released entries kReleasedBlock.
   std::span<const KvBlockId> sliding_table(int64_t id) const;
   int64_t refs(KvBlockId block, int g = kFullGroup) const {
     return groups_[g].blocks[static_cast<size_t>(block)].refs;
@@ -203,6 +226,21 @@ class KvBlocks {
   }
   // The sliding block cached with full block `b` (computed only, or any), or -1.
   KvBlockId SlidingOf(KvBlockId b, bool computed_only) const;
+  // Whether the window before `hits` leading blocks of a prompt of `last` + 1 positions (`chain`:
+  // their full blocks) has its sliding blocks cached; not computed_only: or still to come with a
+  // full block being computed.
+  bool WindowCached(std::span<const KvBlockId> chain, int64_t hits, int64_t last,
+                    bool computed_only) const;
+  // The sliding blocks `id` must take to place positions up to `end`, a copy counted, and those
+  // it holds wholly before the window of `begin` that a release would free (`releasable`).
+  int64_t SlidingNeed(const Sequence& s, int64_t begin, int64_t end, int64_t* releasable) const;
+  // Append without entering filled blocks in the cache.
+  bool TakeFull(Sequence* s, std::span<const int32_t> tokens, std::vector<KvBlockCopy>* copies);
+  // Whether `s`'s sliding block holding `begin` must be copied before a write from there.
+  bool MustCopySliding(const Sequence& s, int64_t begin) const;
+  // Takes `s`'s missing sliding blocks up to `end` (room checked), copying the one holding `begin`
+  // where it must; a block whose full block this sequence cached enters the cache with it.
+  void TakeSliding(Sequence* s, int64_t begin, int64_t end, std::vector<KvBlockCopy>* copies);
   // Enters the blocks of `id` that writes have filled in the cache.
   void Register(int64_t id);
   // Takes a free block of group `g` (an unused one first, else the least recently released
@@ -218,6 +256,7 @@ class KvBlocks {
   int64_t block_tokens_;
   bool prefix_caching_;
   int64_t window_;
+  int64_t step_tokens_;
   Group groups_[2];
   std::unordered_map<Key, KvBlockId, KeyHash> cache_;      // full blocks
   std::unordered_map<uint64_t, KvBlockId> sliding_cache_;  // by their full block's content id

@@ -55,6 +55,8 @@ class StepRunner {
   virtual std::vector<int64_t> kv_group_windows() const { return {}; }
   // ForwardBackend::KvPlanContext of the backend: the sequence length the groups are split for.
   virtual int64_t kv_plan_context() const { return context_length(); }
+  // ForwardBackend::KvPlanStep of the backend: the step the groups are split for (0: none).
+  virtual int64_t kv_plan_step() const { return 0; }
   // With `sample` (one spec per sequence, greedy_only false) the runner returns sampled tokens
   // and RNG states instead of logits.
   virtual Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
@@ -83,6 +85,7 @@ class LocalStepRunner : public StepRunner {
     return backend_->weights().config.layer_window;
   }
   int64_t kv_plan_context() const override { return backend_->KvPlanContext(); }
+  int64_t kv_plan_step() const override { return backend_->KvPlanStep(); }
   Status Step(std::span<const SequenceStep> steps, bool greedy_only, StepOutput* out,
               std::span<const SampleSpec> sample = {}) override;
 

@@ -88,6 +88,7 @@ class CudaBackend : public ForwardBackend, private LayerOps {
   int64_t KvBlockTokens() const override { return kv_.block_tokens; }
   bool KvSlidingGroup() const override { return true; }
   int64_t KvPlanContext() const override { return plan_.in.context; }
+  int64_t KvPlanStep() const override { return plan_.in.step_tokens; }
   bool VerifiesDrafts() const override { return true; }
   Status Embed(std::span<const SequenceStep> steps, float* hidden) override;
   Status RunLayers(std::span<const SequenceStep> steps, float* hidden) override;

@@ -127,6 +127,7 @@ DeviceMemoryInputs CudaBackend::MemoryInputs() {
   in.kv_bytes_per_token = KvBytesPerToken(static_cast<int64_t>(w_->layers.size()), d.kv_heads * hd);
   in.kv_block_tokens = kv_.block_tokens;
   in.context = options_.forward.context > 0 ? options_.forward.context : c.max_position_embeddings;
+  in.step_tokens = T;  // a prompt chunk's sliding blocks
   in.model_windows = c.layer_window;
   for (size_t l = 0; l < w_->layers.size(); ++l) {
     in.local_windows.push_back(LayerWindow(c, w_->first_layer + static_cast<int64_t>(l)));

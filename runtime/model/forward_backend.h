@@ -63,6 +63,11 @@ class ForwardBackend {
   // ForwardOptions::context): the engine splits its budget between the block groups
   // (KvGroupsOfBudget) for sequences of this many, as the backend sizes its pool.
   virtual int64_t KvPlanContext() const { return weights().config.max_position_embeddings; }
+  // The most positions of one sequence a step writes as this backend plans its KV cache (the
+  // CUDA backend: ForwardOptions::max_step_tokens; a prompt chunk holds the sliding blocks of
+  // its window and its own positions): the engine splits for it too. 0: not planned (the
+  // engine splits for its own max_step_tokens).
+  virtual int64_t KvPlanStep() const { return 0; }
 
   // hidden (total_tokens, hidden), host memory = embedding of every step's tokens (local vocab
   // rows; the caller all-reduces across a vocab-parallel group). Rows follow the steps in order.

@@ -53,22 +53,29 @@ struct KvGroupBlocks {
   int64_t sliding = 0;
 };
 
-// The sliding-window layers' blocks a sequence of `positions` positions holds once its window
-// has moved on: ceil(positions / block_tokens), at most ceil(window / block_tokens) + 1.
-inline int64_t KvSlidingBlocksFor(int64_t positions, int64_t window, int64_t block_tokens) {
+// The sliding-window layers' blocks a sequence holds at most while it grows to `positions`
+// positions when one step writes at most `step_tokens` of them (>= 1): each write releases the
+// blocks wholly before the window of its first position, so it holds positions p - window + 1 to
+// p + step_tokens - 1, i.e. ceil(positions / block_tokens) blocks, at most
+// ceil((window + step_tokens - 2) / block_tokens) + 1 (decoding, one token a step: the window's).
+inline int64_t KvSlidingBlocksFor(int64_t positions, int64_t window, int64_t block_tokens,
+                                  int64_t step_tokens = 1) {
+  const int64_t span = window + std::max<int64_t>(1, step_tokens) - 2;
   return std::min((positions + block_tokens - 1) / block_tokens,
-                  (window + block_tokens - 1) / block_tokens + 1);
+                  (span + block_tokens - 1) / block_tokens + 1);
 }
 
 // Splits the memory of `blocks` whole-model blocks (block_tokens positions over every layer in
 // `windows`) between the two groups so that as many sequences of `context` positions fit as
-// possible: each needs ceil(context / block_tokens) full-attention blocks and
-// KvSlidingBlocksFor(context) sliding ones, which take only their own layers' bytes. The
-// sliding group keeps at least one context's blocks (a prompt's are all held while it is
-// written); where the memory is too small to gain, both groups get `blocks`. Without
-// sliding-window layers: {blocks, 0}. All windows > 0 are one window.
+// possible: each needs ceil(context / block_tokens) full-attention blocks and the sliding ones it
+// holds at most, KvSlidingBlocksFor(context, window, block_tokens, step_tokens) (a prompt takes
+// its sliding blocks chunk by chunk, each step writing at most `step_tokens` positions of a
+// sequence; 0: no limit, a whole prompt in one step), which take only their own layers' bytes.
+// The sliding group keeps at least one sequence's; where the memory is too small to gain, both
+// groups get `blocks`. Without sliding-window layers: {blocks, 0}. All windows > 0 are one
+// window.
 inline KvGroupBlocks SplitKvBlocks(std::span<const int64_t> windows, int64_t blocks,
-                                   int64_t block_tokens, int64_t context) {
+                                   int64_t block_tokens, int64_t context, int64_t step_tokens = 0) {
   int64_t full_layers = 0, sliding_layers = 0, window = 0;
   for (int64_t w : windows) {
     (w > 0 ? sliding_layers : full_layers) += 1;
@@ -76,11 +83,11 @@ inline KvGroupBlocks SplitKvBlocks(std::span<const int64_t> windows, int64_t blo
   }
   if (sliding_layers == 0) return {blocks, 0};
   const int64_t f = std::max<int64_t>(1, (context + block_tokens - 1) / block_tokens);
-  const int64_t s = KvSlidingBlocksFor(f * block_tokens, window, block_tokens);
+  const int64_t s = KvSlidingBlocksFor(f * block_tokens, window, block_tokens, step_tokens);
   const double units =
       static_cast<double>(blocks) * static_cast<double>(full_layers + sliding_layers);
   const double sequences = units / static_cast<double>(f * full_layers + s * sliding_layers);
-  const int64_t sliding = std::max(static_cast<int64_t>(sequences * s), f);
+  const int64_t sliding = std::max(static_cast<int64_t>(sequences * s), step_tokens > 0 ? s : f);
   if (full_layers == 0) {
     return {(static_cast<int64_t>(units) / sliding_layers / s + 1) * f,
             static_cast<int64_t>(units) / sliding_layers};
@@ -92,13 +99,14 @@ inline KvGroupBlocks SplitKvBlocks(std::span<const int64_t> windows, int64_t blo
 }
 
 // The groups of a paged pool of `kv_tokens` budget tokens (whole-model blocks of block_tokens
-// positions, at least one): SplitKvBlocks of them for sequences of `context` positions. The
-// engine's block manager sizes its groups with this, and the CUDA backend its device pool (each
-// layer of group g holds groups' g blocks), so both hold the same block ids.
+// positions, at least one): SplitKvBlocks of them for sequences of `context` positions and steps
+// of `step_tokens`. The engine's block manager sizes its groups with this, and the CUDA backend
+// its device pool (each layer of group g holds groups' g blocks), so both hold the same block ids.
 inline KvGroupBlocks KvGroupsOfBudget(std::span<const int64_t> windows, int64_t kv_tokens,
-                                      int64_t block_tokens, int64_t context) {
+                                      int64_t block_tokens, int64_t context,
+                                      int64_t step_tokens = 0) {
   return SplitKvBlocks(windows, std::max<int64_t>(1, kv_tokens / block_tokens), block_tokens,
-                       context);
+                       context, step_tokens);
 }
 
 // Blocks of one layer that `groups` take on a rank holding layers with windows `local` (a group
@@ -115,15 +123,16 @@ inline int64_t KvLayerBlocksOf(KvGroupBlocks groups, std::span<const int64_t> lo
 // sizes differ, weighed by the rank's layers in each (a pipeline stage of other layers than the
 // model's mix).
 inline int64_t KvBudgetBlocksIn(std::span<const int64_t> windows, std::span<const int64_t> local,
-                                int64_t layer_blocks, int64_t block_tokens, int64_t context) {
+                                int64_t layer_blocks, int64_t block_tokens, int64_t context,
+                                int64_t step_tokens = 0) {
   const int64_t layers = std::max<int64_t>(1, static_cast<int64_t>(local.size()));
   if (std::find_if(windows.begin(), windows.end(), [](int64_t w) { return w > 0; }) ==
       windows.end()) {
     return layer_blocks / layers;
   }
   auto fits = [&](int64_t blocks) {
-    return KvLayerBlocksOf(SplitKvBlocks(windows, blocks, block_tokens, context), local) <=
-           layer_blocks;
+    return KvLayerBlocksOf(SplitKvBlocks(windows, blocks, block_tokens, context, step_tokens),
+                           local) <= layer_blocks;
   };
   // The groups grow with the budget; the largest that fits, by bisection.
   int64_t lo = 0,
@@ -142,13 +151,13 @@ inline int64_t KvBudgetBlocksIn(std::span<const int64_t> windows, std::span<cons
 
 // The sequences of `context` positions that `groups` hold: each takes ceil(context /
 // block_tokens) full-attention blocks and, with sliding-window layers (window: theirs),
-// KvSlidingBlocksFor(context) sliding ones.
+// KvSlidingBlocksFor(context, window, block_tokens, step_tokens) sliding ones at most.
 inline int64_t KvSequencesOf(KvGroupBlocks groups, int64_t window, int64_t block_tokens,
-                             int64_t context) {
+                             int64_t context, int64_t step_tokens = 0) {
   const int64_t f = std::max<int64_t>(1, (context + block_tokens - 1) / block_tokens);
   if (window <= 0) return groups.full / f;
-  return std::min(groups.full / f,
-                  groups.sliding / KvSlidingBlocksFor(f * block_tokens, window, block_tokens));
+  return std::min(groups.full / f, groups.sliding / KvSlidingBlocksFor(f * block_tokens, window,
+                                                                       block_tokens, step_tokens));
 }
 
 struct KvCache {
@@ -159,7 +168,8 @@ struct KvCache {
   int64_t block_tokens = 0;      // positions per block
   std::vector<int32_t> blocks;   // the block table, ceil(capacity / block_tokens) ids
   // The sliding-window layers' table, as long as `blocks`; entries before the window are -1
-  // (released, never read). Empty: those layers read `blocks`.
+  // (released, never read), and so are those past the step's positions while a prompt is
+  // prefilled in chunks (not taken yet). Empty: those layers read `blocks`.
   std::vector<int32_t> sliding_blocks;
   std::shared_ptr<void> host_blocks;  // gives `blocks` back to the pool, or null
   // Block pairs (from, to) to copy before the next step writes (copy-on-write of a shared block,

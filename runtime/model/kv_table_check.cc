@@ -2,6 +2,7 @@
 #include "runtime/model/kv_table_check.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <span>
 #include <utility>
 
@@ -13,12 +14,14 @@ namespace {
 constexpr int32_t kReleased = -1;  // a released entry of KvCache::sliding_blocks
 
 // Every id of `table` within [0, blocks); released entries only before block `first_read` (the
-// first one the step reads or writes).
+// first one the step reads or writes) or past `last_read` (a prompt's later chunks, whose
+// sliding blocks are not taken yet).
 Status CheckIds(std::span<const int32_t> table, const char* group, int64_t blocks,
-                int64_t first_read, const KvPoolGroups& pool) {
+                int64_t first_read, const KvPoolGroups& pool, int64_t last_read = INT64_MAX) {
   for (size_t i = 0; i < table.size(); ++i) {
     const int32_t b = table[i];
-    if (b == kReleased && static_cast<int64_t>(i) < first_read) continue;
+    const int64_t at = static_cast<int64_t>(i);
+    if (b == kReleased && (at < first_read || at > last_read)) continue;
     if (b < 0 || b >= blocks) {
       return Status::OutOfRange(
           std::string("a sequence's KV block table of the ") + group + " names block " +
@@ -94,7 +97,9 @@ Status CheckKvTables(const KvCache& c, int64_t n, bool appends, const KvPoolGrou
       appends ? FirstVisiblePosition(c.length + n, std::max<int64_t>(n, 1), pool.window) /
                     pool.block_tokens
               : blocks;
-  return CheckIds(c.sliding_blocks, "sliding-window layers", pool.blocks.sliding, first, pool);
+  const int64_t last = appends ? (c.length + n - 1) / pool.block_tokens : -1;
+  return CheckIds(c.sliding_blocks, "sliding-window layers", pool.blocks.sliding, first, pool,
+                  last);
 }
 
 }  // namespace df11

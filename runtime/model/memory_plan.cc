@@ -354,16 +354,18 @@ void PlanDeviceKvGroups(const DeviceMemoryInputs& in, DeviceMemoryPlan* p) {
   const double row_bytes = static_cast<double>(in.kv_bytes_per_token) / static_cast<double>(layers);
   const int64_t layer_blocks = std::min<int64_t>(
       KvBlocksIn(static_cast<double>(p->kv_bytes), row_bytes, bt), int64_t{INT32_MAX} * layers);
-  p->kv_blocks = std::min<int64_t>(INT32_MAX, KvBudgetBlocksIn(in.model_windows, in.local_windows,
-                                                               layer_blocks, bt, in.context));
+  p->kv_blocks = std::min<int64_t>(
+      INT32_MAX, KvBudgetBlocksIn(in.model_windows, in.local_windows, layer_blocks, bt, in.context,
+                                  in.step_tokens));
   p->kv_tokens = p->kv_blocks * bt;
   p->groups = {p->kv_blocks, 0};
   int64_t window = 0;
   for (int64_t w : in.model_windows) window = std::max(window, w);
   if (window > 0 && p->kv_blocks > 0) {
-    p->groups = KvGroupsOfBudget(in.model_windows, p->kv_tokens, bt, in.context);
+    p->groups = KvGroupsOfBudget(in.model_windows, p->kv_tokens, bt, in.context, in.step_tokens);
   }
-  p->max_sequences = in.context > 0 ? KvSequencesOf(p->groups, window, bt, in.context) : 0;
+  p->max_sequences =
+      in.context > 0 ? KvSequencesOf(p->groups, window, bt, in.context, in.step_tokens) : 0;
 }
 
 }  // namespace

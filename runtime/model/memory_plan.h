@@ -107,6 +107,7 @@ struct DeviceMemoryInputs {
   int64_t kv_bytes_per_token = 0;  // this rank's layers and kv heads, BF16 K and V
   int64_t kv_block_tokens = 16;    // positions per KV block (--kv-block-tokens)
   int64_t context = 0;             // tokens per sequence, for the concurrency figure
+  int64_t step_tokens = 0;         // most positions of a sequence one step writes (0: no limit)
   // Where the sliding-window layers keep their own blocks: every layer's window of the model (0:
   // full attention; the engine splits the budget between the groups over these, for sequences
   // of `context` positions) and this rank's layers' windows (empty model_windows: one group,

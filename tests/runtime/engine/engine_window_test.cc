@@ -4,8 +4,10 @@
 // long sequence holds at most its window's sliding blocks (the run summary's peak) and gets the
 // tokens of a cache that releases nothing; requests preempted when a group runs dry, sharing a
 // prompt prefix, keep the tokens they get alone, and so do requests whose drafted tokens are
-// verified and partly rejected (cut from both groups); every block of both groups is free after
-// the job.
+// verified and partly rejected (cut from both groups); a long prompt prefilled in chunks takes
+// its sliding blocks chunk by chunk (at most ceil((window + step - 2) / block) + 1 at once) and a
+// request sharing its prefix waits until the chunks it shares are computed; every block of both
+// groups is free after the job.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -77,6 +79,60 @@ TEST_F(EngineWindowTest, ALongSequenceHoldsAtMostItsWindowsSlidingBlocks) {
   EXPECT_LE(run.stats.peak_kv_sliding_blocks, 3);
   EXPECT_EQ(run.used_after[0], 0);
   EXPECT_EQ(run.used_after[1], 0);
+}
+
+// A 74-token prompt in chunks of at most 6 tokens, blocks of 4 and a window of 8: each chunk
+// holds the window before its first position and its own positions, at most
+// ceil((8 + 6 - 2) / 4) + 1 = 4 sliding blocks (not the prompt's 19), and the tokens are those
+// of a cache that releases nothing.
+TEST_F(EngineWindowTest, ALongPromptTakesItsSlidingBlocksChunkByChunk) {
+  std::vector<GenerationRequest> requests = Requests(1, 72, 16);
+  ASSERT_EQ(requests[0].prompt.size(), 74u);
+  EngineOptions o;
+  o.batch_size = 1;
+  o.max_step_tokens = 6;
+  Run run = Generate(requests, o, 4);
+  o.max_step_tokens = 0;
+  Run whole = Generate(requests, o, 1 << 20);
+  ASSERT_EQ(run.results.size(), 1u);
+  EXPECT_TRUE(run.results[0].error.empty()) << run.results[0].error;
+  EXPECT_EQ(run.results[0].tokens.size(), 16u);
+  EXPECT_EQ(run.results[0].tokens, whole.results[0].tokens);
+  EXPECT_GE(run.stats.prefill_steps, 74 / 6);
+  EXPECT_EQ(run.stats.peak_kv_blocks, (74 + 16 - 1 + 3) / 4);  // the last token is not written
+  EXPECT_LE(run.stats.peak_kv_sliding_blocks, (8 + 6 - 2 + 3) / 4 + 1);
+  EXPECT_EQ(run.used_after[0], 0);
+  EXPECT_EQ(run.used_after[1], 0);
+}
+
+// Requests sharing a 40-token prefix, prefilled in chunks of 8 over a pool that runs dry: a
+// request waits while the prefix it shares is being computed and shares only computed chunks,
+// so every request keeps the tokens it gets alone.
+TEST_F(EngineWindowTest, ChunkedPromptsSharingAPrefixKeepTheirTokensAndFreeBothGroups) {
+  const std::vector<GenerationRequest> requests = Requests(6, 40, 12);
+  std::vector<std::vector<int32_t>> alone;
+  for (const GenerationRequest& r : requests) {
+    EngineOptions o;
+    o.batch_size = 1;
+    o.prefix_caching = false;
+    Run run = Generate(std::span(&r, 1), o, 4);
+    alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
+  }
+  for (int64_t kv_tokens : {0, 40 * 4}) {
+    EngineOptions o;
+    o.batch_size = 6;
+    o.max_step_tokens = 8;
+    o.kv_tokens = kv_tokens;
+    Run run = Generate(requests, o, 4);
+    ASSERT_EQ(run.results.size(), requests.size());
+    EXPECT_GT(run.stats.prefix_cached_tokens, 0) << kv_tokens;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
+      EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id << " kv " << kv_tokens;
+    }
+    EXPECT_EQ(run.used_after[0], 0);
+    EXPECT_EQ(run.used_after[1], 0);
+  }
 }
 
 TEST_F(EngineWindowTest, PreemptedAndPrefixSharingRequestsKeepTheirTokensAndFreeBothGroups) {

@@ -4,9 +4,9 @@
 // prefix is equal (the hash chain) and only once computed, copy-on-write of shared blocks, LRU eviction of unreferenced
 // cached blocks, and randomised workloads (shared system prompts, forks, preemptions, failed
 // steps, cancellations) that read back every sequence's positions through its table from a
-// simulated store and end with every block free; with a sliding-window group, its blocks
-// released as the window moves on (at most the window's blocks held) and prefix hits shortened
-// to where the window's sliding blocks are still cached.
+// simulated store and end with every block free, also with a sliding-window group and with
+// prompts prefilled in chunks (their sliding blocks taken chunk by chunk, at most the bound of
+// KvSlidingBlocksFor held); the sliding group's own cases are in kv_blocks_window_test.cc.
 #include "runtime/engine/kv_blocks.h"
 
 #include <gtest/gtest.h>
@@ -17,42 +17,17 @@
 #include <random>
 #include <set>
 
+#include "tests/runtime/engine/kv_blocks_test_util.h"
+
 namespace df11 {
 namespace {
 
-std::vector<int32_t> Tokens(int32_t first, int64_t count) {
-  std::vector<int32_t> t(static_cast<size_t>(count));
-  std::iota(t.begin(), t.end(), first);
-  return t;
-}
-
-std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-std::vector<int32_t> One(int32_t token) { return {token}; }
-
-KvBlocks Pool(int64_t blocks, int64_t block_tokens = 16, bool prefix_caching = true,
-              int64_t window = 0, int64_t sliding_blocks = 0) {
-  return KvBlocks({.blocks = blocks,
-                   .block_tokens = block_tokens,
-                   .prefix_caching = prefix_caching,
-                   .window = window,
-                   .sliding_blocks = sliding_blocks});
-}
-
-int64_t Held(std::span<const KvBlockId> table) {
-  return std::count_if(table.begin(), table.end(), [](KvBlockId b) { return b != kReleasedBlock; });
-}
-
-// Opens `id` with `prompt`, writes the rest of it and commits, as a finished prefill does.
-void Prefill(KvBlocks* pool, int64_t id, const std::vector<int32_t>& prompt) {
-  const int64_t cached = pool->Open(id, prompt);
-  std::vector<KvBlockCopy> copies;
-  ASSERT_TRUE(pool->Write(id, std::span(prompt).subspan(static_cast<size_t>(cached)), &copies));
-  pool->Commit(id);
-}
+using kv_test::Concat;
+using kv_test::Held;
+using kv_test::One;
+using kv_test::Pool;
+using kv_test::Prefill;
+using kv_test::Tokens;
 
 TEST(KvBlocks, OptionsNameTheFieldAndTheExpectedRange) {
   Status s = CheckKvBlocksOptions({.blocks = 8, .block_tokens = 0});
@@ -312,9 +287,11 @@ struct Live {
   size_t prompt = 0;            // prompt tokens
 };
 
-void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
+// chunked: prompts written as the engine prefills them in steps of step_tokens, their
+// full-attention blocks at admission (Append), their sliding ones chunk by chunk (Place).
+void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed, bool chunked = false) {
   SCOPED_TRACE("seed " + std::to_string(seed) + (prefix_caching ? " caching" : " no caching") +
-               (windowed ? " windowed" : ""));
+               (windowed ? " windowed" : "") + (chunked ? " chunked" : ""));
   std::mt19937 rng(seed);
   auto pick = [&](int64_t lo, int64_t hi) {
     return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
@@ -322,7 +299,8 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
   const int64_t block_tokens = pick(1, 8), blocks = pick(6, 40);
   const int64_t window = windowed ? pick(1, 3 * block_tokens) : 0;
   const int64_t sliding_blocks = windowed ? pick(6, 40) : 0;
-  KvBlocks pool = Pool(blocks, block_tokens, prefix_caching, window, sliding_blocks);
+  const int64_t step = chunked ? pick(1, 2 * block_tokens) : 0;
+  KvBlocks pool = Pool(blocks, block_tokens, prefix_caching, window, sliding_blocks, step);
   Store store(blocks, block_tokens), sliding(std::max<int64_t>(1, sliding_blocks), block_tokens);
   auto copy = [&](const KvBlockCopy& c) { (c.group == kFullGroup ? store : sliding).Copy(c); };
   // Writes position p's row in both groups.
@@ -344,7 +322,7 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
     // The sliding layers' table: the window of the next position is there, and nothing far
     // older than it.
     std::span<const KvBlockId> st = pool.sliding_table(s.id);
-    ASSERT_EQ(st.size(), table.size());
+    ASSERT_EQ(static_cast<int64_t>(st.size()), pool.BlocksFor(s.written));  // placed positions
     for (int64_t p = std::max<int64_t>(0, s.written - window); p < s.written; ++p) {
       ASSERT_NE(st[static_cast<size_t>(p / block_tokens)], kReleasedBlock) << "pos " << p;
       ASSERT_EQ(sliding.At(st, p), Store::Value(s.tokens, p))
@@ -352,6 +330,9 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
     }
     if (s.written > static_cast<int64_t>(s.prompt)) {  // decoding: at most the window's blocks
       ASSERT_LE(Held(st), pool.BlocksFor(window) + 1) << "sequence " << s.id;
+    }
+    if (chunked) {  // prefilling: the window before a chunk and the chunk
+      ASSERT_LE(Held(st), pool.SlidingBlocksFor(s.written, step)) << "sequence " << s.id;
     }
   };
   auto end = [&](size_t i) {
@@ -369,8 +350,16 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
       s.written = pool.Open(s.id, prompt);
       hits += s.written;
       std::vector<KvBlockCopy> copies;
-      ASSERT_TRUE(pool.Write(s.id, std::span(prompt).subspan(static_cast<size_t>(s.written)), &copies))
-          << "PromptCost promised room";
+      const auto rest = std::span(prompt).subspan(static_cast<size_t>(s.written));
+      const int64_t first_chunk =
+          chunked ? std::min<int64_t>(prompt.size(), s.written + step) : prompt.size();
+      if (chunked) {
+        ASSERT_TRUE(pool.Append(s.id, rest, &copies)) << "PromptCost promised room";
+        ASSERT_TRUE(pool.Place(s.id, s.written, first_chunk, &copies))
+            << "PromptCost promised room for the first chunk";
+      } else {
+        ASSERT_TRUE(pool.Write(s.id, rest, &copies)) << "PromptCost promised room";
+      }
       for (const KvBlockCopy& c : copies) copy(c);
       for (int64_t p = 0; p < s.written; ++p) {  // cached rows are what a computation would give
         ASSERT_EQ(store.At(pool.table(s.id), p), Store::Value(prompt, p));
@@ -378,18 +367,33 @@ void RandomWorkload(uint32_t seed, bool prefix_caching, bool windowed) {
           ASSERT_EQ(sliding.At(pool.sliding_table(s.id), p), Store::Value(prompt, p));
         }
       }
-      for (int64_t p = s.written; p < static_cast<int64_t>(prompt.size()); ++p) {
-        put(s.id, p, Store::Value(prompt, p));
-      }
-      s.written = static_cast<int64_t>(prompt.size());
+      for (int64_t p = s.written; p < first_chunk; ++p) put(s.id, p, Store::Value(prompt, p));
+      s.written = first_chunk;
       if (pick(0, 9) == 0) {  // the step failed: the request ends without committing
         pool.Free(s.id);
         continue;
       }
-      pool.Commit(s.id);
+      pool.Commit(s.id, s.written);
       live.push_back(std::move(s));
+    } else if (kind <= 6 && chunked && !live.empty() &&
+               live.back().written < static_cast<int64_t>(live.back().prompt)) {
+      // The next chunk of the latest admitted prompt.
+      Live& s = live.back();
+      const int64_t begin = s.written;
+      const int64_t stop = std::min<int64_t>(s.prompt, begin + step);
+      std::vector<KvBlockCopy> copies;
+      if (!pool.Place(s.id, begin, stop, &copies)) {  // dry: the latest admitted is preempted
+        ASSERT_EQ(copies.size(), 0u);
+        end(live.size() - 1);
+        continue;
+      }
+      for (const KvBlockCopy& c : copies) copy(c);
+      for (int64_t p = begin; p < stop; ++p) put(s.id, p, Store::Value(s.tokens, p));
+      s.written = stop;
+      pool.Commit(s.id, stop);
     } else if (kind <= 6 && !live.empty()) {  // a decode step of one sequence
       const size_t i = static_cast<size_t>(pick(0, static_cast<int64_t>(live.size()) - 1));
+      if (live[i].written < static_cast<int64_t>(live[i].tokens.size())) continue;  // prefilling
       const int32_t token = static_cast<int32_t>(pick(0, 3));
       std::vector<KvBlockCopy> copies;
       while (!pool.Write(live[i].id, One(token), &copies)) {  // dry: preempt the latest admitted
@@ -458,8 +462,10 @@ TEST(KvBlocks, RandomWorkloadsReadBackTheirOwnRowsAndEndWithEveryBlockFree) {
   const uint32_t base = std::random_device{}();
   for (uint32_t i = 0; i < 40; ++i) {
     for (bool windowed : {false, true}) {
-      RandomWorkload(base + i, /*prefix_caching=*/true, windowed);
-      RandomWorkload(base + i, /*prefix_caching=*/false, windowed);
+      for (bool chunked : {false, true}) {
+        RandomWorkload(base + i, /*prefix_caching=*/true, windowed, chunked);
+        RandomWorkload(base + i, /*prefix_caching=*/false, windowed, chunked);
+      }
     }
     if (::testing::Test::HasFatalFailure()) return;
   }
@@ -476,111 +482,6 @@ TEST(KvBlocks, ASystemPromptIsPrefilledOnce) {
   }
   EXPECT_EQ(cached, 9 * 16);
   EXPECT_EQ(pool.used_blocks(), 4 + 10);
-}
-
-TEST(KvBlocks, ADecodingSequenceHoldsAtMostTheWindowsSlidingBlocks) {
-  const int64_t window = 6, block_tokens = 4;
-  KvBlocks pool = Pool(64, block_tokens, /*prefix_caching=*/true, window, 64);
-  std::vector<int32_t> tokens = Tokens(1, 3);
-  Prefill(&pool, 0, tokens);
-  for (int32_t t = 0; t < 50; ++t) {
-    std::vector<KvBlockCopy> copies;
-    ASSERT_TRUE(pool.Write(0, One(t), &copies));
-    pool.Commit(0);
-    const int64_t length = pool.length(0);
-    std::span<const KvBlockId> full = pool.table(0), sliding = pool.sliding_table(0);
-    ASSERT_EQ(Held(full), pool.BlocksFor(length));  // full-attention layers keep everything
-    ASSERT_EQ(sliding.size(), full.size());
-    // Released: the blocks wholly before the window of the position just written.
-    const int64_t first = std::max<int64_t>(0, length - 1 - window + 1) / block_tokens;
-    for (int64_t i = 0; i < static_cast<int64_t>(sliding.size()); ++i) {
-      EXPECT_EQ(sliding[static_cast<size_t>(i)] == kReleasedBlock, i < first)
-          << "length " << length << " block " << i;
-    }
-    ASSERT_LE(Held(sliding), pool.BlocksFor(window) + 1);
-  }
-  EXPECT_EQ(pool.used_blocks(), pool.BlocksFor(53));
-  EXPECT_LE(pool.peak_used_blocks(kSlidingGroup), pool.BlocksFor(window) + 1);
-  pool.Free(0);
-  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
-}
-
-TEST(KvBlocks, APrefixHitIsShortenedToWhereTheWindowsSlidingBlocksAreCached) {
-  const int64_t window = 4, block_tokens = 4;
-  KvBlocks pool = Pool(32, block_tokens, /*prefix_caching=*/true, window, /*sliding_blocks=*/5);
-  const std::vector<int32_t> system = Tokens(1, 16);
-  Prefill(&pool, 0, system);
-  const std::vector<KvBlockId> kept(pool.sliding_table(0).begin(), pool.sliding_table(0).end());
-  pool.Free(0);  // sliding blocks cached, the last one first in line for eviction
-  EXPECT_EQ(pool.CachedPrefix(Concat(system, One(99))), 16);
-  // Another sequence takes the one free sliding block and evicts the last cached one.
-  Prefill(&pool, 1, Tokens(500, 8));
-  EXPECT_EQ(pool.sliding_table(1)[1], kept[3]);
-  EXPECT_TRUE(pool.cached(kept[2], kSlidingGroup));
-  // The full blocks are all cached, but the window before position 16 is gone: 12 positions,
-  // whose window (block 2) is still there.
-  const std::vector<int32_t> prompt = Concat(system, One(99));
-  EXPECT_EQ(pool.CachedPrefix(prompt), 12);
-  EXPECT_EQ(pool.PromptCost(prompt, kFullGroup), 2 + 3);     // 2 new, 3 leave the LRU
-  EXPECT_EQ(pool.PromptCost(prompt, kSlidingGroup), 2 + 1);  // 2 new, block 2 leaves the LRU
-  ASSERT_TRUE(pool.PromptFits(prompt));
-  EXPECT_EQ(pool.Open(2, prompt), 12);
-  std::span<const KvBlockId> sliding = pool.sliding_table(2);
-  ASSERT_EQ(sliding.size(), 3u);
-  EXPECT_EQ(sliding[0], kReleasedBlock);
-  EXPECT_EQ(sliding[1], kReleasedBlock);
-  EXPECT_EQ(sliding[2], kept[2]);
-  std::vector<KvBlockCopy> copies;
-  ASSERT_TRUE(pool.Write(2, std::span(prompt).subspan(12), &copies));
-  EXPECT_TRUE(copies.empty());
-  pool.Commit(2);
-  pool.Free(1);
-  pool.Free(2);
-  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
-}
-
-// Rejected drafts leave both groups: the sliding blocks past the cut go back to their pool, a
-// block the cut leaves partial leaves the prefix cache in both groups, and the window of the
-// next position is still held.
-TEST(KvBlocks, TruncateReleasesRejectedDraftsInBothGroups) {
-  const int64_t window = 4, block_tokens = 4;
-  KvBlocks pool = Pool(32, block_tokens, /*prefix_caching=*/true, window, 32);
-  const std::vector<int32_t> prompt = Tokens(10, 10);
-  Prefill(&pool, 1, prompt);  // positions 0..9: blocks 0, 1, 2 (half)
-  std::vector<KvBlockCopy> copies;
-  // A step feeds the last token and 5 drafts: positions 10..15 fill blocks 2 and 3, and the
-  // sliding blocks before the window of position 10 (block 0) go.
-  const std::vector<int32_t> drafted = {50, 51, 52, 53, 54, 55};
-  ASSERT_TRUE(pool.Write(1, drafted, &copies));
-  EXPECT_EQ(pool.sliding_table(1)[0], kReleasedBlock);
-  EXPECT_EQ(Held(pool.sliding_table(1)), 3);
-  const KvBlockId filled = pool.sliding_table(1)[2];
-  EXPECT_TRUE(pool.cached(filled, kSlidingGroup));
-  // One accepted: positions 0..11 stay; block 3 goes back in both groups, block 2 is full.
-  pool.Truncate(1, 12);
-  EXPECT_EQ(pool.table(1).size(), 3u);
-  EXPECT_EQ(pool.sliding_table(1).size(), 3u);
-  EXPECT_EQ(pool.used_blocks(kSlidingGroup), 2);
-  // Cut inside block 2: it leaves the cache in both groups.
-  pool.Truncate(1, 11);
-  EXPECT_FALSE(pool.cached(filled, kSlidingGroup));
-  EXPECT_FALSE(pool.cached(pool.table(1)[2]));
-  pool.Commit(1);
-  EXPECT_EQ(pool.CachedPrefix(Concat(Concat(prompt, {50, 51, 52, 53}), {1})), 8);
-  // On from position 11: the window of position 11 (positions 8..11) is all there.
-  ASSERT_TRUE(pool.Write(1, std::vector<int32_t>{60, 61, 62, 63, 64}, &copies));
-  pool.Commit(1);
-  EXPECT_EQ(pool.sliding_table(1)[1], kReleasedBlock);
-  EXPECT_LE(Held(pool.sliding_table(1)), pool.BlocksFor(window) + 1);
-  pool.Free(1);
-  EXPECT_EQ(pool.used_blocks(kFullGroup) + pool.used_blocks(kSlidingGroup), 0);
-}
-
-TEST(KvBlocks, APromptLongerThanTheSlidingPoolNeverFits) {
-  KvBlocks pool = Pool(64, 4, /*prefix_caching=*/true, /*window=*/4, /*sliding_blocks=*/4);
-  EXPECT_TRUE(pool.EverFits(16, 200));   // 4 sliding blocks for the prompt, then 2
-  EXPECT_FALSE(pool.EverFits(17, 17));   // its 5 sliding blocks are held while it is written
-  EXPECT_FALSE(pool.EverFits(4, 260));   // 65 full blocks
 }
 
 }  // namespace
