@@ -32,7 +32,8 @@ CLI::App* AddPlanCommand(CLI::App* app, PlanFlags* f) {
       ->check(IntegerIn(0));
   plan->add_option("--max-step-tokens", o.workspace_tokens,
                    "tokens one forward step takes (df11-run's --max-step-tokens): the step "
-                   "workspace is sized for them")
+                   "workspace is sized for them, and a prompt chunk of them holds its sliding-"
+                   "window layers' blocks")
       ->check(IntegerIn(1, int64_t{1} << 24))->capture_default_str();
   plan->add_option("--kv-block-tokens", o.kv_block_tokens,
                    "positions per KV cache block (df11-run's --kv-block-tokens): the cache is "

@@ -141,8 +141,9 @@ void PlanKv(double row_bytes, int64_t layers, const MemoryPlanOptions& o, Memory
 
 // The window saving of *p (PlanKv's figures set): the stage whose layers take the most KV bytes
 // for a sequence of the context, its full-attention layers' blocks of every position and its
-// sliding ones' KvSlidingBlocksFor; the sequences that fit are those of the engine's split of the
-// memory between the two groups (SplitKvBlocks, which keeps a whole context's sliding blocks).
+// sliding ones' KvSlidingBlocksFor (a prompt taking them chunk by chunk, a step of
+// workspace_tokens, df11-run's --max-step-tokens); the sequences that fit are those of the
+// engine's split of the memory between the two groups (SplitKvBlocks).
 void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, double row_bytes,
                       const MemoryPlanOptions& o, MemoryPlan* p) {
   const int64_t bt = o.kv_block_tokens, f = BlocksOfSequence(p->context, bt);
@@ -155,7 +156,7 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
       sliding += LayerWindow(c, l) > 0 ? 1 : 0;
       window = std::max(window, LayerWindow(c, l));
     }
-    const int64_t s = KvSlidingBlocksFor(p->context, window, bt);
+    const int64_t s = KvSlidingBlocksFor(p->context, window, bt, o.workspace_tokens);
     const double bytes = row_bytes * static_cast<double>(bt) *
                          static_cast<double>(f * (held.size() - sliding) + s * sliding);
     if (bytes > p->sequence_kv_bytes) {
@@ -169,8 +170,8 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
   if (p->window_layers == 0) return;
   const int64_t blocks =
       KvBlocksIn(p->kv_bytes, row_bytes * static_cast<double>(worst.size()), o.kv_block_tokens);
-  const KvGroupBlocks split = SplitKvBlocks(worst, blocks, bt, p->context);
-  p->windowed_sequences = KvSequencesOf(split, p->window, bt, p->context);
+  const KvGroupBlocks split = SplitKvBlocks(worst, blocks, bt, p->context, o.workspace_tokens);
+  p->windowed_sequences = KvSequencesOf(split, p->window, bt, p->context, o.workspace_tokens);
   p->windowed_kv_tokens = p->windowed_sequences * p->context;
 }
 

@@ -7,7 +7,8 @@
 // layer's blocks (kv_blocks: blocks of every layer the worst rank holds); where layers slide, the
 // window saving beside them: those layers keep their own blocks and release the ones before their
 // window, so a sequence of T positions takes ceil(T / block) blocks of the full-attention layers
-// and min(ceil(T / block), ceil(window / block) + 1) of the sliding ones.
+// and min(ceil(T / block), ceil((window + step - 2) / block) + 1) of the sliding ones (a prompt
+// takes them chunk by chunk, a step of workspace_tokens positions).
 #pragma once
 
 #include <cstdint>

@@ -83,9 +83,12 @@ TEST(MemoryPlan, Bf16KvBlocksDoubleLlama405bTp8Tokens) {
 
 // Gemma 3 27B (configs/models/gemma-3-27b-it: 62 layers, 52 of them with a 1024-token window) on
 // one 80 GB GPU at 32k context: the KV blocks count every layer, and beside them the window
-// saving: a sequence takes 2048 blocks of its 10 full-attention layers and 65 of its 52 sliding
-// ones, so more sequences fit with the saving than without (those of the engine's split of the
-// memory between the groups); a model without sliding-window layers prints no saving.
+// saving: a sequence takes 2048 blocks of its 10 full-attention layers and of its 52 sliding ones
+// at most ceil((1024 + 2048 - 2) / 16) + 1 = 193 (a prompt's chunks of the default 2048-token
+// step each hold the window before them, 65 blocks once it decodes), so more sequences fit with
+// the saving than without (those of the engine's split of the memory between the groups); on
+// 2 x 24 GB (TP 2) one sequence fits with the saving and none without; a model without
+// sliding-window layers prints no saving.
 TEST(MemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
   auto c = LoadModelConfig(kConfigs + "/models/gemma-3-27b-it");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -100,14 +103,14 @@ TEST(MemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
   EXPECT_TRUE(p->fits);
   EXPECT_EQ(p->window_layers, 52);
   EXPECT_EQ(p->window, 1024);
-  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, 8192.0 * 16 * (2048 * 10 + 65 * 52));
+  EXPECT_DOUBLE_EQ(p->sequence_kv_bytes, 8192.0 * 16 * (2048 * 10 + 193 * 52));
   EXPECT_DOUBLE_EQ(p->sequence_kv_bytes_full, 8192.0 * 16 * 2048 * 62);
-  // The engine's split: the sliding pool keeps a whole context (a prompt's blocks are all held
-  // while it is written), the full-attention layers get the rest.
+  // The engine's split: the sliding pool keeps at least one sequence's 193 blocks, the
+  // full-attention layers get the rest.
   const int64_t units = p->kv_blocks * 62, sliding = std::max<int64_t>(
-      static_cast<int64_t>(static_cast<double>(units) / (2048 * 10 + 65 * 52) * 65), 2048);
+      static_cast<int64_t>(static_cast<double>(units) / (2048 * 10 + 193 * 52) * 193), 193);
   EXPECT_EQ(p->windowed_sequences,
-            std::min((units - sliding * 52) / 10 / 2048, sliding / 65));
+            std::min((units - sliding * 52) / 10 / 2048, sliding / 193));
   EXPECT_EQ(p->windowed_kv_tokens, p->windowed_sequences * 32768);
   EXPECT_GT(p->windowed_sequences, 3 * p->max_sequences);
   const std::string text = p->Format(o);
@@ -120,6 +123,21 @@ TEST(MemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
       << text;
   EXPECT_NE(text.find("without it " + std::to_string(p->max_sequences) + " ("), std::string::npos)
       << text;
+  // 2 x 24 GB, TP 2: less than one context's KV for every layer, one sequence with the saving.
+  MemoryPlanOptions two = o;
+  two.tp = 2;
+  two.gpu_memory_bytes = 24.0 * (1 << 30);
+  auto small = PlanMemory(*c, two);
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ(small->max_sequences, 0);
+  EXPECT_EQ(small->windowed_sequences, 1);
+  // Steps of 512 tokens: chunks hold ceil((1024 + 510) / 16) + 1 = 97 sliding blocks, more fit.
+  two.workspace_tokens = 512;
+  auto short_steps = PlanMemory(*c, two);
+  ASSERT_TRUE(short_steps.ok()) << short_steps.status().ToString();
+  // TP 2: 8 kv heads a GPU, 4096 bytes per position and layer.
+  EXPECT_DOUBLE_EQ(short_steps->sequence_kv_bytes, 4096.0 * 16 * (2048 * 10 + 97 * 52));
+  EXPECT_GE(short_steps->windowed_sequences, small->windowed_sequences);
   // A sequence shorter than a window: nothing to save.
   o.context = 512;
   p = PlanMemory(*c, o);
