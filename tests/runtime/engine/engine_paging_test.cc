@@ -7,7 +7,8 @@
 // ones apart); requests sharing a prompt prefix find it in the
 // prefix cache (also in a later Generate call) and get the tokens of a cold run; a request that
 // can never fit gets an error naming the figures; after any job, including one stopped by a
-// failing callback or a failing step, every block is free again.
+// failing callback or a failing step, every block is free again, and a prompt stopped midway
+// through its chunks leaves only its computed blocks to share.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -205,6 +206,30 @@ TEST_F(EnginePagingTest, AStoppedJobLeavesEveryBlockFree) {
   auto again = engine.Generate(std::span(requests).subspan(0, 2));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[0].tokens.size(), 12u);
+  EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
+}
+
+// A job stopped while a prompt is prefilled in chunks: only the chunks computed before the stop
+// may be shared by a later call (none here: the first chunk fills no block), so the same prompt
+// gets the tokens of a cold run, not K/V that were never computed.
+TEST_F(EnginePagingTest, APromptStoppedMidPrefillLeavesNoUncomputedBlocksToShare) {
+  CpuBackend backend(weights_, {});
+  LocalStepRunner runner(&backend);
+  EngineOptions o;
+  o.max_step_tokens = 8;
+  Engine engine(&runner, o);
+  // A 2-token prompt done in the first step, beside the first 6-token chunk of a 66-token one.
+  std::vector<GenerationRequest> requests = Requests(1, 0, 1);
+  requests.push_back(Requests(1, 64, 6)[0]);
+  requests[1].id = "long";
+  const Status s = engine.Generate(requests, [](size_t, GenerationResult) {
+    return Status::Cancelled("stopped by the caller");
+  });
+  EXPECT_EQ(s.code(), StatusCode::kCancelled);
+  auto again = engine.Generate(std::span(&requests[1], 1));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(engine.stats().prefix_cached_tokens, 0);
+  EXPECT_EQ((*again)[0].tokens, Alone(std::span(&requests[1], 1))[0]);
   EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
 }
 

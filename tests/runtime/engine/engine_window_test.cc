@@ -118,7 +118,7 @@ TEST_F(EngineWindowTest, ChunkedPromptsSharingAPrefixKeepTheirTokensAndFreeBothG
     Run run = Generate(std::span(&r, 1), o, 4);
     alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
   }
-  for (int64_t kv_tokens : {0, 40 * 4}) {
+  for (int64_t kv_tokens : {0, 20 * 4}) {
     EngineOptions o;
     o.batch_size = 6;
     o.max_step_tokens = 8;
@@ -126,6 +126,9 @@ TEST_F(EngineWindowTest, ChunkedPromptsSharingAPrefixKeepTheirTokensAndFreeBothG
     Run run = Generate(requests, o, 4);
     ASSERT_EQ(run.results.size(), requests.size());
     EXPECT_GT(run.stats.prefix_cached_tokens, 0) << kv_tokens;
+    if (kv_tokens > 0) {
+      EXPECT_GT(run.stats.preemptions, 0);
+    }
     for (size_t i = 0; i < requests.size(); ++i) {
       EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
       EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id << " kv " << kv_tokens;
