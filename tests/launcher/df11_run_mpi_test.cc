@@ -324,7 +324,7 @@ TEST_F(Df11RunMpi, PagedKvCacheMatchesOneProcess) {
 // Gemma 3 (a window of 8 on 3 of 4 layers) under tp 2 x pp 2: the leader plans both block
 // groups' tables and every rank uses them (the first stage holds only sliding-window layers,
 // the second one of each); the output equals one process's, and both keep the sliding layers'
-// blocks to their window.
+// blocks to their window, also with prompts prefilled in chunks (the same tokens).
 TEST_F(Df11RunMpi, SlidingWindowBlockGroupMatchesOneProcess) {
   CommandResult r = Sh(kDf11 +
                        " -q make-tiny --arch gemma3_text --layers 4 --hidden 128 --heads 4 "
@@ -342,30 +342,38 @@ TEST_F(Df11RunMpi, SlidingWindowBlockGroupMatchesOneProcess) {
                     std::to_string(i) + R"(", "max_tokens": 48})");
   }
   const std::string in = WriteInput("window.jsonl", lines);
-  const std::string flags =
-      " --input " + in + " --threads 1 --batch-size 4 --kv-block-tokens 4 --kv-tokens 4096";
-  CommandResult one = Sh(kRun + " generate --model " + dir_ + "/g.df11 --output " + dir_ +
-                         "/window-one.jsonl" + flags);
-  ASSERT_EQ(one.status, 0) << one.err;
-  CommandResult mpi = Sh(Mpirun(4, "generate --model " + dir_ + "/g.tp2pp2 --output " + dir_ +
-                                       "/window-mpi.jsonl" + flags));
-  ASSERT_EQ(mpi.status, 0) << mpi.err;
-  EXPECT_EQ(ReadFile(dir_ + "/window-one.jsonl"), ReadFile(dir_ + "/window-mpi.jsonl"));
-  std::string summaries[2];
-  for (int k = 0; k < 2; ++k) {
-    const std::string& err = (k == 0 ? one : mpi).err;
-    const size_t at = err.find("KV cache: peak ");
-    ASSERT_NE(at, std::string::npos) << err;
-    summaries[k] = err.substr(at, err.find(';', at) - at);
-    int full = 0, sliding = 0;
-    ASSERT_EQ(std::sscanf(summaries[k].c_str(),
-                          "KV cache: peak %d blocks in use (+ %d of the sliding-window layers)",
-                          &full, &sliding),
-              2)
-        << summaries[k];
-    EXPECT_LT(sliding, full) << summaries[k];
+  // Also with prompts prefilled in chunks of 4 tokens, their sliding blocks taken chunk by chunk
+  // (the tables sent are shorter than the full-attention ones until a prompt is done).
+  for (const std::string step : {"", " --max-step-tokens 4"}) {
+    SCOPED_TRACE(step);
+    const std::string flags = " --input " + in +
+                              " --threads 1 --batch-size 4 --kv-block-tokens 4 --kv-tokens 4096" +
+                              step;
+    const std::string out = dir_ + (step.empty() ? "/window" : "/window-chunked");
+    CommandResult one =
+        Sh(kRun + " generate --model " + dir_ + "/g.df11 --output " + out + "-one.jsonl" + flags);
+    ASSERT_EQ(one.status, 0) << one.err;
+    CommandResult mpi = Sh(Mpirun(
+        4, "generate --model " + dir_ + "/g.tp2pp2 --output " + out + "-mpi.jsonl" + flags));
+    ASSERT_EQ(mpi.status, 0) << mpi.err;
+    EXPECT_EQ(ReadFile(out + "-one.jsonl"), ReadFile(out + "-mpi.jsonl"));
+    EXPECT_EQ(ReadFile(out + "-one.jsonl"), ReadFile(dir_ + "/window-one.jsonl"));
+    std::string summaries[2];
+    for (int k = 0; k < 2; ++k) {
+      const std::string& err = (k == 0 ? one : mpi).err;
+      const size_t at = err.find("KV cache: peak ");
+      ASSERT_NE(at, std::string::npos) << err;
+      summaries[k] = err.substr(at, err.find(';', at) - at);
+      int full = 0, sliding = 0;
+      ASSERT_EQ(std::sscanf(summaries[k].c_str(),
+                            "KV cache: peak %d blocks in use (+ %d of the sliding-window layers)",
+                            &full, &sliding),
+                2)
+          << summaries[k];
+      EXPECT_LT(sliding, full) << summaries[k];
+    }
+    EXPECT_EQ(summaries[0], summaries[1]);
   }
-  EXPECT_EQ(summaries[0], summaries[1]);
 }
 
 TEST_F(Df11RunMpi, WrongWorldSize) {
