@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The checks a fixed paged pool (the CUDA backend's device pool) makes on a step's tables, with
 // sliding-window layers in their own group: ids within each group's pool, the sliding table as
-// long as the full one, released sliding entries only where the step's window no longer reads,
-// the block size, copy-on-write pairs within their group's pool; each refusal names the group's
-// table and what was expected.
+// long as the full one, released sliding entries only where the step's window no longer reads
+// (before it, or past the step's positions while a prompt is prefilled in chunks), the block
+// size, copy-on-write pairs within their group's pool; each refusal names the group's table and
+// what was expected.
 #include "runtime/model/kv_table_check.h"
 
 #include <gtest/gtest.h>
@@ -100,6 +101,18 @@ TEST(KvTableCheck, ReleasedSlidingBlocksOnlyBeforeTheWindow) {
   c.blocks[0] = -1;
   ExpectRefused(c, 1, Pool(), StatusCode::kOutOfRange,
                 "table of the full-attention layers names block -1 at entry 0");
+}
+
+// A prompt prefilled in chunks: the full table holds the whole prompt's blocks, the sliding one
+// only those up to the chunk's end; the later entries are not taken yet (-1) and never read by
+// this step, but a -1 the step writes into is refused.
+TEST(KvTableCheck, ALaterChunksSlidingEntriesMayBeReleased) {
+  KvCache c = Cache();
+  c.length = 4;  // positions 4-7 written this step, 8-15 by later chunks
+  c.sliding_blocks = {5, 4, -1, -1};
+  EXPECT_TRUE(CheckKvTables(c, 4, true, Pool()).ok());
+  ExpectRefused(c, 5, Pool(), StatusCode::kOutOfRange,
+                "names block -1 at entry 2 (released, but its window still reads it)");
 }
 
 TEST(KvTableCheck, CopiesStayInTheirGroupsPool) {
