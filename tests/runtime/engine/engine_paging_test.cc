@@ -41,20 +41,13 @@ class EnginePagingTest : public ::testing::Test {
     dir_.reset();
   }
 
-  // n requests, prompts of 2..9 tokens after a shared prefix of `shared` tokens; every third
-  // sampled.
+  // test_support::PrefixedRequests, every third sampled.
   static std::vector<GenerationRequest> Requests(int n, int shared, int64_t max_tokens) {
-    std::vector<GenerationRequest> r(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      r[i].id = "r" + std::to_string(i);
-      for (int j = 0; j < shared; ++j) r[i].prompt.push_back(300 + j);
-      for (int j = 0; j < 2 + i % 8; ++j) r[i].prompt.push_back(5 + 11 * i + j);
-      r[i].max_tokens = max_tokens;
-      if (i % 3 == 2) {
-        r[i].sampling.temperature = 0.9f;
-        r[i].sampling.top_p = 0.95f;
-        r[i].seed = 100 + i;
-      }
+    std::vector<GenerationRequest> r = test_support::PrefixedRequests(n, shared, max_tokens);
+    for (int i = 2; i < n; i += 3) {
+      r[i].sampling.temperature = 0.9f;
+      r[i].sampling.top_p = 0.95f;
+      r[i].seed = 100 + i;
     }
     return r;
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "runtime/engine/engine.h"
@@ -33,6 +34,19 @@ inline EngineRun RunEngine(Engine& engine, std::span<const GenerationRequest> re
     if (blocks->groups() == 2) run.sliding_total = blocks->total_blocks(kSlidingGroup);
   }
   return run;
+}
+
+// n greedy requests: prompts of a prefix of `shared` tokens shared by all, then 2..9 tokens of
+// their own.
+inline std::vector<GenerationRequest> PrefixedRequests(int n, int shared, int64_t max_tokens) {
+  std::vector<GenerationRequest> r(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    r[i].id = "r" + std::to_string(i);
+    for (int j = 0; j < shared; ++j) r[i].prompt.push_back(300 + j);
+    for (int j = 0; j < 2 + i % 8; ++j) r[i].prompt.push_back(5 + 11 * i + j);
+    r[i].max_tokens = max_tokens;
+  }
+  return r;
 }
 
 }  // namespace df11::test_support

@@ -47,16 +47,35 @@ class EngineWindowTest : public ::testing::Test {
     return run;
   }
 
-  // n requests: a shared prefix of `shared` tokens, then 2..9 of their own.
   static std::vector<GenerationRequest> Requests(int n, int shared, int64_t max_tokens) {
-    std::vector<GenerationRequest> r(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      r[i].id = "r" + std::to_string(i);
-      for (int j = 0; j < shared; ++j) r[i].prompt.push_back(300 + j);
-      for (int j = 0; j < 2 + i % 8; ++j) r[i].prompt.push_back(5 + 11 * i + j);
-      r[i].max_tokens = max_tokens;
+    return test_support::PrefixedRequests(n, shared, max_tokens);
+  }
+
+  // The tokens each request gets run alone (blocks of 4, no prefix caching).
+  static std::vector<std::vector<int32_t>> Alone(const std::vector<GenerationRequest>& requests) {
+    std::vector<std::vector<int32_t>> alone;
+    for (const GenerationRequest& r : requests) {
+      EngineOptions o;
+      o.batch_size = 1;
+      o.prefix_caching = false;
+      Run run = Generate(std::span(&r, 1), o, 4);
+      alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
     }
-    return r;
+    return alone;
+  }
+
+  // Every request succeeded with the tokens it gets alone; both groups' blocks are free.
+  static void ExpectTokensAndBothGroupsFree(const Run& run,
+                                            const std::vector<GenerationRequest>& requests,
+                                            const std::vector<std::vector<int32_t>>& alone,
+                                            const std::string& context) {
+    ASSERT_EQ(run.results.size(), requests.size()) << context;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
+      EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id << " " << context;
+    }
+    EXPECT_EQ(run.used_after[0], 0) << context;
+    EXPECT_EQ(run.used_after[1], 0) << context;
   }
 
   static ModelWeights* weights_;
@@ -110,14 +129,7 @@ TEST_F(EngineWindowTest, ALongPromptTakesItsSlidingBlocksChunkByChunk) {
 // so every request keeps the tokens it gets alone.
 TEST_F(EngineWindowTest, ChunkedPromptsSharingAPrefixKeepTheirTokensAndFreeBothGroups) {
   const std::vector<GenerationRequest> requests = Requests(6, 40, 12);
-  std::vector<std::vector<int32_t>> alone;
-  for (const GenerationRequest& r : requests) {
-    EngineOptions o;
-    o.batch_size = 1;
-    o.prefix_caching = false;
-    Run run = Generate(std::span(&r, 1), o, 4);
-    alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
-  }
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
   for (int64_t kv_tokens : {0, 20 * 4}) {
     EngineOptions o;
     o.batch_size = 6;
@@ -129,25 +141,13 @@ TEST_F(EngineWindowTest, ChunkedPromptsSharingAPrefixKeepTheirTokensAndFreeBothG
     if (kv_tokens > 0) {
       EXPECT_GT(run.stats.preemptions, 0);
     }
-    for (size_t i = 0; i < requests.size(); ++i) {
-      EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
-      EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id << " kv " << kv_tokens;
-    }
-    EXPECT_EQ(run.used_after[0], 0);
-    EXPECT_EQ(run.used_after[1], 0);
+    ExpectTokensAndBothGroupsFree(run, requests, alone, "kv " + std::to_string(kv_tokens));
   }
 }
 
 TEST_F(EngineWindowTest, PreemptedAndPrefixSharingRequestsKeepTheirTokensAndFreeBothGroups) {
   const std::vector<GenerationRequest> requests = Requests(8, 12, 40);
-  std::vector<std::vector<int32_t>> alone;
-  for (const GenerationRequest& r : requests) {
-    EngineOptions o;
-    o.batch_size = 1;
-    o.prefix_caching = false;
-    Run run = Generate(std::span(&r, 1), o, 4);
-    alone.push_back(run.results.empty() ? std::vector<int32_t>() : run.results[0].tokens);
-  }
+  const std::vector<std::vector<int32_t>> alone = Alone(requests);
   EngineOptions o;
   o.batch_size = 8;
   o.kv_tokens = 40 * 4;  // split between the groups for sequences of the 96-token context
@@ -155,12 +155,7 @@ TEST_F(EngineWindowTest, PreemptedAndPrefixSharingRequestsKeepTheirTokensAndFree
   ASSERT_EQ(run.results.size(), requests.size());
   EXPECT_GT(run.stats.preemptions, 0);
   EXPECT_GT(run.stats.prefix_cached_tokens, 0);
-  for (size_t i = 0; i < requests.size(); ++i) {
-    EXPECT_TRUE(run.results[i].error.empty()) << run.results[i].error;
-    EXPECT_EQ(run.results[i].tokens, alone[i]) << requests[i].id;
-  }
-  EXPECT_EQ(run.used_after[0], 0);
-  EXPECT_EQ(run.used_after[1], 0);
+  ExpectTokensAndBothGroupsFree(run, requests, alone, "");
 }
 
 TEST_F(EngineWindowTest, RejectedDraftsLeaveBothGroupsAndTheTokensStay) {

@@ -26,6 +26,13 @@
 namespace df11 {
 namespace {
 
+// Requests whose tokens differ between two runs of the same requests.
+int RequestsDiffering(const std::vector<std::vector<int32_t>> (&tokens)[2]) {
+  int differ = 0;
+  for (size_t r = 0; r < tokens[0].size(); ++r) differ += tokens[0][r] != tokens[1][r] ? 1 : 0;
+  return differ;
+}
+
 class CudaBackendPagingTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -194,9 +201,7 @@ TEST_F(CudaBackendPagingTest, EngineTablesGiveTheCpusGreedyTokens) {
     EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
     ++i;
   }
-  int differ = 0;
-  for (size_t r = 0; r < requests.size(); ++r) differ += tokens[0][r] != tokens[1][r] ? 1 : 0;
-  EXPECT_LE(differ, 1);
+  EXPECT_LE(RequestsDiffering(tokens), 1);
 }
 
 // Speculative decoding on the GPU: drafted tokens' rows come back from the same step (captured
@@ -234,9 +239,7 @@ TEST_F(CudaBackendPagingTest, PromptLookupKeepsTheGreedyTokensOfPlainDecoding) {
     }
     EXPECT_EQ(engine.kv_blocks()->used_blocks(), 0);
   }
-  int differ = 0;
-  for (size_t r = 0; r < requests.size(); ++r) differ += tokens[0][r] != tokens[1][r] ? 1 : 0;
-  EXPECT_LE(differ, 1);
+  EXPECT_LE(RequestsDiffering(tokens), 1);
 }
 
 TEST_F(CudaBackendPagingTest, TablesOutsideThePoolAreRefused) {
@@ -335,9 +338,7 @@ TEST_F(CudaBackendWindowTest, SlidingLayersKeepOnlyTheirWindowsBlocks) {
     EXPECT_EQ(blocks->used_blocks(kSlidingGroup), 0);
     ++i;
   }
-  int differ = 0;
-  for (size_t r = 0; r < requests.size(); ++r) differ += tokens[0][r] != tokens[1][r] ? 1 : 0;
-  EXPECT_LE(differ, 1);
+  EXPECT_LE(RequestsDiffering(tokens), 1);
 }
 
 TEST_F(CudaBackendWindowTest, BadSlidingTablesAreRefused) {
