@@ -74,18 +74,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A TCP port nothing listens on (random in 20000-59999, probed with bash's /dev/tcp).
+# A TCP port nothing listens on, outside the kernel's ephemeral range (the outgoing connections of
+# tests running beside this one take ports from there), probed with bash's /dev/tcp. A daemon may
+# still lose its port to another process between the probe and its bind: start_slurm retries.
+read -r EPHEMERAL_LO EPHEMERAL_HI < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null ||
+  { EPHEMERAL_LO=32768; EPHEMERAL_HI=60999; }
+if [ "$EPHEMERAL_LO" -gt 12000 ]; then PORT_LO=10000; PORT_SPAN=$((EPHEMERAL_LO - 10000))
+else PORT_LO=$((EPHEMERAL_HI + 1)); PORT_SPAN=$((65536 - PORT_LO)); fi
 free_port() {
   local p
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((PORT_LO + RANDOM % PORT_SPAN))
     if ! (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then echo "$p"; return; fi
   done
-  echo "FAIL: no free port" >&2; return 1
+  echo "FAIL: no free port in $PORT_LO-$((PORT_LO + PORT_SPAN - 1))" >&2; return 1
 }
-CTLD_PORT=$(free_port)
-SLURMD_PORT=$(free_port)
-while [ "$SLURMD_PORT" = "$CTLD_PORT" ]; do SLURMD_PORT=$(free_port); done
 HOST=$(hostname)
 
 # ---- munged: the Debian key in /etc/munge (owned by munge), private socket/pid/log/seed.
@@ -112,6 +115,7 @@ log "munged up (pid ${PIDS[-1]}, socket $MUNGE_SOCKET)"
 # private ports, state and logs, no cgroups (linuxproc, task/none).
 mkdir -p "$TMP/state" "$TMP/spool"
 export SLURM_CONF="$TMP/slurm.conf"
+write_conf() {
 cat > "$SLURM_CONF" << EOF
 ClusterName=df11test
 SlurmctldHost=$HOST
@@ -149,19 +153,43 @@ SlurmdTimeout=30
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=4 State=UNKNOWN
 PartitionName=df11 Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE
 EOF
+}
 
-slurmctld -D -c -f "$SLURM_CONF" > "$TMP/slurmctld.stdout" 2>&1 &
-PIDS+=($!)
-slurmd -D -f "$SLURM_CONF" -N "$HOST" > "$TMP/slurmd.stdout" 2>&1 &
-PIDS+=($!)
-log "slurmctld (pid ${PIDS[-2]}, port $CTLD_PORT) and slurmd (pid ${PIDS[-1]}, port $SLURMD_PORT) started"
-state=""
-for _ in $(seq 150); do
-  state=$(sinfo -h -n "$HOST" -o '%T' 2> /dev/null || true)
-  case "$state" in idle*|mixed*|allocated*) break ;; esac
-  sleep 0.2
-done
-case "$state" in idle*|mixed*|allocated*) ;; *) echo "FAIL: node not idle (state '$state')"; exit 1 ;; esac
+# start_slurm: slurmctld and slurmd on fresh ports until the node is idle; a daemon that lost its
+# port ("Address already in use") is stopped and both start again on other ports (3 tries).
+node_state() { sinfo -h -n "$HOST" -o '%T' 2> /dev/null || true; }
+start_slurm() {
+  local try i
+  for try in 1 2 3; do
+    CTLD_PORT=$(free_port)
+    SLURMD_PORT=$(free_port)
+    while [ "$SLURMD_PORT" = "$CTLD_PORT" ]; do SLURMD_PORT=$(free_port); done
+    write_conf
+    : > "$TMP/slurmctld.log"; : > "$TMP/slurmd.log"
+    slurmctld -D -c -f "$SLURM_CONF" > "$TMP/slurmctld.stdout" 2>&1 &
+    PIDS+=($!)
+    slurmd -D -f "$SLURM_CONF" -N "$HOST" > "$TMP/slurmd.stdout" 2>&1 &
+    PIDS+=($!)
+    log "slurmctld (pid ${PIDS[-2]}, port $CTLD_PORT) and slurmd (pid ${PIDS[-1]}, port $SLURMD_PORT) started"
+    state=""
+    for _ in $(seq 150); do
+      state=$(node_state)
+      case "$state" in idle*|mixed*|allocated*) return 0 ;; esac
+      grep -q "Address already in use" "$TMP/slurmctld.log" "$TMP/slurmd.log" 2> /dev/null && break
+      sleep 0.2
+    done
+    grep -q "Address already in use" "$TMP/slurmctld.log" "$TMP/slurmd.log" 2> /dev/null || return 1
+    log "try $try: a daemon's port was taken meanwhile; restarting both on other ports"
+    for i in -1 -2; do
+      kill -TERM "${PIDS[$i]}" 2> /dev/null
+      for _ in $(seq 50); do kill -0 "${PIDS[$i]}" 2> /dev/null || break; sleep 0.1; done
+      kill -KILL "${PIDS[$i]}" 2> /dev/null; wait "${PIDS[$i]}" 2> /dev/null
+    done
+    PIDS=("${PIDS[@]:0:${#PIDS[@]}-2}")
+  done
+  return 1
+}
+start_slurm || { echo "FAIL: node not idle (state '$state')"; exit 1; }
 log "node $HOST is $state"
 
 # ---- tiny model, DF11, TP2 x PP2 shards, a small batch
