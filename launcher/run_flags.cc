@@ -97,10 +97,11 @@ void AddRunFlags(CLI::App* cmd, RunFlags* f) {
 
 void AddGenerateFlags(CLI::App* cmd, GenerateFlags* f) {
   auto* prompt = cmd->add_option("--prompt", f->prompt, "one prompt; prints the response");
-  auto* input = cmd->add_option("--input", f->input, "JSONL requests, one per line");
+  auto* input = cmd->add_option("--input", f->input, "JSONL requests, one per line (- reads standard input)");
   auto* output = cmd->add_option(
       "--output", f->output,
-      "JSONL results, one per input line; appended to: custom_ids already there are skipped");
+      "JSONL results (a file), one per input line; appended to: custom_ids already there are "
+      "skipped");
   prompt->excludes(input);
   input->needs(output);
   output->needs(input);

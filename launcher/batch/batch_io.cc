@@ -272,7 +272,14 @@ StatusOr<BatchFiles> OpenBatchFiles(const std::string& input, const std::string&
   BatchFiles files;
   files.input_path = input;
   files.output_path = output;
-  const int fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+  if (output == "-") {
+    return Status::InvalidArgument(
+        "--output -: results go to a regular file (appended to, so that an interrupted batch "
+        "resumes), not to standard output; give a path");
+  }
+  // "-": standard input (a pipe or a redirected file).
+  const int fd = input == "-" ? ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0)
+                              : ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return Status::InvalidArgument("--input " + input + ": cannot open: " + std::strerror(errno));
   }

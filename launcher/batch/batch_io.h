@@ -92,8 +92,9 @@ class ResultFile {
 };
 
 // The two files of `generate --input IN --output OUT`, opened and checked before the model loads.
-// IN must be a regular file or a pipe (a directory or a device is refused); OUT is a ResultFile
-// and must not be IN itself, by whatever path (device and inode are compared, so symbolic and
+// IN must be a regular file or a pipe (a directory or a device is refused), "-" for standard
+// input; OUT is a ResultFile ("-" is refused: standard output cannot be resumed) and must not be
+// IN itself, by whatever path (device and inode are compared, so symbolic and
 // hard links count). InvalidArgument names the flag, the path and what was expected.
 struct BatchFiles {
   struct Closer {

@@ -221,6 +221,32 @@ TEST_F(ResultFiles, OutputMustBeARegularFileThatIsNotTheInput) {
   EXPECT_NE(zero_in.status().message().find("is a character device"), std::string::npos);
 }
 
+// "-" is standard input for --input; for --output it is refused (a result file is resumed, which
+// standard output cannot be) instead of creating a file named "-".
+TEST_F(ResultFiles, DashReadsStandardInputAndIsRefusedAsOutput) {
+  auto dash_out = OpenBatchFiles(in_, "-");
+  ASSERT_FALSE(dash_out.ok());
+  EXPECT_EQ(dash_out.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(dash_out.status().message().find("--output -: results go to a regular file"),
+            std::string::npos)
+      << dash_out.status().ToString();
+  EXPECT_FALSE(fs::exists("-"));
+
+  const int saved = ::dup(STDIN_FILENO);
+  ASSERT_GE(saved, 0);
+  const int in = ::open(in_.c_str(), O_RDONLY);
+  ASSERT_GE(in, 0);
+  ASSERT_EQ(::dup2(in, STDIN_FILENO), STDIN_FILENO);
+  ::close(in);
+  auto files = OpenBatchFiles("-", dir_ + "/out.jsonl");
+  ASSERT_EQ(::dup2(saved, STDIN_FILENO), STDIN_FILENO);
+  ::close(saved);
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  char line[64] = {};
+  ASSERT_NE(std::fgets(line, sizeof line, files->input.get()), nullptr);
+  EXPECT_EQ(std::string(line), Read(in_).substr(0, std::string(line).size()));
+}
+
 TEST_F(ResultFiles, AnOutputIsLockedWhileARunHoldsIt) {
   const std::string out = dir_ + "/out.jsonl";
   {
