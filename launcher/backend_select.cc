@@ -12,6 +12,7 @@
 #include "kernels/common/cpu_features.h"
 #include "launcher/cli_flags.h"
 #include "kernels/common/parallel_for.h"
+#include "runtime/core/file_util.h"
 #include "runtime/core/host_memory.h"
 #include "runtime/model/cpu_backend.h"
 #include "runtime/model/kv_cache.h"
@@ -63,11 +64,9 @@ void AddBackendFlags(CLI::App* cmd, BackendFlags* f) {
 }
 
 std::string ReadEw4GemmTable(const std::string& path, Ew4GemmTable* table) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) return "cannot read " + path;
-  return table->Parse(text.str(), path);
+  StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return text.status().message();
+  return table->Parse(*text, path);
 }
 
 int LocalRankFromEnvironment() {

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "launcher/cli_flags.h"
@@ -20,6 +21,7 @@
 #include "launcher/control/control_client.h"
 #include "launcher/control/result_output.h"
 #include "launcher/control/token_file.h"
+#include "runtime/core/file_util.h"
 
 namespace df11 {
 namespace {
@@ -126,8 +128,9 @@ struct SubmitFlags {
 };
 
 int Submit(ControlClient& client, const SubmitFlags& f) {
-  std::ifstream in(f.input);
-  if (!in) return Fail(Status::NotFound("cannot read batch file " + f.input));
+  StatusOr<std::string> text = ReadFileToString(f.input);
+  if (!text.ok()) return Fail(text.status());
+  std::istringstream in(*text);
   std::vector<BatchInputLine> lines = ReadBatchInput(in);
   if (lines.empty()) return Fail(Status::InvalidArgument(f.input + ": no request lines"));
   std::vector<rpc::ItemInput> items;

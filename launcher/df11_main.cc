@@ -30,10 +30,16 @@ int Fail(const Status& s) {
   return ExitCode(s);
 }
 
-// --pattern-dict takes JSON text, or @FILE to read it from a file.
+// --pattern-dict takes JSON text, or @FILE to read it from a file (which must not be empty: an
+// empty flag means the architecture's default, an empty file is a mistake).
 StatusOr<std::string> PatternDictText(const std::string& flag) {
   if (flag.empty() || flag[0] != '@') return flag;
-  return ReadFileToString(flag.substr(1));
+  const std::string path = flag.substr(1);
+  DF11_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return Status::InvalidArgument(path + " is empty: expected JSON {regex: [sub.module, ...]}");
+  }
+  return text;
 }
 
 int RunCompress(const std::string& src, const std::string& out, int threads,

@@ -96,6 +96,9 @@ std::string Ew4GemmTable::Parse(std::string_view text, std::string_view source) 
     }
     parsed.push_back(t);
   }
+  if (parsed.empty()) {
+    return std::string(source) + ": no timings (lines of ROWS COLS BATCH PATH MICROSECONDS)";
+  }
   timings_.insert(timings_.end(), parsed.begin(), parsed.end());
   return "";
 }

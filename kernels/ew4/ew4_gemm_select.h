@@ -40,7 +40,8 @@ struct Ew4GemmTiming {
 
 class Ew4GemmTable {
  public:
-  // Parses table text; "" on success, else "<source>:<line>: <what was expected>".
+  // Parses table text; "" on success, else "<source>:<line>: <what was expected>" (a text
+  // without a timing line: "<source>: no timings ...").
   std::string Parse(std::string_view text, std::string_view source);
   // The text Parse reads back (rows, cols, batch and path in the order added).
   std::string Format() const;

@@ -8,6 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+
+#include "runtime/core/file_util.h"
 
 namespace df11 {
 
@@ -157,14 +160,36 @@ std::string ToJsonLine(const nlohmann::json& j) {
 
 namespace {
 
-// "a directory", "a character device", ... for messages.
-std::string KindOf(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISFIFO(mode)) return "a pipe";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
+// The length of `text`'s complete result lines (blank ones too), their custom_ids into *done.
+// Every complete line must be a result line; what follows the last newline is a line cut short
+// by a crash: a result line's start ('{'), or the zeros a file system may leave there. Anything
+// else is not ours to append to or to cut: InvalidArgument.
+StatusOr<size_t> WholeResultLines(const std::string& text, const std::string& path,
+                                  std::set<std::string>* done) {
+  size_t keep = 0;
+  for (int64_t n = 1; keep < text.size(); ++n) {
+    const size_t nl = text.find('\n', keep);
+    if (nl == std::string::npos) break;
+    const std::string_view line(text.data() + keep, nl - keep);
+    if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j.contains("custom_id") || !j["custom_id"].is_string()) {
+        return Status::InvalidArgument(
+            "--output " + path + ": line " + std::to_string(n) + " is not a result line (a JSON "
+            "object with a \"custom_id\"): results are appended to a new or empty file or to "
+            "the results of an earlier run; write them to another file");
+      }
+      done->insert(j["custom_id"].get<std::string>());
+    }
+    keep = nl + 1;
+  }
+  const std::string_view tail(text.data() + keep, text.size() - keep);
+  if (!tail.empty() && tail.front() != '{' &&
+      tail.find_first_not_of('\0') != std::string_view::npos) {
+    return Status::InvalidArgument("--output " + path + ": its last line (no newline) is not a "
+                                   "result line: write the results to another file");
+  }
+  return keep;
 }
 
 }  // namespace
@@ -182,7 +207,7 @@ StatusOr<std::unique_ptr<ResultFile>> ResultFile::Open(const std::string& path) 
     return Status::IoError("--output " + path + ": stat: " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode)) {
-    return Status::InvalidArgument("--output " + path + " is " + KindOf(st.st_mode) +
+    return Status::InvalidArgument("--output " + path + " is " + FileKindOf(st.st_mode) +
                                    ": expected a regular file (results are appended to it)");
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -202,27 +227,7 @@ StatusOr<std::unique_ptr<ResultFile>> ResultFile::Open(const std::string& path) 
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
   }
-  // Complete lines; `keep` is where the last good line ends.
-  size_t at = 0, keep = 0;
-  while (at < text.size()) {
-    const size_t nl = text.find('\n', at);
-    if (nl == std::string::npos) break;  // no newline: torn
-    nlohmann::json j = nlohmann::json::parse(text.begin() + static_cast<std::ptrdiff_t>(at),
-                                             text.begin() + static_cast<std::ptrdiff_t>(nl),
-                                             nullptr, /*allow_exceptions=*/false);
-    const bool last = nl + 1 == text.size();
-    if (j.is_discarded()) {
-      if (last) break;  // a torn last line
-      at = nl + 1;      // damage in the middle is left alone (and not counted as done)
-      keep = at;
-      continue;
-    }
-    if (j.is_object() && j.contains("custom_id") && j["custom_id"].is_string()) {
-      file->done_.insert(j["custom_id"].get<std::string>());
-    }
-    at = nl + 1;
-    keep = at;
-  }
+  DF11_ASSIGN_OR_RETURN(const size_t keep, WholeResultLines(text, path, &file->done_));
   if (keep < text.size()) {
     file->truncated_ = static_cast<int64_t>(text.size() - keep);
     if (::ftruncate(fd, static_cast<off_t>(keep)) != 0 || ::fsync(fd) != 0) {
@@ -293,7 +298,7 @@ StatusOr<BatchFiles> OpenBatchFiles(const std::string& input, const std::string&
     return Status::IoError("--input " + input + ": stat: " + std::strerror(errno));
   }
   if (!S_ISREG(in.st_mode) && !S_ISFIFO(in.st_mode)) {
-    return Status::InvalidArgument("--input " + input + " is " + KindOf(in.st_mode) +
+    return Status::InvalidArgument("--input " + input + " is " + FileKindOf(in.st_mode) +
                                    ": expected a JSONL file (or a pipe)");
   }
   // A new output file cannot be the input; an existing one is compared by device and inode.

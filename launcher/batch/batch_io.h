@@ -66,7 +66,9 @@ std::string ToJsonLine(const nlohmann::json& j);
 // flock on it for as long as the object lives, so a second run on the same file is refused
 // (FailedPrecondition) instead of serving every item again. It then reads the lines already
 // there: the custom_id of every complete line (valid JSON ending in a newline) goes to
-// done_ids(); a torn last line (no trailing newline, or not valid JSON) is truncated away.
+// done_ids(); a torn last line (no trailing newline) is truncated away. A file holding anything
+// else (a complete line that is not a result line, a last line that cannot be the start of one)
+// is refused (InvalidArgument), never changed.
 // Append() writes each line with one write(2) (O_APPEND) and then fsyncs, so after a crash the
 // file holds whole lines; after a write error (a full disk, EIO) a partly written line is cut off
 // again, so the lines already written stay and the file stays whole.

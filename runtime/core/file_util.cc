@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/core/file_util.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,11 +14,26 @@
 
 namespace df11 {
 
+std::string FileKindOf(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a pipe";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
 StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (!FileExists(path)) return Status::NotFound(path + ": no such file");
     return Status::IoError(path + ": cannot open: " + std::strerror(errno));
+  }
+  // A directory opens but cannot be read; a device may never end (/dev/zero).
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+    return Status::InvalidArgument(path + " is " + FileKindOf(st.st_mode) + ": expected a file");
   }
   std::ostringstream ss;
   ss << in.rdbuf();

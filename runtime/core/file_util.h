@@ -3,6 +3,8 @@
 // crash never leaves a torn file), directory creation and copies.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -10,7 +12,11 @@
 
 namespace df11 {
 
+// The whole file (a regular file or a pipe); a directory or a device is InvalidArgument, naming
+// the path and what it is.
 StatusOr<std::string> ReadFileToString(const std::string& path);
+// "a directory", "a character device", ... (from stat(2)'s st_mode), for messages.
+std::string FileKindOf(mode_t mode);
 // Writes `contents` to `path` through "<path>.tmp.<pid>" and rename(2).
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 Status MakeDirectories(const std::string& path);

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <set>
 
+#include "runtime/core/file_util.h"
+
 namespace df11 {
 namespace {
 
@@ -37,11 +39,10 @@ Status OnlyKeys(const YAML::Node& node, const std::set<std::string>& keys, const
 }  // namespace
 
 StatusOr<DeployConfig> LoadDeployConfig(const std::string& path) {
+  DF11_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return Status::NotFound(path + ": cannot read");
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(path + ": not valid YAML: " + e.what());
   }

@@ -175,6 +175,9 @@ void PlanWindowSaving(const ModelConfig& c, std::span<const Range> stages, doubl
   p->windowed_kv_tokens = p->windowed_sequences * p->context;
 }
 
+// "sequence" or "sequences", for a count of n.
+const char* SequencesNoun(int64_t n) { return n == 1 ? "sequence" : "sequences"; }
+
 // The window saving lines of MemoryPlan::Format ("" when no layer slides).
 std::string WindowSaving(const MemoryPlan& p) {
   if (p.window_layers == 0) return "";
@@ -183,13 +186,14 @@ std::string WindowSaving(const MemoryPlan& p) {
       buf, sizeof(buf),
       "  window saving      %lld sliding-window layers (window %lld) keep only their window's\n"
       "                     blocks: a sequence of %lld tokens takes %.2f GB instead of %.2f GB\n"
-      "                     (%.0f%% less); with the saving %lld sequences of %lld tokens\n"
+      "                     (%.0f%% less); with the saving %lld %s of %lld tokens\n"
       "                     (%lld KV tokens), without it %lld (%lld KV tokens)\n",
       static_cast<long long>(p.window_layers), static_cast<long long>(p.window),
       static_cast<long long>(p.context), p.sequence_kv_bytes / 1e9, p.sequence_kv_bytes_full / 1e9,
       p.sequence_kv_bytes_full > 0 ? 100.0 * (1 - p.sequence_kv_bytes / p.sequence_kv_bytes_full)
                                    : 0.0,
-      static_cast<long long>(p.windowed_sequences), static_cast<long long>(p.context),
+      static_cast<long long>(p.windowed_sequences), SequencesNoun(p.windowed_sequences),
+      static_cast<long long>(p.context),
       static_cast<long long>(p.windowed_kv_tokens), static_cast<long long>(p.max_sequences),
       static_cast<long long>(p.max_sequences * p.context));
   return buf;
@@ -322,18 +326,19 @@ std::string MemoryPlan::Format(const MemoryPlanOptions& o) const {
       "  step workspace     %8.2f GB  (%lld tokens of activations)\n"
       "  KV cache           %8.2f GB  = %lld tokens (%lld blocks of %lld; %.1f KB per token, "
       "BF16)\n"
-      "  concurrency        %8lld sequences of %lld tokens\n"
+      "  concurrency        %8lld %s of %lld tokens\n"
       "verdict: %s\n",
       parameters / 1e9, CodecLabel(o.codec), o.tp, o.pp, static_cast<long long>(o.tp) * o.pp,
       o.gpu_memory_bytes / (1 << 30), o.memory_fraction, budget_bytes / 1e9, weight_bytes / 1e9,
       scratch_bytes / 1e9,
       o.codec == WeightCodec::kDf11  ? "two BF16 buffers of the largest layer slice"
       : o.codec == WeightCodec::kEw4 ? "BF16 of the largest matrix, for steps of > 256 tokens"
-                                     : "none", workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
+                                     : "none",
+      workspace_bytes / 1e9, static_cast<long long>(o.workspace_tokens),
       std::max(0.0, kv_bytes) / 1e9, static_cast<long long>(kv_tokens),
       static_cast<long long>(kv_blocks), static_cast<long long>(o.kv_block_tokens),
       kv_bytes_per_token / 1e3, static_cast<long long>(max_sequences),
-      static_cast<long long>(context),
+      SequencesNoun(max_sequences), static_cast<long long>(context),
       fits            ? "FITS"
       : kv_tokens > 0 ? "DOES NOT FIT (the KV cache holds less than one sequence; "
                         "lower --context or use more GPUs)"
@@ -429,7 +434,7 @@ std::string DeviceMemoryPlan::Format() const {
       "  weight memory per GPU = compressed shard + two layer scratch buffers = %.3f MB\n"
       "  KV cache           %10.3f MB  = %lld tokens (%lld blocks of %lld; %.1f KB per token, "
       "BF16)\n"
-      "  concurrency        %10lld sequences of %lld tokens\n",
+      "  concurrency        %10lld %s of %lld tokens\n",
       in.device_total_bytes / 1e9, in.memory_fraction, budget_bytes / 1e9,
       (in.compressed_bytes + in.plain_bytes + in.small_bytes) / 1e6, in.compressed_bytes / 1e6,
       in.plain_bytes / 1e6, in.small_bytes / 1e6, in.layer_scratch_bytes / 1e6,
@@ -437,7 +442,7 @@ std::string DeviceMemoryPlan::Format() const {
       weight_memory_bytes() / 1e6, kv_bytes / 1e6, static_cast<long long>(kv_tokens),
       static_cast<long long>(kv_blocks), static_cast<long long>(in.kv_block_tokens),
       in.kv_bytes_per_token / 1e3, static_cast<long long>(max_sequences),
-      static_cast<long long>(in.context));
+      SequencesNoun(max_sequences), static_cast<long long>(in.context));
   if (groups.sliding == 0) return buf;
   char line[256];
   std::snprintf(line, sizeof(line),

@@ -3,8 +3,9 @@
 // that lost a unit tensor or a unit file is refused by every command that reads it (exit 2,
 // naming the file and the missing thing, nothing written); a command whose writes fail (a file
 // size limit) leaves no output directory; tokenizer files with absurd ids or wrong types are
-// refused by name; a tied model compressed by the reference encoder verifies, and both forms of
-// a tied DF11 model (with and without a stored lm_head) are served.
+// refused by name; every path a flag reads refuses a directory, a device or a missing path by
+// name; a tied model compressed by the reference encoder verifies, and both forms of a tied DF11
+// model (with and without a stored lm_head) are served.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -139,6 +140,56 @@ TEST_F(Df11BadFiles, FailedWritesLeaveNoOutputDirectory) {
   // Without the limit the same commands succeed.
   CommandResult r = RunCommand(kBin + "df11 -q decompress " + dir_ + "/df11 " + dir_ + "/out");
   EXPECT_EQ(r.status, 0) << r.output;
+}
+
+// Every path a command reads, given a directory, a device that never ends or a missing path, is
+// refused with exit 1 or 2 and a message naming it: no crash inside a parser, no endless read,
+// no output directory left behind.
+TEST_F(Df11BadFiles, EveryPathAFlagReadsIsRefusedByNameWhenItIsNotAFile) {
+  MakeModels();
+  const std::string out = dir_ + "/out", token = dir_ + "/token", in = dir_ + "/in.jsonl";
+  test_support::WriteOwnerOnlyFile(token, "0123456789abcdef0123456789abcdef\n");
+  std::ofstream(in) << R"({"custom_id": "a", "prompt": "x", "max_tokens": 2})" << "\n";
+  const std::string bf16 = dir_ + "/bf16", df11 = dir_ + "/df11";
+  const std::string run = kBin + "df11-run ";
+  const std::string ctl = kBin + "df11-ctl --token-file " + token + " --coordinator 127.0.0.1:1 ";
+  // BAD stands for the path under test.
+  const std::string commands[] = {
+      kBin + "df11 -q compress BAD " + out,
+      kBin + "df11 -q compress --pattern-dict @BAD " + bf16 + " " + out,
+      kBin + "df11 -q decompress BAD " + out,
+      kBin + "df11 -q verify BAD " + bf16,
+      kBin + "df11 -q verify " + df11 + " BAD",
+      kBin + "df11 inspect BAD",
+      kBin + "df11 -q make-tiny --vocab-from BAD " + out,
+      kBin + "df11 -q shard BAD " + out + " --tp 2",
+      kBin + "df11 tokenize --model BAD",
+      run + "generate --model BAD --prompt hi -n 2",
+      run + "generate --model " + df11 + " --input BAD --output " + dir_ + "/o.jsonl",
+      run + "generate --model " + df11 + " --input " + in + " --output BAD",
+      run + "generate --model " + df11 + " --prompt hi -n 2 --speculative draft:BAD",
+      run + "generate --model " + df11 + " --prompt hi -n 2 --ew4-gemm-table BAD",
+      run + "plan --model BAD",
+      run + "plan --config BAD",
+      run + "bench --model BAD --batch-sizes 1 --gen-tokens 2 --prompt-tokens 2",
+      run + "logits --model BAD --out " + dir_ + "/logits --ids 1,2",
+      run + "serve --model " + df11 + " --coordinator 127.0.0.1:1 --token-file BAD",
+      kBin + "df11-coordinator --db " + dir_ + "/c.db --token-file BAD --port 0",
+      kBin + "df11-ctl --token-file BAD list",
+      ctl + "submit --input BAD",
+  };
+  fs::create_directory(dir_ + "/adir");
+  for (const std::string& bad : {dir_ + "/adir", std::string("/dev/zero"), dir_ + "/missing"}) {
+    for (std::string cmd : commands) {
+      if (bad == dir_ + "/missing" && cmd.find("--output BAD") != std::string::npos) continue;
+      cmd.replace(cmd.find("BAD"), 3, bad);
+      SCOPED_TRACE(cmd);
+      CommandResult r = RunCommand(cmd + " < /dev/null", /*limit_s=*/60);
+      EXPECT_TRUE(r.status == 1 || r.status == 2) << "status " << r.status << "\n" << r.output;
+      EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+      EXPECT_FALSE(fs::exists(out));
+    }
+  }
 }
 
 TEST_F(Df11BadFiles, TokenizerIdsAndTypesAreCheckedByName) {

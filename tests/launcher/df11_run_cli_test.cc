@@ -203,7 +203,7 @@ TEST_F(Df11RunCli, BadModelsAndFlags) {
     r = RunCommand(kBin + "df11-run generate --model " + dir_ + "/df11 --prompt hi -n 2 " +
                    "--ew4-gemm-table " + dir_ + "/absent.txt");
     EXPECT_EQ(r.status, 2) << r.output;
-    EXPECT_NE(r.output.find("--ew4-gemm-table: cannot read " + dir_ + "/absent.txt"),
+    EXPECT_NE(r.output.find("--ew4-gemm-table: " + dir_ + "/absent.txt: no such file"),
               std::string::npos)
         << r.output;
     std::ofstream(dir_ + "/good.txt") << "4096 4096 16 ew4_tc 20\n";
@@ -403,7 +403,7 @@ TEST(Df11RunPlan, Gemma3PrintsTheWindowSaving) {
     EXPECT_EQ(r.status, 0) << r.output;
     std::smatch m;
     const std::regex saving(
-        "with the saving (\\d+) sequences of 32768 tokens\\s+\\((\\d+) KV tokens\\), without "
+        "with the saving (\\d+) sequences? of 32768 tokens\\s+\\((\\d+) KV tokens\\), without "
         "it (\\d+) \\((\\d+) KV tokens\\)");
     ASSERT_TRUE(std::regex_search(r.output, m, saving)) << r.output;
     EXPECT_GT(std::stoll(m[1]), std::stoll(m[3])) << r.output;

@@ -85,6 +85,9 @@ TEST(Ew4GemmSelect, BadLinesNameTheSourceLineAndField) {
       {"4096 4096 16 ew4_tc 0\n", "t.txt:1: MICROSECONDS must be a positive number, got 0"},
       {"4096 4096 16 ew4_tc 5us\n", "t.txt:1: MICROSECONDS must be a positive number, got 5us"},
       {"4096 4096 16 ew4_tc nan\n", "t.txt:1: MICROSECONDS must be a positive number, got nan"},
+      {"", "t.txt: no timings (lines of ROWS COLS BATCH PATH MICROSECONDS)"},
+      {"# ROWS COLS BATCH PATH MICROSECONDS\n\n",
+       "t.txt: no timings (lines of ROWS COLS BATCH PATH MICROSECONDS)"},
   };
   for (const Case& c : cases) {
     Ew4GemmTable table;

@@ -3,8 +3,8 @@
 // error for that line naming the field (never an exception or an abort; "speculative" is a
 // boolean); the sampling fields accept exactly what the sampler serves; a number no double holds
 // (1e999) names its field and keeps the line's custom_id. The output file is a locked regular
-// file that is not the input (by any path), and a write error leaves it holding whole lines
-// only.
+// file that is not the input (by any path) and holds nothing but results (a foreign file is
+// refused, untouched), and a write error leaves it holding whole lines only.
 #include "launcher/batch/batch_io.h"
 
 #include <gtest/gtest.h>
@@ -16,7 +16,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <utility>
 
 #include "tests/common/temp_files.h"
 
@@ -264,6 +266,41 @@ TEST_F(ResultFiles, AnOutputIsLockedWhileARunHoldsIt) {
     ::close(fd);
   }
   EXPECT_TRUE(OpenBatchFiles(in_, out).ok());  // released with the first run's files
+}
+
+// An existing output must hold results of an earlier run: a file of anything else (a config, a
+// request file, a text without a final newline) is refused by line and left byte for byte as it
+// was. Blank lines are allowed, and a tail of zeros (what a crash may leave) is cut like a torn
+// line.
+TEST_F(ResultFiles, AFileThatIsNotResultsIsRefusedAndLeftAsItWas) {
+  const std::string result = ToJsonLine({{"custom_id", "r1"}, {"text", "one"}});
+  const std::pair<std::string, std::string> foreign[] = {
+      {"{\n  \"hidden_size\": 64\n}\n", "line 1 is not a result line"},
+      {result + R"({"prompt": "no id"})" + "\n", "line 2 is not a result line"},
+      {result + "[1, 2]\n", "line 2 is not a result line"},
+      {result + R"({"custom_id": 7})" + "\n", "line 2 is not a result line"},
+      {"secret-token", "its last line (no newline) is not a result line"},
+      {result + "\n" + "plain text", "its last line (no newline) is not a result line"},
+  };
+  for (const auto& [text, message] : foreign) {
+    SCOPED_TRACE(text);
+    const std::string out = dir_ + "/foreign.txt";
+    std::ofstream(out, std::ios::binary | std::ios::trunc) << text;
+    auto file = ResultFile::Open(out);
+    ASSERT_FALSE(file.ok());
+    EXPECT_EQ(file.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(file.status().message().find("--output " + out + ": " + message), std::string::npos)
+        << file.status().ToString();
+    EXPECT_EQ(Read(out), text);
+  }
+
+  const std::string out = dir_ + "/results.jsonl";
+  std::ofstream(out, std::ios::binary) << result << "\n" << result << std::string(5, '\0');
+  auto file = ResultFile::Open(out);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ((*file)->done_ids(), std::set<std::string>{"r1"});
+  EXPECT_EQ((*file)->truncated_bytes(), 5);
+  EXPECT_EQ(Read(out), result + "\n" + result);
 }
 
 // A write that fails part way (here: the file size limit, as a full disk would) cuts the torn

@@ -118,7 +118,8 @@ TEST(MemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("with the saving " + std::to_string(p->windowed_sequences) +
-                      " sequences of 32768 tokens"),
+                      (p->windowed_sequences == 1 ? " sequence" : " sequences") +
+                      " of 32768 tokens"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("without it " + std::to_string(p->max_sequences) + " ("), std::string::npos)
@@ -317,7 +318,8 @@ TEST(DeviceMemoryPlan, SlidingWindowLayersKeepOnlyTheirWindowsBlocks) {
   const std::string text = p->Format();
   EXPECT_NE(text.find("concurrency        " +
                       std::string(10 - std::to_string(p->max_sequences).size(), ' ') +
-                      std::to_string(p->max_sequences) + " sequences of 32768 tokens"),
+                      std::to_string(p->max_sequences) +
+                      (p->max_sequences == 1 ? " sequence" : " sequences") + " of 32768 tokens"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("KV block groups    " + std::to_string(p->groups.full) +
