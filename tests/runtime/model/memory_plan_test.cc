@@ -1,16 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The memory plan: Llama 3.1 405B fits one 8 x 80 GB node losslessly as DF11 (TP 8) and does not
 // as BF16; its BF16 KV blocks hold twice the tokens FP32 K and V would; sliding-window layers
-// cost as much as full ones (their blocks are kept); the deployment YAMLs in configs/ load; bad
-// configs name the file and key.
+// cost as much as full ones (their blocks are kept).
 #include "runtime/model/memory_plan.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "runtime/model/deploy_config.h"
-#include "tests/common/temp_files.h"
 
 namespace df11 {
 namespace {
@@ -191,37 +188,6 @@ TEST(MemoryPlan, RefusesLayoutsTheShardCannotWrite) {
       << pp.status().ToString();
   o.pp = 2;
   EXPECT_TRUE(PlanMemory(*c, o).ok());
-}
-
-TEST(DeployConfig, ShippedConfigsLoadAndBadOnesAreNamed) {
-  for (const char* name : {"llama-3.1-405b-8xh100-tp8.yaml", "llama-3.1-405b-2x8xh100-tp8-pp2.yaml",
-                           "tiny-cpu-tp2-pp2.yaml"}) {
-    auto d = LoadDeployConfig(kConfigs + "/" + name);
-    ASSERT_TRUE(d.ok()) << name << ": " << d.status().ToString();
-  }
-  auto two = LoadDeployConfig(kConfigs + "/llama-3.1-405b-2x8xh100-tp8-pp2.yaml");
-  EXPECT_EQ(two->tp, 8);
-  EXPECT_EQ(two->pp, 2);
-  EXPECT_EQ(two->max_step_tokens, 2048);
-  const test_support::TempDir tmp("df11_memory_plan_test");
-  const std::string bad = tmp.path() + "/bad_deploy.yaml";
-  std::ofstream(bad) << "model: x\nparallel: {tp: eight}\n";
-  auto b = LoadDeployConfig(bad);
-  ASSERT_FALSE(b.ok());
-  EXPECT_NE(b.status().message().find("\"tp\""), std::string::npos) << b.status().ToString();
-  std::ofstream(bad) << "model: x\ngpus: 8\n";
-  EXPECT_NE(LoadDeployConfig(bad).status().message().find("unknown key \"gpus\""), std::string::npos);
-  std::ofstream(bad) << "model: x\nengine: {max_step_tokens: 0}\n";
-  EXPECT_NE(LoadDeployConfig(bad).status().message().find("max_step_tokens >= 1"),
-            std::string::npos);
-  std::ofstream(bad) << "model: x\nengine: {batch_size: 64, max_step_tokens: 32}\n";
-  EXPECT_NE(LoadDeployConfig(bad).status().message().find(
-                "engine.batch_size 64 is larger than engine.max_step_tokens 32"),
-            std::string::npos)
-      << LoadDeployConfig(bad).status().ToString();
-  std::ofstream(bad) << "model: [unclosed\n";
-  EXPECT_FALSE(LoadDeployConfig(bad).ok());
-  EXPECT_EQ(LoadDeployConfig("/nonexistent.yaml").status().code(), StatusCode::kNotFound);
 }
 
 // The GPU backend's plan from measured sizes: the KV cache gets what the fraction leaves (at most
