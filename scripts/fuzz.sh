@@ -10,7 +10,7 @@ FUZZ_DIR=${FUZZ_DIR:-build-fuzz}
 cmake -S . -B "$FUZZ_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DDF11_FUZZ=ON -DDF11_CUDA=OFF \
   -DDF11_BUILD_TESTS=OFF -DDF11_BUILD_BENCHMARKS=OFF > /dev/null
-TARGETS=(safetensors_fuzz df11_unit_fuzz ew4_fuzz)
+TARGETS=(safetensors_fuzz df11_unit_fuzz ew4_fuzz request_fuzz model_config_fuzz tokenizer_fuzz)
 cmake --build "$FUZZ_DIR" -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]}"
 mkdir -p "$FUZZ_DIR/artifacts"
 for t in "${TARGETS[@]}"; do
