@@ -5,12 +5,10 @@
 // Query i of a sequence whose cache held `past` positions sits at position p = past + i and sees
 // positions 0..p, or with a sliding window w > 0 only the last w of them, p - w + 1..p
 // (transformers' sliding-window mask: kv > q - w); window 0 means no window. The positions before
-// the step come from the sequence's cache, the step's own from its new K/V rows, so a sliding-
-// window layer's cache can be a ring that keeps only the last `ring` >= window positions
-// (position j in slot j % ring) however many tokens the step adds. Query head h reads kv head
-// h / (n_heads / n_kv_heads). On the CPU each (query, head) row is computed in one fixed order
-// (attention_head.h), so AttentionRef and AttentionCpu give the same bits for any `threads`, CPU
-// level and batch.
+// the step come from the sequence's cache, the step's own from its new K/V rows. Query head h
+// reads kv head h / (n_heads / n_kv_heads). On the CPU each (query, head) row is computed in one
+// fixed order (attention_head.h), so AttentionRef and AttentionCpu give the same bits for any
+// `threads`, CPU level and batch.
 #pragma once
 
 #include <cstdint>
@@ -30,28 +28,20 @@ float AttentionScale(int64_t head_dim);
 
 // One sequence's keys and values for a step of t_new tokens.
 struct KvSource {
-  const float* k_cache = nullptr;  // (slots, n_kv_heads, head_dim): positions [0, past)...
+  const float* k_cache = nullptr;  // (past, n_kv_heads, head_dim): positions [0, past)
   const float* v_cache = nullptr;
-  int64_t past = 0;  // ...in slot j, or slot j % ring when ring > 0 (the last `ring` of them)
-  int64_t ring = 0;  // 0, or >= the window: the cache is a ring of that many slots
+  int64_t past = 0;
   const float* k_new = nullptr;  // (t_new, n_kv_heads, head_dim): positions [past, past + t_new)
   const float* v_new = nullptr;
 };
 
 // Requires t_new >= 0, n_kv_heads >= 1, n_heads a multiple of n_kv_heads, head_dim >= 1,
-// window >= 0, ring 0 or >= window > 0, out not overlapping the inputs. Thread-safe.
+// window >= 0, out not overlapping the inputs. Thread-safe.
 void AttentionRef(const float* q,  // (t_new, n_heads, head_dim)
                   const KvSource& kv, int64_t t_new, int64_t n_heads, int64_t n_kv_heads,
                   int64_t head_dim, const AttentionParams& params,
                   float* out,  // (t_new, n_heads, head_dim)
                   int threads);
-
-// Appends the step's rows to a cache holding `past` positions: row i goes to the slot of
-// position past + i (slot j, or j % ring when ring > 0, where only the last `ring` rows are
-// written: earlier ones would be overwritten by later ones). Exact.
-void KvAppendRef(const float* k_new, const float* v_new,  // (t_new, row)
-                 int64_t t_new, int64_t row, int64_t past, int64_t ring,
-                 float* k_cache, float* v_cache);  // (slots, row)
 
 // One sequence of a step: its new queries over its keys and values.
 struct AttentionSequence {

@@ -21,12 +21,10 @@ struct HeadDims {
   int64_t n_heads, n_kv_heads, head_dim;
 };
 
-// Where position j's row is: the cache (slot j, or j % ring) before the step, the new rows after.
+// Where position j's row is: the cache before the step, the new rows after.
 [[gnu::always_inline]] inline const float* RowOf(const float* cache, const float* fresh,
-                                                 int64_t j, int64_t past, int64_t ring,
-                                                 int64_t stride) {
-  if (j >= past) return fresh + (j - past) * stride;
-  return cache + (ring > 0 ? j % ring : j) * stride;
+                                                 int64_t j, int64_t past, int64_t stride) {
+  return j >= past ? fresh + (j - past) * stride : cache + j * stride;
 }
 
 // 16 floats as one value: GCC lowers the arithmetic to ZMM, YMM pairs or XMM quadruples by the
@@ -76,7 +74,7 @@ using Lanes4 = float __attribute__((vector_size(16)));
     const int64_t first = params.window > 0 ? std::max<int64_t>(0, end - params.window) : 0;
     float max_score = -INFINITY;
     for (int64_t j = first; j < end; ++j) {
-      const float* kj = RowOf(kv.k_cache, kv.k_new, j, kv.past, kv.ring, kv_stride) + head;
+      const float* kj = RowOf(kv.k_cache, kv.k_new, j, kv.past, kv_stride) + head;
       float score = DotInLanes(qi, kj, hd) * scale;
       if (cap > 0) score = std::tanh(score / cap) * cap;
       probs[j] = score;
@@ -91,7 +89,7 @@ using Lanes4 = float __attribute__((vector_size(16)));
     std::fill(oi, oi + hd, 0.0f);
     for (int64_t j = first; j < end; ++j) {
       const float p = probs[j] * inv_sum;
-      const float* vj = RowOf(kv.v_cache, kv.v_new, j, kv.past, kv.ring, kv_stride) + head;
+      const float* vj = RowOf(kv.v_cache, kv.v_new, j, kv.past, kv_stride) + head;
       for (int64_t e = 0; e < hd; ++e) oi[e] += p * vj[e];
     }
   }

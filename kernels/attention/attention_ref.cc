@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// One head per ParallelFor chunk, each computed by attention_head.h's AttendHead; KvAppendRef.
-#include <algorithm>
+// One head per ParallelFor chunk, each computed by attention_head.h's AttendHead.
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -21,7 +19,6 @@ void AttentionRef(const float* q, const KvSource& kv, int64_t t_new, int64_t n_h
                   int threads) {
   DF11_CHECK(t_new >= 0 && kv.past >= 0);
   DF11_CHECK(params.window >= 0);
-  DF11_CHECK(kv.ring == 0 || (params.window > 0 && kv.ring >= params.window));
   DF11_CHECK(n_kv_heads >= 1 && n_heads >= n_kv_heads && n_heads % n_kv_heads == 0);
   DF11_CHECK(head_dim >= 1);
   if (t_new == 0) return;
@@ -35,18 +32,6 @@ void AttentionRef(const float* q, const KvSource& kv, int64_t t_new, int64_t n_h
       attention_internal::AttendHead(s, d, params, h, 0, t_new, probs.data());
     }
   });
-}
-
-void KvAppendRef(const float* k_new, const float* v_new, int64_t t_new, int64_t row, int64_t past,
-                 int64_t ring, float* k_cache, float* v_cache) {
-  DF11_CHECK(t_new >= 0 && row >= 1 && past >= 0 && ring >= 0);
-  const int64_t first = ring > 0 ? std::max<int64_t>(0, t_new - ring) : 0;
-  for (int64_t i = first; i < t_new; ++i) {
-    const int64_t pos = past + i;
-    const int64_t slot = ring > 0 ? pos % ring : pos;
-    std::memcpy(k_cache + slot * row, k_new + i * row, sizeof(float) * row);
-    std::memcpy(v_cache + slot * row, v_new + i * row, sizeof(float) * row);
-  }
 }
 
 }  // namespace df11

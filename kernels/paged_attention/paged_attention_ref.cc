@@ -63,7 +63,7 @@ void PagedAttentionRef(const float* q, const uint16_t* k_pool, const uint16_t* v
   std::vector<float> k(static_cast<size_t>(n * row)), v(static_cast<size_t>(n * row));
   PagedKvGatherRef(k_pool, v_pool, table, block_tokens, row, first, t_total, k.data(), v.data());
   const int64_t past = n - t_new;
-  const KvSource kv{k.data(), v.data(), past, 0, k.data() + past * row, v.data() + past * row};
+  const KvSource kv{k.data(), v.data(), past, k.data() + past * row, v.data() + past * row};
   AttentionRef(q, kv, t_new, n_heads, n_kv_heads, head_dim, params, out, threads);
 }
 

@@ -169,7 +169,7 @@ void CpuBackend::Attention(size_t layer, const float* q, const float* k, const f
                      first[i], cache.length + n, k_rows, v_rows);
     // The step's own rows are read back too (BF16, as the cache keeps them).
     const int64_t past = visible - n;
-    const KvSource kv{k_rows, v_rows, past, 0, k_rows + past * row, v_rows + past * row};
+    const KvSource kv{k_rows, v_rows, past, k_rows + past * row, v_rows + past * row};
     sequences.push_back({q + t0 * nh * hd, kv, n, out + t0 * nh * hd});
     t0 += n;
   }

@@ -2,9 +2,7 @@
 // AttentionRef against a double-precision causal softmax(q·kᵀ/√d)·v (with and without a sliding
 // window, with Gemma's query_pre_attn_scalar scale and score soft cap), a hand-computed single
 // query, causal masking (future cache entries change nothing), the sliding window (entries older
-// than the window change nothing; transformers' rule kv > q - w), a sliding-window layer's ring
-// cache (KvAppendRef) giving the flat cache's bits over steps of any size, the GQA head → kv-head
-// mapping, bit-identical results for any thread count, and AttentionCpu (a whole step's
+// than the window change nothing; transformers' rule kv > q - w), the GQA head → kv-head mapping, bit-identical results for any thread count, and AttentionCpu (a whole step's
 // sequences) giving AttentionRef's bits at every CPU level.
 #include <gtest/gtest.h>
 
@@ -54,7 +52,7 @@ Inputs RandomInputs(const Shape& s, uint64_t seed) {
 std::vector<float> Attend(const Shape& s, const Inputs& in, int threads) {
   std::vector<float> out(s.t_new * s.n_heads * s.head_dim, std::numeric_limits<float>::quiet_NaN());
   const int64_t past = s.t_total - s.t_new, row = s.n_kv_heads * s.head_dim;
-  const KvSource kv{in.k.data(), in.v.data(), past, 0, in.k.data() + past * row,
+  const KvSource kv{in.k.data(), in.v.data(), past, in.k.data() + past * row,
                     in.v.data() + past * row};
   AttentionRef(in.q.data(), kv, s.t_new, s.n_heads, s.n_kv_heads, s.head_dim, ParamsOf(s),
                out.data(), threads);
@@ -217,46 +215,6 @@ TEST(Attention, SoftcapBoundsTheScores) {
   EXPECT_EQ(CompareClose({e / (e + 1.0)}, Attend(s, in, 1), kAtol, kRtol), "");
 }
 
-// A sliding-window layer's cache kept as a ring (KvAppendRef after each step, attention reading
-// the ring for the past positions) gives the flat cache's bits, over prefill chunks longer than
-// the ring and single-token steps, for a ring of the window and a longer one.
-TEST(Attention, RingCacheMatchesTheFlatCache) {
-  const int64_t heads = 4, kv_heads = 2, dim = 16, window = 5, row = kv_heads * dim;
-  const int64_t steps[] = {7, 1, 1, 3, 12, 1, 2, 1};
-  int64_t total = 0;
-  for (int64_t n : steps) total += n;
-  for (int64_t ring : {window, window + 3}) {
-    uint64_t seed = FreshSeed();
-    SCOPED_TRACE("ring " + std::to_string(ring) + " seed " + std::to_string(seed));
-    const Shape all{total, total, heads, kv_heads, dim, window, 0.0f, 3.0f};
-    Inputs in = RandomInputs(all, seed);
-    std::vector<float> k_ring(ring * row, std::numeric_limits<float>::quiet_NaN());
-    std::vector<float> v_ring(ring * row, std::numeric_limits<float>::quiet_NaN());
-    int64_t past = 0;
-    for (int64_t n : steps) {
-      const Shape step{n, past + n, heads, kv_heads, dim, window, 0.0f, 3.0f};
-      Inputs flat{std::vector<float>(in.q.begin() + past * heads * dim,
-                                     in.q.begin() + (past + n) * heads * dim),
-                  std::vector<float>(in.k.begin(), in.k.begin() + (past + n) * row),
-                  std::vector<float>(in.v.begin(), in.v.begin() + (past + n) * row)};
-      const std::vector<float> expected = Attend(step, flat, 1);
-      std::vector<float> out(n * heads * dim, std::numeric_limits<float>::quiet_NaN());
-      const KvSource kv{k_ring.data(), v_ring.data(), past, ring, in.k.data() + past * row,
-                        in.v.data() + past * row};
-      AttentionRef(flat.q.data(), kv, n, heads, kv_heads, dim, ParamsOf(step), out.data(), 1);
-      ASSERT_EQ(std::memcmp(expected.data(), out.data(), out.size() * sizeof(float)), 0)
-          << "step at position " << past;
-      KvAppendRef(kv.k_new, kv.v_new, n, row, past, ring, k_ring.data(), v_ring.data());
-      past += n;
-    }
-    // The ring holds the last `ring` positions, position j in slot j % ring.
-    for (int64_t j = total - ring; j < total; ++j) {
-      ASSERT_EQ(std::memcmp(k_ring.data() + (j % ring) * row, in.k.data() + j * row, 4 * row), 0)
-          << "position " << j;
-    }
-  }
-}
-
 TEST(Attention, BitIdenticalForAnyThreadCount) {
   const Shape s{4, 50, 8, 2, 64};
   uint64_t seed = FreshSeed();
@@ -306,7 +264,7 @@ TEST(AttentionCpu, EveryLevelAndThreadCountGivesTheReferenceBits) {
         for (size_t i = 0; i < std::size(seqs); ++i) {
           got.emplace_back(want[i].size(), std::numeric_limits<float>::quiet_NaN());
           const int64_t past = seqs[i].t_total - seqs[i].t_new, row = c.n_kv_heads * c.head_dim;
-          const KvSource kv{inputs[i].k.data(), inputs[i].v.data(), past, 0,
+          const KvSource kv{inputs[i].k.data(), inputs[i].v.data(), past,
                             inputs[i].k.data() + past * row, inputs[i].v.data() + past * row};
           step.push_back({inputs[i].q.data(), kv, seqs[i].t_new, got.back().data()});
         }

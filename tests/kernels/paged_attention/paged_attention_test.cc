@@ -81,7 +81,7 @@ std::pair<std::vector<float>, std::vector<float>> RunBoth(const Case& c, uint64_
     vr[i] = Bf16ToFloat(FloatToBf16(v[i]));
   }
   const int64_t past = c.t_total - c.t_new;
-  const KvSource kv{kr.data(), vr.data(), past, 0, kr.data() + past * row, vr.data() + past * row};
+  const KvSource kv{kr.data(), vr.data(), past, kr.data() + past * row, vr.data() + past * row};
   AttentionRef(q.data(), kv, c.t_new, c.n_heads, c.n_kv_heads, c.head_dim, ParamsOf(c),
                contiguous.data(), 2);
   return {paged, contiguous};
