@@ -173,11 +173,10 @@ void PrintStats(const EngineStats& s, const EngineOptions& engine) {
                PeakRssBytes() / 1e6);
   // Reservations (a backend that does not page its cache), or blocks (next line).
   const std::string reservation =
-      s.peak_kv_blocks > 0 ? ""
-                           : "; peak KV reservation " + std::to_string(s.peak_kv_tokens) +
-                                 " tokens" +
-                                 (engine.kv_tokens > 0
-                                      ? " of " + std::to_string(engine.kv_tokens) : "");
+      s.peak_kv_blocks > 0 || s.peak_kv_tokens == 0
+          ? ""
+          : "; peak KV reservation " + std::to_string(s.peak_kv_tokens) + " tokens" +
+                (engine.kv_tokens > 0 ? " of " + std::to_string(engine.kv_tokens) : "");
   std::fprintf(stderr, "steps: %lld prefill, %lld decode (%s batching, batch size %lld); %lld "
                        "tokens generated%s\n",
                static_cast<long long>(s.prefill_steps), static_cast<long long>(s.decode_steps),
