@@ -128,8 +128,12 @@ struct SubmitFlags {
 };
 
 int Submit(ControlClient& client, const SubmitFlags& f) {
-  StatusOr<std::string> text = ReadFileToString(f.input);
-  if (!text.ok()) return Fail(text.status());
+  // "-": standard input (a pipe or a redirected file).
+  StatusOr<std::string> text = ReadFileToString(f.input == "-" ? "/dev/stdin" : f.input);
+  if (!text.ok()) {
+    return Fail(f.input == "-" ? text.status().WithContext("--input - (standard input)")
+                               : text.status());
+  }
   std::istringstream in(*text);
   std::vector<BatchInputLine> lines = ReadBatchInput(in);
   if (lines.empty()) return Fail(Status::InvalidArgument(f.input + ": no request lines"));
@@ -202,7 +206,9 @@ int Main(int argc, char** argv) {
 
   SubmitFlags submit;
   CLI::App* submit_cmd = app.add_subcommand("submit", "submit a batch JSONL file as a job");
-  submit_cmd->add_option("--input", submit.input, "batch file (OpenAI batch or plain JSONL)")
+  submit_cmd
+      ->add_option("--input", submit.input,
+                   "batch file (OpenAI batch or plain JSONL; - reads standard input)")
       ->required();
   submit_cmd->add_flag("--wait", submit.wait, "wait for the job to finish, then write its results");
   submit_cmd->add_option("--output", submit.output, "results file for --wait (default: stdout)");

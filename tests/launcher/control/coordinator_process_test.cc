@@ -2,7 +2,7 @@
 // df11-coordinator and df11-ctl as a user runs them: the coordinator is killed with SIGKILL while
 // a worker (simulated through ControlClient) reports results, restarted on the same database,
 // and the job still ends with every item stored exactly once; df11-ctl submits a batch with
-// bad lines, waits for it and writes one result line per item; `submit --wait` outlives a
+// bad lines from standard input, waits for it and writes one result line per item; `submit --wait` outlives a
 // coordinator restart and gives up after --reconnect-seconds when it stays away; 1100 idle
 // connections (half of them announcing 60 MB frames) neither keep calls with the token out nor
 // keep SIGTERM from ending the coordinator, which runs with 1024 descriptors and 3 GiB of
@@ -247,8 +247,9 @@ TEST_F(CoordinatorProcessTest, CtlSubmitWaitWritesOneLinePerItem) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
-  CommandResult r = Ctl(flags + "submit --input " + input + " --wait --poll-seconds 0.1 --output " +
-                        dir_ + "/out.jsonl");
+  // The batch comes on standard input.
+  CommandResult r = Ctl(flags + "submit --input - --wait --poll-seconds 0.1 --output " + dir_ +
+                        "/out.jsonl < " + input);
   stop = true;
   worker.join();
   ASSERT_EQ(r.status, 0) << r.output;
