@@ -13,6 +13,29 @@
 #include "runtime/formats/safetensors_writer.h"
 
 namespace df11 {
+namespace {
+
+// The bytes DecompressModel writes into its safetensors files: every unit's weights as BF16
+// (a tied model's stored head excepted) and every other tensor as it is.
+StatusOr<uint64_t> DecompressedBytes(const Df11Model& model) {
+  const std::optional<TiedHeadNames> tied = TiedHeadNamesOf(model.config_json);
+  uint64_t bytes = 0;
+  for (const SafetensorsFile& file : model.checkpoint.files()) {
+    for (const TensorInfo& t : file.tensors()) {
+      if (tied && t.name.starts_with(tied->unit + ".")) continue;
+      if (!IsUnitField(model, t.name)) {
+        bytes += t.bytes.size();
+      } else if (t.name.ends_with(".encoded_exponent")) {
+        DF11_ASSIGN_OR_RETURN(
+            Df11Unit unit, LoadDf11Unit(model.checkpoint, t.name.substr(0, t.name.rfind('.'))));
+        bytes += 2 * static_cast<uint64_t>(unit.n_elements());
+      }
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
 
 StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
                                             const std::string& target_dir, int threads,
@@ -20,6 +43,8 @@ StatusOr<DecompressSummary> DecompressModel(const std::string& df11_dir,
   DF11_ASSIGN_OR_RETURN(Df11Model model, OpenDf11Model(df11_dir));
   DF11_ASSIGN_OR_RETURN(StagedDir staged, StagedDir::Create(target_dir));
   const std::string out_dir = staged.path();
+  DF11_ASSIGN_OR_RETURN(const uint64_t out_bytes, DecompressedBytes(model));
+  DF11_RETURN_IF_ERROR(CheckFreeSpace(out_dir, out_bytes, target_dir));
   threads = threads > 0 ? threads : DefaultThreadCount();
   int64_t total = 0;
   for (const std::string& t : model.checkpoint.tensor_names()) {

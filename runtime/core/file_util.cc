@@ -2,6 +2,7 @@
 #include "runtime/core/file_util.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,6 +40,17 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) return Status::IoError(path + ": read failed");
   return ss.str();
+}
+
+Status CheckFreeSpace(const std::string& dir, uint64_t bytes, const std::string& what) {
+  struct statvfs fs;
+  if (::statvfs(dir.c_str(), &fs) != 0) return Status::Ok();
+  const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (bytes <= free) return Status::Ok();
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "%s: needs %.3f GB, its file system has %.3f GB free",
+                what.c_str(), bytes / 1e9, free / 1e9);
+  return Status::FailedPrecondition(buf);
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view contents) {

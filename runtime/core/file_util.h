@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ std::string FileKindOf(mode_t mode);
 Status WriteFileAtomic(const std::string& path, std::string_view contents);
 Status MakeDirectories(const std::string& path);
 Status CopyFile(const std::string& from, const std::string& to);
+// FailedPrecondition ("<what>: needs ... GB, its file system has ... GB free") when the file
+// system of `dir` has fewer than `bytes` free for this user, so a command that would fill the
+// disk hours into its run refuses before it writes. Ok when the free space cannot be read.
+Status CheckFreeSpace(const std::string& dir, uint64_t bytes, const std::string& what);
 bool FileExists(const std::string& path);
 bool IsDirectory(const std::string& path);
 std::string JoinPath(const std::string& dir, const std::string& name);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // An output directory written all or nothing. Create() refuses a target that exists and is not an
-// empty directory, then makes a fresh staging directory beside it (".<name>.partial-<pid>-<n>",
-// same file system); the command writes everything there (path()) and Commit() renames it onto
-// the target in one step. Until then the destructor removes the staging directory and all in
-// it, so a command that fails leaves no output (a killed process may leave the hidden staging
-// directory behind, never a half-written target). Not thread-safe; one owner.
+// empty directory, then makes a fresh staging directory beside it
+// (".<name>.partial-<host>-<pid>-<n>", same file system); the command writes everything there
+// (path()) and Commit() renames it onto the target in one step. Until then the destructor removes
+// the staging directory and all in it, so a command that fails leaves no output. A killed process
+// leaves its staging directory behind (never a half-written target); the next Create() of the
+// same target on that host removes it once that process is gone. Not thread-safe; one owner.
 #pragma once
 
 #include <string>

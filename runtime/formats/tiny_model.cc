@@ -485,6 +485,7 @@ Status MakeTinyModel(const TinyModelOptions& o, const std::string& target_dir) {
   uint64_t total_bytes = 0;
   DF11_ASSIGN_OR_RETURN(const std::vector<Shard> shards,
                         PlanShards(*config, o.max_shard_bytes, &total_bytes));
+  DF11_RETURN_IF_ERROR(CheckFreeSpace(out_dir, total_bytes, target_dir));
   const int threads = o.threads > 0 ? o.threads : DefaultThreadCount();
   std::unique_ptr<Progress> progress;
   if (total_bytes > static_cast<uint64_t>(kProgressBytes)) {

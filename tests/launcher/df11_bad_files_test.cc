@@ -137,6 +137,12 @@ TEST_F(Df11BadFiles, FailedWritesLeaveNoOutputDirectory) {
     EXPECT_FALSE(fs::exists(dir_ + "/out"));
     EXPECT_EQ(Entries(), before);
   }
+  // A model no disk holds (hidden 2e6 x vocab 1e8: 800 TB) is refused before anything is written.
+  CommandResult huge = RunCommand(kBin + "df11 -q make-tiny --hidden 2000000 --heads 2 "
+                                         "--kv-heads 1 --vocab 100000000 " + dir_ + "/out");
+  EXPECT_EQ(huge.status, 1) << huge.output;
+  EXPECT_NE(huge.output.find(dir_ + "/out: needs 8"), std::string::npos) << huge.output;
+  EXPECT_EQ(Entries(), before);
   // Without the limit the same commands succeed.
   CommandResult r = RunCommand(kBin + "df11 -q decompress " + dir_ + "/df11 " + dir_ + "/out");
   EXPECT_EQ(r.status, 0) << r.output;

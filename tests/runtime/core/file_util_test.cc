@@ -2,7 +2,8 @@
 // ReadFileToString, which every file a command is pointed at goes through (configs, tokenizers,
 // token files, deployment YAML, batch files, kernel tables): a regular file is read whole; a
 // directory or a device is refused by name and kind instead of failing inside a parser or
-// reading forever (/dev/zero); a missing file is NotFound.
+// reading forever (/dev/zero); a missing file is NotFound. CheckFreeSpace refuses a write the
+// file system cannot hold.
 #include "runtime/core/file_util.h"
 
 #include <gtest/gtest.h>
@@ -38,6 +39,16 @@ TEST(ReadFileToString, ReadsFilesAndRefusesDirectoriesAndDevicesByName) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find(tmp.path() + "/none.json"), std::string::npos);
+}
+
+TEST(CheckFreeSpace, RefusesWhatTheFileSystemCannotHold) {
+  test_support::TempDir tmp("df11_file_util");
+  EXPECT_TRUE(CheckFreeSpace(tmp.path(), 1, "out").ok());
+  const Status s = CheckFreeSpace(tmp.path(), uint64_t{1} << 62, "out");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message().rfind("out: needs 4611686018.427 GB, its file system has ", 0), 0u)
+      << s.ToString();
 }
 
 }  // namespace

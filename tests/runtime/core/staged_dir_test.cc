@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // StagedDir: the target appears only on Commit(), complete; an uncommitted (failed) run leaves
-// neither the target nor its staging directory; a non-empty target is never touched.
+// neither the target nor its staging directory; a non-empty target is never touched; what a
+// killed run left is removed by the next run on the same target once its process is gone.
 #include "runtime/core/staged_dir.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/common/temp_files.h"
 
@@ -58,6 +63,32 @@ TEST_F(StagedDirTest, EmptyTargetIsReplacedAndNonEmptyRefused) {
   std::ofstream(dir_ + "/file") << "x";
   EXPECT_EQ(StagedDir::Create(dir_ + "/file").status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(Entries(), 2u);
+}
+
+// A killed run's staging directory (its process gone) is removed by the next Create() of the same
+// target; a live run's, another host's and another target's stay.
+TEST_F(StagedDirTest, AKilledRunsStagingIsRemovedByTheNextRun) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);  // a pid nothing runs as now
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
+  const std::string me = std::string(host) + "-";
+  const std::string dead = dir_ + "/.out.partial-" + me + std::to_string(child) + "-0";
+  const std::string live = dir_ + "/.out.partial-" + me + std::to_string(::getpid()) + "-99";
+  const std::string elsewhere = dir_ + "/.out.partial-otherhost-" + std::to_string(child) + "-0";
+  const std::string other = dir_ + "/.other.partial-" + me + std::to_string(child) + "-0";
+  for (const std::string& d : {dead, live, elsewhere, other}) {
+    fs::create_directories(d);
+    std::ofstream(d + "/big.safetensors") << "partial";
+  }
+  auto staged = StagedDir::Create(dir_ + "/out");
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(elsewhere));
+  EXPECT_TRUE(fs::exists(other));
 }
 
 }  // namespace
