@@ -35,11 +35,8 @@ int RequestsDiffering(const std::vector<std::vector<int32_t>> (&tokens)[2]) {
 
 class CudaBackendPagingTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no CUDA device";
-    }
+  // The tiny model of the suite (a fixture below serves another one).
+  virtual TinyModelOptions ModelOptions() const {
     TinyModelOptions o;
     o.layers = 3;
     o.hidden = 128;
@@ -47,7 +44,15 @@ class CudaBackendPagingTest : public ::testing::Test {
     o.vocab = 700;
     o.seed = 31;
     o.max_position_embeddings = 128;
-    auto [bf16, df11] = model_testing::MakeBf16AndDf11(tmp_.path(), o, "m");
+    return o;
+  }
+
+  void SetUp() override {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+      GTEST_SKIP() << "no CUDA device";
+    }
+    auto [bf16, df11] = model_testing::MakeBf16AndDf11(tmp_.path(), ModelOptions(), "m");
     auto w = LoadModelWeights(df11);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     weights_ = std::make_unique<ModelWeights>(std::move(w).value());
@@ -271,26 +276,18 @@ TEST_F(CudaBackendPagingTest, TablesOutsideThePoolAreRefused) {
 // Gemma 3 (3 layers: 0 and 1 slide with a window of 8, 2 is global) in blocks of 4 positions.
 class CudaBackendWindowTest : public CudaBackendPagingTest {
  protected:
-  void SetUp() override {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-      GTEST_SKIP() << "no CUDA device";
-    }
-    TinyModelOptions o;
+  TinyModelOptions ModelOptions() const override {
+    TinyModelOptions o = CudaBackendPagingTest::ModelOptions();
     o.arch = "gemma3_text";
-    o.layers = 3;
-    o.hidden = 128;
     o.heads = 4;
     o.kv_heads = 2;
-    o.intermediate = 256;
-    o.vocab = 700;
     o.seed = 37;
-    o.max_position_embeddings = 128;
     o.sliding_window = 8;
-    auto [bf16, df11] = model_testing::MakeBf16AndDf11(tmp_.path(), o, "g");
-    auto w = LoadModelWeights(df11);
-    ASSERT_TRUE(w.ok()) << w.status().ToString();
-    weights_ = std::make_unique<ModelWeights>(std::move(w).value());
+    return o;
+  }
+  void SetUp() override {
+    CudaBackendPagingTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     ASSERT_EQ(weights_->config.layer_window, (std::vector<int64_t>{8, 8, 0}));
   }
 };
